@@ -1,0 +1,16 @@
+"""The Celery application: Django settings under CELERY_*, queues per concern."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("syncstore", task_cls="core.task_base:BaseTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Connects the signal receivers that carry correlation ids through task headers.
+import core.correlation  # noqa: E402, F401
+
+QUEUES = ("default", "erp", "push", "webhooks", "orders")

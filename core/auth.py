@@ -1,0 +1,171 @@
+"""API keys: format, verification, DRF authentication, scope permission, per-key throttle.
+
+A key reads `ssk_<prefix>_<secret>`. The prefix finds the row; the SHA-256 of the whole key
+is compared in constant time (the secret is 256 random bits, so a slow hash adds nothing).
+Clients send it as `Authorization: Api-Key <key>` or `X-API-Key: <key>`.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from core.models import ApiKey
+
+KEY_PREFIX = "ssk_"
+SCOPES = {choice.value for choice in ApiKey.Scope}
+# `admin` may do everything `read` and `write` may; `agent` is for ERP agents only.
+IMPLIED_SCOPES = {"admin": {"read", "write"}}
+
+
+def api_key_generate() -> tuple[str, str, str]:
+    """Return a new (full key, prefix, hash)."""
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, api_key_hash(key)
+
+
+def api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_key_verify(key: str) -> ApiKey:
+    """Return the active key matching `key`, or raise `AuthenticationFailed`."""
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
+    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    api_key = ApiKey.objects.filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, api_key_hash(key)):
+        raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    if api_key.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("This API key was revoked.", code="api_key_revoked")
+    return api_key
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    """Who is calling: an API key and its scopes (DRF's `request.user`)."""
+
+    api_key: ApiKey
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def scopes(self) -> set[str]:
+        granted = set(self.api_key.scopes)
+        for scope in list(granted):
+            granted |= IMPLIED_SCOPES.get(scope, set())
+        return granted
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.api_key.name}"
+
+    @property
+    def owner(self) -> str:
+        """The namespace of this caller's idempotency keys."""
+        return f"api_key:{self.api_key.pk}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticate `Authorization: Api-Key <key>` or `X-API-Key: <key>`."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request: Request) -> tuple[ApiPrincipal, ApiKey] | None:
+        key = None
+        authorization = request.META.get("HTTP_AUTHORIZATION", "")
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() == self.keyword.lower():
+                key = value.strip()
+        if key is None:
+            key = request.META.get("HTTP_X_API_KEY")
+        if key is None:
+            return None
+        api_key = api_key_verify(key.strip())
+        _mark_used(api_key)
+        structlog.contextvars.bind_contextvars(client=api_key.name)
+        return ApiPrincipal(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+def _mark_used(api_key: ApiKey) -> None:
+    # Bounded bookkeeping: at most one write per key per resolution window.
+    now = timezone.now()
+    resolution = settings.API_KEY_LAST_USED_RESOLUTION_SECONDS
+    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() >= resolution:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def required_scope(view: object, request: Request) -> str:
+    """The scope a view needs for this request: `required_scopes[method]`, else by method."""
+    declared = getattr(view, "required_scopes", None) or {}
+    if request.method in declared:
+        return declared[request.method]
+    if "*" in declared:
+        return declared["*"]
+    return "read" if request.method in SAFE_METHODS else "write"
+
+
+class HasScope(BasePermission):
+    """Allow an API key whose scopes include the one the view needs."""
+
+    code = "insufficient_scope"
+    message = "This API key lacks the scope this endpoint needs."
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        principal = request.user
+        if not isinstance(principal, ApiPrincipal):
+            return False
+        scope = required_scope(view, request)
+        if principal.has_scope(scope):
+            return True
+        self.message = f"This API key lacks the '{scope}' scope."
+        return False
+
+
+class ApiKeyThrottle(BaseThrottle):
+    """Fixed one-minute window per API key, counted atomically in the shared cache."""
+
+    def __init__(self) -> None:
+        self.retry_after: float | None = None
+
+    def allow_request(self, request: Request, view: object) -> bool:
+        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        if api_key is None:
+            return True
+        limit = api_key.rate_limit_per_minute or settings.API_KEY_RATE_LIMIT_PER_MINUTE
+        now = time.time()
+        window = int(now // 60)
+        key = f"throttle:api_key:{api_key.pk}:{window}"
+        cache.add(key, 0, timeout=120)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=120)
+            count = 1
+        if count > limit:
+            self.retry_after = 60 - (now % 60)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.retry_after

@@ -1,0 +1,165 @@
+"""One error shape for the whole API.
+
+Every 4xx and 5xx answer of the API is
+`{"code": "...", "message": "...", "details": {...}, "correlation_id": "..."}`.
+Domain errors are `DomainError` (or a subclass) with a stable code; DRF's own exceptions,
+Django's 404 and unexpected exceptions are translated into the same shape here.
+"""
+
+from typing import Any
+
+import structlog
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from core.correlation import get_correlation_id
+
+logger = structlog.get_logger(__name__)
+
+
+class DomainError(Exception):
+    """A business rule refused the operation; `code` is stable and documented."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_request"
+    message = "The request cannot be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status_code = status_code or self.status_code
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class NotFoundError(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+    message = "Not found."
+
+
+class ConflictError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "details": details or {},
+        "correlation_id": get_correlation_id(),
+    }
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return f"{key}: {_first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def _validation_details(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return detail
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+_DRF_CODES = {
+    exceptions.ParseError: "parse_error",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def _drf_code(exc: exceptions.APIException) -> str:
+    codes = exc.get_codes()
+    if isinstance(codes, str) and codes not in {"error", "invalid"}:
+        return codes
+    for cls, code in _DRF_CODES.items():
+        if isinstance(exc, cls):
+            return code
+    return exc.default_code
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    """Render any exception raised in an API view in the one error shape."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, DomainError):
+        status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
+    elif isinstance(exc, Http404):
+        status_code, code, message, details = 404, "not_found", "Not found.", {}
+    elif isinstance(exc, DjangoPermissionDenied):
+        status_code, code, message, details = 403, "permission_denied", str(exc) or "Forbidden.", {}
+    elif isinstance(exc, exceptions.ValidationError):
+        status_code, code = exc.status_code, "validation_error"
+        message = f"Invalid input: {_first_message(exc.detail)}"
+        details = _validation_details(exc.detail)
+    elif isinstance(exc, exceptions.APIException):
+        status_code, code = exc.status_code, _drf_code(exc)
+        message, details = _first_message(exc.detail), {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            retry_after = max(1, int(exc.wait + 0.999))
+            headers["Retry-After"] = str(retry_after)
+            details = {"retry_after": retry_after}
+            message = f"Rate limit exceeded; retry in {retry_after} s."
+    else:
+        logger.exception("api.unhandled_error", error_class=type(exc).__name__)
+        status_code, code = 500, "internal_error"
+        message, details = "An unexpected error occurred; it has been logged.", {}
+    set_rollback()
+    return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_error(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return json_error(404, "not_found", f"No endpoint at {request.path}.")
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return json_error(500, "internal_error", "An unexpected error occurred.")
+    return defaults.server_error(request)
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return json_error(400, "bad_request", "The request is malformed.")
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return json_error(403, "permission_denied", "Forbidden.")
+    return defaults.permission_denied(request, exception)

@@ -1,0 +1,411 @@
+"""Writes of the core: API keys, idempotency records, dead letters, alerts."""
+
+import hashlib
+import json
+import traceback as tb
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from celery import current_app
+from django.conf import settings
+from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.auth import SCOPES, api_key_generate
+from core.correlation import get_correlation_id
+from core.errors import ConflictError, DomainError
+from core.models import ApiKey, DeadLetter, IdempotencyRecord
+
+logger = structlog.get_logger(__name__)
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str  # the full key: shown once, never stored
+
+
+def api_key_create(
+    *,
+    name: str,
+    scopes: list[str],
+    created_by: str = "",
+    rate_limit_per_minute: int | None = None,
+) -> CreatedApiKey:
+    """Create an API key; the full key is returned here and nowhere else."""
+    unknown = sorted(set(scopes) - SCOPES)
+    if unknown or not scopes:
+        raise DomainError(
+            f"Unknown or missing scopes: {', '.join(unknown) or 'none given'}.",
+            code="invalid_scopes",
+            details={"allowed": sorted(SCOPES)},
+        )
+    key, prefix, key_hash = api_key_generate()
+    api_key = ApiKey.objects.create(
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash,
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
+    )
+    logger.info("api_key.created", key_name=name, prefix=prefix, scopes=api_key.scopes)
+    return CreatedApiKey(api_key=api_key, key=key)
+
+
+def api_key_revoke(*, api_key: ApiKey, revoked_by: str = "") -> ApiKey:
+    """Revoke a key at once (idempotent: a revoked key keeps its first revocation)."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.revoked_by = revoked_by
+        api_key.save(update_fields=["revoked_at", "revoked_by", "updated_at"])
+        logger.info("api_key.revoked", key_name=api_key.name, prefix=api_key.prefix)
+    return api_key
+
+
+# --- Idempotency keys ----------------------------------------------------------------------
+
+
+def idempotency_begin(
+    *, owner: str, key: str, fingerprint: str, method: str, path: str
+) -> tuple[IdempotencyRecord, bool]:
+    """Claim an idempotency key for a request.
+
+    Returns `(record, True)` when this request now owns the key and must execute, or
+    `(record, False)` when a completed response exists to replay. Raises 422
+    `idempotency_key_reused` when the key came with another request, and 409
+    `idempotency_key_in_progress` while the first request still runs. The claim is
+    committed at once (the unique constraint on owner and key arbitrates concurrent
+    requests); expired records and claims older than the lock timeout are taken over.
+    """
+    now = timezone.now()
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    owner=owner,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method,
+                    path=path[:500],
+                    expires_at=now + timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS),
+                )
+            return record, True
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.filter(owner=owner, key=key).first()
+        if existing is None:
+            continue  # released meanwhile: claim again
+        stale_lock = now - timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS)
+        if existing.expires_at <= now or (
+            existing.status == IdempotencyRecord.Status.IN_PROGRESS
+            and existing.updated_at < stale_lock
+        ):
+            IdempotencyRecord.objects.filter(
+                pk=existing.pk, updated_at=existing.updated_at
+            ).delete()
+            continue
+        if existing.fingerprint != fingerprint:
+            raise DomainError(
+                "This Idempotency-Key was used with a different request.",
+                code="idempotency_key_reused",
+                status_code=422,
+                details={"idempotency_key": key},
+            )
+        if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed.",
+                code="idempotency_key_in_progress",
+                details={"idempotency_key": key},
+            )
+        return existing, False
+    raise ConflictError(
+        "Could not claim this Idempotency-Key; retry.",
+        code="idempotency_key_in_progress",
+        details={"idempotency_key": key},
+    )
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body: Any) -> None:
+    """Store the response to replay (in the caller's transaction, with its writes)."""
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status=IdempotencyRecord.Status.COMPLETED,
+        response_status=status,
+        response_body=body,
+        updated_at=timezone.now(),
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Give the key back (the request did not execute), so a retry may use it."""
+    IdempotencyRecord.objects.filter(
+        pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS
+    ).delete()
+
+
+def idempotency_purge_expired(*, now: Any = None) -> int:
+    """Delete records past their 24-hour life; return how many went."""
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    if deleted:
+        logger.info("idempotency.purged", deleted=deleted)
+    return deleted
+
+
+# --- Dead-letter queue -----------------------------------------------------------------------
+
+
+def _fingerprint(task_name: str, args: list, kwargs: dict) -> str:
+    payload = json.dumps([task_name, args, kwargs], sort_keys=True, cls=DjangoJSONEncoder)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def dead_letter_record(
+    *,
+    source: str,
+    task_name: str,
+    args: list | tuple = (),
+    kwargs: dict | None = None,
+    error: BaseException,
+    attempts: int = 1,
+    task_id: str = "",
+) -> DeadLetter:
+    """Record a job that failed for good.
+
+    The same task with the same arguments failing again updates its open (or retried) row
+    rather than adding one, so the console shows one row per stuck job.
+    """
+    args = json.loads(json.dumps(list(args), cls=DjangoJSONEncoder))
+    kwargs = json.loads(json.dumps(dict(kwargs or {}), cls=DjangoJSONEncoder))
+    fingerprint = _fingerprint(task_name, args, kwargs)
+    now = timezone.now()
+    trace = "".join(tb.format_exception(type(error), error, error.__traceback__))[-20000:]
+    with transaction.atomic():
+        letter = (
+            DeadLetter.objects.select_for_update()
+            .filter(
+                fingerprint=fingerprint,
+                status__in=[DeadLetter.Status.OPEN, DeadLetter.Status.RETRIED],
+            )
+            .first()
+        )
+        if letter is None:
+            letter = DeadLetter.objects.create(
+                source=source,
+                task_name=task_name,
+                task_id=task_id,
+                args=args,
+                kwargs=kwargs,
+                fingerprint=fingerprint,
+                error_class=f"{type(error).__module__}.{type(error).__qualname__}",
+                error_message=str(error)[:10000],
+                traceback=trace,
+                attempts=attempts,
+                first_failed_at=now,
+                last_failed_at=now,
+                correlation_id=get_correlation_id() or "",
+            )
+        else:
+            letter.status = DeadLetter.Status.OPEN
+            letter.attempts += attempts
+            letter.last_failed_at = now
+            letter.task_id = task_id or letter.task_id
+            letter.error_class = f"{type(error).__module__}.{type(error).__qualname__}"
+            letter.error_message = str(error)[:10000]
+            letter.traceback = trace
+            letter.save()
+    logger.error(
+        "dead_letter.recorded",
+        dead_letter_id=letter.pk,
+        task_name=task_name,
+        error_class=letter.error_class,
+        attempts=letter.attempts,
+    )
+    return letter
+
+
+def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> DeadLetter:
+    """Re-enqueue the original task with its original arguments (after commit)."""
+    if dead_letter.status == DeadLetter.Status.RESOLVED:
+        raise ConflictError(
+            "A resolved dead letter cannot be retried.", code="dead_letter_resolved"
+        )
+    with transaction.atomic():
+        DeadLetter.objects.filter(pk=dead_letter.pk).update(
+            status=DeadLetter.Status.RETRIED,
+            retried_at=timezone.now(),
+            retry_count=dead_letter.retry_count + 1,
+            updated_at=timezone.now(),
+        )
+        name, args, kwargs = dead_letter.task_name, dead_letter.args, dead_letter.kwargs
+        transaction.on_commit(lambda: _task_enqueue(name, args, kwargs))
+    dead_letter.refresh_from_db()
+    logger.info("dead_letter.retried", dead_letter_id=dead_letter.pk, actor=actor)
+    return dead_letter
+
+
+def _task_enqueue(name: str, args: list, kwargs: dict) -> None:
+    # A registered task goes through apply_async, which honours eager mode (the embedded
+    # default has no broker); a task this process does not know is sent by name.
+    task = current_app.tasks.get(name)
+    if task is not None:
+        task.apply_async(args=args, kwargs=kwargs)
+    else:
+        current_app.send_task(name, args=args, kwargs=kwargs)
+
+
+def dead_letter_resolve(*, dead_letter: DeadLetter, actor: str, note: str) -> DeadLetter:
+    """Close a dead letter by hand, saying why."""
+    if not note.strip():
+        raise DomainError("Say how it was resolved.", code="note_required")
+    dead_letter.status = DeadLetter.Status.RESOLVED
+    dead_letter.resolved_by = actor
+    dead_letter.resolved_at = timezone.now()
+    dead_letter.note = note.strip()
+    dead_letter.save(update_fields=["status", "resolved_by", "resolved_at", "note", "updated_at"])
+    logger.info("dead_letter.resolved", dead_letter_id=dead_letter.pk, actor=actor)
+    return dead_letter
+
+
+# --- Alerts ---------------------------------------------------------------------------------
+
+
+def alert_send(
+    *,
+    title: str,
+    text: str,
+    key: str | None = None,
+    severity: str = "warning",
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Raise an alert: always logged, posted to Slack when `SLACK_WEBHOOK_URL` is set.
+
+    Identical alerts (same `key`, or same title and text) within
+    `ALERT_SUPPRESSION_SECONDS` are suppressed across all processes (an atomic cache add).
+    The Slack post runs in a task after the current transaction commits. Returns whether
+    the alert was raised (False when suppressed).
+    """
+    dedupe = hashlib.sha256((key or f"{title}\n{text}").encode("utf-8")).hexdigest()
+    if not cache.add(f"alert:{dedupe}", 1, timeout=settings.ALERT_SUPPRESSION_SECONDS):
+        logger.info("alert.suppressed", title=title, alert_key=key)
+        return False
+    fields = fields or {}
+    logger.warning("alert.raised", title=title, text=text, severity=severity, alert_key=key)
+    if settings.SLACK_WEBHOOK_URL:
+        from core.tasks import alert_post
+
+        payload = slack_payload(title=title, text=text, severity=severity, fields=fields)
+        transaction.on_commit(lambda: alert_post.delay(payload))
+    return True
+
+
+_SEVERITY_ICON = {
+    "info": ":information_source:",
+    "warning": ":warning:",
+    "critical": ":rotating_light:",
+}
+
+
+def slack_payload(*, title: str, text: str, severity: str, fields: dict[str, Any]) -> dict:
+    """Build a Slack incoming-webhook message (text fallback plus Block Kit blocks)."""
+    icon = _SEVERITY_ICON.get(severity, ":warning:")
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{title}*\n{text}"}},
+    ]
+    if fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+                    for name, value in list(fields.items())[:10]
+                ],
+            }
+        )
+    cid = get_correlation_id()
+    if cid:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"correlation id `{cid}`"}]}
+        )
+    return {"text": f"{title}: {text}", "blocks": blocks}
+
+
+# --- Encryption keys ---------------------------------------------------------------------------
+
+
+@dataclass
+class RotationResult:
+    label: str
+    values: int = 0
+    rotated: int = 0
+    current: int = 0
+    unreadable: int = 0
+
+
+def encryption_keys_rotate(*, dry_run: bool = False, batch_size: int = 500) -> list[RotationResult]:
+    """Re-encrypt every encrypted value not under the primary key.
+
+    Walks each model with encrypted fields in primary-key batches; each batch is locked
+    (`SELECT ... FOR UPDATE`) while its values are re-encrypted, so a concurrent edit is
+    never overwritten with a stale value. Values no configured key can open are counted as
+    unreadable and left alone.
+    """
+    from django.apps import apps
+    from django.db.models import F, TextField
+    from django.db.models.functions import Cast
+
+    from core.crypto import DecryptionError, keyring, token_key_id
+    from core.fields import encrypted_fields
+
+    ring = keyring()
+    results = []
+    for model in apps.get_models():
+        fields = encrypted_fields(model)
+        if not fields:
+            continue
+        raw = {f"raw_{field.attname}": Cast(F(field.attname), TextField()) for field in fields}
+        for field in fields:
+            result = RotationResult(label=f"{model._meta.label}.{field.name}")
+            results.append(result)
+            last_pk = None
+            while True:
+                with transaction.atomic():
+                    batch = model._default_manager.order_by("pk").annotate(**raw)
+                    if last_pk is not None:
+                        batch = batch.filter(pk__gt=last_pk)
+                    rows = list(
+                        batch.select_for_update()
+                        .filter(**{f"{field.attname}__isnull": False})
+                        .values_list("pk", f"raw_{field.attname}")[:batch_size]
+                    )
+                    if not rows:
+                        break
+                    last_pk = rows[-1][0]
+                    for pk, token in rows:
+                        result.values += 1
+                        try:
+                            if token_key_id(token) == ring.primary_key_id:
+                                result.current += 1
+                                continue
+                            plaintext = ring.decrypt(token)
+                        except DecryptionError:
+                            result.unreadable += 1
+                            continue
+                        result.rotated += 1
+                        if not dry_run:
+                            value = field.deserialize(plaintext.decode("utf-8"))
+                            model._default_manager.filter(pk=pk).update(**{field.attname: value})
+            logger.info(
+                "encryption.rotated",
+                field=result.label,
+                values=result.values,
+                rotated=result.rotated,
+                unreadable=result.unreadable,
+                dry_run=dry_run,
+            )
+    return results

@@ -1,0 +1,505 @@
+"""The inventory REST API (v1): catalogue, stock levels, mutations, reservations, ledger.
+
+Views validate input with serializers, look things up with selectors and change state only
+through services. Reads need the `read` scope, writes `write`.
+"""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from core.errors import DomainError
+from core.idempotency import idempotent
+from core.pagination import LedgerCursorPagination
+from core.schema import error_responses, idempotency_header
+from inventory import selectors, services
+from inventory.errors import ReservationNotFound
+from inventory.filters import (
+    ProductFilter,
+    ReservationFilter,
+    StockLevelFilter,
+    StockMovementFilter,
+)
+from inventory.models import Product, Vendor, Warehouse
+from inventory.serializers import (
+    MAX_BATCH_ROWS,
+    ProductCreateSerializer,
+    ProductSerializer,
+    ProductUpdateSerializer,
+    ReservationActionSerializer,
+    ReservationCreateSerializer,
+    ReservationSerializer,
+    StockLevelSerializer,
+    StockMovementSerializer,
+    StockMutationBatchResultSerializer,
+    StockMutationBatchSerializer,
+    StockMutationResultSerializer,
+    StockMutationSerializer,
+    StockSummarySerializer,
+    WarehouseCreateSerializer,
+    WarehouseSerializer,
+)
+from inventory.services import MutationRequest, Origin, StockMutation
+
+VENDOR_PARAM = OpenApiParameter(
+    "vendor", OpenApiTypes.UUID, description="The vendor; the default vendor when omitted."
+)
+
+
+def _origin(request: Request, *, reason: str = "", reference: str = "") -> Origin:
+    return Origin(source="api", actor=request.user.actor, reason=reason, reference=reference)
+
+
+def _service_key(request: Request, suffix: str = "") -> str:
+    """Namespace the caller's Idempotency-Key for the services' own idempotency."""
+    if not request.idempotency_key:
+        return ""
+    return f"api:{request.user.owner}:{request.idempotency_key}{suffix}"
+
+
+class _Resolver:
+    """Resolve vendors, SKUs and warehouse codes of a request's rows, each at most once."""
+
+    def __init__(self) -> None:
+        self._vendors: dict[str, Vendor] = {}
+        self._products: dict[tuple[uuid.UUID, str], Product] = {}
+        self._warehouses: dict[tuple[uuid.UUID, str], Warehouse] = {}
+
+    def vendor(self, vendor_id: uuid.UUID | None) -> Vendor:
+        key = str(vendor_id or "")
+        if key not in self._vendors:
+            self._vendors[key] = selectors.vendor_get(vendor_id)
+        return self._vendors[key]
+
+    def prefetch(self, rows: list[dict]) -> None:
+        by_vendor: dict[str, set[str]] = {}
+        for row in rows:
+            by_vendor.setdefault(str(row.get("vendor") or ""), set()).add(str(row.get("sku")))
+        for vendor_key, skus in by_vendor.items():
+            try:
+                vendor = self.vendor(vendor_key or None)
+            except DomainError:
+                continue  # reported per row
+            for product in Product.objects.filter(vendor=vendor, sku__in=skus):
+                self._products[(vendor.pk, product.sku)] = product
+            for warehouse in Warehouse.objects.filter(vendor=vendor):
+                self._warehouses[(vendor.pk, warehouse.code)] = warehouse
+
+    def product(self, vendor: Vendor, sku: str) -> Product:
+        if (vendor.pk, sku) not in self._products:
+            product = selectors.product_get(sku=sku, vendor_id=vendor.pk)
+            self._products[(vendor.pk, sku)] = product
+        return self._products[(vendor.pk, sku)]
+
+    def warehouse(self, vendor: Vendor, code: str) -> Warehouse:
+        if (vendor.pk, code) not in self._warehouses:
+            self._warehouses[(vendor.pk, code)] = selectors.warehouse_get(
+                code=code, vendor_id=vendor.pk
+            )
+        return self._warehouses[(vendor.pk, code)]
+
+    def mutation(self, request: Request, data: dict, *, key: str) -> MutationRequest:
+        vendor = self.vendor(data.get("vendor"))
+        to_code = data.get("to_warehouse")
+        return MutationRequest(
+            kind=data["type"],
+            product=self.product(vendor, data["sku"]),
+            warehouse=self.warehouse(vendor, data["warehouse"]),
+            to_warehouse=self.warehouse(vendor, to_code) if to_code else None,
+            quantity=data["quantity"],
+            unit_cost=data.get("unit_cost"),
+            origin=_origin(request, reason=data["reason"], reference=data["reference"]),
+            idempotency_key=key,
+        )
+
+
+def _mutation_data(result: StockMutation) -> dict:
+    return StockMutationResultSerializer(
+        {"movements": result.movements, "levels": result.levels}
+    ).data
+
+
+# --- Catalogue ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List products", responses={200: ProductSerializer(many=True)}),
+)
+class ProductViewSet(mixins.ListModelMixin, GenericViewSet):
+    serializer_class = ProductSerializer
+    filterset_class = ProductFilter
+    lookup_field = "sku"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return selectors.product_list()
+
+    @extend_schema(
+        summary="Create a product",
+        request=ProductCreateSerializer,
+        parameters=[idempotency_header(required=False)],
+        responses={
+            201: ProductSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    404: ["vendor_not_found"],
+                    409: ["sku_exists", "idempotency_key_in_progress"],
+                    422: ["idempotency_key_reused"],
+                }
+            ),
+        },
+    )
+    @idempotent(required=False)
+    def create(self, request: Request) -> Response:
+        serializer = ProductCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        vendor = selectors.vendor_get(data.pop("vendor", None))
+        product = services.product_create(vendor=vendor, **data)
+        return Response(ProductSerializer(product).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Get a product by SKU",
+        parameters=[VENDOR_PARAM],
+        responses={200: ProductSerializer, **error_responses({404: ["product_not_found"]})},
+    )
+    def retrieve(self, request: Request, sku: str) -> Response:
+        product = selectors.product_get(sku=sku, vendor_id=request.query_params.get("vendor"))
+        return Response(ProductSerializer(product).data)
+
+    @extend_schema(
+        summary="Change a product's catalogue fields",
+        parameters=[VENDOR_PARAM],
+        request=ProductUpdateSerializer,
+        responses={
+            200: ProductSerializer,
+            **error_responses({400: ["validation_error"], 404: ["product_not_found"]}),
+        },
+    )
+    def partial_update(self, request: Request, sku: str) -> Response:
+        product = selectors.product_get(sku=sku, vendor_id=request.query_params.get("vendor"))
+        serializer = ProductUpdateSerializer(product, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        product = services.product_update(product=product, **serializer.validated_data)
+        return Response(ProductSerializer(product).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List warehouses",
+        parameters=[VENDOR_PARAM],
+        responses={200: WarehouseSerializer(many=True)},
+    ),
+)
+class WarehouseViewSet(mixins.ListModelMixin, GenericViewSet):
+    serializer_class = WarehouseSerializer
+
+    def get_queryset(self):
+        queryset = selectors.warehouse_list()
+        vendor = self.request.query_params.get("vendor")
+        if vendor:
+            queryset = queryset.filter(vendor=selectors.vendor_get(vendor))
+        return queryset
+
+    @extend_schema(
+        summary="Create a warehouse",
+        request=WarehouseCreateSerializer,
+        parameters=[idempotency_header(required=False)],
+        responses={
+            201: WarehouseSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    404: ["vendor_not_found"],
+                    409: ["warehouse_exists", "idempotency_key_in_progress"],
+                    422: ["idempotency_key_reused"],
+                }
+            ),
+        },
+    )
+    @idempotent(required=False)
+    def create(self, request: Request) -> Response:
+        serializer = WarehouseCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        vendor = selectors.vendor_get(data.pop("vendor", None))
+        warehouse = services.warehouse_create(vendor=vendor, **data)
+        return Response(WarehouseSerializer(warehouse).data, status=status.HTTP_201_CREATED)
+
+
+# --- Stock ----------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List stock levels", responses={200: StockLevelSerializer(many=True)}
+    ),
+)
+class StockLevelViewSet(mixins.ListModelMixin, GenericViewSet):
+    serializer_class = StockLevelSerializer
+    filterset_class = StockLevelFilter
+    lookup_field = "sku"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return selectors.stock_level_list().order_by("product__sku", "warehouse__code")
+
+    @extend_schema(
+        summary="A product's stock: totals and one row per warehouse",
+        parameters=[VENDOR_PARAM],
+        responses={200: StockSummarySerializer, **error_responses({404: ["product_not_found"]})},
+    )
+    def retrieve(self, request: Request, sku: str) -> Response:
+        product = selectors.product_get(sku=sku, vendor_id=request.query_params.get("vendor"))
+        return Response(StockSummarySerializer(selectors.stock_summary(product=product)).data)
+
+
+_MUTATION_ERRORS = {
+    400: [
+        "validation_error",
+        "idempotency_key_required",
+        "invalid_quantity",
+        "same_warehouse",
+        "vendor_mismatch",
+    ],
+    404: ["product_not_found", "warehouse_not_found", "vendor_not_found"],
+    409: ["insufficient_stock", "warehouse_inactive", "idempotency_key_in_progress"],
+    422: ["idempotency_key_reused"],
+}
+
+
+class StockMutationView(APIView):
+    @extend_schema(
+        summary="Adjust, set (count) or transfer stock",
+        description=(
+            "Writes one ledger movement per level changed and answers with the movements and "
+            "the resulting levels. Requires an `Idempotency-Key`."
+        ),
+        request=StockMutationSerializer,
+        parameters=[idempotency_header(required=True)],
+        responses={201: StockMutationResultSerializer, **error_responses(_MUTATION_ERRORS)},
+    )
+    @idempotent(required=True)
+    def post(self, request: Request) -> Response:
+        serializer = StockMutationSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        resolver = _Resolver()
+        mutation = resolver.mutation(request, serializer.validated_data, key=_service_key(request))
+        result = services.stock_mutate(mutation)
+        return Response(_mutation_data(result), status=status.HTTP_201_CREATED)
+
+
+class StockMutationBatchView(APIView):
+    @extend_schema(
+        summary="Apply up to 1,000 stock mutations under one Idempotency-Key",
+        description=(
+            "Each row is the body of a single mutation. Answers 200 with one result per row "
+            "(`ok` with its movements, or `error` with a code); invalid rows never stop valid "
+            'ones. With `"atomic": true` all rows apply or none: a failing row answers 422 '
+            "`batch_rejected` with the per-row results in `details.results`."
+        ),
+        request=StockMutationBatchSerializer,
+        parameters=[idempotency_header(required=True)],
+        responses={
+            200: StockMutationBatchResultSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error", "batch_too_large", "idempotency_key_required"],
+                    409: ["idempotency_key_in_progress"],
+                    422: ["batch_rejected", "idempotency_key_reused"],
+                }
+            ),
+        },
+    )
+    @idempotent(required=True)
+    def post(self, request: Request) -> Response:
+        raw_rows = request.data.get("rows") if isinstance(request.data, dict) else None
+        if isinstance(raw_rows, list) and len(raw_rows) > MAX_BATCH_ROWS:
+            raise DomainError(
+                f"A batch holds at most {MAX_BATCH_ROWS} rows; this one has {len(raw_rows)}.",
+                code="batch_too_large",
+                details={"max_rows": MAX_BATCH_ROWS, "rows": len(raw_rows)},
+            )
+        envelope = StockMutationBatchSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        rows, atomic = envelope.validated_data["rows"], envelope.validated_data["atomic"]
+        resolver = _Resolver()
+        resolver.prefetch(rows)
+        requests: list[MutationRequest | DomainError] = []
+        for index, row in enumerate(rows):
+            serializer = StockMutationSerializer(data=row)
+            if not serializer.is_valid():
+                requests.append(
+                    DomainError("Invalid row.", code="validation_error", details=serializer.errors)
+                )
+                continue
+            try:
+                requests.append(
+                    resolver.mutation(
+                        request, serializer.validated_data, key=_service_key(request, f":{index}")
+                    )
+                )
+            except DomainError as exc:
+                requests.append(exc)
+        try:
+            results = services.stock_mutate_batch(rows=requests, atomic=atomic)
+        except services.BatchRejected as exc:
+            raise DomainError(
+                exc.message,
+                code=exc.code,
+                status_code=exc.status_code,
+                details={"results": _batch_results(exc.results, rolled_back=True)},
+            ) from exc
+        body = _batch_results(results, rolled_back=False)
+        counts = {
+            "ok": sum(1 for row in body if row["status"] == "ok"),
+            "error": sum(1 for row in body if row["status"] == "error"),
+        }
+        return Response({"atomic": atomic, "counts": counts, "results": body})
+
+
+def _batch_results(results: list, *, rolled_back: bool) -> list[dict]:
+    body = []
+    for index, result in enumerate(results):
+        if isinstance(result, DomainError):
+            body.append(
+                {
+                    "index": index,
+                    "status": "error",
+                    "code": result.code,
+                    "message": result.message,
+                    "details": result.details,
+                }
+            )
+        elif rolled_back:
+            body.append({"index": index, "status": "rolled_back"})
+        else:
+            body.append({"index": index, "status": "ok", **_mutation_data(result)})
+    return body
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The ledger: stock movements, newest first (cursor pagination)",
+        responses={200: StockMovementSerializer(many=True)},
+    ),
+)
+class StockMovementViewSet(mixins.ListModelMixin, GenericViewSet):
+    serializer_class = StockMovementSerializer
+    filterset_class = StockMovementFilter
+    pagination_class = LedgerCursorPagination
+
+    def get_queryset(self):
+        return selectors.movement_list()
+
+
+# --- Reservations -----------------------------------------------------------------------------
+
+_RESERVATION_ACTION_ERRORS = error_responses(
+    {404: ["reservation_not_found"], 409: ["reservation_not_active"]}
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List reservations", responses={200: ReservationSerializer(many=True)}
+    ),
+    retrieve=extend_schema(
+        summary="Get a reservation",
+        responses={200: ReservationSerializer, **error_responses({404: ["reservation_not_found"]})},
+    ),
+)
+class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+    serializer_class = ReservationSerializer
+    filterset_class = ReservationFilter
+
+    def get_queryset(self):
+        return selectors.reservation_list()
+
+    def get_object(self):
+        try:
+            reservation_id = int(self.kwargs["pk"])
+        except ValueError as exc:
+            raise ReservationNotFound(details={"id": self.kwargs["pk"]}) from exc
+        return selectors.reservation_get(reservation_id=reservation_id)
+
+    @extend_schema(
+        summary="Reserve stock for an order line",
+        request=ReservationCreateSerializer,
+        parameters=[idempotency_header(required=False)],
+        responses={
+            201: ReservationSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error", "invalid_quantity", "vendor_mismatch"],
+                    404: ["product_not_found", "warehouse_not_found", "vendor_not_found"],
+                    409: [
+                        "insufficient_stock",
+                        "warehouse_inactive",
+                        "idempotency_key_in_progress",
+                    ],
+                    422: ["idempotency_key_reused"],
+                }
+            ),
+        },
+    )
+    @idempotent(required=False)
+    def create(self, request: Request) -> Response:
+        serializer = ReservationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        product = selectors.product_get(sku=data["sku"], vendor_id=data.get("vendor"))
+        if data.get("warehouse"):
+            warehouse = selectors.warehouse_get(code=data["warehouse"], vendor_id=product.vendor_id)
+        else:
+            warehouse = selectors.warehouse_default(vendor_id=product.vendor_id)
+        ttl = data.get("ttl_seconds") or settings.RESERVATION_DEFAULT_TTL_SECONDS
+        reservation = services.stock_reserve(
+            product=product,
+            warehouse=warehouse,
+            quantity=data["quantity"],
+            ttl=timedelta(seconds=ttl),
+            origin=_origin(request, reference=data["reference"]),
+            idempotency_key=_service_key(request),
+        )
+        return Response(ReservationSerializer(reservation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Release a reservation (the stock becomes available again)",
+        request=ReservationActionSerializer,
+        responses={200: ReservationSerializer, **_RESERVATION_ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str) -> Response:
+        return self._close(request, services.stock_release)
+
+    @extend_schema(
+        summary="Commit a reservation (shipped: on_hand and reserved both go down)",
+        request=ReservationActionSerializer,
+        responses={200: ReservationSerializer, **_RESERVATION_ACTION_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def commit(self, request: Request, pk: str) -> Response:
+        return self._close(request, services.stock_commit)
+
+    def _close(self, request: Request, service) -> Response:
+        serializer = ReservationActionSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        reservation = self.get_object()
+        reservation = service(
+            reservation=reservation,
+            origin=_origin(
+                request, reason=serializer.validated_data["reason"], reference=reservation.reference
+            ),
+        )
+        return Response(ReservationSerializer(reservation).data)

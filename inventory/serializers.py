@@ -1,0 +1,285 @@
+"""API input validation and output shapes of the inventory."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from rest_framework import serializers
+
+from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
+
+MAX_BATCH_ROWS = 1000
+MUTATION_TYPES = ("adjust", "set", "transfer")
+
+
+def quantity_field(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+
+
+# --- Catalogue ----------------------------------------------------------------------------
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    vendor = serializers.UUIDField(source="vendor_id", read_only=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "sku",
+            "vendor",
+            "name",
+            "erp_id",
+            "barcode",
+            "variant_group",
+            "attributes",
+            "unit_code",
+            "vat_code",
+            "family",
+            "subfamily",
+            "price_excl_vat",
+            "price_incl_vat",
+            "vat_amount",
+            "manage_stock",
+            "allow_negative_stock",
+            "is_discontinued",
+            "discontinued_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+_PRODUCT_WRITABLE = [
+    "name",
+    "erp_id",
+    "barcode",
+    "variant_group",
+    "attributes",
+    "unit_code",
+    "vat_code",
+    "family",
+    "subfamily",
+    "price_excl_vat",
+    "price_incl_vat",
+    "manage_stock",
+    "allow_negative_stock",
+    "is_discontinued",
+]
+
+
+class ProductCreateSerializer(serializers.ModelSerializer):
+    vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
+
+    class Meta:
+        model = Product
+        fields = ["sku", "vendor", *_PRODUCT_WRITABLE]
+        # Uniqueness is the service's answer (409 sku_exists), not a validation error.
+        validators = []
+
+
+class ProductUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = _PRODUCT_WRITABLE
+
+
+class WarehouseSerializer(serializers.ModelSerializer):
+    vendor = serializers.UUIDField(source="vendor_id", read_only=True)
+
+    class Meta:
+        model = Warehouse
+        fields = [
+            "code",
+            "vendor",
+            "name",
+            "erp_id",
+            "is_default",
+            "is_main",
+            "type",
+            "active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class WarehouseCreateSerializer(serializers.ModelSerializer):
+    vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
+
+    class Meta:
+        model = Warehouse
+        fields = ["code", "vendor", "name", "erp_id", "is_default", "is_main", "type", "active"]
+        validators = []
+
+
+# --- Stock ----------------------------------------------------------------------------------
+
+
+class StockLevelSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="product.sku", read_only=True)
+    warehouse = serializers.CharField(source="warehouse.code", read_only=True)
+    available = quantity_field(read_only=True)
+
+    class Meta:
+        model = StockLevel
+        fields = [
+            "sku",
+            "warehouse",
+            "on_hand",
+            "reserved",
+            "available",
+            "ordered_quantity",
+            "unit_cost",
+            "stock_value",
+            "min_stock",
+            "max_stock",
+            "last_synced_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class StockSummarySerializer(serializers.Serializer):
+    sku = serializers.CharField(source="product.sku")
+    vendor = serializers.UUIDField(source="product.vendor_id")
+    name = serializers.CharField(source="product.name")
+    on_hand = quantity_field()
+    reserved = quantity_field()
+    available = quantity_field()
+    ordered_quantity = quantity_field()
+    warehouses = StockLevelSerializer(source="levels", many=True)
+
+
+class StockMovementSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="level.product.sku", read_only=True)
+    warehouse = serializers.CharField(source="level.warehouse.code", read_only=True)
+    reservation = serializers.IntegerField(source="reservation_id", read_only=True)
+
+    class Meta:
+        model = StockMovement
+        fields = [
+            "id",
+            "sku",
+            "warehouse",
+            "kind",
+            "on_hand_delta",
+            "reserved_delta",
+            "on_hand_after",
+            "reserved_after",
+            "unit_cost",
+            "source",
+            "reference",
+            "reason",
+            "actor",
+            "correlation_id",
+            "reservation",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StockMutationSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=100)
+    vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
+    warehouse = serializers.CharField(max_length=50)
+    type = serializers.ChoiceField(choices=MUTATION_TYPES)
+    quantity = quantity_field(
+        help_text="adjust: the change (negative removes); set: the counted quantity; "
+        "transfer: the quantity moved."
+    )
+    to_warehouse = serializers.CharField(max_length=50, required=False, allow_blank=False)
+    unit_cost = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        required=False,
+        min_value=Decimal("0"),
+        help_text="Cost per unit of stock received (adjust/set), for the average cost.",
+    )
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["type"] == "transfer" and not attrs.get("to_warehouse"):
+            raise serializers.ValidationError({"to_warehouse": ["Required for a transfer."]})
+        if attrs["type"] != "transfer" and attrs.get("to_warehouse"):
+            raise serializers.ValidationError({"to_warehouse": ["Only a transfer takes it."]})
+        return attrs
+
+
+class StockMutationResultSerializer(serializers.Serializer):
+    movements = StockMovementSerializer(many=True)
+    levels = StockLevelSerializer(many=True)
+
+
+class StockMutationBatchSerializer(serializers.Serializer):
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        allow_empty=False,
+        help_text=f"Up to {MAX_BATCH_ROWS} stock mutations (the single mutation's body).",
+    )
+    atomic = serializers.BooleanField(default=False, help_text="True: apply all rows or none.")
+
+
+class BatchRowResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["ok", "error", "rolled_back"])
+    code = serializers.CharField(required=False)
+    message = serializers.CharField(required=False)
+    details = serializers.DictField(required=False)
+    movements = StockMovementSerializer(many=True, required=False)
+    levels = StockLevelSerializer(many=True, required=False)
+
+
+class StockMutationBatchResultSerializer(serializers.Serializer):
+    atomic = serializers.BooleanField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    results = BatchRowResultSerializer(many=True)
+
+
+# --- Reservations ----------------------------------------------------------------------------
+
+
+class ReservationCreateSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=100)
+    vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
+    warehouse = serializers.CharField(
+        max_length=50, required=False, help_text="The vendor's default warehouse when omitted."
+    )
+    quantity = quantity_field(min_value=Decimal("0.001"))
+    reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    ttl_seconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="How long the hold lasts; RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
+    )
+
+    def validate_ttl_seconds(self, value: int) -> int:
+        if value > settings.RESERVATION_MAX_TTL_SECONDS:
+            raise serializers.ValidationError(
+                f"At most {settings.RESERVATION_MAX_TTL_SECONDS} seconds."
+            )
+        return value
+
+
+class ReservationSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="level.product.sku", read_only=True)
+    warehouse = serializers.CharField(source="level.warehouse.code", read_only=True)
+
+    class Meta:
+        model = Reservation
+        fields = [
+            "id",
+            "sku",
+            "warehouse",
+            "quantity",
+            "reference",
+            "status",
+            "expires_at",
+            "closed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ReservationActionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

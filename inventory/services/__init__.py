@@ -1,0 +1,45 @@
+"""Inventory writes. Import from here: `from inventory.services import stock_reserve`."""
+
+from inventory.services.batch import (
+    BatchRejected,
+    MutationRequest,
+    stock_mutate,
+    stock_mutate_batch,
+)
+from inventory.services.catalog import product_create, product_update, warehouse_create
+from inventory.services.reservations import (
+    reservations_expire,
+    stock_commit,
+    stock_release,
+    stock_reserve,
+)
+from inventory.services.stock import (
+    Origin,
+    StockMutation,
+    quantity_clean,
+    stock_adjust,
+    stock_level_set_limits,
+    stock_set,
+    stock_transfer,
+)
+
+__all__ = [
+    "BatchRejected",
+    "MutationRequest",
+    "Origin",
+    "StockMutation",
+    "product_create",
+    "product_update",
+    "quantity_clean",
+    "reservations_expire",
+    "stock_adjust",
+    "stock_commit",
+    "stock_level_set_limits",
+    "stock_mutate",
+    "stock_mutate_batch",
+    "stock_release",
+    "stock_reserve",
+    "stock_set",
+    "stock_transfer",
+    "warehouse_create",
+]

@@ -1,0 +1,196 @@
+"""Reservations: hold stock for an order line, then commit (shipped), release, or expire.
+
+Lock order is always the stock level first, then its reservations, so these services and
+the expiry sweep cannot deadlock with each other or with the stock mutations.
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from inventory.errors import (
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidQuantity,
+    ReservationNotActive,
+)
+from inventory.locks import stock_levels_lock, stock_levels_lock_by_id
+from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
+from inventory.services.stock import Origin, movement_record, quantity_clean, warehouse_check
+
+logger = structlog.get_logger(__name__)
+
+SYSTEM_ORIGIN = Origin(source="system", actor="system:reservations", reason="reservation expired")
+
+
+def _expire_due(level: StockLevel, now: datetime) -> int:
+    """Expire the level's due reservations (the caller holds the level's lock)."""
+    due = list(
+        Reservation.objects.select_for_update()
+        .filter(level_id=level.pk, status=Reservation.Status.ACTIVE, expires_at__lte=now)
+        .order_by("pk")
+    )
+    for reservation in due:
+        reservation.status = Reservation.Status.EXPIRED
+        reservation.closed_at = now
+        movement_record(
+            level,
+            kind=StockMovement.Kind.EXPIRE,
+            origin=Origin(
+                source=SYSTEM_ORIGIN.source,
+                actor=SYSTEM_ORIGIN.actor,
+                reason=SYSTEM_ORIGIN.reason,
+                reference=reservation.reference,
+            ),
+            reserved_delta=-reservation.quantity,
+            reservation=reservation,
+        )
+    if due:
+        Reservation.objects.bulk_update(due, ["status", "closed_at", "updated_at"])
+    return len(due)
+
+
+def stock_reserve(
+    *,
+    product: Product,
+    warehouse: Warehouse,
+    quantity: Decimal,
+    origin: Origin,
+    ttl: timedelta | None = None,
+    idempotency_key: str = "",
+) -> Reservation:
+    """Hold `quantity` of available stock, until `ttl` passes (None: until released).
+
+    Locks the level and checks availability under the lock, so concurrent reservations never
+    take available below zero (unless the product allows negative stock). When short, due
+    reservations of the level are expired first and availability is checked again.
+    Idempotent by key: the same key returns the reservation it made.
+    """
+    quantity = quantity_clean(quantity)
+    if quantity <= 0:
+        raise InvalidQuantity("A reservation holds a positive quantity.")
+    warehouse_check(product, warehouse)
+    with transaction.atomic():
+        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
+        if idempotency_key:
+            existing = Reservation.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is not None:
+                if existing.level_id != level.pk or existing.quantity != quantity:
+                    raise IdempotencyKeyReused(details={"idempotency_key": idempotency_key})
+                existing.level = level
+                return existing
+        now = timezone.now()
+        if product.stock_is_enforced and level.available < quantity:
+            _expire_due(level, now)
+            if level.available < quantity:
+                raise InsufficientStock(
+                    sku=product.sku,
+                    warehouse=warehouse.code,
+                    available=level.available,
+                    requested=quantity,
+                )
+        reservation = Reservation.objects.create(
+            level=level,
+            quantity=quantity,
+            reference=origin.reference[:200],
+            expires_at=now + ttl if ttl else None,
+            idempotency_key=idempotency_key,
+        )
+        movement_record(
+            level,
+            kind=StockMovement.Kind.RESERVE,
+            origin=origin,
+            reserved_delta=quantity,
+            reservation=reservation,
+            idempotency_key=idempotency_key,
+        )
+    return reservation
+
+
+def _close(
+    reservation: Reservation, *, status: str, kind: str, origin: Origin, ships: bool
+) -> Reservation:
+    with transaction.atomic():
+        level = stock_levels_lock_by_id([reservation.level_id])[0]
+        locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        if locked.status == status:
+            locked.level = level
+            return locked  # already done: idempotent
+        if locked.status != Reservation.Status.ACTIVE:
+            raise ReservationNotActive(
+                f"The reservation is {locked.status}.", details={"status": locked.status}
+            )
+        level.product = reservation.level.product
+        level.warehouse = reservation.level.warehouse
+        locked.status = status
+        locked.closed_at = timezone.now()
+        locked.save(update_fields=["status", "closed_at", "updated_at"])
+        movement_record(
+            level,
+            kind=kind,
+            origin=origin,
+            on_hand_delta=-locked.quantity if ships else Decimal("0"),
+            reserved_delta=-locked.quantity,
+            reservation=locked,
+        )
+        locked.level = level
+    return locked
+
+
+def stock_release(*, reservation: Reservation, origin: Origin) -> Reservation:
+    """Give a reservation's stock back to available (idempotent; refuses a closed one)."""
+    return _close(
+        reservation,
+        status=Reservation.Status.RELEASED,
+        kind=StockMovement.Kind.RELEASE,
+        origin=origin,
+        ships=False,
+    )
+
+
+def stock_commit(*, reservation: Reservation, origin: Origin) -> Reservation:
+    """The reserved stock shipped: on_hand and reserved both go down (idempotent)."""
+    return _close(
+        reservation,
+        status=Reservation.Status.COMMITTED,
+        kind=StockMovement.Kind.COMMIT,
+        origin=origin,
+        ships=True,
+    )
+
+
+def reservations_expire(*, now: datetime | None = None, batch_size: int = 200) -> int:
+    """Expire every active reservation past its `expires_at`; return how many.
+
+    Works in batches of levels, one transaction each, so a large backlog never holds many
+    locks for long.
+    """
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        level_ids = list(
+            Reservation.objects.filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
+            .order_by("level_id")
+            .values_list("level_id", flat=True)
+            .distinct()[:batch_size]
+        )
+        if not level_ids:
+            break
+        with transaction.atomic():
+            levels = stock_levels_lock_by_id(level_ids)
+            levels_by_id = {
+                level.pk: level
+                for level in StockLevel.objects.select_related("product", "warehouse").filter(
+                    pk__in=[level.pk for level in levels]
+                )
+            }
+            for level in levels:
+                level.product = levels_by_id[level.pk].product
+                level.warehouse = levels_by_id[level.pk].warehouse
+                expired += _expire_due(level, now)
+    if expired:
+        logger.info("reservations.expired", count=expired)
+    return expired

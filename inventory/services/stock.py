@@ -1,0 +1,308 @@
+"""Stock mutations: adjust, set (count), transfer.
+
+Each service locks the levels it touches through `inventory.locks` (primary-key order),
+checks quantities under the lock, and writes one ledger movement per level changed in the
+same transaction. Each is idempotent by key: a repeated key returns the movements already
+written (a key used for a different operation raises `idempotency_key_reused`).
+"""
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.db import transaction
+
+from core.correlation import get_correlation_id
+from core.errors import DomainError
+from core.metrics import STOCK_MOVEMENTS
+from core.services import alert_send
+from inventory.errors import (
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidQuantity,
+    WarehouseInactive,
+)
+from inventory.locks import stock_levels_lock
+from inventory.models import (
+    ZERO,
+    Product,
+    Reservation,
+    StockLevel,
+    StockMovement,
+    Warehouse,
+)
+
+QUANTUM = Decimal("0.001")
+MONEY_QUANTUM = Decimal("0.0001")
+MAX_QUANTITY = Decimal("99999999999.999")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who and what caused a stock change; recorded on every movement."""
+
+    source: str
+    actor: str
+    reason: str = ""
+    reference: str = ""
+
+
+@dataclass
+class StockMutation:
+    """The movements a mutation wrote and the levels as they stand after it."""
+
+    movements: list[StockMovement]
+    levels: list[StockLevel] = field(default_factory=list)
+    replayed: bool = False
+
+
+def quantity_clean(value: Decimal | int | str) -> Decimal:
+    """Return a quantity as Decimal(14, 3), or raise `invalid_quantity`."""
+    try:
+        quantity = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidQuantity(f"{value!r} is not a number.") from exc
+    if not quantity.is_finite() or abs(quantity) > MAX_QUANTITY:
+        raise InvalidQuantity(f"{value!r} is out of range.")
+    if quantity != quantity.quantize(QUANTUM):
+        raise InvalidQuantity(f"{value!r} has more than 3 decimal places.")
+    return quantity.quantize(QUANTUM)
+
+
+def warehouse_check(product: Product, warehouse: Warehouse) -> None:
+    """Refuse a warehouse of another vendor, or an inactive one."""
+    if product.vendor_id != warehouse.vendor_id:
+        raise DomainError(
+            f"Warehouse {warehouse.code} belongs to another vendor than {product.sku}.",
+            code="vendor_mismatch",
+        )
+    if not warehouse.active:
+        raise WarehouseInactive(f"Warehouse {warehouse.code} is inactive.")
+
+
+def movement_record(
+    level: StockLevel,
+    *,
+    kind: str,
+    origin: Origin,
+    on_hand_delta: Decimal = ZERO,
+    reserved_delta: Decimal = ZERO,
+    idempotency_key: str = "",
+    reservation: Reservation | None = None,
+    unit_cost: Decimal | None = None,
+) -> StockMovement:
+    """Apply deltas to a locked level and write its ledger movement (caller holds the lock).
+
+    Keeps the weighted average cost and stock value, and raises the low-stock alert (after
+    commit) when the level's available quantity falls below its minimum.
+    """
+    available_before = level.available
+    if unit_cost is not None and on_hand_delta > 0:
+        held = max(level.on_hand, ZERO)
+        level.unit_cost = (
+            (held * level.unit_cost + on_hand_delta * unit_cost) / (held + on_hand_delta)
+        ).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
+    level.on_hand += on_hand_delta
+    level.reserved += reserved_delta
+    level.stock_value = (level.on_hand * level.unit_cost).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
+    level.save(update_fields=["on_hand", "reserved", "unit_cost", "stock_value", "updated_at"])
+    movement = StockMovement.objects.create(
+        level=level,
+        kind=kind,
+        on_hand_delta=on_hand_delta,
+        reserved_delta=reserved_delta,
+        on_hand_after=level.on_hand,
+        reserved_after=level.reserved,
+        unit_cost=unit_cost,
+        source=origin.source,
+        reference=origin.reference[:200],
+        reason=origin.reason[:500],
+        actor=origin.actor[:150],
+        correlation_id=get_correlation_id() or "",
+        idempotency_key=idempotency_key,
+        reservation=reservation,
+    )
+    transaction.on_commit(STOCK_MOVEMENTS.labels(kind).inc)
+    _watch_min_stock(level, available_before)
+    return movement
+
+
+def _watch_min_stock(level: StockLevel, available_before: Decimal) -> None:
+    minimum = level.min_stock
+    if minimum is None or not (available_before >= minimum > level.available):
+        return
+    sku, warehouse, available = level.product.sku, level.warehouse.code, level.available
+    transaction.on_commit(
+        lambda: alert_send(
+            title="Low stock",
+            text=f"{sku} in {warehouse}: {available} available, below the minimum of {minimum}.",
+            key=f"low_stock:{level.pk}",
+            fields={"SKU": sku, "Warehouse": warehouse, "Available": available, "Min": minimum},
+        )
+    )
+
+
+def movements_replay(key: str, *, level_ids: set[int], kinds: set[str]) -> list[StockMovement]:
+    """Return the movements already written under `key` (checked under the caller's lock).
+
+    Empty when the key is new; raises `idempotency_key_reused` when it was used for another
+    operation (other levels or kinds).
+    """
+    if not key:
+        return []
+    movements = list(StockMovement.objects.filter(idempotency_key=key).order_by("id"))
+    if movements and (
+        {m.level_id for m in movements} != level_ids or not {m.kind for m in movements} <= kinds
+    ):
+        raise IdempotencyKeyReused(details={"idempotency_key": key})
+    return movements
+
+
+def stock_adjust(
+    *,
+    product: Product,
+    warehouse: Warehouse,
+    delta: Decimal,
+    origin: Origin,
+    idempotency_key: str = "",
+    unit_cost: Decimal | None = None,
+) -> StockMutation:
+    """Change on_hand by `delta` (positive receives, negative removes).
+
+    Locks the level; refuses with `insufficient_stock` when available would go below zero,
+    unless the product allows negative stock. Idempotent by key.
+    """
+    delta = quantity_clean(delta)
+    if delta == 0:
+        raise InvalidQuantity("An adjustment must change the quantity.")
+    warehouse_check(product, warehouse)
+    with transaction.atomic():
+        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
+        replay = movements_replay(
+            idempotency_key, level_ids={level.pk}, kinds={StockMovement.Kind.ADJUST}
+        )
+        if replay:
+            return StockMutation(replay, [level], replayed=True)
+        if delta < 0 and product.stock_is_enforced and level.available + delta < 0:
+            raise InsufficientStock(
+                sku=product.sku,
+                warehouse=warehouse.code,
+                available=level.available,
+                requested=-delta,
+            )
+        movement = movement_record(
+            level,
+            kind=StockMovement.Kind.ADJUST,
+            origin=origin,
+            on_hand_delta=delta,
+            idempotency_key=idempotency_key,
+            unit_cost=unit_cost,
+        )
+    return StockMutation([movement], [level])
+
+
+def stock_set(
+    *,
+    product: Product,
+    warehouse: Warehouse,
+    quantity: Decimal,
+    origin: Origin,
+    idempotency_key: str = "",
+    unit_cost: Decimal | None = None,
+) -> StockMutation:
+    """Set on_hand to a counted quantity, recording the difference.
+
+    A count is a physical fact, so it is not refused when reservations exceed it (available
+    then shows the shortfall, and the low-stock alert fires). A count equal to the current
+    quantity still writes a zero movement: the ledger shows the count happened.
+    """
+    quantity = quantity_clean(quantity)
+    if quantity < 0 and product.stock_is_enforced:
+        raise InvalidQuantity("A counted quantity cannot be negative.")
+    warehouse_check(product, warehouse)
+    with transaction.atomic():
+        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
+        replay = movements_replay(
+            idempotency_key, level_ids={level.pk}, kinds={StockMovement.Kind.COUNT}
+        )
+        if replay:
+            return StockMutation(replay, [level], replayed=True)
+        movement = movement_record(
+            level,
+            kind=StockMovement.Kind.COUNT,
+            origin=origin,
+            on_hand_delta=quantity - level.on_hand,
+            idempotency_key=idempotency_key,
+            unit_cost=unit_cost,
+        )
+    return StockMutation([movement], [level])
+
+
+def stock_transfer(
+    *,
+    product: Product,
+    from_warehouse: Warehouse,
+    to_warehouse: Warehouse,
+    quantity: Decimal,
+    origin: Origin,
+    idempotency_key: str = "",
+) -> StockMutation:
+    """Move stock between two warehouses of the product's vendor.
+
+    Locks both levels in primary-key order (so opposite transfers cannot deadlock), refuses
+    with `insufficient_stock` when the source lacks available stock, and writes a
+    `transfer_out` and a `transfer_in` movement; the units keep their average cost.
+    """
+    quantity = quantity_clean(quantity)
+    if quantity <= 0:
+        raise InvalidQuantity("A transfer moves a positive quantity.")
+    if from_warehouse.pk == to_warehouse.pk:
+        raise DomainError("A transfer needs two different warehouses.", code="same_warehouse")
+    warehouse_check(product, from_warehouse)
+    warehouse_check(product, to_warehouse)
+    with transaction.atomic():
+        levels = stock_levels_lock([(product, from_warehouse), (product, to_warehouse)])
+        source = levels[(product.pk, from_warehouse.pk)]
+        target = levels[(product.pk, to_warehouse.pk)]
+        replay = movements_replay(
+            idempotency_key,
+            level_ids={source.pk, target.pk},
+            kinds={StockMovement.Kind.TRANSFER_OUT, StockMovement.Kind.TRANSFER_IN},
+        )
+        if replay:
+            return StockMutation(replay, [source, target], replayed=True)
+        if product.stock_is_enforced and source.available < quantity:
+            raise InsufficientStock(
+                sku=product.sku,
+                warehouse=from_warehouse.code,
+                available=source.available,
+                requested=quantity,
+            )
+        out = movement_record(
+            source,
+            kind=StockMovement.Kind.TRANSFER_OUT,
+            origin=origin,
+            on_hand_delta=-quantity,
+            idempotency_key=idempotency_key,
+        )
+        in_ = movement_record(
+            target,
+            kind=StockMovement.Kind.TRANSFER_IN,
+            origin=origin,
+            on_hand_delta=quantity,
+            idempotency_key=idempotency_key,
+            unit_cost=source.unit_cost if source.unit_cost else None,
+        )
+    return StockMutation([out, in_], [source, target])
+
+
+def stock_level_set_limits(
+    *, level: StockLevel, min_stock: Decimal | None, max_stock: Decimal | None
+) -> StockLevel:
+    """Set a level's minimum and maximum (configuration: no ledger movement)."""
+    min_stock = None if min_stock is None else quantity_clean(min_stock)
+    max_stock = None if max_stock is None else quantity_clean(max_stock)
+    if min_stock is not None and max_stock is not None and max_stock < min_stock:
+        raise DomainError("The maximum must not be below the minimum.", code="invalid_limits")
+    StockLevel.objects.filter(pk=level.pk).update(min_stock=min_stock, max_stock=max_stock)
+    level.min_stock, level.max_stock = min_stock, max_stock
+    return level
