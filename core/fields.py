@@ -18,10 +18,10 @@ class EncryptedFieldMixin:
 
     encrypted = True
 
-    def serialize(self, value: Any) -> str:
+    def encode_value(self, value: Any) -> str:
         raise NotImplementedError
 
-    def deserialize(self, text: str) -> Any:
+    def decode_value(self, text: str) -> Any:
         raise NotImplementedError
 
     def get_internal_type(self) -> str:
@@ -30,12 +30,12 @@ class EncryptedFieldMixin:
     def from_db_value(self, value: str | None, _expression: Any, _connection: Any) -> Any:
         if value is None:
             return None
-        return mark_secret(self.deserialize(keyring().decrypt(value).decode("utf-8")))
+        return mark_secret(self.decode_value(keyring().decrypt(value).decode("utf-8")))
 
     def get_prep_value(self, value: Any) -> str | None:
         if value is None:
             return None
-        return keyring().encrypt(self.serialize(unmark_secret(value)).encode("utf-8"))
+        return keyring().encrypt(self.encode_value(unmark_secret(value)).encode("utf-8"))
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name != "isnull":
@@ -49,20 +49,20 @@ class EncryptedFieldMixin:
 class EncryptedTextField(EncryptedFieldMixin, models.TextField):
     """A text value (token, password, URL with a secret) stored encrypted."""
 
-    def serialize(self, value: Any) -> str:
+    def encode_value(self, value: Any) -> str:
         return str(value)
 
-    def deserialize(self, text: str) -> str:
+    def decode_value(self, text: str) -> str:
         return text
 
 
 class EncryptedJSONField(EncryptedFieldMixin, models.TextField):
     """A JSON document (a credentials object) stored encrypted."""
 
-    def serialize(self, value: Any) -> str:
+    def encode_value(self, value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
-    def deserialize(self, text: str) -> Any:
+    def decode_value(self, text: str) -> Any:
         return json.loads(text)
 
     def to_python(self, value: Any) -> Any:

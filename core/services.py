@@ -398,7 +398,7 @@ def encryption_keys_rotate(*, dry_run: bool = False, batch_size: int = 500) -> l
                             continue
                         result.rotated += 1
                         if not dry_run:
-                            value = field.deserialize(plaintext.decode("utf-8"))
+                            value = field.decode_value(plaintext.decode("utf-8"))
                             model._default_manager.filter(pk=pk).update(**{field.attname: value})
             logger.info(
                 "encryption.rotated",
