@@ -4,13 +4,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from kombu import Connection
 
 
 def _check_database() -> None:
@@ -28,7 +28,8 @@ def _check_cache() -> None:
 
 
 def _check_broker() -> None:
-    with current_app.connection_for_write() as conn:
+    # A fresh connection (not the pool): readiness must show the broker answers now.
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 

@@ -7,6 +7,7 @@ read from the database at scrape time, so they are right whichever process answe
 """
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -39,6 +40,9 @@ DEAD_LETTERS = Counter(
 ALERTS = Counter("syncstore_alerts_total", "Alerts raised or suppressed.", ["outcome"])
 
 
+_ROUTE_NOISE = re.compile(r"[\^$]|\(\?P|\[\^/\.?\]\+\)|\[\^/\]\+\)")
+
+
 class RequestMetricsMiddleware:
     """Observe every request's latency under its URL route (not its raw path)."""
 
@@ -49,7 +53,8 @@ class RequestMetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None else "unmatched"
+        # Router URLs are regexes: label them as readable, bounded route templates.
+        route = _ROUTE_NOISE.sub("", match.route) if match is not None else "unmatched"
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).observe(
             time.perf_counter() - started
         )

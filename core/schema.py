@@ -1,5 +1,6 @@
 """OpenAPI helpers: the API-key security scheme, the error shape, documented error codes."""
 
+from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
@@ -65,3 +66,17 @@ def idempotency_header(*, required: bool) -> OpenApiParameter:
             "409 `idempotency_key_in_progress`."
         ),
     )
+
+
+class AutoSchema(openapi.AutoSchema):
+    """Add the errors every authenticated endpoint can answer (401, 403, 429) to each one."""
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        responses = super()._get_response_bodies(direction=direction)
+        if self.get_auth():
+            for status, response in error_responses().items():
+                if str(status) not in responses:
+                    responses[str(status)] = self._get_response_for_code(
+                        response, str(status), direction=direction
+                    )
+        return responses
