@@ -32,6 +32,16 @@ class CreatedApiKey:
     key: str  # the full key: shown once, never stored
 
 
+def _scopes_check(scopes: list[str]) -> None:
+    unknown = sorted(set(scopes) - SCOPES)
+    if unknown or not scopes:
+        raise DomainError(
+            f"Unknown or missing scopes: {', '.join(unknown) or 'none given'}.",
+            code="invalid_scopes",
+            details={"allowed": sorted(SCOPES)},
+        )
+
+
 def api_key_create(
     *,
     name: str,
@@ -40,13 +50,7 @@ def api_key_create(
     rate_limit_per_minute: int | None = None,
 ) -> CreatedApiKey:
     """Create an API key; the full key is returned here and nowhere else."""
-    unknown = sorted(set(scopes) - SCOPES)
-    if unknown or not scopes:
-        raise DomainError(
-            f"Unknown or missing scopes: {', '.join(unknown) or 'none given'}.",
-            code="invalid_scopes",
-            details={"allowed": sorted(SCOPES)},
-        )
+    _scopes_check(scopes)
     key, prefix, key_hash = api_key_generate()
     api_key = ApiKey.objects.create(
         name=name,
@@ -58,6 +62,19 @@ def api_key_create(
     )
     logger.info("api_key.created", key_name=name, prefix=prefix, scopes=api_key.scopes)
     return CreatedApiKey(api_key=api_key, key=key)
+
+
+def api_key_update(
+    *, api_key: ApiKey, name: str, scopes: list[str], rate_limit_per_minute: int | None
+) -> ApiKey:
+    """Rename a key or change its scopes or rate limit (takes effect on the next request)."""
+    _scopes_check(scopes)
+    api_key.name = name
+    api_key.scopes = sorted(set(scopes))
+    api_key.rate_limit_per_minute = rate_limit_per_minute
+    api_key.save(update_fields=["name", "scopes", "rate_limit_per_minute", "updated_at"])
+    logger.info("api_key.updated", key_name=name, prefix=api_key.prefix, scopes=api_key.scopes)
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey, revoked_by: str = "") -> ApiKey:
