@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -21,6 +22,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from core.counters import counter_incr
 from core.models import ApiKey
 
 KEY_PREFIX = "ssk_"
@@ -40,12 +42,36 @@ def api_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+# Verified keys are read on every request: their rows are cached in the shared cache and
+# dropped after commit by the services that change them (create, update, revoke).
+_KEY_CACHE_SECONDS = 60
+
+
+def _key_cache_key(prefix: str) -> str:
+    return f"api_key:{prefix}"
+
+
+def api_key_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, from the cache or the database (misses cached too)."""
+    cached = cache.get(_key_cache_key(prefix))
+    if cached is None:
+        cached = ApiKey.objects.filter(prefix=prefix).first() or False
+        cache.set(_key_cache_key(prefix), cached, timeout=_KEY_CACHE_SECONDS)
+    return cached or None
+
+
+def api_key_forget(prefix: str) -> None:
+    """Drop a key's cached row now and again after the current transaction commits."""
+    cache.delete(_key_cache_key(prefix))
+    transaction.on_commit(lambda: cache.delete(_key_cache_key(prefix)))
+
+
 def api_key_verify(key: str) -> ApiKey:
     """Return the active key matching `key`, or raise `AuthenticationFailed`."""
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
         raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
     prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
-    api_key = ApiKey.objects.filter(prefix=prefix).first()
+    api_key = api_key_by_prefix(prefix)
     if api_key is None or not hmac.compare_digest(api_key.key_hash, api_key_hash(key)):
         raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
     if api_key.revoked_at is not None:
@@ -98,21 +124,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key is None:
             return None
         api_key = api_key_verify(key.strip())
-        _mark_used(api_key)
         structlog.contextvars.bind_contextvars(client=api_key.name)
         return ApiPrincipal(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
-
-
-def _mark_used(api_key: ApiKey) -> None:
-    # Bounded bookkeeping: at most one write per key per resolution window.
-    now = timezone.now()
-    resolution = settings.API_KEY_LAST_USED_RESOLUTION_SECONDS
-    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() >= resolution:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
 
 
 def required_scope(view: object, request: Request) -> str:
@@ -143,7 +159,12 @@ class HasScope(BasePermission):
 
 
 class ApiKeyThrottle(BaseThrottle):
-    """Fixed one-minute window per API key, counted atomically in the shared cache."""
+    """Count each key's requests in one-minute windows, atomically in the shared cache.
+
+    Over the key's limit answers 429 with `Retry-After` (the rest of the window). The first
+    request of each window also records the key's `last_used_at`, so "last used" costs one
+    write per key per minute, not one per request.
+    """
 
     def __init__(self) -> None:
         self.retry_after: float | None = None
@@ -152,16 +173,11 @@ class ApiKeyThrottle(BaseThrottle):
         api_key = request.auth if isinstance(request.auth, ApiKey) else None
         if api_key is None:
             return True
-        limit = api_key.rate_limit_per_minute or settings.API_KEY_RATE_LIMIT_PER_MINUTE
         now = time.time()
-        window = int(now // 60)
-        key = f"throttle:api_key:{api_key.pk}:{window}"
-        cache.add(key, 0, timeout=120)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=120)
-            count = 1
+        count = counter_incr(f"throttle:api_key:{api_key.pk}:{int(now // 60)}", ttl=120)
+        if count == 1:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        limit = api_key.rate_limit_per_minute or settings.API_KEY_RATE_LIMIT_PER_MINUTE
         if count > limit:
             self.retry_after = 60 - (now % 60)
             return False

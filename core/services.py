@@ -3,6 +3,7 @@
 import hashlib
 import json
 import traceback as tb
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.auth import SCOPES, api_key_generate
+from core.auth import SCOPES, api_key_forget, api_key_generate
 from core.correlation import get_correlation_id
 from core.errors import ConflictError, DomainError
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
@@ -60,6 +61,7 @@ def api_key_create(
         created_by=created_by,
         rate_limit_per_minute=rate_limit_per_minute,
     )
+    api_key_forget(prefix)  # a lookup of this prefix before it existed may be cached
     logger.info("api_key.created", key_name=name, prefix=prefix, scopes=api_key.scopes)
     return CreatedApiKey(api_key=api_key, key=key)
 
@@ -73,6 +75,7 @@ def api_key_update(
     api_key.scopes = sorted(set(scopes))
     api_key.rate_limit_per_minute = rate_limit_per_minute
     api_key.save(update_fields=["name", "scopes", "rate_limit_per_minute", "updated_at"])
+    api_key_forget(api_key.prefix)
     logger.info("api_key.updated", key_name=name, prefix=api_key.prefix, scopes=api_key.scopes)
     return api_key
 
@@ -83,6 +86,7 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: str = "") -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.revoked_by = revoked_by
         api_key.save(update_fields=["revoked_at", "revoked_by", "updated_at"])
+        api_key_forget(api_key.prefix)
         logger.info("api_key.revoked", key_name=api_key.name, prefix=api_key.prefix)
     return api_key
 
@@ -105,7 +109,13 @@ def idempotency_begin(
     now = timezone.now()
     for _ in range(3):
         try:
-            with transaction.atomic():
+            # A single INSERT in autocommit (no BEGIN/COMMIT round trips); a savepoint only
+            # when called inside a transaction, so a duplicate cannot spoil it.
+            with (
+                transaction.atomic()
+                if transaction.get_connection().in_atomic_block
+                else nullcontext()
+            ):
                 record = IdempotencyRecord.objects.create(
                     owner=owner,
                     key=key,

@@ -29,7 +29,7 @@ from inventory.filters import (
     StockLevelFilter,
     StockMovementFilter,
 )
-from inventory.models import Product, Vendor, Warehouse
+from inventory.models import Product, Warehouse
 from inventory.serializers import (
     MAX_BATCH_ROWS,
     ProductCreateSerializer,
@@ -47,6 +47,8 @@ from inventory.serializers import (
     StockSummarySerializer,
     WarehouseCreateSerializer,
     WarehouseSerializer,
+    mutation_data,
+    stock_summary_data,
 )
 from inventory.services import MutationRequest, Origin, StockMutation
 
@@ -67,54 +69,58 @@ def _service_key(request: Request, suffix: str = "") -> str:
 
 
 class _Resolver:
-    """Resolve vendors, SKUs and warehouse codes of a request's rows, each at most once."""
+    """Resolve the SKUs and warehouse codes of a request's rows, each at most once."""
 
     def __init__(self) -> None:
-        self._vendors: dict[str, Vendor] = {}
-        self._products: dict[tuple[uuid.UUID, str], Product] = {}
+        self._products: dict[tuple[str, str], Product] = {}
         self._warehouses: dict[tuple[uuid.UUID, str], Warehouse] = {}
 
-    def vendor(self, vendor_id: uuid.UUID | None) -> Vendor:
-        key = str(vendor_id or "")
-        if key not in self._vendors:
-            self._vendors[key] = selectors.vendor_get(vendor_id)
-        return self._vendors[key]
-
     def prefetch(self, rows: list[dict]) -> None:
+        """Load the products and warehouses of many rows in a few queries."""
         by_vendor: dict[str, set[str]] = {}
         for row in rows:
             by_vendor.setdefault(str(row.get("vendor") or ""), set()).add(str(row.get("sku")))
         for vendor_key, skus in by_vendor.items():
             try:
-                vendor = self.vendor(vendor_key or None)
+                vendor = selectors.vendor_get(vendor_key or None)
             except DomainError:
                 continue  # reported per row
             for product in Product.objects.filter(vendor=vendor, sku__in=skus):
-                self._products[(vendor.pk, product.sku)] = product
+                self._products[(vendor_key, product.sku)] = product
             for warehouse in Warehouse.objects.filter(vendor=vendor):
                 self._warehouses[(vendor.pk, warehouse.code)] = warehouse
 
-    def product(self, vendor: Vendor, sku: str) -> Product:
-        if (vendor.pk, sku) not in self._products:
-            product = selectors.product_get(sku=sku, vendor_id=vendor.pk)
-            self._products[(vendor.pk, sku)] = product
-        return self._products[(vendor.pk, sku)]
+    def product(self, vendor_id: uuid.UUID | None, sku: str) -> Product:
+        key = (str(vendor_id or ""), sku)
+        if key not in self._products:
+            self._products[key] = selectors.product_get(sku=sku, vendor_id=vendor_id)
+        return self._products[key]
 
-    def warehouse(self, vendor: Vendor, code: str) -> Warehouse:
-        if (vendor.pk, code) not in self._warehouses:
-            self._warehouses[(vendor.pk, code)] = selectors.warehouse_get(
-                code=code, vendor_id=vendor.pk
+    def warehouse(self, vendor_id: uuid.UUID, code: str) -> Warehouse:
+        if (vendor_id, code) not in self._warehouses:
+            self._warehouses[(vendor_id, code)] = selectors.warehouse_get(
+                code=code, vendor_id=vendor_id
             )
-        return self._warehouses[(vendor.pk, code)]
+        return self._warehouses[(vendor_id, code)]
+
+    def _through_level(self, vendor_id: uuid.UUID | None, sku: str, code: str) -> None:
+        # The product and warehouse of an existing level come in one query.
+        if (str(vendor_id or ""), sku) in self._products:
+            return
+        level = selectors.stock_level_find(sku=sku, warehouse_code=code, vendor_id=vendor_id)
+        if level is not None:
+            self._products[(str(vendor_id or ""), sku)] = level.product
+            self._warehouses[(level.product.vendor_id, code)] = level.warehouse
 
     def mutation(self, request: Request, data: dict, *, key: str) -> MutationRequest:
-        vendor = self.vendor(data.get("vendor"))
+        self._through_level(data.get("vendor"), data["sku"], data["warehouse"])
+        product = self.product(data.get("vendor"), data["sku"])
         to_code = data.get("to_warehouse")
         return MutationRequest(
             kind=data["type"],
-            product=self.product(vendor, data["sku"]),
-            warehouse=self.warehouse(vendor, data["warehouse"]),
-            to_warehouse=self.warehouse(vendor, to_code) if to_code else None,
+            product=product,
+            warehouse=self.warehouse(product.vendor_id, data["warehouse"]),
+            to_warehouse=self.warehouse(product.vendor_id, to_code) if to_code else None,
             quantity=data["quantity"],
             unit_cost=data.get("unit_cost"),
             origin=_origin(request, reason=data["reason"], reference=data["reference"]),
@@ -123,9 +129,7 @@ class _Resolver:
 
 
 def _mutation_data(result: StockMutation) -> dict:
-    return StockMutationResultSerializer(
-        {"movements": result.movements, "levels": result.levels}
-    ).data
+    return mutation_data(result.movements, result.levels)
 
 
 # --- Catalogue ----------------------------------------------------------------------------
@@ -260,8 +264,8 @@ class StockLevelViewSet(mixins.ListModelMixin, GenericViewSet):
         responses={200: StockSummarySerializer, **error_responses({404: ["product_not_found"]})},
     )
     def retrieve(self, request: Request, sku: str) -> Response:
-        product = selectors.product_get(sku=sku, vendor_id=request.query_params.get("vendor"))
-        return Response(StockSummarySerializer(selectors.stock_summary(product=product)).data)
+        summary = selectors.stock_summary(sku=sku, vendor_id=request.query_params.get("vendor"))
+        return Response(stock_summary_data(summary))
 
 
 _MUTATION_ERRORS = {

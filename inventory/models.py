@@ -114,6 +114,7 @@ class Product(BaseModel):
         indexes = [
             models.Index(fields=["vendor", "variant_group"], name="product_variant_group_idx"),
             models.Index(fields=["barcode"], name="product_barcode_idx"),
+            models.Index(fields=["sku"], name="product_sku_idx"),
         ]
 
     def __str__(self) -> str:

@@ -54,8 +54,26 @@ def product_get(*, sku: str, vendor_id: str | uuid.UUID | None = None) -> Produc
     """The product with this SKU at the vendor (default vendor when none is given)."""
     product = Product.objects.filter(sku=sku, **_vendor_filter(vendor_id)).first()
     if product is None:
-        raise ProductNotFound(f"No product with SKU {sku}.", details={"sku": sku})
+        _product_missing(sku, vendor_id)
     return product
+
+
+def _product_missing(sku: str, vendor_id: str | uuid.UUID | None) -> None:
+    vendor_get(vendor_id)  # an unknown vendor is the better answer
+    raise ProductNotFound(f"No product with SKU {sku}.", details={"sku": sku})
+
+
+def stock_level_find(
+    *, sku: str, warehouse_code: str, vendor_id: str | uuid.UUID | None = None
+) -> StockLevel | None:
+    """The level of a SKU in a warehouse, with its product and warehouse (one query)."""
+    vendor_filter = {f"product__{key}": value for key, value in _vendor_filter(vendor_id).items()}
+    levels = list(
+        StockLevel.objects.select_related("product", "warehouse")
+        .filter(product__sku=sku, warehouse__code=warehouse_code, **vendor_filter)
+        .order_by()[:1]
+    )
+    return levels[0] if levels else None
 
 
 def warehouse_get(*, code: str, vendor_id: uuid.UUID) -> Warehouse:
@@ -98,13 +116,18 @@ class StockSummary:
     levels: list[StockLevel]
 
 
-def stock_summary(*, product: Product) -> StockSummary:
-    """A product's stock: totals across warehouses and one row per warehouse (one query)."""
+def stock_summary(*, sku: str, vendor_id: str | uuid.UUID | None = None) -> StockSummary:
+    """A product's stock: totals across warehouses and one row per warehouse.
+
+    One query when the product has stock levels (the product comes joined to them).
+    """
+    vendor_filter = {f"product__{key}": value for key, value in _vendor_filter(vendor_id).items()}
     levels = list(
-        StockLevel.objects.filter(product=product)
-        .select_related("warehouse")
+        StockLevel.objects.filter(product__sku=sku, **vendor_filter)
+        .select_related("product", "warehouse")
         .order_by("warehouse__code")
     )
+    product = levels[0].product if levels else product_get(sku=sku, vendor_id=vendor_id)
     for level in levels:
         level.product = product
     on_hand = sum((level.on_hand for level in levels), ZERO)

@@ -1,5 +1,6 @@
 """API input validation and output shapes of the inventory."""
 
+from datetime import UTC
 from decimal import Decimal
 
 from django.conf import settings
@@ -283,3 +284,82 @@ class ReservationSerializer(serializers.ModelSerializer):
 
 class ReservationActionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+# --- Hot-path representations ----------------------------------------------------------------
+# The stock-level, summary and mutation answers are built by these plain functions (a DRF
+# serializer instance costs about a millisecond to build). They produce exactly what the
+# serializers above produce, which stay the documented contract; a test holds them equal.
+
+
+def _quantity(value) -> str | None:
+    return None if value is None else f"{value.quantize(Decimal('0.001')):f}"
+
+
+def _money(value) -> str | None:
+    return None if value is None else f"{value.quantize(Decimal('0.0001')):f}"
+
+
+def _datetime(value) -> str | None:
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def level_data(level: StockLevel) -> dict:
+    return {
+        "sku": level.product.sku,
+        "warehouse": level.warehouse.code,
+        "on_hand": _quantity(level.on_hand),
+        "reserved": _quantity(level.reserved),
+        "available": _quantity(level.available),
+        "ordered_quantity": _quantity(level.ordered_quantity),
+        "unit_cost": _money(level.unit_cost),
+        "stock_value": _money(level.stock_value),
+        "min_stock": _quantity(level.min_stock),
+        "max_stock": _quantity(level.max_stock),
+        "last_synced_at": _datetime(level.last_synced_at),
+        "updated_at": _datetime(level.updated_at),
+    }
+
+
+def movement_data(movement: StockMovement) -> dict:
+    return {
+        "id": movement.pk,
+        "sku": movement.level.product.sku,
+        "warehouse": movement.level.warehouse.code,
+        "kind": movement.kind,
+        "on_hand_delta": _quantity(movement.on_hand_delta),
+        "reserved_delta": _quantity(movement.reserved_delta),
+        "on_hand_after": _quantity(movement.on_hand_after),
+        "reserved_after": _quantity(movement.reserved_after),
+        "unit_cost": _money(movement.unit_cost),
+        "source": movement.source,
+        "reference": movement.reference,
+        "reason": movement.reason,
+        "actor": movement.actor,
+        "correlation_id": movement.correlation_id,
+        "reservation": movement.reservation_id,
+        "created_at": _datetime(movement.created_at),
+    }
+
+
+def stock_summary_data(summary) -> dict:
+    return {
+        "sku": summary.product.sku,
+        "vendor": str(summary.product.vendor_id),
+        "name": summary.product.name,
+        "on_hand": _quantity(summary.on_hand),
+        "reserved": _quantity(summary.reserved),
+        "available": _quantity(summary.available),
+        "ordered_quantity": _quantity(summary.ordered_quantity),
+        "warehouses": [level_data(level) for level in summary.levels],
+    }
+
+
+def mutation_data(movements: list[StockMovement], levels: list[StockLevel]) -> dict:
+    return {
+        "movements": [movement_data(movement) for movement in movements],
+        "levels": [level_data(level) for level in levels],
+    }

@@ -6,7 +6,12 @@ from inventory.services.batch import (
     stock_mutate,
     stock_mutate_batch,
 )
-from inventory.services.catalog import product_create, product_update, warehouse_create
+from inventory.services.catalog import (
+    product_create,
+    product_update,
+    products_bulk_create,
+    warehouse_create,
+)
 from inventory.services.reservations import (
     reservations_expire,
     stock_commit,
@@ -30,6 +35,7 @@ __all__ = [
     "StockMutation",
     "product_create",
     "product_update",
+    "products_bulk_create",
     "quantity_clean",
     "reservations_expire",
     "stock_adjust",

@@ -108,3 +108,18 @@ def warehouse_create(
         raise ConflictError(f"Warehouse {code} already exists.", code="warehouse_exists") from exc
     logger.info("warehouse.created", code=code, vendor_id=str(vendor.pk))
     return warehouse
+
+
+def products_bulk_create(*, vendor: Vendor, rows: list[dict[str, Any]]) -> int:
+    """Create many products in one statement, skipping SKUs the vendor has; return how many
+    were new. Each row holds `sku`, `name` and any catalogue fields."""
+    before = Product.objects.filter(vendor=vendor).count()
+    products = []
+    for row in rows:
+        product = Product(vendor=vendor, **row)
+        _derive_vat(product)
+        products.append(product)
+    Product.objects.bulk_create(products, batch_size=1000, ignore_conflicts=True)
+    created = Product.objects.filter(vendor=vendor).count() - before
+    logger.info("products.bulk_created", vendor_id=str(vendor.pk), created=created)
+    return created

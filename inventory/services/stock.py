@@ -141,17 +141,19 @@ def _watch_min_stock(level: StockLevel, available_before: Decimal) -> None:
     )
 
 
-def movements_replay(key: str, *, level_ids: set[int], kinds: set[str]) -> list[StockMovement]:
+def movements_replay(key: str, *, levels: list[StockLevel], kinds: set[str]) -> list[StockMovement]:
     """Return the movements already written under `key` (checked under the caller's lock).
 
     Empty when the key is new; raises `idempotency_key_reused` when it was used for another
-    operation (other levels or kinds).
+    operation (other levels or kinds). Levels locked with `seen_key` say whether the key was
+    seen, which spares the query when it was not.
     """
-    if not key:
+    if not key or not any(getattr(level, "key_seen", True) for level in levels):
         return []
     movements = list(StockMovement.objects.filter(idempotency_key=key).order_by("id"))
     if movements and (
-        {m.level_id for m in movements} != level_ids or not {m.kind for m in movements} <= kinds
+        {m.level_id for m in movements} != {level.pk for level in levels}
+        or not {m.kind for m in movements} <= kinds
     ):
         raise IdempotencyKeyReused(details={"idempotency_key": key})
     return movements
@@ -176,9 +178,11 @@ def stock_adjust(
         raise InvalidQuantity("An adjustment must change the quantity.")
     warehouse_check(product, warehouse)
     with transaction.atomic():
-        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
+        level = stock_levels_lock([(product, warehouse)], seen_key=idempotency_key)[
+            (product.pk, warehouse.pk)
+        ]
         replay = movements_replay(
-            idempotency_key, level_ids={level.pk}, kinds={StockMovement.Kind.ADJUST}
+            idempotency_key, levels=[level], kinds={StockMovement.Kind.ADJUST}
         )
         if replay:
             return StockMutation(replay, [level], replayed=True)
@@ -220,10 +224,10 @@ def stock_set(
         raise InvalidQuantity("A counted quantity cannot be negative.")
     warehouse_check(product, warehouse)
     with transaction.atomic():
-        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
-        replay = movements_replay(
-            idempotency_key, level_ids={level.pk}, kinds={StockMovement.Kind.COUNT}
-        )
+        level = stock_levels_lock([(product, warehouse)], seen_key=idempotency_key)[
+            (product.pk, warehouse.pk)
+        ]
+        replay = movements_replay(idempotency_key, levels=[level], kinds={StockMovement.Kind.COUNT})
         if replay:
             return StockMutation(replay, [level], replayed=True)
         movement = movement_record(
@@ -260,12 +264,14 @@ def stock_transfer(
     warehouse_check(product, from_warehouse)
     warehouse_check(product, to_warehouse)
     with transaction.atomic():
-        levels = stock_levels_lock([(product, from_warehouse), (product, to_warehouse)])
+        levels = stock_levels_lock(
+            [(product, from_warehouse), (product, to_warehouse)], seen_key=idempotency_key
+        )
         source = levels[(product.pk, from_warehouse.pk)]
         target = levels[(product.pk, to_warehouse.pk)]
         replay = movements_replay(
             idempotency_key,
-            level_ids={source.pk, target.pk},
+            levels=[source, target],
             kinds={StockMovement.Kind.TRANSFER_OUT, StockMovement.Kind.TRANSFER_IN},
         )
         if replay:

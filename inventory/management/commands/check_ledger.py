@@ -19,8 +19,8 @@ class Command(BaseCommand):
             )
         if mismatches:
             self.stderr.write(
-                f"ledger check FAILED: {len(mismatches)} of {levels} levels differ from "
-                f"their {movements} movements"
+                f"ledger check FAILED: {len(mismatches):,} of {levels:,} levels differ from "
+                f"their {movements:,} movements"
             )
             raise SystemExit(1)
-        self.stdout.write(f"ledger check OK: {levels} levels match their {movements} movements")
+        self.stdout.write(f"OK: {levels:,} levels match their {movements:,} movements")

@@ -1,0 +1,57 @@
+# SyncStore. `make demo` and `make test` are the two commands; everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install run lint format migrate schedules sandbox bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The embedded default, whatever the shell or .env say: SQLite, eager Celery, local-memory
+# cache, built-in sandboxes.
+EMBEDDED := DATABASE_URL=sqlite:///$(CURDIR)/syncstore.sqlite3 REDIS_URL= CELERY_BROKER_URL= \
+	SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=WARNING
+
+demo: $(STAMP)
+	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput --verbosity 0
+	$(EMBEDDED) $(BIN)/python manage.py demo
+
+# Tests run against PostgreSQL and Redis: DATABASE_URL and REDIS_URL when set, else
+# 127.0.0.1 (see config/settings_test.py).
+test: $(STAMP)
+	DJANGO_LOG_LEVEL=WARNING $(BIN)/python -m pytest
+
+# Web (gunicorn) + Celery worker + beat, configured by the environment or .env.
+run: $(STAMP)
+	$(BIN)/python manage.py runall
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_LOG_LEVEL=WARNING $(BIN)/python manage.py makemigrations --check --dry-run
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate
+
+schedules: $(STAMP)
+	$(BIN)/python manage.py setup_schedules
+
+sandbox: $(STAMP)
+	$(BIN)/python manage.py sandbox serve
+
+bench: $(STAMP)
+	$(BIN)/python bench/stock_api.py
+
+clean:
+	rm -rf $(VENV) syncstore.sqlite3 staticfiles .pytest_cache .ruff_cache
