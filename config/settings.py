@@ -105,11 +105,19 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# Static files are served by the app itself (WhiteNoise). With DJANGO_STATIC_MANIFEST (the
+# Docker image) they are compressed and cache-busted, which needs `collectstatic`; without
+# it they are served straight from the apps.
+STATIC_MANIFEST = env.bool("DJANGO_STATIC_MANIFEST", default=False)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Compressed, cache-busted static files served by the app itself (WhiteNoise).
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)

@@ -15,10 +15,7 @@ from config.settings import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = True
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
-STORAGES = {
-    **STORAGES,  # noqa: F405
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
+STATIC_ROOT = None
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Two throwaway keys (not the embedded one) so rotation can be exercised.
 FIELD_ENCRYPTION_KEYS = [

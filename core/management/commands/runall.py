@@ -12,9 +12,9 @@ from config.celery import QUEUES
 
 class Command(BaseCommand):
     help = (
-        "Run SyncStore on this machine: migrate, write the beat schedules, collect static "
-        "files, then start gunicorn and, when a broker is configured, a Celery worker (all "
-        "queues) and Celery beat. Ctrl-C stops them all."
+        "Run SyncStore on this machine: migrate, write the beat schedules (and collect static "
+        "files with DJANGO_STATIC_MANIFEST), then start gunicorn and, when a broker is "
+        "configured, a Celery worker (all queues) and Celery beat. Ctrl-C stops them all."
     )
 
     def add_arguments(self, parser) -> None:
@@ -24,7 +24,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("setup_schedules", stdout=self.stdout)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        if settings.STATIC_MANIFEST:
+            call_command("collectstatic", interactive=False, verbosity=0)
         python = sys.executable
         commands = {
             "web": [
