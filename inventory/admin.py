@@ -94,8 +94,22 @@ class AdjustStockForm(forms.Form):
     reason = forms.CharField(max_length=500, help_text="Why (kept in the ledger).")
 
 
+class StockLevelLimitsForm(forms.ModelForm):
+    class Meta:
+        model = StockLevel
+        fields = ["min_stock", "max_stock"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        low, high = data.get("min_stock"), data.get("max_stock")
+        if low is not None and high is not None and high < low:
+            raise forms.ValidationError("The maximum must not be below the minimum.")
+        return data
+
+
 @admin.register(StockLevel)
 class StockLevelAdmin(admin.ModelAdmin):
+    form = StockLevelLimitsForm
     list_display = [
         "product",
         "warehouse",
@@ -207,8 +221,20 @@ class StockLevelAdmin(admin.ModelAdmin):
         )
 
 
+class LevelColumns:
+    """SKU and warehouse columns for rows that belong to a stock level."""
+
+    @admin.display(description="SKU", ordering="level__product__sku")
+    def sku(self, obj: StockMovement | Reservation) -> str:
+        return obj.level.product.sku
+
+    @admin.display(description="warehouse", ordering="level__warehouse__code")
+    def warehouse(self, obj: StockMovement | Reservation) -> str:
+        return obj.level.warehouse.code
+
+
 @admin.register(StockMovement)
-class StockMovementAdmin(admin.ModelAdmin):
+class StockMovementAdmin(LevelColumns, admin.ModelAdmin):
     list_display = [
         "id",
         "created_at",
@@ -229,14 +255,6 @@ class StockMovementAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False  # the ledger grows without bound
 
-    @admin.display(description="SKU", ordering="level__product__sku")
-    def sku(self, obj: StockMovement) -> str:
-        return obj.level.product.sku
-
-    @admin.display(description="warehouse")
-    def warehouse(self, obj: StockMovement) -> str:
-        return obj.level.warehouse.code
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -248,7 +266,7 @@ class StockMovementAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(LevelColumns, admin.ModelAdmin):
     list_display = [
         "id",
         "sku",
@@ -274,14 +292,6 @@ class ReservationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-
-    @admin.display(description="SKU", ordering="level__product__sku")
-    def sku(self, obj: Reservation) -> str:
-        return obj.level.product.sku
-
-    @admin.display(description="warehouse")
-    def warehouse(self, obj: Reservation) -> str:
-        return obj.level.warehouse.code
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

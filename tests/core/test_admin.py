@@ -212,3 +212,15 @@ def test_admin_creates_and_edits_products_through_services(staff, vendor):
     assert add.status_code == 302, add.content.decode()[:2000]
     product = Product.objects.get(sku="ADM-1")
     assert product.vat_amount == Decimal("1.0000")
+
+
+def test_admin_refuses_a_maximum_below_the_minimum(staff, stocked):
+    level = StockLevel.objects.get(product=stocked(5))
+    response = staff.post(
+        reverse("admin:inventory_stocklevel_change", args=[level.pk]),
+        {"min_stock": "10", "max_stock": "2"},
+    )
+    assert response.status_code == 200
+    assert "The maximum must not be below the minimum." in response.content.decode()
+    level.refresh_from_db()
+    assert level.min_stock is None
