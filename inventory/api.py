@@ -4,6 +4,7 @@ Views validate input with serializers, look things up with selectors and change 
 through services. Reads need the `read` scope, writes `write`.
 """
 
+import hashlib
 import uuid
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from core.errors import DomainError
-from core.idempotency import idempotent
+from core.idempotency import REPLAY_HEADER, idempotent
 from core.pagination import LedgerCursorPagination
 from core.schema import error_responses, idempotency_header
 from inventory import selectors, services
@@ -61,11 +62,17 @@ def _origin(request: Request, *, reason: str = "", reference: str = "") -> Origi
     return Origin(source="api", actor=request.user.actor, reason=reason, reference=reference)
 
 
-def _service_key(request: Request, suffix: str = "") -> str:
-    """Namespace the caller's Idempotency-Key for the services' own idempotency."""
+def _service_key(request: Request, row: int | None = None) -> str:
+    """The ledger's idempotency key for this request (or one row of its batch).
+
+    A digest of the caller's key, so that no key a caller may send (they may contain `:`)
+    can collide with another key or with a batch row's.
+    """
     if not request.idempotency_key:
         return ""
-    return f"api:{request.user.owner}:{request.idempotency_key}{suffix}"
+    digest = hashlib.sha256(request.idempotency_key.encode("utf-8")).hexdigest()
+    key = f"api:{request.user.owner}:{digest}"
+    return key if row is None else f"{key}:row:{row}"
 
 
 class _Resolver:
@@ -286,12 +293,18 @@ class StockMutationView(APIView):
     @extend_schema(
         summary="Adjust, set (count) or transfer stock",
         description=(
-            "Writes one ledger movement per level changed and answers with the movements and "
-            "the resulting levels. Requires an `Idempotency-Key`."
+            "Writes one ledger movement per level changed and answers 201 with the movements "
+            "and the resulting levels. Requires an `Idempotency-Key`. A key older than the "
+            "24-hour replay window whose operation the ledger already holds answers 200 with "
+            "`Idempotent-Replayed: true` and the movements it wrote then."
         ),
         request=StockMutationSerializer,
         parameters=[idempotency_header(required=True)],
-        responses={201: StockMutationResultSerializer, **error_responses(_MUTATION_ERRORS)},
+        responses={
+            201: StockMutationResultSerializer,
+            200: StockMutationResultSerializer,
+            **error_responses(_MUTATION_ERRORS),
+        },
     )
     @idempotent(required=True)
     def post(self, request: Request) -> Response:
@@ -300,6 +313,9 @@ class StockMutationView(APIView):
         resolver = _Resolver()
         mutation = resolver.mutation(request, serializer.validated_data, key=_service_key(request))
         result = services.stock_mutate(mutation)
+        if result.replayed:
+            # The ledger already holds this operation (its HTTP record had expired).
+            return Response(_mutation_data(result), headers={REPLAY_HEADER: "true"})
         return Response(_mutation_data(result), status=status.HTTP_201_CREATED)
 
 
@@ -350,7 +366,7 @@ class StockMutationBatchView(APIView):
             try:
                 requests.append(
                     resolver.mutation(
-                        request, serializer.validated_data, key=_service_key(request, f":{index}")
+                        request, serializer.validated_data, key=_service_key(request, index)
                     )
                 )
             except DomainError as exc:
@@ -388,7 +404,14 @@ def _batch_results(results: list, *, rolled_back: bool) -> list[dict]:
         elif rolled_back:
             body.append({"index": index, "status": "rolled_back"})
         else:
-            body.append({"index": index, "status": "ok", **_mutation_data(result)})
+            body.append(
+                {
+                    "index": index,
+                    "status": "ok",
+                    "replayed": result.replayed,
+                    **_mutation_data(result),
+                }
+            )
     return body
 
 

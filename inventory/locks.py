@@ -12,9 +12,9 @@ from functools import reduce
 from operator import or_
 
 from django.db import transaction
-from django.db.models import Exists, Q, QuerySet
+from django.db.models import Q, QuerySet
 
-from inventory.models import Product, StockLevel, StockMovement, Warehouse
+from inventory.models import Product, StockLevel, Warehouse
 
 # Past this many pairs the lock is taken in id chunks (an OR of thousands of pairs makes a
 # poor query plan, and SQLite limits expression depth).
@@ -26,31 +26,24 @@ def _pairs_q(pairs: list[tuple[int, int]]) -> Q:
     return reduce(or_, (Q(product_id=p, warehouse_id=w) for p, w in pairs))
 
 
-def _locking(seen_key: str) -> QuerySet[StockLevel]:
-    queryset = StockLevel.objects.select_for_update(of=("self",))
-    if seen_key:
-        # Whether this key was used before, answered by the lock query itself: the services'
-        # idempotency check then costs no extra round trip when the key is new.
-        queryset = queryset.annotate(
-            key_seen=Exists(StockMovement.objects.filter(idempotency_key=seen_key))
-        )
-    return queryset.order_by("pk")
+def _locking() -> QuerySet[StockLevel]:
+    return StockLevel.objects.select_for_update(of=("self",)).order_by("pk")
 
 
-def _lock_ids(ids: list[int], seen_key: str = "") -> list[StockLevel]:
+def _lock_ids(ids: list[int]) -> list[StockLevel]:
     levels: list[StockLevel] = []
     ids = sorted(ids)
     for start in range(0, len(ids), _ID_CHUNK):
-        levels.extend(_locking(seen_key).filter(pk__in=ids[start : start + _ID_CHUNK]))
+        levels.extend(_locking().filter(pk__in=ids[start : start + _ID_CHUNK]))
     return levels
 
 
-def _select_locked(pairs: list[tuple[int, int]], seen_key: str = "") -> list[StockLevel]:
+def _select_locked(pairs: list[tuple[int, int]]) -> list[StockLevel]:
     if len(pairs) == 1:
         [(product_id, warehouse_id)] = pairs
-        return list(_locking(seen_key).filter(product_id=product_id, warehouse_id=warehouse_id))
+        return list(_locking().filter(product_id=product_id, warehouse_id=warehouse_id))
     if len(pairs) <= _PAIR_QUERY_LIMIT:
-        return list(_locking(seen_key).filter(_pairs_q(pairs)))
+        return list(_locking().filter(_pairs_q(pairs)))
     wanted = set(pairs)
     product_ids = sorted({p for p, _ in pairs})
     warehouse_ids = sorted({w for _, w in pairs})
@@ -61,31 +54,29 @@ def _select_locked(pairs: list[tuple[int, int]], seen_key: str = "") -> list[Sto
         ).values_list("pk", "product_id", "warehouse_id")
         if (product_id, warehouse_id) in wanted
     ]
-    return _lock_ids(ids, seen_key)
+    return _lock_ids(ids)
 
 
 def stock_levels_lock(
-    pairs: Iterable[tuple[Product, Warehouse]], *, seen_key: str = ""
+    pairs: Iterable[tuple[Product, Warehouse]],
 ) -> dict[tuple[int, int], StockLevel]:
     """Lock (creating when missing) the levels of these (product, warehouse) pairs.
 
     Must run inside a transaction. Returns the locked levels by (product id, warehouse id),
     with their `product` and `warehouse` set from the objects given (no extra queries).
-    With `seen_key`, each level also carries `key_seen`: whether any ledger movement
-    already holds that idempotency key.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock_levels_lock must run inside transaction.atomic()")
     objects = {(product.pk, warehouse.pk): (product, warehouse) for product, warehouse in pairs}
     keys = sorted(objects)
-    levels = _select_locked(keys, seen_key)
+    levels = _select_locked(keys)
     if len(levels) < len(keys):
         found = {(level.product_id, level.warehouse_id) for level in levels}
         StockLevel.objects.bulk_create(
             [StockLevel(product_id=p, warehouse_id=w) for p, w in keys if (p, w) not in found],
             ignore_conflicts=True,
         )
-        levels = _select_locked(keys, seen_key)
+        levels = _select_locked(keys)
     by_key = {}
     for level in levels:
         product, warehouse = objects[(level.product_id, level.warehouse_id)]

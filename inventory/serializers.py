@@ -226,6 +226,9 @@ class BatchRowResultSerializer(serializers.Serializer):
     code = serializers.CharField(required=False)
     message = serializers.CharField(required=False)
     details = serializers.DictField(required=False)
+    replayed = serializers.BooleanField(
+        required=False, help_text="The ledger already held this row's operation."
+    )
     movements = StockMovementSerializer(many=True, required=False)
     levels = StockLevelSerializer(many=True, required=False)
 

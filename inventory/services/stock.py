@@ -6,6 +6,7 @@ same transaction. Each is idempotent by key: a repeated key returns the movement
 written (a key used for a different operation raises `idempotency_key_reused`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -141,21 +142,36 @@ def _watch_min_stock(level: StockLevel, available_before: Decimal) -> None:
     )
 
 
-def movements_replay(key: str, *, levels: list[StockLevel], kinds: set[str]) -> list[StockMovement]:
-    """Return the movements already written under `key` (checked under the caller's lock).
+def movements_replay(
+    key: str,
+    *,
+    levels: list[StockLevel],
+    kinds: set[str],
+    same: Callable[[StockMovement], bool],
+) -> list[StockMovement]:
+    """Return the movements already written under `key`, or nothing when the key is new.
 
-    Empty when the key is new; raises `idempotency_key_reused` when it was used for another
-    operation (other levels or kinds). Levels locked with `seen_key` say whether the key was
-    seen, which spares the query when it was not.
+    Runs after the caller's lock, as its own statement, so it sees a concurrent call with
+    the same key that committed while this one waited for the lock. A key used for another
+    operation (other levels or kinds, or `same` refusing a movement: another quantity)
+    raises `idempotency_key_reused`.
     """
-    if not key or not any(getattr(level, "key_seen", True) for level in levels):
+    if not key:
         return []
-    movements = list(StockMovement.objects.filter(idempotency_key=key).order_by("id"))
+    movements = list(
+        StockMovement.objects.filter(idempotency_key=key)
+        .select_related("level__product", "level__warehouse")
+        .order_by("id")
+    )
     if movements and (
         {m.level_id for m in movements} != {level.pk for level in levels}
         or not {m.kind for m in movements} <= kinds
+        or not all(same(m) for m in movements)
     ):
-        raise IdempotencyKeyReused(details={"idempotency_key": key})
+        raise IdempotencyKeyReused(
+            "This idempotency key was already used for a different stock operation.",
+            details={"idempotency_key": key},
+        )
     return movements
 
 
@@ -178,11 +194,12 @@ def stock_adjust(
         raise InvalidQuantity("An adjustment must change the quantity.")
     warehouse_check(product, warehouse)
     with transaction.atomic():
-        level = stock_levels_lock([(product, warehouse)], seen_key=idempotency_key)[
-            (product.pk, warehouse.pk)
-        ]
+        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
         replay = movements_replay(
-            idempotency_key, levels=[level], kinds={StockMovement.Kind.ADJUST}
+            idempotency_key,
+            levels=[level],
+            kinds={StockMovement.Kind.ADJUST},
+            same=lambda m: m.on_hand_delta == delta,
         )
         if replay:
             return StockMutation(replay, [level], replayed=True)
@@ -224,10 +241,13 @@ def stock_set(
         raise InvalidQuantity("A counted quantity cannot be negative.")
     warehouse_check(product, warehouse)
     with transaction.atomic():
-        level = stock_levels_lock([(product, warehouse)], seen_key=idempotency_key)[
-            (product.pk, warehouse.pk)
-        ]
-        replay = movements_replay(idempotency_key, levels=[level], kinds={StockMovement.Kind.COUNT})
+        level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
+        replay = movements_replay(
+            idempotency_key,
+            levels=[level],
+            kinds={StockMovement.Kind.COUNT},
+            same=lambda m: m.on_hand_after == quantity,
+        )
         if replay:
             return StockMutation(replay, [level], replayed=True)
         movement = movement_record(
@@ -264,15 +284,18 @@ def stock_transfer(
     warehouse_check(product, from_warehouse)
     warehouse_check(product, to_warehouse)
     with transaction.atomic():
-        levels = stock_levels_lock(
-            [(product, from_warehouse), (product, to_warehouse)], seen_key=idempotency_key
-        )
+        levels = stock_levels_lock([(product, from_warehouse), (product, to_warehouse)])
         source = levels[(product.pk, from_warehouse.pk)]
         target = levels[(product.pk, to_warehouse.pk)]
+        expected = {
+            (source.pk, StockMovement.Kind.TRANSFER_OUT, -quantity),
+            (target.pk, StockMovement.Kind.TRANSFER_IN, quantity),
+        }
         replay = movements_replay(
             idempotency_key,
             levels=[source, target],
             kinds={StockMovement.Kind.TRANSFER_OUT, StockMovement.Kind.TRANSFER_IN},
+            same=lambda m: (m.level_id, m.kind, m.on_hand_delta) in expected,
         )
         if replay:
             return StockMutation(replay, [source, target], replayed=True)

@@ -84,8 +84,9 @@ def test_a_claim_left_by_a_dead_request_is_taken_over(api, stocked, settings):
 
     response = api.post(URL, mutation(product.sku), format="json", HTTP_IDEMPOTENCY_KEY="k-4")
 
-    # The service-level key still holds: the stock moved once.
-    assert response.status_code == 201
+    # The ledger's key still holds: the stock moved once, and the answer says it is a replay.
+    assert response.status_code == 200
+    assert response["Idempotent-Replayed"] == "true"
     assert StockLevel.objects.get(product=product).on_hand == Decimal(6)
 
 
@@ -137,9 +138,16 @@ def test_an_expired_key_executes_again_but_the_ledger_key_still_holds(api, stock
     )
 
     response = api.post(URL, mutation(product.sku), format="json", HTTP_IDEMPOTENCY_KEY="k-7")
+    other = api.post(URL, mutation(product.sku, "9"), format="json", HTTP_IDEMPOTENCY_KEY="k-7")
 
-    assert response.status_code == 201
+    # The ledger recognises the operation: nothing applied again, and the answer says so.
+    assert response.status_code == 200
+    assert response["Idempotent-Replayed"] == "true"
+    assert response.json()["movements"][0]["on_hand_delta"] == "1.000"
     assert StockLevel.objects.get(product=product).on_hand == Decimal(2)
+    # Another quantity under that old key is refused, not silently skipped.
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -179,3 +187,22 @@ def test_concurrent_requests_with_one_key_apply_once(make_client, stocked):
             assert response.json()["code"] == "idempotency_key_in_progress"
     assert StockLevel.objects.get(product=product).on_hand == Decimal(6)
     assert StockMovement.objects.filter(kind="adjust").count() == 1
+
+
+def test_keys_containing_colons_never_collide_with_batch_rows(api, stocked):
+    product = stocked(5)
+    row = mutation(product.sku)
+    batch = api.post(
+        "/api/v1/stock-mutations/batch/",
+        {"rows": [row, row]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order-17",
+    )
+    single = api.post(
+        URL, mutation(product.sku, "40"), format="json", HTTP_IDEMPOTENCY_KEY="order-17:1"
+    )
+
+    assert batch.status_code == 200
+    assert single.status_code == 201
+    assert "Idempotent-Replayed" not in single
+    assert StockLevel.objects.get(product=product).on_hand == Decimal(47)

@@ -13,6 +13,8 @@ from inventory.errors import InsufficientStock
 from inventory.models import Reservation, StockLevel, StockMovement
 from inventory.services import (
     MutationRequest,
+    StockMutation,
+    stock_mutate,
     stock_mutate_batch,
     stock_reserve,
     stock_set,
@@ -158,3 +160,31 @@ def test_concurrent_same_idempotency_key_applies_once(warehouses):
     assert all(isinstance(r, Reservation) for r in results), results
     assert len({r.pk for r in results}) == 1
     assert StockLevel.objects.get(product=product, warehouse=main).reserved == Decimal(2)
+
+
+@pytest.mark.parametrize("kind", ["adjust", "set", "transfer"])
+def test_concurrent_mutations_with_one_key_apply_once_and_replay(warehouses, kind):
+    a, b = warehouses
+    product = ProductFactory()
+    stock_set(product=product, warehouse=a, quantity=Decimal(50), origin=TEST_ORIGIN)
+
+    def mutate(i: int):
+        return stock_mutate(
+            MutationRequest(
+                kind=kind,
+                product=product,
+                warehouse=a,
+                to_warehouse=b if kind == "transfer" else None,
+                quantity=Decimal(-5) if kind == "adjust" else Decimal(7),
+                origin=TEST_ORIGIN,
+                idempotency_key=f"one-{kind}",
+            )
+        )
+
+    results = run_concurrently(8, mutate)
+
+    assert all(isinstance(r, StockMutation) for r in results), results
+    assert sum(not r.replayed for r in results) == 1
+    expected_a = {"adjust": 45, "set": 7, "transfer": 43}[kind]
+    assert StockLevel.objects.get(product=product, warehouse=a).on_hand == expected_a
+    call_command("check_ledger")

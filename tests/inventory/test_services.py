@@ -365,3 +365,48 @@ def test_ledger_is_append_only(stocked):
         movement.save()
     with pytest.raises(ValueError, match="append-only"):
         movement.delete()
+
+
+def test_a_key_reused_with_another_quantity_is_refused(warehouse, store):
+    product = ProductFactory()
+    stock_adjust(
+        product=product, warehouse=warehouse, delta=D(5), origin=TEST_ORIGIN, idempotency_key="q"
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        stock_adjust(
+            product=product,
+            warehouse=warehouse,
+            delta=D(6),
+            origin=TEST_ORIGIN,
+            idempotency_key="q",
+        )
+    stock_set(
+        product=product, warehouse=store, quantity=D(3), origin=TEST_ORIGIN, idempotency_key="c"
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        stock_set(
+            product=product,
+            warehouse=store,
+            quantity=D(4),
+            origin=TEST_ORIGIN,
+            idempotency_key="c",
+        )
+    stock_transfer(
+        product=product,
+        from_warehouse=warehouse,
+        to_warehouse=store,
+        quantity=D(1),
+        origin=TEST_ORIGIN,
+        idempotency_key="t",
+    )
+    with pytest.raises(IdempotencyKeyReused):  # the same quantity the other way round
+        stock_transfer(
+            product=product,
+            from_warehouse=store,
+            to_warehouse=warehouse,
+            quantity=D(1),
+            origin=TEST_ORIGIN,
+            idempotency_key="t",
+        )
+    assert level_of(product, warehouse).on_hand == D(4)
+    assert level_of(product, store).on_hand == D(4)
