@@ -42,8 +42,10 @@ def api_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-# Verified keys are read on every request: their rows are cached in the shared cache and
-# dropped after commit by the services that change them (create, update, revoke).
+# Verified keys are read on every request: their rows are cached in the shared cache. A
+# miss fills the cache with `add`, which never overwrites an entry; every change to a key
+# overwrites the entry with the committed row after commit. So a request that read the row
+# just before a revocation committed cannot put the old row back.
 _KEY_CACHE_SECONDS = 60
 
 
@@ -56,14 +58,18 @@ def api_key_by_prefix(prefix: str) -> ApiKey | None:
     cached = cache.get(_key_cache_key(prefix))
     if cached is None:
         cached = ApiKey.objects.filter(prefix=prefix).first() or False
-        cache.set(_key_cache_key(prefix), cached, timeout=_KEY_CACHE_SECONDS)
+        cache.add(_key_cache_key(prefix), cached, timeout=_KEY_CACHE_SECONDS)
     return cached or None
 
 
-def api_key_forget(prefix: str) -> None:
-    """Drop a key's cached row now and again after the current transaction commits."""
-    cache.delete(_key_cache_key(prefix))
-    transaction.on_commit(lambda: cache.delete(_key_cache_key(prefix)))
+def api_key_refresh(prefix: str) -> None:
+    """After the current transaction commits, cache the key's committed row."""
+
+    def refresh() -> None:
+        row = ApiKey.objects.filter(prefix=prefix).first() or False
+        cache.set(_key_cache_key(prefix), row, timeout=_KEY_CACHE_SECONDS)
+
+    transaction.on_commit(refresh, robust=True)
 
 
 def api_key_verify(key: str) -> ApiKey:

@@ -16,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.auth import SCOPES, api_key_forget, api_key_generate
+from core.auth import SCOPES, api_key_generate, api_key_refresh
 from core.correlation import get_correlation_id
 from core.errors import ConflictError, DomainError
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
@@ -61,7 +61,7 @@ def api_key_create(
         created_by=created_by,
         rate_limit_per_minute=rate_limit_per_minute,
     )
-    api_key_forget(prefix)  # a lookup of this prefix before it existed may be cached
+    api_key_refresh(prefix)  # a lookup of this prefix before it existed may be cached
     logger.info("api_key.created", key_name=name, prefix=prefix, scopes=api_key.scopes)
     return CreatedApiKey(api_key=api_key, key=key)
 
@@ -75,7 +75,7 @@ def api_key_update(
     api_key.scopes = sorted(set(scopes))
     api_key.rate_limit_per_minute = rate_limit_per_minute
     api_key.save(update_fields=["name", "scopes", "rate_limit_per_minute", "updated_at"])
-    api_key_forget(api_key.prefix)
+    api_key_refresh(api_key.prefix)
     logger.info("api_key.updated", key_name=name, prefix=api_key.prefix, scopes=api_key.scopes)
     return api_key
 
@@ -86,7 +86,7 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: str = "") -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.revoked_by = revoked_by
         api_key.save(update_fields=["revoked_at", "revoked_by", "updated_at"])
-        api_key_forget(api_key.prefix)
+        api_key_refresh(api_key.prefix)
         logger.info("api_key.revoked", key_name=api_key.name, prefix=api_key.prefix)
     return api_key
 

@@ -5,9 +5,10 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from core import auth
 from core.auth import api_key_hash
 from core.models import ApiKey
-from core.services import api_key_create, api_key_revoke
+from core.services import api_key_create, api_key_revoke, api_key_update
 
 pytestmark = pytest.mark.django_db
 
@@ -73,10 +74,11 @@ def test_right_prefix_wrong_secret_is_401():
     assert error_code(response) == "invalid_api_key"
 
 
-def test_revoked_key_is_401_at_once(api):
+def test_revoked_key_is_401_at_once(api, django_capture_on_commit_callbacks):
     assert api.get(URL).status_code == 200
 
-    api_key_revoke(api_key=api.api_key, revoked_by="admin")
+    with django_capture_on_commit_callbacks(execute=True):  # the revocation commits
+        api_key_revoke(api_key=api.api_key, revoked_by="admin")
 
     response = api.get(URL)
     assert response.status_code == 401
@@ -124,3 +126,50 @@ def test_throttle_is_per_key_and_overridable(make_client):
     first, second = make_client(), make_client(rate_limit_per_minute=5)
     assert [first.get(URL).status_code for _ in range(3)] == [200, 200, 429]
     assert [second.get(URL).status_code for _ in range(5)] == [200] * 5
+
+
+def test_a_revocation_landing_mid_lookup_is_not_undone_by_the_cache(
+    api, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: a request has read the key's row (still active) and is about to cache it,
+    # when staff revoke the key and the revocation commits first
+    real_cache = auth.cache
+
+    class RevokeBeforeFill:
+        def __getattr__(self, name):
+            return getattr(real_cache, name)
+
+        def _revoke(self):
+            with django_capture_on_commit_callbacks(execute=True):
+                api_key_revoke(api_key=ApiKey.objects.get(pk=api.api_key.pk), revoked_by="ops")
+
+        def add(self, key, value, timeout=None):
+            self._revoke()
+            return real_cache.add(key, value, timeout=timeout)
+
+        def set(self, key, value, timeout=None):
+            self._revoke()
+            return real_cache.set(key, value, timeout=timeout)
+
+    real_cache.clear()
+    monkeypatch.setattr(auth, "cache", RevokeBeforeFill())
+    first = api.get(URL)  # read before the revocation: still served
+    monkeypatch.setattr(auth, "cache", real_cache)
+
+    # then: the next request sees the revocation, not the stale row
+    later = api.get(URL)
+    assert first.status_code == 200
+    assert later.status_code == 401
+    assert error_code(later) == "api_key_revoked"
+
+
+def test_scope_changes_take_effect_on_the_next_request(
+    make_client, django_capture_on_commit_callbacks
+):
+    client = make_client(("read",))
+    assert client.get(URL).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_update(
+            api_key=client.api_key, name="c", scopes=["agent"], rate_limit_per_minute=None
+        )
+    assert client.get(URL).status_code == 403
