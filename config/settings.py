@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 
 from core.logging import build_logging_config, configure_structlog
+from core.secrets import SecretStr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -220,8 +221,11 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[EMBEDDED_FIEL
 # --- Outside systems --------------------------------------------------------------------------
 
 OUTBOUND_HTTP_TIMEOUT_SECONDS = env.float("OUTBOUND_HTTP_TIMEOUT_SECONDS", default=10.0)
-SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
+# The URL is the credential: marked secret so that no log line shows it.
+SLACK_WEBHOOK_URL = SecretStr(env("SLACK_WEBHOOK_URL", default=""))
 ALERT_SUPPRESSION_SECONDS = env.int("ALERT_SUPPRESSION_SECONDS", default=3600)
+# First retry delay of a failed Slack post; later ones double, with jitter.
+ALERT_RETRY_BACKOFF_SECONDS = env.float("ALERT_RETRY_BACKOFF_SECONDS", default=5.0)
 
 # --- Inventory --------------------------------------------------------------------------------
 

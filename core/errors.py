@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from core.correlation import get_correlation_id
+from core.metrics import API_ERRORS
 
 logger = structlog.get_logger(__name__)
 
@@ -130,6 +131,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         status_code, code = 500, "internal_error"
         message, details = "An unexpected error occurred; it has been logged.", {}
     set_rollback()
+    API_ERRORS.labels(code).inc()
     return Response(error_body(code, message, details), status=status_code, headers=headers)
 
 
@@ -138,6 +140,7 @@ def _is_api(request: HttpRequest) -> bool:
 
 
 def json_error(status_code: int, code: str, message: str) -> JsonResponse:
+    API_ERRORS.labels(code).inc()
     return JsonResponse(error_body(code, message), status=status_code)
 
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from core.correlation import HEADER, get_correlation_id
-from core.logging import redact_value
+from core.logging import REDACTED, redact_value
 
 logger = structlog.get_logger(__name__)
 
@@ -34,24 +34,33 @@ class OutboundError(Exception):
 
 
 class CorrelatedSession(requests.Session):
-    """A requests session that sends the bound correlation id and logs every call."""
+    """A requests session that sends the bound correlation id and logs every call.
+
+    Pass `secret_path=True` for a URL whose path is itself a credential (a Slack incoming
+    webhook): logs and errors then show only its scheme and host.
+    """
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        secret_path = kwargs.pop("secret_path", False)
         headers = dict(kwargs.pop("headers", None) or {})
         cid = get_correlation_id()
         if cid:
             headers.setdefault(HEADER, cid)
         kwargs.setdefault("timeout", settings.OUTBOUND_HTTP_TIMEOUT_SECONDS)
-        log_url = redact_value(_without_userinfo(url))
+        log_url = loggable_url(url, secret_path=secret_path)
         started = time.perf_counter()
         try:
             response = super().request(method, url, *args, headers=headers, **kwargs)
-        except requests.Timeout as exc:
-            logger.warning("http.timeout", method=method, url=log_url, error=str(exc))
-            raise OutboundError(f"timeout calling {log_url}", url=log_url, timeout=True) from exc
         except requests.RequestException as exc:
-            logger.warning("http.failed", method=method, url=log_url, error=str(exc))
-            raise OutboundError(f"cannot reach {log_url}: {exc}", url=log_url) from exc
+            timeout = isinstance(exc, requests.Timeout)
+            error = _scrub(f"{type(exc).__name__}: {exc}", url, secret_path=secret_path)
+            logger.warning("http.failed", method=method, url=log_url, error=error, timeout=timeout)
+            # Raised without the original exception attached: its text holds the raw URL.
+            raise OutboundError(
+                f"{'timeout calling' if timeout else 'cannot reach'} {log_url}: {error}",
+                url=log_url,
+                timeout=timeout,
+            ) from None
         logger.info(
             "http.request",
             method=method,
@@ -62,14 +71,25 @@ class CorrelatedSession(requests.Session):
         return response
 
 
-def _without_userinfo(url: str) -> str:
+def loggable_url(url: str, *, secret_path: bool = False) -> str:
+    """The URL as logs may show it: no user info, no secret query values, and with
+    `secret_path` no path at all."""
     parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return parts.geturl()
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if secret_path:
+        return f"{parts.scheme}://{netloc}/{REDACTED}"
+    return redact_value(parts._replace(netloc=netloc).geturl())
+
+
+def _scrub(text: str, url: str, *, secret_path: bool) -> str:
+    """Remove the raw URL (and, when secret, its path) from an error message."""
+    parts = urlsplit(url)
+    text = text.replace(url, loggable_url(url, secret_path=secret_path))
+    if secret_path and parts.path not in ("", "/"):
+        text = text.replace(parts.path, f"/{REDACTED}")
+    return redact_value(text)
 
 
 _session: CorrelatedSession | None = None

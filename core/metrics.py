@@ -6,6 +6,7 @@ that describe the state of the system (open dead letters, active reservations, .
 read from the database at scrape time, so they are right whichever process answers.
 """
 
+import hmac
 import os
 import re
 import time
@@ -80,7 +81,8 @@ class DatabaseStateCollector:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Serve the Prometheus exposition (bearer token required when one is configured)."""
     token = settings.METRICS_BEARER_TOKEN
-    if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+    given = request.headers.get("Authorization", "")
+    if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -116,6 +116,13 @@ class DeadLetter(BaseModel):
 
     class Meta:
         ordering = ["-last_failed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=models.Q(status__in=["open", "retried"]),
+                name="uniq_deadletter_unresolved_job",
+            ),
+        ]
         indexes = [
             models.Index(fields=["status", "-last_failed_at"], name="deadletter_status_idx"),
             models.Index(fields=["fingerprint"], name="deadletter_fingerprint_idx"),

@@ -14,11 +14,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core.auth import SCOPES, api_key_generate, api_key_refresh
 from core.correlation import get_correlation_id
 from core.errors import ConflictError, DomainError
+from core.metrics import ALERTS, DEAD_LETTERS
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
 
 logger = structlog.get_logger(__name__)
@@ -212,40 +214,48 @@ def dead_letter_record(
     fingerprint = _fingerprint(task_name, args, kwargs)
     now = timezone.now()
     trace = "".join(tb.format_exception(type(error), error, error.__traceback__))[-20000:]
-    with transaction.atomic():
-        letter = (
-            DeadLetter.objects.select_for_update()
-            .filter(
-                fingerprint=fingerprint,
-                status__in=[DeadLetter.Status.OPEN, DeadLetter.Status.RETRIED],
+    error_class = f"{type(error).__module__}.{type(error).__qualname__}"
+    unresolved = [DeadLetter.Status.OPEN, DeadLetter.Status.RETRIED]
+    # One unresolved row per job (a partial unique constraint): a concurrent failure of the
+    # same job either creates it or, losing the race, adds to the row the other created.
+    for _ in range(3):
+        with transaction.atomic():
+            letter = (
+                DeadLetter.objects.select_for_update()
+                .filter(fingerprint=fingerprint, status__in=unresolved)
+                .first()
             )
-            .first()
-        )
-        if letter is None:
-            letter = DeadLetter.objects.create(
-                source=source,
-                task_name=task_name,
-                task_id=task_id,
-                args=args,
-                kwargs=kwargs,
-                fingerprint=fingerprint,
-                error_class=f"{type(error).__module__}.{type(error).__qualname__}",
-                error_message=str(error)[:10000],
-                traceback=trace,
-                attempts=attempts,
-                first_failed_at=now,
-                last_failed_at=now,
-                correlation_id=get_correlation_id() or "",
-            )
-        else:
-            letter.status = DeadLetter.Status.OPEN
-            letter.attempts += attempts
-            letter.last_failed_at = now
-            letter.task_id = task_id or letter.task_id
-            letter.error_class = f"{type(error).__module__}.{type(error).__qualname__}"
-            letter.error_message = str(error)[:10000]
-            letter.traceback = trace
-            letter.save()
+            if letter is not None:
+                letter.status = DeadLetter.Status.OPEN
+                letter.attempts += attempts
+                letter.last_failed_at = now
+                letter.task_id = task_id or letter.task_id
+                letter.error_class = error_class
+                letter.error_message = str(error)[:10000]
+                letter.traceback = trace
+                letter.save()
+                break
+            try:
+                with transaction.atomic():
+                    letter = DeadLetter.objects.create(
+                        source=source,
+                        task_name=task_name,
+                        task_id=task_id,
+                        args=args,
+                        kwargs=kwargs,
+                        fingerprint=fingerprint,
+                        error_class=error_class,
+                        error_message=str(error)[:10000],
+                        traceback=trace,
+                        attempts=attempts,
+                        first_failed_at=now,
+                        last_failed_at=now,
+                        correlation_id=get_correlation_id() or "",
+                    )
+                break
+            except IntegrityError:
+                continue
+    DEAD_LETTERS.labels(source).inc()
     logger.error(
         "dead_letter.recorded",
         dead_letter_id=letter.pk,
@@ -257,18 +267,30 @@ def dead_letter_record(
 
 
 def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> DeadLetter:
-    """Re-enqueue the original task with its original arguments (after commit)."""
+    """Re-enqueue the original task with its original arguments (after commit).
+
+    Compare-and-set on the row as the caller saw it: of two people retrying at once, one
+    enqueues and the other is told the dead letter changed.
+    """
     if dead_letter.status == DeadLetter.Status.RESOLVED:
         raise ConflictError(
             "A resolved dead letter cannot be retried.", code="dead_letter_resolved"
         )
+    now = timezone.now()
     with transaction.atomic():
-        DeadLetter.objects.filter(pk=dead_letter.pk).update(
+        changed = DeadLetter.objects.filter(
+            pk=dead_letter.pk, status=dead_letter.status, retry_count=dead_letter.retry_count
+        ).update(
             status=DeadLetter.Status.RETRIED,
-            retried_at=timezone.now(),
-            retry_count=dead_letter.retry_count + 1,
-            updated_at=timezone.now(),
+            retried_at=now,
+            retry_count=F("retry_count") + 1,
+            updated_at=now,
         )
+        if not changed:
+            raise ConflictError(
+                "This dead letter changed meanwhile (retried or resolved); reload it.",
+                code="dead_letter_changed",
+            )
         name, args, kwargs = dead_letter.task_name, dead_letter.args, dead_letter.kwargs
         transaction.on_commit(lambda: _task_enqueue(name, args, kwargs))
     dead_letter.refresh_from_db()
@@ -287,14 +309,24 @@ def _task_enqueue(name: str, args: list, kwargs: dict) -> None:
 
 
 def dead_letter_resolve(*, dead_letter: DeadLetter, actor: str, note: str) -> DeadLetter:
-    """Close a dead letter by hand, saying why."""
+    """Close a dead letter by hand, saying why (refused if someone resolved it already)."""
     if not note.strip():
         raise DomainError("Say how it was resolved.", code="note_required")
-    dead_letter.status = DeadLetter.Status.RESOLVED
-    dead_letter.resolved_by = actor
-    dead_letter.resolved_at = timezone.now()
-    dead_letter.note = note.strip()
-    dead_letter.save(update_fields=["status", "resolved_by", "resolved_at", "note", "updated_at"])
+    now = timezone.now()
+    changed = (
+        DeadLetter.objects.filter(pk=dead_letter.pk)
+        .exclude(status=DeadLetter.Status.RESOLVED)
+        .update(
+            status=DeadLetter.Status.RESOLVED,
+            resolved_by=actor,
+            resolved_at=now,
+            note=note.strip(),
+            updated_at=now,
+        )
+    )
+    if not changed:
+        raise ConflictError("This dead letter is already resolved.", code="dead_letter_resolved")
+    dead_letter.refresh_from_db()
     logger.info("dead_letter.resolved", dead_letter_id=dead_letter.pk, actor=actor)
     return dead_letter
 
@@ -309,26 +341,44 @@ def alert_send(
     key: str | None = None,
     severity: str = "warning",
     fields: dict[str, Any] | None = None,
-) -> bool:
+) -> None:
     """Raise an alert: always logged, posted to Slack when `SLACK_WEBHOOK_URL` is set.
 
-    Identical alerts (same `key`, or same title and text) within
-    `ALERT_SUPPRESSION_SECONDS` are suppressed across all processes (an atomic cache add).
-    The Slack post runs in a task after the current transaction commits. Returns whether
-    the alert was raised (False when suppressed).
+    Runs after the current transaction commits (at once outside one), so a change that
+    rolls back raises nothing, and a failure here never fails the committed change.
+    Identical alerts (same `key`, or same title and text) within `ALERT_SUPPRESSION_SECONDS`
+    are sent once across all processes (an atomic cache add). The Slack post is a task.
     """
-    dedupe = hashlib.sha256((key or f"{title}\n{text}").encode("utf-8")).hexdigest()
-    if not cache.add(f"alert:{dedupe}", 1, timeout=settings.ALERT_SUPPRESSION_SECONDS):
-        logger.info("alert.suppressed", title=title, alert_key=key)
-        return False
-    fields = fields or {}
-    logger.warning("alert.raised", title=title, text=text, severity=severity, alert_key=key)
-    if settings.SLACK_WEBHOOK_URL:
-        from core.tasks import alert_post
+    transaction.on_commit(
+        lambda: _alert_raise(
+            title=title, text=text, key=key, severity=severity, fields=fields or {}
+        ),
+        robust=True,
+    )
 
-        payload = slack_payload(title=title, text=text, severity=severity, fields=fields)
-        transaction.on_commit(lambda: alert_post.delay(payload))
-    return True
+
+def _alert_raise(
+    *, title: str, text: str, key: str | None, severity: str, fields: dict[str, Any]
+) -> None:
+    from core.tasks import alert_post  # the tasks module imports this one
+
+    suppression_key = "alert:" + hashlib.sha256((key or f"{title}\n{text}").encode()).hexdigest()
+    if not cache.add(suppression_key, 1, timeout=settings.ALERT_SUPPRESSION_SECONDS):
+        ALERTS.labels("suppressed").inc()
+        logger.info("alert.suppressed", title=title, alert_key=key)
+        return
+    ALERTS.labels("raised").inc()
+    logger.warning("alert.raised", title=title, text=text, severity=severity, alert_key=key)
+    if not settings.SLACK_WEBHOOK_URL:
+        return
+    payload = slack_payload(title=title, text=text, severity=severity, fields=fields)
+    try:
+        alert_post.delay(payload)
+    except Exception:
+        # The broker is down: say so, and let the next identical alert try again.
+        cache.delete(suppression_key)
+        ALERTS.labels("enqueue_failed").inc()
+        logger.exception("alert.enqueue_failed", title=title, alert_key=key)
 
 
 _SEVERITY_ICON = {

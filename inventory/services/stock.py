@@ -122,7 +122,7 @@ def movement_record(
         idempotency_key=idempotency_key,
         reservation=reservation,
     )
-    transaction.on_commit(STOCK_MOVEMENTS.labels(kind).inc)
+    transaction.on_commit(STOCK_MOVEMENTS.labels(kind).inc, robust=True)
     _watch_min_stock(level, available_before)
     return movement
 
@@ -132,13 +132,12 @@ def _watch_min_stock(level: StockLevel, available_before: Decimal) -> None:
     if minimum is None or not (available_before >= minimum > level.available):
         return
     sku, warehouse, available = level.product.sku, level.warehouse.code, level.available
-    transaction.on_commit(
-        lambda: alert_send(
-            title="Low stock",
-            text=f"{sku} in {warehouse}: {available} available, below the minimum of {minimum}.",
-            key=f"low_stock:{level.pk}",
-            fields={"SKU": sku, "Warehouse": warehouse, "Available": available, "Min": minimum},
-        )
+    # alert_send waits for the commit itself: a rolled-back change raises nothing.
+    alert_send(
+        title="Low stock",
+        text=f"{sku} in {warehouse}: {available} available, below the minimum of {minimum}.",
+        key=f"low_stock:{level.pk}",
+        fields={"SKU": sku, "Warehouse": warehouse, "Available": available, "Min": minimum},
     )
 
 

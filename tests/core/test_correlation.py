@@ -1,4 +1,3 @@
-import time
 import uuid
 from decimal import Decimal
 
@@ -13,16 +12,8 @@ from core.sandbox import SandboxServer, SlackSandbox
 from inventory.models import StockLevel
 from inventory.services import stock_set
 from tests.conftest import TEST_ORIGIN
+from tests.helpers import wait_for
 from tests.inventory.factories import ProductFactory, WarehouseFactory, default_vendor
-
-
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.mark.django_db
