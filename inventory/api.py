@@ -280,6 +280,7 @@ _MUTATION_ERRORS = {
         "validation_error",
         "idempotency_key_required",
         "invalid_quantity",
+        "quantity_out_of_range",
         "same_warehouse",
         "vendor_mismatch",
     ],

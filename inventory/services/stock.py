@@ -34,7 +34,9 @@ from inventory.models import (
 
 QUANTUM = Decimal("0.001")
 MONEY_QUANTUM = Decimal("0.0001")
-MAX_QUANTITY = Decimal("99999999999.999")
+MAX_QUANTITY = Decimal("99999999999.999")  # Decimal(14, 3)
+MAX_UNIT_COST = Decimal("9999999999.9999")  # Decimal(14, 4)
+MAX_STOCK_VALUE = Decimal("99999999999999.9999")  # Decimal(18, 4)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,19 @@ def quantity_clean(value: Decimal | int | str) -> Decimal:
     return quantity.quantize(QUANTUM)
 
 
+def unit_cost_clean(value: Decimal | int | str | None) -> Decimal | None:
+    """Return a unit cost as Decimal(14, 4) (or None), or raise `invalid_unit_cost`."""
+    if value is None:
+        return None
+    try:
+        cost = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise DomainError(f"{value!r} is not a number.", code="invalid_unit_cost") from exc
+    if not cost.is_finite() or cost < 0 or cost > MAX_UNIT_COST:
+        raise DomainError(f"Unit cost {value!r} is out of range.", code="invalid_unit_cost")
+    return cost.quantize(MONEY_QUANTUM, ROUND_HALF_UP)
+
+
 def warehouse_check(product: Product, warehouse: Warehouse) -> None:
     """Refuse a warehouse of another vendor, or an inactive one."""
     if product.vendor_id != warehouse.vendor_id:
@@ -97,14 +112,23 @@ def movement_record(
     commit) when the level's available quantity falls below its minimum.
     """
     available_before = level.available
+    average_cost = level.unit_cost
     if unit_cost is not None and on_hand_delta > 0:
         held = max(level.on_hand, ZERO)
-        level.unit_cost = (
+        average_cost = (
             (held * level.unit_cost + on_hand_delta * unit_cost) / (held + on_hand_delta)
         ).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
-    level.on_hand += on_hand_delta
-    level.reserved += reserved_delta
-    level.stock_value = (level.on_hand * level.unit_cost).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
+    on_hand = level.on_hand + on_hand_delta
+    reserved = level.reserved + reserved_delta
+    stock_value = (on_hand * average_cost).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
+    if max(abs(on_hand), abs(reserved)) > MAX_QUANTITY or abs(stock_value) > MAX_STOCK_VALUE:
+        raise InvalidQuantity(
+            f"The result is out of range for {level.product.sku} in {level.warehouse.code}.",
+            code="quantity_out_of_range",
+            details={"on_hand": str(on_hand), "stock_value": str(stock_value)},
+        )
+    level.on_hand, level.reserved = on_hand, reserved
+    level.unit_cost, level.stock_value = average_cost, stock_value
     level.save(update_fields=["on_hand", "reserved", "unit_cost", "stock_value", "updated_at"])
     movement = StockMovement.objects.create(
         level=level,
@@ -189,6 +213,7 @@ def stock_adjust(
     unless the product allows negative stock. Idempotent by key.
     """
     delta = quantity_clean(delta)
+    unit_cost = unit_cost_clean(unit_cost)
     if delta == 0:
         raise InvalidQuantity("An adjustment must change the quantity.")
     warehouse_check(product, warehouse)
@@ -236,6 +261,7 @@ def stock_set(
     quantity still writes a zero movement: the ledger shows the count happened.
     """
     quantity = quantity_clean(quantity)
+    unit_cost = unit_cost_clean(unit_cost)
     if quantity < 0 and product.stock_is_enforced:
         raise InvalidQuantity("A counted quantity cannot be negative.")
     warehouse_check(product, warehouse)

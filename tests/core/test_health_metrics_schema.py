@@ -3,6 +3,7 @@ import io
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from inventory.models import StockLevel
@@ -44,23 +45,53 @@ def test_ready_is_503_when_a_dependency_is_down(settings):
     assert body["checks"]["database"]["status"] == "ok"
 
 
-def test_metrics_expose_requests_domain_counters_and_state(api, stocked):
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_requests_movements_and_errors(
+    api, stocked, django_capture_on_commit_callbacks
+):
     product = stocked(1)
     StockLevel.objects.filter(product=product).update(min_stock=5)
-    api.get("/api/v1/stock-levels/")
+    before = {
+        "reads": sample(
+            "syncstore_http_request_duration_seconds_count",
+            method="GET",
+            route="api/v1/stock-levels/",
+            status="200",
+        ),
+        "adjusts": sample("syncstore_stock_movements_total", kind="adjust"),
+        "not_found": sample("syncstore_api_errors_total", code="product_not_found"),
+    }
 
+    api.get("/api/v1/stock-levels/")
+    api.get("/api/v1/stock-levels/NOPE/")
+    with django_capture_on_commit_callbacks(execute=True):  # counted once committed
+        api.post(
+            "/api/v1/stock-mutations/",
+            {"sku": product.sku, "warehouse": "MAIN", "type": "adjust", "quantity": "2"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="m-1",
+        )
     response = APIClient().get("/metrics")
 
     assert response.status_code == 200
-    text = response.content.decode()
     assert (
-        'syncstore_http_request_duration_seconds_count{method="GET",route="api/v1/stock-levels/",status="200"}'
-        in text
+        sample(
+            "syncstore_http_request_duration_seconds_count",
+            method="GET",
+            route="api/v1/stock-levels/",
+            status="200",
+        )
+        == before["reads"] + 1
     )
+    assert sample("syncstore_stock_movements_total", kind="adjust") == before["adjusts"] + 1
+    assert sample("syncstore_api_errors_total", code="product_not_found") == before["not_found"] + 1
+    text = response.content.decode()
     assert "syncstore_stock_levels_below_min 1.0" in text
     assert "syncstore_dead_letters_open 0.0" in text
     assert "syncstore_reservations_active 0.0" in text
-    assert "syncstore_stock_movements_total" in text
 
 
 def test_metrics_can_require_a_bearer_token():

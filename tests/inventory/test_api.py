@@ -468,3 +468,17 @@ def test_stock_level_detail_is_one_query(api, stocked, store, django_assert_num_
     with django_assert_num_queries(1):
         response = api.get(f"/api/v1/stock-levels/{product.sku}/")
     assert response.status_code == 200
+
+
+def test_an_overflowing_row_fails_alone_in_a_batch(api, stocked):
+    a, b = stocked(5), stocked(5)
+    rows = [
+        {"sku": a.sku, "warehouse": "MAIN", "type": "adjust", "quantity": "99999999999.999"},
+        {"sku": b.sku, "warehouse": "MAIN", "type": "adjust", "quantity": "1"},
+    ]
+    response = post(api, BATCH, {"rows": rows})
+    assert response.status_code == 200
+    assert [(r["status"], r.get("code")) for r in response.json()["results"]] == [
+        ("error", "quantity_out_of_range"),
+        ("ok", None),
+    ]

@@ -410,3 +410,25 @@ def test_a_key_reused_with_another_quantity_is_refused(warehouse, store):
         )
     assert level_of(product, warehouse).on_hand == D(4)
     assert level_of(product, store).on_hand == D(4)
+
+
+def test_totals_that_would_overflow_are_refused_not_a_database_error(warehouse):
+    product = ProductFactory()
+    big = D("99999999999.999")
+    stock_adjust(product=product, warehouse=warehouse, delta=big, origin=TEST_ORIGIN)
+
+    with pytest.raises(DomainError) as caught:
+        stock_adjust(product=product, warehouse=warehouse, delta=D(1), origin=TEST_ORIGIN)
+    assert caught.value.code == "quantity_out_of_range"
+
+    other = ProductFactory()
+    with pytest.raises(DomainError) as caught:
+        stock_adjust(
+            product=other,
+            warehouse=warehouse,
+            delta=D(10_000_000),
+            unit_cost=D("9999999999"),
+            origin=TEST_ORIGIN,
+        )
+    assert caught.value.code == "quantity_out_of_range"
+    assert ledger_mismatches() == []
