@@ -181,13 +181,10 @@ def movements_replay(
     """
     if not key:
         return []
-    movements = list(
-        StockMovement.objects.filter(idempotency_key=key)
-        .select_related("level__product", "level__warehouse")
-        .order_by("id")
-    )
+    movements = list(StockMovement.objects.filter(idempotency_key=key).order_by("id"))
+    by_id = {level.pk: level for level in levels}
     if movements and (
-        {m.level_id for m in movements} != {level.pk for level in levels}
+        set(by_id) != {m.level_id for m in movements}
         or not {m.kind for m in movements} <= kinds
         or not all(same(m) for m in movements)
     ):
@@ -195,6 +192,8 @@ def movements_replay(
             "This idempotency key was already used for a different stock operation.",
             details={"idempotency_key": key},
         )
+    for movement in movements:
+        movement.level = by_id[movement.level_id]  # locked, with product and warehouse
     return movements
 
 
