@@ -21,7 +21,7 @@ EMBEDDED := DATABASE_URL=sqlite:///$(CURDIR)/syncstore.sqlite3 REDIS_URL= CELERY
 
 demo: $(STAMP)
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput --verbosity 0
-	$(EMBEDDED) $(BIN)/python manage.py demo
+	$(EMBEDDED) DJANGO_LOG_LEVEL=INFO $(BIN)/python manage.py demo
 
 # Tests run against PostgreSQL and Redis: DATABASE_URL and REDIS_URL when set, else
 # 127.0.0.1 (see config/settings_test.py).

@@ -1,11 +1,13 @@
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils.module_loading import autodiscover_modules
 
 from core.demo import DemoContext, demo_run
+from core.logging import json_handler
 
 
 class Command(BaseCommand):
@@ -20,6 +22,23 @@ class Command(BaseCommand):
             "--operations", type=int, default=3000, help="Stock operations in the stream."
         )
         parser.add_argument("--seed", type=int, default=42, help="Random seed.")
+        parser.add_argument(
+            "--log-file",
+            default="var/demo.jsonl",
+            help="Where the run's JSON log lines go ('-': standard output as usual).",
+        )
+
+    def _logs_to_file(self, stack: ExitStack, path: str) -> Path | None:
+        """Send the JSON log lines to a file for the run, so the summary reads cleanly."""
+        handler = json_handler()
+        if path == "-" or handler is None:
+            return None
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stream = stack.enter_context(target.open("w", encoding="utf-8"))
+        previous = handler.setStream(stream)
+        stack.callback(handler.setStream, previous)
+        return target
 
     def handle(self, *args, **options) -> None:
         autodiscover_modules("demo")
@@ -31,10 +50,13 @@ class Command(BaseCommand):
         )
         started = time.perf_counter()
         with ExitStack() as stack:
+            log_path = self._logs_to_file(stack, options["log_file"])
             ctx = DemoContext(stdout=self.stdout, stack=stack, options=options)
             demo_run(ctx)
         key = ctx.facts.get("api_key", "<key>")
         self.stdout.write(f"\nDone in {time.perf_counter() - started:.1f} s.")
+        if log_path:
+            self.stdout.write(f"The run's JSON log lines are in {log_path}.")
         self.stdout.write(
             "Next: `make run`, then open http://127.0.0.1:8000/admin/ "
             "(create a user with `.venv/bin/python manage.py createsuperuser`) "
