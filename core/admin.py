@@ -174,18 +174,16 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry: re-enqueue the original task")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        retried, refused = 0, 0
+        retried, refused = 0, []
         for letter in queryset:
             try:
                 dead_letter_retry(dead_letter=letter, actor=actor_of(request))
                 retried += 1
-            except DomainError:
-                refused += 1
+            except DomainError as exc:
+                refused.append(f"#{letter.pk}: {exc.message}")
         self.message_user(request, f"Re-enqueued {retried} task(s).", messages.SUCCESS)
         if refused:
-            self.message_user(
-                request, f"{refused} resolved dead letter(s) were not retried.", messages.WARNING
-            )
+            self.message_user(request, "Not retried: " + "; ".join(refused), messages.WARNING)
 
     @admin.action(description="Resolve with a note")
     def resolve_selected(
@@ -194,13 +192,22 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if "apply" in request.POST:
             form = ResolveForm(request.POST)
             if form.is_valid():
+                resolved, refused = 0, []
                 for letter in queryset:
-                    dead_letter_resolve(
-                        dead_letter=letter, actor=actor_of(request), note=form.cleaned_data["note"]
+                    try:
+                        dead_letter_resolve(
+                            dead_letter=letter,
+                            actor=actor_of(request),
+                            note=form.cleaned_data["note"],
+                        )
+                        resolved += 1
+                    except DomainError as exc:
+                        refused.append(f"#{letter.pk}: {exc.message}")
+                self.message_user(request, f"Resolved {resolved} dead letter(s).", messages.SUCCESS)
+                if refused:
+                    self.message_user(
+                        request, "Not resolved: " + "; ".join(refused), messages.WARNING
                     )
-                self.message_user(
-                    request, f"Resolved {queryset.count()} dead letter(s).", messages.SUCCESS
-                )
                 return None
         else:
             form = ResolveForm()

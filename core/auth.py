@@ -66,8 +66,11 @@ def api_key_refresh(prefix: str) -> None:
     """After the current transaction commits, cache the key's committed row."""
 
     def refresh() -> None:
-        row = ApiKey.objects.filter(prefix=prefix).first() or False
-        cache.set(_key_cache_key(prefix), row, timeout=_KEY_CACHE_SECONDS)
+        # Holding the row lock while caching makes concurrent changes of one key cache
+        # their rows in commit order: a later change waits, then caches its own row.
+        with transaction.atomic():
+            row = ApiKey.objects.select_for_update().filter(prefix=prefix).first() or False
+            cache.set(_key_cache_key(prefix), row, timeout=_KEY_CACHE_SECONDS)
 
     transaction.on_commit(refresh, robust=True)
 

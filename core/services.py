@@ -255,6 +255,8 @@ def dead_letter_record(
                 break
             except IntegrityError:
                 continue
+    if letter is None:
+        raise RuntimeError(f"could not record the dead letter of {task_name}")
     DEAD_LETTERS.labels(source).inc()
     logger.error(
         "dead_letter.recorded",
@@ -267,10 +269,12 @@ def dead_letter_record(
 
 
 def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> DeadLetter:
-    """Re-enqueue the original task with its original arguments (after commit).
+    """Queue the original task again with its original arguments.
 
     Compare-and-set on the row as the caller saw it: of two people retrying at once, one
-    enqueues and the other is told the dead letter changed.
+    queues the task and the other is told the dead letter changed. Outside a transaction the
+    task is queued at once, and a queueing failure (broker down) puts the row back as open
+    and raises `enqueue_failed`; inside one, it is queued after the commit.
     """
     if dead_letter.status == DeadLetter.Status.RESOLVED:
         raise ConflictError(
@@ -291,11 +295,31 @@ def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> DeadLetter:
                 "This dead letter changed meanwhile (retried or resolved); reload it.",
                 code="dead_letter_changed",
             )
-        name, args, kwargs = dead_letter.task_name, dead_letter.args, dead_letter.kwargs
-        transaction.on_commit(lambda: _task_enqueue(name, args, kwargs))
-    dead_letter.refresh_from_db()
-    logger.info("dead_letter.retried", dead_letter_id=dead_letter.pk, actor=actor)
-    return dead_letter
+    retried = DeadLetter.objects.get(pk=dead_letter.pk)
+
+    def enqueue() -> None:
+        try:
+            _task_enqueue(retried.task_name, retried.args, retried.kwargs)
+        except Exception as exc:
+            # Nothing was queued: put the row back as open (unless it changed meanwhile).
+            DeadLetter.objects.filter(
+                pk=retried.pk, status=DeadLetter.Status.RETRIED, retry_count=retried.retry_count
+            ).update(status=DeadLetter.Status.OPEN, updated_at=timezone.now())
+            logger.exception("dead_letter.retry_enqueue_failed", dead_letter_id=retried.pk)
+            raise DomainError(
+                f"The task could not be queued ({type(exc).__name__}); it stays open.",
+                code="enqueue_failed",
+                status_code=503,
+            ) from exc
+
+    if transaction.get_connection().in_atomic_block:
+        # The caller's transaction may still roll back: queue after it commits, and never
+        # let a queueing failure break the caller's other after-commit work.
+        transaction.on_commit(enqueue, robust=True)
+    else:
+        enqueue()
+    logger.info("dead_letter.retried", dead_letter_id=retried.pk, actor=actor)
+    return retried
 
 
 def _task_enqueue(name: str, args: list, kwargs: dict) -> None:

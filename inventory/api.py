@@ -62,17 +62,16 @@ def _origin(request: Request, *, reason: str = "", reference: str = "") -> Origi
     return Origin(source="api", actor=request.user.actor, reason=reason, reference=reference)
 
 
-def _service_key(request: Request, row: int | None = None) -> str:
-    """The ledger's idempotency key for this request (or one row of its batch).
+def _service_key(request: Request, *scope: str | int) -> str:
+    """The ledger's idempotency key for this request, in a scope (a batch row, ...).
 
     A digest of the caller's key, so that no key a caller may send (they may contain `:`)
-    can collide with another key or with a batch row's.
+    can collide with another key; each endpoint keeps its own scope.
     """
     if not request.idempotency_key:
         return ""
     digest = hashlib.sha256(request.idempotency_key.encode("utf-8")).hexdigest()
-    key = f"api:{request.user.owner}:{digest}"
-    return key if row is None else f"{key}:row:{row}"
+    return ":".join(["api", request.user.owner, digest, *map(str, scope)])
 
 
 class _Resolver:
@@ -312,7 +311,9 @@ class StockMutationView(APIView):
         serializer = StockMutationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         resolver = _Resolver()
-        mutation = resolver.mutation(request, serializer.validated_data, key=_service_key(request))
+        mutation = resolver.mutation(
+            request, serializer.validated_data, key=_service_key(request, "mutation")
+        )
         result = services.stock_mutate(mutation)
         if result.replayed:
             # The ledger already holds this operation (its HTTP record had expired).
@@ -367,7 +368,7 @@ class StockMutationBatchView(APIView):
             try:
                 requests.append(
                     resolver.mutation(
-                        request, serializer.validated_data, key=_service_key(request, index)
+                        request, serializer.validated_data, key=_service_key(request, "row", index)
                     )
                 )
             except DomainError as exc:
@@ -463,10 +464,16 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
 
     @extend_schema(
         summary="Reserve stock for an order line",
+        description=(
+            "Answers 201 with the new reservation, or 409 `insufficient_stock`. With an "
+            "`Idempotency-Key` older than the 24-hour replay window whose reservation exists, "
+            "200 with `Idempotent-Replayed: true` and that reservation as it stands."
+        ),
         request=ReservationCreateSerializer,
         parameters=[idempotency_header(required=False)],
         responses={
             201: ReservationSerializer,
+            200: ReservationSerializer,
             **error_responses(
                 {
                     400: ["validation_error", "invalid_quantity", "vendor_mismatch"],
@@ -498,8 +505,13 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
             quantity=data["quantity"],
             ttl=timedelta(seconds=ttl),
             origin=_origin(request, reference=data["reference"]),
-            idempotency_key=_service_key(request),
+            idempotency_key=_service_key(request, "reservation"),
         )
+        if reservation.replayed:
+            # The ledger already holds this reservation (its HTTP record had expired).
+            return Response(
+                ReservationSerializer(reservation).data, headers={REPLAY_HEADER: "true"}
+            )
         return Response(ReservationSerializer(reservation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(

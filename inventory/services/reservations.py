@@ -67,7 +67,8 @@ def stock_reserve(
     Locks the level and checks availability under the lock, so concurrent reservations never
     take available below zero (unless the product allows negative stock). When short, due
     reservations of the level are expired first and availability is checked again.
-    Idempotent by key: the same key returns the reservation it made.
+    Idempotent by key: the same key returns the reservation it made, with `replayed` set
+    on the returned object (False for a new reservation).
     """
     quantity = quantity_clean(quantity)
     if quantity <= 0:
@@ -81,7 +82,11 @@ def stock_reserve(
                 if existing.level_id != level.pk or existing.quantity != quantity:
                     raise IdempotencyKeyReused(details={"idempotency_key": idempotency_key})
                 existing.level = level
+                existing.replayed = True
                 return existing
+            if StockMovement.objects.filter(idempotency_key=idempotency_key).exists():
+                # The key made another kind of stock operation.
+                raise IdempotencyKeyReused(details={"idempotency_key": idempotency_key})
         now = timezone.now()
         if product.stock_is_enforced and level.available < quantity:
             _expire_due(level, now)
@@ -107,6 +112,7 @@ def stock_reserve(
             reservation=reservation,
             idempotency_key=idempotency_key,
         )
+    reservation.replayed = False
     return reservation
 
 

@@ -121,7 +121,8 @@ def movement_record(
     on_hand = level.on_hand + on_hand_delta
     reserved = level.reserved + reserved_delta
     stock_value = (on_hand * average_cost).quantize(MONEY_QUANTUM, ROUND_HALF_UP)
-    if max(abs(on_hand), abs(reserved)) > MAX_QUANTITY or abs(stock_value) > MAX_STOCK_VALUE:
+    largest = max(abs(on_hand), abs(reserved), abs(on_hand_delta), abs(reserved_delta))
+    if largest > MAX_QUANTITY or abs(stock_value) > MAX_STOCK_VALUE:
         raise InvalidQuantity(
             f"The result is out of range for {level.product.sku} in {level.warehouse.code}.",
             code="quantity_out_of_range",
@@ -222,7 +223,7 @@ def stock_adjust(
             idempotency_key,
             levels=[level],
             kinds={StockMovement.Kind.ADJUST},
-            same=lambda m: m.on_hand_delta == delta,
+            same=lambda m: m.on_hand_delta == delta and m.unit_cost == unit_cost,
         )
         if replay:
             return StockMutation(replay, [level], replayed=True)
@@ -270,7 +271,7 @@ def stock_set(
             idempotency_key,
             levels=[level],
             kinds={StockMovement.Kind.COUNT},
-            same=lambda m: m.on_hand_after == quantity,
+            same=lambda m: m.on_hand_after == quantity and m.unit_cost == unit_cost,
         )
         if replay:
             return StockMutation(replay, [level], replayed=True)

@@ -13,7 +13,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 from core.auth import api_key_hash
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
-from core.services import api_key_create, dead_letter_record
+from core.services import api_key_create, dead_letter_record, dead_letter_resolve
 from inventory.models import Product, Reservation, StockLevel, StockMovement
 from inventory.services import stock_reserve
 from tests.conftest import TEST_ORIGIN
@@ -224,3 +224,27 @@ def test_admin_refuses_a_maximum_below_the_minimum(staff, stocked):
     assert "The maximum must not be below the minimum." in response.content.decode()
     level.refresh_from_db()
     assert level.min_stock is None
+
+
+def test_admin_resolve_reports_letters_already_resolved(staff):
+    open_letter = dead_letter_record(source="t", task_name="a.b", args=[1], error=RuntimeError("x"))
+    done = dead_letter_record(source="t", task_name="a.b", args=[2], error=RuntimeError("x"))
+    dead_letter_resolve(dead_letter=done, actor="user:other", note="already handled")
+
+    response = staff.post(
+        reverse("admin:core_deadletter_changelist"),
+        {
+            "action": "resolve_selected",
+            "_selected_action": [open_letter.pk, done.pk],
+            "apply": "1",
+            "note": "fixed",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Resolved 1 dead letter(s)." in text
+    assert f"#{done.pk}: This dead letter is already resolved." in text
+    open_letter.refresh_from_db()
+    assert open_letter.status == DeadLetter.Status.RESOLVED

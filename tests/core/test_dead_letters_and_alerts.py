@@ -217,3 +217,21 @@ def test_the_webhook_url_never_reaches_logs_or_dead_letters(slack, log_lines):
     assert "sandbox-token" not in written
     assert "B0SANDBOX" not in written
     assert [m["text"] for m in slack.messages] == ["hello"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_that_cannot_be_queued_leaves_the_letter_open(monkeypatch):
+    letter = dead_letter_record(source="t", task_name="core.alert_post", error=RuntimeError("x"))
+
+    # Fault injection: the broker refuses the task, as a dead broker does.
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to the broker. Connection refused.")
+
+    monkeypatch.setattr("core.services._task_enqueue", refuse)
+
+    with pytest.raises(DomainError) as caught:
+        dead_letter_retry(dead_letter=letter, actor="user:ops")
+
+    assert caught.value.code == "enqueue_failed"
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.OPEN

@@ -206,3 +206,20 @@ def test_keys_containing_colons_never_collide_with_batch_rows(api, stocked):
     assert single.status_code == 201
     assert "Idempotent-Replayed" not in single
     assert StockLevel.objects.get(product=product).on_hand == Decimal(47)
+
+
+def test_a_reservation_repeated_after_the_http_window_replays(api, stocked):
+    product = stocked(5)
+    body = {"sku": product.sku, "quantity": "1"}
+    first = api.post("/api/v1/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-9")
+    IdempotencyRecord.objects.filter(key="r-9").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    again = api.post("/api/v1/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-9")
+
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert StockLevel.objects.get(product=product).reserved == Decimal(1)

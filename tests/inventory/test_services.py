@@ -432,3 +432,68 @@ def test_totals_that_would_overflow_are_refused_not_a_database_error(warehouse):
         )
     assert caught.value.code == "quantity_out_of_range"
     assert ledger_mismatches() == []
+
+
+def test_a_key_that_made_another_operation_cannot_make_a_reservation(stocked, warehouse):
+    product = stocked(10)
+    stock_adjust(
+        product=product, warehouse=warehouse, delta=D(1), origin=TEST_ORIGIN, idempotency_key="x"
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        stock_reserve(
+            product=product,
+            warehouse=warehouse,
+            quantity=D(1),
+            origin=TEST_ORIGIN,
+            idempotency_key="x",
+        )
+
+
+def test_a_reservation_replay_says_so(stocked, warehouse):
+    product = stocked(10)
+    first = stock_reserve(
+        product=product,
+        warehouse=warehouse,
+        quantity=D(1),
+        origin=TEST_ORIGIN,
+        idempotency_key="r",
+    )
+    again = stock_reserve(
+        product=product,
+        warehouse=warehouse,
+        quantity=D(1),
+        origin=TEST_ORIGIN,
+        idempotency_key="r",
+    )
+    assert (first.replayed, again.replayed) == (False, True)
+
+
+def test_a_count_whose_difference_would_overflow_is_refused(warehouse):
+    product = ProductFactory(allow_negative_stock=True)
+    stock_set(product=product, warehouse=warehouse, quantity=D(-90_000_000_000), origin=TEST_ORIGIN)
+    with pytest.raises(DomainError) as caught:
+        stock_set(
+            product=product, warehouse=warehouse, quantity=D(90_000_000_000), origin=TEST_ORIGIN
+        )
+    assert caught.value.code == "quantity_out_of_range"
+
+
+def test_a_key_reused_with_another_unit_cost_is_refused(warehouse):
+    product = ProductFactory()
+    stock_adjust(
+        product=product,
+        warehouse=warehouse,
+        delta=D(5),
+        unit_cost=D(2),
+        origin=TEST_ORIGIN,
+        idempotency_key="cost",
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        stock_adjust(
+            product=product,
+            warehouse=warehouse,
+            delta=D(5),
+            unit_cost=D(3),
+            origin=TEST_ORIGIN,
+            idempotency_key="cost",
+        )
