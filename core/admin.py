@@ -28,6 +28,16 @@ def actor_of(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"
 
 
+class KeptRecordAdmin(admin.ModelAdmin):
+    """Rows that only services write and that are kept: no add or delete from the admin."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -117,7 +127,7 @@ class ResolveForm(forms.Form):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(KeptRecordAdmin):
     list_display = [
         "id",
         "task_name",
@@ -165,12 +175,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="kwargs")
     def pretty_kwargs(self, obj: DeadLetter) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.kwargs, indent=2))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
-        return False
 
     @admin.action(description="Retry: re-enqueue the original task")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:

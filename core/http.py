@@ -53,7 +53,7 @@ class CorrelatedSession(requests.Session):
             response = super().request(method, url, *args, headers=headers, **kwargs)
         except requests.RequestException as exc:
             timeout = isinstance(exc, requests.Timeout)
-            error = _scrub(f"{type(exc).__name__}: {exc}", url, secret_path=secret_path)
+            error = _scrub(f"{type(exc).__name__}: {exc}", url, log_url, secret_path=secret_path)
             logger.warning("http.failed", method=method, url=log_url, error=error, timeout=timeout)
             # Raised without the original exception attached: its text holds the raw URL.
             raise OutboundError(
@@ -83,12 +83,12 @@ def loggable_url(url: str, *, secret_path: bool = False) -> str:
     return redact_value(parts._replace(netloc=netloc).geturl())
 
 
-def _scrub(text: str, url: str, *, secret_path: bool) -> str:
-    """Remove the raw URL (and, when secret, its path) from an error message."""
-    parts = urlsplit(url)
-    text = text.replace(url, loggable_url(url, secret_path=secret_path))
-    if secret_path and parts.path not in ("", "/"):
-        text = text.replace(parts.path, f"/{REDACTED}")
+def _scrub(text: str, url: str, log_url: str, *, secret_path: bool) -> str:
+    """Put the loggable URL in place of the raw one (and, when secret, drop its path)."""
+    text = text.replace(url, log_url)
+    path = urlsplit(url).path
+    if secret_path and path not in ("", "/"):
+        text = text.replace(path, f"/{REDACTED}")
     return redact_value(text)
 
 

@@ -281,20 +281,19 @@ def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> DeadLetter:
             "A resolved dead letter cannot be retried.", code="dead_letter_resolved"
         )
     now = timezone.now()
-    with transaction.atomic():
-        changed = DeadLetter.objects.filter(
-            pk=dead_letter.pk, status=dead_letter.status, retry_count=dead_letter.retry_count
-        ).update(
-            status=DeadLetter.Status.RETRIED,
-            retried_at=now,
-            retry_count=F("retry_count") + 1,
-            updated_at=now,
+    changed = DeadLetter.objects.filter(
+        pk=dead_letter.pk, status=dead_letter.status, retry_count=dead_letter.retry_count
+    ).update(
+        status=DeadLetter.Status.RETRIED,
+        retried_at=now,
+        retry_count=F("retry_count") + 1,
+        updated_at=now,
+    )
+    if not changed:
+        raise ConflictError(
+            "This dead letter changed meanwhile (retried or resolved); reload it.",
+            code="dead_letter_changed",
         )
-        if not changed:
-            raise ConflictError(
-                "This dead letter changed meanwhile (retried or resolved); reload it.",
-                code="dead_letter_changed",
-            )
     retried = DeadLetter.objects.get(pk=dead_letter.pk)
 
     def enqueue() -> None:

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin import actor_of
+from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from inventory import services
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
@@ -108,7 +108,7 @@ class StockLevelLimitsForm(forms.ModelForm):
 
 
 @admin.register(StockLevel)
-class StockLevelAdmin(admin.ModelAdmin):
+class StockLevelAdmin(KeptRecordAdmin):
     form = StockLevelLimitsForm
     list_display = [
         "product",
@@ -146,12 +146,6 @@ class StockLevelAdmin(admin.ModelAdmin):
     def adjust_link(self, obj: StockLevel) -> str:
         url = reverse("admin:inventory_stocklevel_adjust", args=[obj.pk])
         return format_html('<a href="{}">adjust stock</a>', url)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # levels appear when stock first moves
-
-    def has_delete_permission(self, request: HttpRequest, obj: StockLevel | None = None) -> bool:
-        return False  # the ledger refers to them
 
     def save_model(
         self, request: HttpRequest, obj: StockLevel, form: forms.Form, change: bool
@@ -234,7 +228,7 @@ class LevelColumns:
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(LevelColumns, admin.ModelAdmin):
+class StockMovementAdmin(LevelColumns, KeptRecordAdmin):
     list_display = [
         "id",
         "created_at",
@@ -255,18 +249,12 @@ class StockMovementAdmin(LevelColumns, admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False  # the ledger grows without bound
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+        return False  # the ledger is append-only
 
 
 @admin.register(Reservation)
-class ReservationAdmin(LevelColumns, admin.ModelAdmin):
+class ReservationAdmin(LevelColumns, KeptRecordAdmin):
     list_display = [
         "id",
         "sku",
@@ -292,12 +280,6 @@ class ReservationAdmin(LevelColumns, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.action(description="Release selected reservations")
     def release_selected(self, request: HttpRequest, queryset: QuerySet[Reservation]) -> None:
