@@ -51,7 +51,7 @@ from inventory.serializers import (
     mutation_data,
     stock_summary_data,
 )
-from inventory.services import MutationRequest, Origin, StockMutation
+from inventory.services import MutationRequest, Origin
 
 VENDOR_PARAM = OpenApiParameter(
     "vendor", OpenApiTypes.UUID, description="The vendor; the default vendor when omitted."
@@ -81,23 +81,28 @@ class _Resolver:
         self._products: dict[tuple[str, str], Product] = {}
         self._warehouses: dict[tuple[uuid.UUID, str], Warehouse] = {}
 
+    @staticmethod
+    def _product_key(vendor_id: uuid.UUID | str | None, sku: str) -> tuple[str, str]:
+        return (str(vendor_id or ""), sku)
+
     def prefetch(self, rows: list[dict]) -> None:
         """Load the products and warehouses of many rows in a few queries."""
         by_vendor: dict[str, set[str]] = {}
         for row in rows:
-            by_vendor.setdefault(str(row.get("vendor") or ""), set()).add(str(row.get("sku")))
+            vendor_key, sku = self._product_key(row.get("vendor"), str(row.get("sku")))
+            by_vendor.setdefault(vendor_key, set()).add(sku)
         for vendor_key, skus in by_vendor.items():
             try:
                 vendor = selectors.vendor_get(vendor_key or None)
             except DomainError:
                 continue  # reported per row
             for product in Product.objects.filter(vendor=vendor, sku__in=skus):
-                self._products[(vendor_key, product.sku)] = product
+                self._products[self._product_key(vendor_key, product.sku)] = product
             for warehouse in Warehouse.objects.filter(vendor=vendor):
                 self._warehouses[(vendor.pk, warehouse.code)] = warehouse
 
     def product(self, vendor_id: uuid.UUID | None, sku: str) -> Product:
-        key = (str(vendor_id or ""), sku)
+        key = self._product_key(vendor_id, sku)
         if key not in self._products:
             self._products[key] = selectors.product_get(sku=sku, vendor_id=vendor_id)
         return self._products[key]
@@ -111,11 +116,12 @@ class _Resolver:
 
     def _through_level(self, vendor_id: uuid.UUID | None, sku: str, code: str) -> None:
         # The product and warehouse of an existing level come in one query.
-        if (str(vendor_id or ""), sku) in self._products:
+        key = self._product_key(vendor_id, sku)
+        if key in self._products:
             return
         level = selectors.stock_level_find(sku=sku, warehouse_code=code, vendor_id=vendor_id)
         if level is not None:
-            self._products[(str(vendor_id or ""), sku)] = level.product
+            self._products[key] = level.product
             self._warehouses[(level.product.vendor_id, code)] = level.warehouse
 
     def mutation(self, request: Request, data: dict, *, key: str) -> MutationRequest:
@@ -132,10 +138,6 @@ class _Resolver:
             origin=_origin(request, reason=data["reason"], reference=data["reference"]),
             idempotency_key=key,
         )
-
-
-def _mutation_data(result: StockMutation) -> dict:
-    return mutation_data(result.movements, result.levels)
 
 
 # --- Catalogue ----------------------------------------------------------------------------
@@ -317,8 +319,8 @@ class StockMutationView(APIView):
         result = services.stock_mutate(mutation)
         if result.replayed:
             # The ledger already holds this operation (its HTTP record had expired).
-            return Response(_mutation_data(result), headers={REPLAY_HEADER: "true"})
-        return Response(_mutation_data(result), status=status.HTTP_201_CREATED)
+            return Response(mutation_data(result), headers={REPLAY_HEADER: "true"})
+        return Response(mutation_data(result), status=status.HTTP_201_CREATED)
 
 
 class StockMutationBatchView(APIView):
@@ -411,7 +413,7 @@ def _batch_results(results: list, *, rolled_back: bool) -> list[dict]:
                     "index": index,
                     "status": "ok",
                     "replayed": result.replayed,
-                    **_mutation_data(result),
+                    **mutation_data(result),
                 }
             )
     return body

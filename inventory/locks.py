@@ -30,11 +30,12 @@ def _locking() -> QuerySet[StockLevel]:
     return StockLevel.objects.select_for_update(of=("self",)).order_by("pk")
 
 
-def _lock_ids(ids: list[int]) -> list[StockLevel]:
+def _lock_ids(ids: list[int], *, related: bool = False) -> list[StockLevel]:
+    locking = _locking().select_related("product", "warehouse") if related else _locking()
     levels: list[StockLevel] = []
     ids = sorted(ids)
     for start in range(0, len(ids), _ID_CHUNK):
-        levels.extend(_locking().filter(pk__in=ids[start : start + _ID_CHUNK]))
+        levels.extend(locking.filter(pk__in=ids[start : start + _ID_CHUNK]))
     return levels
 
 
@@ -87,7 +88,8 @@ def stock_levels_lock(
 
 
 def stock_levels_lock_by_id(ids: Iterable[int]) -> list[StockLevel]:
-    """Lock existing levels by id, in primary-key order (inside a transaction)."""
+    """Lock existing levels by id, in primary-key order (inside a transaction), with their
+    product and warehouse read in the same query (only the level rows are locked)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock_levels_lock_by_id must run inside transaction.atomic()")
-    return _lock_ids(list(set(ids)))
+    return _lock_ids(list(set(ids)), related=True)

@@ -50,6 +50,10 @@ def _vendor_filter(vendor_id: str | uuid.UUID | None) -> dict:
         raise VendorNotFound(f"No vendor with id {vendor_id}.") from exc
 
 
+def _level_vendor_filter(vendor_id: str | uuid.UUID | None) -> dict:
+    return {f"product__{key}": value for key, value in _vendor_filter(vendor_id).items()}
+
+
 def product_get(*, sku: str, vendor_id: str | uuid.UUID | None = None) -> Product:
     """The product with this SKU at the vendor (default vendor when none is given)."""
     product = Product.objects.filter(sku=sku, **_vendor_filter(vendor_id)).first()
@@ -67,7 +71,7 @@ def stock_level_find(
     *, sku: str, warehouse_code: str, vendor_id: str | uuid.UUID | None = None
 ) -> StockLevel | None:
     """The level of a SKU in a warehouse, with its product and warehouse (one query)."""
-    vendor_filter = {f"product__{key}": value for key, value in _vendor_filter(vendor_id).items()}
+    vendor_filter = _level_vendor_filter(vendor_id)
     levels = list(
         StockLevel.objects.select_related("product", "warehouse")
         .filter(product__sku=sku, warehouse__code=warehouse_code, **vendor_filter)
@@ -121,7 +125,7 @@ def stock_summary(*, sku: str, vendor_id: str | uuid.UUID | None = None) -> Stoc
 
     One query when the product has stock levels (the product comes joined to them).
     """
-    vendor_filter = {f"product__{key}": value for key, value in _vendor_filter(vendor_id).items()}
+    vendor_filter = _level_vendor_filter(vendor_id)
     levels = list(
         StockLevel.objects.filter(product__sku=sku, **vendor_filter)
         .select_related("product", "warehouse")

@@ -361,8 +361,8 @@ def stock_summary_data(summary) -> dict:
     }
 
 
-def mutation_data(movements: list[StockMovement], levels: list[StockLevel]) -> dict:
+def mutation_data(mutation) -> dict:
     return {
-        "movements": [movement_data(movement) for movement in movements],
-        "levels": [level_data(level) for level in levels],
+        "movements": [movement_data(movement) for movement in mutation.movements],
+        "levels": [level_data(level) for level in mutation.levels],
     }

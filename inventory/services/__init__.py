@@ -21,7 +21,6 @@ from inventory.services.reservations import (
 from inventory.services.stock import (
     Origin,
     StockMutation,
-    quantity_clean,
     stock_adjust,
     stock_level_set_limits,
     stock_set,
@@ -36,7 +35,6 @@ __all__ = [
     "product_create",
     "product_update",
     "products_bulk_create",
-    "quantity_clean",
     "reservations_expire",
     "stock_adjust",
     "stock_commit",

@@ -122,15 +122,13 @@ def _close(
     with transaction.atomic():
         level = stock_levels_lock_by_id([reservation.level_id])[0]
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        locked.level = level
         if locked.status == status:
-            locked.level = level
             return locked  # already done: idempotent
         if locked.status != Reservation.Status.ACTIVE:
             raise ReservationNotActive(
                 f"The reservation is {locked.status}.", details={"status": locked.status}
             )
-        level.product = reservation.level.product
-        level.warehouse = reservation.level.warehouse
         locked.status = status
         locked.closed_at = timezone.now()
         locked.save(update_fields=["status", "closed_at", "updated_at"])
@@ -142,7 +140,6 @@ def _close(
             reserved_delta=-locked.quantity,
             reservation=locked,
         )
-        locked.level = level
     return locked
 
 
@@ -186,16 +183,7 @@ def reservations_expire(*, now: datetime | None = None, batch_size: int = 200) -
         if not level_ids:
             break
         with transaction.atomic():
-            levels = stock_levels_lock_by_id(level_ids)
-            levels_by_id = {
-                level.pk: level
-                for level in StockLevel.objects.select_related("product", "warehouse").filter(
-                    pk__in=[level.pk for level in levels]
-                )
-            }
-            for level in levels:
-                level.product = levels_by_id[level.pk].product
-                level.warehouse = levels_by_id[level.pk].warehouse
+            for level in stock_levels_lock_by_id(level_ids):
                 expired += _expire_due(level, now)
     if expired:
         logger.info("reservations.expired", count=expired)
