@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_structlog",
     "core",
     "inventory",
+    "erp_mapping",
 ]
 
 MIDDLEWARE = [
@@ -231,6 +232,46 @@ ALERT_RETRY_BACKOFF_SECONDS = env.float("ALERT_RETRY_BACKOFF_SECONDS", default=5
 
 RESERVATION_DEFAULT_TTL_SECONDS = env.int("RESERVATION_DEFAULT_TTL_SECONDS", default=30 * 60)
 RESERVATION_MAX_TTL_SECONDS = env.int("RESERVATION_MAX_TTL_SECONDS", default=30 * 24 * 3600)
+
+# --- ERP ----------------------------------------------------------------------------------------
+
+# The default vendor's ERP REST API (other vendors' connections are set in the admin or API).
+ERP_BASE_URL = env("ERP_BASE_URL", default="")
+ERP_API_TOKEN = SecretStr(env("ERP_API_TOKEN", default=""))
+# Waits before the 2nd, 3rd and 4th attempt of a pull (seconds).
+ERP_PULL_RETRY_DELAYS = [
+    float(d) for d in env.list("ERP_PULL_RETRY_DELAYS", default=["5", "15", "45"])
+]
+ERP_PULL_HTTP_TIMEOUT_SECONDS = env.float("ERP_PULL_HTTP_TIMEOUT_SECONDS", default=120.0)
+# A `running` pull older than this is taken to have died and is marked failed.
+ERP_PULL_RUN_TIMEOUT_MINUTES = env.int("ERP_PULL_RUN_TIMEOUT_MINUTES", default=30)
+ERP_PULL_CREATE_UNKNOWN = env.bool("ERP_PULL_CREATE_UNKNOWN", default=False)
+ERP_PULL_ALERT_CHANGES = env.int("ERP_PULL_ALERT_CHANGES", default=10_000)
+ERP_PULL_ALERT_SLOW_SECONDS = env.int("ERP_PULL_ALERT_SLOW_SECONDS", default=15 * 60)
+# Raw pull payloads: a local folder, or S3 (django-storages) when a bucket is named.
+ERP_ARCHIVE_DIR = env("ERP_ARCHIVE_DIR", default=str(BASE_DIR / "var" / "erp-archive"))
+ERP_ARCHIVE_S3_BUCKET = env("ERP_ARCHIVE_S3_BUCKET", default="")
+ERP_ARCHIVE_RETENTION_DAYS = env.int("ERP_ARCHIVE_RETENTION_DAYS", default=30)
+if ERP_ARCHIVE_S3_BUCKET:
+    STORAGES["erp_archive"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ERP_ARCHIVE_S3_BUCKET,
+            "region_name": env("ERP_ARCHIVE_S3_REGION", default=None),
+            "endpoint_url": env("ERP_ARCHIVE_S3_ENDPOINT_URL", default=None),
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["erp_archive"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": ERP_ARCHIVE_DIR},
+    }
+# Agents: no heartbeat for this long marks an agent degraded, then offline (with an alert).
+ERP_AGENT_DEGRADED_AFTER_SECONDS = env.int("ERP_AGENT_DEGRADED_AFTER_SECONDS", default=120)
+ERP_AGENT_OFFLINE_AFTER_SECONDS = env.int("ERP_AGENT_OFFLINE_AFTER_SECONDS", default=600)
+ERP_INGEST_MAX_ROWS = env.int("ERP_INGEST_MAX_ROWS", default=5000)
 
 # --- Observability ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("inventory.urls")),
+    path("api/v1/erp/", include("erp_mapping.urls")),
 ]
 
 handler400 = "core.errors.handler400"

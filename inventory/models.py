@@ -56,6 +56,12 @@ class Warehouse(BaseModel):
     is_main = models.BooleanField(default=False)
     type = models.CharField(max_length=16, choices=Type.choices, default=Type.STORAGE)
     active = models.BooleanField(default=True)
+    content_hash = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the ERP content last applied."
+    )
+    source_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="The ERP's timestamp of the content last applied."
+    )
 
     class Meta:
         ordering = ["vendor_id", "code"]
@@ -143,6 +149,12 @@ class StockLevel(BaseModel):
     )
     max_stock = models.DecimalField(**QUANTITY, null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    content_hash = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the ERP content last applied."
+    )
+    source_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="The ERP's timestamp of the content last applied."
+    )
 
     class Meta:
         ordering = ["product_id", "warehouse_id"]
@@ -214,6 +226,7 @@ class StockMovement(models.Model):
         RELEASE = "release", "release"
         COMMIT = "commit", "commit (shipped)"
         EXPIRE = "expire", "reservation expired"
+        ERP_SYNC = "erp_sync", "ERP sync"
 
     level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=20, choices=Kind.choices)

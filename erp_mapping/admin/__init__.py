@@ -1,0 +1,1 @@
+"""The ERP part of the staff console: one module per area."""

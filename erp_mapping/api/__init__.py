@@ -1,0 +1,1 @@
+"""The ERP REST API, one module per area."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ErpMappingConfig(AppConfig):
+    name = "erp_mapping"
+    verbose_name = "ERP"

@@ -1,0 +1,140 @@
+"""ERP code mappings, ERP agents and connections, and the record of each nightly pull."""
+
+from django.db import models
+from django.db.models import Q
+
+from core.fields import EncryptedTextField
+from core.models import BaseModel
+from inventory.models import Vendor
+
+
+class ErpCodeMapping(BaseModel):
+    """An ERP code (unit, VAT rate, family, subfamily) and the internal code it stands for.
+
+    A unit mapping with an empty ERP code is the vendor's fallback unit: it applies to items
+    that name no unit.
+    """
+
+    class Type(models.TextChoices):
+        UNIT = "unit", "unit"
+        VAT = "vat", "VAT"
+        FAMILY = "family", "family"
+        SUBFAMILY = "subfamily", "subfamily"
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="erp_mappings")
+    mapping_type = models.CharField(max_length=16, choices=Type.choices)
+    erp_code = models.CharField(max_length=64, blank=True)
+    resto_code = models.CharField(max_length=100)
+    resto_label = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["vendor_id", "mapping_type", "erp_code"]
+        verbose_name = "ERP code mapping"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor", "mapping_type", "erp_code"], name="uniq_erp_mapping_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mapping_type} {self.erp_code or '(fallback)'} -> {self.resto_code}"
+
+
+class ErpAgent(BaseModel):
+    """The on-premise agent next to a vendor's ERP that pushes items and stock to us.
+
+    Only the SHA-256 of its bearer token is stored; the token is shown once, when the agent
+    is registered.
+    """
+
+    class Status(models.TextChoices):
+        ONLINE = "online", "online"
+        DEGRADED = "degraded", "degraded"
+        OFFLINE = "offline", "offline"
+
+    vendor = models.OneToOneField(Vendor, on_delete=models.PROTECT, related_name="erp_agent")
+    agent_url = models.URLField(max_length=500)
+    erp_type = models.CharField(max_length=50)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    agent_version = models.CharField(max_length=50, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(
+        max_length=16, editable=False, help_text="The token's first characters, to tell them apart."
+    )
+    registered_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["vendor__name"]
+        verbose_name = "ERP agent"
+
+    def __str__(self) -> str:
+        return f"{self.erp_type} agent of {self.vendor_id}"
+
+
+class ErpConnection(BaseModel):
+    """How the nightly pull reaches a vendor's ERP REST API."""
+
+    vendor = models.OneToOneField(Vendor, on_delete=models.PROTECT, related_name="erp_connection")
+    base_url = models.URLField(max_length=500)
+    token = EncryptedTextField(help_text="Bearer token (stored encrypted).")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["vendor__name"]
+        verbose_name = "ERP connection"
+
+    def __str__(self) -> str:
+        return f"{self.vendor_id} -> {self.base_url}"
+
+
+class SyncRun(BaseModel):
+    """One nightly ERP pull of one vendor: what it read, what it changed, how it went."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        COMPLETED = "completed", "completed"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        COMMAND = "command", "command"
+        ADMIN = "admin", "admin"
+        API = "api", "api"
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="sync_runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    skus_processed = models.PositiveIntegerField(default=0)
+    items_changed = models.PositiveIntegerField(default=0)
+    invalid_rows = models.PositiveIntegerField(default=0)
+    unknown_skus = models.PositiveIntegerField(default=0)
+    api_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    bytes_received = models.PositiveBigIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    archive_path = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Unknown SKUs, invalid rows and other figures (lists capped).",
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # The cross-process run lock: at most one running pull per vendor.
+            models.UniqueConstraint(
+                fields=["vendor"], condition=Q(status="running"), name="uniq_running_sync_run"
+            ),
+        ]
+        indexes = [models.Index(fields=["vendor", "-started_at"], name="sync_run_vendor_idx")]
+
+    def __str__(self) -> str:
+        return f"pull {self.pk} of {self.vendor_id} ({self.status})"

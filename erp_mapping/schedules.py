@@ -1,0 +1,22 @@
+from core.schedules import Schedule
+
+SCHEDULES = [
+    Schedule(
+        name="nightly ERP pull",
+        task="erp_mapping.pull_all",
+        description="02:00 UTC: pull stock counts from every vendor's ERP.",
+        crontab="0 2 * * *",
+    ),
+    Schedule(
+        name="ERP agent health",
+        task="erp_mapping.check_agents",
+        description="Every 5 minutes: mark silent agents degraded (2 min) or offline (10 min).",
+        every_seconds=300,
+    ),
+    Schedule(
+        name="ERP archive clean-up",
+        task="erp_mapping.purge_archives",
+        description="03:30 UTC: delete raw pull payloads older than the retention period.",
+        crontab="30 3 * * *",
+    ),
+]

@@ -1,0 +1,106 @@
+"""ERP reads: code mappings (with an in-process cache), agents, connections, runs."""
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from erp_mapping.models import ErpCodeMapping
+
+MAPPING_CACHE_SIZE = 10_000
+MAPPING_CACHE_TTL_SECONDS = 300.0
+
+_MISSING = object()
+
+
+class _LruCache:
+    """A small thread-safe LRU with a time-to-live per entry (per process)."""
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size, self.ttl = size, ttl
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            entry = self._data.get(key, _MISSING)
+            if entry is _MISSING:
+                return _MISSING
+            value, expires = entry
+            if expires < time.monotonic():
+                del self._data[key]
+                return _MISSING
+            self._data.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = (value, time.monotonic() + self.ttl)
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_mapping_cache = _LruCache(MAPPING_CACHE_SIZE, MAPPING_CACHE_TTL_SECONDS)
+
+
+def mapping_cache_clear() -> None:
+    """Forget every cached resolution (called on commit of any mapping change)."""
+    _mapping_cache.clear()
+
+
+def mapping_resolve(vendor_id: uuid.UUID | str, mapping_type: str, erp_code: str) -> str | None:
+    """The internal code an active mapping gives this ERP code, or None when unmapped.
+
+    Cached per process (LRU of 10,000 entries, 5 minutes); misses are cached too. An empty
+    `erp_code` resolves to the vendor's fallback (the mapping with an empty ERP code).
+    """
+    key = (str(vendor_id), mapping_type, erp_code)
+    cached = _mapping_cache.get(key)
+    if cached is not _MISSING:
+        return cached
+    resto_code = (
+        ErpCodeMapping.objects.filter(
+            vendor_id=vendor_id, mapping_type=mapping_type, erp_code=erp_code, is_active=True
+        )
+        .values_list("resto_code", flat=True)
+        .first()
+    )
+    _mapping_cache.put(key, resto_code)
+    return resto_code
+
+
+def mapping_resolve_many(
+    vendor_id: uuid.UUID | str, mapping_type: str, erp_codes: Iterable[str]
+) -> dict[str, str]:
+    """Resolve many ERP codes at once: {erp_code: resto_code} for the mapped ones.
+
+    Codes not in the cache are read in one query, and the answers (misses included) are
+    cached like `mapping_resolve`'s.
+    """
+    found: dict[str, str] = {}
+    wanted: set[str] = set()
+    for code in set(erp_codes):
+        cached = _mapping_cache.get((str(vendor_id), mapping_type, code))
+        if cached is _MISSING:
+            wanted.add(code)
+        elif cached is not None:
+            found[code] = cached
+    if wanted:
+        rows = dict(
+            ErpCodeMapping.objects.filter(
+                vendor_id=vendor_id, mapping_type=mapping_type, erp_code__in=wanted, is_active=True
+            ).values_list("erp_code", "resto_code")
+        )
+        for code in wanted:
+            _mapping_cache.put((str(vendor_id), mapping_type, code), rows.get(code))
+        found.update(rows)
+    return found

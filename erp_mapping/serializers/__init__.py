@@ -1,0 +1,1 @@
+"""Serializers of the ERP API, one module per area."""

@@ -1,0 +1,1 @@
+"""ERP Celery tasks (thin shells over the services), one module per area."""
