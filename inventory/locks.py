@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from functools import reduce
 from operator import or_
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from inventory.models import Product, StockLevel, Warehouse
@@ -93,3 +93,25 @@ def stock_levels_lock_by_id(ids: Iterable[int]) -> list[StockLevel]:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock_levels_lock_by_id must run inside transaction.atomic()")
     return _lock_ids(list(set(ids)), related=True)
+
+
+def stock_levels_lock_staged(table: str) -> None:
+    """Lock, in primary-key order, the levels a staging table of targets will change.
+
+    `table` has `product_id`, `warehouse_id` and `on_hand` columns (see
+    `inventory.services.bulk`); levels whose on_hand already equals the target are not
+    locked. PostgreSQL re-checks the condition on each row once its lock is granted, and
+    later statements of the transaction read the locked rows' latest values. (SQLite takes
+    a database-wide write lock instead.)
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("stock_levels_lock_staged must run inside transaction.atomic()")
+    if connection.vendor != "postgresql":
+        return
+    level_table = StockLevel._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT s.id FROM {level_table} s JOIN {table} t "
+            f"ON s.product_id = t.product_id AND s.warehouse_id = t.warehouse_id "
+            f"WHERE s.on_hand <> t.on_hand ORDER BY s.id FOR UPDATE OF s) AS locked"
+        )

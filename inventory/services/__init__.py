@@ -6,6 +6,7 @@ from inventory.services.batch import (
     stock_mutate,
     stock_mutate_batch,
 )
+from inventory.services.bulk import LevelSyncResult, LevelTarget, stock_levels_sync
 from inventory.services.catalog import (
     product_create,
     product_update,
@@ -29,6 +30,8 @@ from inventory.services.stock import (
 
 __all__ = [
     "BatchRejected",
+    "LevelSyncResult",
+    "LevelTarget",
     "MutationRequest",
     "Origin",
     "StockMutation",
@@ -39,6 +42,7 @@ __all__ = [
     "stock_adjust",
     "stock_commit",
     "stock_level_set_limits",
+    "stock_levels_sync",
     "stock_mutate",
     "stock_mutate_batch",
     "stock_release",
