@@ -5,8 +5,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from erp_mapping.models import ErpCodeMapping
+from django.conf import settings
+from django.db.models import QuerySet
+
+from core.secrets import unmark_secret
+from erp_mapping.models import ErpCodeMapping, ErpConnection, SyncRun
+from inventory.models import Vendor
 
 MAPPING_CACHE_SIZE = 10_000
 MAPPING_CACHE_TTL_SECONDS = 300.0
@@ -104,3 +110,42 @@ def mapping_resolve_many(
             _mapping_cache.put((str(vendor_id), mapping_type, code), rows.get(code))
         found.update(rows)
     return found
+
+
+@dataclass(frozen=True)
+class ErpSource:
+    """Where and how the nightly pull reaches a vendor's ERP."""
+
+    base_url: str
+    token: str = field(repr=False)
+
+
+def erp_source_for(vendor: Vendor) -> ErpSource | None:
+    """The vendor's ERP connection, or None when it has none or it is disabled.
+
+    The default vendor without a connection row falls back to `ERP_BASE_URL` and
+    `ERP_API_TOKEN` from the environment.
+    """
+    connection = ErpConnection.objects.filter(vendor=vendor).first()
+    if connection is not None:
+        if not connection.enabled:
+            return None
+        return ErpSource(connection.base_url, unmark_secret(connection.token))
+    if vendor.is_default and settings.ERP_BASE_URL:
+        return ErpSource(settings.ERP_BASE_URL, unmark_secret(settings.ERP_API_TOKEN))
+    return None
+
+
+def vendors_to_pull() -> list[Vendor]:
+    """Vendors with an enabled ERP connection (and the default one when the environment
+    names an ERP)."""
+    vendors = list(Vendor.objects.filter(erp_connection__enabled=True).order_by("name"))
+    if settings.ERP_BASE_URL:
+        default = Vendor.objects.filter(is_default=True, erp_connection__isnull=True).first()
+        if default is not None:
+            vendors.insert(0, default)
+    return vendors
+
+
+def sync_runs_list() -> QuerySet[SyncRun]:
+    return SyncRun.objects.select_related("vendor").order_by("-started_at", "-id")

@@ -1,0 +1,1 @@
+"""Clients of outside systems the ERP app talks to."""

@@ -1,0 +1,44 @@
+"""Nightly pull tasks: fan out per vendor, pull one vendor, purge old archives."""
+
+import structlog
+from celery import shared_task
+
+from erp_mapping import selectors
+from erp_mapping.models import SyncRun
+from erp_mapping.services.pull import archives_purge, erp_pull_run
+from inventory.models import Vendor
+
+logger = structlog.get_logger(__name__)
+
+
+@shared_task(name="erp_mapping.pull_all")
+def pull_all() -> int:
+    """Enqueue one pull per vendor with an ERP connection (beat: 02:00 UTC)."""
+    vendors = selectors.vendors_to_pull()
+    for vendor in vendors:
+        pull_vendor.delay(str(vendor.pk))
+    logger.info("erp_pull.fanned_out", vendors=len(vendors))
+    return len(vendors)
+
+
+@shared_task(name="erp_mapping.pull_vendor")
+def pull_vendor(
+    vendor_id: str, trigger: str = SyncRun.Trigger.SCHEDULE, dry_run: bool = False
+) -> int | None:
+    """Pull one vendor's stock counts from its ERP; return the run id.
+
+    The service retries the download itself and records failures on the run (with an
+    alert), so this task does not retry: a second attempt would be a second run. Only an
+    unexpected error reaches the dead-letter queue.
+    """
+    vendor = Vendor.objects.filter(pk=vendor_id).first()
+    if vendor is None or selectors.erp_source_for(vendor) is None:
+        logger.info("erp_pull.nothing_to_pull", vendor_id=vendor_id)
+        return None
+    return erp_pull_run(vendor=vendor, trigger=trigger, dry_run=dry_run).pk
+
+
+@shared_task(name="erp_mapping.purge_archives")
+def purge_archives() -> int:
+    """Delete raw pull payloads older than ERP_ARCHIVE_RETENTION_DAYS (beat: daily)."""
+    return archives_purge()
