@@ -1,0 +1,135 @@
+"""Console for the nightly pull: ERP connections (write-only token) and the runs."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from core.admin import KeptRecordAdmin, actor_of
+from erp_mapping.models import ErpConnection, SyncRun
+from erp_mapping.services.connections import erp_connection_set
+from erp_mapping.tasks.pull import pull_vendor
+
+
+def _pull_now(request: HttpRequest, vendor_ids: set, *, dry_run: bool) -> None:
+    """Queue one pull per vendor (after commit); run inline in the embedded mode."""
+    for vendor_id in sorted(vendor_ids, key=str):
+        transaction.on_commit(
+            lambda v=str(vendor_id): pull_vendor.delay(v, SyncRun.Trigger.ADMIN, dry_run)
+        )
+    kind = "Dry-run pull" if dry_run else "Pull"
+    messages.success(
+        request,
+        f"{kind} queued for {len(vendor_ids)} vendor(s); the runs appear under Sync runs.",
+    )
+
+
+class ErpConnectionForm(forms.ModelForm):
+    base_url = forms.URLField(max_length=500, assume_scheme="https")
+    token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted and never shown. Leave empty to keep the stored token.",
+    )
+
+    class Meta:
+        model = ErpConnection
+        fields = ["vendor", "base_url", "token", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None and not data.get("token"):
+            self.add_error("token", "A new connection needs a token.")
+        return data
+
+
+@admin.register(ErpConnection)
+class ErpConnectionAdmin(admin.ModelAdmin):
+    form = ErpConnectionForm
+    list_display = ["vendor", "base_url", "enabled", "updated_at"]
+    list_filter = ["enabled"]
+    actions = ["pull_now", "dry_run_now"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ErpConnection | None = None):
+        return ["vendor"] if obj is not None else []
+
+    def save_model(self, request, obj: ErpConnection, form, change: bool) -> None:
+        data = form.cleaned_data
+        saved, _ = erp_connection_set(
+            vendor=obj.vendor,
+            base_url=data["base_url"],
+            token=data.get("token") or None,
+            enabled=data["enabled"],
+            actor=actor_of(request),
+        )
+        obj.pk = saved.pk
+
+    @admin.action(description="Pull stock from the ERP now")
+    def pull_now(self, request: HttpRequest, queryset: QuerySet[ErpConnection]) -> None:
+        _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=False)
+
+    @admin.action(description="Dry-run a pull now (report only)")
+    def dry_run_now(self, request: HttpRequest, queryset: QuerySet[ErpConnection]) -> None:
+        _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=True)
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(KeptRecordAdmin):
+    list_display = [
+        "id",
+        "vendor",
+        "status",
+        "trigger",
+        "dry_run",
+        "started_at",
+        "duration_s",
+        "skus_processed",
+        "items_changed",
+        "invalid_rows",
+        "unknown_skus",
+        "api_latency_ms",
+        "archive_path",
+    ]
+    list_filter = ["status", "trigger", "dry_run", "vendor"]
+    list_select_related = ["vendor"]
+    date_hierarchy = "started_at"
+    actions = ["pull_now"]
+    fields = [
+        "vendor",
+        "status",
+        "trigger",
+        "dry_run",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "attempts",
+        "skus_processed",
+        "items_changed",
+        "invalid_rows",
+        "unknown_skus",
+        "api_latency_ms",
+        "bytes_received",
+        "archive_path",
+        "error_message",
+        "details_pretty",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="duration (s)", ordering="duration_ms")
+    def duration_s(self, obj: SyncRun) -> str:
+        return "-" if obj.duration_ms is None else f"{obj.duration_ms / 1000:.1f}"
+
+    @admin.display(description="details")
+    def details_pretty(self, obj: SyncRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True))
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Pull these runs' vendors again now")
+    def pull_now(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=False)
