@@ -1,0 +1,28 @@
+"""Query filters of the ERP API (django-filter)."""
+
+import django_filters
+
+from erp_mapping.models import ErpCodeMapping, SyncRun
+
+
+class ErpCodeMappingFilter(django_filters.FilterSet):
+    vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
+    type = django_filters.ChoiceFilter(
+        field_name="mapping_type", choices=ErpCodeMapping.Type.choices
+    )
+    active = django_filters.BooleanFilter(field_name="is_active")
+    erp_code = django_filters.CharFilter(field_name="erp_code")
+
+    class Meta:
+        model = ErpCodeMapping
+        fields = ["vendor", "type", "active", "erp_code"]
+
+
+class SyncRunFilter(django_filters.FilterSet):
+    vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
+    status = django_filters.ChoiceFilter(choices=SyncRun.Status.choices)
+    dry_run = django_filters.BooleanFilter()
+
+    class Meta:
+        model = SyncRun
+        fields = ["vendor", "status", "dry_run"]
