@@ -4,7 +4,13 @@ Tests, the demo and the benchmarks talk to these instead of the real services, t
 same HTTP code paths. Each sandbox records what it received, answers in the real system's
 wire format, and injects faults on request. Every sandbox has a control API under
 `/_sandbox/` (`GET requests`, `POST faults`, `POST reset`) so a separate process can drive
-it too (`manage.py sandbox serve`).
+it too (`manage.py sandbox serve`); sandboxes with options also take
+`POST /_sandbox/configure` (a JSON object of options, answered with the whole configuration).
+
+A handler may answer with a body that is an iterable of byte chunks: it is streamed as it is
+produced (no Content-Length; the connection closes at its end), so large answers keep memory
+flat. Apps register their sandboxes with `register_sandbox` in their own `sandbox` module;
+`sandboxes()` imports every installed app's `sandbox` module first.
 """
 
 import json
@@ -26,6 +32,7 @@ _STATUS_TEXT = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     410: "Gone",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -54,7 +61,7 @@ class SandboxRequest:
 @dataclass
 class SandboxResponse:
     status: int
-    body: bytes | str = b""
+    body: bytes | str | Iterable[bytes] = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
 
@@ -101,6 +108,18 @@ class SandboxApp:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+
+    def configure(self, **options: Any) -> dict:
+        """Change the sandbox's options and return its whole configuration.
+
+        Raise `TypeError` or `ValueError` for an unknown option or a bad value (the control
+        route answers 400). Sandboxes without options keep this default (404).
+        """
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for `manage.py sandbox serve`: what to call and how."""
+        return getattr(self, "webhook_path", "")
 
     # --- faults ---
 
@@ -149,15 +168,18 @@ class SandboxApp:
                 response = SandboxResponse(fault.status, fault.body, dict(fault.headers))
             else:
                 response = self.handle(request)
-        payload = response.body.encode("utf-8") if isinstance(response.body, str) else response.body
+        body = response.body
+        payload = body.encode("utf-8") if isinstance(body, str) else body
         reason = _STATUS_TEXT.get(response.status, "Status")
-        out_headers = [
-            ("Content-Type", response.content_type),
-            ("Content-Length", str(len(payload))),
-        ]
+        out_headers = [("Content-Type", response.content_type)]
+        if isinstance(payload, bytes | bytearray):
+            out_headers.append(("Content-Length", str(len(payload))))
         out_headers.extend(response.headers.items())
         start_response(f"{response.status} {reason}", out_headers)
-        return [payload]
+        if isinstance(payload, bytes | bytearray):
+            return [payload]
+        # A streamed body: the server writes each chunk as the iterable yields it.
+        return payload
 
     def _control(self, request: SandboxRequest) -> SandboxResponse:
         action = request.path.removeprefix("/_sandbox/").strip("/")
@@ -170,6 +192,19 @@ class SandboxApp:
         if action == "reset" and request.method == "POST":
             self.reset()
             return SandboxResponse.json(200, {"reset": True})
+        if action == "configure" and request.method == "POST":
+            try:
+                options = request.json()
+            except ValueError:
+                return SandboxResponse.json(400, {"error": "the body is not JSON"})
+            if not isinstance(options, dict):
+                return SandboxResponse.json(400, {"error": "the body must be a JSON object"})
+            try:
+                return SandboxResponse.json(200, self.configure(**options))
+            except NotImplementedError:
+                return SandboxResponse.json(404, {"error": "this sandbox has no options"})
+            except (TypeError, ValueError) as exc:
+                return SandboxResponse.json(400, {"error": str(exc)})
         return SandboxResponse.json(404, {"error": "unknown sandbox control"})
 
 
@@ -231,10 +266,21 @@ _REGISTRY: dict[str, Callable[[], SandboxApp]] = {}
 
 
 def register_sandbox(name: str, factory: Callable[[], SandboxApp]) -> None:
+    """Make a sandbox known to `sandboxes()` (and `manage.py sandbox`) under `name`."""
     _REGISTRY[name] = factory
 
 
 def sandboxes() -> dict[str, Callable[[], SandboxApp]]:
+    """Every registered sandbox factory by name, after importing each app's `sandbox` module.
+
+    Apps declare their sandboxes in `<app>/sandbox.py` with `register_sandbox`; importing
+    them here (once Django's app registry is ready) means no app has to be imported by hand.
+    """
+    from django.apps import apps
+    from django.utils.module_loading import autodiscover_modules
+
+    if apps.ready:
+        autodiscover_modules("sandbox")
     return dict(_REGISTRY)
 
 

@@ -6,7 +6,10 @@ from core.sandbox import SandboxServer, sandboxes
 
 
 class Command(BaseCommand):
-    help = "Run the built-in sandboxes of outside systems on localhost: `sandbox serve`."
+    help = (
+        "Run the built-in sandboxes of outside systems on localhost: `sandbox serve`; "
+        "`sandbox list` names them (every installed app's `sandbox` module is imported)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("action", choices=["serve", "list"])
@@ -31,10 +34,10 @@ class Command(BaseCommand):
             app = available[name]()
             server = SandboxServer(app, host=options["host"], port=options["port"] + offset)
             servers.append(server.start())
-            hint = getattr(app, "webhook_path", "")
-            self.stdout.write(f"{name:<12} {server.url}{hint}")
+            self.stdout.write(f"{name:<12} {server.url}{app.describe()}")
         self.stdout.write(
-            "control API: GET /_sandbox/requests, POST /_sandbox/faults, POST /_sandbox/reset"
+            "control API: GET /_sandbox/requests, POST /_sandbox/faults, POST /_sandbox/reset, "
+            "POST /_sandbox/configure"
         )
         self.stdout.write("Ctrl-C stops.")
         try:
