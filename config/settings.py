@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MutationTypeEnum": "inventory.serializers.MUTATION_TYPES",
         "WarehouseTypeEnum": "inventory.models.Warehouse.Type",
+        "SyncRunStatusEnum": "erp_mapping.models.SyncRun.Status",
+        "SyncRunTriggerEnum": "erp_mapping.models.SyncRun.Trigger",
+        "ErpAgentStatusEnum": "erp_mapping.models.ErpAgent.Status",
+        "ErpMappingTypeEnum": "erp_mapping.models.ErpCodeMapping.Type",
     },
 }
 
@@ -249,7 +253,8 @@ ERP_PULL_CREATE_UNKNOWN = env.bool("ERP_PULL_CREATE_UNKNOWN", default=False)
 ERP_PULL_ALERT_CHANGES = env.int("ERP_PULL_ALERT_CHANGES", default=10_000)
 ERP_PULL_ALERT_SLOW_SECONDS = env.int("ERP_PULL_ALERT_SLOW_SECONDS", default=15 * 60)
 # Raw pull payloads: a local folder, or S3 (django-storages) when a bucket is named.
-ERP_ARCHIVE_DIR = env("ERP_ARCHIVE_DIR", default=str(BASE_DIR / "var" / "erp-archive"))
+# A relative folder is taken from the project directory.
+ERP_ARCHIVE_DIR = str(BASE_DIR / env("ERP_ARCHIVE_DIR", default="var/erp-archive"))
 ERP_ARCHIVE_S3_BUCKET = env("ERP_ARCHIVE_S3_BUCKET", default="")
 ERP_ARCHIVE_RETENTION_DAYS = env.int("ERP_ARCHIVE_RETENTION_DAYS", default=30)
 if ERP_ARCHIVE_S3_BUCKET:
