@@ -181,7 +181,9 @@ def stock_report(ctx: DemoContext) -> str:
     ctx.say("  movements by kind: " + ", ".join(f"{k} {n:,}" for k, n in kinds.items()))
     ctx.say("  reservations: " + ", ".join(f"{s} {n:,}" for s, n in statuses.items()))
     totals = StockLevel.objects.aggregate(on_hand=Sum("on_hand"), reserved=Sum("reserved"))
-    ctx.say(f"  totals: on hand {totals['on_hand']:,}, reserved {totals['reserved']:,}")
+    # SQLite sums decimals as floats: show them at the ledger's precision.
+    on_hand, reserved = (Decimal(str(totals[k] or 0)).quantize(Decimal("0.001")) for k in totals)
+    ctx.say(f"  totals: on hand {on_hand:,}, reserved {reserved:,}")
     ctx.say(f"  {'SKU':<14} {'warehouse':<9} {'on hand':>9} {'reserved':>9} {'available':>9}")
     busiest = (
         StockLevel.objects.annotate(moves=Count("movements"))

@@ -1,3 +1,6 @@
 """ERP Celery tasks (thin shells over the services), one module per area."""
 
-from erp_mapping.tasks import pull  # noqa: F401
+from erp_mapping.tasks import (
+    agents,  # noqa: F401
+    pull,  # noqa: F401
+)

@@ -205,7 +205,10 @@ def stock_levels_sync_staged(
             ],
         )
         result.changed = max(cursor.rowcount, 0)
-        returning = " RETURNING s.product_id, s.warehouse_id" if pairs else ""
+        # SQLite's RETURNING names the updated table's columns unqualified (and cannot see
+        # the FROM table); PostgreSQL needs them qualified (both tables have them).
+        qualifier = "s." if is_postgresql() else ""
+        returning = f" RETURNING {qualifier}product_id, {qualifier}warehouse_id" if pairs else ""
         cursor.execute(
             f"UPDATE {level_table} AS s SET on_hand = t.on_hand, "
             f"stock_value = round(t.on_hand * s.unit_cost, 4), last_synced_at = %s, "

@@ -125,7 +125,11 @@ def test_every_api_operation_documents_its_errors():
         for status in ("401", "403", "429"):
             assert status in responses, (path, method, status)
             assert "Error codes:" in responses[status]["description"]
-        assert operation.get("security") == [{"ApiKeyAuth": []}], (path, method)
+        agent_only = path == "/api/v1/erp/agents/heartbeat/" or path.startswith(
+            "/api/v1/erp/ingest/"
+        )
+        expected = [{"ErpAgentToken": []}] if agent_only else [{"ApiKeyAuth": []}]
+        assert operation.get("security") == expected, (path, method)
     mutation = schema["paths"]["/api/v1/stock-mutations/"]["post"]
     assert "insufficient_stock" in mutation["responses"]["409"]["description"]
     assert any(p["name"] == "Idempotency-Key" and p["required"] for p in mutation["parameters"])

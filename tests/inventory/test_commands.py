@@ -43,13 +43,21 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
 
     text = out.getvalue()
     assert "Catalogue: 2 warehouses, 50 products in 10 variant groups (50 new)" in text
-    assert "Ledger check: OK: 100 levels match" in text
+    # the default vendor's 100 levels, and the ERP sample vendor's levels from the agent
+    levels = int(
+        re.search(r"Ledger check: OK: ([\d,]+) levels match", text).group(1).replace(",", "")
+    )
+    assert levels == 100 + StockLevel.objects.exclude(product__vendor__is_default=True).count()
+    assert levels > 100
     delivered = int(re.search(r"Alerts: (\d+) delivered to the Slack sandbox", text).group(1))
     assert delivered >= 1  # low-stock alerts went out after their commits
-    assert Product.objects.count() == 50
+    assert Product.objects.filter(vendor__is_default=True).count() == 50
+    assert "a second run: 102 unchanged, 0 created" in text
+    assert re.search(r"Agent ingest .*: the same stock batch again: (\d+) of \1 unchanged", text)
+    assert re.search(r"Nightly ERP pull .*: run \d+ completed on attempt 2", text)
     assert StockMovement.objects.filter(kind="reserve").exists()
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1
     # A second run reuses the catalogue and replaces the demo key.
     call_command("demo", "--products", "50", "--operations", "50", stdout=io.StringIO())
-    assert Product.objects.count() == 50
+    assert Product.objects.filter(vendor__is_default=True).count() == 50
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1

@@ -1,0 +1,123 @@
+"""Demo steps of the ERP integration, all through the public interfaces.
+
+The sample Convex mappings are seeded with the management command; an admin API key
+registers an agent for the sample's vendor; the agent simulator pushes warehouses, items and
+stock through the ingest API (in process, through the whole middleware stack); the ERP
+sandbox then serves changed stock counts and the nightly pull applies them.
+"""
+
+import io
+from pathlib import Path
+
+from django.core.management import call_command
+from django.test import Client
+from django.test.utils import override_settings
+
+from core.demo import DemoContext, demo_step
+from core.sandbox import SandboxServer
+from core.services import api_key_create
+from erp_mapping.management.commands.erp_pull import run_report
+from erp_mapping.models import SyncRun
+from erp_mapping.sandbox import DEFAULT_TOKEN, AgentSimulator, ErpSandbox
+from erp_mapping.services.pull import erp_pull_run
+from inventory.models import Vendor
+
+SAMPLE = Path(__file__).resolve().parent / "data" / "item-mapping.json"
+SAMPLE_VENDOR = "971a1d7b-8cd4-41d9-925f-f658deb6efa5"
+ITEMS = 1200
+
+
+def _admin_client(ctx: DemoContext) -> Client:
+    if "erp_admin_client" not in ctx.facts:
+        key = api_key_create(name="demo-erp-admin", scopes=["admin"], created_by="demo").key
+        ctx.facts["erp_admin_client"] = Client(HTTP_X_API_KEY=key)
+    return ctx.facts["erp_admin_client"]
+
+
+@demo_step(150, "ERP code mappings (Convex sample)")
+def seed_mappings(ctx: DemoContext) -> str:
+    out = io.StringIO()
+    call_command("seed_erp_mappings", str(SAMPLE), stdout=out, stderr=io.StringIO())
+    again = io.StringIO()
+    call_command("seed_erp_mappings", str(SAMPLE), stdout=again, stderr=io.StringIO())
+    for line in out.getvalue().strip().splitlines():
+        ctx.say(f"    {line}")
+    total = next(
+        (line.split() for line in again.getvalue().splitlines() if line.startswith("total")), []
+    )
+    if len(total) != 6:
+        raise RuntimeError(f"unexpected seed output: {again.getvalue()}")
+    return f"seeded from {SAMPLE.name}; a second run: {total[3]} unchanged, {total[1]} created"
+
+
+@demo_step(155, "ERP agent")
+def register_agent(ctx: DemoContext) -> str:
+    answer = _admin_client(ctx).post(
+        "/api/v1/erp/agents/",
+        {
+            "vendor_id": SAMPLE_VENDOR,
+            "agent_url": "http://erp-agent.local:8080",
+            "erp_type": "convex",
+        },
+        content_type="application/json",
+    )
+    if answer.status_code not in (200, 201):
+        raise RuntimeError(f"agent registration answered {answer.status_code}: {answer.content}")
+    token = answer.json()["token"]
+    agent = AgentSimulator(token=token, client=Client())
+    ctx.facts["erp_agent"] = agent
+    beat = agent.heartbeat()
+    return (
+        f"registered for vendor {SAMPLE_VENDOR[:8]}, token shown once; heartbeat: {beat['status']}"
+    )
+
+
+@demo_step(160, "Agent ingest (warehouses, items, stock)")
+def agent_ingest(ctx: DemoContext) -> str:
+    agent: AgentSimulator = ctx.facts["erp_agent"]
+    warehouses = agent.push_warehouses()
+    items = list(agent.sample_items(ITEMS))
+    pushed = agent.push_items(items)
+    stock_rows = list(agent.sample_stock(items))
+    stock = agent.push_stock(stock_rows)
+    replay = agent.push_stock(stock_rows)
+    for outcome in (warehouses, pushed, stock):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()) if v)
+        batches = f"{outcome.rows:>5} rows in {outcome.batches} batch(es)"
+        ctx.say(f"    {outcome.kind:<10} {batches}: {counts}")
+    unchanged = replay.counts.get("unchanged", 0)
+    return f"the same stock batch again: {unchanged} of {replay.rows} unchanged"
+
+
+@demo_step(170, "Nightly ERP pull (ERP sandbox)")
+def nightly_pull(ctx: DemoContext) -> str:
+    vendor = Vendor.objects.get(pk=SAMPLE_VENDOR)
+    # The ERP counts every item: most quantities moved since the agent's push, a few rows
+    # are garbage, and 20 SKUs are not known here yet.
+    app = ErpSandbox(
+        token=DEFAULT_TOKEN,
+        skus=ITEMS + 20,
+        warehouses=["MAIN"],
+        generation=1,
+        changed_ratio=0.8,
+        discontinued_ratio=0.02,
+        garbage_ratio=0.005,
+    )
+    server = ctx.stack.enter_context(SandboxServer(app))
+    answer = _admin_client(ctx).put(
+        f"/api/v1/erp/connections/{SAMPLE_VENDOR}/",
+        {"base_url": server.url, "token": DEFAULT_TOKEN, "enabled": True},
+        content_type="application/json",
+    )
+    if answer.status_code not in (200, 201):
+        raise RuntimeError(f"connection answered {answer.status_code}: {answer.content}")
+    with override_settings(ERP_PULL_RETRY_DELAYS=[0.2, 0.2, 0.2]):
+        app.configure(fail_first=1)  # the first call fails: the pull retries
+        run = erp_pull_run(vendor=vendor, trigger=SyncRun.Trigger.COMMAND)
+        again = erp_pull_run(vendor=vendor, trigger=SyncRun.Trigger.COMMAND)
+    for line in run_report(run).splitlines():
+        ctx.say(f"    {line}")
+    return (
+        f"run {run.pk} {run.status} on attempt {run.attempts}; the same counts again: "
+        f"{again.items_changed} changed"
+    )

@@ -1,0 +1,60 @@
+"""ERP agents at the edge: registration, heartbeat, and the agent as the API shows it.
+
+The token hash is never shown; the token itself only in the registration answer.
+"""
+
+from rest_framework import serializers
+
+from erp_mapping.models import ErpAgent
+
+
+class ErpAgentSerializer(serializers.ModelSerializer):
+    vendor_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = ErpAgent
+        fields = [
+            "id",
+            "vendor_id",
+            "agent_url",
+            "erp_type",
+            "status",
+            "last_heartbeat_at",
+            "agent_version",
+            "token_prefix",
+            "registered_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentRegisteredSerializer(ErpAgentSerializer):
+    token = serializers.CharField(
+        read_only=True, help_text="The agent's bearer token: shown here once, never again."
+    )
+
+    class Meta(ErpAgentSerializer.Meta):
+        fields = [*ErpAgentSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class AgentRegisterSerializer(serializers.Serializer):
+    vendor_id = serializers.UUIDField()
+    agent_url = serializers.URLField(max_length=500)
+    erp_type = serializers.CharField(max_length=50)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    version = serializers.CharField(
+        max_length=50, required=False, allow_blank=True, help_text="The agent's version."
+    )
+
+
+class HeartbeatResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ErpAgent.Status.choices)
+    server_time = serializers.DateTimeField()
+
+
+def agent_registered_data(agent: ErpAgent, token: str) -> dict:
+    return {**ErpAgentSerializer(agent).data, "token": token}

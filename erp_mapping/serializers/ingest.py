@@ -1,0 +1,206 @@
+"""Agent ingest at the edge: the batch envelope, one serializer per row kind, the answer.
+
+A batch is `{"rows": [...]}` with at most `ERP_INGEST_MAX_ROWS` rows; a body that is not an
+object, or whose `rows` is not a list, is refused whole (`invalid_body`), and so is an
+oversized one (`too_many_rows`). Rows are then checked one by one: a bad row becomes an
+`InvalidRow` (reported `invalid` / `invalid_row` with its first field error) and never stops
+the others.
+
+One serializer instance validates every row of a batch (`run_validation` per row, as DRF's
+own `ListSerializer` does): building a serializer copies its fields, which would cost more
+than the validation itself over 5,000 rows.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from core.errors import DomainError
+from erp_mapping.services.ingest import STATUSES, IngestResult, InvalidRow
+from inventory.models import Warehouse
+from inventory.services.stock import MAX_STOCK_VALUE
+
+
+def _optional_code(**kwargs) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=64, default="", allow_blank=True, allow_null=True, **kwargs
+    )
+
+
+def _quantity(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+
+
+def _money(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=14, decimal_places=4, min_value=0, **kwargs)
+
+
+class IngestRowSerializer(serializers.Serializer):
+    """A row of one kind; `row_key` names it in the answer (its natural key)."""
+
+    def row_key(self, row: Any) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def _text(row: Any, name: str) -> str:
+        value = row.get(name) if isinstance(row, dict) else None
+        return str(value).strip() if isinstance(value, str | int) else ""
+
+
+class ItemRowSerializer(IngestRowSerializer):
+    erp_id = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=300)
+    unit_code = _optional_code(help_text="ERP unit; empty or missing: the vendor's fallback unit.")
+    vat_code = serializers.CharField(max_length=64)
+    family_code = _optional_code()
+    subfamily_code = _optional_code()
+    price_excl_vat = _money()
+    price_incl_vat = _money()
+    barcode = serializers.CharField(max_length=64, default="", allow_blank=True, allow_null=True)
+    manage_stock = serializers.BooleanField()
+    allow_negative_stock = serializers.BooleanField()
+    updated_at = serializers.DateTimeField(help_text="When the ERP last changed the item.")
+
+    def validate(self, attrs: dict) -> dict:
+        for name in ("unit_code", "family_code", "subfamily_code", "barcode"):
+            attrs[name] = attrs.get(name) or ""
+        if attrs["price_incl_vat"] < attrs["price_excl_vat"]:
+            raise serializers.ValidationError(
+                {"price_incl_vat": "Must not be below price_excl_vat."}
+            )
+        return attrs
+
+    def row_key(self, row: Any) -> str:
+        return self._text(row, "sku")
+
+
+class WarehouseRowSerializer(IngestRowSerializer):
+    erp_id = serializers.CharField(max_length=100)
+    code = serializers.CharField(max_length=50)
+    name = serializers.CharField(max_length=200)
+    is_main = serializers.BooleanField()
+    is_default = serializers.BooleanField()
+    type = serializers.ChoiceField(choices=Warehouse.Type.choices)
+    updated_at = serializers.DateTimeField(help_text="When the ERP last changed the warehouse.")
+
+    def row_key(self, row: Any) -> str:
+        return self._text(row, "code")
+
+
+class StockRowSerializer(IngestRowSerializer):
+    sku = serializers.CharField(max_length=100)
+    warehouse_code = serializers.CharField(max_length=50)
+    quantity = _quantity(help_text="On hand, as the ERP counts it.")
+    ordered_quantity = _quantity(required=False, help_text="Missing: left as it is.")
+    unit_cost = _money(required=False, help_text="Missing: left as it is.")
+    min_stock = _quantity(
+        required=False, allow_null=True, min_value=0, help_text="Missing: kept; null: cleared."
+    )
+    max_stock = _quantity(
+        required=False, allow_null=True, min_value=0, help_text="Missing: kept; null: cleared."
+    )
+    updated_at = serializers.DateTimeField(help_text="When the ERP last counted this stock.")
+
+    def validate(self, attrs: dict) -> dict:
+        low, high = attrs.get("min_stock"), attrs.get("max_stock")
+        if low is not None and high is not None and high < low:
+            raise serializers.ValidationError({"max_stock": "Must not be below min_stock."})
+        cost = attrs.get("unit_cost")
+        if cost is not None and abs(attrs["quantity"] * cost) > MAX_STOCK_VALUE:
+            raise serializers.ValidationError({"quantity": "Its stock value is out of range."})
+        return attrs
+
+    def row_key(self, row: Any) -> str:
+        return f"{self._text(row, 'sku')}@{self._text(row, 'warehouse_code')}"
+
+
+def _first_error(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for name, value in detail.items():
+            inner = _first_error(value)
+            return inner if name == "non_field_errors" else f"{name}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0])
+    return str(detail)
+
+
+def ingest_rows(data: Any) -> list:
+    """The rows of a batch body, or raise 400 `invalid_body` / `too_many_rows`."""
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise DomainError('The body must be a JSON object with a "rows" list.', code="invalid_body")
+    limit = settings.ERP_INGEST_MAX_ROWS
+    if len(rows) > limit:
+        raise DomainError(
+            f"A batch holds at most {limit} rows; this one has {len(rows)}.",
+            code="too_many_rows",
+            details={"max_rows": limit, "rows": len(rows)},
+        )
+    return rows
+
+
+def ingest_rows_validate(
+    serializer_class: type[IngestRowSerializer], rows: Sequence[Any]
+) -> list[dict | InvalidRow]:
+    """Validate each row: its validated data, or an `InvalidRow` with its first field error."""
+    serializer = serializer_class()
+    checked: list[dict | InvalidRow] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            checked.append(InvalidRow(key="", message="A row must be a JSON object."))
+            continue
+        try:
+            checked.append(serializer.run_validation(row))
+        except serializers.ValidationError as exc:
+            checked.append(
+                InvalidRow(key=serializer.row_key(row), message=_first_error(exc.detail))
+            )
+    return checked
+
+
+# --- Documentation of the bodies and the answer --------------------------------------------
+
+
+class ItemBatchSerializer(serializers.Serializer):
+    rows = ItemRowSerializer(many=True)
+
+
+class WarehouseBatchSerializer(serializers.Serializer):
+    rows = WarehouseRowSerializer(many=True)
+
+
+class StockBatchSerializer(serializers.Serializer):
+    rows = StockRowSerializer(many=True)
+
+
+class IngestRowResultSerializer(serializers.Serializer):
+    key = serializers.CharField(
+        help_text="The row's natural key: item `sku`, warehouse `code`, stock `sku@warehouse_code`."
+    )
+    status = serializers.ChoiceField(choices=[(s, s) for s in STATUSES])
+    code = serializers.CharField(
+        allow_blank=True,
+        help_text="Why a row was rejected or invalid: `unmapped_unit`, `unmapped_vat`, "
+        "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `duplicate`; empty otherwise.",
+    )
+    message = serializers.CharField(allow_blank=True)
+
+
+class IngestResultSerializer(serializers.Serializer):
+    counts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Rows per status (every status present)."
+    )
+    results = IngestRowResultSerializer(many=True, help_text="One result per row, in order.")
+
+
+def ingest_result_data(result: IngestResult) -> dict:
+    return {
+        "counts": result.counts,
+        "results": [
+            {"key": r.key, "status": r.status, "code": r.code, "message": r.message}
+            for r in result.results
+        ],
+    }
