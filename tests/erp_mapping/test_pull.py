@@ -23,7 +23,7 @@ from inventory.selectors import ledger_mismatches
 from inventory.services import stock_set
 from tests.conftest import TEST_ORIGIN
 from tests.helpers import wait_for
-from tests.inventory.factories import VendorFactory, WarehouseFactory
+from tests.inventory.factories import ProductFactory, VendorFactory, WarehouseFactory
 
 TOKEN = "pull-test-token"
 
@@ -55,8 +55,6 @@ def serve(erp: ErpSandbox, rows: list[dict]) -> None:
 
 
 def products(*skus: str) -> list[Product]:
-    from tests.inventory.factories import ProductFactory
-
     return [ProductFactory(sku=sku) for sku in skus]
 
 
@@ -442,3 +440,29 @@ def test_archives_purge_removes_folders_past_retention(archive_dir):
     assert storage.exists(edge)
     assert storage.exists(recent)
     assert archives_purge(now=now, retention_days=30) == 0
+
+
+@pytest.mark.worker
+def test_beat_fan_out_pulls_each_vendor_on_a_real_worker(
+    celery_worker, vendor, warehouse, archive_dir, settings
+):
+    # given: two vendors with ERP connections, served by two sandboxes
+    settings.ERP_PULL_RETRY_DELAYS = [0.01]
+    other = VendorFactory()
+    WarehouseFactory(vendor=other, code="MAIN", is_default=True)
+    ProductFactory(vendor=vendor, sku="W-1")
+    ProductFactory(vendor=other, sku="W-1")
+    first = ErpSandbox(token=TOKEN, rows=[{"sku": "W-1", "qty": 4}])
+    second = ErpSandbox(token=TOKEN, rows=[{"sku": "W-1", "qty": 9}])
+    with SandboxServer(first) as one, SandboxServer(second) as two:
+        erp_connection_set(vendor=vendor, base_url=one.url, token=TOKEN, actor="test")
+        erp_connection_set(vendor=other, base_url=two.url, token=TOKEN, actor="test")
+
+        # when: the nightly task is sent to the broker, as beat does
+        tasks.pull.pull_all.delay()
+
+        # then: the worker fans out on the erp queue and each vendor's pull completes
+        wait_for(lambda: SyncRun.objects.filter(status=SyncRun.Status.COMPLETED).count() == 2)
+    assert StockLevel.objects.get(product__vendor=vendor).on_hand == 4
+    assert StockLevel.objects.get(product__vendor=other).on_hand == 9
+    assert set(SyncRun.objects.values_list("trigger", flat=True)) == {"schedule"}
