@@ -14,12 +14,14 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY core ./core
 COPY inventory ./inventory
+COPY erp_mapping ./erp_mapping
 RUN pip install -e .
 
 COPY . .
 # collectstatic needs settings, not secrets: throwaway values for the build only.
 RUN DJANGO_SECRET_KEY=build-only FIELD_ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktMzItYnl0ZXMtbG9uZy4uLi4= \
     python manage.py collectstatic --noinput --verbosity 0 \
+    && mkdir -p /app/var/erp-archive \
     && chown -R syncstore /app
 
 USER syncstore

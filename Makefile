@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install run lint format migrate schedules sandbox bench clean
+.PHONY: demo test install run lint format migrate schedules sandbox bench bench-erp clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,5 +53,9 @@ sandbox: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/stock_api.py
 
+SKUS ?= 50000
+bench-erp: $(STAMP)
+	$(BIN)/python bench/erp_pull.py --skus $(SKUS)
+
 clean:
-	rm -rf $(VENV) syncstore.sqlite3 staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) syncstore.sqlite3 staticfiles var .pytest_cache .ruff_cache
