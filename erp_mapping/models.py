@@ -5,6 +5,7 @@ from django.db.models import Q
 
 from core.fields import EncryptedTextField
 from core.models import BaseModel
+from erp_mapping.validators import http_url_validate
 from inventory.models import Vendor
 
 
@@ -54,7 +55,7 @@ class ErpAgent(BaseModel):
         OFFLINE = "offline", "offline"
 
     vendor = models.OneToOneField(Vendor, on_delete=models.PROTECT, related_name="erp_agent")
-    agent_url = models.URLField(max_length=500)
+    agent_url = models.CharField(max_length=500, validators=[http_url_validate])
     erp_type = models.CharField(max_length=50)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -77,7 +78,7 @@ class ErpConnection(BaseModel):
     """How the nightly pull reaches a vendor's ERP REST API."""
 
     vendor = models.OneToOneField(Vendor, on_delete=models.PROTECT, related_name="erp_connection")
-    base_url = models.URLField(max_length=500)
+    base_url = models.CharField(max_length=500, validators=[http_url_validate])
     token = EncryptedTextField(help_text="Bearer token (stored encrypted).")
     enabled = models.BooleanField(default=True)
 
@@ -129,9 +130,12 @@ class SyncRun(BaseModel):
     class Meta:
         ordering = ["-started_at"]
         constraints = [
-            # The cross-process run lock: at most one running pull per vendor.
+            # The cross-process run lock: at most one running pull per vendor (dry runs
+            # write no stock and take no lock).
             models.UniqueConstraint(
-                fields=["vendor"], condition=Q(status="running"), name="uniq_running_sync_run"
+                fields=["vendor"],
+                condition=Q(status="running", dry_run=False),
+                name="uniq_running_sync_run",
             ),
         ]
         indexes = [models.Index(fields=["vendor", "-started_at"], name="sync_run_vendor_idx")]

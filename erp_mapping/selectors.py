@@ -27,6 +27,9 @@ class _LruCache:
         self.size, self.ttl = size, ttl
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        # Bumped by every clear: a value read from the database before a clear is not
+        # stored after it (it may predate the change that caused the clear).
+        self.generation = 0
 
     def get(self, key):
         with self._lock:
@@ -40,8 +43,10 @@ class _LruCache:
             self._data.move_to_end(key)
             return value
 
-    def put(self, key, value) -> None:
+    def put(self, key, value, *, generation: int | None = None) -> None:
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             self._data[key] = (value, time.monotonic() + self.ttl)
             self._data.move_to_end(key)
             while len(self._data) > self.size:
@@ -50,6 +55,7 @@ class _LruCache:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self.generation += 1
 
     def __len__(self) -> int:
         return len(self._data)
@@ -73,6 +79,7 @@ def mapping_resolve(vendor_id: uuid.UUID | str, mapping_type: str, erp_code: str
     cached = _mapping_cache.get(key)
     if cached is not _MISSING:
         return cached
+    generation = _mapping_cache.generation
     resto_code = (
         ErpCodeMapping.objects.filter(
             vendor_id=vendor_id, mapping_type=mapping_type, erp_code=erp_code, is_active=True
@@ -80,7 +87,7 @@ def mapping_resolve(vendor_id: uuid.UUID | str, mapping_type: str, erp_code: str
         .values_list("resto_code", flat=True)
         .first()
     )
-    _mapping_cache.put(key, resto_code)
+    _mapping_cache.put(key, resto_code, generation=generation)
     return resto_code
 
 
@@ -101,13 +108,16 @@ def mapping_resolve_many(
         elif cached is not None:
             found[code] = cached
     if wanted:
+        generation = _mapping_cache.generation
         rows = dict(
             ErpCodeMapping.objects.filter(
                 vendor_id=vendor_id, mapping_type=mapping_type, erp_code__in=wanted, is_active=True
             ).values_list("erp_code", "resto_code")
         )
         for code in wanted:
-            _mapping_cache.put((str(vendor_id), mapping_type, code), rows.get(code))
+            _mapping_cache.put(
+                (str(vendor_id), mapping_type, code), rows.get(code), generation=generation
+            )
         found.update(rows)
     return found
 

@@ -95,23 +95,28 @@ def stock_levels_lock_by_id(ids: Iterable[int]) -> list[StockLevel]:
     return _lock_ids(list(set(ids)), related=True)
 
 
-def stock_levels_lock_staged(table: str) -> None:
+def stock_levels_lock_staged(table: str, locked: str) -> int:
     """Lock, in primary-key order, the levels a staging table of targets will change.
 
     `table` has `product_id`, `warehouse_id` and `on_hand` columns (see
-    `inventory.services.bulk`); levels whose on_hand already equals the target are not
-    locked. PostgreSQL re-checks the condition on each row once its lock is granted, and
-    later statements of the transaction read the locked rows' latest values. (SQLite takes
-    a database-wide write lock instead.)
+    `inventory.services.bulk`). Levels whose on_hand differs from their target and that are
+    not yet in `locked` (a staging table with an `id` column) are locked and their ids added
+    to it; the caller then changes only those levels, so a level that was equal when this
+    ran (and so not locked) is never written. PostgreSQL re-checks the condition on each row
+    once its lock is granted. SQLite has no row locks: its transactions take the database
+    write lock up front (`transaction_mode = IMMEDIATE` in the settings). Returns how many
+    levels were locked.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock_levels_lock_staged must run inside transaction.atomic()")
-    if connection.vendor != "postgresql":
-        return
     level_table = StockLevel._meta.db_table
+    lock = " FOR UPDATE OF s" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM (SELECT s.id FROM {level_table} s JOIN {table} t "
+            f"INSERT INTO {locked} (id) SELECT s.id FROM {level_table} s JOIN {table} t "
             f"ON s.product_id = t.product_id AND s.warehouse_id = t.warehouse_id "
-            f"WHERE s.on_hand <> t.on_hand ORDER BY s.id FOR UPDATE OF s) AS locked"
+            f"WHERE s.on_hand <> t.on_hand "
+            f"AND NOT EXISTS (SELECT 1 FROM {locked} l WHERE l.id = s.id) "
+            f"ORDER BY s.id{lock}"
         )
+        return max(cursor.rowcount, 0)

@@ -92,8 +92,9 @@ class Product(BaseModel):
     attributes = models.JSONField(
         default=dict, blank=True, help_text='Variant attributes, e.g. {"size": "M"}.'
     )
-    unit_code = models.CharField(max_length=50, blank=True)
-    vat_code = models.CharField(max_length=50, blank=True)
+    # Internal codes from the vendor's ERP code mappings (as long as a mapping's code).
+    unit_code = models.CharField(max_length=100, blank=True)
+    vat_code = models.CharField(max_length=100, blank=True)
     family = models.CharField(max_length=100, blank=True)
     subfamily = models.CharField(max_length=100, blank=True)
     price_excl_vat = models.DecimalField(**MONEY, null=True, blank=True)

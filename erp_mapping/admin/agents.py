@@ -7,7 +7,6 @@ the agent and the health check); "rotate token" issues a new token at once.
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -32,7 +31,6 @@ _SHOWN = [
 
 @admin.register(ErpAgent)
 class ErpAgentAdmin(admin.ModelAdmin):
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "vendor",
         "erp_type",

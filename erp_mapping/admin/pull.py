@@ -29,7 +29,6 @@ def _pull_now(request: HttpRequest, vendor_ids: set, *, dry_run: bool) -> None:
 
 
 class ErpConnectionForm(forms.ModelForm):
-    base_url = forms.URLField(max_length=500, assume_scheme="https")
     token = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

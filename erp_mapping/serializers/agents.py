@@ -6,6 +6,7 @@ The token hash is never shown; the token itself only in the registration answer.
 from rest_framework import serializers
 
 from erp_mapping.models import ErpAgent
+from erp_mapping.validators import http_url_validate
 
 
 class ErpAgentSerializer(serializers.ModelSerializer):
@@ -41,7 +42,7 @@ class AgentRegisteredSerializer(ErpAgentSerializer):
 
 class AgentRegisterSerializer(serializers.Serializer):
     vendor_id = serializers.UUIDField()
-    agent_url = serializers.URLField(max_length=500)
+    agent_url = serializers.CharField(max_length=500, validators=[http_url_validate])
     erp_type = serializers.CharField(max_length=50)
 
 

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from erp_mapping.models import ErpConnection, SyncRun
+from erp_mapping.validators import http_url_validate
 
 
 class SyncRunSerializer(serializers.ModelSerializer):
@@ -51,7 +52,7 @@ class ErpConnectionSerializer(serializers.ModelSerializer):
 
 
 class ErpConnectionWriteSerializer(serializers.Serializer):
-    base_url = serializers.URLField(max_length=500)
+    base_url = serializers.CharField(max_length=500, validators=[http_url_validate])
     token = serializers.CharField(
         required=False,
         allow_blank=False,

@@ -113,7 +113,9 @@ def _agent_recovered(agent: ErpAgent, now: datetime) -> None:
     alert_send(
         title="ERP agent back online",
         text=f"The {agent.erp_type} agent of {agent.vendor.name} is sending heartbeats again.",
-        key=f"erp_agent_online:{agent.pk}",
+        # One alert per recovery (the status change already guarantees it); a key per agent
+        # alone would hide the next recovery within the suppression window.
+        key=f"erp_agent_online:{agent.pk}:{now.isoformat()}",
         severity="info",
         fields={"Vendor": agent.vendor.name, "ERP": agent.erp_type, "Since": now.isoformat()},
     )
@@ -185,7 +187,8 @@ def _agent_offline(agent: ErpAgent, now: datetime) -> None:
         title="ERP agent offline",
         text=f"The {agent.erp_type} agent of {agent.vendor.name} has sent no heartbeat "
         f"{silent}; its ERP data is not reaching SyncStore.",
-        key=f"erp_agent_offline:{agent.pk}",
+        # One alert per outage: the outage is named by the last heartbeat before it.
+        key=f"erp_agent_offline:{agent.pk}:{last.isoformat() if last else 'never'}",
         severity="critical",
         fields={
             "Vendor": agent.vendor.name,

@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.correlation import get_correlation_id
@@ -97,22 +98,26 @@ def content_hash(data: dict[str, Any]) -> str:
 
 
 def _rows_prepare(
-    rows: Rows, key_of: Callable[[dict], str]
+    rows: Rows, key_of: Callable[[dict], str], identity_of: Callable[[dict], Any]
 ) -> tuple[list[RowResult | None], list[_Row]]:
-    """Report invalid rows and all but the last row of each key; return the rest."""
+    """Report invalid rows and all but the last row of each identity; return the rest.
+
+    The identity is the natural key's parts (a stock row's SKU and warehouse code as a
+    pair), not its display string: `A@B` + `C` and `A` + `B@C` are different rows.
+    """
     results: list[RowResult | None] = [None] * len(rows)
-    last: dict[str, int] = {}
+    last: dict[Any, int] = {}
     for index, row in enumerate(rows):
         if isinstance(row, InvalidRow):
             results[index] = RowResult(row.key, INVALID, row.code, row.message)
         else:
-            last[key_of(row)] = index
+            last[identity_of(row)] = index
     kept = []
     for index, row in enumerate(rows):
         if isinstance(row, InvalidRow):
             continue
         key = key_of(row)
-        if last[key] != index:
+        if last[identity_of(row)] != index:
             results[index] = RowResult(
                 key, INVALID, "duplicate", f"A later row of this batch has the key {key}."
             )
@@ -136,6 +141,23 @@ def _held_verdict(row: _Row, held_hash: str, held_at: datetime | None) -> RowRes
     return None
 
 
+def _source_time_advance(queryset_for: Callable[[list], Any], unchanged: list) -> None:
+    """Move `source_updated_at` forward for rows found unchanged with a newer timestamp.
+
+    Without it, a delayed older row (other content, a timestamp between the applied one and
+    the unchanged re-send) would not be seen as stale. One UPDATE per distinct timestamp
+    (a batch usually has one); a replay with the same timestamps writes nothing.
+    """
+    by_time: dict[datetime, list] = {}
+    for key, held_at, updated_at in unchanged:
+        if held_at is None or updated_at > held_at:
+            by_time.setdefault(updated_at, []).append(key)
+    for updated_at, keys in by_time.items():
+        queryset_for(keys).filter(
+            Q(source_updated_at__isnull=True) | Q(source_updated_at__lt=updated_at)
+        ).update(source_updated_at=updated_at)
+
+
 def _vendor_lock(vendor_id: uuid.UUID) -> None:
     # FOR NO KEY UPDATE: serializes the vendor's batches without blocking inserts of its
     # products and warehouses elsewhere (their foreign-key checks take KEY SHARE locks).
@@ -149,10 +171,11 @@ def _ingest(
     rows: Rows,
     key_of: Callable[[dict], str],
     apply: Callable[[uuid.UUID, list[_Row], list], None],
+    identity_of: Callable[[dict], Any] | None = None,
     prepare: Callable[[list[_Row], list], list[_Row]] | None = None,
 ) -> IngestResult:
     started = time.monotonic()
-    results, kept = _rows_prepare(rows, key_of)
+    results, kept = _rows_prepare(rows, key_of, identity_of or key_of)
     if prepare is not None:
         kept = prepare(kept, results)
     if kept:
@@ -243,13 +266,18 @@ def _items_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
             vendor_id=vendor_id, sku__in=[row.key for row in rows]
         ).values_list("sku", "content_hash", "source_updated_at")
     }
-    fresh = []
+    fresh, unchanged = [], []
     for row in rows:
         verdict = _held_verdict(row, *held[row.key]) if row.key in held else None
         if verdict is not None:
             results[row.index] = verdict
+            if verdict.status == UNCHANGED:
+                unchanged.append((row.key, held[row.key][1], row.data["updated_at"]))
         else:
             fresh.append(row)
+    _source_time_advance(
+        lambda skus: Product.objects.filter(vendor_id=vendor_id, sku__in=skus), unchanged
+    )
     if not fresh:
         return
     products = []
@@ -289,6 +317,8 @@ def _items_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
             )
         )
         results[row.index] = RowResult(row.key, UPDATED if row.key in held else CREATED)
+    # In SKU order, as every other writer of a vendor's products (no lock-order deadlock).
+    products.sort(key=lambda product: product.sku)
     _upsert(Product, products, unique_fields=["vendor", "sku"], update_fields=ITEM_FIELDS)
 
 
@@ -359,11 +389,13 @@ def _warehouses_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> 
             vendor_id=vendor_id, code__in=[row.key for row in rows]
         ).values_list("code", "content_hash", "source_updated_at")
     }
-    warehouses = []
+    warehouses, unchanged = [], []
     for row in rows:
         verdict = _held_verdict(row, *held[row.key]) if row.key in held else None
         if verdict is not None:
             results[row.index] = verdict
+            if verdict.status == UNCHANGED:
+                unchanged.append((row.key, held[row.key][1], row.data["updated_at"]))
             continue
         data = row.data
         warehouses.append(
@@ -380,6 +412,9 @@ def _warehouses_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> 
             )
         )
         results[row.index] = RowResult(row.key, UPDATED if row.key in held else CREATED)
+    _source_time_advance(
+        lambda codes: Warehouse.objects.filter(vendor_id=vendor_id, code__in=codes), unchanged
+    )
     new_default = next((w.code for w in warehouses if w.is_default), None)
     if new_default is not None:
         # A partial unique constraint allows one default per vendor, checked row by row:
@@ -423,6 +458,7 @@ def erp_stock_ingest(*, vendor_id: uuid.UUID, rows: Rows) -> IngestResult:
         vendor_id=vendor_id,
         rows=rows,
         key_of=lambda d: f"{d['sku']}@{d['warehouse_code']}",
+        identity_of=lambda d: (d["sku"], d["warehouse_code"]),
         apply=_stock_apply,
     )
 
@@ -463,14 +499,17 @@ def _stock_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
             product_id__in={p for _, p, _ in known}, warehouse_id__in={w for _, _, w in known}
         ).values_list("id", "product_id", "warehouse_id", "content_hash", "source_updated_at")
     }
-    fresh = []
+    fresh, unchanged = [], []
     for row, product_id, warehouse_id in known:
         level = held.get((product_id, warehouse_id))
         verdict = _held_verdict(row, level[1], level[2]) if level else None
         if verdict is not None:
             results[row.index] = verdict
+            if verdict.status == UNCHANGED:
+                unchanged.append((level[0], level[2], row.data["updated_at"]))
         else:
             fresh.append((row, product_id, warehouse_id))
+    _source_time_advance(lambda ids: StockLevel.objects.filter(pk__in=ids), unchanged)
     if not fresh:
         return
     # Lock every level about to change in one primary-key-ordered pass, so the upsert and

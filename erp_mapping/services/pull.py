@@ -129,7 +129,8 @@ def erp_pull_run(
             download = _download(client, body, run)
             run.api_latency_ms = download.latency_ms
             run.bytes_received = download.bytes
-            run.archive_path = _archive(body, run.started_at)
+            # A dry run writes nothing but its run record: no archive either.
+            run.archive_path = "" if dry_run else _archive(body, run.started_at)
             SyncRun.objects.filter(pk=run.pk).update(
                 api_latency_ms=run.api_latency_ms,
                 bytes_received=run.bytes_received,
@@ -176,12 +177,13 @@ def _run_begin(*, vendor: Vendor, trigger: str, dry_run: bool) -> SyncRun:
                 vendor=vendor, status=SyncRun.Status.RUNNING, started_at__lt=now - timeout
             ):
                 _run_time_out(stale, now=now)
+            # A dry run writes no stock: it neither waits for nor holds the lock.
             running = (
-                SyncRun.objects.filter(vendor=vendor, status=SyncRun.Status.RUNNING)
+                SyncRun.objects.filter(vendor=vendor, status=SyncRun.Status.RUNNING, dry_run=False)
                 .order_by("started_at")
                 .first()
             )
-            if running is None:
+            if dry_run or running is None:
                 return SyncRun.objects.create(
                     vendor=vendor, trigger=trigger, dry_run=dry_run, started_at=now
                 )
@@ -189,7 +191,9 @@ def _run_begin(*, vendor: Vendor, trigger: str, dry_run: bool) -> SyncRun:
     except IntegrityError:
         # Another process started a run between our check and insert (possible where the
         # row lock is not enforced): the constraint turned us away.
-        holder = SyncRun.objects.filter(vendor=vendor, status=SyncRun.Status.RUNNING).first()
+        holder = SyncRun.objects.filter(
+            vendor=vendor, status=SyncRun.Status.RUNNING, dry_run=False
+        ).first()
         with transaction.atomic():
             return _run_skip(vendor=vendor, trigger=trigger, dry_run=dry_run, holder=holder)
 
@@ -263,7 +267,7 @@ def _run_complete(
     details_extra: dict,
     log,
 ) -> SyncRun:
-    duplicates = sum(d["count"] - 1 for d in outcome.duplicates)
+    duplicates = stats.invalid.get("duplicate", 0)
     run.status = SyncRun.Status.COMPLETED
     run.completed_at = timezone.now()
     run.duration_ms = round((time.perf_counter() - started) * 1000)
@@ -300,11 +304,10 @@ def _run_complete(
         log.warning(
             "erp_pull.unknown_skus", count=outcome.unknown_skus, skus=outcome.unknown_sku_list
         )
-    verb = "would change" if run.dry_run else "changed"
-    if run.items_changed > settings.ERP_PULL_ALERT_CHANGES:
+    if not run.dry_run and run.items_changed > settings.ERP_PULL_ALERT_CHANGES:
         alert_send(
             title="ERP pull changed many items",
-            text=f"Pull {run.pk} of vendor {run.vendor} {verb} {run.items_changed} items "
+            text=f"Pull {run.pk} of vendor {run.vendor} changed {run.items_changed} items "
             f"(threshold {settings.ERP_PULL_ALERT_CHANGES}).",
             key=f"erp_pull_changes:{run.pk}",
             fields={"Run": run.pk, "Changed": run.items_changed, "SKUs": run.skus_processed},
@@ -397,10 +400,12 @@ def archives_purge(*, now: datetime | None = None, retention_days: int | None = 
     days = settings.ERP_ARCHIVE_RETENTION_DAYS if retention_days is None else retention_days
     cutoff = (now - timedelta(days=days)).date()
     storage = storages["erp_archive"]
-    if not storage.exists(ARCHIVE_PREFIX):
-        return 0
     deleted = 0
-    folders, _ = storage.listdir(ARCHIVE_PREFIX)
+    # No `exists` check first: on S3 a prefix is not an object, so it never "exists".
+    try:
+        folders, _ = storage.listdir(ARCHIVE_PREFIX)
+    except FileNotFoundError:
+        return 0
     for folder in sorted(folders):
         try:
             day = datetime.strptime(folder, "%Y-%m-%d").date()  # noqa: DTZ007 - a date only
@@ -425,12 +430,29 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):
-        return {str(k)[:50]: _jsonable(v) for k, v in list(value.items())[:10]}
+        return {_text_sample(str(k), 50): _jsonable(v) for k, v in list(value.items())[:10]}
     if isinstance(value, list):
         return [_jsonable(v) for v in value[:10]]
     if isinstance(value, str):
-        return value[:200]
+        return _text_sample(value, 200)
     return value
+
+
+def _text_sample(text: str, limit: int) -> str:
+    """A string a JSON column can hold: NUL and lone surrogates shown escaped."""
+    text = text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\u0000")
+
+
+def _storable(text: str) -> bool:
+    """Whether a text column can hold this string (no NUL, valid UTF-8: no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean_rows(items, stats: _RowStats, default_warehouse: str | None):
@@ -447,6 +469,9 @@ def _clean_rows(items, stats: _RowStats, default_warehouse: str | None):
         sku = sku.strip()
         if len(sku) > SKU_MAX:
             stats.reject(index, "sku_too_long", row)
+            continue
+        if not _storable(sku):
+            stats.reject(index, "invalid_sku", row)
             continue
         qty = row.get("qty")
         if isinstance(qty, bool) or not isinstance(qty, int | Decimal):
@@ -466,7 +491,11 @@ def _clean_rows(items, stats: _RowStats, default_warehouse: str | None):
                 stats.reject(index, "no_warehouse", row)
                 continue
             warehouse = default_warehouse
-        elif not isinstance(warehouse, str) or not 0 < len(warehouse.strip()) <= WAREHOUSE_MAX:
+        elif (
+            not isinstance(warehouse, str)
+            or not 0 < len(warehouse.strip()) <= WAREHOUSE_MAX
+            or not _storable(warehouse)
+        ):
             stats.reject(index, "invalid_warehouse", row)
             continue
         discontinued = row.get("discontinued")
@@ -535,7 +564,7 @@ def _resolve_and_apply(
         # Duplicates: the last row of a (sku, warehouse) wins; the earlier ones are invalid.
         cursor.execute(
             f"SELECT sku, warehouse, count(*) FROM {raw} GROUP BY sku, warehouse "
-            f"HAVING count(*) > 1 ORDER BY sku, warehouse"
+            f"HAVING count(*) > 1 ORDER BY sku, warehouse LIMIT {SAMPLE_CAP}"
         )
         out.duplicates = [
             {"sku": sku, "warehouse": code, "count": count} for sku, code, count in cursor
@@ -549,26 +578,27 @@ def _resolve_and_apply(
             stats.invalid["duplicate"] += max(cursor.rowcount, 0)
             for dup in out.duplicates[:10]:
                 logger.warning("erp_pull.duplicate_sku", sku=dup["sku"], count=dup["count"])
-        # Rows naming a warehouse the vendor does not have are invalid.
+        # Rows naming a warehouse the vendor does not have, or an inactive one (the stock
+        # services refuse those too), are invalid.
         cursor.execute(
-            f"SELECT r.warehouse, count(*) FROM {raw} r WHERE NOT EXISTS (SELECT 1 FROM "
-            f"{warehouse_table} w WHERE w.vendor_id = %s AND w.code = r.warehouse) "
+            f"SELECT r.warehouse, max(CASE WHEN w.id IS NULL THEN 1 ELSE 0 END), count(*) "
+            f"FROM {raw} r LEFT JOIN {warehouse_table} w ON w.vendor_id = %s "
+            f"AND w.code = r.warehouse WHERE w.id IS NULL OR NOT w.active "
             f"GROUP BY r.warehouse ORDER BY r.warehouse",
             [vendor_id],
         )
-        unknown_warehouses = cursor.fetchall()
-        if unknown_warehouses:
+        refused = cursor.fetchall()
+        if refused:
             cursor.execute(
                 f"DELETE FROM {raw} WHERE NOT EXISTS (SELECT 1 FROM {warehouse_table} w "
-                f"WHERE w.vendor_id = %s AND w.code = {raw}.warehouse)",
+                f"WHERE w.vendor_id = %s AND w.code = {raw}.warehouse AND w.active)",
                 [vendor_id],
             )
-            stats.invalid["unknown_warehouse"] += max(cursor.rowcount, 0)
-            for code, count in unknown_warehouses[:SAMPLE_CAP]:
+            for code, unknown, count in refused:
+                reason = "unknown_warehouse" if unknown else "inactive_warehouse"
+                stats.invalid[reason] += count
                 if len(stats.samples) < SAMPLE_CAP:
-                    stats.samples.append(
-                        {"code": "unknown_warehouse", "warehouse": code, "rows": count}
-                    )
+                    stats.samples.append({"code": reason, "warehouse": code, "rows": count})
         cursor.execute(f"SELECT count(*) FROM {raw}")
         out.skus_processed = cursor.fetchone()[0]
         # Unknown SKUs: counted and listed; created only when ERP_PULL_CREATE_UNKNOWN is on.
@@ -594,7 +624,7 @@ def _resolve_and_apply(
         )
         if postgres:
             cursor.execute(f"ANALYZE {targets}")
-    synced = stock_levels_sync_staged(table=targets, origin=origin)
+    synced = stock_levels_sync_staged(table=targets, origin=origin, forget_content_hash=True)
     out.levels_changed, out.levels_created = synced.changed, synced.created
     out.out_of_range = len(synced.out_of_range)
     if synced.out_of_range:

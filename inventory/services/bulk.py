@@ -21,7 +21,7 @@ from core.metrics import STOCK_MOVEMENTS
 from core.services import alert_send
 from inventory.locks import stock_levels_lock_staged
 from inventory.models import StockLevel, StockMovement
-from inventory.services.stock import MAX_STOCK_VALUE, Origin
+from inventory.services.stock import MAX_QUANTITY, MAX_STOCK_VALUE, Origin
 
 # Past this many levels falling below their minimum in one sync, one summary alert is sent
 # instead of one alert per level.
@@ -137,12 +137,15 @@ def stock_levels_sync_staged(
     origin: Origin,
     kind: str = StockMovement.Kind.ERP_SYNC,
     pairs: bool = False,
+    forget_content_hash: bool = False,
 ) -> LevelSyncResult:
     """Apply a staging table of targets (`product_id`, `warehouse_id`, `on_hand`).
 
     The set-based core of `stock_levels_sync`, for callers that stage their targets with
     SQL (a pull of a million rows never holds them in Python). Must run inside a
     transaction. With `pairs`, the changed (product, warehouse) pairs are returned too.
+    `forget_content_hash` clears the changed levels' agent content hash, for a source other
+    than the agent (the nightly pull): the agent's next row is then applied, not `unchanged`.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("stock_levels_sync_staged must run inside transaction.atomic()")
@@ -150,24 +153,16 @@ def stock_levels_sync_staged(
     level_table = StockLevel._meta.db_table
     movement_table = StockMovement._meta.db_table
     join = "s.product_id = t.product_id AND s.warehouse_id = t.warehouse_id"
+    # SQLite would compare a bound Decimal as text: bind the limits as numbers there.
+    number = "%s" if is_postgresql() else "CAST(%s AS REAL)"
     result = LevelSyncResult()
+    locked = staging_table_create("id bigint PRIMARY KEY")
+    changing = f"{level_table} s JOIN {table} t ON {join} JOIN {locked} l ON l.id = s.id"
     with connection.cursor() as cursor:
-        # A target whose stock value would not fit its column is left out (reported), so
-        # one absurd quantity cannot fail the whole sync.
-        cursor.execute(
-            f"SELECT t.product_id, t.warehouse_id FROM {table} t JOIN {level_table} s ON {join} "
-            f"WHERE abs(t.on_hand * s.unit_cost) > %s",
-            [MAX_STOCK_VALUE],
-        )
-        result.out_of_range = [tuple(row) for row in cursor.fetchall()]
-        if result.out_of_range:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM {level_table} s "
-                f"WHERE s.product_id = {table}.product_id "
-                f"AND s.warehouse_id = {table}.warehouse_id "
-                f"AND abs({table}.on_hand * s.unit_cost) > %s)",
-                [MAX_STOCK_VALUE],
-            )
+        # Existing levels first, then the missing ones are created and locked: the order of
+        # `inventory.locks.stock_levels_lock`, so the two never wait on each other in a
+        # cycle.
+        stock_levels_lock_staged(table, locked)
         cursor.execute(
             f"INSERT INTO {level_table} (created_at, updated_at, product_id, warehouse_id, "
             f"on_hand, reserved, ordered_quantity, unit_cost, stock_value, content_hash) "
@@ -178,11 +173,26 @@ def stock_levels_sync_staged(
             [now, now],
         )
         result.created = max(cursor.rowcount, 0)
-        stock_levels_lock_staged(table)
-        # Levels crossing their minimum, read before the update (under the lock).
+        stock_levels_lock_staged(table, locked)
+        # Under the lock: a target whose change or stock value would not fit its column is
+        # left out (reported), so one absurd quantity cannot fail the whole sync.
         cursor.execute(
-            f"SELECT s.id, s.min_stock, t.on_hand - s.reserved FROM {level_table} s "
-            f"JOIN {table} t ON {join} WHERE s.on_hand <> t.on_hand "
+            f"SELECT s.id, t.product_id, t.warehouse_id FROM {changing} "
+            f"WHERE abs(t.on_hand * s.unit_cost) > {number} "
+            f"OR abs(t.on_hand - s.on_hand) > {number}",
+            [MAX_STOCK_VALUE, MAX_QUANTITY],
+        )
+        out_of_range = cursor.fetchall()
+        if out_of_range:
+            result.out_of_range = [(product, warehouse) for _, product, warehouse in out_of_range]
+            cursor.execute(
+                f"DELETE FROM {locked} WHERE id IN ({', '.join('%s' for _ in out_of_range)})",
+                [level_id for level_id, _, _ in out_of_range],
+            )
+        # Levels crossing their minimum, read before the update.
+        cursor.execute(
+            f"SELECT s.id, s.min_stock, t.on_hand - s.reserved FROM {changing} "
+            f"WHERE s.on_hand <> t.on_hand "
             f"AND s.min_stock IS NOT NULL AND s.on_hand - s.reserved >= s.min_stock "
             f"AND t.on_hand - s.reserved < s.min_stock ORDER BY s.id"
         )
@@ -192,7 +202,7 @@ def stock_levels_sync_staged(
             f"on_hand_after, reserved_after, unit_cost, source, reference, reason, actor, "
             f"correlation_id, idempotency_key, reservation_id, created_at) "
             f"SELECT s.id, %s, t.on_hand - s.on_hand, 0, t.on_hand, s.reserved, NULL, %s, %s, "
-            f"%s, %s, %s, '', NULL, %s FROM {level_table} s JOIN {table} t ON {join} "
+            f"%s, %s, %s, '', NULL, %s FROM {changing} "
             f"WHERE s.on_hand <> t.on_hand ORDER BY s.id",
             [
                 kind,
@@ -205,19 +215,22 @@ def stock_levels_sync_staged(
             ],
         )
         result.changed = max(cursor.rowcount, 0)
+        forget = "content_hash = '', " if forget_content_hash else ""
         # SQLite's RETURNING names the updated table's columns unqualified (and cannot see
         # the FROM table); PostgreSQL needs them qualified (both tables have them).
         qualifier = "s." if is_postgresql() else ""
         returning = f" RETURNING {qualifier}product_id, {qualifier}warehouse_id" if pairs else ""
         cursor.execute(
-            f"UPDATE {level_table} AS s SET on_hand = t.on_hand, "
+            f"UPDATE {level_table} AS s SET on_hand = t.on_hand, {forget}"
             f"stock_value = round(t.on_hand * s.unit_cost, 4), last_synced_at = %s, "
-            f"updated_at = %s FROM {table} t WHERE {join} AND s.on_hand <> t.on_hand"
-            f"{returning}",
+            f"updated_at = %s FROM {table} t WHERE {join} AND s.on_hand <> t.on_hand "
+            f"AND s.id IN (SELECT id FROM {locked}){returning}",
             [now, now],
         )
         if pairs:
             result.changed_pairs = {tuple(row) for row in cursor.fetchall()}
+    if not is_postgresql():
+        staging_table_drop(locked)
     if result.changed:
         changed = result.changed
         transaction.on_commit(lambda: STOCK_MOVEMENTS.labels(kind).inc(changed), robust=True)

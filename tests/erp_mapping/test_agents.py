@@ -16,6 +16,7 @@ from erp_mapping.auth import agent_token_hash
 from erp_mapping.models import ErpAgent
 from erp_mapping.services.agents import agent_heartbeat, agent_register, agents_check_health
 from erp_mapping.tasks.agents import check_agents
+from tests.helpers import wait_for
 from tests.inventory.factories import VendorFactory
 
 pytestmark = pytest.mark.django_db
@@ -366,3 +367,37 @@ def test_admin_rotates_tokens(staff, registered):
     assert ErpAgent.objects.get().token_hash == agent_token_hash(token)
     assert_error(agent_client(registered.token).post(HEARTBEAT), 401, "invalid_agent_token")
     assert agent_client(token).post(HEARTBEAT).status_code == 200
+
+
+@pytest.mark.django_db
+def test_agent_register_accepts_on_premise_hosts_and_refuses_other_schemes(make_client, vendor):
+    admin = make_client(("admin",))
+    body = {"vendor_id": str(vendor.pk), "erp_type": "sage"}
+
+    ok = admin.post("/api/v1/erp/agents/", {**body, "agent_url": "http://sage01:8080"}, "json")
+    bad = admin.post("/api/v1/erp/agents/", {**body, "agent_url": "ftp://sage01"}, "json")
+
+    assert ok.status_code == 201
+    assert ErpAgent.objects.get().agent_url == "http://sage01:8080"
+    assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
+    assert "agent_url" in bad.json()["details"]
+
+
+@pytest.mark.django_db
+def test_agent_second_outage_within_the_suppression_window_alerts_again(
+    vendor, slack, django_capture_on_commit_callbacks
+):
+    registered = agent_register(vendor=vendor, agent_url="http://erp.local:8080", erp_type="sage")
+    start = timezone.now() - timedelta(minutes=50)
+    agent_heartbeat(agent=registered.agent, now=start)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        agents_check_health(now=start + timedelta(minutes=10))  # first outage
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_heartbeat(agent=registered.agent, now=start + timedelta(minutes=15))
+    with django_capture_on_commit_callbacks(execute=True):
+        agents_check_health(now=start + timedelta(minutes=30))  # second outage
+
+    wait_for(lambda: len(slack.messages) >= 3)
+    titles = [message["text"].split(":")[0] for message in slack.messages]
+    assert titles == ["ERP agent offline", "ERP agent back online", "ERP agent offline"]

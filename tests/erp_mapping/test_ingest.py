@@ -21,6 +21,7 @@ from inventory.selectors import ledger_mismatches
 from inventory.services import stock_reserve
 from tests.conftest import TEST_ORIGIN
 from tests.erp_mapping.factories import ErpCodeMappingFactory
+from tests.erp_mapping.test_pull import pull, serve
 from tests.inventory.factories import ProductFactory, VendorFactory, WarehouseFactory
 
 pytestmark = pytest.mark.django_db
@@ -188,9 +189,9 @@ def test_items_updated_unchanged_and_stale(agent, vendor):
     products = {p.sku: p for p in Product.objects.all()}
     assert (products["A-1"].name, products["A-1"].vat_amount) == ("Renamed", Decimal("3.0000"))
     assert products["A-1"].source_updated_at == T0 + timedelta(minutes=20)
-    # unchanged and stale rows write nothing
+    # unchanged and stale rows write nothing but the newer source time of an unchanged one
     assert products["B-1"].updated_at == before["B-1"]
-    assert products["B-1"].source_updated_at == T0 + timedelta(minutes=10)
+    assert products["B-1"].source_updated_at == T0 + timedelta(minutes=30)
     assert products["C-1"].name == "Item C-1"
     assert products["C-1"].updated_at == before["C-1"]
 
@@ -729,3 +730,52 @@ def test_batches_of_one_vendor_run_one_at_a_time(vendor, mappings):
     assert statuses({"results": [vars(r) for r in first.results]}) == [("A-1", "created", "")]
     assert [statuses(answer) for answer in answers] == [[("A-1", "unchanged", "")]]
     assert Product.objects.filter(sku="A-1").count() == 1
+
+
+def test_item_with_a_long_internal_unit_code_is_stored(agent, vendor):
+    ErpCodeMappingFactory(vendor=vendor, mapping_type="unit", erp_code="LONG", resto_code="u" * 80)
+    mapping_cache_clear()
+
+    body = post(agent, ITEMS, [item("A-1"), item("B-1", unit_code="LONG")])
+
+    assert [r["status"] for r in body["results"]] == ["created", "created"]
+    assert Product.objects.get(sku="B-1").unit_code == "u" * 80
+
+
+def test_stock_rows_whose_keys_look_alike_are_not_duplicates(agent, vendor, warehouse):
+    ProductFactory(vendor=vendor, sku="A@B")
+    ProductFactory(vendor=vendor, sku="A")
+    WarehouseFactory(vendor=vendor, code="C")
+    WarehouseFactory(vendor=vendor, code="B@C")
+
+    body = post(agent, STOCK, [stock_row("A@B", "C", "3"), stock_row("A", "B@C", "4")])
+
+    assert [r["status"] for r in body["results"]] == ["created", "created"]
+    assert level("A@B", "C").on_hand == 3
+    assert level("A", "B@C").on_hand == 4
+
+
+def test_stock_row_older_than_an_unchanged_newer_resend_is_stale(agent, products):
+    post(agent, STOCK, [stock_row("A-1", "MAIN", "5", minutes=10)])
+    resent = post(agent, STOCK, [stock_row("A-1", "MAIN", "5", minutes=30)])
+    assert statuses(resent) == [("A-1@MAIN", "unchanged", "")]
+
+    delayed = post(agent, STOCK, [stock_row("A-1", "MAIN", "8", minutes=20)])
+
+    assert statuses(delayed)[0][1] == "stale"
+    assert level("A-1", "MAIN").on_hand == 5
+
+
+def test_agent_count_after_a_nightly_pull_is_applied(agent, products, vendor, erp):
+    # given: the agent sent 5, then the nightly pull set 9
+    post(agent, STOCK, [stock_row("A-1", "MAIN", "5", minutes=10)])
+    serve(erp, [{"sku": "A-1", "qty": 9, "warehouse": "MAIN"}])
+    assert pull(vendor).status == "completed"
+    assert level("A-1", "MAIN").on_hand == 9
+
+    # when: the agent counts 5 again
+    body = post(agent, STOCK, [stock_row("A-1", "MAIN", "5", minutes=60)])
+
+    # then: it is applied, not taken for the content already held
+    assert statuses(body) == [("A-1@MAIN", "updated", "")]
+    assert level("A-1", "MAIN").on_hand == 5

@@ -28,28 +28,6 @@ from tests.inventory.factories import ProductFactory, VendorFactory, WarehouseFa
 TOKEN = "pull-test-token"
 
 
-@pytest.fixture
-def archive_dir(tmp_path, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "erp_archive": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "archive")},
-        },
-    }
-    return tmp_path / "archive"
-
-
-@pytest.fixture
-def erp(vendor, warehouse, archive_dir, settings):
-    """The ERP sandbox on a local port, as the default vendor's ERP connection."""
-    settings.ERP_PULL_RETRY_DELAYS = [0.01, 0.01, 0.01]
-    app = ErpSandbox(token=TOKEN, skus=0)
-    with SandboxServer(app) as server:
-        erp_connection_set(vendor=vendor, base_url=server.url, token=TOKEN, actor="test")
-        yield app
-
-
 def serve(erp: ErpSandbox, rows: list[dict]) -> None:
     erp.configure(rows=rows)
 
@@ -282,7 +260,7 @@ def test_erp_pull_sets_and_clears_discontinued(vendor, erp):
 
 
 @pytest.mark.django_db
-def test_erp_pull_dry_run_writes_only_the_run(vendor, warehouse, erp):
+def test_erp_pull_dry_run_writes_only_the_run(vendor, warehouse, erp, archive_dir):
     (product,) = products("A")
     stock_set(product=product, warehouse=warehouse, quantity=Decimal("1"), origin=TEST_ORIGIN)
     serve(erp, [{"sku": "A", "qty": 9, "discontinued": True}, {"sku": "B", "qty": 1}])
@@ -298,6 +276,47 @@ def test_erp_pull_dry_run_writes_only_the_run(vendor, warehouse, erp):
     assert StockMovement.objects.count() == movements
     product.refresh_from_db()
     assert not product.is_discontinued
+    assert run.archive_path == ""
+    assert not archive_dir.exists() or not any(archive_dir.rglob("*.json"))
+
+
+@pytest.mark.django_db
+def test_erp_pull_dry_run_neither_waits_for_nor_holds_the_run_lock(vendor, erp):
+    SyncRun.objects.create(vendor=vendor, started_at=timezone.now())  # a real run, running
+    serve(erp, [])
+
+    dry = pull(vendor, dry_run=True)
+
+    assert dry.status == SyncRun.Status.COMPLETED
+    SyncRun.objects.filter(status=SyncRun.Status.RUNNING).update(status=SyncRun.Status.FAILED)
+    SyncRun.objects.create(vendor=vendor, started_at=timezone.now(), dry_run=True)
+    assert pull(vendor).status == SyncRun.Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_erp_pull_refuses_unstorable_text_and_inactive_warehouses(vendor, erp):
+    products("GOOD", "IDLE")
+    WarehouseFactory(vendor=vendor, code="OLD", active=False)
+    serve(
+        erp,
+        [
+            {"sku": "A\u0000B", "qty": 1},
+            {"sku": "GOOD", "qty": 2, "warehouse": "MA\u0000IN"},
+            {"sku": "IDLE", "qty": 3, "warehouse": "OLD"},
+            {"sku": "GOOD", "qty": 4},
+        ],
+    )
+
+    run = pull(vendor)
+
+    assert run.status == SyncRun.Status.COMPLETED
+    assert run.details["invalid_by_code"] == {
+        "invalid_sku": 1,
+        "invalid_warehouse": 1,
+        "inactive_warehouse": 1,
+    }
+    assert on_hand("GOOD") == 4
+    assert on_hand("IDLE", "OLD") is None
 
 
 @pytest.mark.django_db

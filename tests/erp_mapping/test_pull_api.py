@@ -57,11 +57,17 @@ def test_connection_put_stores_the_token_encrypted_and_never_returns_it(vendor, 
 @pytest.mark.django_db
 def test_connection_put_errors(vendor, admin_api, api):
     url = f"/api/v1/erp/connections/{vendor.pk}/"
+    none = admin_api.get(url)
+    assert (none.status_code, none.json()["code"]) == (404, "erp_connection_not_found")
 
     refused = api.put(url, {"base_url": "https://x.example", "token": "t"}, format="json")
     assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
     first = admin_api.put(url, {"base_url": "https://x.example"}, format="json")
     assert (first.status_code, first.json()["code"]) == (400, "token_required")
+    on_premise = admin_api.put(
+        url, {"base_url": "http://sage01:8080/api", "token": "t"}, format="json"
+    )
+    assert on_premise.status_code == 201
     bad = admin_api.put(url, {"base_url": "not a url", "token": "t"}, format="json")
     assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
     assert "base_url" in bad.json()["details"]
@@ -71,8 +77,6 @@ def test_connection_put_errors(vendor, admin_api, api):
         format="json",
     )
     assert (missing.status_code, missing.json()["code"]) == (404, "vendor_not_found")
-    none = admin_api.get(url)
-    assert (none.status_code, none.json()["code"]) == (404, "erp_connection_not_found")
 
 
 @pytest.mark.django_db

@@ -4,6 +4,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from django.db import transaction
 
 from erp_mapping import selectors
 from erp_mapping.models import ErpCodeMapping
@@ -133,3 +134,28 @@ def test_lru_entries_expire_after_their_ttl():
 
     assert cache.get("a") is _MISSING
     assert len(cache) == 0
+
+
+@pytest.mark.django_db
+def test_a_resolution_read_before_a_change_is_not_cached_after_it(vendor, monkeypatch):
+    mapping = ErpCodeMappingFactory(
+        vendor=vendor, mapping_type="unit", erp_code="KG", resto_code="old"
+    )
+    mapping_cache_clear()
+    real_put = selectors._mapping_cache.put
+
+    def put_after_a_concurrent_change(key, value, **kwargs):
+        # Another request of this process commits a change between this read's SELECT and
+        # its put: the change's clear runs first, then the put of the value read before.
+        with transaction.atomic():
+            mapping_update(
+                mapping=mapping, resto_code="new", resto_label="x", is_active=True, actor="t"
+            )
+        mapping_cache_clear()  # what the change's on_commit hook does
+        real_put(key, value, **kwargs)
+
+    monkeypatch.setattr(selectors._mapping_cache, "put", put_after_a_concurrent_change)
+    assert mapping_resolve(vendor.pk, "unit", "KG") == "old"  # the read in flight
+    monkeypatch.setattr(selectors._mapping_cache, "put", real_put)
+
+    assert mapping_resolve(vendor.pk, "unit", "KG") == "new"

@@ -194,3 +194,51 @@ def test_stock_levels_sync_waits_for_a_concurrent_reservation(warehouse):
     movement = level.movements.get(kind="erp_sync")
     assert (movement.on_hand_delta, movement.reserved_after) == (Decimal("-2"), Decimal("3"))
     assert ledger_mismatches() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stock_levels_sync_never_writes_a_level_it_did_not_lock(warehouse, monkeypatch):
+    # given: one level at its target (not locked by the sync), one to change
+    from inventory.services import bulk, stock_adjust
+
+    same = ProductFactory()
+    other = ProductFactory()
+    stock_set(product=same, warehouse=warehouse, quantity=Decimal("5"), origin=TEST_ORIGIN)
+    stock_set(product=other, warehouse=warehouse, quantity=Decimal("1"), origin=TEST_ORIGIN)
+    real_lock = bulk.stock_levels_lock_staged
+    calls = []
+
+    def adjust_elsewhere() -> None:
+        try:
+            stock_adjust(product=same, warehouse=warehouse, delta=Decimal("1"), origin=TEST_ORIGIN)
+        finally:
+            connection.close()
+
+    def lock_then_commit_a_concurrent_change(table, locked):
+        count = real_lock(table, locked)
+        calls.append(count)
+        if len(calls) == 2:
+            # a change committed by another transaction after the sync took its locks
+            thread = threading.Thread(target=adjust_elsewhere)
+            thread.start()
+            thread.join(10)
+            assert not thread.is_alive(), "the unlocked level was blocked"
+        return count
+
+    monkeypatch.setattr(bulk, "stock_levels_lock_staged", lock_then_commit_a_concurrent_change)
+
+    # when
+    result = stock_levels_sync(
+        targets=[
+            LevelTarget(same.pk, warehouse.pk, Decimal("5")),
+            LevelTarget(other.pk, warehouse.pk, Decimal("3")),
+        ],
+        origin=ERP,
+    )
+
+    # then: the concurrent change stands, only the locked level was synced, the ledger adds up
+    assert calls == [1, 0]
+    assert result.changed == 1
+    assert level_of(same, warehouse).on_hand == 6
+    assert level_of(other, warehouse).on_hand == 3
+    assert ledger_mismatches() == []
