@@ -7,6 +7,7 @@ sandbox then serves changed stock counts and the nightly pull applies them.
 """
 
 import io
+import warnings
 from pathlib import Path
 
 from django.core.management import call_command
@@ -25,6 +26,10 @@ from inventory.models import Vendor
 SAMPLE = Path(__file__).resolve().parent / "data" / "item-mapping.json"
 SAMPLE_VENDOR = "971a1d7b-8cd4-41d9-925f-f658deb6efa5"
 ITEMS = 1200
+
+# The API is called in process: WhiteNoise warns that the (uncollected) static root is
+# missing, which does not matter to an API call.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 
 def _admin_client(ctx: DemoContext) -> Client:

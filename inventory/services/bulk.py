@@ -174,6 +174,8 @@ def stock_levels_sync_staged(
         )
         result.created = max(cursor.rowcount, 0)
         stock_levels_lock_staged(table, locked)
+        if is_postgresql():
+            cursor.execute(f"ANALYZE {locked}")  # temporary tables get no autovacuum stats
         # Under the lock: a target whose change or stock value would not fit its column is
         # left out (reported), so one absurd quantity cannot fail the whole sync.
         cursor.execute(
