@@ -165,6 +165,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # The agent health check must not wait behind a long nightly pull on the erp queue.
+    "erp_mapping.check_agents": {"queue": "default"},
     "erp_mapping.*": {"queue": "erp"},
     "channels_sync.*": {"queue": "push"},
     "webhooks.*": {"queue": "webhooks"},

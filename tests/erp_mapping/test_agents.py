@@ -401,3 +401,9 @@ def test_agent_second_outage_within_the_suppression_window_alerts_again(
     wait_for(lambda: len(slack.messages) >= 3)
     titles = [message["text"].split(":")[0] for message in slack.messages]
     assert titles == ["ERP agent offline", "ERP agent back online", "ERP agent offline"]
+
+
+def test_agent_health_check_is_routed_away_from_the_erp_queue():
+    route = app.amqp.router.route
+    assert route({}, "erp_mapping.check_agents")["queue"].name == "default"
+    assert route({}, "erp_mapping.pull_vendor")["queue"].name == "erp"
