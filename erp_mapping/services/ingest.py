@@ -158,6 +158,33 @@ def _source_time_advance(queryset_for: Callable[[list], Any], unchanged: list) -
         ).update(source_updated_at=updated_at)
 
 
+def _rows_against_held(
+    rows: list[_Row], results: list, queryset: Any, *, key_field: str
+) -> tuple[list[_Row], set[str]]:
+    """Judge rows against what we hold under their keys (one query).
+
+    Records the `unchanged` and `stale` verdicts (moving the source time of unchanged rows
+    forward); returns the rows to apply and the keys already held.
+    """
+    held = {
+        key: (held_hash, held_at)
+        for key, held_hash, held_at in queryset.filter(
+            **{f"{key_field}__in": [row.key for row in rows]}
+        ).values_list(key_field, "content_hash", "source_updated_at")
+    }
+    fresh, unchanged = [], []
+    for row in rows:
+        verdict = _held_verdict(row, *held[row.key]) if row.key in held else None
+        if verdict is None:
+            fresh.append(row)
+            continue
+        results[row.index] = verdict
+        if verdict.status == UNCHANGED:
+            unchanged.append((row.key, held[row.key][1], row.data["updated_at"]))
+    _source_time_advance(lambda keys: queryset.filter(**{f"{key_field}__in": keys}), unchanged)
+    return fresh, set(held)
+
+
 def _vendor_lock(vendor_id: uuid.UUID) -> None:
     # FOR NO KEY UPDATE: serializes the vendor's batches without blocking inserts of its
     # products and warehouses elsewhere (their foreign-key checks take KEY SHARE locks).
@@ -260,23 +287,8 @@ def _items_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
         )
         for row in rows
     ]
-    held = {
-        sku: (held_hash, held_at)
-        for sku, held_hash, held_at in Product.objects.filter(
-            vendor_id=vendor_id, sku__in=[row.key for row in rows]
-        ).values_list("sku", "content_hash", "source_updated_at")
-    }
-    fresh, unchanged = [], []
-    for row in rows:
-        verdict = _held_verdict(row, *held[row.key]) if row.key in held else None
-        if verdict is not None:
-            results[row.index] = verdict
-            if verdict.status == UNCHANGED:
-                unchanged.append((row.key, held[row.key][1], row.data["updated_at"]))
-        else:
-            fresh.append(row)
-    _source_time_advance(
-        lambda skus: Product.objects.filter(vendor_id=vendor_id, sku__in=skus), unchanged
+    fresh, held = _rows_against_held(
+        rows, results, Product.objects.filter(vendor_id=vendor_id), key_field="sku"
     )
     if not fresh:
         return
@@ -383,20 +395,11 @@ def _one_default(rows: list[_Row], results: list) -> list[_Row]:
 
 
 def _warehouses_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
-    held = {
-        code: (held_hash, held_at)
-        for code, held_hash, held_at in Warehouse.objects.filter(
-            vendor_id=vendor_id, code__in=[row.key for row in rows]
-        ).values_list("code", "content_hash", "source_updated_at")
-    }
-    warehouses, unchanged = [], []
-    for row in rows:
-        verdict = _held_verdict(row, *held[row.key]) if row.key in held else None
-        if verdict is not None:
-            results[row.index] = verdict
-            if verdict.status == UNCHANGED:
-                unchanged.append((row.key, held[row.key][1], row.data["updated_at"]))
-            continue
+    fresh, held = _rows_against_held(
+        rows, results, Warehouse.objects.filter(vendor_id=vendor_id), key_field="code"
+    )
+    warehouses = []
+    for row in fresh:
         data = row.data
         warehouses.append(
             Warehouse(
@@ -412,9 +415,6 @@ def _warehouses_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> 
             )
         )
         results[row.index] = RowResult(row.key, UPDATED if row.key in held else CREATED)
-    _source_time_advance(
-        lambda codes: Warehouse.objects.filter(vendor_id=vendor_id, code__in=codes), unchanged
-    )
     new_default = next((w.code for w in warehouses if w.is_default), None)
     if new_default is not None:
         # A partial unique constraint allows one default per vendor, checked row by row:
