@@ -107,8 +107,9 @@ def erp_pull_run(
     `ERP_PULL_RUN_TIMEOUT_MINUTES` makes this run `skipped`; an older one is marked failed).
     The download is retried (`ERP_PULL_RETRY_DELAYS`) on connection errors, timeouts and
     5xx; 401/403 fail at once. The raw bytes are archived before they are parsed. All stock
-    changes commit in one transaction or not at all. A dry run fetches, archives, parses and
-    counts what would change, then rolls back: only the run record is written. Failures are
+    changes commit in one transaction or not at all. A dry run fetches, parses and counts
+    what would change, then rolls back: only the run record is written (no archive, no run
+    lock). Failures are
     recorded on the run and alerted, not raised. Raises `erp_not_configured` when the vendor
     has no (enabled) ERP connection.
     """

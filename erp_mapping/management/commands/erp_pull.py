@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Fetch, archive and parse; report what would change; write only the run.",
+            help="Fetch and parse; report what would change; write only the run record.",
         )
 
     def handle(self, *args, **options) -> None:
