@@ -163,42 +163,50 @@ def stock_levels_sync_staged(
         # `inventory.locks.stock_levels_lock`, so the two never wait on each other in a
         # cycle.
         stock_levels_lock_staged(table, locked)
+        missing = staging_table_create(TARGET_COLUMNS)
+        cursor.execute(
+            f"INSERT INTO {missing} (product_id, warehouse_id, on_hand) "
+            f"SELECT t.product_id, t.warehouse_id, t.on_hand FROM {table} t "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {level_table} s WHERE {join})"
+        )
         cursor.execute(
             f"INSERT INTO {level_table} (created_at, updated_at, product_id, warehouse_id, "
             f"on_hand, reserved, ordered_quantity, unit_cost, stock_value, content_hash) "
-            f"SELECT %s, %s, t.product_id, t.warehouse_id, 0, 0, 0, 0, 0, '' FROM {table} t "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {level_table} s WHERE {join}) "
+            f"SELECT %s, %s, t.product_id, t.warehouse_id, 0, 0, 0, 0, 0, '' FROM {missing} t "
             f"ORDER BY t.product_id, t.warehouse_id "
             f"ON CONFLICT (product_id, warehouse_id) DO NOTHING",
             [now, now],
         )
         result.created = max(cursor.rowcount, 0)
-        stock_levels_lock_staged(table, locked)
+        # The new levels (ours, or made meanwhile by another transaction: locked all the same).
+        stock_levels_lock_staged(missing, locked)
         if is_postgresql():
             cursor.execute(f"ANALYZE {locked}")  # temporary tables get no autovacuum stats
-        # Under the lock: a target whose change or stock value would not fit its column is
-        # left out (reported), so one absurd quantity cannot fail the whole sync.
-        cursor.execute(
-            f"SELECT s.id, t.product_id, t.warehouse_id FROM {changing} "
-            f"WHERE abs(t.on_hand * s.unit_cost) > {number} "
-            f"OR abs(t.on_hand - s.on_hand) > {number}",
-            [MAX_STOCK_VALUE, MAX_QUANTITY],
+        # Under the lock, in one pass: targets whose change or stock value would not fit
+        # their column (left out and reported, so one absurd quantity cannot fail the whole
+        # sync), and levels about to fall below their minimum.
+        too_big = (
+            f"abs(t.on_hand * s.unit_cost) > {number} OR abs(t.on_hand - s.on_hand) > {number}"
         )
-        out_of_range = cursor.fetchall()
+        falls = (
+            "s.min_stock IS NOT NULL AND s.on_hand - s.reserved >= s.min_stock "
+            "AND t.on_hand - s.reserved < s.min_stock"
+        )
+        cursor.execute(
+            f"SELECT s.id, t.product_id, t.warehouse_id, CASE WHEN {too_big} THEN 1 ELSE 0 END, "
+            f"s.min_stock, t.on_hand - s.reserved FROM {changing} "
+            f"WHERE ({too_big}) OR ({falls}) ORDER BY s.id",
+            [MAX_STOCK_VALUE, MAX_QUANTITY, MAX_STOCK_VALUE, MAX_QUANTITY],
+        )
+        flagged = cursor.fetchall()
+        out_of_range = [row for row in flagged if row[3]]
+        falling = [(row[0], row[4], row[5]) for row in flagged if not row[3]]
         if out_of_range:
-            result.out_of_range = [(product, warehouse) for _, product, warehouse in out_of_range]
+            result.out_of_range = [(row[1], row[2]) for row in out_of_range]
             cursor.execute(
                 f"DELETE FROM {locked} WHERE id IN ({', '.join('%s' for _ in out_of_range)})",
-                [level_id for level_id, _, _ in out_of_range],
+                [row[0] for row in out_of_range],
             )
-        # Levels crossing their minimum, read before the update.
-        cursor.execute(
-            f"SELECT s.id, s.min_stock, t.on_hand - s.reserved FROM {changing} "
-            f"WHERE s.on_hand <> t.on_hand "
-            f"AND s.min_stock IS NOT NULL AND s.on_hand - s.reserved >= s.min_stock "
-            f"AND t.on_hand - s.reserved < s.min_stock ORDER BY s.id"
-        )
-        falling = cursor.fetchall()
         cursor.execute(
             f"INSERT INTO {movement_table} (level_id, kind, on_hand_delta, reserved_delta, "
             f"on_hand_after, reserved_after, unit_cost, source, reference, reason, actor, "
@@ -233,6 +241,7 @@ def stock_levels_sync_staged(
             result.changed_pairs = {tuple(row) for row in cursor.fetchall()}
     if not is_postgresql():
         staging_table_drop(locked)
+        staging_table_drop(missing)
     if result.changed:
         changed = result.changed
         transaction.on_commit(lambda: STOCK_MOVEMENTS.labels(kind).inc(changed), robust=True)
