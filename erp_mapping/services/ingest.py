@@ -256,16 +256,14 @@ def erp_items_ingest(*, vendor_id: uuid.UUID, rows: Rows) -> IngestResult:
     )
 
 
-def _resolve(vendor_id: uuid.UUID, mapping_type: str, codes: set[str]) -> dict[str, str]:
-    return mapping_resolve_many(vendor_id, mapping_type, codes) if codes else {}
-
-
 def _items_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> None:
     # One resolution per mapping type for the whole batch (the resolver caches them).
-    units = _resolve(vendor_id, MappingType.UNIT, {r.data["unit_code"] for r in rows})
-    vats = _resolve(vendor_id, MappingType.VAT, {r.data["vat_code"] for r in rows})
-    families = _resolve(vendor_id, MappingType.FAMILY, {r.data["family_code"] for r in rows} - {""})
-    subfamilies = _resolve(
+    units = mapping_resolve_many(vendor_id, MappingType.UNIT, {r.data["unit_code"] for r in rows})
+    vats = mapping_resolve_many(vendor_id, MappingType.VAT, {r.data["vat_code"] for r in rows})
+    families = mapping_resolve_many(
+        vendor_id, MappingType.FAMILY, {r.data["family_code"] for r in rows} - {""}
+    )
+    subfamilies = mapping_resolve_many(
         vendor_id, MappingType.SUBFAMILY, {r.data["subfamily_code"] for r in rows} - {""}
     )
     # The stored hash covers what the codes resolved to as well: a row re-sent after its

@@ -35,6 +35,7 @@ from inventory.models import Product, Vendor, Warehouse
 from inventory.services import Origin
 from inventory.services.bulk import (
     TARGET_COLUMNS,
+    is_postgresql,
     staging_table_create,
     staging_table_drop,
     staging_table_load,
@@ -545,11 +546,16 @@ def _apply(
             _resolve_and_apply(vendor=vendor, raw=raw, stats=stats, origin=origin, out=outcome)
             if dry_run:
                 raise _DryRunRollback
-            if connection.vendor != "postgresql":
+            if not is_postgresql():
                 staging_table_drop(raw)
     except _DryRunRollback:
         logger.info("erp_pull.dry_run_rolled_back", run_id=run.pk)
     return outcome
+
+
+def _vendor_param(vendor: Vendor):
+    """The vendor id as raw SQL compares it (SQLite stores UUIDs as 32 hex characters)."""
+    return vendor.pk if is_postgresql() else vendor.pk.hex
 
 
 def _resolve_and_apply(
@@ -557,8 +563,8 @@ def _resolve_and_apply(
 ) -> None:
     product_table = Product._meta.db_table
     warehouse_table = Warehouse._meta.db_table
-    vendor_id = vendor.pk.hex if connection.vendor == "sqlite" else vendor.pk
-    postgres = connection.vendor == "postgresql"
+    vendor_id = _vendor_param(vendor)
+    postgres = is_postgresql()
     with connection.cursor() as cursor:
         if postgres:
             cursor.execute(f"ANALYZE {raw}")
@@ -636,8 +642,7 @@ def _resolve_and_apply(
 
 
 def _products_create_unknown(vendor: Vendor, cursor, unknown_sql: str) -> int:
-    vendor_id = vendor.pk.hex if connection.vendor == "sqlite" else vendor.pk
-    cursor.execute(unknown_sql, [vendor_id])
+    cursor.execute(unknown_sql, [_vendor_param(vendor)])
     created = 0
     while batch := cursor.fetchmany(5000):
         made = Product.objects.bulk_create(

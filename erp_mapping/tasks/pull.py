@@ -5,7 +5,7 @@ from celery import shared_task
 
 from erp_mapping import selectors
 from erp_mapping.models import SyncRun
-from erp_mapping.services.pull import archives_purge, erp_pull_run
+from erp_mapping.services.pull import ErpNotConfigured, archives_purge, erp_pull_run
 from inventory.models import Vendor
 
 logger = structlog.get_logger(__name__)
@@ -32,10 +32,14 @@ def pull_vendor(
     unexpected error reaches the dead-letter queue.
     """
     vendor = Vendor.objects.filter(pk=vendor_id).first()
-    if vendor is None or selectors.erp_source_for(vendor) is None:
+    if vendor is None:
+        return None
+    try:
+        return erp_pull_run(vendor=vendor, trigger=trigger, dry_run=dry_run).pk
+    except ErpNotConfigured:
+        # The connection was removed or disabled after the pull was queued.
         logger.info("erp_pull.nothing_to_pull", vendor_id=vendor_id)
         return None
-    return erp_pull_run(vendor=vendor, trigger=trigger, dry_run=dry_run).pk
 
 
 @shared_task(name="erp_mapping.purge_archives")
