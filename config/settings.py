@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "core",
     "inventory",
     "erp_mapping",
+    "channels_sync",
 ]
 
 MIDDLEWARE = [
@@ -293,3 +294,28 @@ DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
 # One line per request (`request_finished` carries everything); the start line is DEBUG.
 DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
 DJANGO_STRUCTLOG_CELERY_ENABLED = False  # core.correlation carries the ids through Celery
+
+# --- Channels (marketplace pushes) ----------------------------------------------------------------
+
+# A listing whose push fails with a retryable error this many times in a row is dead-lettered.
+CHANNEL_PUSH_MAX_ATTEMPTS = env.int("CHANNEL_PUSH_MAX_ATTEMPTS", default=8)
+# Backoff after the n-th failure: up to base * 2**(n-1) seconds (full jitter), at most the cap.
+CHANNEL_PUSH_RETRY_BASE_SECONDS = env.float("CHANNEL_PUSH_RETRY_BASE_SECONDS", default=5.0)
+CHANNEL_PUSH_RETRY_CAP_SECONDS = env.float("CHANNEL_PUSH_RETRY_CAP_SECONDS", default=900.0)
+# A throttle answer without Retry-After waits this long before the batch is sent again.
+CHANNEL_THROTTLE_WAIT_SECONDS = env.float("CHANNEL_THROTTLE_WAIT_SECONDS", default=1.0)
+# How long one push run may wait on throttles in place before it requeues itself instead.
+CHANNEL_PUSH_INLINE_WAIT_SECONDS = env.float("CHANNEL_PUSH_INLINE_WAIT_SECONDS", default=30.0)
+# Retryable failures in a row after which a push run stops and backs off the rest.
+CHANNEL_PUSH_FAILURE_STREAK = env.int("CHANNEL_PUSH_FAILURE_STREAK", default=3)
+# Dirty listings planned per database round (memory stays flat on big channels).
+CHANNEL_PUSH_PAGE_SIZE = env.int("CHANNEL_PUSH_PAGE_SIZE", default=5000)
+CHANNEL_HTTP_TIMEOUT_SECONDS = env.float("CHANNEL_HTTP_TIMEOUT_SECONDS", default=15.0)
+# Outside the tests and the demo, channels talk to the real marketplaces; these are the
+# defaults offered when a channel names no base URL.
+CHANNEL_DEFAULT_BASE_URLS = {
+    "shopee": env("SHOPEE_BASE_URL", default="https://partner.shopeemobile.com"),
+    "lazada": env("LAZADA_BASE_URL", default="https://api.lazada.co.id/rest"),
+    "tiktok": env("TIKTOK_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
+    "tokopedia": env("TOKOPEDIA_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
+}

@@ -19,6 +19,7 @@ from django.utils import timezone
 from core.correlation import get_correlation_id
 from core.metrics import STOCK_MOVEMENTS
 from core.services import alert_send
+from inventory.hooks import StockChange, stock_changed
 from inventory.locks import stock_levels_lock_staged
 from inventory.models import StockLevel, StockMovement
 from inventory.services.stock import MAX_QUANTITY, MAX_STOCK_VALUE, Origin
@@ -239,6 +240,9 @@ def stock_levels_sync_staged(
         )
         if pairs:
             result.changed_pairs = {tuple(row) for row in cursor.fetchall()}
+    if result.changed:
+        # The locked set is exactly the levels just written (less the out-of-range ones).
+        stock_changed(StockChange(level_table=locked))
     if not is_postgresql():
         staging_table_drop(locked)
         staging_table_drop(missing)

@@ -22,6 +22,7 @@ from inventory.errors import (
     InvalidQuantity,
     WarehouseInactive,
 )
+from inventory.hooks import StockChange, stock_changed
 from inventory.locks import stock_levels_lock
 from inventory.models import (
     ZERO,
@@ -108,8 +109,9 @@ def movement_record(
 ) -> StockMovement:
     """Apply deltas to a locked level and write its ledger movement (caller holds the lock).
 
-    Keeps the weighted average cost and stock value, and raises the low-stock alert (after
-    commit) when the level's available quantity falls below its minimum.
+    Keeps the weighted average cost and stock value, raises the low-stock alert (after
+    commit) when the level's available quantity falls below its minimum, and tells the
+    stock-change listeners (`inventory.hooks`) in the same transaction.
     """
     available_before = level.available
     average_cost = level.unit_cost
@@ -149,6 +151,7 @@ def movement_record(
     )
     transaction.on_commit(STOCK_MOVEMENTS.labels(kind).inc, robust=True)
     _watch_min_stock(level, available_before)
+    stock_changed(StockChange(product_ids=(level.product_id,)))
     return movement
 
 

@@ -1,0 +1,40 @@
+"""One adapter per marketplace; `adapter_class` finds it by channel type."""
+
+from channels_sync.adapters.base import (
+    Adapter,
+    AdapterError,
+    CallResult,
+    ItemResult,
+    ObservedStock,
+    Outcome,
+    StockUpdate,
+)
+
+
+def adapter_classes() -> dict[str, type[Adapter]]:
+    """Every adapter by channel type."""
+    from channels_sync.adapters.lazada import LazadaAdapter
+    from channels_sync.adapters.shopee import ShopeeAdapter
+    from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
+
+    return {
+        cls.type: cls for cls in (ShopeeAdapter, LazadaAdapter, TikTokAdapter, TokopediaAdapter)
+    }
+
+
+def adapter_class(channel_type: str) -> type[Adapter]:
+    """The adapter of a channel type (`KeyError` for an unknown type)."""
+    return adapter_classes()[channel_type]
+
+
+__all__ = [
+    "Adapter",
+    "AdapterError",
+    "CallResult",
+    "ItemResult",
+    "ObservedStock",
+    "Outcome",
+    "StockUpdate",
+    "adapter_class",
+    "adapter_classes",
+]

@@ -1,0 +1,519 @@
+"""Shopee Open Platform v2: signed stock updates, stock read-back, token refresh, webhooks.
+
+Every call carries the common parameters in the query string (`partner_id`, `timestamp` in
+Unix seconds, `sign`, and for shop calls `access_token` and `shop_id`); the POST body holds
+only business parameters. `sign` is the lowercase hex HMAC-SHA256 of
+`partner_id + path + timestamp [+ access_token + shop_id]` keyed with the partner key
+(marketplaces.md 1.2). Shopee answers errors as a string in the body's `error` field (empty
+on success); the HTTP status convention is undocumented, so the body is read first and the
+status only decides when the body says nothing.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from channels_sync.adapters.base import (
+    Adapter,
+    AdapterError,
+    CallResult,
+    ItemResult,
+    ObservedStock,
+    Outcome,
+    StockUpdate,
+)
+from core.http import OutboundError
+
+UPDATE_STOCK_PATH = "/api/v2/product/update_stock"
+MODEL_LIST_PATH = "/api/v2/product/get_model_list"
+ITEM_BASE_INFO_PATH = "/api/v2/product/get_item_base_info"
+REFRESH_PATH = "/api/v2/auth/access_token/get"
+CODE_EXCHANGE_PATH = "/api/v2/auth/token/get"
+
+MODELS_PER_CALL = 50  # `stock_list` holds 1-50 models of one item
+ITEMS_PER_READ = 50  # `item_id_list` of get_item_base_info
+
+# The body `error` values and what they mean for a push.
+THROTTLE_ERRORS = frozenset({"error_too_many_request"})  # UNCONFIRMED name (community fixtures)
+AUTH_ERRORS = frozenset(
+    {"error_auth", "error_sign", "invalid_access_token", "invalid_acceess_token"}
+)
+# Shopee answers an expired access token with `invalid_access_token` (some hosts spell it
+# `invalid_acceess_token`); refreshing is the cure, so both count as expired. A revoked
+# token comes back as `error_auth`, and then the refresh is refused too.
+EXPIRED_ERRORS = frozenset({"invalid_access_token", "invalid_acceess_token"})
+SERVER_ERRORS = frozenset({"error_server", "error_inner"})
+PARTIAL_ERROR = "error_busi_update_stock_failed"
+NOT_FOUND_ERRORS = frozenset({"error_item_not_found"})
+# Per-model `failed_reason` texts that mean "busy, send again" rather than "refused".
+RETRYABLE_REASON_MARKERS = ("try again", "too many", "busy", "system error", "timeout")
+
+
+def hmac_sha256_hex(key: str, message: str | bytes) -> str:
+    """Return the lowercase hex HMAC-SHA256 of `message` keyed with `key` (UTF-8)."""
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    return hmac.new(key.encode("utf-8"), data, hashlib.sha256).hexdigest()
+
+
+def shop_sign(
+    *,
+    partner_key: str,
+    partner_id: int | str,
+    path: str,
+    timestamp: int,
+    access_token: str,
+    shop_id: int | str,
+) -> str:
+    """Return the `sign` of a shop API call: partner_id+path+timestamp+access_token+shop_id."""
+    base = f"{partner_id}{path}{timestamp}{access_token}{shop_id}"
+    return hmac_sha256_hex(partner_key, base)
+
+
+def public_sign(*, partner_key: str, partner_id: int | str, path: str, timestamp: int) -> str:
+    """Return the `sign` of a public API call (auth endpoints): partner_id+path+timestamp."""
+    return hmac_sha256_hex(partner_key, f"{partner_id}{path}{timestamp}")
+
+
+def push_signature(*, partner_key: str, url: str, body: bytes) -> str:
+    """Return the `Authorization` value of a push: HMAC over `url + "|" + raw body`.
+
+    The raw bytes as received: re-serialising the JSON changes them and breaks the check.
+    """
+    return hmac_sha256_hex(partner_key, url.encode("utf-8") + b"|" + body)
+
+
+def wire_id(value: Any) -> int | str:
+    """An id as Shopee's JSON wants it: an integer when it is all digits."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+class ShopeeAdapter(Adapter):
+    """Shopee Open Platform v2 (shop API).
+
+    Keys: `item_id`, `model_id` ("0" for an item without models) and optionally
+    `location_id` (multi-warehouse sellers; sent inside `seller_stock`). A call updates one
+    item and at most 50 of its models; `batches` groups accordingly.
+    """
+
+    type = "shopee"
+    label = "Shopee"
+    credential_fields = (
+        "partner_id",
+        "partner_key",
+        "shop_id",
+        "access_token",
+        "refresh_token",
+        "access_token_expires_at",
+    )
+    required_credentials = ("partner_id", "partner_key", "shop_id")
+    secret_fields: ClassVar[tuple[str, ...]] = ("partner_key", "access_token", "refresh_token")
+    key_columns = {
+        "item_id": "external_item_id",
+        "model_id": "external_variant_id",
+        "location_id": "external_location_id",
+    }
+    required_keys = ("item_id", "model_id")
+    default_batch_size = MODELS_PER_CALL
+    max_batch_size = MODELS_PER_CALL
+    # Shopee publishes no numeric limit (marketplaces.md 1.5: UNCONFIRMED); 10 calls a second
+    # with a burst of 10 is a conservative guess, adjustable per channel.
+    default_rate_per_second = 10.0
+    default_burst = 10
+    default_auth_base_url = ""  # the auth endpoints live on the API host
+    webhook_signature_header = "Authorization"
+
+    # --- signing --------------------------------------------------------------------------------
+
+    def _partner(self) -> tuple[str, str]:
+        return str(self.credentials.get("partner_id", "")).strip(), str(
+            self.credentials.get("partner_key", "")
+        )
+
+    def shop_params(self, path: str, timestamp: int | None = None) -> dict[str, str]:
+        """The signed common query parameters of a shop API call to `path`."""
+        partner_id, partner_key = self._partner()
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        access_token = str(self.credentials.get("access_token", ""))
+        shop_id = str(self.credentials.get("shop_id", "")).strip()
+        sign = shop_sign(
+            partner_key=partner_key,
+            partner_id=partner_id,
+            path=path,
+            timestamp=timestamp,
+            access_token=access_token,
+            shop_id=shop_id,
+        )
+        return {
+            "partner_id": partner_id,
+            "timestamp": str(timestamp),
+            "access_token": access_token,
+            "shop_id": shop_id,
+            "sign": sign,
+        }
+
+    def public_params(self, path: str, timestamp: int | None = None) -> dict[str, str]:
+        """The signed common query parameters of a public (auth) API call to `path`."""
+        partner_id, partner_key = self._partner()
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        sign = public_sign(
+            partner_key=partner_key, partner_id=partner_id, path=path, timestamp=timestamp
+        )
+        return {"partner_id": partner_id, "timestamp": str(timestamp), "sign": sign}
+
+    # --- stock ----------------------------------------------------------------------------------
+
+    def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
+        """Group updates by item (one item per call), at most `batch_size` models a call.
+
+        Items keep the order in which they first appear; so do the models within an item.
+        """
+        size = max(1, min(batch_size, self.max_batch_size, MODELS_PER_CALL))
+        by_item: dict[str, list[StockUpdate]] = {}
+        for update in updates:
+            by_item.setdefault(str(update.keys.get("item_id", "")).strip(), []).append(update)
+        return [
+            group[start : start + size]
+            for group in by_item.values()
+            for start in range(0, len(group), size)
+        ]
+
+    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+        """Set the stock of one item's models with `product/update_stock`.
+
+        The batch must hold one item and at most 50 updates (as `batches` makes them); any
+        other batch is answered `permanent` without a call. Models named in `failure_list`
+        fail with Shopee's `failed_reason`; the rest of the batch applied.
+        """
+        if not updates:
+            return CallResult(outcome=Outcome.OK)
+        items = {str(update.keys.get("item_id", "")).strip() for update in updates}
+        if len(items) != 1 or len(updates) > MODELS_PER_CALL:
+            return CallResult(
+                outcome=Outcome.PERMANENT,
+                error="a Shopee stock call holds one item_id and at most 50 models",
+            )
+        body = {
+            "item_id": wire_id(items.pop()),
+            "stock_list": [_stock_entry(update) for update in updates],
+        }
+        url = self.base_url + UPDATE_STOCK_PATH
+        started = time.perf_counter()
+        try:
+            response, latency_ms = self._request(
+                "POST",
+                url,
+                params=self.shop_params(UPDATE_STOCK_PATH),
+                data=json.dumps(body, separators=(",", ":")),
+                headers={"Content-Type": "application/json"},
+            )
+        except OutboundError as exc:
+            return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
+        status = response.status_code
+        payload = _json_object(response)
+        error = str(payload.get("error") or "") if payload is not None else ""
+        answer = payload.get("response") if payload is not None else None
+        answer = answer if isinstance(answer, dict) else {}
+        failure_list = answer.get("failure_list") or []
+        if payload is not None and 200 <= status < 300 and error in ("", PARTIAL_ERROR):
+            return self._item_results(updates, payload, answer, status, latency_ms)
+        if payload is not None and error == PARTIAL_ERROR and failure_list:
+            return self._item_results(updates, payload, answer, status, latency_ms)
+        return self._failure(response, payload, latency_ms)
+
+    def _item_results(
+        self,
+        updates: Sequence[StockUpdate],
+        payload: dict,
+        answer: dict,
+        status: int,
+        latency_ms: int,
+    ) -> CallResult:
+        """One result per update from `success_list` / `failure_list`.
+
+        A model absent from both lists applied when the call reported no error; when it
+        reported `error_busi_update_stock_failed` the model is not known to have applied, so
+        it fails with the call's message.
+        """
+        error = str(payload.get("error") or "")
+        message = str(payload.get("message") or error)
+        failed: dict[str, str] = {}
+        for row in answer.get("failure_list") or []:
+            if isinstance(row, dict):
+                reason = str(row.get("failed_reason") or "stock update failed")
+                failed[str(row.get("model_id", 0))] = reason
+        succeeded = {
+            str(row.get("model_id", 0))
+            for row in answer.get("success_list") or []
+            if isinstance(row, dict)
+        }
+        results = []
+        for update in updates:
+            model = str(wire_id(update.keys.get("model_id") or "0"))
+            if model in failed:
+                reason = failed[model]
+                results.append(
+                    ItemResult(
+                        update.listing_id,
+                        ok=False,
+                        error=self.excerpt(reason),
+                        retryable=_reason_is_retryable(reason),
+                    )
+                )
+            elif not error or model in succeeded:
+                results.append(ItemResult(update.listing_id, ok=True))
+            else:
+                results.append(ItemResult(update.listing_id, ok=False, error=self.excerpt(message)))
+        all_ok = all(result.ok for result in results)
+        return CallResult(
+            outcome=Outcome.OK if all_ok else Outcome.PARTIAL,
+            http_status=status,
+            items=results,
+            error="" if all_ok else self.excerpt(f"{error}: {message}"),
+            latency_ms=latency_ms,
+        )
+
+    def _failure(self, response: Any, payload: dict | None, latency_ms: int) -> CallResult:
+        """Classify an answer that failed as a whole."""
+        status = response.status_code
+        error = str(payload.get("error") or "") if payload is not None else ""
+        message = str(payload.get("message") or "") if payload is not None else ""
+        text = self.excerpt(f"{error}: {message}" if error else response.text)
+        outcome, expired = classify(status, error, message)
+        if outcome == Outcome.AUTH and error == "error_sign":
+            text = self.excerpt(f"signature refused ({error}: {message})")
+        return CallResult(
+            outcome=outcome,
+            http_status=status,
+            retry_after=(
+                self.retry_after_seconds(response.headers.get("Retry-After"))
+                if outcome == Outcome.THROTTLED
+                else None
+            ),
+            error=text,
+            latency_ms=latency_ms,
+            token_expired=expired,
+        )
+
+    def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
+        """Read quantities back: `get_model_list` per item with models, `get_item_base_info`
+        (50 ids a call) for items without.
+
+        The quantity is the sum of `stock_info_v2.seller_stock[].stock` (only the listing's
+        `location_id` entry when it names one): the field `update_stock` writes, so a read
+        compares like with like. `summary_info.total_available_stock` (which also counts
+        Shopee-warehouse stock) is used only when `seller_stock` is absent. Items Shopee does
+        not know are left out.
+        """
+        with_models: dict[str, list[dict[str, str]]] = {}
+        without_models: dict[str, list[dict[str, str]]] = {}
+        for key in keys:
+            item = str(key.get("item_id", "")).strip()
+            model = str(key.get("model_id") or "0").strip()
+            target = without_models if model in ("", "0") else with_models
+            target.setdefault(item, []).append(key)
+
+        observed: list[ObservedStock] = []
+        for item, wanted in with_models.items():
+            payload = self._read(MODEL_LIST_PATH, {"item_id": item})
+            if payload is None:
+                continue
+            models = {
+                str(row.get("model_id")): row
+                for row in (payload.get("response") or {}).get("model") or []
+                if isinstance(row, dict)
+            }
+            for key in wanted:
+                row = models.get(str(wire_id(key.get("model_id"))))
+                quantity = _quantity(row, key.get("location_id")) if row else None
+                if quantity is not None:
+                    observed.append(ObservedStock(keys=dict(key), quantity=quantity))
+
+        item_ids = list(without_models)
+        for start in range(0, len(item_ids), ITEMS_PER_READ):
+            chunk = item_ids[start : start + ITEMS_PER_READ]
+            payload = self._read(ITEM_BASE_INFO_PATH, {"item_id_list": ",".join(chunk)})
+            if payload is None:
+                continue
+            found = {
+                str(row.get("item_id")): row
+                for row in (payload.get("response") or {}).get("item_list") or []
+                if isinstance(row, dict)
+            }
+            for item in chunk:
+                row = found.get(str(wire_id(item)))
+                for key in without_models[item]:
+                    quantity = _quantity(row, key.get("location_id")) if row else None
+                    if quantity is not None:
+                        observed.append(ObservedStock(keys=dict(key), quantity=quantity))
+        return observed
+
+    def _read(self, path: str, params: dict[str, str]) -> dict | None:
+        """GET a product read; None when Shopee does not know the item. Raises AdapterError."""
+        try:
+            response, _latency = self._request(
+                "GET", self.base_url + path, params={**params, **self.shop_params(path)}
+            )
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        payload = _json_object(response)
+        error = str(payload.get("error") or "") if payload is not None else ""
+        if payload is not None and error in NOT_FOUND_ERRORS:
+            return None
+        if payload is not None and not error and 200 <= response.status_code < 300:
+            return payload
+        message = str(payload.get("message") or "") if payload is not None else ""
+        outcome, _expired = classify(response.status_code, error, message)
+        detail = f"{error}: {message}" if error else response.text
+        raise AdapterError(
+            self.excerpt(f"Shopee {path} answered {response.status_code} {detail}"),
+            outcome=outcome,
+        )
+
+    # --- tokens ---------------------------------------------------------------------------------
+
+    def token_refresh(self) -> dict[str, Any]:
+        """Trade the refresh token for a new pair at `auth/access_token/get`.
+
+        Shopee's refresh token is single use: the answer's new refresh token replaces it
+        (the old one is dead from now on), so the caller must store the returned credentials
+        before anything else can fail.
+        """
+        refresh = self.credentials.get("refresh_token")
+        if not refresh:
+            raise AdapterError("no refresh_token to refresh with", outcome=Outcome.AUTH)
+        return self._token_call(REFRESH_PATH, {"refresh_token": refresh}, "token refresh")
+
+    def token_get(self, code: str) -> dict[str, Any]:
+        """Trade a seller authorisation `code` (single use, 10 minutes) for the first tokens.
+
+        Same answer and errors as `token_refresh`.
+        """
+        if not code:
+            raise AdapterError("no authorisation code", outcome=Outcome.AUTH)
+        return self._token_call(CODE_EXCHANGE_PATH, {"code": code}, "token exchange")
+
+    def _token_call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        body = {
+            **body,
+            "partner_id": wire_id(self.credentials.get("partner_id", "")),
+            "shop_id": wire_id(self.credentials.get("shop_id", "")),
+        }
+        try:
+            response, _latency = self._request(
+                "POST",
+                self.auth_base_url + path,
+                params=self.public_params(path),
+                data=json.dumps(body, separators=(",", ":")),
+                headers={"Content-Type": "application/json"},
+            )
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        payload = _json_object(response)
+        error = str(payload.get("error") or "") if payload is not None else ""
+        status = response.status_code
+        if payload is None or error or not 200 <= status < 300:
+            message = str(payload.get("message") or "") if payload is not None else ""
+            outcome, _expired = classify(status, error, message)
+            # Any refusal of the call itself (a bad or spent token or code, a wrong shop or
+            # partner) needs a new authorisation; only throttles and server trouble are worth
+            # retrying.
+            if outcome not in (Outcome.RETRYABLE, Outcome.THROTTLED):
+                outcome = Outcome.AUTH
+            detail = f"{error}: {message}" if error else response.text
+            raise AdapterError(
+                self.excerpt(f"Shopee {what} answered {status} {detail}"), outcome=outcome
+            )
+        access = payload.get("access_token")
+        if not access:
+            raise AdapterError(f"Shopee {what} answered no access_token")
+        credentials = dict(self.credentials)
+        credentials["access_token"] = access
+        credentials["refresh_token"] = payload.get("refresh_token") or body.get("refresh_token")
+        lifetime = payload.get("expire_in")
+        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+            credentials["access_token_expires_at"] = self.expires_iso(float(lifetime))
+        else:
+            credentials.pop("access_token_expires_at", None)
+        self.credentials = {key: value for key, value in credentials.items() if value}
+        return dict(self.credentials)
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    def webhook_signature(self, *, body: bytes, url: str = "") -> str:
+        """The `Authorization` Shopee sends: HMAC over the callback URL, "|" and the raw body.
+
+        Raises `ValueError` without `url`: Shopee signs the URL it called, so a check
+        without it could never pass.
+        """
+        if not url:
+            raise ValueError("a Shopee push signature covers the callback URL: pass url")
+        return push_signature(partner_key=self._partner()[1], url=url, body=body)
+
+
+def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
+    """The outcome of a failed Shopee answer, and whether it says the token expired.
+
+    The body's `error` decides; the HTTP status only when the body names no error. An
+    unknown error on a non-5xx answer is `permanent`: sending the same request again will
+    not change Shopee's mind, and the desired-state pipeline pushes a fresh one later.
+    """
+    if error in THROTTLE_ERRORS or status == 429:
+        return Outcome.THROTTLED, False
+    if error in AUTH_ERRORS:
+        expired = error in EXPIRED_ERRORS or "expire" in message.lower()
+        return Outcome.AUTH, expired
+    if error in SERVER_ERRORS or status >= 500:
+        return Outcome.RETRYABLE, False
+    if not error and status in (401, 403):
+        return Outcome.AUTH, False
+    if not error and 200 <= status < 300:
+        # A 2xx answer that is not Shopee's JSON: a proxy or a half-written answer.
+        return Outcome.RETRYABLE, False
+    return Outcome.PERMANENT, False
+
+
+def _stock_entry(update: StockUpdate) -> dict[str, Any]:
+    seller_stock: dict[str, Any] = {"stock": int(update.quantity)}
+    location = str(update.keys.get("location_id") or "").strip()
+    if location:
+        seller_stock = {"location_id": location, **seller_stock}
+    return {
+        "model_id": wire_id(update.keys.get("model_id") or "0"),
+        "seller_stock": [seller_stock],
+    }
+
+
+def _json_object(response: Any) -> dict | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _quantity(row: dict, location: str | None) -> int | None:
+    """A model's (or item's) seller stock, for one location or summed over all."""
+    info = row.get("stock_info_v2")
+    if not isinstance(info, dict):
+        return None
+    seller_stock = info.get("seller_stock")
+    if isinstance(seller_stock, list):
+        entries = [entry for entry in seller_stock if isinstance(entry, dict)]
+        if location:
+            entries = [e for e in entries if str(e.get("location_id", "")) == str(location)]
+            if not entries:
+                return None
+        return sum(int(entry.get("stock") or 0) for entry in entries)
+    summary = info.get("summary_info")
+    if isinstance(summary, dict) and summary.get("total_available_stock") is not None:
+        return int(summary["total_available_stock"])
+    return None
+
+
+def _reason_is_retryable(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(marker in lowered for marker in RETRYABLE_REASON_MARKERS)

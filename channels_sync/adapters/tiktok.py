@@ -1,0 +1,460 @@
+"""TikTok Shop Partner API (version 202309) and Tokopedia & Shop, which is served by it.
+
+Wire format (reference/marketplaces.md section 3):
+
+- Every shop call carries `app_key`, `timestamp` (Unix seconds), `shop_cipher` and `sign` in
+  the query and the access token in the `x-tts-access-token` header. `sign` is the lowercase
+  hex HMAC-SHA256, keyed with the app secret, of `app_secret + path + sorted key+value pairs
+  (without sign and access_token) + raw body + app_secret` (`sign_request`).
+- Stock: `POST /product/202309/products/{product_id}/inventory/update` with
+  `{"skus": [{"id", "inventory": [{"warehouse_id", "quantity"}]}]}`; all SKUs of one call
+  belong to one product, so `batches()` groups by product. A SKU's warehouses travel together.
+- Read-back: `POST /product/202309/inventory/search` with `{"sku_ids": [...]}` (<= 600).
+- Tokens: `GET {auth}/api/v2/token/refresh` (not signed); `access_token_expire_in` is an
+  absolute Unix time, not a lifetime.
+- Webhooks: `Authorization` = hex HMAC-SHA256(app_secret, app_key + raw body) [M confidence:
+  SDK/community code, the vendor guide is ambiguous].
+
+Answer codes and how they are classified (UNCONFIRMED ones are choices, not documented):
+- 0: success; per-SKU failures sit in `data.errors[]` with top-level code 0 (documented).
+- HTTP 429 or 36009002: throttled (documented); no Retry-After is documented, one is honoured.
+- HTTP 5xx, 36009003 (internal error, community): retryable.
+- 105002 expired access token: auth with `token_expired` (UNCONFIRMED, community code).
+- 105001 invalid access token, 106001 invalid signature, 105005 scope refused, 106013 missing
+  or unknown shop_cipher, 36009004 naming the app_key: auth (UNCONFIRMED, community codes);
+  HTTP 401/403 without a known code: auth.
+- Any other non-zero code for the whole call, e.g. 12052048 (the product is not listed in the
+  shop, from the product API's error table): permanent.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from channels_sync.adapters.base import (
+    Adapter,
+    AdapterError,
+    CallResult,
+    ItemResult,
+    ObservedStock,
+    Outcome,
+    StockUpdate,
+)
+from core.http import OutboundError
+
+API_VERSION = "202309"
+# Query parameters that never enter the signature.
+UNSIGNED_PARAMS = frozenset({"sign", "access_token"})
+SEARCH_MAX_SKU_IDS = 600
+
+THROTTLE_CODES = frozenset({36009002})
+RETRYABLE_CODES = frozenset({36009003})
+TOKEN_EXPIRED_CODES = frozenset({105002})
+AUTH_CODES = frozenset({105001, 105005, 106001, 106013})
+INVALID_PARAM_CODE = 36009004  # invalid parameter; auth when it names the app_key
+# Per-SKU codes worth trying again soon: "number of requests from merchants over limit" and a
+# per-SKU echo of the throttle / internal error codes.
+ITEM_RETRYABLE_CODES = frozenset({12052109, 36009002, 36009003})
+
+
+def sign_base_string(
+    *, app_secret: str, path: str, params: Mapping[str, Any], body: bytes = b""
+) -> bytes:
+    """Return the bytes TikTok Shop signs: secret + path + sorted key+value + body + secret.
+
+    `params` is the whole query; `sign` and `access_token` are left out here. Pass an empty
+    `body` for GET and multipart requests (a multipart body is never signed).
+    """
+    pairs = "".join(f"{key}{params[key]}" for key in sorted(params) if key not in UNSIGNED_PARAMS)
+    secret = app_secret.encode()
+    return secret + path.encode() + pairs.encode() + body + secret
+
+
+def sign_request(
+    *, app_secret: str, path: str, params: Mapping[str, Any], body: bytes = b""
+) -> str:
+    """Return the `sign` query value: lowercase hex HMAC-SHA256 of `sign_base_string`."""
+    base = sign_base_string(app_secret=app_secret, path=path, params=params, body=body)
+    return hmac.new(app_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def webhook_sign(*, app_key: str, app_secret: str, body: bytes) -> str:
+    """Return the `Authorization` value of a webhook: hex HMAC-SHA256 of app_key + body."""
+    return hmac.new(app_secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
+
+
+def json_body(data: Any) -> bytes:
+    """Serialise a request body once: the same bytes are signed and sent."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class TikTokAdapter(Adapter):
+    """TikTok Shop (Partner API 202309): one call per product, its SKUs and warehouses."""
+
+    type = "tiktok"
+    label = "TikTok Shop"
+    credential_fields = (
+        "app_key",
+        "app_secret",
+        "shop_cipher",
+        "access_token",
+        "refresh_token",
+        "access_token_expires_at",
+    )
+    secret_fields = ("app_secret", "access_token", "refresh_token")
+    required_credentials = ("app_key", "app_secret", "shop_cipher")
+    key_columns: ClassVar[dict[str, str]] = {
+        "product_id": "external_item_id",
+        "sku_id": "external_variant_id",
+        "warehouse_id": "external_location_id",
+    }
+    required_keys = ("product_id", "sku_id")
+    # One call updates the SKUs of one product, and a product has at most 100 SKUs.
+    default_batch_size = 100
+    max_batch_size = 100
+    # The documented quota is 50 QPS per API, counted per (app, shop); stay 20% under it so
+    # other callers of the same app (order sync, a seller tool) keep some room.
+    default_rate_per_second = 40.0
+    default_burst = 40
+    default_base_url = "https://open-api.tiktokglobalshop.com"
+    default_auth_base_url = "https://auth.tiktok-shops.com"
+    webhook_signature_header = "Authorization"
+
+    # --- batches ----------------------------------------------------------------------------
+
+    def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
+        """Group updates by product (one call each), then by SKU, in chunks of `batch_size`.
+
+        A SKU's updates (one per warehouse) stay in one call unless they alone exceed the
+        size: the API wants every warehouse of a SKU listed together. Order of first
+        appearance is kept, for products and for SKUs.
+        """
+        size = max(1, min(batch_size, self.max_batch_size))
+        products: dict[str, dict[str, list[StockUpdate]]] = {}
+        for update in updates:
+            skus = products.setdefault(str(update.keys.get("product_id", "")), {})
+            skus.setdefault(str(update.keys.get("sku_id", "")), []).append(update)
+        batches: list[list[StockUpdate]] = []
+        for skus in products.values():
+            current: list[StockUpdate] = []
+            for group in skus.values():
+                if current and len(current) + len(group) > size:
+                    batches.append(current)
+                    current = []
+                for start in range(0, len(group), size):
+                    part = group[start : start + size]
+                    if current and len(current) + len(part) > size:
+                        batches.append(current)
+                        current = []
+                    current.extend(part)
+            if current:
+                batches.append(current)
+        return batches
+
+    # --- stock ------------------------------------------------------------------------------
+
+    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+        """Set the quantities of one product's SKUs; classify the answer (never raises).
+
+        Quantities go as given: the documented range [1, 99999] is UNCONFIRMED for 0 (sellers
+        report 0 is accepted) and anything the API refuses comes back per SKU.
+        """
+        if not updates:
+            return CallResult(outcome=Outcome.OK)
+        product_ids = {str(update.keys.get("product_id", "")) for update in updates}
+        if len(product_ids) != 1:
+            return CallResult(
+                outcome=Outcome.PERMANENT,
+                error="one call updates the SKUs of one product: split with batches()",
+            )
+        product_id = product_ids.pop()
+        path = f"/product/{API_VERSION}/products/{product_id}/inventory/update"
+        body = json_body({"skus": self._skus_payload(updates)})
+        started = time.perf_counter()
+        try:
+            response, latency_ms = self._signed("POST", path, body)
+        except OutboundError as exc:
+            return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
+        return self._classify_push(response, updates, latency_ms)
+
+    @staticmethod
+    def _skus_payload(updates: Sequence[StockUpdate]) -> list[dict[str, Any]]:
+        """The `skus` array: one entry per SKU, one inventory row per warehouse (last wins)."""
+        skus: dict[str, dict[str, dict[str, Any]]] = {}
+        for update in updates:
+            warehouse_id = update.keys.get("warehouse_id") or ""
+            row: dict[str, Any] = {"quantity": int(update.quantity)}
+            if warehouse_id:
+                row = {"warehouse_id": str(warehouse_id), **row}
+            skus.setdefault(str(update.keys["sku_id"]), {})[warehouse_id] = row
+        return [{"id": sku_id, "inventory": list(rows.values())} for sku_id, rows in skus.items()]
+
+    def _classify_push(
+        self, response: Any, updates: Sequence[StockUpdate], latency_ms: int
+    ) -> CallResult:
+        status = response.status_code
+        body = _json_or_none(response)
+        code = _code(body)
+        error = self.excerpt(response.content)
+        outcome = self._whole_call_outcome(status, body, code)
+        if outcome is not None:
+            return CallResult(
+                outcome=outcome,
+                http_status=status,
+                retry_after=(
+                    self.retry_after_seconds(response.headers.get("Retry-After"))
+                    if outcome == Outcome.THROTTLED
+                    else None
+                ),
+                error=error,
+                latency_ms=latency_ms,
+                token_expired=code in TOKEN_EXPIRED_CODES,
+            )
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        failures = _item_failures(data.get("errors") or [], updates)
+        items = []
+        for update in updates:
+            failure = failures.get(id(update))
+            if failure is None:
+                items.append(ItemResult(listing_id=update.listing_id, ok=True))
+            else:
+                message, retryable = failure
+                items.append(
+                    ItemResult(
+                        listing_id=update.listing_id,
+                        ok=False,
+                        error=message[:500],
+                        retryable=retryable,
+                    )
+                )
+        return CallResult(
+            outcome=Outcome.PARTIAL if failures else Outcome.OK,
+            http_status=status,
+            items=items,
+            error=error if failures else "",
+            latency_ms=latency_ms,
+        )
+
+    @staticmethod
+    def _whole_call_outcome(status: int, body: dict | None, code: int | None) -> Outcome | None:
+        """The outcome of a call that failed as a whole, or None when items were processed."""
+        if status == 429 or code in THROTTLE_CODES:
+            return Outcome.THROTTLED
+        if status >= 500 or code in RETRYABLE_CODES:
+            return Outcome.RETRYABLE
+        if code in TOKEN_EXPIRED_CODES or code in AUTH_CODES:
+            return Outcome.AUTH
+        if code == INVALID_PARAM_CODE and "app_key" in str((body or {}).get("message", "")):
+            return Outcome.AUTH
+        if status in (401, 403) and not code:
+            return Outcome.AUTH
+        if 200 <= status < 300 and code == 0:
+            return None
+        if body is None and 200 <= status < 300:
+            # A 2xx we cannot read: the gateway, not the API, answered; try again later.
+            return Outcome.RETRYABLE
+        return Outcome.PERMANENT
+
+    def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
+        """Read quantities back through the inventory search, by SKU id (600 per call).
+
+        A listing that names a warehouse reads that warehouse's `available_quantity`; one
+        without reads the SKU's `total_available_quantity`. Raises `AdapterError`.
+        """
+        sku_ids = list(dict.fromkeys(str(k["sku_id"]) for k in keys if k.get("sku_id")))
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        path = f"/product/{API_VERSION}/inventory/search"
+        for start in range(0, len(sku_ids), SEARCH_MAX_SKU_IDS):
+            chunk = sku_ids[start : start + SEARCH_MAX_SKU_IDS]
+            try:
+                response, _ = self._signed("POST", path, json_body({"sku_ids": chunk}))
+            except OutboundError as exc:
+                raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+            body = _json_or_none(response)
+            code = _code(body)
+            outcome = self._whole_call_outcome(response.status_code, body, code)
+            if outcome is not None:
+                raise AdapterError(
+                    f"inventory search: HTTP {response.status_code} "
+                    f"{self.excerpt(response.content)}",
+                    outcome=outcome,
+                )
+            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            for product in data.get("inventory") or []:
+                for sku in product.get("skus") or []:
+                    found[str(sku.get("id"))] = (str(product.get("product_id", "")), sku)
+        observed = []
+        for listing in keys:
+            hit = found.get(str(listing.get("sku_id", "")))
+            if hit is None:
+                continue
+            product_id, sku = hit
+            if listing.get("product_id") and product_id and product_id != listing["product_id"]:
+                continue
+            quantity = _sku_quantity(sku, listing.get("warehouse_id") or "")
+            if quantity is not None:
+                observed.append(ObservedStock(keys=dict(listing), quantity=quantity))
+        return observed
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def token_refresh(self) -> dict[str, Any]:
+        """Refresh the access token at `{auth}/api/v2/token/refresh` (a GET, not signed).
+
+        TikTok answers a refresh token with every refresh; it is kept (it may be the same
+        one). `access_token_expire_in` is an absolute Unix time.
+        """
+        refresh_token = self.credentials.get("refresh_token")
+        if not refresh_token:
+            raise AdapterError("no refresh token: authorise the shop again", outcome=Outcome.AUTH)
+        params = {
+            "app_key": self.credentials.get("app_key", ""),
+            "app_secret": self.credentials.get("app_secret", ""),
+            "refresh_token": refresh_token,
+            "grant_type": "refresh_token",
+        }
+        try:
+            response, _ = self._request(
+                "GET", f"{self.auth_base_url}/api/v2/token/refresh", params=params
+            )
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        body = _json_or_none(response)
+        status = response.status_code
+        if status >= 500 or status == 429 or (body is None and status < 400):
+            raise AdapterError(
+                f"token refresh: HTTP {status} {self.excerpt(response.content)}",
+                outcome=Outcome.RETRYABLE,
+            )
+        data = (body or {}).get("data")
+        if _code(body) != 0 or not isinstance(data, dict) or not data.get("access_token"):
+            raise AdapterError(
+                f"token refresh refused: HTTP {status} {self.excerpt(response.content)}",
+                outcome=Outcome.AUTH,
+            )
+        self.credentials["access_token"] = data["access_token"]
+        if data.get("refresh_token"):
+            self.credentials["refresh_token"] = data["refresh_token"]
+        expires = data.get("access_token_expire_in")
+        if expires:
+            self.credentials["access_token_expires_at"] = self.expires_iso(epoch=float(expires))
+        return dict(self.credentials)
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def webhook_signature(self, *, body: bytes, url: str = "") -> str:
+        """Hex HMAC-SHA256 of app_key + raw body, keyed with the app secret (M confidence)."""
+        return webhook_sign(
+            app_key=str(self.credentials.get("app_key", "")),
+            app_secret=str(self.credentials.get("app_secret", "")),
+            body=body,
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _signed(self, method: str, path: str, body: bytes) -> tuple[Any, int]:
+        """Send a signed shop call with a JSON body. Raises `OutboundError`."""
+        credentials = self.credentials
+        params = {
+            "app_key": str(credentials.get("app_key", "")),
+            "timestamp": str(int(time.time())),
+            "shop_cipher": str(credentials.get("shop_cipher", "")),
+        }
+        # The server signs the path it receives, so a base URL with a path prefix counts.
+        full_path = urlsplit(self.base_url).path.rstrip("/") + path
+        params["sign"] = sign_request(
+            app_secret=str(credentials.get("app_secret", "")),
+            path=full_path,
+            params=params,
+            body=body,
+        )
+        headers = {
+            "x-tts-access-token": str(credentials.get("access_token", "")),
+            "Content-Type": "application/json",
+        }
+        return self._request(
+            method, f"{self.base_url}{path}", params=params, data=body, headers=headers
+        )
+
+
+class TokopediaAdapter(TikTokAdapter):
+    """Tokopedia & Shop: Indonesian shops, served by the TikTok Shop API since the merger.
+
+    The Tokopedia Open API closed on 2025-09-30; Indonesian products, stock and orders live
+    behind the same TikTok Shop host and calls. Only the type and the label differ: in
+    Indonesia the label must say "Tokopedia & Shop".
+    """
+
+    type = "tokopedia"
+    label = "Tokopedia & Shop"
+
+
+def _json_or_none(response: Any) -> dict | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _code(body: dict | None) -> int | None:
+    if body is None:
+        return None
+    try:
+        return int(body.get("code"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _item_failures(
+    errors: list[Any], updates: Sequence[StockUpdate]
+) -> dict[int, tuple[str, bool]]:
+    """Map each failed update (by `id()`) to (error text, retryable).
+
+    A SKU error fails every update of that SKU: whether its other warehouses were applied
+    is UNCONFIRMED, and a needless re-push is cheaper than a silent drift. The error text
+    is the warehouse's own error when the answer names the update's warehouse.
+    """
+    by_sku: dict[str, list[StockUpdate]] = {}
+    for update in updates:
+        by_sku.setdefault(str(update.keys.get("sku_id", "")), []).append(update)
+    failures: dict[int, tuple[str, bool]] = {}
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        detail = error.get("detail") if isinstance(error.get("detail"), dict) else {}
+        sku_id = str(detail.get("sku_id", ""))
+        # An error naming no SKU of the call cannot be placed: count it against all of them.
+        targets = by_sku.get(sku_id) or list(updates)
+        warehouse_errors = {
+            str(extra.get("warehouse_id", "")): extra
+            for extra in detail.get("extra_errors") or []
+            if isinstance(extra, dict)
+        }
+        for update in targets:
+            specific = warehouse_errors.get(str(update.keys.get("warehouse_id", "")))
+            source = specific or error
+            code = _code(source)
+            text = f"{code} {source.get('message', '')}".strip()
+            failures[id(update)] = (text, code in ITEM_RETRYABLE_CODES)
+    return failures
+
+
+def _sku_quantity(sku: dict[str, Any], warehouse_id: str) -> int | None:
+    if warehouse_id:
+        for row in sku.get("warehouse_inventory") or []:
+            if str(row.get("warehouse_id")) == warehouse_id:
+                return _int_or_none(row.get("available_quantity"))
+        return None
+    return _int_or_none(sku.get("total_available_quantity"))
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,382 @@
+"""A fake Shopee Open Platform v2 shop: signed calls, stock update and read-back, tokens.
+
+Routes (all take the common parameters in the query string, marketplaces.md 1.2):
+- `POST /api/v2/product/update_stock` (shop API): one `item_id`, 1-50 `stock_list` models;
+- `GET /api/v2/product/get_model_list?item_id=` and
+  `GET /api/v2/product/get_item_base_info?item_id_list=a,b` (<= 50 ids) (shop API);
+- `POST /api/v2/auth/access_token/get` (public API): refresh; the refresh token is single
+  use, a spent one is refused;
+- `POST /api/v2/auth/token/get` (public API): trade a code from `issue_code()` (single use,
+  10 minutes) for the first tokens.
+
+The sandbox checks `sign` with its own HMAC code, the timestamp (Unix seconds, within 5
+minutes), the partner, the shop and the access token. Shopee documents the body shapes but
+not its HTTP statuses, so these are the sandbox's choice: success and per-model failures
+200, parameter errors 400, auth and sign errors 403, throttle 429 (`error_too_many_request`,
+itself UNCONFIRMED), server errors 500. Stock is held per (item_id, model_id); model "0" is
+an item without models. The last `location_id` pushed for a model is echoed on read-back.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from channels_sync.sandbox.base import MarketplaceSandbox
+from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
+
+DEFAULT_PARTNER_ID = 2001887
+DEFAULT_PARTNER_KEY = "test_partner_key"
+DEFAULT_SHOP_ID = 1
+TIMESTAMP_WINDOW = 300  # seconds either side of the sandbox's clock
+CODE_LIFETIME = 600
+
+UPDATE_STOCK = "/api/v2/product/update_stock"
+MODEL_LIST = "/api/v2/product/get_model_list"
+ITEM_BASE_INFO = "/api/v2/product/get_item_base_info"
+REFRESH = "/api/v2/auth/access_token/get"
+CODE_EXCHANGE = "/api/v2/auth/token/get"
+SHOP_ROUTES = {UPDATE_STOCK: "POST", MODEL_LIST: "GET", ITEM_BASE_INFO: "GET"}
+PUBLIC_ROUTES = {REFRESH: "POST", CODE_EXCHANGE: "POST"}
+
+REJECTED_REASON = "Stock can not be less than the reserved stock of an ongoing promotion."
+UNKNOWN_MODEL_REASON = "Model not found."
+
+
+def _hmac_hex(key: str, message: bytes) -> str:
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+class ShopeeSandbox(MarketplaceSandbox):
+    """One Shopee partner app and one authorised shop (see the module docstring).
+
+    `credentials()` hands out the channel credentials for it; `issue_code()` a seller
+    authorisation code; `push_headers(url, body)` signs a push as Shopee would.
+    """
+
+    name = "shopee"
+    key_names = ("item_id", "model_id")
+
+    def __init__(
+        self,
+        *,
+        partner_id: int = DEFAULT_PARTNER_ID,
+        partner_key: str = DEFAULT_PARTNER_KEY,
+        shop_id: int = DEFAULT_SHOP_ID,
+    ) -> None:
+        super().__init__()
+        self.partner_id = int(partner_id)
+        self.partner_key = partner_key
+        self.shop_id = int(shop_id)
+        self.updates: list[tuple[dict[str, str], int]] = []
+        self.locations: dict[tuple[str, ...], str] = {}
+        self.codes: dict[str, float] = {}  # authorisation code -> expiry (epoch seconds)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.updates.clear()
+            self.locations.clear()
+            self.codes.clear()
+
+    def describe(self) -> str:
+        return (
+            f"{UPDATE_STOCK} and friends (partner_id {self.partner_id}, partner_key "
+            f"{self.partner_key}, shop_id {self.shop_id}; signed query, timestamp in seconds)"
+        )
+
+    # --- credentials and pushes -----------------------------------------------------------------
+
+    def credentials(self) -> dict[str, str]:
+        """Fresh channel credentials: this partner and shop, and tokens just issued."""
+        access, refresh, lifetime = self.issue_tokens()
+        expires = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + lifetime))
+        return {
+            "partner_id": str(self.partner_id),
+            "partner_key": self.partner_key,
+            "shop_id": str(self.shop_id),
+            "access_token": access,
+            "refresh_token": refresh,
+            "access_token_expires_at": expires,
+        }
+
+    def issue_code(self) -> str:
+        """A seller authorisation code for `auth/token/get` (single use, 10 minutes)."""
+        code = secrets.token_hex(16)
+        with self._lock:
+            self.codes[code] = time.time() + CODE_LIFETIME
+        return code
+
+    def expected_sign(
+        self, path: str, timestamp: str, access_token: str | None = None, shop_id: str = ""
+    ) -> str:
+        """The `sign` this sandbox expects (public API when `access_token` is None)."""
+        base = f"{self.partner_id}{path}{timestamp}"
+        if access_token is not None:
+            base += f"{access_token}{shop_id}"
+        return _hmac_hex(self.partner_key, base.encode("utf-8"))
+
+    def push_headers(self, url: str, body: bytes) -> dict[str, str]:
+        """The headers of a push of `body` to `url`, signed with the partner key."""
+        signature = _hmac_hex(self.partner_key, url.encode("utf-8") + b"|" + body)
+        return {"Authorization": signature, "Content-Type": "application/json"}
+
+    def push_body(self, code: int, data: dict[str, Any]) -> bytes:
+        """A push message's raw body, e.g. code 3 with `{"ordersn", "status", ...}`."""
+        message = {"data": data, "shop_id": self.shop_id, "code": code}
+        message["timestamp"] = int(time.time())
+        return json.dumps(message).encode("utf-8")
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        path = request.path.rstrip("/")
+        method = SHOP_ROUTES.get(path) or PUBLIC_ROUTES.get(path)
+        if method is None or request.method != method:
+            return _error(404, "error_not_found", "Wrong path or method.")
+        refused = self._check_auth(request, path, shop=path in SHOP_ROUTES)
+        if refused is not None:
+            return refused
+        if path == UPDATE_STOCK:
+            return self._update_stock(request)
+        if path == MODEL_LIST:
+            return self._model_list(request)
+        if path == ITEM_BASE_INFO:
+            return self._item_base_info(request)
+        if path == REFRESH:
+            return self._refresh(request)
+        return self._token_get(request)
+
+    def _check_auth(
+        self, request: SandboxRequest, path: str, *, shop: bool
+    ) -> SandboxResponse | None:
+        """Refuse a call whose common parameters, sign or token are wrong (None: go on)."""
+        names = ["partner_id", "timestamp", "sign"] + (["access_token", "shop_id"] if shop else [])
+        values = {name: _param(request, name) for name in names}
+        missing = [name for name in names if not values[name]]
+        if missing:
+            return _error(400, "error_param", f"Missing required param: {missing[0]}.")
+        timestamp = values["timestamp"]
+        if not timestamp.isdigit() or abs(int(timestamp) - time.time()) > TIMESTAMP_WINDOW:
+            return _error(400, "error_param", "Invalid timestamp.")
+        if values["partner_id"] != str(self.partner_id):
+            self.count("auth_refused")
+            return _error(403, "error_auth", "Invalid partner_id.")
+        expected = self.expected_sign(
+            path, timestamp, values.get("access_token") if shop else None, values.get("shop_id", "")
+        )
+        if not hmac.compare_digest(values["sign"].encode(), expected.encode()):
+            self.count("bad_signature")
+            return _error(403, "error_sign", "Wrong sign.")
+        if not shop:
+            return None
+        if values["shop_id"] != str(self.shop_id):
+            self.count("auth_refused")
+            return _error(403, "error_auth", "The shop is not authorised by this partner.")
+        state = self.token_state(values["access_token"])
+        if state == "expired":
+            self.count("auth_refused")
+            return _error(403, "invalid_access_token", "access_token expired")
+        if state != "ok":
+            self.count("auth_refused")
+            return _error(403, "error_auth", "Invalid access_token.")
+        return None
+
+    def _update_stock(self, request: SandboxRequest) -> SandboxResponse:
+        fate = self.gate()
+        if fate == "throttle":
+            return _error(429, "error_too_many_request", "Too many requests, try again later.")
+        if fate == "error":
+            return _error(500, "error_server", "Internal server error, please try again later.")
+        try:
+            body = request.json()
+        except ValueError:
+            return _error(400, "error_param", "The body is not JSON.")
+        item_id = body.get("item_id") if isinstance(body, dict) else None
+        stock_list = body.get("stock_list") if isinstance(body, dict) else None
+        if not _is_int(item_id):
+            return _error(400, "error_param", "item_id must be an integer.")
+        if not isinstance(stock_list, list) or not 1 <= len(stock_list) <= 50:
+            return _error(400, "error_param", "stock_list must hold 1 to 50 models.")
+        item = str(item_id)
+        with self._lock:
+            known_item = any(key[0] == item for key in self.stock)
+        if not known_item:
+            return _error(400, "error_item_not_found", "Item not found.")
+
+        success_list, failure_list = [], []
+        for entry in stock_list:
+            model_id = entry.get("model_id", 0) if isinstance(entry, dict) else None
+            if not _is_int(model_id):
+                failure_list.append({"model_id": model_id, "failed_reason": "Invalid model_id."})
+                continue
+            seller_stock = entry.get("seller_stock")
+            if (
+                not isinstance(seller_stock, list)
+                or not seller_stock
+                or not all(
+                    isinstance(row, dict) and _is_int(row.get("stock")) and row["stock"] >= 0
+                    for row in seller_stock
+                )
+            ):
+                failure_list.append({"model_id": model_id, "failed_reason": "Invalid stock."})
+                continue
+            keys = {"item_id": item, "model_id": str(model_id)}
+            if self.quantity(keys) is None:
+                failure_list.append({"model_id": model_id, "failed_reason": UNKNOWN_MODEL_REASON})
+                continue
+            if self.is_rejected(keys):
+                self.count("items_rejected")
+                failure_list.append({"model_id": model_id, "failed_reason": REJECTED_REASON})
+                continue
+            stock = sum(row["stock"] for row in seller_stock)
+            location = str(seller_stock[-1].get("location_id") or "")
+            with self._lock:
+                self.stock[self.key_of(keys)] = stock
+                self.locations[self.key_of(keys)] = location
+                self.updates.append(
+                    ({**keys, "location_id": location} if location else keys, stock)
+                )
+            success_list.append({"model_id": model_id, "location_id": location, "stock": stock})
+
+        error, message = "", ""
+        if failure_list:
+            error = "error_busi_update_stock_failed"
+            message = "Some models failed to update stock, please check failure_list."
+        return _answer(
+            200,
+            {"success_list": success_list, "failure_list": failure_list},
+            error=error,
+            message=message,
+        )
+
+    def _stock_info(self, key: tuple[str, ...], quantity: int) -> dict[str, Any]:
+        return {
+            "summary_info": {"total_reserved_stock": 0, "total_available_stock": quantity},
+            "seller_stock": [
+                {
+                    "location_id": self.locations.get(key, ""),
+                    "stock": quantity,
+                    "if_saleable": True,
+                }
+            ],
+            "shopee_stock": [],
+        }
+
+    def _model_list(self, request: SandboxRequest) -> SandboxResponse:
+        item = _param(request, "item_id")
+        if not item.isdigit():
+            return _error(400, "error_param", "item_id must be an integer.")
+        with self._lock:
+            rows = [(key, qty) for key, qty in self.stock.items() if key[0] == item]
+            if not rows:
+                return _error(400, "error_item_not_found", "Item not found.")
+            models = [
+                {
+                    "model_id": int(key[1]) if key[1].isdigit() else key[1],
+                    "model_sku": f"SKU-{key[0]}-{key[1]}",
+                    "stock_info_v2": self._stock_info(key, qty),
+                }
+                for key, qty in rows
+                if key[1] != "0"
+            ]
+        return _answer(200, {"tier_variation": [], "model": models})
+
+    def _item_base_info(self, request: SandboxRequest) -> SandboxResponse:
+        ids = [part for part in _param(request, "item_id_list").split(",") if part]
+        if not ids or len(ids) > 50 or not all(part.isdigit() for part in ids):
+            return _error(400, "error_param", "item_id_list must hold 1 to 50 integer ids.")
+        item_list = []
+        with self._lock:
+            for item in ids:
+                models = {key[1]: (key, qty) for key, qty in self.stock.items() if key[0] == item}
+                if not models:
+                    continue  # Shopee leaves unknown items out of the list
+                row: dict[str, Any] = {
+                    "item_id": int(item),
+                    "item_status": "NORMAL",
+                    "has_model": any(model != "0" for model in models),
+                }
+                if "0" in models:
+                    row["stock_info_v2"] = self._stock_info(*models["0"])
+                item_list.append(row)
+        return _answer(200, {"item_list": item_list})
+
+    def _token_body(self, request: SandboxRequest) -> tuple[dict | None, SandboxResponse | None]:
+        try:
+            body = request.json()
+        except ValueError:
+            return None, _error(400, "error_param", "The body is not JSON.")
+        if not isinstance(body, dict):
+            return None, _error(400, "error_param", "The body must be a JSON object.")
+        if body.get("partner_id") != self.partner_id or body.get("shop_id") != self.shop_id:
+            # Shopee wants both as integers, and they must name this partner and shop.
+            self.count("auth_refused")
+            return None, _error(403, "error_auth", "Invalid partner_id or shop_id.")
+        return body, None
+
+    def _tokens_answer(self) -> SandboxResponse:
+        access, refresh, lifetime = self.issue_tokens()
+        data = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expire_in": lifetime,
+            "partner_id": self.partner_id,
+            "shop_id": self.shop_id,
+            "error": "",
+            "message": "",
+            "request_id": secrets.token_hex(16),
+        }
+        return SandboxResponse.json(200, data)
+
+    def _refresh(self, request: SandboxRequest) -> SandboxResponse:
+        body, refused = self._token_body(request)
+        if refused is not None:
+            return refused
+        if not self.refresh_consume(str(body.get("refresh_token") or ""), single_use=True):
+            self.count("auth_refused")
+            return _error(403, "error_auth", "Invalid refresh_token.")
+        return self._tokens_answer()
+
+    def _token_get(self, request: SandboxRequest) -> SandboxResponse:
+        body, refused = self._token_body(request)
+        if refused is not None:
+            return refused
+        with self._lock:
+            expiry = self.codes.pop(str(body.get("code") or ""), None)
+        if expiry is None or expiry < time.time():
+            self.count("auth_refused")
+            return _error(403, "error_auth", "Invalid code.")
+        return self._tokens_answer()
+
+
+def _param(request: SandboxRequest, name: str) -> str:
+    values = request.query.get(name) or [""]
+    return values[0]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _answer(
+    status: int, response: dict | None, *, error: str = "", message: str = ""
+) -> SandboxResponse:
+    data: dict[str, Any] = {
+        "error": error,
+        "message": message,
+        "warning": "",
+        "request_id": secrets.token_hex(16),
+    }
+    if response is not None:
+        data["response"] = response
+    return SandboxResponse.json(status, data)
+
+
+def _error(status: int, error: str, message: str) -> SandboxResponse:
+    return _answer(status, None, error=error, message=message)
+
+
+register_sandbox("shopee", ShopeeSandbox)

@@ -1,0 +1,433 @@
+"""A fake TikTok Shop Partner API (202309), and Tokopedia & Shop which is served by it.
+
+Routes (reference/marketplaces.md section 3):
+
+- `POST /product/202309/products/{product_id}/inventory/update`: sets SKU quantities;
+  per-SKU failures answer top-level code 0 with `data.errors[]`.
+- `POST /product/202309/inventory/search`: `{"sku_ids": [...]}` (<= 600) or
+  `{"product_ids": [...]}` (<= 100); answers `data.inventory[].skus[]` with
+  `total_available_quantity` and `warehouse_inventory[]`.
+- `GET /api/v2/token/refresh` and `GET /api/v2/token/get` (auth host; not signed).
+
+Shop calls are checked in this order, with this module's own signing code: app_key,
+timestamp (Unix seconds, within [now - 5 min, now + 30 s]), `sign`, `shop_cipher`, then the
+`x-tts-access-token` header. Answer codes: 36009002 throttle (HTTP 429, documented),
+36009003 internal error, 36009004 invalid parameter / app_key / timestamp, 106001 bad
+signature, 106013 shop_cipher (community codes), 105002 expired and 105001 invalid access
+token (HTTP 401; UNCONFIRMED choices), 12052048 product not in the shop, 12052393 promotion
+lock (used for `reject`), 12052097 unknown warehouse, 12052055 quantity out of range (codes
+from the product API's error tables). Refresh and auth-code refusals use 36004004, a made-up
+code (the token API's refusal codes are undocumented).
+
+The shop keeps one warehouse per SKU: the one a seeded listing names (`warehouse_id`), or
+`DEFAULT_WAREHOUSE_ID`. An update that omits `warehouse_id` goes to that warehouse, as the
+API allows for single-warehouse SKUs. Quantities 0..99,999 are accepted (0 is UNCONFIRMED on
+the real API: the documented range starts at 1). Refresh tokens are not single use: TikTok
+documents no rotation, so a refresh answers the same refresh token.
+"""
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from channels_sync.sandbox.base import MarketplaceSandbox
+from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
+
+UPDATE_PATH = re.compile(r"^/product/202309/products/(?P<product_id>[^/]+)/inventory/update$")
+SEARCH_PATH = "/product/202309/inventory/search"
+REFRESH_PATH = "/api/v2/token/refresh"
+GRANT_PATH = "/api/v2/token/get"
+DEFAULT_WAREHOUSE_ID = "7068517275539719942"
+MAX_QUANTITY = 99_999
+TIMESTAMP_PAST_SECONDS = 300
+TIMESTAMP_FUTURE_SECONDS = 30
+REFRESH_TOKEN_LIFETIME = 365 * 86400
+TOKEN_REFUSED = 36004004  # made up: the token API's refusal codes are not documented
+
+
+class TikTokSandbox(MarketplaceSandbox):
+    """TikTok Shop: signed shop calls, stock per (product, SKU), tokens, faults."""
+
+    name = "tiktok"
+    key_names = ("product_id", "sku_id")
+    region = "MY"
+    seller_name = "TikTok Shop Sandbox Seller"
+
+    def __init__(
+        self,
+        *,
+        app_key: str = "sandbox-tts-app-key",
+        app_secret: str = "sandbox-tts-app-secret",  # noqa: S107 - a fake's made-up secret
+        shop_cipher: str = "GCP_sandbox_shop_cipher",
+    ) -> None:
+        super().__init__()
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.shop_cipher = shop_cipher
+        self.warehouses: dict[tuple[str, ...], str] = {}
+        self.auth_codes: set[str] = set()
+        self.updates: list[tuple[dict[str, str], int]] = []
+
+    # --- state ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.warehouses.clear()
+            self.auth_codes.clear()
+            self.updates.clear()
+
+    def seed_listings(self, listings: Any, quantity: int = 0) -> None:
+        """Make listings known; a listing's `warehouse_id` becomes its SKU's warehouse."""
+        listings = list(listings)
+        super().seed_listings(listings, quantity)
+        with self._lock:
+            for listing in listings:
+                warehouse_id = str(listing.get("warehouse_id") or DEFAULT_WAREHOUSE_ID)
+                self.warehouses.setdefault(self.key_of(listing), warehouse_id)
+
+    def credentials(self) -> dict[str, str]:
+        """Fresh channel credentials: this shop's app and cipher, newly issued tokens."""
+        access, refresh, lifetime = self.issue_tokens()
+        return {
+            "app_key": self.app_key,
+            "app_secret": self.app_secret,
+            "shop_cipher": self.shop_cipher,
+            "access_token": access,
+            "refresh_token": refresh,
+            "access_token_expires_at": _iso(time.time() + lifetime),
+        }
+
+    def issue_auth_code(self) -> str:
+        """An authorisation code, as the seller's consent redirect hands one (single use)."""
+        code = secrets.token_hex(12)
+        with self._lock:
+            self.auth_codes.add(code)
+        return code
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: POST /product/202309/products/{{product_id}}/inventory/update, "
+            f"POST {SEARCH_PATH}, GET {REFRESH_PATH} (app_key={self.app_key}, "
+            f"shop_cipher={self.shop_cipher}, region {self.region})"
+        )
+
+    def signed_webhook(self, event_type: int, data: dict[str, Any]) -> tuple[bytes, dict]:
+        """A webhook as the platform sends it: (raw body, headers with `Authorization`)."""
+        body = json.dumps(
+            {
+                "type": event_type,
+                "tts_notification_id": secrets.token_hex(8),
+                "shop_id": f"sandbox-{self.name}-shop",
+                "timestamp": int(time.time()),
+                "data": data,
+            }
+        ).encode()
+        signature = hmac.new(
+            self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256
+        ).hexdigest()
+        return body, {"Authorization": signature, "Content-Type": "application/json"}
+
+    # --- routes -----------------------------------------------------------------------------
+
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        if request.method == "GET" and request.path == REFRESH_PATH:
+            return self._token_refresh(request)
+        if request.method == "GET" and request.path == GRANT_PATH:
+            return self._token_get(request)
+        match = UPDATE_PATH.match(request.path)
+        if request.method == "POST" and match:
+            return self._checked(request) or self._inventory_update(request, match["product_id"])
+        if request.method == "POST" and request.path == SEARCH_PATH:
+            return self._checked(request) or self._inventory_search(request)
+        return _answer(404, 36009004, f"Invalid path {request.method} {request.path}")
+
+    def _checked(self, request: SandboxRequest) -> SandboxResponse | None:
+        """The refusal of a shop call's app key, timestamp, sign, cipher or token, if any."""
+        query = {key: values[-1] for key, values in request.query.items()}
+        if query.get("app_key") != self.app_key:
+            self.count("auth_refused")
+            return _answer(401, 36009004, "Invalid credentials. Invalid app_key query parameter.")
+        try:
+            timestamp = int(query.get("timestamp", ""))
+        except ValueError:
+            timestamp = None
+        now = time.time()
+        if timestamp is None or not (
+            now - TIMESTAMP_PAST_SECONDS <= timestamp <= now + TIMESTAMP_FUTURE_SECONDS
+        ):
+            self.count("bad_timestamp")
+            return _answer(
+                400,
+                36009004,
+                "Invalid timestamp. The timestamp query parameter must be within 5 minutes "
+                "before and 30 seconds after the current time.",
+            )
+        if not hmac.compare_digest(query.get("sign", ""), self._expected_sign(request, query)):
+            self.count("bad_signature")
+            return _answer(401, 106001, "Invalid credentials. The sign is invalid.")
+        if query.get("shop_cipher") != self.shop_cipher:
+            self.count("auth_refused")
+            return _answer(401, 106013, "Missing or invalid identifier: shop_cipher.")
+        state = self.token_state(_header(request, "x-tts-access-token"))
+        if state == "expired":
+            self.count("auth_refused")
+            return _answer(401, 105002, "Expired credentials. The access token has expired.")
+        if state == "invalid":
+            self.count("auth_refused")
+            return _answer(401, 105001, "Invalid credentials. The access token is invalid.")
+        return None
+
+    def _expected_sign(self, request: SandboxRequest, query: dict[str, str]) -> str:
+        pairs = "".join(
+            f"{key}{query[key]}" for key in sorted(query) if key not in ("sign", "access_token")
+        )
+        content_type = _header(request, "Content-Type").lower()
+        body = b"" if content_type.startswith("multipart/form-data") else request.body
+        secret = self.app_secret.encode()
+        message = secret + request.path.encode() + pairs.encode() + body + secret
+        return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+    def _inventory_update(self, request: SandboxRequest, product_id: str) -> SandboxResponse:
+        try:
+            skus = request.json()["skus"]
+        except (ValueError, KeyError, TypeError):
+            return _answer(400, 36009004, "Invalid parameter: skus is required.")
+        if not isinstance(skus, list) or not 1 <= len(skus) <= 100:
+            return _answer(400, 36009004, "Invalid parameter: skus must hold 1 to 100 SKUs.")
+        with self._lock:
+            known_product = any(key[0] == product_id for key in self.stock)
+        if not known_product:
+            return _answer(
+                200,
+                12052048,
+                "You cannot edit the specified product(s) as it isn't listed in your "
+                "account or shop.",
+            )
+        fate = self.gate()
+        if fate == "throttle":
+            return _answer(
+                429,
+                36009002,
+                "Too many requests. You've made too many requests in a short period of time.",
+            )
+        if fate == "error":
+            return _answer(500, 36009003, "Internal error. Please try again.")
+        errors = []
+        for sku in skus:
+            error = self._apply_sku(product_id, sku)
+            if error is not None:
+                errors.append(error)
+        if errors:
+            with self._lock:
+                self.counts["items_rejected"] += len(errors)
+        return _answer(200, 0, "Success", {"errors": errors} if errors else {})
+
+    def _apply_sku(self, product_id: str, sku: Any) -> dict[str, Any] | None:
+        """Apply one SKU's inventory rows, all or none; return its error entry if refused."""
+        sku_id = str(sku.get("id", "")) if isinstance(sku, dict) else ""
+        keys = {"product_id": product_id, "sku_id": sku_id}
+        key = self.key_of(keys)
+        rows = sku.get("inventory") if isinstance(sku, dict) else None
+        if key not in self.stock:
+            return _sku_error(sku_id, 12052048, "The SKU isn't listed in your account or shop.", [])
+        if self.is_rejected(keys):
+            return _sku_error(
+                sku_id,
+                12052393,
+                "The SKU is in a running promotion; its inventory is locked.",
+                [],
+            )
+        if not isinstance(rows, list) or not rows:
+            return _sku_error(sku_id, 36009004, "Invalid parameter: inventory is required.", [])
+        warehouse_id = self.warehouses.get(key, DEFAULT_WAREHOUSE_ID)
+        quantity = None
+        extra_errors = []
+        for row in rows:
+            named = str(row.get("warehouse_id") or warehouse_id) if isinstance(row, dict) else ""
+            value = row.get("quantity") if isinstance(row, dict) else None
+            if named != warehouse_id:
+                extra_errors.append(
+                    {
+                        "warehouse_id": named,
+                        "code": 12052097,
+                        "message": "The warehouse does not exist",
+                    }
+                )
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_QUANTITY
+            ):
+                extra_errors.append(
+                    {
+                        "warehouse_id": named,
+                        "code": 12052055,
+                        "message": "The SKU inventory quantity for the warehouse must be "
+                        "within allowed limits.",
+                    }
+                )
+            else:
+                quantity = value
+        if extra_errors:
+            first = extra_errors[0]
+            return _sku_error(sku_id, first["code"], first["message"], extra_errors)
+        with self._lock:
+            self.stock[key] = quantity
+            self.updates.append(({**keys, "warehouse_id": warehouse_id}, quantity))
+        return None
+
+    def _inventory_search(self, request: SandboxRequest) -> SandboxResponse:
+        try:
+            query = request.json()
+        except ValueError:
+            query = None
+        if not isinstance(query, dict):
+            return _answer(400, 36009004, "Invalid parameter: the body must be an object.")
+        sku_ids = [str(v) for v in query.get("sku_ids") or []]
+        product_ids = [str(v) for v in query.get("product_ids") or []]
+        if len(sku_ids) > 600 or len(product_ids) > 100 or not (sku_ids or product_ids):
+            return _answer(400, 36009004, "Invalid parameter: 1-600 sku_ids or 1-100 product_ids.")
+        with self._lock:
+            rows = sorted(self.stock.items())
+            warehouses = dict(self.warehouses)
+        products: dict[str, list[dict[str, Any]]] = {}
+        for (product_id, sku_id), quantity in rows:
+            # sku_ids win when both are given, as documented.
+            wanted = sku_id in sku_ids if sku_ids else product_id in product_ids
+            if not wanted:
+                continue
+            warehouse_id = warehouses.get((product_id, sku_id), DEFAULT_WAREHOUSE_ID)
+            products.setdefault(product_id, []).append(
+                {
+                    "id": sku_id,
+                    "seller_sku": f"SELLER-{sku_id}",
+                    "total_available_quantity": quantity,
+                    "total_committed_quantity": 0,
+                    "warehouse_inventory": [
+                        {
+                            "warehouse_id": warehouse_id,
+                            "available_quantity": quantity,
+                            "committed_quantity": 0,
+                        }
+                    ],
+                }
+            )
+        inventory = [{"product_id": pid, "skus": skus} for pid, skus in products.items()]
+        return _answer(200, 0, "Success", {"inventory": inventory})
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def _token_refresh(self, request: SandboxRequest) -> SandboxResponse:
+        query = {key: values[-1] for key, values in request.query.items()}
+        refused = self._app_refused(query, "refresh_token")
+        if refused is not None:
+            return refused
+        refresh = query.get("refresh_token")
+        if not self.refresh_consume(refresh, single_use=False):
+            self.count("auth_refused")
+            return _answer(200, TOKEN_REFUSED, "Invalid refresh_token.")
+        return self._token_answer(refresh)
+
+    def _token_get(self, request: SandboxRequest) -> SandboxResponse:
+        query = {key: values[-1] for key, values in request.query.items()}
+        refused = self._app_refused(query, "authorized_code")
+        if refused is not None:
+            return refused
+        code = query.get("auth_code", "")
+        with self._lock:
+            valid = code in self.auth_codes
+            self.auth_codes.discard(code)
+        if not valid:
+            self.count("auth_refused")
+            return _answer(200, TOKEN_REFUSED, "Invalid auth_code.")
+        refresh = secrets.token_hex(16)
+        with self._lock:
+            self.refresh_tokens.add(refresh)
+        return self._token_answer(refresh)
+
+    def _app_refused(self, query: dict[str, str], grant_type: str) -> SandboxResponse | None:
+        if query.get("app_key") != self.app_key or not hmac.compare_digest(
+            query.get("app_secret", ""), self.app_secret
+        ):
+            self.count("auth_refused")
+            return _answer(200, TOKEN_REFUSED, "Invalid app_key or app_secret.")
+        if query.get("grant_type") != grant_type:
+            return _answer(200, 36009004, f"Invalid parameter: grant_type must be {grant_type}.")
+        return None
+
+    def _token_answer(self, refresh: str) -> SandboxResponse:
+        access = secrets.token_hex(16)
+        now = time.time()
+        expiry = int(now + int(self.options["token_lifetime"]))
+        with self._lock:
+            self.access_tokens[access] = expiry
+        data = {
+            "access_token": access,
+            # Absolute Unix times, not lifetimes.
+            "access_token_expire_in": expiry,
+            "refresh_token": refresh,
+            "refresh_token_expire_in": int(now + REFRESH_TOKEN_LIFETIME),
+            "open_id": f"sandbox-{self.name}-open-id",
+            "seller_name": self.seller_name,
+            "seller_base_region": self.region,
+            "user_type": 0,
+        }
+        return _answer(200, 0, "success", data)
+
+
+class TokopediaSandbox(TikTokSandbox):
+    """Tokopedia & Shop: the same API and checks as TikTok Shop, for an Indonesian shop."""
+
+    name = "tokopedia"
+    region = "ID"
+    seller_name = "Tokopedia & Shop Sandbox Seller"
+
+    def __init__(
+        self,
+        *,
+        app_key: str = "sandbox-tokopedia-app-key",
+        app_secret: str = "sandbox-tokopedia-app-secret",  # noqa: S107 - a fake's secret
+        shop_cipher: str = "ROW_sandbox_tokopedia_cipher",
+    ) -> None:
+        super().__init__(app_key=app_key, app_secret=app_secret, shop_cipher=shop_cipher)
+
+
+def _answer(status: int, code: int, message: str, data: Any = None) -> SandboxResponse:
+    body: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "request_id": secrets.token_hex(12).upper(),
+    }
+    if data is not None:
+        body["data"] = data
+    return SandboxResponse.json(status, body)
+
+
+def _sku_error(sku_id: str, code: int, message: str, extra: list[dict]) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "detail": {"sku_id": sku_id, "extra_errors": extra},
+    }
+
+
+def _header(request: SandboxRequest, name: str) -> str:
+    lowered = name.lower()
+    for key, value in request.headers.items():
+        if key.lower() == lowered:
+            return value
+    return ""
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
+
+
+register_sandbox("tiktok", TikTokSandbox)
+register_sandbox("tokopedia", TokopediaSandbox)

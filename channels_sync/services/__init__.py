@@ -1,0 +1,1 @@
+"""Channel services: writes of the channels app, one function per business operation."""

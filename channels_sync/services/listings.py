@@ -1,0 +1,176 @@
+"""Listings: tie products to a channel's marketplace keys (batches), retry a dead one."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from channels_sync.adapters import adapter_class
+from channels_sync.models import Channel, ChannelListing
+from channels_sync.services.dirty import listings_mark_dirty
+from inventory.models import Product
+
+logger = structlog.get_logger(__name__)
+
+MAX_LISTING_ROWS = 1000
+KEY_COLUMNS = (
+    "external_item_id",
+    "external_variant_id",
+    "external_sku",
+    "external_location_id",
+)
+
+
+@dataclass
+class ListingRowResult:
+    """What happened to one row of a listing batch."""
+
+    index: int
+    sku: str
+    status: str  # created, updated, unchanged, invalid
+    listing_id: int | None = None
+    code: str = ""
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        data: dict[str, Any] = {"index": self.index, "sku": self.sku, "status": self.status}
+        if self.listing_id is not None:
+            data["listing_id"] = self.listing_id
+        if self.code:
+            data["code"] = self.code
+            data["message"] = self.message
+        return data
+
+
+@dataclass
+class ListingBatchResult:
+    rows: list[ListingRowResult] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+
+@transaction.atomic
+def listings_upsert(
+    *, channel: Channel, rows: list[dict[str, Any]], actor: str
+) -> ListingBatchResult:
+    """Create or update listings from `{"sku", "keys"}` rows; one result per row.
+
+    A row is `invalid` (with a code: `unknown_sku`, `invalid_keys`, `duplicate`,
+    `keys_taken`) without stopping the others. A new listing, or one whose keys changed,
+    is marked dirty and the channel pushed after commit. Locks the channel's listings of
+    the batch's products (pk order) so two batches of the same rows do not race.
+    """
+    cls = adapter_class(channel.type)
+    result = ListingBatchResult()
+    cleaned: list[tuple[int, str, dict[str, str]]] = []
+    seen_skus: dict[str, int] = {}
+    seen_keys: dict[tuple, int] = {}
+    for index, row in enumerate(rows):
+        sku = str(row.get("sku") or "").strip() if isinstance(row, dict) else ""
+        outcome = ListingRowResult(index=index, sku=sku, status="invalid")
+        result.rows.append(outcome)
+        if not sku:
+            outcome.code, outcome.message = "invalid_row", "sku is required"
+            continue
+        try:
+            keys = cls.keys_clean(row.get("keys"))
+        except ValueError as exc:
+            outcome.code, outcome.message = "invalid_keys", str(exc)
+            continue
+        columns = cls.keys_to_columns(keys)
+        key_tuple = tuple(columns[c] for c in KEY_COLUMNS if c != "external_sku")
+        if sku in seen_skus or key_tuple in seen_keys:
+            first = seen_skus.get(sku, seen_keys.get(key_tuple))
+            outcome.code = "duplicate"
+            outcome.message = f"the same SKU or keys as row {first}"
+            continue
+        seen_skus[sku] = index
+        seen_keys[key_tuple] = index
+        cleaned.append((index, sku, columns))
+    products = {
+        p.sku: p
+        for p in Product.objects.filter(
+            vendor_id=channel.vendor_id, sku__in=[sku for _, sku, _ in cleaned]
+        )
+    }
+    existing = {
+        listing.product_id: listing
+        for listing in ChannelListing.objects.select_for_update()
+        .filter(channel=channel, product__in=list(products.values()))
+        .order_by("pk")
+    }
+    marked: list[int] = []
+    for index, sku, columns in cleaned:
+        outcome = result.rows[index]
+        product = products.get(sku)
+        if product is None:
+            outcome.code, outcome.message = "unknown_sku", f"no product {sku!r}"
+            continue
+        listing = existing.get(product.pk)
+        taken = ChannelListing.objects.filter(
+            channel=channel,
+            external_item_id=columns["external_item_id"],
+            external_variant_id=columns["external_variant_id"],
+            external_location_id=columns["external_location_id"],
+        ).exclude(product=product)
+        if taken.exists():
+            outcome.code = "keys_taken"
+            outcome.message = "another product of this channel has these keys"
+            continue
+        if listing is None:
+            listing = ChannelListing.objects.create(
+                channel=channel, product=product, dirty=True, dirty_since=timezone.now(), **columns
+            )
+            outcome.status = "created"
+            marked.append(listing.pk)
+        elif any(getattr(listing, name) != value for name, value in columns.items()):
+            for name, value in columns.items():
+                setattr(listing, name, value)
+            # New keys: the marketplace entry behind them has never been pushed.
+            listing.last_pushed_quantity = None
+            listing.save()
+            outcome.status = "updated"
+            marked.append(listing.pk)
+        else:
+            outcome.status = "unchanged"
+        outcome.listing_id = listing.pk
+    if marked:
+        listings_mark_dirty(listing_ids=marked)
+    logger.info("listings.upserted", channel_id=channel.pk, actor=actor, **result.counts())
+    return result
+
+
+@transaction.atomic
+def listing_push_retry(*, listing_id: int) -> bool:
+    """Give a failed listing a fresh start (status ok, no failures) and push it.
+
+    The dead-letter console's retry runs this. Returns False if the listing is gone.
+    """
+    updated = ChannelListing.objects.filter(pk=listing_id).update(
+        status=ChannelListing.Status.OK,
+        push_failures=0,
+        next_push_at=None,
+        last_error="",
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        return False
+    listings_mark_dirty(listing_ids=[listing_id])
+    return True
+
+
+@transaction.atomic
+def listing_set_excluded(*, listing: ChannelListing, excluded: bool, actor: str) -> ChannelListing:
+    """Stop (or resume) pushing one listing."""
+    listing.status = ChannelListing.Status.EXCLUDED if excluded else ChannelListing.Status.OK
+    listing.save(update_fields=["status", "updated_at"])
+    if not excluded:
+        listings_mark_dirty(listing_ids=[listing.pk])
+    logger.info("listing.excluded", listing_id=listing.pk, excluded=excluded, actor=actor)
+    return listing

@@ -1,0 +1,457 @@
+"""The desired-state push: make each dirty listing's marketplace quantity its desired one.
+
+One run of `channel_push` takes the channel's dirty listings page by page, plans their
+desired quantities (`selectors.plan`), skips those already showing it, and sends the rest
+through the adapter in the channel's batch shape under the channel's shared rate limit.
+Every call is a `PushAttempt` row. Outcomes:
+
+- ok: the pushed quantity is stored and the dirty mark cleared (only if no stock change
+  marked the listing again meanwhile: the mark's version must still be the planned one);
+- per-item failure: that item alone is dead-lettered (or backs off, if the marketplace says
+  to retry it); the rest of the batch is stored as pushed;
+- throttled: wait (Retry-After, else `CHANNEL_THROTTLE_WAIT_SECONDS`) and send again; no
+  attempt is used up. Past `CHANNEL_PUSH_INLINE_WAIT_SECONDS` of waiting the run stops and
+  asks to be requeued;
+- retryable: each listing of the batch backs off (exponential, full jitter) and is
+  dead-lettered at the `CHANNEL_PUSH_MAX_ATTEMPTS`-th failure in a row; a streak of such
+  failures ends the run early (the marketplace is down: no point sending the rest now);
+- permanent: the batch's listings are dead-lettered;
+- auth: the token is refreshed once and the batch sent again; if that fails too, the
+  channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
+
+Because the target is a state, a push repeated after a crash (accepted by the marketplace,
+not yet recorded here) sends the same absolute quantity again: harmless.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from channels_sync import selectors
+from channels_sync.adapters import Adapter, AdapterError, CallResult, Outcome, StockUpdate
+from channels_sync.models import Channel, ChannelListing, PushAttempt
+from channels_sync.ratelimit import rate_limit_wait
+from channels_sync.selectors import PlannedListing
+from channels_sync.services.tokens import (
+    channel_adapter,
+    channel_mark_reauth,
+    channel_token_refresh,
+)
+from core.correlation import get_correlation_id
+from core.services import dead_letter_record
+from core.task_base import backoff_seconds
+
+logger = structlog.get_logger(__name__)
+
+RUN_LOCK_KEY = "channels_sync:push_lock:{channel_id}"
+RUN_LOCK_SECONDS = 15 * 60
+DEAD_LETTER_TASK = "channels_sync.push_listing"
+
+
+class PushFailed(Exception):
+    """A listing's push that failed for good (the dead letter's error)."""
+
+
+@dataclass
+class PushReport:
+    """What one push run did."""
+
+    channel_id: int
+    dry_run: bool = False
+    planned: int = 0
+    pushed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    throttled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    calls: int = 0
+    waited_seconds: float = 0.0
+    requeue_after: float | None = None
+    stopped: str = ""  # why the run ended early: busy, inactive, needs_reauth, ...
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["waited_seconds"] = round(self.waited_seconds, 3)
+        data["errors"] = self.errors[:20]
+        return data
+
+    def add(self, other: "PushReport") -> None:
+        for name in ("planned", "pushed", "unchanged", "failed", "throttled", "retried"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.dead_lettered += other.dead_lettered
+        self.calls += other.calls
+        self.waited_seconds += other.waited_seconds
+        self.errors.extend(other.errors)
+
+
+class _Stop(Exception):
+    """End the run (the reason is on the report)."""
+
+
+def channel_push(
+    *,
+    channel_id: int,
+    dry_run: bool | None = None,
+    include_clean: bool = False,
+    respect_backoff: bool = True,
+) -> PushReport:
+    """Push the channel's dirty listings now; return what happened.
+
+    `dry_run` (default: the channel's own flag) computes and records desired quantities
+    without sending. `include_clean` sends every listing, changed or not (a full resync).
+    Only one run per channel at a time (a cache lock shared by all processes): a second
+    one returns at once with `stopped="busy"`. Must not run inside a transaction (it calls
+    the marketplace).
+    """
+    report = PushReport(channel_id=channel_id)
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        report.stopped = "missing"
+        return report
+    report.dry_run = channel.dry_run if dry_run is None else dry_run
+    if not channel.active:
+        report.stopped = "inactive"
+        return report
+    if not report.dry_run and not channel.push_enabled:
+        report.stopped = "push_disabled"
+        return report
+    if not report.dry_run and channel.needs_reauth:
+        report.stopped = "needs_reauth"
+        return report
+    lock_key = RUN_LOCK_KEY.format(channel_id=channel_id)
+    lock_token = uuid.uuid4().hex
+    if not cache.add(lock_key, lock_token, timeout=RUN_LOCK_SECONDS):
+        report.stopped = "busy"
+        return report
+    try:
+        _Run(channel, report, include_clean=include_clean, respect_backoff=respect_backoff).go()
+    finally:
+        if cache.get(lock_key) == lock_token:
+            cache.delete(lock_key)
+    logger.info("push.finished", **report.as_dict())
+    return report
+
+
+class _Run:
+    """One push run of one channel (state shared by its pages and batches)."""
+
+    def __init__(
+        self, channel: Channel, report: PushReport, *, include_clean: bool, respect_backoff: bool
+    ) -> None:
+        self.channel = channel
+        self.report = report
+        self.include_clean = include_clean
+        self.respect_backoff = respect_backoff
+        self.adapter: Adapter = channel_adapter(channel)
+        cls = type(self.adapter)
+        self.batch_size = channel.batch_size or cls.default_batch_size
+        self.rate = channel.rate_limit_per_second or cls.default_rate_per_second
+        self.burst = channel.rate_limit_burst or cls.default_burst
+        self.refreshed = False
+        self.failure_streak = 0
+
+    def go(self) -> None:
+        report = self.report
+        try:
+            if not report.dry_run:
+                self._token_ready()
+            after_id = 0
+            while True:
+                rows = selectors.listings_to_push(
+                    self.channel,
+                    include_clean=self.include_clean,
+                    respect_backoff=self.respect_backoff,
+                    after_id=after_id,
+                    limit=settings.CHANNEL_PUSH_PAGE_SIZE,
+                )
+                if not rows:
+                    break
+                after_id = rows[-1]["id"]
+                self._page(selectors.plan(self.channel, rows))
+        except _Stop:
+            pass
+        Channel.objects.filter(pk=self.channel.pk).update(last_push_at=timezone.now())
+
+    def _token_ready(self) -> None:
+        try:
+            usable = channel_token_refresh(channel=self.channel, adapter=self.adapter)
+        except AdapterError as exc:
+            self.report.errors.append(f"token refresh: {exc}")
+            self.report.requeue_after = settings.CHANNEL_PUSH_RETRY_BASE_SECONDS
+            self.report.stopped = "token_refresh_failed"
+            raise _Stop from exc
+        if not usable:
+            self.report.stopped = "needs_reauth"
+            raise _Stop
+
+    # --- a page of planned listings -------------------------------------------------------
+
+    def _page(self, planned: list[PlannedListing]) -> None:
+        report = self.report
+        report.planned += len(planned)
+        to_send, unchanged = [], []
+        for item in planned:
+            if item.quantity == item.row["last_pushed_quantity"] and not self.include_clean:
+                unchanged.append(item)
+            else:
+                to_send.append(item)
+        report.unchanged += len(unchanged)
+        if report.dry_run:
+            self._record_dry_run(planned, to_send)
+            return
+        _listings_settle(unchanged, pushed=False)
+        by_id = {item.id: item for item in to_send}
+        updates = [
+            StockUpdate(
+                listing_id=item.id,
+                keys=self.adapter.keys_from_listing(item.row),
+                quantity=item.quantity,
+            )
+            for item in to_send
+        ]
+        for batch in self.adapter.batches(updates, self.batch_size):
+            self._send([by_id[update.listing_id] for update in batch], batch)
+
+    def _record_dry_run(self, planned: list[PlannedListing], to_send: list[PlannedListing]) -> None:
+        # A channel in dry-run mode keeps its table current and its marks cleared; a one-off
+        # dry run of a live channel changes nothing but the attempt rows.
+        if self.channel.dry_run:
+            _listings_settle(planned, pushed=False)
+        for start in range(0, len(to_send), self.batch_size):
+            chunk = to_send[start : start + self.batch_size]
+            _attempt_record(
+                self.channel,
+                chunk,
+                CallResult(outcome=Outcome.OK),
+                outcome=PushAttempt.Outcome.DRY_RUN,
+                attempt=1,
+            )
+
+    # --- one batch --------------------------------------------------------------------------
+
+    def _send(self, items: list[PlannedListing], batch: list[StockUpdate]) -> None:
+        report = self.report
+        attempt = 1 + max(item.row["push_failures"] for item in items)
+        while True:
+            report.waited_seconds += rate_limit_wait(
+                f"channel:{self.channel.pk}", rate=self.rate, burst=self.burst
+            )
+            result = self.adapter.push_stock(batch)
+            report.calls += 1
+            _attempt_record(self.channel, items, result, attempt=attempt)
+            if result.outcome == Outcome.THROTTLED:
+                report.throttled += 1
+                wait = result.retry_after
+                if wait is None:
+                    wait = settings.CHANNEL_THROTTLE_WAIT_SECONDS
+                if report.waited_seconds + wait > settings.CHANNEL_PUSH_INLINE_WAIT_SECONDS:
+                    report.requeue_after = wait
+                    report.stopped = "throttled"
+                    raise _Stop
+                time.sleep(wait)
+                report.waited_seconds += wait
+                continue
+            if result.outcome == Outcome.AUTH:
+                if self.refreshed or not self._refresh_after_auth(result):
+                    self._auth_failed(result)
+                    raise _Stop
+                continue
+            break
+        if result.outcome in (Outcome.OK, Outcome.PARTIAL):
+            self.failure_streak = 0
+            self._items_done(items, result)
+        elif result.outcome == Outcome.RETRYABLE:
+            self.failure_streak += 1
+            self._retry_later(items, result.error or "retryable error")
+            if self.failure_streak >= settings.CHANNEL_PUSH_FAILURE_STREAK:
+                report.stopped = "failing"
+                raise _Stop
+        else:  # permanent: sending the same request again cannot help
+            self._dead_letter(items, result.error or "refused by the marketplace")
+
+    def _refresh_after_auth(self, result: CallResult) -> bool:
+        self.refreshed = True
+        if not self.adapter.credentials.get("refresh_token"):
+            return False
+        try:
+            return channel_token_refresh(channel=self.channel, adapter=self.adapter, force=True)
+        except AdapterError as exc:
+            self.report.errors.append(f"token refresh: {exc}")
+            self.report.requeue_after = settings.CHANNEL_PUSH_RETRY_BASE_SECONDS
+            self.report.stopped = "token_refresh_failed"
+            raise _Stop from exc
+
+    def _auth_failed(self, result: CallResult) -> None:
+        reason = f"the marketplace refused the credentials ({result.error or result.http_status})"
+        channel_mark_reauth(channel=self.channel, reason=reason)
+        self.report.stopped = "needs_reauth"
+        self.report.errors.append(reason)
+
+    def _items_done(self, items: list[PlannedListing], result: CallResult) -> None:
+        by_id = {item.id: item for item in items}
+        answered = {item_result.listing_id: item_result for item_result in result.items}
+        pushed, retry, dead = [], [], []
+        for item in items:
+            item_result = answered.get(item.id)
+            if item_result is None or item_result.ok:
+                # An item the answer does not mention was not refused: the call succeeded.
+                pushed.append(item)
+            elif item_result.retryable:
+                retry.append((by_id[item.id], item_result.error))
+            else:
+                dead.append((by_id[item.id], item_result.error))
+        self.report.pushed += len(pushed)
+        self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
+        _listings_settle(pushed, pushed=True)
+        for item, error in retry:
+            self._retry_later([item], error or "item refused, retry")
+        for item, error in dead:
+            self._dead_letter([item], error or "item refused")
+
+    def _retry_later(self, items: list[PlannedListing], error: str) -> None:
+        limit = settings.CHANNEL_PUSH_MAX_ATTEMPTS
+        now = timezone.now()
+        again, dead = [], []
+        for item in items:
+            failures = item.row["push_failures"] + 1
+            if failures >= limit:
+                dead.append(item)
+            else:
+                again.append((item, failures))
+        self.report.failed += len(again)
+        self.report.errors.append(error[:200])
+        shortest = None
+        for item, failures in again:
+            delay = backoff_seconds(
+                failures - 1,
+                base=settings.CHANNEL_PUSH_RETRY_BASE_SECONDS,
+                cap=settings.CHANNEL_PUSH_RETRY_CAP_SECONDS,
+            )
+            shortest = delay if shortest is None else min(shortest, delay)
+            ChannelListing.objects.filter(pk=item.id).update(
+                push_failures=failures,
+                next_push_at=now + timedelta(seconds=delay),
+                last_error=error[:1000],
+                updated_at=now,
+            )
+        if shortest is not None:
+            current = self.report.requeue_after
+            self.report.requeue_after = shortest if current is None else min(current, shortest)
+        if dead:
+            self._dead_letter(dead, f"gave up after {limit} attempts: {error}")
+
+    def _dead_letter(self, items: list[PlannedListing], error: str) -> None:
+        """Stop retrying these listings: status error, mark cleared, one dead letter each."""
+        now = timezone.now()
+        self.report.failed += len(items)
+        self.report.dead_lettered += len(items)
+        self.report.errors.append(error[:200])
+        for item in items:
+            ChannelListing.objects.filter(pk=item.id).update(
+                status=ChannelListing.Status.ERROR,
+                last_error=error[:1000],
+                next_push_at=None,
+                updated_at=now,
+            )
+            # Cleared only if no stock change marked it again: a new quantity is a new try.
+            ChannelListing.objects.filter(
+                pk=item.id, dirty_version=item.row["dirty_version"]
+            ).update(dirty=False, dirty_since=None)
+            dead_letter_record(
+                source="channels_sync",
+                task_name=DEAD_LETTER_TASK,
+                kwargs={"listing_id": item.id},
+                error=PushFailed(f"{self.channel.name}: listing {item.id}: {error}"),
+                attempts=item.row["push_failures"] + 1,
+            )
+
+
+def _attempt_record(
+    channel: Channel,
+    items: list[PlannedListing],
+    result: CallResult,
+    *,
+    attempt: int,
+    outcome: str | None = None,
+) -> PushAttempt:
+    """Write the attempt row of one call (or of one dry-run batch)."""
+    answered = {item_result.listing_id: item_result for item_result in result.items}
+    rows = []
+    for item in items:
+        row = {"listing": item.id, "quantity": item.quantity}
+        item_result = answered.get(item.id)
+        if item_result is not None and not item_result.ok:
+            row["ok"] = False
+            row["error"] = item_result.error[:200]
+        rows.append(row)
+    return PushAttempt.objects.create(
+        channel=channel,
+        items=rows,
+        item_count=len(rows),
+        idempotency_key=_idempotency_key(channel.pk, items),
+        outcome=outcome or result.outcome.value,
+        http_status=result.http_status,
+        latency_ms=result.latency_ms,
+        error=(result.error or "")[:1000],
+        correlation_id=get_correlation_id() or "",
+        attempt=min(attempt, 32767),
+    )
+
+
+def _idempotency_key(channel_id: int, items: list[PlannedListing]) -> str:
+    """The same listings at the same versions and quantities give the same key."""
+    content = [channel_id, [(item.id, item.row["dirty_version"], item.quantity) for item in items]]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
+    """Store the desired (and, if `pushed`, the pushed) quantities; clear unchanged marks.
+
+    One statement per page: the dirty mark is cleared only where the version is still the
+    planned one, so a stock change committed meanwhile keeps its listing dirty.
+    """
+    if not items:
+        return
+    now = timezone.now()
+    table = ChannelListing._meta.db_table
+    values = [
+        (item.id, item.row["dirty_version"], item.quantity, item.allocation.reason[:200])
+        for item in items
+    ]
+    pushed_sql = (
+        "last_pushed_quantity = v.quantity, last_pushed_at = %s, push_failures = 0, "
+        "next_push_at = NULL, status = 'ok', last_error = '', "
+        if pushed
+        else ""
+    )
+    head = [now] if pushed else []
+    for start in range(0, len(values), 1000):
+        chunk = values[start : start + 1000]
+        row_sql = "(%s, %s, %s, %s)"
+        if connection.vendor == "postgresql":
+            row_sql = "(%s::bigint, %s::bigint, %s::integer, %s::varchar)"
+        placeholders = ", ".join([row_sql] * len(chunk))
+        params = [value for row in chunk for value in row]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS l SET {pushed_sql}"
+                f"desired_quantity = v.quantity, desired_reason = v.reason, updated_at = %s, "
+                f"dirty = CASE WHEN l.dirty_version = v.version THEN %s ELSE l.dirty END, "
+                f"dirty_since = CASE WHEN l.dirty_version = v.version THEN NULL "
+                f"ELSE l.dirty_since END "
+                f"FROM (SELECT column1 AS id, column2 AS version, column3 AS quantity, "
+                f"column4 AS reason FROM (VALUES {placeholders}) AS vals) AS v "
+                f"WHERE l.id = v.id",
+                [*head, now, False, *params],
+            )

@@ -1,0 +1,53 @@
+"""Push tasks (queue `push`): push one channel, retry one dead-lettered listing, the sweep."""
+
+import structlog
+from celery import shared_task
+
+from channels_sync import selectors
+from channels_sync.services.dirty import push_enqueue, push_pending_clear
+from channels_sync.services.listings import listing_push_retry
+from channels_sync.services.push import channel_push
+
+logger = structlog.get_logger(__name__)
+
+# A run that found the channel busy (another worker pushing it) tries again this soon.
+BUSY_RETRY_SECONDS = 5.0
+
+
+@shared_task(name="channels_sync.push_channel")
+def push_channel(channel_id: int) -> dict:
+    """Push a channel's dirty listings; requeue itself when throttled or backing off.
+
+    Safe to run twice (the target is a state, and one run per channel holds a lock). Marks
+    made after this task starts queue another push; marks made before ride on this one.
+    Eager mode (the embedded default) never requeues: the foreground run or the sweep
+    picks up what is left.
+    """
+    push_pending_clear(channel_id)
+    report = channel_push(channel_id=channel_id)
+    again = report.requeue_after
+    if report.stopped == "busy":
+        again = BUSY_RETRY_SECONDS
+    if again is not None and not push_channel.app.conf.task_always_eager:
+        push_enqueue([channel_id], countdown=again)
+    return report.as_dict()
+
+
+@shared_task(name="channels_sync.push_listing")
+def push_listing(listing_id: int) -> bool:
+    """Push one listing again from scratch (a dead letter retried from the console)."""
+    return listing_push_retry(listing_id=listing_id)
+
+
+@shared_task(name="channels_sync.sweep")
+def sweep() -> list[int]:
+    """Queue a push of every channel with due dirty listings (beat: every minute).
+
+    Catches marks whose push was never queued (a crash between the commit and the enqueue,
+    a broker outage) and listings whose backoff has ended.
+    """
+    channel_ids = selectors.channels_with_due_listings()
+    queued = push_enqueue(channel_ids)
+    if channel_ids:
+        logger.info("push.sweep", due=len(channel_ids), queued=len(queued))
+    return queued
