@@ -153,6 +153,10 @@ class MarketplaceSandbox(SandboxApp):
             self.access_tokens.clear()
             self.refresh_tokens.clear()
 
+    def credentials(self) -> dict[str, Any]:
+        """Channel credentials this sandbox accepts, with freshly issued tokens."""
+        raise NotImplementedError
+
     # --- faults ---------------------------------------------------------------------------------
 
     def gate(self) -> str | None:
@@ -219,6 +223,9 @@ class MarketplaceSandbox(SandboxApp):
         if action == "revoke" and request.method == "POST":
             self.revoke()
             return SandboxResponse.json(200, {"revoked": True})
+        if action == "credentials" and request.method == "POST":
+            # Fresh credentials for a new channel, for a sandbox in another process.
+            return SandboxResponse.json(200, self.credentials())
         if action == "counts" and request.method == "GET":
             return SandboxResponse.json(200, dict(self.counts))
         return super()._control(request)

@@ -1,0 +1,447 @@
+"""The Lazada Open Platform adapter (marketplaces.md section 2).
+
+Every call is a signed form request: the system parameters `app_key`, `timestamp` (epoch
+milliseconds), `sign_method=sha256` and `access_token` travel with the business parameters,
+and `sign` is the uppercase hex HMAC-SHA256 (key: app secret) of the API path followed by
+every other parameter as `name + value`, sorted by name. The channel's base URL is the
+regional REST base (`https://api.lazada.co.id/rest`); the API path is appended to it but the
+signature covers the API path only (no `/rest`).
+
+Stock is set with UpdateSellableQuantity (absolute sellable quantity, up to 50 SKUs of any
+products per call, XML in the form parameter `payload`) and read back with GetProductItem.
+Lazada answers errors in the JSON body of an HTTP 200: `code` "0" is success, anything else
+is classified by `classify_code`.
+"""
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from xml.sax.saxutils import escape
+
+from channels_sync.adapters.base import (
+    Adapter,
+    AdapterError,
+    CallResult,
+    ItemResult,
+    ObservedStock,
+    Outcome,
+    StockUpdate,
+)
+from core.http import OutboundError
+
+API_STOCK_UPDATE = "/product/stock/sellable/update"
+API_ITEM_GET = "/product/item/get"
+API_TOKEN_REFRESH = "/auth/token/refresh"  # noqa: S105 - a path, not a secret
+SIGN_METHOD = "sha256"
+MAX_SKUS_PER_CALL = 50  # UpdateSellableQuantity refuses more with code 204
+
+# Throttling arrives as a body code: 901 is the API-level QPS limit ("retry in the next
+# second"); ApiCallLimit / AppCallLimit are the gateway's bans ("ban will last N seconds").
+THROTTLE_CODES = frozenset({"901", "ApiCallLimit", "AppCallLimit"})
+THROTTLE_WAIT = 1.0
+# Refused credentials: the access token, the app key, or the signature made with the secret.
+TOKEN_CODES = frozenset({"IllegalAccessToken", "MissingAccessToken"})
+CREDENTIAL_CODES = frozenset(
+    {
+        "IncompleteSignature",
+        "MissingSignature",
+        "InvalidAppKey",
+        "MissingAppKey",
+        "InsufficientPermission",
+        "IllegalRefreshToken",
+        "AUTH_TYPE_UNSUPPORTED",
+    }
+)
+# Server trouble worth another try. "6" (unexpected internal error, "system fluctuation
+# please retry"), "513" (internal call exception) and "1000" come from the stock API's error
+# table. A timestamp outside Lazada's 7200 s window means our clock is off, not the request:
+# retrying (with the backoff) beats dead-lettering every item of the batch.
+RETRYABLE_CODES = frozenset(
+    {
+        "ServiceTimeout",
+        "ServiceUnavailable",
+        "InternalError",
+        "6",
+        "513",
+        "1000",
+        "InvalidTimestamp",
+        "MissingTimestamp",
+    }
+)
+# The whole call failed but the answer's `detail` names the SKUs at fault.
+PER_SKU_CODE = "501"
+# GetProductItem: the item (208) or SKU (207) is not on this shop.
+NOT_FOUND_CODES = frozenset({"207", "208"})
+
+_BAN_SECONDS = re.compile(r"ban will last (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
+
+
+# --- Pure helpers (checked against hand-computed vectors in the tests) -------------------------
+
+
+def sign_request(path: str, params: Mapping[str, Any], secret: str) -> str:
+    """Return Lazada's request signature for an API path and its parameters.
+
+    The string signed is the API path (without `/rest`) followed by `name + value` of every
+    parameter except `sign`, sorted by name in ASCII order, with no separators; the result is
+    HMAC-SHA256 with the app secret as uppercase hex.
+    """
+    signed = path + "".join(f"{name}{params[name]}" for name in sorted(params) if name != "sign")
+    digest = hmac.new(secret.encode("utf-8"), signed.encode("utf-8"), hashlib.sha256)
+    return digest.hexdigest().upper()
+
+
+def signed_params(
+    path: str,
+    business: Mapping[str, Any],
+    *,
+    app_key: str,
+    app_secret: str,
+    access_token: str | None = None,
+    timestamp_ms: int | None = None,
+) -> dict[str, str]:
+    """Return the business parameters with the system parameters and `sign` added."""
+    params = {name: str(value) for name, value in business.items() if value is not None}
+    params["app_key"] = str(app_key)
+    params["timestamp"] = str(timestamp_ms if timestamp_ms is not None else now_ms())
+    params["sign_method"] = SIGN_METHOD
+    if access_token:
+        params["access_token"] = str(access_token)
+    params["sign"] = sign_request(path, params, app_secret)
+    return params
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds (Lazada's `timestamp` unit)."""
+    return int(time.time() * 1000)
+
+
+def stock_payload(updates: Sequence[StockUpdate]) -> str:
+    """Return the UpdateSellableQuantity XML `payload` setting each update's quantity.
+
+    Text is XML-escaped; `SellerSku` is left out when the listing has none.
+    """
+    skus = []
+    for update in updates:
+        keys = update.keys
+        parts = [
+            f"<ItemId>{escape(str(keys['item_id']))}</ItemId>",
+            f"<SkuId>{escape(str(keys['sku_id']))}</SkuId>",
+        ]
+        if keys.get("seller_sku"):
+            parts.append(f"<SellerSku>{escape(str(keys['seller_sku']))}</SellerSku>")
+        # An oversold listing offers nothing: Lazada refuses a negative sellable quantity.
+        parts.append(f"<SellableQuantity>{max(0, int(update.quantity))}</SellableQuantity>")
+        skus.append(f"<Sku>{''.join(parts)}</Sku>")
+    return f"<Request><Product><Skus>{''.join(skus)}</Skus></Product></Request>"
+
+
+def push_signature(*, app_key: str, app_secret: str, body: bytes) -> str:
+    """Return the `Authorization` header Lazada sends with a push: lowercase hex
+    HMAC-SHA256 (key: app secret) of the app key followed by the raw body."""
+    message = str(app_key).encode("utf-8") + body
+    return hmac.new(str(app_secret).encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def classify_code(code: str, message: str = "") -> tuple[Outcome, bool]:
+    """Return how a non-zero Lazada answer code ends a call, and whether the token expired.
+
+    Lazada answers an expired token and an unknown one alike (`IllegalAccessToken`, "The
+    specified access token is invalid or expired"): any `IllegalAccessToken` whose message
+    mentions expiry counts as expired, so the pipeline refreshes once; a revoked grant then
+    fails the refresh and ends as `auth` for good.
+    """
+    if code in THROTTLE_CODES:
+        return Outcome.THROTTLED, False
+    if code in TOKEN_CODES:
+        expired = code == "IllegalAccessToken" and "expired" in message.lower()
+        return Outcome.AUTH, expired
+    if code in CREDENTIAL_CODES:
+        return Outcome.AUTH, False
+    if code in RETRYABLE_CODES:
+        return Outcome.RETRYABLE, False
+    return Outcome.PERMANENT, False
+
+
+def _throttle_wait(message: str) -> float:
+    """Seconds to wait after a throttle: the ban length when the gateway names it, else the
+    documented "retry in the next second"."""
+    match = _BAN_SECONDS.search(message or "")
+    return float(match.group(1)) if match else THROTTLE_WAIT
+
+
+def _body(response: Any) -> dict | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --- The adapter ----------------------------------------------------------------------------------
+
+
+class LazadaAdapter(Adapter):
+    """Lazada: signed form calls, XML stock payloads, JSON answers with body error codes."""
+
+    type = "lazada"
+    label = "Lazada"
+    credential_fields = (
+        "app_key",
+        "app_secret",
+        "access_token",
+        "refresh_token",
+        "access_token_expires_at",
+    )
+    required_credentials = ("app_key", "app_secret")
+    secret_fields: ClassVar[tuple[str, ...]] = ("app_secret",)  # the HMAC key of every call
+    key_columns = {
+        "item_id": "external_item_id",
+        "sku_id": "external_variant_id",
+        "seller_sku": "external_sku",
+    }
+    required_keys = ("item_id", "sku_id")
+    default_batch_size = 20  # Lazada recommends 20; more raises internal errors (code 513)
+    max_batch_size = MAX_SKUS_PER_CALL
+    # Inventory APIs allow 50 calls/s per seller; 40 leaves room for the seller's other tools
+    # and for clock jitter between our token bucket and Lazada's counting window.
+    default_rate_per_second = 40.0
+    default_burst = 40
+    default_auth_base_url = "https://auth.lazada.com/rest"
+    webhook_signature_header = "Authorization"
+
+    # --- signing ----------------------------------------------------------------------------
+
+    def _params(
+        self, path: str, business: Mapping[str, Any], *, with_token: bool = True
+    ) -> dict[str, str]:
+        return signed_params(
+            path,
+            business,
+            app_key=self.credentials.get("app_key", ""),
+            app_secret=self.credentials.get("app_secret", ""),
+            access_token=self.credentials.get("access_token") if with_token else None,
+        )
+
+    # --- stock ------------------------------------------------------------------------------
+
+    def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
+        """Split updates into plain chunks: one call may mix SKUs of different products."""
+        return super().batches(updates, min(batch_size, MAX_SKUS_PER_CALL))
+
+    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+        """Set the sellable quantity of a batch of SKUs (UpdateSellableQuantity).
+
+        Code 501 with a `detail` naming SKUs is `partial`: the listed SKUs failed and the
+        others were applied (the shape of `detail` is not documented; entries are matched by
+        `sku_id`, else by `seller_sku`).
+        """
+        updates = list(updates)
+        params = self._params(API_STOCK_UPDATE, {"payload": stock_payload(updates)})
+        started = time.perf_counter()
+        try:
+            response, latency = self._request("POST", self.base_url + API_STOCK_UPDATE, data=params)
+        except OutboundError as exc:
+            return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
+        return self._push_result(updates, response, latency)
+
+    def _push_result(self, updates: list[StockUpdate], response: Any, latency: int) -> CallResult:
+        status = response.status_code
+        body = _body(response)
+        result = CallResult(outcome=Outcome.OK, http_status=status, latency_ms=latency)
+        code = str(body.get("code", "")) if body else ""
+        message = str(body.get("message", "")) if body else ""
+        if code == "0" and status < 400:
+            result.items = [ItemResult(listing_id=u.listing_id, ok=True) for u in updates]
+            return result
+        result.error = self.excerpt(response.content)
+        if code in THROTTLE_CODES or status == 429:
+            header = self.retry_after_seconds(response.headers.get("Retry-After"))
+            result.outcome = Outcome.THROTTLED
+            result.retry_after = header if header is not None else _throttle_wait(message)
+            return result
+        if status >= 500 or body is None or not code:
+            # A gateway page or an answer without a code: a 4xx is our request's fault,
+            # anything else may not have reached Lazada's stock service at all.
+            result.outcome = Outcome.PERMANENT if 400 <= status < 500 else Outcome.RETRYABLE
+            return result
+        if code == PER_SKU_CODE:
+            items = self._per_sku_items(updates, body.get("detail"))
+            if items is not None:
+                result.outcome = Outcome.PARTIAL
+                result.items = items
+                return result
+        result.outcome, result.token_expired = classify_code(code, message)
+        return result
+
+    @staticmethod
+    def _per_sku_items(updates: list[StockUpdate], detail: Any) -> list[ItemResult] | None:
+        """Item results from a 501 `detail`, or None when it names none of the updates."""
+        if not isinstance(detail, list):
+            return None
+        by_sku_id: dict[str, dict] = {}
+        by_seller_sku: dict[str, dict] = {}
+        for entry in detail:
+            if not isinstance(entry, dict):
+                continue
+            sku_id = str(entry.get("sku_id") or entry.get("SkuId") or "")
+            seller_sku = str(entry.get("seller_sku") or entry.get("SellerSku") or "")
+            if sku_id:
+                by_sku_id.setdefault(sku_id, entry)
+            if seller_sku:
+                by_seller_sku.setdefault(seller_sku, entry)
+        items, matched = [], False
+        for update in updates:
+            entry = by_sku_id.get(str(update.keys.get("sku_id", "")))
+            if entry is None and update.keys.get("seller_sku"):
+                entry = by_seller_sku.get(str(update.keys["seller_sku"]))
+            if entry is None:
+                items.append(ItemResult(listing_id=update.listing_id, ok=True))
+                continue
+            matched = True
+            entry_code = str(entry.get("code", ""))
+            text = str(entry.get("message") or entry_code or "update failed")
+            if entry.get("field"):
+                text = f"{entry['field']}: {text}"
+            retryable = entry_code in THROTTLE_CODES or entry_code in RETRYABLE_CODES
+            items.append(
+                ItemResult(
+                    listing_id=update.listing_id,
+                    ok=False,
+                    error=text[:500],
+                    retryable=retryable,
+                )
+            )
+        return items if matched else None
+
+    def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
+        """Read SKU quantities back with GetProductItem, one call per item.
+
+        The quantity is the sellable quantity (what UpdateSellableQuantity sets): the sum of
+        `multiWarehouseInventories[].sellableQuantity` when present, else `Available`, else
+        `quantity`. Items (208) or SKUs (207) the shop does not know are left out.
+        """
+        wanted: dict[str, list[dict[str, str]]] = {}
+        for key in keys:
+            wanted.setdefault(str(key["item_id"]), []).append(key)
+        observed = []
+        for item_id, item_keys in wanted.items():
+            skus = self._item_skus(item_id)
+            if skus is None:
+                continue
+            by_id = {str(sku.get("SkuId", "")): sku for sku in skus if isinstance(sku, dict)}
+            by_seller = {
+                str(sku.get("SellerSku", "")): sku
+                for sku in skus
+                if isinstance(sku, dict) and sku.get("SellerSku")
+            }
+            for key in item_keys:
+                sku = by_id.get(str(key.get("sku_id", "")))
+                if sku is None and key.get("seller_sku"):
+                    sku = by_seller.get(str(key["seller_sku"]))
+                if sku is not None:
+                    observed.append(ObservedStock(keys=dict(key), quantity=_sellable(sku)))
+        return observed
+
+    def _item_skus(self, item_id: str) -> list | None:
+        """The `skus` of one item (None: not on this shop). Raises `AdapterError`."""
+        params = self._params(API_ITEM_GET, {"item_id": item_id})
+        try:
+            response, _ = self._request("GET", self.base_url + API_ITEM_GET, params=params)
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        body = _body(response)
+        code = str(body.get("code", "")) if body else ""
+        if code == "0" and response.status_code < 400:
+            data = body.get("data") or {}
+            skus = data.get("skus") if isinstance(data, dict) else None
+            return skus if isinstance(skus, list) else []
+        if code in NOT_FOUND_CODES:
+            return None
+        text = f"GetProductItem {item_id}: {self.excerpt(response.content)}"
+        if response.status_code >= 500 or not code:
+            raise AdapterError(text, outcome=Outcome.RETRYABLE)
+        outcome, _ = classify_code(code, str(body.get("message", "")))
+        raise AdapterError(text, outcome=outcome)
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def token_refresh(self) -> dict[str, Any]:
+        """Refresh the access token (`/auth/token/refresh` on the auth base).
+
+        Lazada refresh tokens are reusable until they expire and a refresh does not extend
+        them; whatever refresh token the answer carries is kept (the old one if none).
+        """
+        refresh = self.credentials.get("refresh_token")
+        if not refresh:
+            raise AdapterError("no refresh token: authorise the shop again", outcome=Outcome.AUTH)
+        params = self._params(API_TOKEN_REFRESH, {"refresh_token": refresh}, with_token=False)
+        try:
+            response, _ = self._request("POST", self.auth_base_url + API_TOKEN_REFRESH, data=params)
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        body = _body(response)
+        code = str(body.get("code", "")) if body else ""
+        text = f"token refresh: {self.excerpt(response.content)}"
+        if response.status_code >= 500 or body is None:
+            raise AdapterError(text, outcome=Outcome.RETRYABLE)
+        if code != "0" or not body.get("access_token"):
+            outcome, _ = classify_code(code, str(body.get("message", "")))
+            if outcome in (Outcome.THROTTLED, Outcome.RETRYABLE):
+                raise AdapterError(text, outcome=Outcome.RETRYABLE)
+            raise AdapterError(text, outcome=Outcome.AUTH)
+        self.credentials["access_token"] = str(body["access_token"])
+        self.credentials["refresh_token"] = str(body.get("refresh_token") or refresh)
+        try:
+            lifetime = float(body.get("expires_in"))
+        except (TypeError, ValueError):
+            lifetime = None
+        if lifetime is not None:
+            self.credentials["access_token_expires_at"] = self.expires_iso(lifetime)
+        else:
+            self.credentials.pop("access_token_expires_at", None)
+        return dict(self.credentials)
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def webhook_signature(self, *, body: bytes, url: str = "") -> str:
+        """Lowercase hex HMAC-SHA256 of app key + raw body (Lazada push `Authorization`)."""
+        return push_signature(
+            app_key=self.credentials.get("app_key", ""),
+            app_secret=self.credentials.get("app_secret", ""),
+            body=body,
+        )
+
+
+def _sellable(sku: dict) -> int:
+    """A SKU's sellable quantity from a GetProductItem answer (see `fetch_stock`)."""
+    warehouses = sku.get("multiWarehouseInventories")
+    if isinstance(warehouses, list) and warehouses:
+        total = 0
+        for warehouse in warehouses:
+            if isinstance(warehouse, dict):
+                total += _int(warehouse.get("sellableQuantity", warehouse.get("quantity")))
+        return total
+    if sku.get("Available") is not None:
+        return _int(sku["Available"])
+    return _int(sku.get("quantity"))
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+__all__ = [
+    "LazadaAdapter",
+    "classify_code",
+    "push_signature",
+    "sign_request",
+    "signed_params",
+    "stock_payload",
+]

@@ -1,0 +1,400 @@
+"""The Lazada Open Platform sandbox: signed form calls, XML stock payloads, JSON answers.
+
+Routes (each also under a `/rest` prefix, which is stripped before routing and signing, so
+one server is both the regional API base `{url}/rest` and the auth base):
+
+- `POST /product/stock/sellable/update` (UpdateSellableQuantity): form parameter `payload`
+  = `<Request><Product><Skus><Sku><ItemId/><SkuId/><SellerSku/>?<SellableQuantity/></Sku>
+  ...</Skus></Product></Request>`; at most 50 SKUs (else code 204).
+- `GET /product/item/get?item_id=` (GetProductItem): the item's SKUs with `quantity`,
+  `Available` and one `dropshipping` warehouse in `multiWarehouseInventories`; an unknown
+  item answers code 208.
+- `/auth/token/create` (`code` from `authorization_code()`, single use) and
+  `/auth/token/refresh` (`refresh_token`; reusable until it expires, answered with the same
+  refresh token: a refresh renews the access token only).
+
+Every call is checked as Lazada's gateway does, with this module's own code: a known
+`app_key`, `timestamp` in epoch milliseconds within 7200 s of now, `sign_method=sha256`, and
+`sign` = uppercase hex HMAC-SHA256 (key: app secret) of the API path followed by the other
+parameters as `name + value` sorted by name. API calls (not the token calls) need a live
+`access_token`.
+
+Answers are HTTP 200 with a JSON body whose `code` is "0" on success, as Lazada's are:
+throttle `901`, injected server error `6` ("system fluctuation, please retry"), per-SKU
+failure `501` "Update product failed" with `detail: [{field, item_id, sku_id, seller_sku,
+message}]` (that shape is not documented by Lazada; here the listed SKUs failed and the
+others were applied), bad payload `5`. Token answers: `MissingAccessToken`,
+`IllegalAccessToken` ("The specified access token is invalid or expired" for an expired
+token, as Lazada words it; "... is invalid" for an unknown one, so tests can tell a revoke
+from an expiry), `IllegalRefreshToken`, `InvalidCode`; a wrong signature `IncompleteSignature`;
+a stale timestamp `InvalidTimestamp`.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+from xml.etree import ElementTree
+
+from channels_sync.sandbox.base import MarketplaceSandbox
+from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
+
+DEFAULT_APP_KEY = "100777"
+DEFAULT_APP_SECRET = "lazada-sandbox-app-secret"  # noqa: S105 - a fake's made-up secret
+TIMESTAMP_WINDOW_MS = 7200 * 1000
+MAX_SKUS = 50
+REFRESH_LIFETIME = 30 * 86400  # a test app's refresh token: 30 days
+WAREHOUSE = "dropshipping"  # a single-warehouse seller's only warehouse code
+
+STOCK_UPDATE = "/product/stock/sellable/update"
+ITEM_GET = "/product/item/get"
+TOKEN_CREATE = "/auth/token/create"  # noqa: S105 - a path, not a secret
+TOKEN_REFRESH = "/auth/token/refresh"  # noqa: S105 - a path, not a secret
+
+
+class LazadaSandbox(MarketplaceSandbox):
+    """A fake Lazada seller (one app, one shop); see the module docstring for the wire."""
+
+    name = "lazada"
+    key_names = ("item_id", "sku_id")
+
+    def __init__(
+        self,
+        *,
+        app_key: str = DEFAULT_APP_KEY,
+        app_secret: str = DEFAULT_APP_SECRET,
+        country: str = "sg",
+    ) -> None:
+        super().__init__()
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.country = country
+        self.updates: list[tuple[dict[str, str], int]] = []
+        self.seller_skus: dict[tuple[str, ...], str] = {}
+        self.auth_codes: set[str] = set()
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.updates.clear()
+            self.seller_skus.clear()
+            self.auth_codes.clear()
+
+    def seed_listings(self, listings: Any, quantity: int = 0) -> None:
+        """Make listings known (dicts of `item_id`, `sku_id`, optional `seller_sku`,
+        `quantity`); the seller SKU is shown back by GetProductItem."""
+        listings = list(listings)
+        super().seed_listings(listings, quantity)
+        with self._lock:
+            for listing in listings:
+                if listing.get("seller_sku"):
+                    self.seller_skus[self.key_of(listing)] = str(listing["seller_sku"])
+
+    def credentials(self) -> dict[str, str]:
+        """Fresh channel credentials: this app's keys and tokens just issued."""
+        access, refresh, lifetime = self.issue_tokens()
+        expires = datetime.now(UTC) + timedelta(seconds=lifetime)
+        return {
+            "app_key": self.app_key,
+            "app_secret": self.app_secret,
+            "access_token": access,
+            "refresh_token": refresh,
+            "access_token_expires_at": expires.isoformat(),
+        }
+
+    def authorization_code(self) -> str:
+        """A code as the seller's consent redirect carries it (single use)."""
+        code = secrets.token_hex(12)
+        with self._lock:
+            self.auth_codes.add(code)
+        return code
+
+    def push_headers(self, body: bytes) -> dict[str, str]:
+        """The headers Lazada sends with a push of this raw body (`Authorization`: lowercase
+        hex HMAC-SHA256, key app secret, of app key + body)."""
+        digest = hmac.new(self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256)
+        return {"Authorization": digest.hexdigest(), "Content-Type": "application/json"}
+
+    def describe(self) -> str:
+        return (
+            f"/rest{STOCK_UPDATE}, /rest{ITEM_GET}, /rest{TOKEN_REFRESH}  "
+            f"(app_key {self.app_key}, sign_method sha256, timestamp in ms)"
+        )
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        path = request.path
+        if path == "/rest" or path.startswith("/rest/"):
+            path = path[len("/rest") :]
+        path = path.rstrip("/") or "/"
+        routes = {
+            STOCK_UPDATE: (self._stock_update, True),
+            ITEM_GET: (self._item_get, True),
+            TOKEN_CREATE: (self._token_create, False),
+            TOKEN_REFRESH: (self._token_refresh, False),
+        }
+        if path not in routes:
+            return self._error("InvalidApiPath", "The specified API path is invalid")
+        handler, needs_token = routes[path]
+        params = _params(request)
+        refused = self._check_call(path, params, needs_token=needs_token)
+        if refused is not None:
+            return refused
+        return handler(params)
+
+    def _check_call(
+        self, path: str, params: dict[str, str], *, needs_token: bool
+    ) -> SandboxResponse | None:
+        """The gateway's checks, in its order; the refusal, or None to go on."""
+        if not params.get("app_key"):
+            self.count("auth_refused")
+            return self._error("MissingAppKey", 'The input parameter "app_key" is not supplied')
+        if params["app_key"] != self.app_key:
+            self.count("auth_refused")
+            return self._error("InvalidAppKey", "The specified app key is invalid")
+        stamp = params.get("timestamp", "")
+        if not stamp.isdigit() or abs(int(stamp) - time.time() * 1000) > TIMESTAMP_WINDOW_MS:
+            return self._error(
+                "InvalidTimestamp",
+                "The timestamp must be epoch milliseconds within 7200 seconds of UTC",
+            )
+        if params.get("sign_method") != "sha256":
+            self.count("bad_signature")
+            return self._error("IncompleteSignature", "The sign_method must be sha256")
+        if not hmac.compare_digest(params.get("sign", ""), self._expected_sign(path, params)):
+            self.count("bad_signature")
+            return self._error(
+                "IncompleteSignature", "The request signature does not conform to lazop standards"
+            )
+        if not needs_token:
+            return None
+        token = params.get("access_token")
+        if not token:
+            self.count("auth_refused")
+            return self._error(
+                "MissingAccessToken", 'The input parameter "access_token" is not supplied'
+            )
+        state = self.token_state(token)
+        if state == "expired":
+            self.count("auth_refused")
+            return self._error(
+                "IllegalAccessToken", "The specified access token is invalid or expired"
+            )
+        if state != "ok":
+            self.count("auth_refused")
+            return self._error("IllegalAccessToken", "The specified access token is invalid")
+        return None
+
+    def _expected_sign(self, path: str, params: dict[str, str]) -> str:
+        pieces = [path]
+        for name in sorted(params):
+            if name != "sign":
+                pieces.extend((name, params[name]))
+        message = "".join(pieces).encode("utf-8")
+        return (
+            hmac.new(self.app_secret.encode("utf-8"), message, hashlib.sha256).hexdigest().upper()
+        )
+
+    # --- stock ----------------------------------------------------------------------------------
+
+    def _stock_update(self, params: dict[str, str]) -> SandboxResponse:
+        try:
+            rows = _parse_payload(params.get("payload", ""))
+        except ValueError as exc:
+            return self._error("5", f"E005: Invalid Request Format ({exc})", kind="ISP")
+        if len(rows) > MAX_SKUS:
+            return self._error("204", "E204: Too many SKU in one request", kind="ISP")
+        fate = self.gate()
+        if fate == "throttle":
+            return self._error(
+                "901", "Limit service request speed in server side temporarily.", kind="ISP"
+            )
+        if fate == "error":
+            return self._error("6", "Unexpected internal error", kind="ISP")
+        detail = []
+        for row in rows:
+            failure = self._apply(row)
+            if failure is not None:
+                self.count("items_rejected")
+                detail.append(
+                    {
+                        "field": failure[0],
+                        "item_id": row["item_id"],
+                        "sku_id": row["sku_id"],
+                        "seller_sku": row["seller_sku"],
+                        "message": failure[1],
+                    }
+                )
+        if detail:
+            return self._error("501", "Update product failed", kind="ISP", detail=detail)
+        return SandboxResponse.json(200, {"code": "0", "data": {}, "request_id": _request_id()})
+
+    def _apply(self, row: dict[str, str]) -> tuple[str, str] | None:
+        """Apply one SKU's quantity; return (field, message) when it fails."""
+        keys = {"item_id": row["item_id"], "sku_id": row["sku_id"]}
+        if not keys["item_id"] or not keys["sku_id"]:
+            return "SkuId", "ItemId and SkuId are required"
+        raw = row["quantity"]
+        if not raw.isdigit():
+            return "SellableQuantity", "SellableQuantity must be a non-negative integer"
+        key = self.key_of(keys)
+        with self._lock:
+            known = key in self.stock
+        if not known:
+            return "SkuId", "SKU not exist"
+        if self.is_rejected(keys):
+            return "SellableQuantity", "The sellable quantity of this SKU cannot be updated"
+        applied = dict(keys)
+        if row["seller_sku"]:
+            applied["seller_sku"] = row["seller_sku"]
+        with self._lock:
+            self.stock[key] = int(raw)
+            self.updates.append((applied, int(raw)))
+        return None
+
+    def _item_get(self, params: dict[str, str]) -> SandboxResponse:
+        item_id = params.get("item_id", "")
+        if not item_id:
+            return self._error("200", "E200: Empty Item Id and Seller Sku", kind="ISP")
+        with self._lock:
+            rows = [(key, qty) for key, qty in self.stock.items() if key[0] == item_id]
+            seller_skus = dict(self.seller_skus)
+        if not rows:
+            return self._error("208", "E208: Item not exist", kind="ISP")
+        skus = []
+        for key, quantity in rows:
+            warehouse = {
+                "warehouseCode": WAREHOUSE,
+                "quantity": quantity,
+                "totalQuantity": quantity,
+                "sellableQuantity": quantity,
+                "occupyQuantity": 0,
+                "withholdQuantity": 0,
+            }
+            skus.append(
+                {
+                    "SkuId": _number(key[1]),
+                    "SellerSku": seller_skus.get(key, ""),
+                    "ShopSku": f"{key[0]}_{self.country.upper()}-{key[1]}",
+                    "Status": "active",
+                    "quantity": quantity,
+                    "Available": quantity,
+                    "multiWarehouseInventories": [warehouse],
+                    "channelInventories": [],
+                }
+            )
+        data = {"itemId": _number(item_id), "status": "Active", "skus": skus}
+        return SandboxResponse.json(200, {"code": "0", "data": data, "request_id": _request_id()})
+
+    # --- tokens ---------------------------------------------------------------------------------
+
+    def _token_create(self, params: dict[str, str]) -> SandboxResponse:
+        code = params.get("code", "")
+        with self._lock:
+            known = code in self.auth_codes
+            self.auth_codes.discard(code)
+        if not known:
+            self.count("auth_refused")
+            return self._error("InvalidCode", "Invalid authorization code")
+        access, refresh, lifetime = self.issue_tokens()
+        return self._token_answer(access, refresh, lifetime)
+
+    def _token_refresh(self, params: dict[str, str]) -> SandboxResponse:
+        refresh = params.get("refresh_token", "")
+        if not self.refresh_consume(refresh, single_use=False):
+            self.count("auth_refused")
+            return self._error(
+                "IllegalRefreshToken", "The specified refresh token is invalid or expired"
+            )
+        access = secrets.token_hex(16)
+        lifetime = int(self.options["token_lifetime"])
+        with self._lock:
+            self.access_tokens[access] = time.time() + lifetime
+        return self._token_answer(access, refresh, lifetime)
+
+    def _token_answer(self, access: str, refresh: str, lifetime: int) -> SandboxResponse:
+        return SandboxResponse.json(
+            200,
+            {
+                "code": "0",
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": lifetime,
+                "refresh_expires_in": REFRESH_LIFETIME,
+                "account_platform": "seller_center",
+                "account": "sandbox-seller@example.com",
+                "country": self.country,
+                "country_user_info_list": [
+                    {
+                        "country": self.country,
+                        "seller_id": "1000100",
+                        "user_id": "2000100",
+                        "short_code": f"{self.country.upper()}SANDBOX",
+                    }
+                ],
+                "request_id": _request_id(),
+            },
+        )
+
+    # --- answers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _error(code: str, message: str, *, kind: str = "ISV", **extra: Any) -> SandboxResponse:
+        """A Lazada error: HTTP 200, `type` ISV (caller's fault) or ISP (service's)."""
+        body = {"type": kind, "code": code, "message": message, **extra}
+        body["request_id"] = _request_id()
+        return SandboxResponse.json(200, body)
+
+
+def _params(request: SandboxRequest) -> dict[str, str]:
+    """The call's parameters: the query string, then a form body (first value of each)."""
+    params = {name: values[0] for name, values in request.query.items() if values}
+    content_type = request.headers.get("Content-Type", "")
+    if request.body and "application/x-www-form-urlencoded" in content_type:
+        form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        params.update({name: values[0] for name, values in form.items() if values})
+    return params
+
+
+def _parse_payload(payload: str) -> list[dict[str, str]]:
+    """The SKUs of an UpdateSellableQuantity payload; `ValueError` for a malformed one."""
+    if not payload.strip():
+        raise ValueError("payload is empty")
+    try:
+        # The sandbox only ever parses payloads sent to it on localhost by tests and the demo.
+        root = ElementTree.fromstring(payload)  # noqa: S314
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"payload is not XML: {exc}") from None
+    skus = root.find("Product/Skus") if root.tag == "Request" else None
+    if skus is None:
+        raise ValueError("payload must be Request/Product/Skus")
+    rows = [
+        {
+            "item_id": (sku.findtext("ItemId") or "").strip(),
+            "sku_id": (sku.findtext("SkuId") or "").strip(),
+            "seller_sku": (sku.findtext("SellerSku") or "").strip(),
+            "quantity": (sku.findtext("SellableQuantity") or "").strip(),
+        }
+        for sku in skus.findall("Sku")
+    ]
+    if not rows:
+        raise ValueError("payload has no Sku")
+    return rows
+
+
+def _number(value: str) -> int | str:
+    """Lazada's ids are JSON numbers; a made-up non-numeric id stays a string."""
+    return int(value) if value.isdigit() else value
+
+
+def _request_id() -> str:
+    return secrets.token_hex(13)
+
+
+register_sandbox("lazada", LazadaSandbox)
