@@ -8,6 +8,7 @@ listing's desired quantity (computed from the allocation rules) and records ever
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.fields import EncryptedJSONField, EncryptedTextField
 from core.models import BaseModel
@@ -234,7 +235,7 @@ class PushAttempt(models.Model):
     error = models.CharField(max_length=1000, blank=True)
     correlation_id = models.CharField(max_length=128, blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["-id"]

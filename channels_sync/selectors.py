@@ -134,8 +134,11 @@ def pools(product_ids: Sequence[int], warehouse_ids: Sequence[int]) -> dict[int,
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"SELECT product_id, SUM(on_hand - reserved) FROM {level_table} "
-                f"WHERE product_id = ANY(%s) AND warehouse_id = ANY(%s) GROUP BY product_id",
+                # A join with the id list, not `= ANY(list)`: the latter checks every row
+                # against the whole list (quadratic on big pages).
+                f"SELECT s.product_id, SUM(s.on_hand - s.reserved) FROM {level_table} s "
+                f"JOIN unnest(%s::bigint[]) AS p (id) ON s.product_id = p.id "
+                f"WHERE s.warehouse_id = ANY(%s) GROUP BY s.product_id",
                 [list(product_ids), list(warehouse_ids)],
             )
         else:

@@ -55,6 +55,9 @@ logger = structlog.get_logger(__name__)
 RUN_LOCK_KEY = "channels_sync:push_lock:{channel_id}"
 RUN_LOCK_SECONDS = 15 * 60
 DEAD_LETTER_TASK = "channels_sync.push_listing"
+# Buffered results are written every this many calls or pushed listings.
+FLUSH_CALLS = 50
+FLUSH_ITEMS = 2000
 
 
 class PushFailed(Exception):
@@ -160,6 +163,10 @@ class _Run:
         self.burst = channel.rate_limit_burst or cls.default_burst
         self.refreshed = False
         self.failure_streak = 0
+        # Results are written in rounds, not per call: a crash before a round is written
+        # loses no stock (the listings stay dirty and are pushed again, harmlessly).
+        self.attempts: list[PushAttempt] = []
+        self.pushed: list[PlannedListing] = []
 
     def go(self) -> None:
         report = self.report
@@ -181,6 +188,8 @@ class _Run:
                 self._page(selectors.plan(self.channel, rows))
         except _Stop:
             pass
+        finally:
+            self._flush()
         Channel.objects.filter(pk=self.channel.pk).update(last_push_at=timezone.now())
 
     def _token_ready(self) -> None:
@@ -230,8 +239,7 @@ class _Run:
             _listings_settle(planned, pushed=False)
         for start in range(0, len(to_send), self.batch_size):
             chunk = to_send[start : start + self.batch_size]
-            _attempt_record(
-                self.channel,
+            self._attempt(
                 chunk,
                 CallResult(outcome=Outcome.OK),
                 outcome=PushAttempt.Outcome.DRY_RUN,
@@ -249,7 +257,7 @@ class _Run:
             )
             result = self.adapter.push_stock(batch)
             report.calls += 1
-            _attempt_record(self.channel, items, result, attempt=attempt)
+            self._attempt(items, result, attempt=attempt)
             if result.outcome == Outcome.THROTTLED:
                 report.throttled += 1
                 wait = result.retry_after
@@ -279,6 +287,20 @@ class _Run:
                 raise _Stop
         else:  # permanent: sending the same request again cannot help
             self._dead_letter(items, result.error or "refused by the marketplace")
+
+    def _attempt(self, items: list[PlannedListing], result: CallResult, **fields) -> None:
+        self.attempts.append(_attempt_row(self.channel, items, result, **fields))
+        if len(self.attempts) >= FLUSH_CALLS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered attempt rows and pushed quantities."""
+        if self.attempts:
+            PushAttempt.objects.bulk_create(self.attempts)
+            self.attempts = []
+        if self.pushed:
+            _listings_settle(self.pushed, pushed=True)
+            self.pushed = []
 
     def _refresh_after_auth(self, result: CallResult) -> bool:
         self.refreshed = True
@@ -313,7 +335,9 @@ class _Run:
                 dead.append((by_id[item.id], item_result.error))
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
-        _listings_settle(pushed, pushed=True)
+        self.pushed.extend(pushed)
+        if len(self.pushed) >= FLUSH_ITEMS:
+            self._flush()
         for item, error in retry:
             self._retry_later([item], error or "item refused, retry")
         for item, error in dead:
@@ -377,7 +401,7 @@ class _Run:
             )
 
 
-def _attempt_record(
+def _attempt_row(
     channel: Channel,
     items: list[PlannedListing],
     result: CallResult,
@@ -385,7 +409,7 @@ def _attempt_record(
     attempt: int,
     outcome: str | None = None,
 ) -> PushAttempt:
-    """Write the attempt row of one call (or of one dry-run batch)."""
+    """The attempt row of one call (or of one dry-run batch), not yet saved."""
     answered = {item_result.listing_id: item_result for item_result in result.items}
     rows = []
     for item in items:
@@ -395,7 +419,7 @@ def _attempt_record(
             row["ok"] = False
             row["error"] = item_result.error[:200]
         rows.append(row)
-    return PushAttempt.objects.create(
+    return PushAttempt(
         channel=channel,
         items=rows,
         item_count=len(rows),
@@ -406,6 +430,7 @@ def _attempt_record(
         error=(result.error or "")[:1000],
         correlation_id=get_correlation_id() or "",
         attempt=min(attempt, 32767),
+        created_at=timezone.now(),
     )
 
 
