@@ -214,6 +214,11 @@ SPECTACULAR_SETTINGS = {
         "SyncRunTriggerEnum": "erp_mapping.models.SyncRun.Trigger",
         "ErpAgentStatusEnum": "erp_mapping.models.ErpAgent.Status",
         "ErpMappingTypeEnum": "erp_mapping.models.ErpCodeMapping.Type",
+        "ChannelTypeEnum": "channels_sync.models.ChannelType",
+        "ChannelListingStatusEnum": "channels_sync.models.ChannelListing.Status",
+        "AllocationRuleScopeEnum": "channels_sync.models.AllocationRule.Scope",
+        "AllocationRuleStrategyEnum": "channels_sync.models.AllocationRule.Strategy",
+        "PushAttemptOutcomeEnum": "channels_sync.models.PushAttempt.Outcome",
     },
 }
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("inventory.urls")),
     path("api/v1/erp/", include("erp_mapping.urls")),
+    path("api/v1/channels/", include("channels_sync.urls")),
 ]
 
 handler400 = "core.errors.handler400"

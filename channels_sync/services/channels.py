@@ -151,7 +151,10 @@ def channel_update(
             channel.warehouses.set(warehouses)
             changed.add("warehouses")
     channel.save()
-    if changed & ALLOCATION_FIELDS or "credentials" in changed:
+    if "base_url" in changed:
+        # Another endpoint (another shop) has never received our pushes: send everything.
+        ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)
+    if changed & ALLOCATION_FIELDS or changed & {"credentials", "base_url"}:
         _mark_sharing_products(channel)
     logger.info("channel.updated", channel_id=channel.pk, changed=sorted(changed), actor=actor)
     return channel

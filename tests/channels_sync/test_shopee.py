@@ -560,6 +560,7 @@ def test_shopee_credentials_and_keys_clean(shop):
         "location_id": "IDZ",
     }
     assert ShopeeAdapter.keys_to_columns({"item_id": "1", "model_id": "2"}) == {
+        "external_sku": "",
         "external_item_id": "1",
         "external_variant_id": "2",
         "external_location_id": "",

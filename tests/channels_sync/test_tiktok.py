@@ -492,6 +492,7 @@ def test_tiktok_keys_clean_accepts_the_issue_keys_and_refuses_others():
         "warehouse_id": "W",
     }
     assert TikTokAdapter.keys_to_columns({"product_id": "17", "sku_id": "18"}) == {
+        "external_sku": "",
         "external_item_id": "17",
         "external_variant_id": "18",
         "external_location_id": "",

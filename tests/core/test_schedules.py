@@ -24,7 +24,7 @@ def ours():
 def test_setup_schedules_writes_code_schedules_idempotently():
     out = io.StringIO()
     call_command("setup_schedules", stdout=out)
-    assert "5 created" in out.getvalue()
+    assert "6 created" in out.getvalue()
     expire = ours().get(name="syncstore: expire reservations")
     assert expire.task == "inventory.expire_reservations"
     assert (expire.interval.every, expire.interval.period) == (60, IntervalSchedule.SECONDS)
@@ -33,20 +33,23 @@ def test_setup_schedules_writes_code_schedules_idempotently():
 
     again = io.StringIO()
     call_command("setup_schedules", stdout=again)
-    assert "0 created, 0 updated, 5 unchanged" in again.getvalue()
-    assert ours().count() == 5
+    assert "0 created, 0 updated, 6 unchanged" in again.getvalue()
+    assert ours().count() == 6
     assert set(ours().values_list("task", flat=True)) == {
         "inventory.expire_reservations",
         "core.purge_idempotency_keys",
         "erp_mapping.pull_all",
         "erp_mapping.check_agents",
         "erp_mapping.purge_archives",
+        "channels_sync.sweep",
     }
     nightly = ours().get(task="erp_mapping.pull_all")
     assert (nightly.crontab.minute, nightly.crontab.hour) == ("0", "2")
     assert str(nightly.crontab.timezone) == "UTC"
     agents = ours().get(task="erp_mapping.check_agents")
     assert (agents.interval.every, agents.interval.period) == (300, IntervalSchedule.SECONDS)
+    sweep = ours().get(task="channels_sync.sweep")
+    assert (sweep.interval.every, sweep.interval.period) == (60, IntervalSchedule.SECONDS)
 
 
 @pytest.mark.django_db

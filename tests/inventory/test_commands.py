@@ -56,8 +56,19 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert re.search(r"Agent ingest .*: the same stock batch again: (\d+) of \1 unchanged", text)
     assert re.search(r"Nightly ERP pull .*: run \d+ completed on attempt 2", text)
     assert StockMovement.objects.filter(kind="reserve").exists()
+    # every marketplace sandbox ended at the desired quantities, after faults too
+    assert "First push to the marketplaces: 200 listings pushed" in text
+    assert text.count("sandbox at desired: yes") == 8
+    assert "sandbox at desired: NO" not in text
+    assert re.search(r"Tokopedia & Shop .* dead-lettered 1;", text)
+    assert re.search(r"Shopee ID .* throttled +[1-9]", text)
+    assert re.search(r"Lazada ID .* retried +[1-9]", text)
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1
     # A second run reuses the catalogue and replaces the demo key.
-    call_command("demo", "--products", "50", "--operations", "50", stdout=io.StringIO())
+    again = io.StringIO()
+    call_command("demo", "--products", "50", "--operations", "50", stdout=again)
     assert Product.objects.filter(vendor__is_default=True).count() == 50
+    # the channels are pointed at the new run's sandboxes and pushed in full again
+    assert "First push to the marketplaces: 200 listings pushed" in again.getvalue()
+    assert again.getvalue().count("sandbox at desired: yes") == 8
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1

@@ -1,0 +1,544 @@
+"""The channels console: channels (write-only secrets), listings, allocation rules, attempts.
+
+Every change goes through the channel services: a channel's credentials are never shown,
+only replaced or merged (a JSON object typed into a write-only box), like an ERP
+connection's token. Quantities are never edited here: pushes and the stock services own
+them; "retry" gives a failed listing a fresh start and pushes it.
+"""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from channels_sync.adapters import adapter_class
+from channels_sync.models import AllocationRule, Channel, ChannelListing, PushAttempt
+from channels_sync.serializers import channel_url_validate
+from channels_sync.services.channels import channel_create, channel_update, rule_set
+from channels_sync.services.dirty import push_enqueue
+from channels_sync.services.listings import listing_push_retry, listing_set_excluded
+from channels_sync.services.push import channel_push
+from core.admin import KeptRecordAdmin, actor_of
+
+# What an existing channel's form may change (type and vendor are fixed once it exists).
+_CHANNEL_SETTINGS = [
+    "name",
+    "base_url",
+    "auth_base_url",
+    "priority",
+    "active",
+    "push_enabled",
+    "dry_run",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+    "batch_size",
+]
+_CHANNEL_STATE = [
+    "credential_names",
+    "webhook_secret_set",
+    "needs_reauth",
+    "reauth_reason",
+    "token_expires_at",
+    "last_push_at",
+    "created_at",
+    "updated_at",
+]
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just typed (like a password)."""
+
+    def format_value(self, value: object) -> None:
+        return None
+
+
+class ChannelForm(forms.ModelForm):
+    new_credentials = forms.CharField(
+        label="New credentials (merged)",
+        required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 6, "cols": 80, "autocomplete": "off"}),
+        help_text='A JSON object, e.g. {"access_token": "...", "refresh_token": "..."}. '
+        "Merged into the stored credentials (null removes a field); stored encrypted and "
+        "never shown. Leave empty to keep the stored ones.",
+    )
+    new_webhook_secret = forms.CharField(
+        label="New webhook secret",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted and never shown. Leave empty to keep the stored one.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = ["type", "vendor", "warehouses", *_CHANNEL_SETTINGS]
+
+    def clean_new_credentials(self) -> dict:
+        text = self.cleaned_data["new_credentials"].strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The credentials must be a JSON object.")
+        return value
+
+    def clean(self) -> dict:
+        data = super().clean()
+        instance = self.instance
+        channel_type = data.get("type") or instance.type
+        vendor = data.get("vendor") if instance.pk is None else instance.vendor
+        if not channel_type:
+            return data
+        cls = adapter_class(channel_type)
+        new = data.get("new_credentials")
+        if instance.pk is None and not new and "new_credentials" not in self.errors:
+            self.add_error("new_credentials", "A new channel needs its credentials.")
+        elif new:
+            try:
+                cls.credentials_clean({**(instance.credentials or {}), **new})
+            except ValueError as exc:
+                self.add_error("new_credentials", str(exc))
+        batch_size = data.get("batch_size")
+        if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
+            self.add_error("batch_size", f"{cls.label} takes 1 to {cls.max_batch_size}.")
+        if vendor is not None:
+            foreign = [w.code for w in data.get("warehouses") or [] if w.vendor_id != vendor.pk]
+            if foreign:
+                self.add_error("warehouses", f"Not warehouses of {vendor}: {', '.join(foreign)}.")
+        for name in ("base_url", "auth_base_url"):
+            if data.get(name):
+                try:
+                    channel_url_validate(data[name])
+                except forms.ValidationError as exc:
+                    self.add_error(name, exc)
+                    continue
+                data[name] = data[name].rstrip("/")
+        return data
+
+
+class AllocationRuleInline(admin.TabularInline):
+    """The channel's rules, read-only here: they change through the rule console."""
+
+    model = AllocationRule
+    fk_name = "channel"
+    fields = [
+        "scope",
+        "product",
+        "listing",
+        "strategy",
+        "parameter",
+        "buffer_units",
+        "buffer_percent",
+        "max_shown",
+        "zero_below",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Channel | None = None) -> bool:
+        return False
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
+    list_display = [
+        "name",
+        "type",
+        "vendor",
+        "active",
+        "push_enabled",
+        "dry_run",
+        "needs_reauth",
+        "last_push_at",
+        "listing_count",
+        "dirty_count",
+        "error_count",
+    ]
+    list_filter = ["type", "active", "dry_run", "needs_reauth", "vendor"]
+    search_fields = ["name"]
+    list_select_related = ["vendor"]
+    filter_horizontal = ["warehouses"]
+    inlines = [AllocationRuleInline]
+    actions = ["push_now", "dry_run_now"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                listings_total=Count("listings"),
+                listings_dirty=Count("listings", filter=Q(listings__dirty=True)),
+                listings_error=Count(
+                    "listings", filter=Q(listings__status=ChannelListing.Status.ERROR)
+                ),
+            )
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
+        state = [("State", {"fields": _CHANNEL_STATE})] if obj is not None else []
+        return [
+            (None, {"fields": ["name", "type", "vendor", "base_url", "auth_base_url"]}),
+            ("Stock", {"fields": ["warehouses"]}),
+            ("Secrets (write-only)", {"fields": ["new_credentials", "new_webhook_secret"]}),
+            (
+                "Pushing",
+                {
+                    "fields": [
+                        "active",
+                        "push_enabled",
+                        "dry_run",
+                        "priority",
+                        "rate_limit_per_second",
+                        "rate_limit_burst",
+                        "batch_size",
+                    ]
+                },
+            ),
+            *state,
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list:
+        return ["type", "vendor", *_CHANNEL_STATE] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Channel | None = None) -> bool:
+        return False  # deactivate instead: its listings and attempts keep their history
+
+    @admin.display(description="listings", ordering="listings_total")
+    def listing_count(self, obj: Channel) -> int:
+        return obj.listings_total
+
+    @admin.display(description="dirty", ordering="listings_dirty")
+    def dirty_count(self, obj: Channel) -> int:
+        return obj.listings_dirty
+
+    @admin.display(description="errors", ordering="listings_error")
+    def error_count(self, obj: Channel) -> int:
+        return obj.listings_error
+
+    @admin.display(description="credential fields held")
+    def credential_names(self, obj: Channel) -> str:
+        return ", ".join(sorted(obj.credentials or {})) or "-"
+
+    @admin.display(description="webhook secret set", boolean=True)
+    def webhook_secret_set(self, obj: Channel) -> bool:
+        return bool(obj.webhook_secret)
+
+    def save_model(
+        self, request: HttpRequest, obj: Channel, form: forms.Form, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        codes = [warehouse.code for warehouse in data["warehouses"]]
+        settings_ = {name: data[name] for name in _CHANNEL_SETTINGS}
+        if data["new_webhook_secret"]:
+            settings_["webhook_secret"] = data["new_webhook_secret"]
+        if change:
+            channel_update(
+                channel=obj,
+                actor=actor_of(request),
+                credentials=data["new_credentials"] or None,
+                warehouse_codes=codes,
+                **settings_,
+            )
+            return
+        created = channel_create(
+            vendor=data["vendor"],
+            type=data["type"],
+            credentials=data["new_credentials"],
+            warehouse_codes=codes,
+            actor=actor_of(request),
+            **settings_,
+        )
+        obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form: forms.Form, formsets, change: bool) -> None:
+        # The services set the warehouses; the rules inline is read-only.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    @admin.action(description="Push now (queue a push of the dirty listings)")
+    def push_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        ids = sorted(queryset.values_list("pk", flat=True))
+        queued = push_enqueue(ids)
+        waiting = len(ids) - len(queued)
+        self.message_user(
+            request,
+            f"Push queued for {len(queued)} channel(s)"
+            + (f"; {waiting} had one queued already." if waiting else "."),
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Dry run now (compute, send nothing)")
+    def dry_run_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset.order_by("pk"):
+            report = channel_push(channel_id=channel.pk, dry_run=True)
+            stopped = f" (stopped: {report.stopped})" if report.stopped else ""
+            self.message_user(
+                request,
+                f"Dry run of {channel.name}: {report.planned} planned, "
+                f"{report.planned - report.unchanged} would change, "
+                f"{report.unchanged} unchanged{stopped}.",
+                messages.WARNING if report.stopped else messages.SUCCESS,
+            )
+
+
+# --- Listings ---------------------------------------------------------------------------------
+
+_LISTING_FIELDS = [
+    "channel",
+    "product",
+    "external_item_id",
+    "external_variant_id",
+    "external_sku",
+    "external_location_id",
+    "status",
+    "desired_quantity",
+    "desired_reason",
+    "last_pushed_quantity",
+    "last_pushed_at",
+    "last_observed_quantity",
+    "last_observed_at",
+    "dirty",
+    "dirty_version",
+    "dirty_since",
+    "push_failures",
+    "next_push_at",
+    "last_error",
+    "created_at",
+    "updated_at",
+]
+
+
+@admin.register(ChannelListing)
+class ChannelListingAdmin(KeptRecordAdmin):
+    list_display = [
+        "id",
+        "channel",
+        "sku",
+        "external_item_id",
+        "external_variant_id",
+        "external_location_id",
+        "desired_quantity",
+        "last_pushed_quantity",
+        "last_pushed_at",
+        "dirty",
+        "status",
+        "push_failures",
+        "next_push_at",
+        "short_error",
+    ]
+    list_filter = ["dirty", "status", "channel"]
+    search_fields = [
+        "product__sku",
+        "external_item_id",
+        "external_variant_id",
+        "external_sku",
+    ]
+    list_select_related = ["channel", "product"]
+    fields = _LISTING_FIELDS
+    readonly_fields = _LISTING_FIELDS
+    actions = ["retry_selected", "exclude_selected", "include_selected"]
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj: ChannelListing) -> str:
+        return obj.product.sku
+
+    @admin.display(description="error")
+    def short_error(self, obj: ChannelListing) -> str:
+        return obj.last_error[:120]
+
+    def save_model(
+        self, request: HttpRequest, obj: ChannelListing, form: forms.Form, change: bool
+    ) -> None:
+        return  # nothing is editable: listings change through the API and the actions
+
+    @admin.action(description="Retry (clear the error and push)", permissions=["change"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[ChannelListing]) -> None:
+        retried = sum(
+            listing_push_retry(listing_id=pk) for pk in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(
+            request, f"{retried} listing(s) reset and marked for a push.", messages.SUCCESS
+        )
+
+    @admin.action(description="Exclude from pushes", permissions=["change"])
+    def exclude_selected(self, request: HttpRequest, queryset: QuerySet[ChannelListing]) -> None:
+        self._set_excluded(request, queryset, excluded=True)
+
+    @admin.action(description="Include in pushes again", permissions=["change"])
+    def include_selected(self, request: HttpRequest, queryset: QuerySet[ChannelListing]) -> None:
+        self._set_excluded(request, queryset, excluded=False)
+
+    def _set_excluded(
+        self, request: HttpRequest, queryset: QuerySet[ChannelListing], *, excluded: bool
+    ) -> None:
+        listings = list(queryset.order_by("pk"))
+        for listing in listings:
+            listing_set_excluded(listing=listing, excluded=excluded, actor=actor_of(request))
+        verb = "Excluded" if excluded else "Included"
+        self.message_user(request, f"{verb} {len(listings)} listing(s).", messages.SUCCESS)
+
+
+# --- Rules ------------------------------------------------------------------------------------
+
+_RULE_TARGET = ["channel", "scope", "product", "listing"]
+_RULE_VALUES = [
+    "strategy",
+    "parameter",
+    "buffer_units",
+    "buffer_percent",
+    "max_shown",
+    "zero_below",
+]
+
+
+class AllocationRuleForm(forms.ModelForm):
+    class Meta:
+        model = AllocationRule
+        fields = [*_RULE_TARGET, *_RULE_VALUES]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk is None:
+            target = {name: data.get(name) for name in _RULE_TARGET}
+        else:  # an existing rule's target is fixed (read-only)
+            target = {name: getattr(self.instance, name) for name in _RULE_TARGET}
+        channel, scope = target["channel"], target["scope"]
+        product, listing = target["product"], target["listing"]
+        if scope == AllocationRule.Scope.PRODUCT and product is None:
+            self.add_error("product", "A product rule names its product.")
+        if scope == AllocationRule.Scope.LISTING and listing is None:
+            self.add_error("listing", "A listing rule names its listing.")
+        if scope != AllocationRule.Scope.PRODUCT and product is not None:
+            self.add_error("product", "Only a product rule names a product.")
+        if scope != AllocationRule.Scope.LISTING and listing is not None:
+            self.add_error("listing", "Only a listing rule names a listing.")
+        if channel is not None and product is not None and product.vendor_id != channel.vendor_id:
+            self.add_error("product", "Not a product of the channel's vendor.")
+        if channel is not None and listing is not None and listing.channel_id != channel.pk:
+            self.add_error("listing", "Not a listing of this channel.")
+        strategy, parameter = data.get("strategy"), data.get("parameter")
+        if strategy == AllocationRule.Strategy.PERCENTAGE and (
+            parameter is None or not 0 <= parameter <= 100
+        ):
+            self.add_error("parameter", "A percentage rule needs a parameter of 0 to 100.")
+        if strategy == AllocationRule.Strategy.FIXED and parameter is None:
+            self.add_error("parameter", "A fixed rule needs the quantity.")
+        if self.instance.pk is None and channel is not None and not self.errors:
+            # A new rule for a target that has one replaces it (`rule_set`), as the API
+            # does: validate it as a change of that rule, not as a duplicate.
+            existing = AllocationRule.objects.filter(
+                channel=channel, scope=scope, product=product, listing=listing
+            ).first()
+            if existing is not None:
+                self.instance = existing
+        return data
+
+
+@admin.register(AllocationRule)
+class AllocationRuleAdmin(admin.ModelAdmin):
+    form = AllocationRuleForm
+    list_display = [
+        "id",
+        "channel",
+        "scope",
+        "target",
+        "strategy",
+        "parameter",
+        "buffer_units",
+        "buffer_percent",
+        "max_shown",
+        "zero_below",
+        "updated_at",
+    ]
+    list_filter = ["channel", "scope", "strategy"]
+    search_fields = ["product__sku"]
+    list_select_related = ["channel", "product", "listing"]
+    raw_id_fields = ["product", "listing"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AllocationRule | None = None):
+        return [*_RULE_TARGET, "created_at", "updated_at"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a rule is replaced (or set back to "all"), keeping the marks right
+
+    @admin.display(description="target")
+    def target(self, obj: AllocationRule) -> str:
+        if obj.product_id:
+            return obj.product.sku
+        if obj.listing_id:
+            return f"listing {obj.listing_id}"
+        return "(channel default)"
+
+    def save_model(
+        self, request: HttpRequest, obj: AllocationRule, form: forms.Form, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        target = obj if change else None
+        channel = target.channel if target else data["channel"]
+        product = target.product if target else data.get("product")
+        listing = target.listing if target else data.get("listing")
+        rule, _ = rule_set(
+            channel=channel,
+            actor=actor_of(request),
+            scope=target.scope if target else data["scope"],
+            sku=product.sku if product else None,
+            listing_id=listing.pk if listing else None,
+            **{name: data[name] for name in _RULE_VALUES},
+        )
+        obj.pk = rule.pk
+
+
+# --- Attempts ---------------------------------------------------------------------------------
+
+
+@admin.register(PushAttempt)
+class PushAttemptAdmin(KeptRecordAdmin):
+    list_display = [
+        "id",
+        "channel",
+        "outcome",
+        "item_count",
+        "http_status",
+        "latency_ms",
+        "attempt",
+        "short_error",
+        "created_at",
+    ]
+    list_filter = ["outcome", "channel"]
+    search_fields = ["idempotency_key", "correlation_id"]
+    list_select_related = ["channel"]
+    date_hierarchy = "created_at"
+    fields = [
+        "channel",
+        "outcome",
+        "item_count",
+        "items_pretty",
+        "http_status",
+        "latency_ms",
+        "attempt",
+        "error",
+        "idempotency_key",
+        "correlation_id",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def short_error(self, obj: PushAttempt) -> str:
+        return obj.error[:120]
+
+    @admin.display(description="items")
+    def items_pretty(self, obj: PushAttempt) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.items, indent=2))
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

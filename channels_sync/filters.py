@@ -1,0 +1,34 @@
+"""Query filters of the channels API (django-filter)."""
+
+import django_filters
+
+from channels_sync.models import Channel, ChannelListing, ChannelType, PushAttempt
+
+
+class ChannelFilter(django_filters.FilterSet):
+    type = django_filters.ChoiceFilter(choices=ChannelType.choices)
+    vendor = django_filters.UUIDFilter(field_name="vendor_id")
+    active = django_filters.BooleanFilter()
+    needs_reauth = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Channel
+        fields = ["type", "vendor", "active", "needs_reauth"]
+
+
+class ChannelListingFilter(django_filters.FilterSet):
+    sku = django_filters.CharFilter(field_name="product__sku")
+    dirty = django_filters.BooleanFilter()
+    status = django_filters.ChoiceFilter(choices=ChannelListing.Status.choices)
+
+    class Meta:
+        model = ChannelListing
+        fields = ["sku", "dirty", "status"]
+
+
+class PushAttemptFilter(django_filters.FilterSet):
+    outcome = django_filters.ChoiceFilter(choices=PushAttempt.Outcome.choices)
+
+    class Meta:
+        model = PushAttempt
+        fields = ["outcome"]
