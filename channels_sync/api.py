@@ -352,8 +352,7 @@ class ChannelPreviewView(APIView):
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         rows = selectors.channel_preview(channel, limit=limit, after_id=after)
-        # The selector leaves excluded listings out, so the page's last row is not
-        # necessarily its last listing: the cursor is the limit-th listing id, if more follow.
+        # The cursor is the page's last listing id, when more listings follow it.
         bounds = list(
             ChannelListing.objects.filter(channel=channel, id__gt=after)
             .order_by("id")

@@ -302,18 +302,23 @@ def channel_preview(channel: Channel, *, limit: int = 1000, after_id: int = 0) -
     )
     warehouses = channel_warehouse_ids([channel.pk]).get(channel.pk, [])
     own_pools = pools(sorted({row["product_id"] for row in rows}), warehouses)
+    planned = {
+        item.id: item.allocation
+        for item in plan(channel, [row for row in rows if row["status"] != "excluded"])
+    }
     table = []
-    for item in plan(channel, [row for row in rows if row["status"] != "excluded"]):
-        row = item.row
+    for row in rows:
+        allocation = planned.get(row["id"])
+        desired = allocation.quantity if allocation is not None else None
         table.append(
             {
                 "listing_id": row["id"],
                 "sku": row["product__sku"],
                 "pool": own_pools.get(row["product_id"], ZERO),
                 "current": row["last_pushed_quantity"],
-                "desired": item.quantity,
-                "change": row["last_pushed_quantity"] != item.quantity,
-                "reason": item.allocation.reason,
+                "desired": desired,
+                "change": allocation is not None and row["last_pushed_quantity"] != desired,
+                "reason": allocation.reason if allocation is not None else "excluded: not pushed",
             }
         )
     return table

@@ -399,7 +399,7 @@ class PreviewRowSerializer(serializers.Serializer):
     sku = serializers.CharField()
     pool = _quantity(help_text="Available stock over the channel's warehouses.")
     current = serializers.IntegerField(allow_null=True, help_text="The last pushed quantity.")
-    desired = serializers.IntegerField()
+    desired = serializers.IntegerField(allow_null=True, help_text="Null: the listing is excluded.")
     change = serializers.BooleanField(help_text="Whether a push would send a new quantity.")
     reason = serializers.CharField(allow_blank=True)
 

@@ -135,9 +135,17 @@ def channel_update(
             "batch_size",
         }:
             raise DomainError(f"{name} cannot be changed.", code="invalid_field")
+        if name in {"base_url", "auth_base_url"} and isinstance(value, str):
+            value = value.rstrip("/")
         if getattr(channel, name) != value:
             setattr(channel, name, value)
             changed.add(name)
+    max_batch = adapter_class(channel.type).max_batch_size
+    if channel.batch_size is not None and not 1 <= channel.batch_size <= max_batch:
+        raise DomainError(
+            f"This marketplace takes at most {max_batch} listings per call.",
+            code="invalid_batch_size",
+        )
     if credentials:
         merged = credentials_clean(channel.type, {**(channel.credentials or {}), **credentials})
         channel.credentials = merged
@@ -150,7 +158,13 @@ def channel_update(
         if {w.pk for w in warehouses} != set(channel.warehouses.values_list("pk", flat=True)):
             channel.warehouses.set(warehouses)
             changed.add("warehouses")
-    channel.save()
+    try:
+        with transaction.atomic():
+            channel.save()
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"A channel named {channel.name!r} exists already.", code="channel_exists"
+        ) from exc
     if "base_url" in changed:
         # Another endpoint (another shop) has never received our pushes: send everything.
         ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)

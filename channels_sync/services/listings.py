@@ -15,12 +15,8 @@ from inventory.models import Product
 logger = structlog.get_logger(__name__)
 
 MAX_LISTING_ROWS = 1000
-KEY_COLUMNS = (
-    "external_item_id",
-    "external_variant_id",
-    "external_sku",
-    "external_location_id",
-)
+# The columns of the unique marketplace identity of a listing (the seller SKU is a label).
+IDENTITY_COLUMNS = ("external_item_id", "external_variant_id", "external_location_id")
 
 
 @dataclass
@@ -84,7 +80,7 @@ def listings_upsert(
             outcome.code, outcome.message = "invalid_keys", str(exc)
             continue
         columns = cls.keys_to_columns(keys)
-        key_tuple = tuple(columns[c] for c in KEY_COLUMNS if c != "external_sku")
+        key_tuple = tuple(columns[c] for c in IDENTITY_COLUMNS)
         if sku in seen_skus or key_tuple in seen_keys:
             first = seen_skus.get(sku, seen_keys.get(key_tuple))
             outcome.code = "duplicate"
@@ -105,6 +101,15 @@ def listings_upsert(
         .filter(channel=channel, product__in=list(products.values()))
         .order_by("pk")
     }
+    # Which product holds each set of keys already (one query for the whole batch).
+    holders: dict[tuple, int] = {}
+    wanted = {tuple(columns[c] for c in IDENTITY_COLUMNS) for _, _, columns in cleaned}
+    if wanted:
+        items = {key[0] for key in wanted}
+        for row in ChannelListing.objects.filter(
+            channel=channel, external_item_id__in=items
+        ).values(*IDENTITY_COLUMNS, "product_id"):
+            holders[tuple(row[c] for c in IDENTITY_COLUMNS)] = row["product_id"]
     marked: list[int] = []
     for index, sku, columns in cleaned:
         outcome = result.rows[index]
@@ -113,13 +118,8 @@ def listings_upsert(
             outcome.code, outcome.message = "unknown_sku", f"no product {sku!r}"
             continue
         listing = existing.get(product.pk)
-        taken = ChannelListing.objects.filter(
-            channel=channel,
-            external_item_id=columns["external_item_id"],
-            external_variant_id=columns["external_variant_id"],
-            external_location_id=columns["external_location_id"],
-        ).exclude(product=product)
-        if taken.exists():
+        holder = holders.get(tuple(columns[c] for c in IDENTITY_COLUMNS))
+        if holder is not None and holder != product.pk:
             outcome.code = "keys_taken"
             outcome.message = "another product of this channel has these keys"
             continue

@@ -486,10 +486,12 @@ def test_preview_pages_by_listing_id(channel, stocked, reader):
 
     assert [row["listing_id"] for row in page_one["rows"]] == [listings[0].pk, listings[1].pk]
     assert page_one["next_after"] == listings[1].pk
-    # the excluded listing is left out, and the page after it is the last
-    assert [row["listing_id"] for row in page_two["rows"]] == [listings[2].pk]
+    # the excluded listing is shown as not pushed, and its page is the last
+    rows = page_two["rows"]
+    assert [row["listing_id"] for row in rows] == [listings[2].pk, excluded.pk]
+    assert (rows[1]["desired"], rows[1]["change"]) == (None, False)
+    assert rows[1]["reason"].startswith("excluded")
     assert page_two["next_after"] is None
-    assert excluded.pk not in [row["listing_id"] for row in page_two["rows"]]
     assert _error(reader.get(url, {"limit": 1001})) == (400, "validation_error")
     assert _error(reader.get(url, {"after": -1})) == (400, "validation_error")
     assert _error(reader.get(f"{URL}999999/preview/")) == (404, "channel_not_found")
