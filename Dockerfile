@@ -15,6 +15,7 @@ COPY config ./config
 COPY core ./core
 COPY inventory ./inventory
 COPY erp_mapping ./erp_mapping
+COPY channels_sync ./channels_sync
 RUN pip install -e .
 
 COPY . .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install run lint format migrate schedules sandbox bench bench-erp clean
+.PHONY: demo test install run lint format migrate schedules sandbox bench bench-erp bench-push clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench: $(STAMP)
 SKUS ?= 50000
 bench-erp: $(STAMP)
 	$(BIN)/python bench/erp_pull.py --skus $(SKUS)
+
+bench-push: $(STAMP)
+	$(BIN)/python bench/push.py
 
 clean:
 	rm -rf $(VENV) syncstore.sqlite3 staticfiles var .pytest_cache .ruff_cache
