@@ -16,12 +16,12 @@ from django.utils.html import format_html
 
 from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, PushAttempt
-from channels_sync.serializers import channel_url_validate
 from channels_sync.services.channels import channel_create, channel_update, rule_set
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
 from core.admin import KeptRecordAdmin, actor_of
+from core.validators import http_url_validate
 
 # What an existing channel's form may change (type and vendor are fixed once it exists).
 _CHANNEL_SETTINGS = [
@@ -114,7 +114,7 @@ class ChannelForm(forms.ModelForm):
         for name in ("base_url", "auth_base_url"):
             if data.get(name):
                 try:
-                    channel_url_validate(data[name])
+                    http_url_validate(data[name])
                 except forms.ValidationError as exc:
                     self.add_error(name, exc)
                     continue
@@ -264,7 +264,9 @@ class ChannelAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
-    @admin.action(description="Push now (queue a push of the dirty listings)")
+    @admin.action(
+        description="Push now (queue a push of the dirty listings)", permissions=["change"]
+    )
     def push_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         ids = sorted(queryset.values_list("pk", flat=True))
         queued = push_enqueue(ids)
@@ -276,7 +278,7 @@ class ChannelAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Dry run now (compute, send nothing)")
+    @admin.action(description="Dry run now (compute, send nothing)", permissions=["change"])
     def dry_run_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset.order_by("pk"):
             report = channel_push(channel_id=channel.pk, dry_run=True)

@@ -337,7 +337,8 @@ class ChannelPreviewView(APIView):
         summary="Dry-run table: each listing's pool, current and desired quantity",
         description=(
             "Computes what a push would send, listing by listing, from the current stock "
-            "and rules; sends nothing and changes nothing. Excluded listings are left out. "
+            "and rules; sends nothing and changes nothing. Excluded listings show no desired "
+            "quantity. "
             "Pages by listing id: pass the answer's `next_after` as `after`."
         ),
         parameters=[PreviewQuerySerializer],

@@ -208,7 +208,18 @@ def plan(channel: Channel, rows: list[dict]) -> list[PlannedListing]:
     if grouped:
         planned.extend(_plan_grouped(channel, grouped))
     planned.sort(key=lambda item: item.id)
-    return planned
+    return [_capped(item) for item in planned]
+
+
+# Listing quantities are stored as 32-bit integers; no marketplace takes more.
+MAX_CHANNEL_QUANTITY = 2_147_483_647
+
+
+def _capped(item: PlannedListing) -> PlannedListing:
+    if item.allocation.quantity <= MAX_CHANNEL_QUANTITY:
+        return item
+    reason = f"{item.allocation.reason}; capped at {MAX_CHANNEL_QUANTITY:,}"[:200]
+    return PlannedListing(item.row, Allocation(MAX_CHANNEL_QUANTITY, reason))
 
 
 def _plan_grouped(channel: Channel, grouped: list[tuple[dict, RuleSpec]]) -> list[PlannedListing]:

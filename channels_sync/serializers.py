@@ -7,10 +7,8 @@ envelope is checked here (`listing_rows`).
 """
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -18,6 +16,7 @@ from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
 from core.errors import DomainError
+from core.validators import http_url_validate
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
@@ -114,30 +113,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         return obj.batch_size or adapter_class(obj.type).default_batch_size
 
 
-def channel_url_validate(value: str) -> None:
-    """Accept an http(s) URL with a host, single-label hosts included.
-
-    Django's URLValidator wants a dotted domain, but a sandbox or a proxy in front of a
-    marketplace often answers at `http://shopee-sandbox:8080` on a private network.
-    """
-    if not value:
-        return
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError("Enter a valid http(s) URL.", code="invalid") from exc
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() for c in value)
-        or (port is not None and not 0 < port < 65536)
-    ):
-        raise ValidationError("Enter a valid http(s) URL.", code="invalid")
-
-
 def _url(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=500, validators=[channel_url_validate], **kwargs)
+    return serializers.CharField(max_length=500, validators=[http_url_validate], **kwargs)
 
 
 class _ChannelSettingsSerializer(serializers.Serializer):

@@ -6,7 +6,9 @@ the movement, so what it writes commits or rolls back with it; anything it wants
 the commit it registers with `transaction.on_commit` itself.
 """
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -22,6 +24,7 @@ class StockChange:
 StockChangeListener = Callable[[StockChange], None]
 
 _listeners: list[StockChangeListener] = []
+_collecting = threading.local()
 
 
 def stock_change_subscribe(listener: StockChangeListener) -> None:
@@ -31,8 +34,38 @@ def stock_change_subscribe(listener: StockChangeListener) -> None:
 
 
 def stock_changed(change: StockChange) -> None:
-    """Tell every listener about a change (the caller is inside the writing transaction)."""
+    """Tell every listener about a change (the caller is inside the writing transaction).
+
+    Inside `stock_changes_collected`, product changes are gathered and told once at its end.
+    """
     if not change.product_ids and not change.level_table:
+        return
+    pending = getattr(_collecting, "products", None)
+    if pending is not None and change.product_ids and not change.level_table:
+        pending.update(change.product_ids)
         return
     for listener in _listeners:
         listener(change)
+
+
+@contextmanager
+def stock_changes_collected() -> Iterator[None]:
+    """Tell the listeners once, at the end, about every product changed inside.
+
+    For services that write many movements in one transaction (a batch, the expiry
+    sweep): listeners then lock what they mark in one ordered statement instead of product
+    by product, so two such transactions cannot wait on each other in a cycle. Use it
+    inside the transaction; nothing is told if the block raises. Nested use collects into
+    the outermost block.
+    """
+    if getattr(_collecting, "products", None) is not None:
+        yield
+        return
+    _collecting.products = set()
+    try:
+        yield
+        products = _collecting.products
+    finally:
+        _collecting.products = None
+    if products:
+        stock_changed(StockChange(product_ids=tuple(sorted(products))))

@@ -135,9 +135,6 @@ class Adapter(ABC):
         unknown = sorted(set(keys) - set(cls.key_columns))
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(unknown)}")
-        missing = [name for name in cls.required_keys if keys.get(name) in (None, "")]
-        if missing:
-            raise ValueError(f"missing keys: {', '.join(missing)}")
         cleaned = {}
         for name, value in keys.items():
             if value is None:
@@ -145,9 +142,14 @@ class Adapter(ABC):
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ValueError(f"{name} must be a string or an integer")
             text = str(value).strip()
-            if len(text) > 100 and cls.key_columns[name] != "external_sku":
-                raise ValueError(f"{name} is longer than 100 characters")
-            cleaned[name] = text
+            limit = 200 if cls.key_columns[name] == "external_sku" else 100
+            if len(text) > limit:
+                raise ValueError(f"{name} is longer than {limit} characters")
+            if text:
+                cleaned[name] = text
+        missing = [name for name in cls.required_keys if name not in cleaned]
+        if missing:
+            raise ValueError(f"missing keys: {', '.join(missing)}")
         return cleaned
 
     @classmethod
@@ -249,10 +251,11 @@ class Adapter(ABC):
         """Whether a webhook's signature header matches its raw body (constant time)."""
         import hmac
 
-        given = _header(headers, self.webhook_signature_header)
-        if not given:
+        given = _header(headers, self.webhook_signature_header).strip()
+        if not given or not given.isascii():
             return False
-        return hmac.compare_digest(given.strip(), self.webhook_signature(body=body, url=url))
+        expected = self.webhook_signature(body=body, url=url)
+        return hmac.compare_digest(given.encode(), expected.encode())
 
     webhook_signature_header: ClassVar[str] = "Authorization"
 

@@ -299,7 +299,16 @@ class LazadaAdapter(Adapter):
             if entry is None and update.keys.get("seller_sku"):
                 entry = by_seller_sku.get(str(update.keys["seller_sku"]))
             if entry is None:
-                items.append(ItemResult(listing_id=update.listing_id, ok=True))
+                # Whether a 501 applied the SKUs it does not name is not documented: send
+                # them again (an absolute quantity, so a second send is harmless).
+                items.append(
+                    ItemResult(
+                        listing_id=update.listing_id,
+                        ok=False,
+                        error="not confirmed by a failed call",
+                        retryable=True,
+                    )
+                )
                 continue
             matched = True
             entry_code = str(entry.get("code", ""))

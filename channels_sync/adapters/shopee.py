@@ -468,6 +468,9 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
         return Outcome.AUTH, expired
     if error in SERVER_ERRORS or status >= 500:
         return Outcome.RETRYABLE, False
+    if "timestamp" in message.lower():
+        # Our clock is off (or the call waited too long): the items are not at fault.
+        return Outcome.RETRYABLE, False
     if not error and status in (401, 403):
         return Outcome.AUTH, False
     if not error and 200 <= status < 300:

@@ -92,6 +92,9 @@ def json_body(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+MAX_QUANTITY = 99_999
+
+
 class TikTokAdapter(Adapter):
     """TikTok Shop (Partner API 202309): one call per product, its SKUs and warehouses."""
 
@@ -187,7 +190,8 @@ class TikTokAdapter(Adapter):
         skus: dict[str, dict[str, dict[str, Any]]] = {}
         for update in updates:
             warehouse_id = update.keys.get("warehouse_id") or ""
-            row: dict[str, Any] = {"quantity": int(update.quantity)}
+            # TikTok documents quantities up to 99,999: a bigger pool shows the maximum.
+            row: dict[str, Any] = {"quantity": min(max(int(update.quantity), 0), MAX_QUANTITY)}
             if warehouse_id:
                 row = {"warehouse_id": str(warehouse_id), **row}
             skus.setdefault(str(update.keys["sku_id"]), {})[warehouse_id] = row
@@ -248,8 +252,12 @@ class TikTokAdapter(Adapter):
             return Outcome.RETRYABLE
         if code in TOKEN_EXPIRED_CODES or code in AUTH_CODES:
             return Outcome.AUTH
-        if code == INVALID_PARAM_CODE and "app_key" in str((body or {}).get("message", "")):
+        message = str((body or {}).get("message", ""))
+        if code == INVALID_PARAM_CODE and "app_key" in message:
             return Outcome.AUTH
+        if code == INVALID_PARAM_CODE and "timestamp" in message.lower():
+            # Our clock is off (or the call waited too long): the items are not at fault.
+            return Outcome.RETRYABLE
         if status in (401, 403) and not code:
             return Outcome.AUTH
         if 200 <= status < 300 and code == 0:

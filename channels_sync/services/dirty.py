@@ -119,10 +119,14 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
 
     queued = []
     for channel_id in channel_ids:
+        if countdown:
+            # A delayed retry (throttle, backoff) holds no pending key: marks made while it
+            # waits must queue a push now, not wait for it.
+            push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
+            queued.append(channel_id)
+            continue
         key = PENDING_KEY.format(channel_id=channel_id)
-        # A delayed push holds the key until it is due, so marks meanwhile ride on it.
-        ttl = PENDING_TTL_SECONDS + int(countdown or 0)
-        if not cache.add(key, 1, timeout=ttl):
+        if not cache.add(key, 1, timeout=PENDING_TTL_SECONDS):
             continue
         try:
             push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_sync.adapters import adapter_class
@@ -123,25 +123,38 @@ def listings_upsert(
             outcome.code = "keys_taken"
             outcome.message = "another product of this channel has these keys"
             continue
-        if listing is None:
-            listing = ChannelListing.objects.create(
-                channel=channel, product=product, dirty=True, dirty_since=timezone.now(), **columns
-            )
-            outcome.status = "created"
-            marked.append(listing.pk)
-        elif any(getattr(listing, name) != value for name, value in columns.items()):
-            for name, value in columns.items():
-                setattr(listing, name, value)
-            # New keys: the marketplace entry behind them has never been pushed.
-            listing.last_pushed_quantity = None
-            listing.save()
-            outcome.status = "updated"
+        try:
+            # A concurrent batch may take the same keys first: that row alone is refused.
+            with transaction.atomic():
+                if listing is None:
+                    listing = ChannelListing.objects.create(
+                        channel=channel,
+                        product=product,
+                        dirty=True,
+                        dirty_since=timezone.now(),
+                        **columns,
+                    )
+                    outcome.status = "created"
+                elif any(getattr(listing, name) != value for name, value in columns.items()):
+                    for name, value in columns.items():
+                        setattr(listing, name, value)
+                    # New keys: the marketplace entry behind them has never been pushed.
+                    listing.last_pushed_quantity = None
+                    listing.save()
+                    outcome.status = "updated"
+        except IntegrityError:
+            outcome.code = "keys_taken"
+            outcome.message = "another listing of this channel took these keys meanwhile"
+            continue
+        if outcome.status in ("created", "updated"):
             marked.append(listing.pk)
         else:
             outcome.status = "unchanged"
         outcome.listing_id = listing.pk
     if marked:
-        listings_mark_dirty(listing_ids=marked)
+        # Shared-pool rules split a product between its channels: a new or changed listing
+        # can move the others' shares too.
+        listings_mark_dirty(listing_ids=_sharing(marked))
     logger.info("listings.upserted", channel_id=channel.pk, actor=actor, **result.counts())
     return result
 
@@ -170,7 +183,12 @@ def listing_set_excluded(*, listing: ChannelListing, excluded: bool, actor: str)
     """Stop (or resume) pushing one listing."""
     listing.status = ChannelListing.Status.EXCLUDED if excluded else ChannelListing.Status.OK
     listing.save(update_fields=["status", "updated_at"])
-    if not excluded:
-        listings_mark_dirty(listing_ids=[listing.pk])
+    listings_mark_dirty(listing_ids=_sharing([listing.pk]))
     logger.info("listing.excluded", listing_id=listing.pk, excluded=excluded, actor=actor)
     return listing
+
+
+def _sharing(listing_ids: list[int]) -> list[int]:
+    """The listings of every channel that list the same products as these."""
+    products = ChannelListing.objects.filter(pk__in=listing_ids).values("product_id")
+    return list(ChannelListing.objects.filter(product_id__in=products).values_list("pk", flat=True))

@@ -138,7 +138,9 @@ def channel_push(
         report.stopped = "busy"
         return report
     try:
-        _Run(channel, report, include_clean=include_clean, respect_backoff=respect_backoff).go()
+        run = _Run(channel, report, include_clean=include_clean, respect_backoff=respect_backoff)
+        run.lock_key, run.lock_token = lock_key, lock_token
+        run.go()
     finally:
         if cache.get(lock_key) == lock_token:
             cache.delete(lock_key)
@@ -220,6 +222,14 @@ class _Run:
             self._record_dry_run(planned, to_send)
             return
         _listings_settle(unchanged, pushed=False)
+        if to_send:
+            # Until a send is confirmed, what the marketplace shows is unknown: a timeout
+            # the marketplace applied anyway, or a crash before the results are written,
+            # must not leave a stale "last pushed" that makes a later quantity look
+            # unchanged.
+            ChannelListing.objects.filter(pk__in=[item.id for item in to_send]).update(
+                last_pushed_quantity=None
+            )
         by_id = {item.id: item for item in to_send}
         updates = [
             StockUpdate(
@@ -250,6 +260,7 @@ class _Run:
 
     def _send(self, items: list[PlannedListing], batch: list[StockUpdate]) -> None:
         report = self.report
+        self._keep_lock()
         attempt = 1 + max(item.row["push_failures"] for item in items)
         while True:
             report.waited_seconds += rate_limit_wait(
@@ -287,6 +298,13 @@ class _Run:
                 raise _Stop
         else:  # permanent: sending the same request again cannot help
             self._dead_letter(items, result.error or "refused by the marketplace")
+
+    def _keep_lock(self) -> None:
+        """Extend the run lock; stop if another run took it (ours expired)."""
+        if cache.get(self.lock_key) != self.lock_token:
+            self.report.stopped = "lock_lost"
+            raise _Stop
+        cache.touch(self.lock_key, RUN_LOCK_SECONDS)
 
     def _attempt(self, items: list[PlannedListing], result: CallResult, **fields) -> None:
         self.attempts.append(_attempt_row(self.channel, items, result, **fields))
@@ -382,9 +400,13 @@ class _Run:
         self.report.dead_lettered += len(items)
         self.report.errors.append(error[:200])
         for item in items:
-            ChannelListing.objects.filter(pk=item.id).update(
+            # The count starts again: a new quantity is a new try.
+            ChannelListing.objects.filter(pk=item.id).exclude(
+                status=ChannelListing.Status.EXCLUDED
+            ).update(
                 status=ChannelListing.Status.ERROR,
                 last_error=error[:1000],
+                push_failures=0,
                 next_push_at=None,
                 updated_at=now,
             )
@@ -456,7 +478,8 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
     ]
     pushed_sql = (
         "last_pushed_quantity = v.quantity, last_pushed_at = %s, push_failures = 0, "
-        "next_push_at = NULL, status = 'ok', last_error = '', "
+        "next_push_at = NULL, last_error = '', "
+        "status = CASE WHEN l.status = 'excluded' THEN l.status ELSE 'ok' END, "
         if pushed
         else ""
     )
@@ -469,6 +492,12 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
         placeholders = ", ".join([row_sql] * len(chunk))
         params = [value for row in chunk for value in row]
         with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Lock in id order first, as the dirty marks do: no cycle with them.
+                ids = [row[0] for row in chunk]
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
+                )
             cursor.execute(
                 f"UPDATE {table} AS l SET {pushed_sql}"
                 f"desired_quantity = v.quantity, desired_reason = v.reason, updated_at = %s, "

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from core.errors import DomainError
+from inventory.hooks import stock_changes_collected
 from inventory.locks import stock_levels_lock
 from inventory.models import Product, Warehouse
 from inventory.services.stock import (
@@ -109,15 +110,16 @@ def stock_mutate_batch(
         pairs = _lockable_pairs(rows)
         if pairs:
             stock_levels_lock(pairs)
-        for row in rows:
-            if isinstance(row, DomainError):
-                results.append(row)
-                continue
-            try:
-                with transaction.atomic():
-                    results.append(stock_mutate(row))
-            except DomainError as exc:
-                results.append(exc)
+        with stock_changes_collected():
+            for row in rows:
+                if isinstance(row, DomainError):
+                    results.append(row)
+                    continue
+                try:
+                    with transaction.atomic():
+                        results.append(stock_mutate(row))
+                except DomainError as exc:
+                    results.append(exc)
         if atomic and any(isinstance(result, DomainError) for result in results):
             raise BatchRejected(results)
     return results

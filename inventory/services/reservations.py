@@ -17,6 +17,7 @@ from inventory.errors import (
     InvalidQuantity,
     ReservationNotActive,
 )
+from inventory.hooks import stock_changes_collected
 from inventory.locks import stock_levels_lock, stock_levels_lock_by_id
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
 from inventory.services.stock import Origin, movement_record, quantity_clean, warehouse_check
@@ -182,7 +183,7 @@ def reservations_expire(*, now: datetime | None = None, batch_size: int = 200) -
         )
         if not level_ids:
             break
-        with transaction.atomic():
+        with transaction.atomic(), stock_changes_collected():
             for level in stock_levels_lock_by_id(level_ids):
                 expired += _expire_due(level, now)
     if expired:

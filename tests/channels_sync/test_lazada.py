@@ -235,13 +235,14 @@ def test_lazada_push_stock_rejected_sku_is_partial(adapter, sandbox):
     result = adapter.push_stock(three_updates())
 
     assert result.outcome == Outcome.PARTIAL
-    assert [(item.listing_id, item.ok) for item in result.items] == [
-        (1, True),
-        (2, False),
-        (3, True),
+    # the named SKU failed for good; the others are not confirmed by a failed call, so
+    # they are sent again (the sandbox did apply them)
+    assert [(item.listing_id, item.ok, item.retryable) for item in result.items] == [
+        (1, False, True),
+        (2, False, False),
+        (3, False, True),
     ]
     failed = result.items[1]
-    assert failed.retryable is False
     assert "cannot be updated" in failed.error
     assert [sandbox.quantity(listing) for listing in LISTINGS] == [10, 4, 30]
     assert sandbox.counts["items_rejected"] == 1
@@ -253,9 +254,9 @@ def test_lazada_push_stock_unknown_listing_fails_that_item_only(adapter, sandbox
     result = adapter.push_stock([update(1, LISTINGS[0], 8), update(2, unknown, 8)])
 
     assert result.outcome == Outcome.PARTIAL
-    assert [(item.ok, item.error) for item in result.items] == [
-        (True, ""),
-        (False, "SkuId: SKU not exist"),
+    assert [(item.ok, item.retryable, item.error) for item in result.items] == [
+        (False, True, "not confirmed by a failed call"),
+        (False, False, "SkuId: SKU not exist"),
     ]
     assert sandbox.quantity(LISTINGS[0]) == 8
     assert sandbox.quantity(unknown) is None
@@ -268,7 +269,12 @@ def test_lazada_push_stock_matches_detail_by_seller_sku_when_sku_id_is_absent(ad
     result = adapter.push_stock(three_updates())
 
     assert result.outcome == Outcome.PARTIAL
-    assert [item.ok for item in result.items] == [True, False, True]
+    # the one named failed for good; the others are sent again (not confirmed)
+    assert [(item.ok, item.retryable) for item in result.items] == [
+        (False, True),
+        (False, False),
+        (False, True),
+    ]
     assert result.items[1].error == "Negative sellable quantity"
 
 

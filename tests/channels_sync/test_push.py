@@ -424,3 +424,49 @@ def test_push_runs_on_a_real_worker_from_the_push_queue(shopee, wire, warehouse,
     stock_adjust(product=product, warehouse=warehouse, delta=Decimal(12), origin=ORIGIN)
     wait_for(lambda: shopee.app.quantity(listing_keys("shopee", 0)) == 12)
     wait_for(lambda: not ChannelListing.objects.filter(channel=channel, dirty=True).exists())
+
+
+def test_push_after_unconfirmed_send_sends_even_the_old_quantity(shopee, wire, warehouse):
+    # given 5 pushed, then a push of 10 the marketplace applied but answered with an error
+    (product,) = _products(warehouse, [5])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=[product], dirty=True)
+    keys = listing_keys("shopee", 0)
+    assert channel_push(channel_id=channel.pk).pushed == 1
+    stock_adjust(product=product, warehouse=warehouse, delta=Decimal(5), origin=ORIGIN)
+    shopee.app.configure(error_ratio=1.0)
+    with override_settings(**FAST):
+        assert channel_push(channel_id=channel.pk).failed == 1
+    listing = channel.listings.get()
+    adapter = channel_adapter(channel)
+    adapter.push_stock([StockUpdate(listing.pk, keys, 10)])  # what the marketplace applied
+    # when the stock goes back to the quantity last confirmed
+    shopee.app.configure(error_ratio=0.0)
+    stock_adjust(product=product, warehouse=warehouse, delta=Decimal(-5), origin=ORIGIN)
+    report = channel_push(channel_id=channel.pk, respect_backoff=False)
+    # then it is sent, not skipped as unchanged
+    assert report.pushed == 1
+    assert shopee.app.quantity(keys) == 5
+
+
+def test_new_listing_marks_the_other_channels_sharing_the_product(shopee, lazada, wire, warehouse):
+    from channels_sync.services.listings import listings_upsert
+
+    (product,) = _products(warehouse, [10])
+    first = wire(shopee, "shopee", warehouses=[warehouse], products=[product])
+    second = wire(lazada, "lazada", warehouses=[warehouse])
+    listings_upsert(
+        channel=second, rows=[{"sku": product.sku, "keys": listing_keys("lazada", 0)}], actor="t"
+    )
+    assert first.listings.get().dirty
+
+
+def test_dead_lettered_listing_starts_counting_again(lazada, wire, warehouse):
+    (product,) = _products(warehouse, [2])
+    channel = wire(lazada, "lazada", warehouses=[warehouse], products=[product], dirty=True)
+    lazada.app.configure(error_ratio=1.0)
+    with override_settings(**FAST):
+        for _ in range(8):
+            channel_push(channel_id=channel.pk, respect_backoff=False)
+    listing = channel.listings.get()
+    assert listing.status == "error"
+    assert (listing.push_failures, listing.next_push_at) == (0, None)

@@ -5,7 +5,8 @@ from channels_sync.services.push import PushReport, channel_push
 
 # Stop reasons that mean the channel could not be pushed (as opposed to "nothing to do",
 # "another run holds it" or "the marketplace asked us to wait").
-FAILED_STOPS = frozenset({"needs_reauth", "failing", "token_refresh_failed"})
+# Runs that left listings unsent: a caller (cron, CI) must not take them for success.
+FAILED_STOPS = frozenset({"needs_reauth", "failing", "token_refresh_failed", "throttled", "busy"})
 
 
 class Command(BaseCommand):
