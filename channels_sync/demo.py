@@ -81,7 +81,7 @@ def _keys(kind: str, group: int, size: int) -> dict[str, str]:
     return {"product_id": item, "sku_id": variant}
 
 
-@demo_step(200, "Marketplace channels (Shopee, Lazada, TikTok Shop, Tokopedia & Shop)")
+@demo_step(180, "Marketplace channels (Shopee, Lazada, TikTok Shop, Tokopedia & Shop)")
 def set_up_channels(ctx: DemoContext) -> str:
     warehouses = ctx.facts["warehouses"]
     vendor = warehouses["MAIN"].vendor
@@ -158,7 +158,7 @@ def _settle(channels, reports: dict[int, PushReport], rounds: int = 15) -> None:
                 return
 
 
-@demo_step(210, "First push to the marketplaces")
+@demo_step(185, "First push to the marketplaces")
 def first_push(ctx: DemoContext) -> str:
     channels = ctx.facts["channels"]
     for channel, _ in channels:
@@ -174,7 +174,7 @@ def first_push(ctx: DemoContext) -> str:
     return f"{sum(r.pushed for r in reports.values())} listings pushed"
 
 
-@demo_step(220, "Stock changes, pushed through throttling and errors")
+@demo_step(190, "Stock changes, pushed through throttling and errors")
 def push_through_faults(ctx: DemoContext) -> str:
     channels = ctx.facts["channels"]
     products = ctx.facts["channel_products"]
