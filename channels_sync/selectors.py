@@ -12,12 +12,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from channels_sync.allocation import Allocation, Claim, RuleSpec, allocate, allocate_one
 from channels_sync.models import AllocationRule, Channel, ChannelListing
 from inventory.models import StockLevel, StockMovement
+from inventory.services.bulk import is_postgresql
 
 GROUP_STRATEGIES = frozenset(
     {
@@ -132,7 +133,7 @@ def pools(product_ids: Sequence[int], warehouse_ids: Sequence[int]) -> dict[int,
         return {}
     level_table = StockLevel._meta.db_table
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if is_postgresql():
             cursor.execute(
                 # A join with the id list, not `= ANY(list)`: the latter checks every row
                 # against the whole list (quadratic on big pages).
@@ -351,7 +352,3 @@ def channels_with_due_listings() -> list[int]:
         .distinct()
         .order_by("channel_id")
     )
-
-
-def channel_listings(channel: Channel) -> QuerySet[ChannelListing]:
-    return ChannelListing.objects.filter(channel=channel).select_related("product")

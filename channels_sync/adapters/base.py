@@ -269,6 +269,28 @@ class Adapter(ABC):
         response = self.session.request(method, url, **kwargs)
         return response, int((time.perf_counter() - started) * 1000)
 
+    def call_failed(
+        self,
+        outcome: Outcome,
+        response: Any,
+        *,
+        error: str,
+        latency_ms: int,
+        token_expired: bool = False,
+    ) -> CallResult:
+        """The result of an answer that failed as a whole (Retry-After read for throttles)."""
+        retry_after = None
+        if outcome == Outcome.THROTTLED:
+            retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
+        return CallResult(
+            outcome=outcome,
+            http_status=response.status_code,
+            retry_after=retry_after,
+            error=error,
+            latency_ms=latency_ms,
+            token_expired=token_expired,
+        )
+
     @staticmethod
     def transport_failure(exc: OutboundError, latency_ms: int = 0) -> CallResult:
         return CallResult(

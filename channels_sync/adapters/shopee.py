@@ -285,17 +285,8 @@ class ShopeeAdapter(Adapter):
         outcome, expired = classify(status, error, message)
         if outcome == Outcome.AUTH and error == "error_sign":
             text = self.excerpt(f"signature refused ({error}: {message})")
-        return CallResult(
-            outcome=outcome,
-            http_status=status,
-            retry_after=(
-                self.retry_after_seconds(response.headers.get("Retry-After"))
-                if outcome == Outcome.THROTTLED
-                else None
-            ),
-            error=text,
-            latency_ms=latency_ms,
-            token_expired=expired,
+        return self.call_failed(
+            outcome, response, error=text, latency_ms=latency_ms, token_expired=expired
         )
 
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:

@@ -206,14 +206,9 @@ class TikTokAdapter(Adapter):
         error = self.excerpt(response.content)
         outcome = self._whole_call_outcome(status, body, code)
         if outcome is not None:
-            return CallResult(
-                outcome=outcome,
-                http_status=status,
-                retry_after=(
-                    self.retry_after_seconds(response.headers.get("Retry-After"))
-                    if outcome == Outcome.THROTTLED
-                    else None
-                ),
+            return self.call_failed(
+                outcome,
+                response,
                 error=error,
                 latency_ms=latency_ms,
                 token_expired=code in TOKEN_EXPIRED_CODES,

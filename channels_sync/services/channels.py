@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 
 from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing
-from channels_sync.services.dirty import listings_mark_dirty, push_enqueue_on_commit
+from channels_sync.services.dirty import listings_mark_dirty
 from core.errors import ConflictError, DomainError
 from inventory.models import Product, Vendor, Warehouse
 
@@ -265,8 +265,3 @@ def rule_set(
         "allocation_rule.saved", channel_id=channel.pk, scope=scope, created=created, actor=actor
     )
     return rule, created
-
-
-def channel_push_soon(channel: Channel) -> None:
-    """Queue a push of the channel after the current transaction (coalesced)."""
-    push_enqueue_on_commit([channel.pk])

@@ -21,6 +21,7 @@ from django.utils import timezone
 from channels_sync.models import ChannelListing
 from inventory.hooks import StockChange
 from inventory.models import StockLevel
+from inventory.services.bulk import is_postgresql
 
 logger = structlog.get_logger(__name__)
 
@@ -28,10 +29,6 @@ logger = structlog.get_logger(__name__)
 # time ride on the queued task instead of queueing another.
 PENDING_KEY = "channels_sync:push_pending:{channel_id}"
 PENDING_TTL_SECONDS = 120
-
-
-def _is_postgresql() -> bool:
-    return connection.vendor == "postgresql"
 
 
 def listings_mark_dirty_for_stock(change: StockChange) -> None:
@@ -86,7 +83,7 @@ def _mark(condition: str, params: list, *, count: bool = False) -> list[int]:
     """
     table = ChannelListing._meta.db_table
     now = timezone.now()
-    lock = " ORDER BY id FOR UPDATE" if _is_postgresql() else ""
+    lock = " ORDER BY id FOR UPDATE" if is_postgresql() else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET dirty = %s, dirty_version = dirty_version + 1, "

@@ -49,6 +49,7 @@ from channels_sync.services.tokens import (
 from core.correlation import get_correlation_id
 from core.services import dead_letter_record
 from core.task_base import backoff_seconds
+from inventory.services.bulk import is_postgresql
 
 logger = structlog.get_logger(__name__)
 
@@ -487,12 +488,12 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
     for start in range(0, len(values), 1000):
         chunk = values[start : start + 1000]
         row_sql = "(%s, %s, %s, %s)"
-        if connection.vendor == "postgresql":
+        if is_postgresql():
             row_sql = "(%s::bigint, %s::bigint, %s::integer, %s::varchar)"
         placeholders = ", ".join([row_sql] * len(chunk))
         params = [value for row in chunk for value in row]
         with transaction.atomic(), connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+            if is_postgresql():
                 # Lock in id order first, as the dirty marks do: no cycle with them.
                 ids = [row[0] for row in chunk]
                 cursor.execute(
