@@ -3,11 +3,6 @@
 import structlog
 from celery import shared_task
 
-from channels_sync import selectors
-from channels_sync.services.dirty import push_enqueue, push_pending_clear
-from channels_sync.services.listings import listing_push_retry
-from channels_sync.services.push import channel_push
-
 logger = structlog.get_logger(__name__)
 
 # A run that found the channel busy (another worker pushing it) tries again this soon.
@@ -23,6 +18,9 @@ def push_channel(channel_id: int) -> dict:
     Eager mode (the embedded default) never requeues: the foreground run or the sweep
     picks up what is left.
     """
+    from channels_sync.services.dirty import push_enqueue, push_pending_clear
+    from channels_sync.services.push import channel_push
+
     push_pending_clear(channel_id)
     report = channel_push(channel_id=channel_id)
     again = report.requeue_after
@@ -36,6 +34,8 @@ def push_channel(channel_id: int) -> dict:
 @shared_task(name="channels_sync.push_listing")
 def push_listing(listing_id: int) -> bool:
     """Push one listing again from scratch (a dead letter retried from the console)."""
+    from channels_sync.services.listings import listing_push_retry
+
     return listing_push_retry(listing_id=listing_id)
 
 
@@ -46,6 +46,9 @@ def sweep() -> list[int]:
     Catches marks whose push was never queued (a crash between the commit and the enqueue,
     a broker outage) and listings whose backoff has ended.
     """
+    from channels_sync import selectors
+    from channels_sync.services.dirty import push_enqueue
+
     channel_ids = selectors.channels_with_due_listings()
     queued = push_enqueue(channel_ids)
     if channel_ids:

@@ -12,5 +12,3 @@ app.autodiscover_tasks()
 
 # Connects the signal receivers that carry correlation ids through task headers.
 import core.correlation  # noqa: E402, F401
-
-QUEUES = ("default", "erp", "push", "webhooks", "orders")

@@ -164,6 +164,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One queue per concern, so a bulk push never delays an order; `runall` consumes them all.
+QUEUE_NAMES = ("default", "erp", "push", "webhooks", "orders")
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # The agent health check must not wait behind a long nightly pull on the erp queue.

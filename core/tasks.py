@@ -4,7 +4,6 @@ import structlog
 from celery import shared_task
 from django.conf import settings
 
-from core import services
 from core.http import OutboundError, http_session
 from core.task_base import backoff_seconds
 
@@ -53,4 +52,6 @@ def alert_post(self, payload: dict) -> None:
 @shared_task(name="core.purge_idempotency_keys")
 def purge_idempotency_keys() -> int:
     """Delete idempotency records older than their 24-hour life."""
-    return services.idempotency_purge_expired()
+    from core.services.idempotency import idempotency_purge_expired
+
+    return idempotency_purge_expired()

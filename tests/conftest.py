@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -117,10 +118,12 @@ def celery_worker(transactional_db) -> Iterator[object]:
     """A real Celery worker thread consuming every queue from the Redis broker."""
     from celery.contrib.testing.worker import start_worker
 
-    from config.celery import QUEUES, app
+    from config.celery import app
+
+    queues = list(settings.QUEUE_NAMES)
 
     with app.connection_for_write() as connection:
-        for queue in QUEUES:
+        for queue in queues:
             connection.default_channel.queue_purge(queue)
     app.conf.task_always_eager = False
     try:
@@ -130,7 +133,7 @@ def celery_worker(transactional_db) -> Iterator[object]:
             concurrency=1,
             perform_ping_check=False,
             loglevel="WARNING",
-            queues=list(QUEUES),
+            queues=queues,
             shutdown_timeout=10,
         ) as worker:
             yield worker

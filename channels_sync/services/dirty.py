@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_sync.models import ChannelListing
+from channels_sync.tasks import push_channel
 from inventory.hooks import StockChange
 from inventory.models import StockLevel
 from inventory.services.bulk import is_postgresql
@@ -112,8 +113,6 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
     changes queues one task per channel. A queueing failure (broker down) gives the key
     back; the dirty marks stay, and the minute sweep pushes them.
     """
-    from channels_sync.tasks import push_channel
-
     queued = []
     for channel_id in channel_ids:
         if countdown:

@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
-from erp_mapping.services.agents import agents_check_health
-
 
 @shared_task(name="erp_mapping.check_agents")
 def check_agents() -> dict[str, int]:
     """Mark silent agents degraded or offline, alerting for each one gone offline (beat:
     every 5 minutes). Safe to run twice: a second run finds nothing more to change."""
+    from erp_mapping.services.agents import agents_check_health
+
     health = agents_check_health()
     return {"degraded": len(health.degraded), "offline": len(health.offline)}

@@ -3,10 +3,7 @@
 import structlog
 from celery import shared_task
 
-from erp_mapping import selectors
 from erp_mapping.models import SyncRun
-from erp_mapping.services.pull import ErpNotConfigured, archives_purge, erp_pull_run
-from inventory.models import Vendor
 
 logger = structlog.get_logger(__name__)
 
@@ -14,6 +11,8 @@ logger = structlog.get_logger(__name__)
 @shared_task(name="erp_mapping.pull_all")
 def pull_all() -> int:
     """Enqueue one pull per vendor with an ERP connection (beat: 02:00 UTC)."""
+    from erp_mapping import selectors
+
     vendors = selectors.vendors_to_pull()
     for vendor in vendors:
         pull_vendor.delay(str(vendor.pk))
@@ -31,6 +30,9 @@ def pull_vendor(
     alert), so this task does not retry: a second attempt would be a second run. Only an
     unexpected error reaches the dead-letter queue.
     """
+    from erp_mapping.services.pull import ErpNotConfigured, erp_pull_run
+    from inventory.models import Vendor
+
     vendor = Vendor.objects.filter(pk=vendor_id).first()
     if vendor is None:
         return None
@@ -45,4 +47,6 @@ def pull_vendor(
 @shared_task(name="erp_mapping.purge_archives")
 def purge_archives() -> int:
     """Delete raw pull payloads older than ERP_ARCHIVE_RETENTION_DAYS (beat: daily)."""
+    from erp_mapping.services.pull import archives_purge
+
     return archives_purge()

@@ -227,7 +227,7 @@ def test_a_retry_that_cannot_be_queued_leaves_the_letter_open(monkeypatch):
     def refuse(*args, **kwargs):
         raise OperationalError("Error 111 connecting to the broker. Connection refused.")
 
-    monkeypatch.setattr("core.services._task_enqueue", refuse)
+    monkeypatch.setattr("core.services.dead_letters._task_enqueue", refuse)
 
     with pytest.raises(DomainError) as caught:
         dead_letter_retry(dead_letter=letter, actor="user:ops")

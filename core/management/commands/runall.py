@@ -7,8 +7,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from config.celery import QUEUES
-
 
 class Command(BaseCommand):
     help = (
@@ -54,7 +52,7 @@ class Command(BaseCommand):
                 "config",
                 "worker",
                 "-Q",
-                ",".join(QUEUES),
+                ",".join(settings.QUEUE_NAMES),
                 "--loglevel",
                 "INFO",
             ]
