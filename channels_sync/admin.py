@@ -21,6 +21,7 @@ from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
 from core.admin import KeptRecordAdmin, actor_of
+from core.errors import ServiceUnavailable
 from core.validators import http_url_validate
 
 # What an existing channel's form may change (type and vendor are fixed once it exists).
@@ -269,7 +270,11 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     def push_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         ids = sorted(queryset.values_list("pk", flat=True))
-        queued = push_enqueue(ids)
+        try:
+            queued = push_enqueue(ids)
+        except ServiceUnavailable as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
         waiting = len(ids) - len(queued)
         self.message_user(
             request,

@@ -138,6 +138,12 @@ if REDIS_URL:
             "BACKEND": "core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="syncstore"),
+            # An unreachable Redis costs each request at most this long per cache call
+            # before it goes on without the cache (redis-py waits 5 s by default).
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=2.0),
+                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=2.0),
+            },
         }
     }
 else:

@@ -22,6 +22,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.counters import counter_incr
 from core.models import ApiKey
 
@@ -53,24 +54,58 @@ def _key_cache_key(prefix: str) -> str:
     return f"api_key:{prefix}"
 
 
+# The cache only saves a query: when it fails the row is read from the database. A change
+# whose refresh could not reach the cache leaves its prefix here, and this process's first
+# lookup that reaches the cache again drops those entries: an entry cached before an outage
+# (Redis unreachable, not restarted) must not keep a key revoked during it alive for the
+# rest of its 60 seconds.
+_unrefreshed: set[str] = set()
+
+
 def api_key_by_prefix(prefix: str) -> ApiKey | None:
-    """The key with this prefix, from the cache or the database (misses cached too)."""
-    cached = cache.get(_key_cache_key(prefix))
+    """The key with this prefix, from the cache or the database (misses cached too).
+
+    Reads the database alone when the cache is down (recorded as degraded `api_key_cache`).
+    """
+    try:
+        _drop_unrefreshed()
+        cached = cache.get(_key_cache_key(prefix))
+    except CACHE_ERRORS as exc:
+        cache_degraded("api_key_cache", exc)
+        return ApiKey.objects.filter(prefix=prefix).first()
     if cached is None:
         cached = ApiKey.objects.filter(prefix=prefix).first() or False
-        cache.add(_key_cache_key(prefix), cached, timeout=_KEY_CACHE_SECONDS)
+        try:
+            cache.add(_key_cache_key(prefix), cached, timeout=_KEY_CACHE_SECONDS)
+        except CACHE_ERRORS as exc:
+            cache_degraded("api_key_cache", exc)
     return cached or None
 
 
+def _drop_unrefreshed() -> None:
+    if not _unrefreshed:
+        return
+    prefixes = list(_unrefreshed)
+    cache.delete_many([_key_cache_key(prefix) for prefix in prefixes])
+    _unrefreshed.difference_update(prefixes)
+
+
 def api_key_refresh(prefix: str) -> None:
-    """After the current transaction commits, cache the key's committed row."""
+    """After the current transaction commits, cache the key's committed row.
+
+    When the cache is down the entry is dropped at the first lookup that reaches it again.
+    """
 
     def refresh() -> None:
         # Holding the row lock while caching makes concurrent changes of one key cache
         # their rows in commit order: a later change waits, then caches its own row.
         with transaction.atomic():
             row = ApiKey.objects.select_for_update().filter(prefix=prefix).first() or False
-            cache.set(_key_cache_key(prefix), row, timeout=_KEY_CACHE_SECONDS)
+            try:
+                cache.set(_key_cache_key(prefix), row, timeout=_KEY_CACHE_SECONDS)
+            except CACHE_ERRORS as exc:
+                _unrefreshed.add(prefix)
+                cache_degraded("api_key_cache", exc)
 
     transaction.on_commit(refresh, robust=True)
 
@@ -170,7 +205,8 @@ class HasScope(BasePermission):
 class ApiKeyThrottle(BaseThrottle):
     """Count each key's requests in one-minute windows, atomically in the shared cache.
 
-    Over the key's limit answers 429 with `Retry-After` (the rest of the window). The first
+    Over the key's limit answers 429 with `Retry-After` (the rest of the window). When the
+    cache is down every request is let through (fails open, logged and counted). The first
     request of each window also records the key's `last_used_at`, so "last used" costs one
     write per key per minute, not one per request.
     """
@@ -183,7 +219,13 @@ class ApiKeyThrottle(BaseThrottle):
         if api_key is None:
             return True
         now = time.time()
-        count = counter_incr(f"throttle:api_key:{api_key.pk}:{int(now // 60)}", ttl=120)
+        count = counter_incr(
+            f"throttle:api_key:{api_key.pk}:{int(now // 60)}", ttl=120, feature="api_key_throttle"
+        )
+        if count is None:
+            # The cache is down: serve rather than refuse (counted); `last_used_at` waits
+            # for the first counted request, or it would be written on every request.
+            return True
         if count == 1:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
         limit = api_key.rate_limit_per_minute or settings.API_KEY_RATE_LIMIT_PER_MINUTE

@@ -3,14 +3,30 @@
 On Redis a count is one round trip: `INCR` and `EXPIRE ... NX` pipelined. Django's cache
 API would take three (`add`, then `incr`, which checks existence first). Other backends
 (the embedded local-memory cache) use the portable `add` + `incr`.
+
+A counter is a safeguard, not a reason to refuse service: when the cache is down the count is
+`None` (logged and counted as a degraded `feature`) and the caller lets the request through.
 """
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
+from core.cache import CACHE_ERRORS, cache_degraded
 
-def counter_incr(key: str, *, ttl: int) -> int:
-    """Add one to `key` (created with a `ttl`-second life) and return the new count."""
+
+def counter_incr(key: str, *, ttl: int, feature: str = "counter") -> int | None:
+    """Add one to `key` (created with a `ttl`-second life) and return the new count.
+
+    Returns `None` when the cache is unavailable, recorded as degraded `feature`.
+    """
+    try:
+        return _incr(key, ttl)
+    except CACHE_ERRORS as exc:
+        cache_degraded(feature, exc)
+        return None
+
+
+def _incr(key: str, ttl: int) -> int:
     cache = caches["default"]
     if isinstance(cache, RedisCache):
         return _redis_incr(cache, key, ttl)

@@ -16,6 +16,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from core.cache import QUEUE_ERRORS
 from core.correlation import get_correlation_id
 from core.metrics import API_ERRORS
 
@@ -54,6 +55,23 @@ class ConflictError(DomainError):
     status_code = status.HTTP_409_CONFLICT
     code = "conflict"
     message = "The request conflicts with the current state."
+
+
+class ServiceUnavailable(DomainError):
+    """A service this request truly needs (Redis: the queue, a lock) is down; retry later.
+
+    Answered as 503 with `Retry-After`. Raised directly, or translated by the exception
+    handler from a cache or queue error that reached it.
+    """
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+    message = "A service this request needs is unavailable; retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 30, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.details = {"retry_after": retry_after, **self.details}
 
 
 def error_body(code: str, message: str, details: dict | None = None) -> dict[str, Any]:
@@ -106,6 +124,12 @@ def _drf_code(exc: exceptions.APIException) -> str:
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """Render any exception raised in an API view in the one error shape."""
     headers: dict[str, str] = {}
+    if isinstance(exc, QUEUE_ERRORS):
+        # Redis (the cache or the broker) is down and this request cannot do without it.
+        logger.warning("api.service_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+        exc = ServiceUnavailable()
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, DomainError):
         status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
     elif isinstance(exc, Http404):

@@ -33,6 +33,11 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
+# Without these the API still answers (the cache degrades to the database, the queue's work
+# waits for the sweep): failing, the process is degraded but stays in service.
+_DEGRADABLE = frozenset({"cache", "broker"})
+
+
 def _checks() -> dict[str, Callable[[], None]]:
     checks = {"database": _check_database, "cache": _check_cache}
     if not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL != "memory://":
@@ -50,20 +55,28 @@ def live(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
-    """The process can serve: database, cache and (when configured) the broker answer."""
+    """The process can serve: the database answers (503 `error` when it does not).
+
+    The cache and (when configured) the broker are checked too; when one of them fails the
+    status is `degraded` and the answer stays 200, because the API keeps serving without
+    them and taking the process out of service would turn a degraded API into none.
+    """
     results: dict[str, dict] = {}
-    healthy = True
+    failed: set[str] = set()
     for name, check in _checks().items():
         started = time.perf_counter()
         try:
             check()
         except Exception as exc:
-            healthy = False
+            failed.add(name)
             results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
         else:
             results[name] = {"status": "ok"}
         results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    return JsonResponse(
-        {"status": "ok" if healthy else "error", "checks": results},
-        status=200 if healthy else 503,
-    )
+    if failed - _DEGRADABLE:
+        status, code = "error", 503
+    elif failed:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return JsonResponse({"status": status, "checks": results}, status=code)

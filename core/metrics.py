@@ -39,6 +39,11 @@ DEAD_LETTERS = Counter(
     "syncstore_dead_letters_recorded_total", "Jobs sent to the dead-letter queue.", ["source"]
 )
 ALERTS = Counter("syncstore_alerts_total", "Alerts raised or suppressed.", ["outcome"])
+DEGRADED = Counter(
+    "syncstore_degraded_total",
+    "Operations that ran without a failing dependency (Redis), by feature.",
+    ["feature"],
+)
 
 
 _ROUTE_NOISE = re.compile(r"[\^$]|\(\?P|\[\^/\.?\]\+\)|\[\^/\]\+\)")

@@ -107,8 +107,11 @@ class AgentThrottle(BaseThrottle):
         if agent is None:
             return True
         now = time.time()
-        count = counter_incr(f"throttle:erp_agent:{agent.pk}:{int(now // 60)}", ttl=120)
-        if count > settings.API_KEY_RATE_LIMIT_PER_MINUTE:
+        count = counter_incr(
+            f"throttle:erp_agent:{agent.pk}:{int(now // 60)}", ttl=120, feature="agent_throttle"
+        )
+        # No count (the cache is down): let the request through rather than refuse service.
+        if count is not None and count > settings.API_KEY_RATE_LIMIT_PER_MINUTE:
             self.retry_after = 60 - (now % 60)
             return False
         return True

@@ -11,6 +11,7 @@ planned with. Listing rows are locked in primary-key order before they are marke
 order everywhere), so two stock transactions marking the same listings never deadlock.
 """
 
+import contextlib
 from collections.abc import Iterable
 
 import structlog
@@ -20,6 +21,8 @@ from django.utils import timezone
 
 from channels_sync.models import ChannelListing
 from channels_sync.tasks import push_channel
+from core.cache import CACHE_ERRORS, cache_degraded
+from core.errors import ServiceUnavailable
 from inventory.hooks import StockChange
 from inventory.models import StockLevel
 from inventory.services.bulk import is_postgresql
@@ -101,19 +104,30 @@ def _mark(condition: str, params: list, *, count: bool = False) -> list[int]:
 
 
 def push_enqueue_on_commit(channel_ids: Iterable[int]) -> None:
-    """After the commit, queue one push per channel unless one is already queued."""
+    """After the commit, queue one push per channel unless one is already queued.
+
+    The change has committed by then: when Redis is down the push waits for the sweep.
+    """
     ids = list(channel_ids)
-    transaction.on_commit(lambda: push_enqueue(ids), robust=True)
+    transaction.on_commit(lambda: _push_enqueue_after_commit(ids), robust=True)
+
+
+def _push_enqueue_after_commit(channel_ids: list[int]) -> None:
+    try:
+        push_enqueue(channel_ids)
+    except ServiceUnavailable as exc:
+        logger.warning("push.enqueue_deferred", channel_ids=exc.details.get("channel_ids"))
 
 
 def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) -> list[int]:
     """Queue a push of each channel that has none queued yet; return the ones queued.
 
     The pending key is an atomic cache add shared by every process, so a burst of stock
-    changes queues one task per channel. A queueing failure (broker down) gives the key
-    back; the dirty marks stay, and the minute sweep pushes them.
+    changes queues one task per channel. A queueing failure (cache or broker down) gives the
+    key back and, once every channel was tried, raises `ServiceUnavailable` naming the
+    channels not queued; their dirty marks stay, and the minute sweep pushes them.
     """
-    queued = []
+    queued, failed = [], []
     for channel_id in channel_ids:
         if countdown:
             # A delayed retry (throttle, backoff) holds no pending key: marks made while it
@@ -122,15 +136,29 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
             queued.append(channel_id)
             continue
         key = PENDING_KEY.format(channel_id=channel_id)
-        if not cache.add(key, 1, timeout=PENDING_TTL_SECONDS):
+        try:
+            if not cache.add(key, 1, timeout=PENDING_TTL_SECONDS):
+                continue
+        except CACHE_ERRORS as exc:
+            # Without the cache a push could not take its run lock either: leave it to the
+            # sweep rather than queue one task per stock change.
+            cache_degraded("push_enqueue", exc)
+            failed.append(channel_id)
             continue
         try:
             push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
         except Exception:
-            cache.delete(key)
+            with contextlib.suppress(*CACHE_ERRORS):
+                cache.delete(key)
             logger.exception("push.enqueue_failed", channel_id=channel_id)
+            failed.append(channel_id)
             continue
         queued.append(channel_id)
+    if failed:
+        raise ServiceUnavailable(
+            "The push could not be queued; the sweep pushes the channel once the queue is back.",
+            details={"channel_ids": failed, "queued": queued},
+        )
     return queued
 
 

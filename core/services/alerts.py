@@ -1,5 +1,6 @@
 """Alerts: logged always, posted to Slack (through a task) when configured."""
 
+import contextlib
 import hashlib
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.correlation import get_correlation_id
 from core.metrics import ALERTS
 from core.tasks import alert_post
@@ -28,7 +30,8 @@ def alert_send(
     Runs after the current transaction commits (at once outside one), so a change that
     rolls back raises nothing, and a failure here never fails the committed change.
     Identical alerts (same `key`, or same title and text) within `ALERT_SUPPRESSION_SECONDS`
-    are sent once across all processes (an atomic cache add). The Slack post is a task.
+    are sent once across all processes (an atomic cache add; with the cache down, nothing
+    is suppressed). The Slack post is a task.
     """
     transaction.on_commit(
         lambda: _alert_raise(
@@ -42,7 +45,13 @@ def _alert_raise(
     *, title: str, text: str, key: str | None, severity: str, fields: dict[str, Any]
 ) -> None:
     suppression_key = "alert:" + hashlib.sha256((key or f"{title}\n{text}").encode()).hexdigest()
-    if not cache.add(suppression_key, 1, timeout=settings.ALERT_SUPPRESSION_SECONDS):
+    try:
+        first = cache.add(suppression_key, 1, timeout=settings.ALERT_SUPPRESSION_SECONDS)
+    except CACHE_ERRORS as exc:
+        # Without the cache nothing is suppressed: an alert sent twice beats one lost.
+        cache_degraded("alert_suppression", exc)
+        first = True
+    if not first:
         ALERTS.labels("suppressed").inc()
         logger.info("alert.suppressed", title=title, alert_key=key)
         return
@@ -55,7 +64,8 @@ def _alert_raise(
         alert_post.delay(payload)
     except Exception:
         # The broker is down: say so, and let the next identical alert try again.
-        cache.delete(suppression_key)
+        with contextlib.suppress(*CACHE_ERRORS):
+            cache.delete(suppression_key)
         ALERTS.labels("enqueue_failed").inc()
         logger.exception("alert.enqueue_failed", title=title, alert_key=key)
 
