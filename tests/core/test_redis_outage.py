@@ -186,6 +186,10 @@ def test_redis_outage_api_answers_from_postgresql_and_heals(redis_server, stocke
     push = api.post(f"/api/v1/channels/{listing.channel_id}/push/")
     body = assert_error(push, 503, "service_unavailable")
     assert push["Retry-After"] == str(body["details"]["retry_after"])
+    # so does a dry run (its run lock lives in Redis), through the exception handler
+    dry_run = api.post(f"/api/v1/channels/{listing.channel_id}/push/?dry_run=1")
+    assert_error(dry_run, 503, "service_unavailable")
+    assert dry_run["Retry-After"] == "30"
     # readiness says degraded but keeps the process in service
     ready = APIClient().get("/health/ready")
     assert ready.status_code == 200
@@ -247,3 +251,45 @@ def test_redis_outage_alerts_are_raised_unsuppressed(redis_server, log_lines):
     raised = [line for line in log_lines() if line.get("event") == "alert.raised"]
     assert len(raised) == 2
     assert degraded("alert_suppression") == before + 2
+
+
+@contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    """Publish tasks to the broker at `url` (not eagerly) for the duration of a block."""
+    from config.celery import app
+
+    names = ("broker_url", "broker_write_url", "task_always_eager")
+    saved = {name: app.conf[name] for name in names}
+    app.conf.update(broker_url=url, broker_write_url=url, task_always_eager=False)
+    app._pool = app.amqp._producer_pool = None  # pools bound to the old broker
+    try:
+        yield
+    finally:
+        app.conf.update(saved)
+        app._pool = app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_outage_broker_down_push_answers_503_and_writes_commit(redis_server, stocked):
+    # given: the cache up, the broker (a second server of this test's own) stopped
+    broker = RedisServer()
+    broker.start()
+    broker.stop()
+    created = api_key_create(name="shop", scopes=["read", "write", "admin"])
+    api = client_for(created.key)
+    product = stocked(10)
+    listing = ChannelListingFactory(product=product, channel=ChannelFactory(vendor=product.vendor))
+
+    with broker_at(broker.url):
+        # when: a push is asked for, then stock changes
+        push = api.post(f"/api/v1/channels/{listing.channel_id}/push/")
+        written = mutate(api, product.sku, "-1")
+
+    # then: the push answers 503 (the pending key given back), the write committed
+    body = assert_error(push, 503, "service_unavailable")
+    assert body["details"]["channel_ids"] == [listing.channel_id]
+    assert push["Retry-After"] == "30"
+    assert cache.get(f"channels_sync:push_pending:{listing.channel_id}") is None
+    assert written.status_code == 201, written.content
+    assert StockLevel.objects.get(product=product).on_hand == Decimal("9")
+    assert ChannelListing.objects.get(pk=listing.pk).dirty is True
