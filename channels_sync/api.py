@@ -397,14 +397,18 @@ class ChannelPushView(APIView):
             "Queues a push of the channel's dirty listings and answers 202; `queued` is "
             "false when a push is queued already (the dirty listings ride on it). With "
             "`?dry_run=1` runs a dry run in the request and answers its report: desired "
-            "quantities are computed and recorded as `dry_run` attempts; nothing is sent."
+            "quantities are computed and recorded as `dry_run` attempts; nothing is sent. "
+            "503 `service_unavailable` (with `Retry-After`) when Redis, which queues the push "
+            "and holds the channel's run lock, is down."
         ),
         request=None,
         parameters=[PushQuerySerializer],
         responses={
             202: PushQueuedSerializer,
             200: PushReportSerializer,
-            **error_responses({400: ["validation_error"], **_NOT_FOUND}),
+            **error_responses(
+                {400: ["validation_error"], **_NOT_FOUND, 503: ["service_unavailable"]}
+            ),
         },
     )
     def post(self, request: Request, channel_id: int) -> Response:
