@@ -1,15 +1,16 @@
 """`Idempotency-Key` for state-changing POST endpoints, with Stripe's semantics.
 
-The key is claimed before the view runs (committed at once, so a concurrent duplicate sees
-it and answers 409 `idempotency_key_in_progress`). The view then runs in one transaction
-that also stores its response, so a committed effect always has its stored response. A
-repeat with the same key and body replays that response with `Idempotent-Replayed: true`;
-the same key with another body answers 422 `idempotency_key_reused`.
+The key is claimed inside the transaction that runs the view and stores its response: one
+commit makes the claim, the effect and the stored response durable together (the unique
+constraint on owner and key arbitrates). A concurrent duplicate waits on that index until
+the first request's transaction ends, then replays its response. A repeat with the same key
+and body replays the stored response with `Idempotent-Replayed: true`; the same key with
+another body answers 422 `idempotency_key_reused`.
 
 What is stored: the outcomes of executing the operation, success (2xx) and a refusal by the
 business rules (409, e.g. `insufficient_stock`). Requests that never executed, because their
 input was invalid (400), referred to something missing (404) or failed unexpectedly (5xx),
-give their key back so a corrected retry can use it.
+roll back with their claim, so a corrected retry can use the key.
 """
 
 import functools
@@ -24,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import DomainError, error_body
-from core.services import idempotency_begin, idempotency_complete, idempotency_release
+from core.services.idempotency import idempotency_claim, idempotency_complete
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -72,44 +73,48 @@ def idempotent(*, required: bool) -> Callable:
                     f"{HEADER} must be at most {MAX_KEY_LENGTH} characters.",
                     code="idempotency_key_invalid",
                 )
-            record, fresh = idempotency_begin(
-                owner=request.user.owner,
-                key=key,
-                fingerprint=request_fingerprint(request),
-                method=request.method,
-                path=request.get_full_path(),
-            )
-            if not fresh:
-                return Response(
-                    record.response_body,
-                    status=record.response_status,
-                    headers={REPLAY_HEADER: "true"},
+            fingerprint = request_fingerprint(request)
+            refusal: DomainError | None = None
+            with transaction.atomic():
+                record, fresh = idempotency_claim(
+                    owner=request.user.owner,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=request.method,
+                    path=request.get_full_path(),
                 )
-            try:
-                with transaction.atomic():
-                    response = handler(view, request, *args, **kwargs)
+                if not fresh:
+                    return Response(
+                        record.response_body,
+                        status=record.response_status,
+                        headers={REPLAY_HEADER: "true"},
+                    )
+                try:
+                    # A savepoint: a refusal undoes the view's writes but keeps the claim,
+                    # which stores the refusal. Anything else unwinds the whole transaction.
+                    with transaction.atomic():
+                        response = handler(view, request, *args, **kwargs)
+                except DomainError as exc:
+                    if not _is_stored(exc.status_code):
+                        raise
+                    idempotency_complete(
+                        record=record,
+                        status=exc.status_code,
+                        body=_json_safe(error_body(exc.code, exc.message, exc.details)),
+                    )
+                    refusal = exc
+                else:
                     if _is_stored(response.status_code):
                         idempotency_complete(
                             record=record,
                             status=response.status_code,
                             body=_json_safe(response.data),
                         )
-            except DomainError as exc:
-                if _is_stored(exc.status_code):
-                    # The operation ran and was refused; its transaction rolled back.
-                    idempotency_complete(
-                        record=record,
-                        status=exc.status_code,
-                        body=_json_safe(error_body(exc.code, exc.message, exc.details)),
-                    )
-                else:
-                    idempotency_release(record=record)
-                raise
-            except BaseException:
-                idempotency_release(record=record)
-                raise
-            if not _is_stored(response.status_code):
-                idempotency_release(record=record)
+                    else:
+                        # The request did not execute: give the key back with the rest.
+                        transaction.set_rollback(True)
+            if refusal is not None:
+                raise refusal
             return response
 
         return wrapper

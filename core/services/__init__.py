@@ -6,10 +6,9 @@ from core.services.api_keys import CreatedApiKey, api_key_create, api_key_revoke
 from core.services.dead_letters import dead_letter_record, dead_letter_resolve, dead_letter_retry
 from core.services.encryption import RotationResult, encryption_keys_rotate
 from core.services.idempotency import (
-    idempotency_begin,
+    idempotency_claim,
     idempotency_complete,
     idempotency_purge_expired,
-    idempotency_release,
 )
 
 __all__ = [
@@ -23,9 +22,8 @@ __all__ = [
     "dead_letter_resolve",
     "dead_letter_retry",
     "encryption_keys_rotate",
-    "idempotency_begin",
+    "idempotency_claim",
     "idempotency_complete",
     "idempotency_purge_expired",
-    "idempotency_release",
     "slack_payload",
 ]
