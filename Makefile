@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The embedded default, whatever the shell or .env say: SQLite, eager Celery, local-memory
-# cache, built-in sandboxes.
+# cache, built-in sandboxes, the embedded development keys (empty means unset).
 EMBEDDED := DATABASE_URL=sqlite:///$(CURDIR)/syncstore.sqlite3 REDIS_URL= CELERY_BROKER_URL= \
-	SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=WARNING
+	SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=WARNING DJANGO_SECRET_KEY= FIELD_ENCRYPTION_KEYS=
 
 demo: $(STAMP)
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput --verbosity 0
