@@ -28,9 +28,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	DJANGO_LOG_LEVEL=WARNING $(BIN)/python -m pytest
 
-# Web (gunicorn) + Celery worker + beat, configured by the environment or .env.
+# Web (gunicorn) + Celery worker + beat, configured by the environment or .env; creates a
+# missing PostgreSQL database. `make run BIND=0.0.0.0:9000` serves on another address.
+BIND ?= 127.0.0.1:8000
 run: $(STAMP)
-	$(BIN)/python manage.py runall
+	$(BIN)/python manage.py runall --bind $(BIND)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,10 +2,52 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+def database_ensure(connection: BaseDatabaseWrapper | None = None) -> str | None:
+    """Make sure the database answers; create a missing PostgreSQL database.
+
+    Return a line saying what was created (None when nothing was), or raise `CommandError`
+    with one line saying what to do, instead of the driver's traceback.
+    """
+    connection = connection or connections[DEFAULT_DB_ALIAS]
+    db = connection.settings_dict
+    host, user = db.get("HOST") or "localhost", db.get("USER") or "$USER"
+    where = f"{db['NAME']} on {host}:{db.get('PORT') or 'default port'}"
+    try:
+        connection.ensure_connection()
+        return None
+    except OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        missing = f'database "{db["NAME"]}" does not exist'
+        if connection.vendor != "postgresql" or missing not in reason:
+            raise CommandError(
+                f"Cannot reach the database {where} ({reason}). Start it, or set DATABASE_URL "
+                "(in the environment or .env) to a database that answers."
+            ) from None
+    # The server answers but the database is missing: create it from the maintenance
+    # database, as Django's test runner does.
+    try:
+        with warnings.catch_warnings():
+            # Django warns when it falls back from the `postgres` database: not news here.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with connection._nodb_cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(db['NAME'])}")
+    except Exception as exc:  # the role may not be allowed to: say what to run instead
+        reason = str(exc).strip().splitlines()[0]
+        raise CommandError(
+            f"The database {where} does not exist and could not be created ({reason}). "
+            f"Create it: createdb -h {host} -U {user} {db['NAME']}"
+        ) from None
+    connection.close()
+    return f"created the PostgreSQL database {where}"
 
 
 class Command(BaseCommand):
@@ -16,10 +58,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument(
+            "--bind", default="127.0.0.1:8000", help="Address of the web server (host:port)."
+        )
         parser.add_argument("--web-workers", type=int, default=3)
 
     def handle(self, *args, **options) -> None:
+        created = database_ensure()
+        if created:
+            self.stdout.write(created)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("setup_schedules", stdout=self.stdout)
         if settings.STATIC_MANIFEST:
