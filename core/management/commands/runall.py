@@ -1,8 +1,12 @@
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -50,6 +54,22 @@ def database_ensure(connection: BaseDatabaseWrapper | None = None) -> str | None
     return f"created the PostgreSQL database {where}"
 
 
+def metrics_environment(environ: dict[str, str], *, web_workers: int) -> dict[str, str]:
+    """Return gunicorn's environment, with an emptied PROMETHEUS_MULTIPROC_DIR for several
+    workers (a fresh temporary directory when none is set), so /metrics sums them all."""
+    environ = dict(environ)
+    if web_workers < 2 and not environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return environ
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="syncstore-metrics-"
+    )
+    # Files left by an earlier run would add its counts to this one's.
+    shutil.rmtree(directory, ignore_errors=True)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return environ
+
+
 class Command(BaseCommand):
     help = (
         "Run SyncStore on this machine: migrate, write the beat schedules (and collect static "
@@ -77,7 +97,8 @@ class Command(BaseCommand):
                 python,
                 "-m",
                 "gunicorn",
-                "config.wsgi:application",
+                "--config",
+                str(settings.BASE_DIR / "config" / "gunicorn.py"),
                 "--bind",
                 options["bind"],
                 "--workers",
@@ -113,7 +134,12 @@ class Command(BaseCommand):
                 "--loglevel",
                 "INFO",
             ]
-        processes = {name: subprocess.Popen(command) for name, command in commands.items()}  # noqa: S603
+        web_environment = metrics_environment(dict(os.environ), web_workers=options["web_workers"])
+        environments = {"web": web_environment}
+        processes = {
+            name: subprocess.Popen(command, env=environments.get(name))  # noqa: S603
+            for name, command in commands.items()
+        }
         self.stdout.write(
             f"started {', '.join(processes)}; http://{options['bind']}/admin/ and "
             f"http://{options['bind']}/api/docs/"
@@ -140,3 +166,7 @@ class Command(BaseCommand):
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if "PROMETHEUS_MULTIPROC_DIR" in web_environment and not os.environ.get(
+            "PROMETHEUS_MULTIPROC_DIR"
+        ):
+            shutil.rmtree(web_environment["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
