@@ -27,4 +27,4 @@ RUN DJANGO_SECRET_KEY=build-only FIELD_ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktMzItY
 
 USER syncstore
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "--config", "config/gunicorn.py", "--bind", "0.0.0.0:8000", "--workers", "3"]

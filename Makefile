@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install run lint format migrate schedules sandbox bench bench-erp bench-push clean
+.PHONY: demo demo-postgres test install run lint format migrate schedules sandbox bench bench-erp bench-push clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,22 +15,30 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The embedded default, whatever the shell or .env say: SQLite, eager Celery, local-memory
-# cache, built-in sandboxes.
+# cache, built-in sandboxes, the embedded development keys (empty means unset).
 EMBEDDED := DATABASE_URL=sqlite:///$(CURDIR)/syncstore.sqlite3 REDIS_URL= CELERY_BROKER_URL= \
-	SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=WARNING
+	SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=WARNING DJANGO_SECRET_KEY= FIELD_ENCRYPTION_KEYS=
 
 demo: $(STAMP)
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput --verbosity 0
 	$(EMBEDDED) DJANGO_LOG_LEVEL=INFO $(BIN)/python manage.py demo
+
+# The demo on the database, cache and keys of the environment or .env (PostgreSQL and Redis
+# as `make run` uses them), with eager Celery: the demo's data in the database you serve.
+demo-postgres: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
+	CELERY_BROKER_URL= SLACK_WEBHOOK_URL= DJANGO_LOG_LEVEL=INFO $(BIN)/python manage.py demo
 
 # Tests run against PostgreSQL and Redis: DATABASE_URL and REDIS_URL when set, else
 # 127.0.0.1 (see config/settings_test.py).
 test: $(STAMP)
 	DJANGO_LOG_LEVEL=WARNING $(BIN)/python -m pytest
 
-# Web (gunicorn) + Celery worker + beat, configured by the environment or .env.
+# Web (gunicorn) + Celery worker + beat, configured by the environment or .env; creates a
+# missing PostgreSQL database. `make run BIND=0.0.0.0:9000` serves on another address.
+BIND ?= 127.0.0.1:8000
 run: $(STAMP)
-	$(BIN)/python manage.py runall
+	$(BIN)/python manage.py runall --bind $(BIND)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.management import execute_from_command_line
 
+    from core.logging import logs_to_stderr
+
+    logs_to_stderr()
+
     execute_from_command_line(sys.argv)
 
 

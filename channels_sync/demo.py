@@ -145,15 +145,17 @@ def set_up_channels(ctx: DemoContext) -> str:
     )
 
 
-def _settle(channels, reports: dict[int, PushReport], rounds: int = 15) -> None:
+def _settle(ctx: DemoContext, channels, reports: dict[int, PushReport], rounds: int = 15) -> None:
     """Push every channel until nothing is due (retries run at once, not after backoff)."""
-    with override_settings(**FAST_RETRIES):
+    waiting = ChannelListing.objects.filter(
+        channel__in=[channel for channel, _ in channels], dirty=True, status="ok"
+    )
+    total = waiting.count()
+    with override_settings(**FAST_RETRIES), ctx.progress_bar(total=total, label="listings") as bar:
         for _ in range(rounds):
             for channel, _app in channels:
                 reports[channel.pk].add(channel_push(channel_id=channel.pk, respect_backoff=False))
-            waiting = ChannelListing.objects.filter(
-                channel__in=[channel for channel, _ in channels], dirty=True, status="ok"
-            )
+                bar.update(max(0, total - waiting.count()))
             if not waiting.exists():
                 return
 
@@ -164,7 +166,7 @@ def first_push(ctx: DemoContext) -> str:
     for channel, _ in channels:
         cache.delete(PENDING_KEY.format(channel_id=channel.pk))
     reports = {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
-    _settle(channels, reports)
+    _settle(ctx, channels, reports)
     for channel, app in channels:
         report = reports[channel.pk]
         ctx.say(
@@ -198,7 +200,7 @@ def push_through_faults(ctx: DemoContext) -> str:
     victim = tokopedia_channel.listings.order_by("pk").first()
     tokopedia_app.configure(reject=[adapter_class("tokopedia").keys_from_listing(victim)])
     reports = {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
-    _settle(channels, reports)
+    _settle(ctx, channels, reports)
     for channel, app in channels:
         report = reports[channel.pk]
         ctx.say(

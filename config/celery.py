@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -12,3 +12,12 @@ app.autodiscover_tasks()
 
 # Connects the signal receivers that carry correlation ids through task headers.
 import core.correlation  # noqa: E402, F401
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _refuse_unsafe_secrets(**_kwargs: object) -> None:
+    """Stop a worker or beat that starts with placeholder secrets (Celery runs no checks)."""
+    from core.checks import secrets_refuse_unsafe
+
+    secrets_refuse_unsafe()

@@ -24,9 +24,10 @@ if (BASE_DIR / ".env").exists():
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # The embedded default key is for the SQLite demo only; `manage.py check --deploy` and the
-# `core.W001` check flag it when DEBUG is off.
+# `core.W001` check flag it when DEBUG is off. Set but empty means unset (as the Makefile's
+# demo does), so the demo runs on its embedded keys whatever `.env` holds.
 EMBEDDED_SECRET_KEY = "syncstore-embedded-development-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env("DJANGO_SECRET_KEY", default=EMBEDDED_SECRET_KEY)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or EMBEDDED_SECRET_KEY
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
@@ -244,9 +245,12 @@ IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", d
 # --- Security of stored secrets ---------------------------------------------------------------
 
 # Base64 AES-256 keys, comma separated: the first encrypts, all decrypt. The embedded key
-# is for the SQLite demo only (flagged by the `core.W002` check when DEBUG is off).
+# is for the SQLite demo only (flagged by the `core.W002` check when DEBUG is off); set but
+# empty means unset. Keys that cannot be used stop start-up (the `core.E002` check).
 EMBEDDED_FIELD_ENCRYPTION_KEY = "c3luY3N0b3JlLWVtYmVkZGVkLWRldmVsb3BtZW50LWs="
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[EMBEDDED_FIELD_ENCRYPTION_KEY])
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
+    EMBEDDED_FIELD_ENCRYPTION_KEY
+]
 
 # --- Outside systems --------------------------------------------------------------------------
 

@@ -1,7 +1,61 @@
-"""Deployment checks (`manage.py check --deploy`): embedded secrets must not reach production."""
+"""System checks on secrets: placeholders refuse to start, embedded keys warn in `--deploy`.
+
+The errors run with every management command (and `check --deploy`); `secrets_refuse_unsafe`
+runs them where Django's checks do not, when gunicorn loads the app and when a Celery worker or
+beat starts, so a placeholder key stops the process before the first encrypted write.
+"""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from core.crypto import KeyRing
+
+# The placeholders `.env.example` ships with: a copied `.env` must not run with them.
+PLACEHOLDER_SECRET_KEYS = frozenset({"change-me-to-a-long-random-string"})
+PLACEHOLDER_ENCRYPTION_KEYS = frozenset({"generate-one-and-put-it-here"})
+GENERATE_KEY_HINT = (
+    "Generate a key with `python manage.py rotate_encryption_keys --generate-key` and put it "
+    "in FIELD_ENCRYPTION_KEYS (or leave FIELD_ENCRYPTION_KEYS unset for the demo's embedded key)."
+)
+
+
+@register(Tags.security)
+def placeholder_secrets_check(app_configs, **kwargs) -> list[Error]:
+    """Refuse the `.env.example` placeholders and unusable encryption keys."""
+    problems = []
+    if settings.SECRET_KEY in PLACEHOLDER_SECRET_KEYS:
+        problems.append(
+            Error(
+                "DJANGO_SECRET_KEY is still the placeholder from .env.example.",
+                hint=(
+                    "Set DJANGO_SECRET_KEY to a long random value, e.g. the output of "
+                    "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+                ),
+                id="core.E001",
+            )
+        )
+    keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    if any(key.strip() in PLACEHOLDER_ENCRYPTION_KEYS for key in keys):
+        problems.append(
+            Error(
+                "FIELD_ENCRYPTION_KEYS is still the placeholder from .env.example.",
+                hint=GENERATE_KEY_HINT,
+                id="core.E002",
+            )
+        )
+    else:
+        try:
+            KeyRing(keys)
+        except ImproperlyConfigured as exc:
+            problems.append(
+                Error(
+                    f"FIELD_ENCRYPTION_KEYS cannot be used: {exc}.",
+                    hint=GENERATE_KEY_HINT,
+                    id="core.E002",
+                )
+            )
+    return problems
 
 
 @register(deploy=True)
@@ -24,3 +78,12 @@ def embedded_secrets_check(app_configs, **kwargs):
             )
         )
     return problems
+
+
+def secrets_refuse_unsafe() -> None:
+    """Raise `ImproperlyConfigured` naming each `core.E00x` problem (processes without checks)."""
+    problems = placeholder_secrets_check(None)
+    if problems:
+        raise ImproperlyConfigured(
+            " ".join(f"{problem.msg} ({problem.id}) {problem.hint}" for problem in problems)
+        )

@@ -58,6 +58,18 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict) -> dict:
     return redact_value(event_dict)
 
 
+# Servers (gunicorn, Celery) log to standard output; `manage.py` sends the JSON lines to
+# standard error instead, so that a command's human output (a key, a report) stays clean
+# on standard output and can be piped.
+_log_stream = "ext://sys.stdout"
+
+
+def logs_to_stderr() -> None:
+    """Send the JSON log lines to standard error (call before the settings are loaded)."""
+    global _log_stream
+    _log_stream = "ext://sys.stderr"
+
+
 SHARED_PROCESSORS = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -102,7 +114,7 @@ def build_logging_config(level: str) -> dict:
             "json": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "stream": "ext://sys.stdout",
+                "stream": _log_stream,
             },
         },
         "root": {"handlers": ["json"], "level": level},

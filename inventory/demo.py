@@ -71,7 +71,7 @@ def opening_stock(ctx: DemoContext) -> str:
     counted = 0
     # One transaction for the whole stocktake: the services nest inside it.
     with transaction.atomic():
-        for product in products:
+        for product in ctx.progress(products, total=len(products), label="products"):
             for code, high in (("MAIN", 40), ("STORE", 12)):
                 services.stock_set(
                     product=product,
@@ -105,7 +105,7 @@ def stream(ctx: DemoContext) -> str:
     done = {"reserve": 0, "refused": 0, "commit": 0, "release": 0, "adjust": 0, "transfer": 0}
     total = ctx.options["operations"]
     started = time.perf_counter()
-    for _ in range(total):
+    for _ in ctx.progress(range(total), total=total, label="operations"):
         roll = rng.random()
         product = rng.choice(hot) if rng.random() < 0.6 else rng.choice(products)
         try:

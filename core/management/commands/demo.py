@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
 from django.utils.module_loading import autodiscover_modules
 
 from core.demo import DemoContext, demo_run
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--log-file",
             default="var/demo.jsonl",
-            help="Where the run's JSON log lines go ('-': standard output as usual).",
+            help="Where the run's JSON log lines go ('-': standard error as usual).",
         )
 
     def _logs_to_file(self, stack: ExitStack, path: str) -> Path | None:
@@ -51,6 +52,10 @@ class Command(BaseCommand):
         started = time.perf_counter()
         with ExitStack() as stack:
             log_path = self._logs_to_file(stack, options["log_file"])
+            # The steps call the API in process with Django's test client, whose host is
+            # `testserver`: answer it whatever DJANGO_ALLOWED_HOSTS (or `.env`) says.
+            hosts = [*settings.ALLOWED_HOSTS, "testserver"]
+            stack.enter_context(override_settings(ALLOWED_HOSTS=hosts))
             ctx = DemoContext(stdout=self.stdout, stack=stack, options=options)
             demo_run(ctx)
         key = ctx.facts.get("api_key", "<key>")
