@@ -25,17 +25,6 @@ def _quantity(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
 
 
-def batch_size_check(channel_type: str, batch_size: int | None) -> None:
-    """Refuse a batch size the marketplace does not take (400 `invalid_batch_size`)."""
-    cls = adapter_class(channel_type)
-    if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
-        raise DomainError(
-            f"{cls.label} takes at most {cls.max_batch_size} listings per call.",
-            code="invalid_batch_size",
-            details={"max_batch_size": cls.max_batch_size},
-        )
-
-
 # --- Channels ---------------------------------------------------------------------------------
 
 
@@ -334,8 +323,7 @@ class AllocationRuleWriteSerializer(serializers.Serializer):
         decimal_places=2,
         default=0,
         min_value=0,
-        max_value=100,
-        help_text="Percent of the allocation held back.",
+        help_text="Percent of the allocation held back (0 to 100).",
     )
     max_shown = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=2_147_483_647
@@ -347,18 +335,6 @@ class AllocationRuleWriteSerializer(serializers.Serializer):
         max_value=2_147_483_647,
         help_text="Show 0 when the allocation is below this.",
     )
-
-    def validate(self, attrs: dict) -> dict:
-        scope = attrs["scope"]
-        if scope == AllocationRule.Scope.PRODUCT and not attrs.get("sku"):
-            raise serializers.ValidationError({"sku": ["A product rule names its SKU."]})
-        if scope == AllocationRule.Scope.LISTING and not attrs.get("listing_id"):
-            raise serializers.ValidationError({"listing_id": ["A listing rule names it."]})
-        if scope != AllocationRule.Scope.PRODUCT and attrs.get("sku"):
-            raise serializers.ValidationError({"sku": ["Only a product rule takes a SKU."]})
-        if scope != AllocationRule.Scope.LISTING and attrs.get("listing_id"):
-            raise serializers.ValidationError({"listing_id": ["Only a listing rule takes it."]})
-        return attrs
 
 
 # --- Preview, attempts, pushes ----------------------------------------------------------------

@@ -449,10 +449,11 @@ def test_rules_errors(channel, api, reader):
         ({"strategy": "percentage", "parameter": 150}, "invalid_rule"),
         ({"strategy": "fixed"}, "invalid_rule"),
         ({"strategy": "bogus"}, "validation_error"),
-        ({"scope": "product", "strategy": "all"}, "validation_error"),
-        ({"scope": "listing", "strategy": "all"}, "validation_error"),
-        ({"strategy": "all", "sku": "X"}, "validation_error"),
-        ({"strategy": "all", "buffer_percent": 101}, "validation_error"),
+        ({"scope": "product", "strategy": "all"}, "invalid_rule"),
+        ({"scope": "listing", "strategy": "all"}, "invalid_rule"),
+        ({"strategy": "all", "sku": "X"}, "invalid_rule"),
+        ({"strategy": "all", "listing_id": 1}, "invalid_rule"),
+        ({"strategy": "all", "buffer_percent": 101}, "invalid_rule"),
         ({"scope": "product", "sku": "NOPE", "strategy": "all"}, "unknown_sku"),
         ({"scope": "listing", "listing_id": 999999, "strategy": "all"}, "unknown_listing"),
     ]
@@ -579,3 +580,23 @@ def test_channel_of_another_vendor_uses_its_own_warehouses(admin_api):
     assert answer.status_code == 201, answer.content
     assert answer.json()["vendor_id"] == str(other.pk)
     assert answer.json()["warehouses"] == ["FAR"]
+
+
+@pytest.mark.django_db
+def test_channel_and_rule_refusals_name_the_field_in_details(warehouse, channel, admin_api, api):
+    created = admin_api.post(URL, _shopee_body(batch_size=51), format="json")
+    assert _error(created) == (400, "invalid_batch_size")
+    assert created.json()["details"] == {
+        "field": "batch_size",
+        "batch_size": ["Shopee takes 1 to 50 listings per call."],
+        "max_batch_size": 50,
+    }
+
+    patched = admin_api.patch(f"{URL}{channel.pk}/", {"warehouses": ["NOPE"]}, format="json")
+    assert _error(patched) == (400, "unknown_warehouse")
+    assert patched.json()["details"]["field"] == "warehouses"
+    assert patched.json()["details"]["codes"] == ["NOPE"]
+
+    rule = api.post(f"{URL}{channel.pk}/rules/", {"strategy": "all", "sku": "P-1"}, format="json")
+    assert _error(rule) == (400, "invalid_rule")
+    assert rule.json()["details"] == {"field": "sku", "sku": ["Only a product rule names a SKU."]}
