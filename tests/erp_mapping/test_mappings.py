@@ -692,7 +692,10 @@ def test_admin_adds_a_mapping_and_refuses_an_empty_non_unit_code(staff, vendor):
 
     refused = staff.post(add, {**fields, "mapping_type": "vat", "erp_code": "", "is_active": "on"})
     assert refused.status_code == 200
-    assert "Only a unit mapping may have an empty ERP code" in refused.content.decode()
+    # the service's rule and wording, on the field
+    assert refused.context["adminform"].form.errors == {
+        "erp_code": ["Only a unit mapping may have an empty ERP code (the vendor's fallback unit)."]
+    }
 
     created = staff.post(
         add, {**fields, "mapping_type": "vat", "erp_code": "20", "is_active": "on"}
