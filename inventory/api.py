@@ -8,7 +8,6 @@ import hashlib
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from core.errors import DomainError
+from core.field_errors import service_errors
 from core.idempotency import REPLAY_HEADER, idempotent
 from core.pagination import LedgerCursorPagination
 from core.schema import error_responses, idempotency_header
@@ -478,7 +478,12 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
             200: ReservationSerializer,
             **error_responses(
                 {
-                    400: ["validation_error", "invalid_quantity", "vendor_mismatch"],
+                    400: [
+                        "validation_error",
+                        "invalid_quantity",
+                        "invalid_ttl",
+                        "vendor_mismatch",
+                    ],
                     404: ["product_not_found", "warehouse_not_found", "vendor_not_found"],
                     409: [
                         "insufficient_stock",
@@ -496,19 +501,19 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         product = selectors.product_get(sku=data["sku"], vendor_id=data.get("vendor"))
+        warehouse = None  # the service picks the vendor's default
         if data.get("warehouse"):
             warehouse = selectors.warehouse_get(code=data["warehouse"], vendor_id=product.vendor_id)
-        else:
-            warehouse = selectors.warehouse_default(vendor_id=product.vendor_id)
-        ttl = data.get("ttl_seconds") or settings.RESERVATION_DEFAULT_TTL_SECONDS
-        reservation = services.stock_reserve(
-            product=product,
-            warehouse=warehouse,
-            quantity=data["quantity"],
-            ttl=timedelta(seconds=ttl),
-            origin=_origin(request, reference=data["reference"]),
-            idempotency_key=_service_key(request, "reservation"),
-        )
+        ttl = data.get("ttl_seconds")
+        with service_errors(fields={"ttl": "ttl_seconds"}):
+            reservation = services.stock_reserve(
+                product=product,
+                warehouse=warehouse,
+                quantity=data["quantity"],
+                ttl=None if ttl is None else timedelta(seconds=ttl),
+                origin=_origin(request, reference=data["reference"]),
+                idempotency_key=_service_key(request, "reservation"),
+            )
         if reservation.replayed:
             # The ledger already holds this reservation (its HTTP record had expired).
             return Response(

@@ -3,7 +3,6 @@
 from datetime import UTC
 from decimal import Decimal
 
-from django.conf import settings
 from rest_framework import serializers
 
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
@@ -252,16 +251,9 @@ class ReservationCreateSerializer(serializers.Serializer):
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     ttl_seconds = serializers.IntegerField(
         required=False,
-        min_value=1,
-        help_text="How long the hold lasts; RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
+        help_text="How long the hold lasts, 1 to RESERVATION_MAX_TTL_SECONDS; "
+        "RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
     )
-
-    def validate_ttl_seconds(self, value: int) -> int:
-        if value > settings.RESERVATION_MAX_TTL_SECONDS:
-            raise serializers.ValidationError(
-                f"At most {settings.RESERVATION_MAX_TTL_SECONDS} seconds."
-            )
-        return value
 
 
 class ReservationSerializer(serializers.ModelSerializer):

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -378,6 +379,37 @@ def test_reservation_lifecycle_through_the_api(api, stocked):
 
     again = api.post(f"/api/v1/reservations/{reservation['id']}/release/")
     assert_error(again, 409, "reservation_not_active")
+
+
+def test_reservation_defaults_come_from_the_service(api, stocked, store, settings):
+    settings.RESERVATION_DEFAULT_TTL_SECONDS = 90
+    product = stocked(5)
+
+    created = api.post(
+        "/api/v1/reservations/", {"sku": product.sku, "quantity": "1"}, format="json"
+    )
+
+    assert created.status_code == 201, created.content
+    assert created.json()["warehouse"] == "MAIN"  # the vendor's default, not STORE
+    reservation = Reservation.objects.get()
+    lasts = reservation.expires_at - reservation.created_at
+    assert timedelta(seconds=89) < lasts < timedelta(seconds=91)
+
+
+@pytest.mark.parametrize("ttl_seconds", [0, -1, 30 * 24 * 3600 + 1])
+def test_reservation_ttl_out_of_bounds_is_refused_on_its_field(api, stocked, ttl_seconds):
+    product = stocked(5)
+
+    response = api.post(
+        "/api/v1/reservations/",
+        {"sku": product.sku, "quantity": "1", "ttl_seconds": ttl_seconds},
+        format="json",
+    )
+
+    body = assert_error(response, 400, "invalid_ttl")
+    assert body["details"]["field"] == "ttl_seconds"
+    assert body["details"]["ttl_seconds"] == ["A reservation holds stock for 1 to 2592000 seconds."]
+    assert not Reservation.objects.exists()
 
 
 def test_reservation_insufficient_is_409(api, stocked):
