@@ -241,7 +241,7 @@ class ChannelListingListView(_ChannelChildListView):
         responses={
             200: ListingBatchResultSerializer,
             **error_responses(
-                {400: ["invalid_body", "too_many_rows", "parse_error"], **_NOT_FOUND}
+                {400: ["invalid_body", "batch_too_large", "parse_error"], **_NOT_FOUND}
             ),
         },
     )

@@ -15,7 +15,13 @@ from rest_framework import serializers
 from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
-from core.errors import DomainError
+from core.batch import (
+    BatchRowResultSerializer,
+    batch_answer,
+    batch_rows,
+    counts_field,
+    status_choices,
+)
 from core.validators import http_url_validate
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
@@ -233,45 +239,29 @@ class ListingBatchSerializer(serializers.Serializer):
     rows = ListingRowSerializer(many=True, help_text=f"Up to {MAX_LISTING_ROWS:,} rows.")
 
 
-class ListingRowResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField(help_text="The row's position (0-based).")
-    sku = serializers.CharField(allow_blank=True)
-    status = serializers.ChoiceField(choices=[(s, s) for s in LISTING_ROW_STATUSES])
-    listing_id = serializers.IntegerField(required=False)
+class ListingRowResultSerializer(BatchRowResultSerializer):
+    status = status_choices(LISTING_ROW_STATUSES)
     code = serializers.CharField(
-        required=False,
+        allow_blank=True,
         help_text="Why a row is invalid: `invalid_row`, `invalid_keys`, `unknown_sku`, "
-        "`duplicate`, `keys_taken`.",
+        "`duplicate`, `keys_taken`; empty otherwise.",
     )
-    message = serializers.CharField(required=False)
+    sku = serializers.CharField(allow_blank=True)
+    listing_id = serializers.IntegerField(required=False)
 
 
 class ListingBatchResultSerializer(serializers.Serializer):
-    counts = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Rows per status (every status present)."
-    )
+    counts = counts_field()
     results = ListingRowResultSerializer(many=True, help_text="One result per row, in order.")
 
 
 def listing_rows(data: Any) -> list:
-    """The rows of a listing batch, or raise 400 `invalid_body` / `too_many_rows`."""
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise DomainError('The body must be a JSON object with a "rows" list.', code="invalid_body")
-    if len(rows) > MAX_LISTING_ROWS:
-        raise DomainError(
-            f"A batch holds at most {MAX_LISTING_ROWS} rows; this one has {len(rows)}.",
-            code="too_many_rows",
-            details={"max_rows": MAX_LISTING_ROWS, "rows": len(rows)},
-        )
-    return rows
+    """The rows of a listing batch, or raise 400 `invalid_body` / `batch_too_large`."""
+    return batch_rows(data, limit=MAX_LISTING_ROWS)
 
 
 def listing_batch_data(result: ListingBatchResult) -> dict:
-    return {
-        "counts": {**dict.fromkeys(LISTING_ROW_STATUSES, 0), **result.counts()},
-        "results": [row.as_dict() for row in result.rows],
-    }
+    return batch_answer([row.as_dict() for row in result.rows], LISTING_ROW_STATUSES)
 
 
 # --- Rules ----------------------------------------------------------------------------------

@@ -311,14 +311,14 @@ def test_listings_batch_reports_each_row_and_never_stops_valid_ones(channel, api
     assert answer.status_code == 200, answer.content
     body = answer.json()
     assert body["counts"] == {"created": 2, "updated": 0, "unchanged": 0, "invalid": 5}
-    assert [(r["index"], r["status"], r.get("code")) for r in body["results"]] == [
-        (0, "created", None),
-        (1, "invalid", "unknown_sku"),
-        (2, "invalid", "invalid_keys"),
-        (3, "created", None),
-        (4, "invalid", "duplicate"),
-        (5, "invalid", "invalid_row"),
-        (6, "invalid", "invalid_keys"),
+    assert [(r["index"], r["status"], r["code"], r["field"]) for r in body["results"]] == [
+        (0, "created", "", ""),
+        (1, "invalid", "unknown_sku", "sku"),
+        (2, "invalid", "invalid_keys", "keys"),
+        (3, "created", "", ""),
+        (4, "invalid", "duplicate", ""),
+        (5, "invalid", "invalid_row", "sku"),
+        (6, "invalid", "invalid_keys", "keys"),
     ]
     listed = api.get(url).json()
     assert listed["count"] == 2
@@ -349,10 +349,10 @@ def test_listings_batch_refuses_bad_bodies(channel, api, reader):
     url = f"{URL}{channel.pk}/listings/"
     too_many = [{"sku": f"S{i}", "keys": {"item_id": str(i), "model_id": "0"}} for i in range(1001)]
 
-    assert _error(api.post(url, {"rows": too_many}, format="json")) == (400, "too_many_rows")
+    assert _error(api.post(url, {"rows": too_many}, format="json")) == (400, "batch_too_large")
     assert api.post(url, {"rows": too_many}, format="json").json()["details"] == {
-        "max_rows": 1000,
-        "rows": 1001,
+        "max": 1000,
+        "received": 1001,
     }
     assert _error(api.post(url, {"rows": "x"}, format="json")) == (400, "invalid_body")
     assert _error(api.post(url, [{"sku": "A"}], format="json")) == (400, "invalid_body")
