@@ -226,6 +226,12 @@ def test_items_with_unmapped_unit_or_vat_are_rejected(agent, vendor):
         ("E-1", "created", ""),
     ]
     assert "'BOX'" in body["results"][0]["message"]
+    assert [r["field"] for r in body["results"]] == [
+        "unit_code",
+        "vat_code",
+        *["unit_code"] * 2,
+        "",
+    ]
     assert list(Product.objects.values_list("sku", "family", "subfamily")) == [("E-1", "", "")]
 
 
@@ -401,6 +407,7 @@ def test_warehouses_each_status(agent, vendor):
         ("W2", "stale", ""),
     ]
     assert body["results"][4]["message"] == 'type: "shop" is not a valid choice.'
+    assert (body["results"][4]["index"], body["results"][4]["field"]) == (4, "type")
     w1 = Warehouse.objects.get(vendor=vendor, code="W1")
     assert (w1.name, w1.type, w1.is_main, w1.active) == ("Renamed", "transit", True, True)
     assert Warehouse.objects.get(vendor=vendor, code="W3").name == "last"
