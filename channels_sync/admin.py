@@ -14,14 +14,20 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, PushAttempt
-from channels_sync.services.channels import channel_create, channel_update, rule_set
+from channels_sync.services.channels import (
+    channel_check,
+    channel_create,
+    channel_update,
+    rule_check,
+    rule_set,
+)
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import ServiceUnavailable
+from core.field_errors import service_errors
 from core.validators import http_url_validate
 
 # What an existing channel's form may change (type and vendor are fixed once it exists).
@@ -47,6 +53,10 @@ _CHANNEL_STATE = [
     "created_at",
     "updated_at",
 ]
+
+
+# The services' argument names that the channel form names otherwise.
+_CHANNEL_FIELDS = {"credentials": "new_credentials"}
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -91,35 +101,26 @@ class ChannelForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        instance = self.instance
-        channel_type = data.get("type") or instance.type
-        vendor = data.get("vendor") if instance.pk is None else instance.vendor
-        if not channel_type:
-            return data
-        cls = adapter_class(channel_type)
-        new = data.get("new_credentials")
-        if instance.pk is None and not new and "new_credentials" not in self.errors:
-            self.add_error("new_credentials", "A new channel needs its credentials.")
-        elif new:
-            try:
-                cls.credentials_clean({**(instance.credentials or {}), **new})
-            except ValueError as exc:
-                self.add_error("new_credentials", str(exc))
-        batch_size = data.get("batch_size")
-        if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
-            self.add_error("batch_size", f"{cls.label} takes 1 to {cls.max_batch_size}.")
-        if vendor is not None:
-            foreign = [w.code for w in data.get("warehouses") or [] if w.vendor_id != vendor.pk]
-            if foreign:
-                self.add_error("warehouses", f"Not warehouses of {vendor}: {', '.join(foreign)}.")
         for name in ("base_url", "auth_base_url"):
             if data.get(name):
                 try:
                     http_url_validate(data[name])
                 except forms.ValidationError as exc:
                     self.add_error(name, exc)
-                    continue
-                data[name] = data[name].rstrip("/")
+        instance = self.instance
+        vendor = data.get("vendor") if instance.pk is None else instance.vendor
+        if self.errors or vendor is None:
+            return data
+        # The service's own checks, shown on the fields (`channel_create` runs them again).
+        with service_errors(form=self, fields=_CHANNEL_FIELDS):
+            channel_check(
+                vendor=vendor,
+                type=instance.type if instance.pk else data["type"],
+                warehouses=data.get("warehouses") or [],
+                credentials=data.get("new_credentials"),
+                batch_size=data.get("batch_size"),
+                channel=instance if instance.pk else None,
+            )
         return data
 
 
@@ -237,7 +238,7 @@ class ChannelAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Channel, form: forms.Form, change: bool
     ) -> None:
         data = form.cleaned_data
-        codes = [warehouse.code for warehouse in data["warehouses"]]
+        warehouses = list(data["warehouses"])
         settings_ = {name: data[name] for name in _CHANNEL_SETTINGS}
         if data["new_webhook_secret"]:
             settings_["webhook_secret"] = data["new_webhook_secret"]
@@ -246,7 +247,7 @@ class ChannelAdmin(admin.ModelAdmin):
                 channel=obj,
                 actor=actor_of(request),
                 credentials=data["new_credentials"] or None,
-                warehouse_codes=codes,
+                warehouses=warehouses,
                 **settings_,
             )
             return
@@ -254,7 +255,7 @@ class ChannelAdmin(admin.ModelAdmin):
             vendor=data["vendor"],
             type=data["type"],
             credentials=data["new_credentials"],
-            warehouse_codes=codes,
+            warehouses=warehouses,
             actor=actor_of(request),
             **settings_,
         )
@@ -407,6 +408,10 @@ _RULE_VALUES = [
 ]
 
 
+# The rule service's argument names that the rule form names otherwise.
+_RULE_FIELDS = {"sku": "product", "listing_id": "listing"}
+
+
 class AllocationRuleForm(forms.ModelForm):
     class Meta:
         model = AllocationRule
@@ -418,32 +423,23 @@ class AllocationRuleForm(forms.ModelForm):
             target = {name: data.get(name) for name in _RULE_TARGET}
         else:  # an existing rule's target is fixed (read-only)
             target = {name: getattr(self.instance, name) for name in _RULE_TARGET}
-        channel, scope = target["channel"], target["scope"]
-        product, listing = target["product"], target["listing"]
-        if scope == AllocationRule.Scope.PRODUCT and product is None:
-            self.add_error("product", "A product rule names its product.")
-        if scope == AllocationRule.Scope.LISTING and listing is None:
-            self.add_error("listing", "A listing rule names its listing.")
-        if scope != AllocationRule.Scope.PRODUCT and product is not None:
-            self.add_error("product", "Only a product rule names a product.")
-        if scope != AllocationRule.Scope.LISTING and listing is not None:
-            self.add_error("listing", "Only a listing rule names a listing.")
-        if channel is not None and product is not None and product.vendor_id != channel.vendor_id:
-            self.add_error("product", "Not a product of the channel's vendor.")
-        if channel is not None and listing is not None and listing.channel_id != channel.pk:
-            self.add_error("listing", "Not a listing of this channel.")
-        strategy, parameter = data.get("strategy"), data.get("parameter")
-        if strategy == AllocationRule.Strategy.PERCENTAGE and (
-            parameter is None or not 0 <= parameter <= 100
-        ):
-            self.add_error("parameter", "A percentage rule needs a parameter of 0 to 100.")
-        if strategy == AllocationRule.Strategy.FIXED and parameter is None:
-            self.add_error("parameter", "A fixed rule needs the quantity.")
-        if self.instance.pk is None and channel is not None and not self.errors:
+        channel, product, listing = target["channel"], target["product"], target["listing"]
+        if self.errors or channel is None:
+            return data
+        # The service's own checks, shown on the fields (`rule_set` runs them again).
+        with service_errors(form=self, fields=_RULE_FIELDS):
+            rule_check(
+                channel=channel,
+                scope=target["scope"],
+                sku=product.sku if product else None,
+                listing_id=listing.pk if listing else None,
+                **{name: data.get(name) for name in _RULE_VALUES},
+            )
+        if self.instance.pk is None and not self.errors:
             # A new rule for a target that has one replaces it (`rule_set`), as the API
             # does: validate it as a change of that rule, not as a duplicate.
             existing = AllocationRule.objects.filter(
-                channel=channel, scope=scope, product=product, listing=listing
+                channel=channel, scope=target["scope"], product=product, listing=listing
             ).first()
             if existing is not None:
                 self.instance = existing

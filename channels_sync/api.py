@@ -5,7 +5,6 @@ Reads need the `read` scope; creating and changing a channel and pushing need `a
 listing batches and rules need `write`. Credentials are accepted and never returned.
 """
 
-from django.db import IntegrityError
 from django.db.models import Count, Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -31,7 +30,6 @@ from channels_sync.serializers import (
     PushQuerySerializer,
     PushQueuedSerializer,
     PushReportSerializer,
-    batch_size_check,
     listing_batch_data,
     listing_rows,
 )
@@ -39,7 +37,8 @@ from channels_sync.services.channels import channel_create, channel_update, rule
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import channel_push
-from core.errors import ConflictError, NotFoundError
+from core.errors import NotFoundError
+from core.field_errors import service_errors
 from core.pagination import LedgerCursorPagination
 from core.schema import error_responses
 from inventory.selectors import vendor_get
@@ -142,12 +141,8 @@ class ChannelListView(generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         vendor = vendor_get(data.pop("vendor", None))
-        channel = channel_create(
-            vendor=vendor,
-            warehouse_codes=data.pop("warehouses"),
-            actor=request.user.actor,
-            **data,
-        )
+        with service_errors():
+            channel = channel_create(vendor=vendor, actor=request.user.actor, **data)
         return Response(_channel_data(channel.pk), status=status.HTTP_201_CREATED)
 
 
@@ -194,25 +189,8 @@ class ChannelDetailView(APIView):
         channel = _channel(channel_id)
         serializer = ChannelUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        if "batch_size" in data:
-            batch_size_check(channel.type, data["batch_size"])
-        for name in ("base_url", "auth_base_url"):
-            if name in data:
-                data[name] = data[name].rstrip("/")
-        try:
-            channel_update(
-                channel=channel,
-                actor=request.user.actor,
-                credentials=data.pop("credentials", None),
-                warehouse_codes=data.pop("warehouses", None),
-                **data,
-            )
-        except IntegrityError as exc:
-            # The only unique field that can change is the name (per vendor).
-            raise ConflictError(
-                f"A channel named {data.get('name')!r} exists already.", code="channel_exists"
-            ) from exc
+        with service_errors():
+            channel_update(channel=channel, actor=request.user.actor, **serializer.validated_data)
         return Response(_channel_data(channel.pk))
 
 
@@ -263,7 +241,7 @@ class ChannelListingListView(_ChannelChildListView):
         responses={
             200: ListingBatchResultSerializer,
             **error_responses(
-                {400: ["invalid_body", "too_many_rows", "parse_error"], **_NOT_FOUND}
+                {400: ["invalid_body", "batch_too_large", "parse_error"], **_NOT_FOUND}
             ),
         },
     )
@@ -320,9 +298,10 @@ class AllocationRuleListView(_ChannelChildListView):
         channel = self.channel()
         serializer = AllocationRuleWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        rule, created = rule_set(
-            channel=channel, actor=request.user.actor, **serializer.validated_data
-        )
+        with service_errors():
+            rule, created = rule_set(
+                channel=channel, actor=request.user.actor, **serializer.validated_data
+            )
         return Response(
             AllocationRuleSerializer(rule).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

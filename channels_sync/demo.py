@@ -113,7 +113,7 @@ def set_up_channels(ctx: DemoContext) -> str:
                 name=name,
                 type=kind,
                 credentials=app.credentials(),
-                warehouse_codes=list(codes),
+                warehouses=list(codes),
                 actor="demo",
                 **fields,
             )
@@ -122,7 +122,7 @@ def set_up_channels(ctx: DemoContext) -> str:
                 channel=channel,
                 actor="demo",
                 credentials=app.credentials(),
-                warehouse_codes=list(codes),
+                warehouses=list(codes),
                 **fields,
             )
         _hold_push(channel)

@@ -15,7 +15,13 @@ from rest_framework import serializers
 from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
-from core.errors import DomainError
+from core.batch import (
+    BatchRowResultSerializer,
+    batch_answer,
+    batch_rows,
+    counts_field,
+    status_choices,
+)
 from core.validators import http_url_validate
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
@@ -23,17 +29,6 @@ LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
 def _quantity(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
-
-
-def batch_size_check(channel_type: str, batch_size: int | None) -> None:
-    """Refuse a batch size the marketplace does not take (400 `invalid_batch_size`)."""
-    cls = adapter_class(channel_type)
-    if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
-        raise DomainError(
-            f"{cls.label} takes at most {cls.max_batch_size} listings per call.",
-            code="invalid_batch_size",
-            details={"max_batch_size": cls.max_batch_size},
-        )
 
 
 # --- Channels ---------------------------------------------------------------------------------
@@ -244,45 +239,29 @@ class ListingBatchSerializer(serializers.Serializer):
     rows = ListingRowSerializer(many=True, help_text=f"Up to {MAX_LISTING_ROWS:,} rows.")
 
 
-class ListingRowResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField(help_text="The row's position (0-based).")
-    sku = serializers.CharField(allow_blank=True)
-    status = serializers.ChoiceField(choices=[(s, s) for s in LISTING_ROW_STATUSES])
-    listing_id = serializers.IntegerField(required=False)
+class ListingRowResultSerializer(BatchRowResultSerializer):
+    status = status_choices(LISTING_ROW_STATUSES)
     code = serializers.CharField(
-        required=False,
+        allow_blank=True,
         help_text="Why a row is invalid: `invalid_row`, `invalid_keys`, `unknown_sku`, "
-        "`duplicate`, `keys_taken`.",
+        "`duplicate`, `keys_taken`; empty otherwise.",
     )
-    message = serializers.CharField(required=False)
+    sku = serializers.CharField(allow_blank=True)
+    listing_id = serializers.IntegerField(required=False)
 
 
 class ListingBatchResultSerializer(serializers.Serializer):
-    counts = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Rows per status (every status present)."
-    )
+    counts = counts_field()
     results = ListingRowResultSerializer(many=True, help_text="One result per row, in order.")
 
 
 def listing_rows(data: Any) -> list:
-    """The rows of a listing batch, or raise 400 `invalid_body` / `too_many_rows`."""
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise DomainError('The body must be a JSON object with a "rows" list.', code="invalid_body")
-    if len(rows) > MAX_LISTING_ROWS:
-        raise DomainError(
-            f"A batch holds at most {MAX_LISTING_ROWS} rows; this one has {len(rows)}.",
-            code="too_many_rows",
-            details={"max_rows": MAX_LISTING_ROWS, "rows": len(rows)},
-        )
-    return rows
+    """The rows of a listing batch, or raise 400 `invalid_body` / `batch_too_large`."""
+    return batch_rows(data, limit=MAX_LISTING_ROWS)
 
 
 def listing_batch_data(result: ListingBatchResult) -> dict:
-    return {
-        "counts": {**dict.fromkeys(LISTING_ROW_STATUSES, 0), **result.counts()},
-        "results": [row.as_dict() for row in result.rows],
-    }
+    return batch_answer([row.as_dict() for row in result.rows], LISTING_ROW_STATUSES)
 
 
 # --- Rules ----------------------------------------------------------------------------------
@@ -334,8 +313,7 @@ class AllocationRuleWriteSerializer(serializers.Serializer):
         decimal_places=2,
         default=0,
         min_value=0,
-        max_value=100,
-        help_text="Percent of the allocation held back.",
+        help_text="Percent of the allocation held back (0 to 100).",
     )
     max_shown = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=2_147_483_647
@@ -347,18 +325,6 @@ class AllocationRuleWriteSerializer(serializers.Serializer):
         max_value=2_147_483_647,
         help_text="Show 0 when the allocation is below this.",
     )
-
-    def validate(self, attrs: dict) -> dict:
-        scope = attrs["scope"]
-        if scope == AllocationRule.Scope.PRODUCT and not attrs.get("sku"):
-            raise serializers.ValidationError({"sku": ["A product rule names its SKU."]})
-        if scope == AllocationRule.Scope.LISTING and not attrs.get("listing_id"):
-            raise serializers.ValidationError({"listing_id": ["A listing rule names it."]})
-        if scope != AllocationRule.Scope.PRODUCT and attrs.get("sku"):
-            raise serializers.ValidationError({"sku": ["Only a product rule takes a SKU."]})
-        if scope != AllocationRule.Scope.LISTING and attrs.get("listing_id"):
-            raise serializers.ValidationError({"listing_id": ["Only a listing rule takes it."]})
-        return attrs
 
 
 # --- Preview, attempts, pushes ----------------------------------------------------------------

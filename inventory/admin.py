@@ -17,6 +17,7 @@ from django.utils.html import format_html
 
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
+from core.field_errors import service_errors
 from inventory import services
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
 from inventory.services.catalog import PRODUCT_FIELDS
@@ -101,9 +102,11 @@ class StockLevelLimitsForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        low, high = data.get("min_stock"), data.get("max_stock")
-        if low is not None and high is not None and high < low:
-            raise forms.ValidationError("The maximum must not be below the minimum.")
+        if not self.errors:
+            with service_errors(form=self):
+                services.stock_level_limits_check(
+                    min_stock=data.get("min_stock"), max_stock=data.get("max_stock")
+                )
         return data
 
 

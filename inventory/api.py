@@ -8,7 +8,6 @@ import hashlib
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -18,7 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
+from core.batch import batch_answer, batch_size_check, row_result
 from core.errors import DomainError
+from core.field_errors import error_field, service_errors
 from core.idempotency import REPLAY_HEADER, idempotent
 from core.pagination import LedgerCursorPagination
 from core.schema import error_responses, idempotency_header
@@ -347,13 +348,8 @@ class StockMutationBatchView(APIView):
     )
     @idempotent(required=True)
     def post(self, request: Request) -> Response:
-        raw_rows = request.data.get("rows") if isinstance(request.data, dict) else None
-        if isinstance(raw_rows, list) and len(raw_rows) > MAX_BATCH_ROWS:
-            raise DomainError(
-                f"A batch holds at most {MAX_BATCH_ROWS} rows; this one has {len(raw_rows)}.",
-                code="batch_too_large",
-                details={"max_rows": MAX_BATCH_ROWS, "rows": len(raw_rows)},
-            )
+        if isinstance(request.data, dict):
+            batch_size_check(request.data.get("rows"), limit=MAX_BATCH_ROWS)
         envelope = StockMutationBatchSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
         rows, atomic = envelope.validated_data["rows"], envelope.validated_data["atomic"]
@@ -385,11 +381,7 @@ class StockMutationBatchView(APIView):
                 details={"results": _batch_results(exc.results, rolled_back=True)},
             ) from exc
         body = _batch_results(results, rolled_back=False)
-        counts = {
-            "ok": sum(1 for row in body if row["status"] == "ok"),
-            "error": sum(1 for row in body if row["status"] == "error"),
-        }
-        return Response({"atomic": atomic, "counts": counts, "results": body})
+        return Response(batch_answer(body, ("ok", "error"), atomic=atomic))
 
 
 def _batch_results(results: list, *, rolled_back: bool) -> list[dict]:
@@ -397,26 +389,28 @@ def _batch_results(results: list, *, rolled_back: bool) -> list[dict]:
     for index, result in enumerate(results):
         if isinstance(result, DomainError):
             body.append(
-                {
-                    "index": index,
-                    "status": "error",
-                    "code": result.code,
-                    "message": result.message,
-                    "details": result.details,
-                }
+                row_result(
+                    index,
+                    "error",
+                    code=result.code,
+                    message=result.message,
+                    field=_error_field(result),
+                    details=result.details,
+                )
             )
         elif rolled_back:
-            body.append({"index": index, "status": "rolled_back"})
+            body.append(row_result(index, "rolled_back"))
         else:
-            body.append(
-                {
-                    "index": index,
-                    "status": "ok",
-                    "replayed": result.replayed,
-                    **mutation_data(result),
-                }
-            )
+            body.append(row_result(index, "ok", replayed=result.replayed, **mutation_data(result)))
     return body
+
+
+def _error_field(error: DomainError) -> str:
+    """The row field a refusal names: a service's `field`, or an invalid row's first field."""
+    if error.code == "validation_error":
+        name = next(iter(error.details), "")
+        return "" if name == "non_field_errors" else name
+    return error_field(error) or ""
 
 
 @extend_schema_view(
@@ -478,7 +472,12 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
             200: ReservationSerializer,
             **error_responses(
                 {
-                    400: ["validation_error", "invalid_quantity", "vendor_mismatch"],
+                    400: [
+                        "validation_error",
+                        "invalid_quantity",
+                        "invalid_ttl",
+                        "vendor_mismatch",
+                    ],
                     404: ["product_not_found", "warehouse_not_found", "vendor_not_found"],
                     409: [
                         "insufficient_stock",
@@ -496,19 +495,19 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         product = selectors.product_get(sku=data["sku"], vendor_id=data.get("vendor"))
+        warehouse = None  # the service picks the vendor's default
         if data.get("warehouse"):
             warehouse = selectors.warehouse_get(code=data["warehouse"], vendor_id=product.vendor_id)
-        else:
-            warehouse = selectors.warehouse_default(vendor_id=product.vendor_id)
-        ttl = data.get("ttl_seconds") or settings.RESERVATION_DEFAULT_TTL_SECONDS
-        reservation = services.stock_reserve(
-            product=product,
-            warehouse=warehouse,
-            quantity=data["quantity"],
-            ttl=timedelta(seconds=ttl),
-            origin=_origin(request, reference=data["reference"]),
-            idempotency_key=_service_key(request, "reservation"),
-        )
+        ttl = data.get("ttl_seconds")
+        with service_errors(fields={"ttl": "ttl_seconds"}):
+            reservation = services.stock_reserve(
+                product=product,
+                warehouse=warehouse,
+                quantity=data["quantity"],
+                ttl=None if ttl is None else timedelta(seconds=ttl),
+                origin=_origin(request, reference=data["reference"]),
+                idempotency_key=_service_key(request, "reservation"),
+            )
         if reservation.replayed:
             # The ledger already holds this reservation (its HTTP record had expired).
             return Response(

@@ -87,7 +87,9 @@ def warehouse_get(*, code: str, vendor_id: uuid.UUID) -> Warehouse:
     return warehouse
 
 
-def warehouse_default(*, vendor_id: uuid.UUID) -> Warehouse:
+def vendor_default_warehouse(vendor: Vendor | uuid.UUID) -> Warehouse:
+    """The vendor's default warehouse (used when a reservation names none), or 404."""
+    vendor_id = vendor.pk if isinstance(vendor, Vendor) else vendor
     warehouse = Warehouse.objects.filter(vendor_id=vendor_id, is_default=True).first()
     if warehouse is None:
         raise WarehouseNotFound(

@@ -3,12 +3,14 @@
 from datetime import UTC
 from decimal import Decimal
 
-from django.conf import settings
 from rest_framework import serializers
 
+from core.batch import BatchRowResultSerializer, counts_field, status_choices
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
 
 MAX_BATCH_ROWS = 1000
+# A batch row is applied (`ok`), refused (`error`), or undone with its atomic batch.
+BATCH_ROW_STATUSES = ("ok", "error", "rolled_back")
 MUTATION_TYPES = ("adjust", "set", "transfer")
 
 
@@ -220,12 +222,9 @@ class StockMutationBatchSerializer(serializers.Serializer):
     atomic = serializers.BooleanField(default=False, help_text="True: apply all rows or none.")
 
 
-class BatchRowResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["ok", "error", "rolled_back"])
-    code = serializers.CharField(required=False)
-    message = serializers.CharField(required=False)
-    details = serializers.DictField(required=False)
+class StockMutationRowResultSerializer(BatchRowResultSerializer):
+    status = status_choices(BATCH_ROW_STATUSES)
+    details = serializers.DictField(required=False, help_text="An error row's details.")
     replayed = serializers.BooleanField(
         required=False, help_text="The ledger already held this row's operation."
     )
@@ -235,8 +234,8 @@ class BatchRowResultSerializer(serializers.Serializer):
 
 class StockMutationBatchResultSerializer(serializers.Serializer):
     atomic = serializers.BooleanField()
-    counts = serializers.DictField(child=serializers.IntegerField())
-    results = BatchRowResultSerializer(many=True)
+    counts = counts_field()
+    results = StockMutationRowResultSerializer(many=True)
 
 
 # --- Reservations ----------------------------------------------------------------------------
@@ -252,16 +251,9 @@ class ReservationCreateSerializer(serializers.Serializer):
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     ttl_seconds = serializers.IntegerField(
         required=False,
-        min_value=1,
-        help_text="How long the hold lasts; RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
+        help_text="How long the hold lasts, 1 to RESERVATION_MAX_TTL_SECONDS; "
+        "RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
     )
-
-    def validate_ttl_seconds(self, value: int) -> int:
-        if value > settings.RESERVATION_MAX_TTL_SECONDS:
-            raise serializers.ValidationError(
-                f"At most {settings.RESERVATION_MAX_TTL_SECONDS} seconds."
-            )
-        return value
 
 
 class ReservationSerializer(serializers.ModelSerializer):

@@ -1,5 +1,13 @@
-"""Channels and allocation rules: create, change, and the marks such changes need."""
+"""Channels and allocation rules: create, change, and the marks such changes need.
 
+The rules of a valid channel and a valid allocation rule live here and nowhere else: a
+refusal is a `DomainError` whose `details["field"]` names the argument at fault, which the
+API and the admin show on their own field (`core.field_errors.service_errors`). The admin
+forms validate with `channel_check` and `rule_check`, the same checks the writes run.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,7 +34,20 @@ def credentials_clean(channel_type: str, credentials: dict[str, Any]) -> dict[st
     try:
         return adapter_class(channel_type).credentials_clean(credentials)
     except ValueError as exc:
-        raise DomainError(str(exc), code="invalid_credentials") from exc
+        raise DomainError(
+            str(exc), code="invalid_credentials", details={"field": "credentials"}
+        ) from exc
+
+
+def batch_size_check(channel_type: str, batch_size: int | None) -> None:
+    """Refuse a batch size the marketplace does not take (`invalid_batch_size`)."""
+    cls = adapter_class(channel_type)
+    if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
+        raise DomainError(
+            f"{cls.label} takes 1 to {cls.max_batch_size} listings per call.",
+            code="invalid_batch_size",
+            details={"field": "batch_size", "max_batch_size": cls.max_batch_size},
+        )
 
 
 def _expiry(credentials: dict[str, Any]):
@@ -37,16 +58,58 @@ def _expiry(credentials: dict[str, Any]):
     return parsed
 
 
-def _warehouses(vendor: Vendor, codes: list[str]) -> list[Warehouse]:
+def channel_warehouses(vendor: Vendor, warehouses: Sequence[str | Warehouse]) -> list[Warehouse]:
+    """The vendor's warehouses by code (or as given), or `unknown_warehouse` naming the rest.
+
+    A warehouse of another vendor is refused like an unknown code: a channel sells only its
+    own vendor's stock.
+    """
+    given = {w.code: w for w in warehouses if isinstance(w, Warehouse)}
+    codes = [w.code if isinstance(w, Warehouse) else w for w in warehouses]
     found = {w.code: w for w in Warehouse.objects.filter(vendor=vendor, code__in=codes)}
-    unknown = [code for code in codes if code not in found]
+    unknown = [
+        code
+        for code in codes
+        if code not in found or (code in given and given[code].pk != found[code].pk)
+    ]
     if unknown:
         raise DomainError(
-            f"Unknown warehouse codes: {', '.join(unknown)}.",
+            f"Not warehouses of {vendor}: {', '.join(unknown)}.",
             code="unknown_warehouse",
-            details={"codes": unknown},
+            details={"field": "warehouses", "codes": unknown},
         )
     return [found[code] for code in codes]
+
+
+def channel_check(
+    *,
+    vendor: Vendor,
+    type: str,
+    warehouses: Sequence[str | Warehouse],
+    credentials: dict[str, Any] | None,
+    batch_size: int | None,
+    channel: Channel | None = None,
+) -> tuple[dict[str, Any] | None, list[Warehouse]]:
+    """Check a new channel's settings, or the changed settings of `channel`; write nothing.
+
+    Returns the cleaned credentials (merged into the channel's stored ones; None when none
+    are given for an existing channel) and the warehouses. `channel_create` and
+    `channel_update` run the same checks.
+    """
+    clean = None
+    if channel is None or credentials:
+        stored = channel.credentials if channel is not None else {}
+        clean = credentials_clean(type, {**(stored or {}), **(credentials or {})})
+    batch_size_check(type, batch_size)
+    return clean, channel_warehouses(vendor, warehouses)
+
+
+def _channel_exists(name: str) -> ConflictError:
+    return ConflictError(
+        f"A channel named {name!r} exists already.",
+        code="channel_exists",
+        details={"field": "name"},
+    )
 
 
 @transaction.atomic
@@ -57,7 +120,7 @@ def channel_create(
     type: str,
     base_url: str,
     credentials: dict[str, Any],
-    warehouse_codes: list[str],
+    warehouses: Sequence[str | Warehouse],
     actor: str,
     auth_base_url: str = "",
     webhook_secret: str = "",
@@ -69,15 +132,15 @@ def channel_create(
     rate_limit_burst: int | None = None,
     batch_size: int | None = None,
 ) -> Channel:
-    """Create a channel fed by the given warehouses (credentials stored encrypted)."""
-    cls = adapter_class(type)
-    clean = credentials_clean(type, credentials)
-    if batch_size is not None and not 1 <= batch_size <= cls.max_batch_size:
-        raise DomainError(
-            f"{cls.label} takes at most {cls.max_batch_size} listings per call.",
-            code="invalid_batch_size",
-        )
-    warehouses = _warehouses(vendor, warehouse_codes)
+    """Create a channel fed by the given warehouses (codes or rows; credentials stored
+    encrypted). Refuses what `channel_check` refuses, and a taken name (`channel_exists`)."""
+    clean, feeding = channel_check(
+        vendor=vendor,
+        type=type,
+        warehouses=warehouses,
+        credentials=credentials,
+        batch_size=batch_size,
+    )
     channel = Channel(
         vendor=vendor,
         name=name,
@@ -99,10 +162,8 @@ def channel_create(
         with transaction.atomic():
             channel.save()
     except IntegrityError as exc:
-        raise ConflictError(
-            f"A channel named {name!r} exists already.", code="channel_exists"
-        ) from exc
-    channel.warehouses.set(warehouses)
+        raise _channel_exists(name) from exc
+    channel.warehouses.set(feeding)
     logger.info("channel.created", channel_id=channel.pk, type=type, actor=actor)
     return channel
 
@@ -113,7 +174,7 @@ def channel_update(
     channel: Channel,
     actor: str,
     credentials: dict[str, Any] | None = None,
-    warehouse_codes: list[str] | None = None,
+    warehouses: Sequence[str | Warehouse] | None = None,
     **changes: Any,
 ) -> Channel:
     """Change a channel. New credentials are merged into the stored ones and clear the
@@ -134,37 +195,38 @@ def channel_update(
             "rate_limit_burst",
             "batch_size",
         }:
-            raise DomainError(f"{name} cannot be changed.", code="invalid_field")
+            raise DomainError(
+                f"{name} cannot be changed.", code="invalid_field", details={"field": name}
+            )
         if name in {"base_url", "auth_base_url"} and isinstance(value, str):
             value = value.rstrip("/")
         if getattr(channel, name) != value:
             setattr(channel, name, value)
             changed.add(name)
-    max_batch = adapter_class(channel.type).max_batch_size
-    if channel.batch_size is not None and not 1 <= channel.batch_size <= max_batch:
-        raise DomainError(
-            f"This marketplace takes at most {max_batch} listings per call.",
-            code="invalid_batch_size",
-        )
-    if credentials:
-        merged = credentials_clean(channel.type, {**(channel.credentials or {}), **credentials})
+    merged, feeding = channel_check(
+        vendor=channel.vendor,
+        type=channel.type,
+        warehouses=warehouses or [],
+        credentials=credentials,
+        batch_size=channel.batch_size,
+        channel=channel,
+    )
+    if merged is not None:
         channel.credentials = merged
         channel.token_expires_at = _expiry(merged)
         channel.needs_reauth = False
         channel.reauth_reason = ""
         changed.add("credentials")
-    if warehouse_codes is not None:
-        warehouses = _warehouses(channel.vendor, warehouse_codes)
-        if {w.pk for w in warehouses} != set(channel.warehouses.values_list("pk", flat=True)):
-            channel.warehouses.set(warehouses)
-            changed.add("warehouses")
+    if warehouses is not None and {w.pk for w in feeding} != set(
+        channel.warehouses.values_list("pk", flat=True)
+    ):
+        channel.warehouses.set(feeding)
+        changed.add("warehouses")
     try:
         with transaction.atomic():
             channel.save()
     except IntegrityError as exc:
-        raise ConflictError(
-            f"A channel named {channel.name!r} exists already.", code="channel_exists"
-        ) from exc
+        raise _channel_exists(channel.name) from exc
     if "base_url" in changed:
         # Another endpoint (another shop) has never received our pushes: send everything.
         ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)
@@ -185,23 +247,33 @@ def _mark_sharing_products(channel: Channel) -> None:
         listings_mark_dirty(listing_ids=others.values_list("pk", flat=True))
 
 
+def _rule_error(message: str, field: str, code: str = "invalid_rule") -> DomainError:
+    return DomainError(message, code=code, details={"field": field})
+
+
 def _decimal(value: Any, field: str) -> Decimal | None:
     if value is None or value == "":
         return None
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
-        raise DomainError(f"{field} is not a number.", code="invalid_rule") from exc
+        raise _rule_error(f"{field} is not a number.", field) from exc
     if not number.is_finite() or number < 0:
-        raise DomainError(f"{field} must be zero or more.", code="invalid_rule")
+        raise _rule_error(f"{field} must be zero or more.", field)
     return number
 
 
-@transaction.atomic
-def rule_set(
+@dataclass(frozen=True)
+class CheckedRule:
+    """A rule's target (`channel`, `scope` and its product or listing) and its values."""
+
+    target: dict[str, Any]
+    values: dict[str, Any]
+
+
+def rule_check(
     *,
     channel: Channel,
-    actor: str,
     strategy: str,
     scope: str = AllocationRule.Scope.CHANNEL,
     sku: str | None = None,
@@ -211,47 +283,72 @@ def rule_set(
     buffer_percent: Any = 0,
     max_shown: int | None = None,
     zero_below: int | None = None,
-) -> tuple[AllocationRule, bool]:
-    """Create or replace the channel's rule for a scope; return it and whether it is new.
-
-    The affected listings (and, for shared-pool strategies, the other channels' listings
-    of the same products) are marked dirty.
-    """
+) -> CheckedRule:
+    """Check a rule as `rule_set` will; write nothing. Refusals: `invalid_rule`,
+    `unknown_sku` (not a product of the channel's vendor), `unknown_listing` (not a listing
+    of the channel), each naming its field."""
     if strategy not in AllocationRule.Strategy.values:
-        raise DomainError(f"Unknown strategy {strategy!r}.", code="invalid_rule")
+        raise _rule_error(f"Unknown strategy {strategy!r}.", "strategy")
     param = _decimal(parameter, "parameter")
     if strategy == AllocationRule.Strategy.PERCENTAGE and (param is None or param > 100):
-        raise DomainError("A percentage rule needs a parameter of 0 to 100.", code="invalid_rule")
+        raise _rule_error("A percentage rule needs a parameter of 0 to 100.", "parameter")
     if strategy == AllocationRule.Strategy.FIXED and param is None:
-        raise DomainError("A fixed rule needs the quantity as parameter.", code="invalid_rule")
+        raise _rule_error("A fixed rule needs the quantity as parameter.", "parameter")
     units = _decimal(buffer_units, "buffer_units") or Decimal(0)
     percent = _decimal(buffer_percent, "buffer_percent") or Decimal(0)
     if percent > 100:
-        raise DomainError("buffer_percent must be 0 to 100.", code="invalid_rule")
+        raise _rule_error("buffer_percent must be 0 to 100.", "buffer_percent")
+    if scope not in AllocationRule.Scope.values:
+        raise _rule_error(f"Unknown scope {scope!r}.", "scope")
+    if scope != AllocationRule.Scope.PRODUCT and sku:
+        raise _rule_error("Only a product rule names a SKU.", "sku")
+    if scope != AllocationRule.Scope.LISTING and listing_id:
+        raise _rule_error("Only a listing rule names a listing.", "listing_id")
     target: dict[str, Any] = {"channel": channel, "scope": scope}
     if scope == AllocationRule.Scope.PRODUCT:
-        product = Product.objects.filter(vendor_id=channel.vendor_id, sku=sku or "").first()
+        if not sku:
+            raise _rule_error("A product rule names its product.", "sku")
+        product = Product.objects.filter(vendor_id=channel.vendor_id, sku=sku).first()
         if product is None:
-            raise DomainError(f"Unknown SKU {sku!r}.", code="unknown_sku")
+            raise _rule_error(f"Unknown SKU {sku!r}.", "sku", code="unknown_sku")
         target["product"] = product
     elif scope == AllocationRule.Scope.LISTING:
-        listing = ChannelListing.objects.filter(channel=channel, pk=listing_id or 0).first()
+        if not listing_id:
+            raise _rule_error("A listing rule names its listing.", "listing_id")
+        listing = ChannelListing.objects.filter(channel=channel, pk=listing_id).first()
         if listing is None:
-            raise DomainError(f"Unknown listing {listing_id!r}.", code="unknown_listing")
+            raise _rule_error(
+                f"Unknown listing {listing_id!r}.", "listing_id", code="unknown_listing"
+            )
         target["listing"] = listing
-    elif scope != AllocationRule.Scope.CHANNEL:
-        raise DomainError(f"Unknown scope {scope!r}.", code="invalid_rule")
-    rule, created = AllocationRule.objects.select_for_update().get_or_create(
+    values = {
+        "strategy": strategy,
+        "parameter": param,
+        "buffer_units": units,
+        "buffer_percent": percent,
+        "max_shown": max_shown,
+        "zero_below": zero_below,
+    }
+    return CheckedRule(target=target, values=values)
+
+
+@transaction.atomic
+def rule_set(*, channel: Channel, actor: str, **rule: Any) -> tuple[AllocationRule, bool]:
+    """Create or replace the channel's rule for a scope; return it and whether it is new.
+
+    Takes `rule_check`'s arguments and refuses what it refuses. The affected listings (and,
+    for shared-pool strategies, the other channels' listings of the same products) are
+    marked dirty.
+    """
+    checked = rule_check(channel=channel, **rule)
+    target, scope = checked.target, checked.target["scope"]
+    rule_row, created = AllocationRule.objects.select_for_update().get_or_create(
         **target,
-        defaults={"strategy": strategy},
+        defaults={"strategy": checked.values["strategy"]},
     )
-    rule.strategy = strategy
-    rule.parameter = param
-    rule.buffer_units = units
-    rule.buffer_percent = percent
-    rule.max_shown = max_shown
-    rule.zero_below = zero_below
-    rule.save()
+    for name, value in checked.values.items():
+        setattr(rule_row, name, value)
+    rule_row.save()
     affected = ChannelListing.objects.filter(channel=channel)
     if scope == AllocationRule.Scope.PRODUCT:
         affected = ChannelListing.objects.filter(product=target["product"])
@@ -264,4 +361,4 @@ def rule_set(
     logger.info(
         "allocation_rule.saved", channel_id=channel.pk, scope=scope, created=created, actor=actor
     )
-    return rule, created
+    return rule_row, created

@@ -10,6 +10,7 @@ from django.utils import timezone
 from channels_sync.adapters import adapter_class
 from channels_sync.models import Channel, ChannelListing
 from channels_sync.services.dirty import listings_mark_dirty
+from core.batch import row_result
 from inventory.models import Product
 
 logger = structlog.get_logger(__name__)
@@ -29,15 +30,20 @@ class ListingRowResult:
     listing_id: int | None = None
     code: str = ""
     message: str = ""
+    field: str = ""
 
     def as_dict(self) -> dict:
-        data: dict[str, Any] = {"index": self.index, "sku": self.sku, "status": self.status}
+        extra: dict[str, Any] = {"sku": self.sku}
         if self.listing_id is not None:
-            data["listing_id"] = self.listing_id
-        if self.code:
-            data["code"] = self.code
-            data["message"] = self.message
-        return data
+            extra["listing_id"] = self.listing_id
+        return row_result(
+            self.index,
+            self.status,
+            code=self.code,
+            message=self.message,
+            field=self.field,
+            **extra,
+        )
 
 
 @dataclass
@@ -73,11 +79,13 @@ def listings_upsert(
         result.rows.append(outcome)
         if not sku:
             outcome.code, outcome.message = "invalid_row", "sku is required"
+            outcome.field = "sku"
             continue
         try:
             keys = cls.keys_clean(row.get("keys"))
         except ValueError as exc:
             outcome.code, outcome.message = "invalid_keys", str(exc)
+            outcome.field = "keys"
             continue
         columns = cls.keys_to_columns(keys)
         key_tuple = tuple(columns[c] for c in IDENTITY_COLUMNS)
@@ -116,11 +124,12 @@ def listings_upsert(
         product = products.get(sku)
         if product is None:
             outcome.code, outcome.message = "unknown_sku", f"no product {sku!r}"
+            outcome.field = "sku"
             continue
         listing = existing.get(product.pk)
         holder = holders.get(tuple(columns[c] for c in IDENTITY_COLUMNS))
         if holder is not None and holder != product.pk:
-            outcome.code = "keys_taken"
+            outcome.code, outcome.field = "keys_taken", "keys"
             outcome.message = "another product of this channel has these keys"
             continue
         try:
@@ -143,7 +152,7 @@ def listings_upsert(
                     listing.save()
                     outcome.status = "updated"
         except IntegrityError:
-            outcome.code = "keys_taken"
+            outcome.code, outcome.field = "keys_taken", "keys"
             outcome.message = "another listing of this channel took these keys meanwhile"
             continue
         if outcome.status in ("created", "updated"):

@@ -11,8 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin import actor_of
+from core.field_errors import service_errors
 from erp_mapping.models import ErpCodeMapping
-from erp_mapping.services.mappings import mapping_create, mapping_update, mappings_set_active
+from erp_mapping.services.mappings import (
+    mapping_check,
+    mapping_create,
+    mapping_update,
+    mappings_set_active,
+)
 
 _IDENTITY_FIELDS = ["vendor", "mapping_type", "erp_code"]
 
@@ -24,14 +30,11 @@ class ErpCodeMappingForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        if (
-            self.instance.pk is None
-            and not data.get("erp_code")
-            and data.get("mapping_type") not in (None, ErpCodeMapping.Type.UNIT)
-        ):
-            self.add_error(
-                "erp_code", "Only a unit mapping may have an empty ERP code (the fallback unit)."
-            )
+        if self.instance.pk is None and data.get("mapping_type"):
+            with service_errors(form=self):
+                mapping_check(
+                    mapping_type=data["mapping_type"], erp_code=data.get("erp_code") or ""
+                )
         return data
 
 

@@ -43,11 +43,12 @@ _COMMON = (
     "`updated_at` older than the one held -> `stale`; otherwise created or updated, "
     "set-based, in one transaction. Duplicate keys: the last row wins, earlier ones are "
     "`invalid` / `duplicate`. Answers 200 with `counts` per status and one result per row "
-    "(in order), even when rows are refused; a replayed batch is all `unchanged`. Counts as "
-    "a heartbeat."
+    "(in order: `index`, `key`, `status`, and `code` / `message` / `field` when refused), "
+    "even when rows are refused; a batch over the maximum is refused whole (`batch_too_large`). "
+    "A replayed batch is all `unchanged`. Counts as a heartbeat."
 )
 _ERRORS = error_responses(
-    {400: ["invalid_body", "too_many_rows", "parse_error"], **AGENT_AUTH_ERRORS}
+    {400: ["invalid_body", "batch_too_large", "parse_error"], **AGENT_AUTH_ERRORS}
 )
 
 

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.batch import batch_size_check
 from core.errors import DomainError
 from core.idempotency import idempotent
 from core.schema import error_responses, idempotency_header
@@ -49,9 +50,11 @@ class MappingSeedView(APIView):
         description=(
             "Validates each row on its own and upserts the good ones; answers 200 with the "
             "created / updated / unchanged / skipped / invalid counts per type and the invalid "
-            "rows (position, field, code, message). Row codes: `invalid_row`, `missing_type`, "
-            "`unknown_type`, `missing_code`, `missing_label`, `too_long`, `invalid_value`, "
-            "`duplicate`. A unit row with an empty `erp_code` is the vendor's fallback unit, "
+            "rows (index, status `invalid`, code, message, field: the batch row shape). Over "
+            f"{MAX_SEED_ROWS:,} mappings: 400 `batch_too_large`. Row codes: `invalid_row`, "
+            "`missing_type`, `unknown_type`, `missing_code`, `missing_label`, `too_long`, "
+            "`invalid_value`, `duplicate`. A unit row with an empty `erp_code` is the vendor's "
+            "fallback unit, "
             'skipped unless `"include_empty": true`. A second identical seed changes nothing; '
             '`"dry_run": true` writes nothing. An unknown `vendor_id` is created. Needs the '
             "`admin` scope."
@@ -73,13 +76,7 @@ class MappingSeedView(APIView):
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
             raise DomainError("The body must be a JSON object.", code="invalid_body")
-        raw_rows = request.data.get("mappings")
-        if isinstance(raw_rows, list) and len(raw_rows) > MAX_SEED_ROWS:
-            raise DomainError(
-                f"A seed holds at most {MAX_SEED_ROWS} mappings; this one has {len(raw_rows)}.",
-                code="batch_too_large",
-                details={"max_rows": MAX_SEED_ROWS, "rows": len(raw_rows)},
-            )
+        batch_size_check(request.data.get("mappings"), limit=MAX_SEED_ROWS)
         envelope = MappingSeedSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
         data = envelope.validated_data

@@ -1,10 +1,10 @@
 """Agent ingest at the edge: the batch envelope, one serializer per row kind, the answer.
 
-A batch is `{"rows": [...]}` with at most `ERP_INGEST_MAX_ROWS` rows; a body that is not an
-object, or whose `rows` is not a list, is refused whole (`invalid_body`), and so is an
-oversized one (`too_many_rows`). Rows are then checked one by one: a bad row becomes an
-`InvalidRow` (reported `invalid` / `invalid_row` with its first field error) and never stops
-the others.
+A batch is `{"rows": [...]}` with at most `ERP_INGEST_MAX_ROWS` rows, in the envelope all
+batch endpoints share (`core.batch`): a body that is not an object, or whose `rows` is not a
+list, is refused whole (`invalid_body`), and so is an oversized one (`batch_too_large`).
+Rows are then checked one by one: a bad row becomes an `InvalidRow` (reported `invalid` /
+`invalid_row` with its first field error) and never stops the others.
 
 One serializer instance validates every row of a batch (`run_validation` per row, as DRF's
 own `ListSerializer` does): building a serializer copies its fields, which would cost more
@@ -17,7 +17,14 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from core.errors import DomainError
+from core.batch import (
+    BatchRowResultSerializer,
+    batch_answer,
+    batch_rows,
+    counts_field,
+    row_result,
+    status_choices,
+)
 from erp_mapping.services.ingest import STATUSES, IngestResult, InvalidRow
 from inventory.models import Warehouse
 from inventory.services.stock import MAX_STOCK_VALUE
@@ -117,6 +124,13 @@ class StockRowSerializer(IngestRowSerializer):
         return f"{self._text(row, 'sku')}@{self._text(row, 'warehouse_code')}"
 
 
+def _first_field(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for name in detail:
+            return "" if name == "non_field_errors" else str(name)
+    return ""
+
+
 def _first_error(detail: Any) -> str:
     if isinstance(detail, dict):
         for name, value in detail.items():
@@ -128,18 +142,8 @@ def _first_error(detail: Any) -> str:
 
 
 def ingest_rows(data: Any) -> list:
-    """The rows of a batch body, or raise 400 `invalid_body` / `too_many_rows`."""
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise DomainError('The body must be a JSON object with a "rows" list.', code="invalid_body")
-    limit = settings.ERP_INGEST_MAX_ROWS
-    if len(rows) > limit:
-        raise DomainError(
-            f"A batch holds at most {limit} rows; this one has {len(rows)}.",
-            code="too_many_rows",
-            details={"max_rows": limit, "rows": len(rows)},
-        )
-    return rows
+    """The rows of a batch body, or raise 400 `invalid_body` / `batch_too_large`."""
+    return batch_rows(data, limit=settings.ERP_INGEST_MAX_ROWS)
 
 
 def ingest_rows_validate(
@@ -156,7 +160,11 @@ def ingest_rows_validate(
             checked.append(serializer.run_validation(row))
         except serializers.ValidationError as exc:
             checked.append(
-                InvalidRow(key=serializer.row_key(row), message=_first_error(exc.detail))
+                InvalidRow(
+                    key=serializer.row_key(row),
+                    message=_first_error(exc.detail),
+                    field=_first_field(exc.detail),
+                )
             )
     return checked
 
@@ -176,31 +184,46 @@ class StockBatchSerializer(serializers.Serializer):
     rows = StockRowSerializer(many=True)
 
 
-class IngestRowResultSerializer(serializers.Serializer):
-    key = serializers.CharField(
-        help_text="The row's natural key: item `sku`, warehouse `code`, stock `sku@warehouse_code`."
-    )
-    status = serializers.ChoiceField(choices=[(s, s) for s in STATUSES])
+# The row field behind each refusal the services decide (the edge knows the field names).
+_CODE_FIELDS = {
+    "unmapped_unit": "unit_code",
+    "unmapped_vat": "vat_code",
+    "unknown_sku": "sku",
+    "unknown_warehouse": "warehouse_code",
+    "warehouse_inactive": "warehouse_code",
+    "quantity_out_of_range": "quantity",
+}
+
+
+class IngestRowResultSerializer(BatchRowResultSerializer):
+    status = status_choices(STATUSES)
     code = serializers.CharField(
         allow_blank=True,
         help_text="Why a row was rejected or invalid: `unmapped_unit`, `unmapped_vat`, "
         "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `duplicate`; empty otherwise.",
     )
-    message = serializers.CharField(allow_blank=True)
+    key = serializers.CharField(
+        help_text="The row's natural key: item `sku`, warehouse `code`, stock `sku@warehouse_code`."
+    )
 
 
 class IngestResultSerializer(serializers.Serializer):
-    counts = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Rows per status (every status present)."
-    )
+    counts = counts_field()
     results = IngestRowResultSerializer(many=True, help_text="One result per row, in order.")
 
 
 def ingest_result_data(result: IngestResult) -> dict:
-    return {
-        "counts": result.counts,
-        "results": [
-            {"key": r.key, "status": r.status, "code": r.code, "message": r.message}
-            for r in result.results
+    return batch_answer(
+        [
+            row_result(
+                index,
+                r.status,
+                code=r.code,
+                message=r.message,
+                field=r.field or _CODE_FIELDS.get(r.code, ""),
+                key=r.key,
+            )
+            for index, r in enumerate(result.results)
         ],
-    }
+        STATUSES,
+    )

@@ -14,6 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.batch import BatchRowResultSerializer, row_result, status_choices
 from erp_mapping.models import ErpCodeMapping
 from erp_mapping.services.mappings import MappingInput, RowError, SeedResult
 
@@ -212,11 +213,8 @@ class SeedVendorSerializer(serializers.Serializer):
     created = serializers.BooleanField(help_text="Created by this seed (or would be, dry run).")
 
 
-class RowErrorSerializer(serializers.Serializer):
-    index = serializers.IntegerField(help_text="The row's position (0-based) in the input.")
-    field = serializers.CharField()
-    code = serializers.CharField()
-    message = serializers.CharField()
+class RowErrorSerializer(BatchRowResultSerializer):
+    status = status_choices(["invalid"])
 
 
 class SeedResultSerializer(serializers.Serializer):
@@ -226,7 +224,9 @@ class SeedResultSerializer(serializers.Serializer):
         child=SeedCountsSerializer(), help_text="Per mapping type: unit, vat, family, subfamily."
     )
     totals = SeedCountsSerializer(help_text="All types (invalid rows of unknown type included).")
-    invalid = RowErrorSerializer(many=True)
+    invalid = RowErrorSerializer(
+        many=True, help_text="The refused rows, in order (the batch row shape, status invalid)."
+    )
 
 
 def seed_result_data(result: SeedResult) -> dict:
@@ -239,5 +239,10 @@ def seed_result_data(result: SeedResult) -> dict:
         ],
         "counts": {name: counts.as_dict() for name, counts in result.by_type.items()},
         "totals": result.totals.as_dict(),
-        "invalid": [error.as_dict() for error in result.invalid],
+        "invalid": [
+            row_result(
+                error.index, "invalid", code=error.code, message=error.message, field=error.field
+            )
+            for error in result.invalid
+        ],
     }

@@ -52,6 +52,7 @@ class InvalidRow:
     key: str
     message: str
     code: str = "invalid_row"
+    field: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RowResult:
     status: str
     code: str = ""
     message: str = ""
+    field: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _rows_prepare(
     last: dict[Any, int] = {}
     for index, row in enumerate(rows):
         if isinstance(row, InvalidRow):
-            results[index] = RowResult(row.key, INVALID, row.code, row.message)
+            results[index] = RowResult(row.key, INVALID, row.code, row.message, row.field)
         else:
             last[identity_of(row)] = index
     kept = []

@@ -269,6 +269,16 @@ def mappings_seed(
     return result
 
 
+def mapping_check(*, mapping_type: str, erp_code: str) -> None:
+    """Refuse a mapping the rules forbid (`unknown_type`, `missing_code`), naming its field.
+
+    The seed applies the same rules row by row; `mapping_create` and the admin form call this.
+    """
+    error = _rule_errors(MappingInput(0, None, mapping_type, erp_code, "", "", True))
+    if error is not None:
+        raise DomainError(error.message, code=error.code, details={"field": error.field})
+
+
 def mapping_create(
     *,
     vendor: Vendor,
@@ -285,11 +295,7 @@ def mapping_create(
     or 409 `mapping_exists`. Clears this process's resolver cache on commit (a miss for this
     code may be cached).
     """
-    error = _rule_errors(
-        MappingInput(0, vendor.pk, mapping_type, erp_code, resto_code, resto_label, is_active)
-    )
-    if error is not None:
-        raise DomainError(error.message, code=error.code, details={"field": error.field})
+    mapping_check(mapping_type=mapping_type, erp_code=erp_code)
     try:
         with transaction.atomic():
             mapping = ErpCodeMapping.objects.create(
@@ -302,7 +308,9 @@ def mapping_create(
             )
     except IntegrityError as exc:
         raise ConflictError(
-            f"The vendor already maps {mapping_type} code {erp_code!r}.", code="mapping_exists"
+            f"The vendor already maps {mapping_type} code {erp_code!r}.",
+            code="mapping_exists",
+            details={"field": "erp_code"},
         ) from exc
     transaction.on_commit(mapping_cache_clear)
     logger.info(

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import DomainError
 from inventory.errors import (
     IdempotencyKeyReused,
     InsufficientStock,
@@ -20,6 +22,7 @@ from inventory.errors import (
 from inventory.hooks import stock_changes_collected
 from inventory.locks import stock_levels_lock, stock_levels_lock_by_id
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
+from inventory.selectors import vendor_default_warehouse
 from inventory.services.stock import Origin, movement_record, quantity_clean, warehouse_check
 
 logger = structlog.get_logger(__name__)
@@ -54,16 +57,35 @@ def _expire_due(level: StockLevel, now: datetime) -> int:
     return len(due)
 
 
+def reservation_ttl(ttl: timedelta | None) -> timedelta:
+    """The hold's time to live: `RESERVATION_DEFAULT_TTL_SECONDS` when None; refuses one
+    outside 1 s to `RESERVATION_MAX_TTL_SECONDS` (`invalid_ttl`, field `ttl`)."""
+    if ttl is None:
+        return timedelta(seconds=settings.RESERVATION_DEFAULT_TTL_SECONDS)
+    longest = settings.RESERVATION_MAX_TTL_SECONDS
+    if not timedelta(seconds=1) <= ttl <= timedelta(seconds=longest):
+        raise DomainError(
+            f"A reservation holds stock for 1 to {longest} seconds.",
+            code="invalid_ttl",
+            details={"field": "ttl", "max_seconds": longest},
+        )
+    return ttl
+
+
 def stock_reserve(
     *,
     product: Product,
-    warehouse: Warehouse,
     quantity: Decimal,
     origin: Origin,
+    warehouse: Warehouse | None = None,
     ttl: timedelta | None = None,
     idempotency_key: str = "",
 ) -> Reservation:
-    """Hold `quantity` of available stock, until `ttl` passes (None: until released).
+    """Hold `quantity` of available stock until `ttl` passes (or it is released/committed).
+
+    The API and orders reserve alike: no `warehouse` takes the vendor's default warehouse
+    (`warehouse_not_found` when it has none), no `ttl` takes
+    `RESERVATION_DEFAULT_TTL_SECONDS` (see `reservation_ttl`).
 
     Locks the level and checks availability under the lock, so concurrent reservations never
     take available below zero (unless the product allows negative stock). When short, due
@@ -74,6 +96,9 @@ def stock_reserve(
     quantity = quantity_clean(quantity)
     if quantity <= 0:
         raise InvalidQuantity("A reservation holds a positive quantity.")
+    ttl = reservation_ttl(ttl)
+    if warehouse is None:
+        warehouse = vendor_default_warehouse(product.vendor_id)
     warehouse_check(product, warehouse)
     with transaction.atomic():
         level = stock_levels_lock([(product, warehouse)])[(product.pk, warehouse.pk)]
@@ -102,7 +127,7 @@ def stock_reserve(
             level=level,
             quantity=quantity,
             reference=origin.reference[:200],
-            expires_at=now + ttl if ttl else None,
+            expires_at=now + ttl,
             idempotency_key=idempotency_key,
         )
         movement_record(

@@ -352,14 +352,26 @@ def stock_transfer(
     return StockMutation([out, in_], [source, target])
 
 
+def stock_level_limits_check(
+    *, min_stock: Decimal | None, max_stock: Decimal | None
+) -> tuple[Decimal | None, Decimal | None]:
+    """The cleaned minimum and maximum, or `invalid_limits` on `max_stock` (writes nothing)."""
+    min_stock = None if min_stock is None else quantity_clean(min_stock)
+    max_stock = None if max_stock is None else quantity_clean(max_stock)
+    if min_stock is not None and max_stock is not None and max_stock < min_stock:
+        raise DomainError(
+            "The maximum must not be below the minimum.",
+            code="invalid_limits",
+            details={"field": "max_stock"},
+        )
+    return min_stock, max_stock
+
+
 def stock_level_set_limits(
     *, level: StockLevel, min_stock: Decimal | None, max_stock: Decimal | None
 ) -> StockLevel:
     """Set a level's minimum and maximum (configuration: no ledger movement)."""
-    min_stock = None if min_stock is None else quantity_clean(min_stock)
-    max_stock = None if max_stock is None else quantity_clean(max_stock)
-    if min_stock is not None and max_stock is not None and max_stock < min_stock:
-        raise DomainError("The maximum must not be below the minimum.", code="invalid_limits")
+    min_stock, max_stock = stock_level_limits_check(min_stock=min_stock, max_stock=max_stock)
     StockLevel.objects.filter(pk=level.pk).update(min_stock=min_stock, max_stock=max_stock)
     level.min_stock, level.max_stock = min_stock, max_stock
     return level

@@ -128,9 +128,9 @@ def test_admin_channel_form_refuses_bad_input(warehouse, staff_client):
     cases = [
         ({"new_credentials": "{not json"}, "Not valid JSON"),
         ({"new_credentials": "[1, 2]"}, "must be a JSON object"),
-        ({"new_credentials": ""}, "A new channel needs its credentials."),
+        ({"new_credentials": ""}, "missing credential fields"),
         ({"new_credentials": json.dumps({"partner_id": "1"})}, "missing credential fields"),
-        ({"batch_size": "51"}, "Shopee takes 1 to 50."),
+        ({"batch_size": "51"}, "Shopee takes 1 to 50 listings per call."),
         ({"warehouses": [warehouse.pk, foreign.pk]}, "FAR"),
         ({"base_url": "ftp://x.example"}, "Enter a valid http(s) URL."),
     ]
@@ -283,3 +283,27 @@ def test_admin_attempt_pages_render_read_only(warehouse, stocked, staff_client):
     assert shown.status_code == 200
     assert "&quot;quantity&quot;: 2" in shown.content.decode()
     assert 'name="_save"' not in shown.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_rule_form_shows_the_services_refusals_on_their_fields(warehouse, staff_client):
+    channel = ChannelFactory(warehouses=[warehouse])
+    form = {
+        "channel": channel.pk,
+        "scope": "channel",
+        "product": "",
+        "listing": "",
+        "strategy": "all",
+        "parameter": "",
+        "buffer_units": "0",
+        "buffer_percent": "150",
+        "max_shown": "",
+        "zero_below": "",
+    }
+
+    refused = staff_client.post(f"{ADMIN}/allocationrule/add/", form)
+
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert errors == {"buffer_percent": ["buffer_percent must be 0 to 100."]}
+    assert not AllocationRule.objects.exists()

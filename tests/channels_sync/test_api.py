@@ -311,14 +311,14 @@ def test_listings_batch_reports_each_row_and_never_stops_valid_ones(channel, api
     assert answer.status_code == 200, answer.content
     body = answer.json()
     assert body["counts"] == {"created": 2, "updated": 0, "unchanged": 0, "invalid": 5}
-    assert [(r["index"], r["status"], r.get("code")) for r in body["results"]] == [
-        (0, "created", None),
-        (1, "invalid", "unknown_sku"),
-        (2, "invalid", "invalid_keys"),
-        (3, "created", None),
-        (4, "invalid", "duplicate"),
-        (5, "invalid", "invalid_row"),
-        (6, "invalid", "invalid_keys"),
+    assert [(r["index"], r["status"], r["code"], r["field"]) for r in body["results"]] == [
+        (0, "created", "", ""),
+        (1, "invalid", "unknown_sku", "sku"),
+        (2, "invalid", "invalid_keys", "keys"),
+        (3, "created", "", ""),
+        (4, "invalid", "duplicate", ""),
+        (5, "invalid", "invalid_row", "sku"),
+        (6, "invalid", "invalid_keys", "keys"),
     ]
     listed = api.get(url).json()
     assert listed["count"] == 2
@@ -349,10 +349,10 @@ def test_listings_batch_refuses_bad_bodies(channel, api, reader):
     url = f"{URL}{channel.pk}/listings/"
     too_many = [{"sku": f"S{i}", "keys": {"item_id": str(i), "model_id": "0"}} for i in range(1001)]
 
-    assert _error(api.post(url, {"rows": too_many}, format="json")) == (400, "too_many_rows")
+    assert _error(api.post(url, {"rows": too_many}, format="json")) == (400, "batch_too_large")
     assert api.post(url, {"rows": too_many}, format="json").json()["details"] == {
-        "max_rows": 1000,
-        "rows": 1001,
+        "max": 1000,
+        "received": 1001,
     }
     assert _error(api.post(url, {"rows": "x"}, format="json")) == (400, "invalid_body")
     assert _error(api.post(url, [{"sku": "A"}], format="json")) == (400, "invalid_body")
@@ -449,10 +449,11 @@ def test_rules_errors(channel, api, reader):
         ({"strategy": "percentage", "parameter": 150}, "invalid_rule"),
         ({"strategy": "fixed"}, "invalid_rule"),
         ({"strategy": "bogus"}, "validation_error"),
-        ({"scope": "product", "strategy": "all"}, "validation_error"),
-        ({"scope": "listing", "strategy": "all"}, "validation_error"),
-        ({"strategy": "all", "sku": "X"}, "validation_error"),
-        ({"strategy": "all", "buffer_percent": 101}, "validation_error"),
+        ({"scope": "product", "strategy": "all"}, "invalid_rule"),
+        ({"scope": "listing", "strategy": "all"}, "invalid_rule"),
+        ({"strategy": "all", "sku": "X"}, "invalid_rule"),
+        ({"strategy": "all", "listing_id": 1}, "invalid_rule"),
+        ({"strategy": "all", "buffer_percent": 101}, "invalid_rule"),
         ({"scope": "product", "sku": "NOPE", "strategy": "all"}, "unknown_sku"),
         ({"scope": "listing", "listing_id": 999999, "strategy": "all"}, "unknown_listing"),
     ]
@@ -579,3 +580,23 @@ def test_channel_of_another_vendor_uses_its_own_warehouses(admin_api):
     assert answer.status_code == 201, answer.content
     assert answer.json()["vendor_id"] == str(other.pk)
     assert answer.json()["warehouses"] == ["FAR"]
+
+
+@pytest.mark.django_db
+def test_channel_and_rule_refusals_name_the_field_in_details(warehouse, channel, admin_api, api):
+    created = admin_api.post(URL, _shopee_body(batch_size=51), format="json")
+    assert _error(created) == (400, "invalid_batch_size")
+    assert created.json()["details"] == {
+        "field": "batch_size",
+        "batch_size": ["Shopee takes 1 to 50 listings per call."],
+        "max_batch_size": 50,
+    }
+
+    patched = admin_api.patch(f"{URL}{channel.pk}/", {"warehouses": ["NOPE"]}, format="json")
+    assert _error(patched) == (400, "unknown_warehouse")
+    assert patched.json()["details"]["field"] == "warehouses"
+    assert patched.json()["details"]["codes"] == ["NOPE"]
+
+    rule = api.post(f"{URL}{channel.pk}/rules/", {"strategy": "all", "sku": "P-1"}, format="json")
+    assert _error(rule) == (400, "invalid_rule")
+    assert rule.json()["details"] == {"field": "sku", "sku": ["Only a product rule names a SKU."]}

@@ -221,7 +221,9 @@ def test_admin_refuses_a_maximum_below_the_minimum(staff, stocked):
         {"min_stock": "10", "max_stock": "2"},
     )
     assert response.status_code == 200
-    assert "The maximum must not be below the minimum." in response.content.decode()
+    assert response.context["adminform"].form.errors == {
+        "max_stock": ["The maximum must not be below the minimum."]
+    }
     level.refresh_from_db()
     assert level.min_stock is None
 

@@ -139,7 +139,7 @@ def test_items_created_with_resolved_codes_and_derived_vat(agent, vendor):
     body = post(agent, ITEMS, [item("A-1")])
 
     assert body == {"counts": counts(created=1), "results": [
-        {"key": "A-1", "status": "created", "code": "", "message": ""}
+        {"index": 0, "key": "A-1", "status": "created", "code": "", "message": "", "field": ""}
     ]}  # fmt: skip
     product = Product.objects.get(vendor=vendor, sku="A-1")
     assert (product.unit_code, product.vat_code) == ("unit_pce", "vat_20")
@@ -226,6 +226,12 @@ def test_items_with_unmapped_unit_or_vat_are_rejected(agent, vendor):
         ("E-1", "created", ""),
     ]
     assert "'BOX'" in body["results"][0]["message"]
+    assert [r["field"] for r in body["results"]] == [
+        "unit_code",
+        "vat_code",
+        *["unit_code"] * 2,
+        "",
+    ]
     assert list(Product.objects.values_list("sku", "family", "subfamily")) == [("E-1", "", "")]
 
 
@@ -401,6 +407,7 @@ def test_warehouses_each_status(agent, vendor):
         ("W2", "stale", ""),
     ]
     assert body["results"][4]["message"] == 'type: "shop" is not a valid choice.'
+    assert (body["results"][4]["index"], body["results"][4]["field"]) == (4, "type")
     w1 = Warehouse.objects.get(vendor=vendor, code="W1")
     assert (w1.name, w1.type, w1.is_main, w1.active) == ("Renamed", "transit", True, True)
     assert Warehouse.objects.get(vendor=vendor, code="W3").name == "last"
@@ -628,13 +635,13 @@ def test_more_than_5000_rows_are_refused_whole(agent, url):
 
     assert response.status_code == 400
     body = response.json()
-    assert body["code"] == "too_many_rows"
-    assert body["details"] == {"max_rows": 5000, "rows": 5001}
+    assert body["code"] == "batch_too_large"
+    assert body["details"] == {"max": 5000, "received": 5001}
 
 
 @override_settings(ERP_INGEST_MAX_ROWS=2)
 def test_the_row_limit_is_a_setting(agent):
-    assert agent.post(ITEMS, {"rows": [{}] * 3}, format="json").json()["code"] == "too_many_rows"
+    assert agent.post(ITEMS, {"rows": [{}] * 3}, format="json").json()["code"] == "batch_too_large"
     assert post(agent, ITEMS, [{}, {}])["counts"] == counts(invalid=2)
 
 

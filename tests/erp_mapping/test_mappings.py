@@ -424,6 +424,7 @@ def test_api_seed_counts_and_lists_the_invalid_rows(admin_api):
         (11, "is_active", "invalid_value"),
     ]
     assert all(error["message"] for error in body["invalid"])
+    assert {error["status"] for error in body["invalid"]} == {"invalid"}  # the batch row shape
     assert body["counts"] == {
         "unit": {"created": 1, "updated": 0, "unchanged": 0, "skipped": 1, "invalid": 3},
         "vat": {"created": 1, "updated": 0, "unchanged": 0, "skipped": 0, "invalid": 1},
@@ -445,6 +446,17 @@ def test_api_seed_counts_and_lists_the_invalid_rows(admin_api):
         ("unit", "KG"): ("unit_kg", "KG", True),
         ("vat", "20"): ("vat_20", "TVA 20%", False),
     }
+
+
+def test_api_seed_over_the_maximum_is_refused_in_the_batch_envelope(admin_api, vendor):
+    rows = [{"mapping_type": "unit", "erp_code": "X"}] * 10_001
+
+    response = admin_api.post(
+        SEED_URL, {"vendor_id": str(vendor.pk), "mappings": rows}, format="json"
+    )
+
+    error = assert_error(response, 400, "batch_too_large")
+    assert error["details"] == {"max": 10_000, "received": 10_001}
 
 
 def test_api_seed_dry_run_then_real_run_then_unchanged(admin_api, vendor):
@@ -692,7 +704,10 @@ def test_admin_adds_a_mapping_and_refuses_an_empty_non_unit_code(staff, vendor):
 
     refused = staff.post(add, {**fields, "mapping_type": "vat", "erp_code": "", "is_active": "on"})
     assert refused.status_code == 200
-    assert "Only a unit mapping may have an empty ERP code" in refused.content.decode()
+    # the service's rule and wording, on the field
+    assert refused.context["adminform"].form.errors == {
+        "erp_code": ["Only a unit mapping may have an empty ERP code (the vendor's fallback unit)."]
+    }
 
     created = staff.post(
         add, {**fields, "mapping_type": "vat", "erp_code": "20", "is_active": "on"}

@@ -362,7 +362,7 @@ class AgentApiStandIn(SandboxApp):
             return SandboxResponse.json(200, {"status": "online"})
         rows = request.json()["rows"]
         if len(rows) > 5000:
-            return SandboxResponse.json(400, {"code": "too_many_rows"})
+            return SandboxResponse.json(400, {"code": "batch_too_large"})
         key = "code" if "/warehouses/" in request.path else "sku"
         return SandboxResponse.json(
             200,

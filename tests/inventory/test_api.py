@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -305,14 +306,15 @@ def test_batch_applies_valid_rows_and_reports_each(api, stocked, store):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["counts"] == {"ok": 2, "error": 3}
-    assert [(r["index"], r["status"], r.get("code")) for r in body["results"]] == [
-        (0, "ok", None),
+    assert [(r["index"], r["status"], r["code"]) for r in body["results"]] == [
+        (0, "ok", ""),
         (1, "error", "product_not_found"),
         (2, "error", "insufficient_stock"),
         (3, "error", "validation_error"),
-        (4, "ok", None),
+        (4, "ok", ""),
     ]
     assert body["results"][3]["details"] == {"quantity": ["A valid number is required."]}
+    assert body["results"][3]["field"] == "quantity"
     on_hand = dict(
         StockLevel.objects.values_list("product__sku", "on_hand").filter(warehouse__code="MAIN")
     )
@@ -338,7 +340,7 @@ def test_batch_atomic_applies_nothing_when_a_row_fails(api, stocked):
 def test_batch_over_1000_rows_is_400(api, warehouse):
     rows = [{"sku": "A", "warehouse": "MAIN", "type": "adjust", "quantity": "1"}] * 1001
     body = assert_error(post(api, BATCH, {"rows": rows}), 400, "batch_too_large")
-    assert body["details"] == {"max_rows": 1000, "rows": 1001}
+    assert body["details"] == {"max": 1000, "received": 1001}
 
 
 def test_batch_replays_under_one_key(api, stocked):
@@ -378,6 +380,37 @@ def test_reservation_lifecycle_through_the_api(api, stocked):
 
     again = api.post(f"/api/v1/reservations/{reservation['id']}/release/")
     assert_error(again, 409, "reservation_not_active")
+
+
+def test_reservation_defaults_come_from_the_service(api, stocked, store, settings):
+    settings.RESERVATION_DEFAULT_TTL_SECONDS = 90
+    product = stocked(5)
+
+    created = api.post(
+        "/api/v1/reservations/", {"sku": product.sku, "quantity": "1"}, format="json"
+    )
+
+    assert created.status_code == 201, created.content
+    assert created.json()["warehouse"] == "MAIN"  # the vendor's default, not STORE
+    reservation = Reservation.objects.get()
+    lasts = reservation.expires_at - reservation.created_at
+    assert timedelta(seconds=89) < lasts < timedelta(seconds=91)
+
+
+@pytest.mark.parametrize("ttl_seconds", [0, -1, 30 * 24 * 3600 + 1])
+def test_reservation_ttl_out_of_bounds_is_refused_on_its_field(api, stocked, ttl_seconds):
+    product = stocked(5)
+
+    response = api.post(
+        "/api/v1/reservations/",
+        {"sku": product.sku, "quantity": "1", "ttl_seconds": ttl_seconds},
+        format="json",
+    )
+
+    body = assert_error(response, 400, "invalid_ttl")
+    assert body["details"]["field"] == "ttl_seconds"
+    assert body["details"]["ttl_seconds"] == ["A reservation holds stock for 1 to 2592000 seconds."]
+    assert not Reservation.objects.exists()
 
 
 def test_reservation_insufficient_is_409(api, stocked):
@@ -478,7 +511,7 @@ def test_an_overflowing_row_fails_alone_in_a_batch(api, stocked):
     ]
     response = post(api, BATCH, {"rows": rows})
     assert response.status_code == 200
-    assert [(r["status"], r.get("code")) for r in response.json()["results"]] == [
+    assert [(r["status"], r["code"]) for r in response.json()["results"]] == [
         ("error", "quantity_out_of_range"),
-        ("ok", None),
+        ("ok", ""),
     ]

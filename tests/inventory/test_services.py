@@ -276,6 +276,51 @@ def test_stock_reserve_is_idempotent_by_key(stocked, warehouse):
         )
 
 
+@pytest.mark.parametrize("ttl_seconds", [60, 7200])
+def test_stock_reserve_defaults_to_the_vendors_default_warehouse_and_ttl(
+    stocked, warehouse, store, settings, ttl_seconds
+):
+    # given: the settings' default TTL; MAIN is the vendor's default warehouse, not STORE
+    settings.RESERVATION_DEFAULT_TTL_SECONDS = ttl_seconds
+    product = stocked(5)
+    before = timezone.now()
+
+    # when: an order line reserves naming neither a warehouse nor a TTL
+    reservation = stock_reserve(product=product, quantity=D(2), origin=TEST_ORIGIN)
+
+    # then
+    assert reservation.level.warehouse == warehouse
+    assert level_of(product, warehouse).reserved == D(2)
+    lasts = reservation.expires_at - before
+    assert timedelta(seconds=ttl_seconds) <= lasts < timedelta(seconds=ttl_seconds + 5)
+
+
+def test_stock_reserve_without_a_default_warehouse_is_refused(vendor):
+    product = ProductFactory(vendor=vendor)
+    WarehouseFactory(vendor=vendor, code="OTHER", is_default=False)
+
+    with pytest.raises(DomainError) as refused:
+        stock_reserve(product=product, quantity=D(1), origin=TEST_ORIGIN)
+
+    assert refused.value.code == "warehouse_not_found"
+    assert not Reservation.objects.exists()
+
+
+@pytest.mark.parametrize("ttl", [timedelta(0), timedelta(seconds=-5), timedelta(days=31)])
+def test_stock_reserve_refuses_a_ttl_out_of_bounds(stocked, warehouse, settings, ttl):
+    settings.RESERVATION_MAX_TTL_SECONDS = 30 * 24 * 3600
+    product = stocked(5)
+
+    with pytest.raises(DomainError) as refused:
+        stock_reserve(
+            product=product, warehouse=warehouse, quantity=D(1), ttl=ttl, origin=TEST_ORIGIN
+        )
+
+    assert refused.value.code == "invalid_ttl"
+    assert refused.value.details == {"field": "ttl", "max_seconds": 30 * 24 * 3600}
+    assert not Reservation.objects.exists()
+
+
 def test_stock_release_returns_stock_and_is_idempotent(stocked, warehouse):
     product = stocked(5)
     reservation = stock_reserve(
@@ -322,13 +367,13 @@ def test_reservations_expire_gives_back_due_stock_only(stocked, warehouse):
         ttl=timedelta(hours=1),
         origin=TEST_ORIGIN,
     )
-    forever = stock_reserve(product=product, warehouse=warehouse, quantity=D(1), origin=TEST_ORIGIN)
+    default = stock_reserve(product=product, warehouse=warehouse, quantity=D(1), origin=TEST_ORIGIN)
 
     expired = reservations_expire(now=timezone.now() + timedelta(minutes=5))
 
     assert expired == 1
     statuses = {r.pk: r.status for r in Reservation.objects.all()}
-    assert statuses == {due.pk: "expired", later.pk: "active", forever.pk: "active"}
+    assert statuses == {due.pk: "expired", later.pk: "active", default.pk: "active"}
     assert level_of(product, warehouse).reserved == D(4)
     assert ledger_mismatches() == []
 
