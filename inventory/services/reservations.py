@@ -79,13 +79,15 @@ def stock_reserve(
     origin: Origin,
     warehouse: Warehouse | None = None,
     ttl: timedelta | None = None,
+    expires: bool = True,
     idempotency_key: str = "",
 ) -> Reservation:
     """Hold `quantity` of available stock until `ttl` passes (or it is released/committed).
 
     The API and orders reserve alike: no `warehouse` takes the vendor's default warehouse
     (`warehouse_not_found` when it has none), no `ttl` takes
-    `RESERVATION_DEFAULT_TTL_SECONDS` (see `reservation_ttl`).
+    `RESERVATION_DEFAULT_TTL_SECONDS` (see `reservation_ttl`). `expires=False` holds until
+    committed or released, whatever `ttl` says (an order's line: the order decides).
 
     Locks the level and checks availability under the lock, so concurrent reservations never
     take available below zero (unless the product allows negative stock). When short, due
@@ -96,7 +98,7 @@ def stock_reserve(
     quantity = quantity_clean(quantity)
     if quantity <= 0:
         raise InvalidQuantity("A reservation holds a positive quantity.")
-    ttl = reservation_ttl(ttl)
+    ttl = reservation_ttl(ttl) if expires else None
     if warehouse is None:
         warehouse = vendor_default_warehouse(product.vendor_id)
     warehouse_check(product, warehouse)
@@ -127,7 +129,7 @@ def stock_reserve(
             level=level,
             quantity=quantity,
             reference=origin.reference[:200],
-            expires_at=now + ttl,
+            expires_at=now + ttl if ttl is not None else None,
             idempotency_key=idempotency_key,
         )
         movement_record(

@@ -542,3 +542,21 @@ def test_a_key_reused_with_another_unit_cost_is_refused(warehouse):
             origin=TEST_ORIGIN,
             idempotency_key="cost",
         )
+
+
+def test_stock_reserve_without_expiry_holds_until_released(stocked, warehouse):
+    # given: a hold that must outlive any time to live (an order's line)
+    product = stocked(5)
+    held = stock_reserve(
+        product=product, warehouse=warehouse, quantity=D(2), expires=False, origin=TEST_ORIGIN
+    )
+
+    # when: every timed reservation would be long due
+    expired = reservations_expire(now=timezone.now() + timedelta(days=365))
+
+    # then
+    assert held.expires_at is None
+    assert expired == 0
+    held.refresh_from_db()
+    assert held.status == "active"
+    assert level_of(product, warehouse).reserved == D(2)
