@@ -102,7 +102,7 @@ class ChannelListView(generics.ListAPIView):
         summary="List channels (credentials are never returned)",
         responses={
             200: ChannelSerializer(many=True),
-            **error_responses({400: ["validation_error"]}),
+            **error_responses(),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -242,7 +242,7 @@ class ChannelListingListView(_ChannelChildListView):
         ),
         responses={
             200: ChannelListingSerializer(many=True),
-            **error_responses({400: ["validation_error"], **_NOT_FOUND}),
+            **error_responses(_NOT_FOUND),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -381,7 +381,7 @@ class PushAttemptListView(_ChannelChildListView):
         ),
         responses={
             200: PushAttemptSerializer(many=True),
-            **error_responses({400: ["validation_error"], **_NOT_FOUND}),
+            **error_responses(_NOT_FOUND),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:

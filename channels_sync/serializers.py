@@ -16,7 +16,7 @@ from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
 from core.errors import DomainError
-from core.validators import http_url_validate
+from core.serializers import HttpUrlField
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
@@ -54,6 +54,8 @@ class ChannelSerializer(serializers.ModelSerializer):
     )
     effective_rate_limit_burst = serializers.SerializerMethodField()
     effective_batch_size = serializers.SerializerMethodField()
+    base_url = HttpUrlField(read_only=True)
+    auth_base_url = HttpUrlField(read_only=True, allow_blank=True)
     listing_count = serializers.IntegerField(read_only=True)
     dirty_count = serializers.IntegerField(read_only=True)
     error_count = serializers.IntegerField(read_only=True)
@@ -113,8 +115,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         return obj.batch_size or adapter_class(obj.type).default_batch_size
 
 
-def _url(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=500, validators=[http_url_validate], **kwargs)
+def _url(**kwargs) -> HttpUrlField:
+    return HttpUrlField(**kwargs)
 
 
 class _ChannelSettingsSerializer(serializers.Serializer):

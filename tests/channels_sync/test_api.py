@@ -282,7 +282,7 @@ def test_channel_list_filters(warehouse, reader, django_assert_num_queries):
     assert [row["id"] for row in inactive] == [lazada.pk]
     assert reader.get(URL).json()["count"] == 3
     assert shopee.pk in [row["id"] for row in reader.get(URL).json()["results"]]
-    assert _error(reader.get(URL, {"type": "ebay"})) == (400, "validation_error")
+    assert _error(reader.get(URL, {"type": "ebay"})) == (400, "invalid_filter")
 
 
 # --- Listings ---------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def test_listings_list_filters_by_dirty_status_and_sku(channel, reader, django_a
     assert [(r["id"], r["last_error"]) for r in errors] == [(failed.pk, "refused")]
     by_sku = reader.get(url, {"sku": clean.product.sku}).json()["results"]
     assert [r["id"] for r in by_sku] == [clean.pk]
-    assert _error(reader.get(url, {"status": "bogus"})) == (400, "validation_error")
+    assert _error(reader.get(url, {"status": "bogus"})) == (400, "invalid_filter")
 
 
 # --- Rules and preview ------------------------------------------------------------------------
@@ -526,7 +526,7 @@ def test_push_dry_run_reports_and_records_attempts_without_sending(
     assert reader.get(f"{URL}{channel.pk}/attempts/", {"outcome": "ok"}).json()["results"] == []
     assert _error(reader.get(f"{URL}{channel.pk}/attempts/", {"outcome": "x"})) == (
         400,
-        "validation_error",
+        "invalid_filter",
     )
     assert _error(admin_api.post(f"{push}?dry_run=maybe")) == (400, "validation_error")
     assert _error(admin_api.post(f"{URL}999999/push/")) == (404, "channel_not_found")
