@@ -40,8 +40,9 @@ from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import channel_push
 from core.errors import ConflictError, NotFoundError
+from core.idempotency import idempotent
 from core.pagination import LedgerCursorPagination
-from core.schema import error_responses
+from core.schema import error_responses, idempotency_header
 from inventory.selectors import vendor_get
 
 _NOT_FOUND = {404: ["channel_not_found"]}
@@ -121,6 +122,7 @@ class ChannelListView(generics.ListAPIView):
             "Unset rate limit and batch size take the type's defaults (`effective_*`)."
         ),
         request=ChannelCreateSerializer,
+        parameters=[idempotency_header(required=False)],
         responses={
             201: ChannelSerializer,
             **error_responses(
@@ -132,11 +134,13 @@ class ChannelListView(generics.ListAPIView):
                         "invalid_batch_size",
                     ],
                     404: ["vendor_not_found"],
-                    409: ["channel_exists"],
+                    409: ["channel_exists", "idempotency_key_in_progress"],
+                    422: ["idempotency_key_reused"],
                 }
             ),
         },
     )
+    @idempotent(required=False)
     def post(self, request: Request) -> Response:
         serializer = ChannelCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

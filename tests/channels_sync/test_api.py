@@ -122,6 +122,23 @@ def test_channel_create_stores_credentials_encrypted_and_never_returns_them(
 
 
 @pytest.mark.django_db
+def test_channel_create_with_an_idempotency_key_replays_the_first_answer(warehouse, admin_api):
+    first = admin_api.post(URL, _shopee_body(), format="json", HTTP_IDEMPOTENCY_KEY="ch-1")
+
+    retry = admin_api.post(URL, _shopee_body(), format="json", HTTP_IDEMPOTENCY_KEY="ch-1")
+    other = admin_api.post(
+        URL, _shopee_body(name="Other"), format="json", HTTP_IDEMPOTENCY_KEY="ch-1"
+    )
+
+    assert first.status_code == 201, first.content
+    assert retry.status_code == 201, retry.content
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert _error(other) == (422, "idempotency_key_reused")
+    assert Channel.objects.count() == 1
+    _no_secrets(retry)
+
+
 def test_channel_create_defaults_and_errors(warehouse, admin_api, api):
     refused = api.post(URL, _shopee_body(), format="json")
     assert _error(refused) == (403, "insufficient_scope")

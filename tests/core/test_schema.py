@@ -112,3 +112,11 @@ def test_schema_every_authenticated_operation_documents_401_403_429(schema):
         for method, operation in methods.items():
             if operation.get("security"):
                 assert {"401", "403", "429"} <= set(operation["responses"]), (method, path)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/channels/", "/api/v1/erp/agents/"])
+def test_schema_documents_the_idempotency_key_of_creations(schema, path):
+    operation = schema["paths"][path]["post"]
+    header = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    assert (header["in"], header["required"]) == ("header", False)
+    assert "`idempotency_key_reused`" in operation["responses"]["422"]["description"]
