@@ -39,8 +39,9 @@ from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import channel_push
 from core.errors import NotFoundError
 from core.field_errors import service_errors
+from core.idempotency import idempotent
 from core.pagination import LedgerCursorPagination
-from core.schema import error_responses
+from core.schema import error_responses, idempotency_header
 from inventory.selectors import vendor_get
 
 _NOT_FOUND = {404: ["channel_not_found"]}
@@ -101,7 +102,7 @@ class ChannelListView(generics.ListAPIView):
         summary="List channels (credentials are never returned)",
         responses={
             200: ChannelSerializer(many=True),
-            **error_responses({400: ["validation_error"]}),
+            **error_responses(),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -120,6 +121,7 @@ class ChannelListView(generics.ListAPIView):
             "Unset rate limit and batch size take the type's defaults (`effective_*`)."
         ),
         request=ChannelCreateSerializer,
+        parameters=[idempotency_header(required=False)],
         responses={
             201: ChannelSerializer,
             **error_responses(
@@ -131,11 +133,13 @@ class ChannelListView(generics.ListAPIView):
                         "invalid_batch_size",
                     ],
                     404: ["vendor_not_found"],
-                    409: ["channel_exists"],
+                    409: ["channel_exists", "idempotency_key_in_progress"],
+                    422: ["idempotency_key_reused"],
                 }
             ),
         },
     )
+    @idempotent(required=False)
     def post(self, request: Request) -> Response:
         serializer = ChannelCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -220,7 +224,7 @@ class ChannelListingListView(_ChannelChildListView):
         ),
         responses={
             200: ChannelListingSerializer(many=True),
-            **error_responses({400: ["validation_error"], **_NOT_FOUND}),
+            **error_responses(_NOT_FOUND),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -360,7 +364,7 @@ class PushAttemptListView(_ChannelChildListView):
         ),
         responses={
             200: PushAttemptSerializer(many=True),
-            **error_responses({400: ["validation_error"], **_NOT_FOUND}),
+            **error_responses(_NOT_FOUND),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:

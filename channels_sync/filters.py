@@ -3,22 +3,23 @@
 import django_filters
 
 from channels_sync.models import Channel, ChannelListing, ChannelType, PushAttempt
+from core import filters
 
 
-class ChannelFilter(django_filters.FilterSet):
+class ChannelFilter(filters.FilterSet):
     type = django_filters.ChoiceFilter(choices=ChannelType.choices)
     vendor = django_filters.UUIDFilter(field_name="vendor_id")
-    active = django_filters.BooleanFilter()
-    needs_reauth = django_filters.BooleanFilter()
+    active = filters.BooleanFilter()
+    needs_reauth = filters.BooleanFilter()
 
     class Meta:
         model = Channel
         fields = ["type", "vendor", "active", "needs_reauth"]
 
 
-class ChannelListingFilter(django_filters.FilterSet):
+class ChannelListingFilter(filters.FilterSet):
     sku = django_filters.CharFilter(field_name="product__sku")
-    dirty = django_filters.BooleanFilter()
+    dirty = filters.BooleanFilter()
     status = django_filters.ChoiceFilter(choices=ChannelListing.Status.choices)
 
     class Meta:
@@ -26,7 +27,7 @@ class ChannelListingFilter(django_filters.FilterSet):
         fields = ["sku", "dirty", "status"]
 
 
-class PushAttemptFilter(django_filters.FilterSet):
+class PushAttemptFilter(filters.FilterSet):
     outcome = django_filters.ChoiceFilter(choices=PushAttempt.Outcome.choices)
 
     class Meta:

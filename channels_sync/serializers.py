@@ -22,7 +22,7 @@ from core.batch import (
     counts_field,
     status_choices,
 )
-from core.validators import http_url_validate
+from core.serializers import HttpUrlField
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
@@ -49,6 +49,8 @@ class ChannelSerializer(serializers.ModelSerializer):
     )
     effective_rate_limit_burst = serializers.SerializerMethodField()
     effective_batch_size = serializers.SerializerMethodField()
+    base_url = HttpUrlField(read_only=True)
+    auth_base_url = HttpUrlField(read_only=True, allow_blank=True)
     listing_count = serializers.IntegerField(read_only=True)
     dirty_count = serializers.IntegerField(read_only=True)
     error_count = serializers.IntegerField(read_only=True)
@@ -108,8 +110,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         return obj.batch_size or adapter_class(obj.type).default_batch_size
 
 
-def _url(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=500, validators=[http_url_validate], **kwargs)
+def _url(**kwargs) -> HttpUrlField:
+    return HttpUrlField(**kwargs)
 
 
 class _ChannelSettingsSerializer(serializers.Serializer):

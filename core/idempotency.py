@@ -11,6 +11,9 @@ What is stored: the outcomes of executing the operation, success (2xx) and a ref
 business rules (409, e.g. `insufficient_stock`). Requests that never executed, because their
 input was invalid (400), referred to something missing (404) or failed unexpectedly (5xx),
 roll back with their claim, so a corrected retry can use the key.
+
+A response that shows a secret once (an agent's token) names it in `secret_fields`: the
+stored copy holds it encrypted with the field-encryption keys, and a replay shows it again.
 """
 
 import functools
@@ -24,6 +27,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.crypto import keyring
 from core.errors import DomainError, error_body
 from core.services.idempotency import idempotency_claim, idempotency_complete
 
@@ -49,11 +53,34 @@ def _json_safe(data: Any) -> Any:
     return json.loads(JSONRenderer().render(data))
 
 
-def idempotent(*, required: bool) -> Callable:
+def _sealed(body: Any, fields: tuple[str, ...]) -> Any:
+    if not fields or not isinstance(body, dict):
+        return body
+    return {
+        name: keyring().encrypt(value.encode("utf-8"))
+        if name in fields and isinstance(value, str)
+        else value
+        for name, value in body.items()
+    }
+
+
+def _unsealed(body: Any, fields: tuple[str, ...]) -> Any:
+    if not fields or not isinstance(body, dict):
+        return body
+    return {
+        name: keyring().decrypt(value).decode("utf-8")
+        if name in fields and isinstance(value, str)
+        else value
+        for name, value in body.items()
+    }
+
+
+def idempotent(*, required: bool, secret_fields: tuple[str, ...] = ()) -> Callable:
     """Decorate a DRF view method so an `Idempotency-Key` makes it safe to repeat.
 
     With `required=True` a request without the header answers 400
     `idempotency_key_required`. The view finds the key on `request.idempotency_key`.
+    Top-level response fields named in `secret_fields` are stored encrypted.
     """
 
     def decorator(handler: Callable[..., Response]) -> Callable[..., Response]:
@@ -85,7 +112,7 @@ def idempotent(*, required: bool) -> Callable:
                 )
                 if not fresh:
                     return Response(
-                        record.response_body,
+                        _unsealed(record.response_body, secret_fields),
                         status=record.response_status,
                         headers={REPLAY_HEADER: "true"},
                     )
@@ -108,7 +135,7 @@ def idempotent(*, required: bool) -> Callable:
                         idempotency_complete(
                             record=record,
                             status=response.status_code,
-                            body=_json_safe(response.data),
+                            body=_sealed(_json_safe(response.data), secret_fields),
                         )
                     else:
                         # The request did not execute: give the key back with the rest.

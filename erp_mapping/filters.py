@@ -2,15 +2,16 @@
 
 import django_filters
 
+from core import filters
 from erp_mapping.models import ErpCodeMapping, SyncRun
 
 
-class ErpCodeMappingFilter(django_filters.FilterSet):
+class ErpCodeMappingFilter(filters.FilterSet):
     vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
     type = django_filters.ChoiceFilter(
         field_name="mapping_type", choices=ErpCodeMapping.Type.choices
     )
-    active = django_filters.BooleanFilter(field_name="is_active")
+    active = filters.BooleanFilter(field_name="is_active")
     erp_code = django_filters.CharFilter(field_name="erp_code")
 
     class Meta:
@@ -18,10 +19,10 @@ class ErpCodeMappingFilter(django_filters.FilterSet):
         fields = ["vendor", "type", "active", "erp_code"]
 
 
-class SyncRunFilter(django_filters.FilterSet):
+class SyncRunFilter(filters.FilterSet):
     vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
     status = django_filters.ChoiceFilter(choices=SyncRun.Status.choices)
-    dry_run = django_filters.BooleanFilter()
+    dry_run = filters.BooleanFilter()
 
     class Meta:
         model = SyncRun

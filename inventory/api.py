@@ -30,6 +30,7 @@ from inventory.filters import (
     ReservationFilter,
     StockLevelFilter,
     StockMovementFilter,
+    WarehouseFilter,
 )
 from inventory.models import Product, Warehouse
 from inventory.serializers import (
@@ -210,19 +211,15 @@ class ProductViewSet(mixins.ListModelMixin, GenericViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List warehouses",
-        parameters=[VENDOR_PARAM],
         responses={200: WarehouseSerializer(many=True)},
     ),
 )
 class WarehouseViewSet(mixins.ListModelMixin, GenericViewSet):
     serializer_class = WarehouseSerializer
+    filterset_class = WarehouseFilter
 
     def get_queryset(self):
-        queryset = selectors.warehouse_list()
-        vendor = self.request.query_params.get("vendor")
-        if vendor:
-            queryset = queryset.filter(vendor=selectors.vendor_get(vendor))
-        return queryset
+        return selectors.warehouse_list()
 
     @extend_schema(
         summary="Create a warehouse",

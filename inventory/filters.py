@@ -3,13 +3,14 @@
 import django_filters
 from django.db.models import F, Q, QuerySet
 
-from inventory.models import Product, Reservation, StockLevel, StockMovement
+from core import filters
+from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
 
 
-class ProductFilter(django_filters.FilterSet):
+class ProductFilter(filters.FilterSet):
     sku = django_filters.CharFilter(field_name="sku")
     vendor = django_filters.UUIDFilter(field_name="vendor_id")
-    discontinued = django_filters.BooleanFilter(field_name="is_discontinued")
+    discontinued = filters.BooleanFilter(field_name="is_discontinued")
     variant_group = django_filters.CharFilter(field_name="variant_group")
     search = django_filters.CharFilter(method="filter_search", label="SKU, name or barcode")
 
@@ -23,11 +24,11 @@ class ProductFilter(django_filters.FilterSet):
         )
 
 
-class StockLevelFilter(django_filters.FilterSet):
+class StockLevelFilter(filters.FilterSet):
     sku = django_filters.CharFilter(field_name="product__sku")
     warehouse = django_filters.CharFilter(field_name="warehouse__code")
     vendor = django_filters.UUIDFilter(field_name="product__vendor_id")
-    below_min = django_filters.BooleanFilter(method="filter_below_min")
+    below_min = filters.BooleanFilter(method="filter_below_min")
 
     class Meta:
         model = StockLevel
@@ -38,11 +39,11 @@ class StockLevelFilter(django_filters.FilterSet):
         return queryset.filter(below) if value else queryset.exclude(below)
 
 
-class StockMovementFilter(django_filters.FilterSet):
+class StockMovementFilter(filters.FilterSet):
     sku = django_filters.CharFilter(field_name="level__product__sku")
     warehouse = django_filters.CharFilter(field_name="level__warehouse__code")
     kind = django_filters.ChoiceFilter(choices=StockMovement.Kind.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     reference = django_filters.CharFilter(field_name="reference")
 
     class Meta:
@@ -50,7 +51,7 @@ class StockMovementFilter(django_filters.FilterSet):
         fields = ["sku", "warehouse", "kind", "since", "reference"]
 
 
-class ReservationFilter(django_filters.FilterSet):
+class ReservationFilter(filters.FilterSet):
     sku = django_filters.CharFilter(field_name="level__product__sku")
     status = django_filters.ChoiceFilter(choices=Reservation.Status.choices)
     reference = django_filters.CharFilter(field_name="reference")
@@ -58,3 +59,11 @@ class ReservationFilter(django_filters.FilterSet):
     class Meta:
         model = Reservation
         fields = ["sku", "status", "reference"]
+
+
+class WarehouseFilter(filters.FilterSet):
+    vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
+
+    class Meta:
+        model = Warehouse
+        fields = ["vendor"]

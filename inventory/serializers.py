@@ -155,7 +155,12 @@ class StockSummarySerializer(serializers.Serializer):
 class StockMovementSerializer(serializers.ModelSerializer):
     sku = serializers.CharField(source="level.product.sku", read_only=True)
     warehouse = serializers.CharField(source="level.warehouse.code", read_only=True)
-    reservation = serializers.IntegerField(source="reservation_id", read_only=True)
+    reservation = serializers.IntegerField(
+        source="reservation_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The reservation this movement belongs to; null for other movements.",
+    )
 
     class Meta:
         model = StockMovement

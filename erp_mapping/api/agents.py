@@ -7,7 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.schema import error_responses
+from core.idempotency import idempotent
+from core.schema import error_responses, idempotency_header
 from erp_mapping.auth import AgentThrottle, AgentTokenAuthentication
 from erp_mapping.models import ErpAgent
 from erp_mapping.serializers.agents import (
@@ -45,16 +46,26 @@ class AgentListView(generics.ListCreateAPIView):
             "One agent per vendor. Answers 201 for a new agent and 200 for a re-registration, "
             "with the agent and its bearer token in `token`: the token is shown in this answer "
             "only (SyncStore keeps its hash). Re-registering issues a new token; the previous "
-            "one stops working at once. Needs the `admin` scope. Not idempotent by key: a "
-            "replay would have to store the token."
+            "one stops working at once. Needs the `admin` scope. With an `Idempotency-Key`, a "
+            "retry replays the first answer (the same token, kept encrypted for the key's 24 "
+            "hours) instead of issuing another."
         ),
         request=AgentRegisterSerializer,
+        parameters=[idempotency_header(required=False)],
         responses={
             201: AgentRegisteredSerializer,
             200: AgentRegisteredSerializer,
-            **error_responses({400: ["validation_error"], 404: ["vendor_not_found"]}),
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    404: ["vendor_not_found"],
+                    409: ["idempotency_key_in_progress"],
+                    422: ["idempotency_key_reused"],
+                }
+            ),
         },
     )
+    @idempotent(required=False, secret_fields=("token",))
     def post(self, request: Request, *args, **kwargs) -> Response:
         serializer = AgentRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -35,7 +35,7 @@ class MappingListView(generics.ListAPIView):
         summary="List ERP code mappings (every vendor unless `vendor` is given)",
         responses={
             200: ErpCodeMappingSerializer(many=True),
-            **error_responses({400: ["validation_error"]}),
+            **error_responses(),
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:

@@ -27,7 +27,7 @@ from inventory.selectors import vendor_get
         summary="List ERP pull runs (newest first)",
         responses={
             200: SyncRunSerializer(many=True),
-            **error_responses({400: ["validation_error"]}),
+            **error_responses(),
         },
     ),
     retrieve=extend_schema(

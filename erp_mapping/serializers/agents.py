@@ -5,12 +5,13 @@ The token hash is never shown; the token itself only in the registration answer.
 
 from rest_framework import serializers
 
+from core.serializers import HttpUrlField
 from erp_mapping.models import ErpAgent
-from erp_mapping.validators import http_url_validate
 
 
 class ErpAgentSerializer(serializers.ModelSerializer):
     vendor_id = serializers.UUIDField(read_only=True)
+    agent_url = HttpUrlField(read_only=True)
 
     class Meta:
         model = ErpAgent
@@ -42,7 +43,7 @@ class AgentRegisteredSerializer(ErpAgentSerializer):
 
 class AgentRegisterSerializer(serializers.Serializer):
     vendor_id = serializers.UUIDField()
-    agent_url = serializers.CharField(max_length=500, validators=[http_url_validate])
+    agent_url = HttpUrlField()
     erp_type = serializers.CharField(max_length=50)
 
 

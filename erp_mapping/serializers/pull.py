@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
+from core.serializers import HttpUrlField
 from erp_mapping.models import ErpConnection, SyncRun
-from erp_mapping.validators import http_url_validate
 
 
 class SyncRunSerializer(serializers.ModelSerializer):
@@ -41,6 +41,7 @@ class ErpConnectionSerializer(serializers.ModelSerializer):
     """A connection as the API shows it: the token never leaves."""
 
     vendor_id = serializers.UUIDField(read_only=True)
+    base_url = HttpUrlField(read_only=True)
     has_token = serializers.SerializerMethodField()
 
     class Meta:
@@ -52,7 +53,7 @@ class ErpConnectionSerializer(serializers.ModelSerializer):
 
 
 class ErpConnectionWriteSerializer(serializers.Serializer):
-    base_url = serializers.CharField(max_length=500, validators=[http_url_validate])
+    base_url = HttpUrlField()
     token = serializers.CharField(
         required=False,
         allow_blank=False,

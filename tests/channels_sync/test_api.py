@@ -122,6 +122,23 @@ def test_channel_create_stores_credentials_encrypted_and_never_returns_them(
 
 
 @pytest.mark.django_db
+def test_channel_create_with_an_idempotency_key_replays_the_first_answer(warehouse, admin_api):
+    first = admin_api.post(URL, _shopee_body(), format="json", HTTP_IDEMPOTENCY_KEY="ch-1")
+
+    retry = admin_api.post(URL, _shopee_body(), format="json", HTTP_IDEMPOTENCY_KEY="ch-1")
+    other = admin_api.post(
+        URL, _shopee_body(name="Other"), format="json", HTTP_IDEMPOTENCY_KEY="ch-1"
+    )
+
+    assert first.status_code == 201, first.content
+    assert retry.status_code == 201, retry.content
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert _error(other) == (422, "idempotency_key_reused")
+    assert Channel.objects.count() == 1
+    _no_secrets(retry)
+
+
 def test_channel_create_defaults_and_errors(warehouse, admin_api, api):
     refused = api.post(URL, _shopee_body(), format="json")
     assert _error(refused) == (403, "insufficient_scope")
@@ -282,7 +299,7 @@ def test_channel_list_filters(warehouse, reader, django_assert_num_queries):
     assert [row["id"] for row in inactive] == [lazada.pk]
     assert reader.get(URL).json()["count"] == 3
     assert shopee.pk in [row["id"] for row in reader.get(URL).json()["results"]]
-    assert _error(reader.get(URL, {"type": "ebay"})) == (400, "validation_error")
+    assert _error(reader.get(URL, {"type": "ebay"})) == (400, "invalid_filter")
 
 
 # --- Listings ---------------------------------------------------------------------------------
@@ -386,7 +403,7 @@ def test_listings_list_filters_by_dirty_status_and_sku(channel, reader, django_a
     assert [(r["id"], r["last_error"]) for r in errors] == [(failed.pk, "refused")]
     by_sku = reader.get(url, {"sku": clean.product.sku}).json()["results"]
     assert [r["id"] for r in by_sku] == [clean.pk]
-    assert _error(reader.get(url, {"status": "bogus"})) == (400, "validation_error")
+    assert _error(reader.get(url, {"status": "bogus"})) == (400, "invalid_filter")
 
 
 # --- Rules and preview ------------------------------------------------------------------------
@@ -527,7 +544,7 @@ def test_push_dry_run_reports_and_records_attempts_without_sending(
     assert reader.get(f"{URL}{channel.pk}/attempts/", {"outcome": "ok"}).json()["results"] == []
     assert _error(reader.get(f"{URL}{channel.pk}/attempts/", {"outcome": "x"})) == (
         400,
-        "validation_error",
+        "invalid_filter",
     )
     assert _error(admin_api.post(f"{push}?dry_run=maybe")) == (400, "validation_error")
     assert _error(admin_api.post(f"{URL}999999/push/")) == (404, "channel_not_found")

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 import time
 from datetime import timedelta
@@ -11,6 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.celery import app
+from core.models import IdempotencyRecord
 from core.task_base import BaseTask
 from erp_mapping.auth import agent_token_hash
 from erp_mapping.models import ErpAgent
@@ -99,6 +101,39 @@ def test_agent_reregister_rotates_the_token_and_keeps_the_row(admin, vendor):
     # the old token stops working at once, the new one works
     assert_error(agent_client(first["token"]).post(HEARTBEAT), 401, "invalid_agent_token")
     assert agent_client(second["token"]).post(HEARTBEAT).status_code == 200
+
+
+def test_agent_register_with_an_idempotency_key_replays_without_rotating_the_token(admin, vendor):
+    body = {"vendor_id": str(vendor.pk), "agent_url": "http://erp.local:8080", "erp_type": "sage"}
+    first = admin.post(AGENTS, body, format="json", HTTP_IDEMPOTENCY_KEY="agent-1")
+
+    # when: the answer was lost and the client retries with the same key and body
+    retry = admin.post(AGENTS, body, format="json", HTTP_IDEMPOTENCY_KEY="agent-1")
+
+    # then: the first answer, the same token, and that token still authenticates
+    assert first.status_code == 201, first.content
+    assert retry.status_code == 201, retry.content
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    token = first.json()["token"]
+    assert agent_client(token).post(HEARTBEAT).status_code == 200
+    # the stored answer holds the token encrypted, never in clear
+    stored = IdempotencyRecord.objects.get(key="agent-1")
+    assert token not in json.dumps(stored.response_body)
+    assert stored.response_body["token_prefix"] == first.json()["token_prefix"]
+
+
+def test_agent_register_same_idempotency_key_with_another_body_answers_422(admin, vendor):
+    body = {"vendor_id": str(vendor.pk), "agent_url": "http://erp.local:8080", "erp_type": "sage"}
+    first = admin.post(AGENTS, body, format="json", HTTP_IDEMPOTENCY_KEY="agent-2")
+
+    other = admin.post(
+        AGENTS, {**body, "erp_type": "ebp"}, format="json", HTTP_IDEMPOTENCY_KEY="agent-2"
+    )
+
+    assert_error(other, 422, "idempotency_key_reused")
+    assert agent_client(first.json()["token"]).post(HEARTBEAT).status_code == 200
+    assert ErpAgent.objects.get().erp_type == "sage"
 
 
 def test_agent_register_needs_the_admin_scope(make_client, vendor):

@@ -585,8 +585,8 @@ def test_api_list_filters(api, vendor):
         "updated_at",
     }
     assert (row["id"], row["vendor_id"], row["erp_code"]) == (kg.pk, str(vendor.pk), "KG")
-    assert_error(api.get(f"{LIST_URL}?vendor=nope"), 400, "validation_error")
-    assert_error(api.get(f"{LIST_URL}?type=colour"), 400, "validation_error")
+    assert_error(api.get(f"{LIST_URL}?vendor=nope"), 400, "invalid_filter")
+    assert_error(api.get(f"{LIST_URL}?type=colour"), 400, "invalid_filter")
 
 
 def test_api_list_needs_the_read_scope(make_client):
