@@ -9,7 +9,9 @@ Django's 404 and unexpected exceptions are translated into the same shape here.
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -103,10 +105,39 @@ def _drf_code(exc: exceptions.APIException) -> str:
     return exc.default_code
 
 
+def request_limit_error(exc: Exception) -> tuple[int, str, str, dict[str, Any]] | None:
+    """The answer to a request over the configured size limits, or None for other errors.
+
+    Django raises these lazily, wherever the body or the query string is first read (a
+    parser, `request.data`, `request.GET`), so both the API's handler and `handler400` (for
+    reads outside a view) translate them here.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return (
+            413,
+            "payload_too_large",
+            f"The request body is larger than {limit} bytes.",
+            {"max_bytes": limit},
+        )
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return (
+            400,
+            "too_many_fields",
+            f"The request has more than {limit} fields or query parameters.",
+            {"max_fields": limit},
+        )
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """Render any exception raised in an API view in the one error shape."""
     headers: dict[str, str] = {}
-    if isinstance(exc, DomainError):
+    limit_error = request_limit_error(exc)
+    if limit_error is not None:
+        status_code, code, message, details = limit_error
+    elif isinstance(exc, DomainError):
         status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
     elif isinstance(exc, Http404):
         status_code, code, message, details = 404, "not_found", "Not found.", {}
@@ -139,9 +170,11 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
-def json_error(status_code: int, code: str, message: str) -> JsonResponse:
+def json_error(
+    status_code: int, code: str, message: str, details: dict | None = None
+) -> JsonResponse:
     API_ERRORS.labels(code).inc()
-    return JsonResponse(error_body(code, message), status=status_code)
+    return JsonResponse(error_body(code, message, details), status=status_code)
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -157,8 +190,13 @@ def handler500(request: HttpRequest) -> HttpResponse:
 
 
 def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    limit_error = request_limit_error(exception)
     if _is_api(request):
+        if limit_error is not None:
+            return json_error(*limit_error)
         return json_error(400, "bad_request", "The request is malformed.")
+    if limit_error is not None and limit_error[0] == 413:
+        return HttpResponse(limit_error[2], status=413, content_type="text/plain")
     return defaults.bad_request(request, exception)
 
 

@@ -779,3 +779,21 @@ def test_agent_count_after_a_nightly_pull_is_applied(agent, products, vendor, er
     # then: it is applied, not taken for the content already held
     assert statuses(body) == [("A-1@MAIN", "updated", "")]
     assert level("A-1", "MAIN").on_hand == 5
+
+
+def test_items_the_largest_documented_batch_is_answered_row_by_row(agent, settings):
+    # Realistic names and barcodes: 5,000 rows come to about 2.6 MB, over Django's 2.5 MB
+    # default body limit.
+    rows = [
+        item(sku=f"SKU-{i:05d}", name=f"Item {i:05d} " + "organic whole bean coffee " * 8)
+        for i in range(settings.ERP_INGEST_MAX_ROWS)
+    ]
+    body = json.dumps({"rows": rows})
+    assert len(body) > 2.5 * 1024 * 1024
+
+    response = agent.post(ITEMS, body, content_type="application/json")
+
+    assert response.status_code == 200, response.content[:500]
+    answer = response.json()
+    assert answer["counts"] == counts(created=settings.ERP_INGEST_MAX_ROWS)
+    assert len(answer["results"]) == settings.ERP_INGEST_MAX_ROWS
