@@ -17,12 +17,13 @@ from channels_sync.models import AllocationRule, Channel, ChannelListing, Channe
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
 from core.errors import DomainError
 from core.validators import http_url_validate
+from inventory.serializers import QuantityField
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
 
-def _quantity(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+def _quantity(**kwargs) -> QuantityField:
+    return QuantityField(**kwargs)
 
 
 def batch_size_check(channel_type: str, batch_size: int | None) -> None:

@@ -20,6 +20,7 @@ from rest_framework import serializers
 from core.errors import DomainError
 from erp_mapping.services.ingest import STATUSES, IngestResult, InvalidRow
 from inventory.models import Warehouse
+from inventory.serializers import QuantityField
 from inventory.services.stock import MAX_STOCK_VALUE
 
 
@@ -29,8 +30,8 @@ def _optional_code(**kwargs) -> serializers.CharField:
     )
 
 
-def _quantity(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+def _quantity(**kwargs) -> QuantityField:
+    return QuantityField(**kwargs)
 
 
 def _money(**kwargs) -> serializers.DecimalField:
