@@ -9,6 +9,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
+from core.validators import sku_validate
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
 
 MAX_BATCH_ROWS = 1000
@@ -116,6 +117,7 @@ _PRODUCT_WRITABLE = [
 
 
 class ProductCreateSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
 
     class Meta:
@@ -227,7 +229,7 @@ class StockMovementSerializer(serializers.ModelSerializer):
 
 
 class StockMutationSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
     warehouse = serializers.CharField(max_length=50)
     type = serializers.ChoiceField(choices=MUTATION_TYPES)
@@ -291,7 +293,7 @@ class StockMutationBatchResultSerializer(serializers.Serializer):
 
 
 class ReservationCreateSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
     warehouse = serializers.CharField(
         max_length=50, required=False, help_text="The vendor's default warehouse when omitted."

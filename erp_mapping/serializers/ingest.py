@@ -18,6 +18,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core.errors import DomainError
+from core.validators import SKU_INVALID_MESSAGE, sku_validate
 from erp_mapping.services.ingest import STATUSES, IngestResult, InvalidRow
 from inventory.models import Warehouse
 from inventory.serializers import QuantityField
@@ -52,7 +53,7 @@ class IngestRowSerializer(serializers.Serializer):
 
 class ItemRowSerializer(IngestRowSerializer):
     erp_id = serializers.CharField(max_length=100)
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     name = serializers.CharField(max_length=300)
     unit_code = _optional_code(help_text="ERP unit; empty or missing: the vendor's fallback unit.")
     vat_code = serializers.CharField(max_length=64)
@@ -92,7 +93,7 @@ class WarehouseRowSerializer(IngestRowSerializer):
 
 
 class StockRowSerializer(IngestRowSerializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     warehouse_code = serializers.CharField(max_length=50)
     quantity = _quantity(help_text="On hand, as the ERP counts it.")
     ordered_quantity = _quantity(required=False, help_text="Missing: left as it is.")
@@ -156,10 +157,16 @@ def ingest_rows_validate(
         try:
             checked.append(serializer.run_validation(row))
         except serializers.ValidationError as exc:
-            checked.append(
-                InvalidRow(key=serializer.row_key(row), message=_first_error(exc.detail))
-            )
+            checked.append(_invalid_row(serializer.row_key(row), exc))
     return checked
+
+
+def _invalid_row(key: str, exc: serializers.ValidationError) -> InvalidRow:
+    # A SKU that could never be reached again gets its own code, so agents can tell it apart.
+    codes = exc.get_codes()
+    if isinstance(codes, dict) and "invalid_sku" in codes.get("sku", []):
+        return InvalidRow(key=key, message=f"sku: {SKU_INVALID_MESSAGE}", code="invalid_sku")
+    return InvalidRow(key=key, message=_first_error(exc.detail))
 
 
 # --- Documentation of the bodies and the answer --------------------------------------------
@@ -185,7 +192,8 @@ class IngestRowResultSerializer(serializers.Serializer):
     code = serializers.CharField(
         allow_blank=True,
         help_text="Why a row was rejected or invalid: `unmapped_unit`, `unmapped_vat`, "
-        "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `duplicate`; empty otherwise.",
+        "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `invalid_sku`, `duplicate`; empty "
+        "otherwise.",
     )
     message = serializers.CharField(allow_blank=True)
 

@@ -797,3 +797,26 @@ def test_items_the_largest_documented_batch_is_answered_row_by_row(agent, settin
     answer = response.json()
     assert answer["counts"] == counts(created=settings.ERP_INGEST_MAX_ROWS)
     assert len(answer["results"]) == settings.ERP_INGEST_MAX_ROWS
+
+
+def test_items_unreachable_skus_are_invalid_rows_with_their_code(agent):
+    rows = [item(sku="A/B"), item(sku="A\u200bB"), item(sku="A\u202eB"), item(sku="GOOD")]
+
+    body = post(agent, ITEMS, rows)
+
+    assert statuses(body) == [
+        ("A/B", "invalid", "invalid_sku"),
+        ("A\u200bB", "invalid", "invalid_sku"),
+        ("A\u202eB", "invalid", "invalid_sku"),
+        ("GOOD", "created", ""),
+    ]
+    assert list(Product.objects.values_list("sku", flat=True)) == ["GOOD"]
+
+
+def test_stock_unreachable_skus_are_invalid_rows_with_their_code(agent, products):
+    body = post(agent, STOCK, [stock_row(sku="A\u0007B"), stock_row(sku="A-1", quantity="2")])
+
+    assert statuses(body) == [
+        ("A\u0007B@MAIN", "invalid", "invalid_sku"),
+        ("A-1@MAIN", "created", ""),
+    ]
