@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import DomainError
@@ -33,6 +34,10 @@ def _optional_code(**kwargs) -> serializers.CharField:
 
 def _quantity(**kwargs) -> QuantityField:
     return QuantityField(**kwargs)
+
+
+# The ERP's warehouse type codes (ERP sync plan); agents send them as they are.
+ERP_WAREHOUSE_TYPE_CODES = {"0": Warehouse.Type.STORAGE, "1": Warehouse.Type.TRANSIT}
 
 
 def _money(**kwargs) -> serializers.DecimalField:
@@ -79,13 +84,37 @@ class ItemRowSerializer(IngestRowSerializer):
         return self._text(row, "sku")
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": [*Warehouse.Type.values, *ERP_WAREHOUSE_TYPE_CODES]},
+            {"type": "integer", "enum": [int(code) for code in ERP_WAREHOUSE_TYPE_CODES]},
+        ]
+    }
+)
+class ErpWarehouseTypeField(serializers.ChoiceField):
+    """A warehouse type as the ERP sends it: its name, or its integer code (0, 1, "0", "1")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=Warehouse.Type.choices, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = str(data)
+        if isinstance(data, str):
+            data = ERP_WAREHOUSE_TYPE_CODES.get(data, data)
+        return super().to_internal_value(data)
+
+
 class WarehouseRowSerializer(IngestRowSerializer):
     erp_id = serializers.CharField(max_length=100)
     code = serializers.CharField(max_length=50)
     name = serializers.CharField(max_length=200)
     is_main = serializers.BooleanField()
     is_default = serializers.BooleanField()
-    type = serializers.ChoiceField(choices=Warehouse.Type.choices)
+    type = ErpWarehouseTypeField(
+        help_text="`storage` or `transit`, or the ERP's code: 0 (storage) or 1 (transit)."
+    )
     updated_at = serializers.DateTimeField(help_text="When the ERP last changed the warehouse.")
 
     def row_key(self, row: Any) -> str:

@@ -820,3 +820,37 @@ def test_stock_unreachable_skus_are_invalid_rows_with_their_code(agent, products
         ("A\u0007B@MAIN", "invalid", "invalid_sku"),
         ("A-1@MAIN", "created", ""),
     ]
+
+
+def test_warehouses_type_accepts_the_erp_codes_and_the_names(agent, vendor):
+    rows = [
+        warehouse_row("W0", type=0),
+        warehouse_row("W1", type=1),
+        warehouse_row("S0", type="0"),
+        warehouse_row("S1", type="1"),
+        warehouse_row("N1", type="transit"),
+        warehouse_row("X2", type=2),
+        warehouse_row("XT", type=True),
+        warehouse_row("X01", type="01"),
+    ]
+
+    body = post(agent, WAREHOUSES, rows)
+
+    assert [status for _, status, _ in statuses(body)] == [*["created"] * 5, *["invalid"] * 3]
+    assert dict(Warehouse.objects.filter(vendor=vendor).values_list("code", "type")) == {
+        "W0": "storage",
+        "W1": "transit",
+        "S0": "storage",
+        "S1": "transit",
+        "N1": "transit",
+    }
+
+
+def test_warehouses_of_code_0_take_stock_rows(agent, vendor):
+    ProductFactory(vendor=vendor, sku="A-1")
+    post(agent, WAREHOUSES, [warehouse_row("W0", type=0)])
+
+    body = post(agent, STOCK, [stock_row(sku="A-1", code="W0", quantity="3")])
+
+    assert statuses(body) == [("A-1@W0", "created", "")]
+    assert level("A-1", "W0").on_hand == Decimal(3)
