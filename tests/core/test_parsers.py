@@ -23,7 +23,7 @@ def post_json(client, url: str, text: str):
     return client.post(url, text, content_type="application/json")
 
 
-def test_parsers_deep_nesting_is_400_invalid_json_not_a_recursion_error(api):
+def test_parsers_deep_nesting_is_400_invalid_json_not_a_recursion_error(api, vendor):
     body = f'{{"sku": "DEEP", "name": "Deep", "attributes": {nested(100_000)}}}'
 
     response = post_json(api, PRODUCTS, body)
@@ -32,7 +32,7 @@ def test_parsers_deep_nesting_is_400_invalid_json_not_a_recursion_error(api):
     assert not Product.objects.filter(sku="DEEP").exists()
 
 
-def test_parsers_nesting_just_over_the_limit_is_refused_and_at_the_limit_accepted(api):
+def test_parsers_nesting_just_over_the_limit_is_refused_and_at_the_limit_accepted(api, vendor):
     # The body object is one level, `attributes` holds the rest.
     over = f'{{"sku": "OVER", "name": "Over", "attributes": {nested(MAX_JSON_DEPTH)}}}'
     at = f'{{"sku": "AT", "name": "At", "attributes": {{"a": {nested(MAX_JSON_DEPTH - 2)}}}}}'
@@ -54,7 +54,7 @@ def test_parsers_deep_nesting_inside_channel_credentials_is_400_invalid_json(
     assert_shape(post_json(admin, "/api/v1/channels/", body), 400, "invalid_json")
 
 
-def test_parsers_nul_in_a_json_value_is_400_naming_the_field(api):
+def test_parsers_nul_in_a_json_value_is_400_naming_the_field(api, vendor):
     body = {"sku": "NUL", "name": "Nul", "attributes": {"colour": ["red", "bl\u0000ue"]}}
 
     response = api.post(PRODUCTS, body, format="json")
@@ -64,7 +64,7 @@ def test_parsers_nul_in_a_json_value_is_400_naming_the_field(api):
     assert not Product.objects.filter(sku="NUL").exists()
 
 
-def test_parsers_nul_in_a_json_key_is_400_naming_the_field(api):
+def test_parsers_nul_in_a_json_key_is_400_naming_the_field(api, vendor):
     body = {"sku": "NUL", "name": "Nul", "attributes": {"size": {"e\u0000u": "42"}}}
 
     payload = assert_shape(api.post(PRODUCTS, body, format="json"), 400, "validation_error")
@@ -82,7 +82,7 @@ def test_parsers_nul_in_listing_keys_is_400_naming_the_field(api, warehouse):
     assert list(payload["details"]) == ["rows[0].keys.item_id"]
 
 
-def test_parsers_plain_documents_parse_as_before(api):
+def test_parsers_plain_documents_parse_as_before(api, vendor):
     body = {"sku": "PLAIN", "name": "Pl\u00e4in", "attributes": {"tags": ["a", {"b": [1, 2.5]}]}}
 
     response = post_json(api, PRODUCTS, json.dumps(body))
