@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.conf import settings
+from drf_spectacular.generators import SchemaGenerator
 
 from tests.core.test_errors import assert_shape
 
@@ -44,3 +45,19 @@ def test_request_limits_oversized_form_outside_the_api_is_413(client):
     response = client.post("/admin/login/", body, content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 413
+
+
+def test_request_limits_are_documented_on_every_api_operation():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+        if operation.get("security") != [{}]
+    ]
+    assert operations
+    for path, method, operation in operations:
+        responses = operation["responses"]
+        assert "payload_too_large" in responses["413"]["description"], (path, method)
+        assert "too_many_fields" in responses["400"]["description"], (path, method)
