@@ -105,7 +105,7 @@ def _drf_code(exc: exceptions.APIException) -> str:
     return exc.default_code
 
 
-def request_limit_error(exc: Exception) -> tuple[int, str, str, dict[str, Any]] | None:
+def request_limit_error(exc: Exception) -> DomainError | None:
     """The answer to a request over the configured size limits, or None for other errors.
 
     Django raises these lazily, wherever the body or the query string is first read (a
@@ -114,30 +114,27 @@ def request_limit_error(exc: Exception) -> tuple[int, str, str, dict[str, Any]] 
     """
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return (
-            413,
-            "payload_too_large",
+        return DomainError(
             f"The request body is larger than {limit} bytes.",
-            {"max_bytes": limit},
+            code="payload_too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            details={"max_bytes": limit},
         )
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-        return (
-            400,
-            "too_many_fields",
+        return DomainError(
             f"The request has more than {limit} fields or query parameters.",
-            {"max_fields": limit},
+            code="too_many_fields",
+            details={"max_fields": limit},
         )
     return None
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """Render any exception raised in an API view in the one error shape."""
+    exc = request_limit_error(exc) or exc
     headers: dict[str, str] = {}
-    limit_error = request_limit_error(exc)
-    if limit_error is not None:
-        status_code, code, message, details = limit_error
-    elif isinstance(exc, DomainError):
+    if isinstance(exc, DomainError):
         status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
     elif isinstance(exc, Http404):
         status_code, code, message, details = 404, "not_found", "Not found.", {}
@@ -193,10 +190,12 @@ def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
     limit_error = request_limit_error(exception)
     if _is_api(request):
         if limit_error is not None:
-            return json_error(*limit_error)
+            return json_error(
+                limit_error.status_code, limit_error.code, limit_error.message, limit_error.details
+            )
         return json_error(400, "bad_request", "The request is malformed.")
-    if limit_error is not None and limit_error[0] == 413:
-        return HttpResponse(limit_error[2], status=413, content_type="text/plain")
+    if limit_error is not None and limit_error.status_code == 413:
+        return HttpResponse(limit_error.message, status=413, content_type="text/plain")
     return defaults.bad_request(request, exception)
 
 
