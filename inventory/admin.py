@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from inventory import services
+from inventory.forms import ProductAdminForm, QuantityFormField
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
 from inventory.services.catalog import PRODUCT_FIELDS
 
@@ -38,6 +39,7 @@ class WarehouseAdmin(admin.ModelAdmin):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
     list_display = [
         "sku",
         "name",
@@ -79,9 +81,7 @@ class AdjustStockForm(forms.Form):
     OPERATIONS = [("adjust", "Add or remove (a change)"), ("set", "Set to a counted quantity")]
 
     operation = forms.ChoiceField(choices=OPERATIONS, widget=forms.RadioSelect, initial="adjust")
-    quantity = forms.DecimalField(
-        max_digits=14,
-        decimal_places=3,
+    quantity = QuantityFormField(
         help_text="adjust: the change (negative removes); set: the quantity counted.",
     )
     unit_cost = forms.DecimalField(
