@@ -23,12 +23,13 @@ from core.batch import (
     status_choices,
 )
 from core.serializers import HttpUrlField
+from inventory.serializers import QuantityField
 
 LISTING_ROW_STATUSES = ("created", "updated", "unchanged", "invalid")
 
 
-def _quantity(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+def _quantity(**kwargs) -> QuantityField:
+    return QuantityField(**kwargs)
 
 
 # --- Channels ---------------------------------------------------------------------------------

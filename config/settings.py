@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.request_input.RequestInputMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -199,7 +200,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["core.auth.ApiKeyThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["core.filters.FilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
@@ -236,6 +237,13 @@ SPECTACULAR_SETTINGS = {
         "PushAttemptOutcomeEnum": "channels_sync.models.PushAttempt.Outcome",
     },
 }
+
+# Request limits. The largest documented bodies (a 5,000-row agent batch, a 10,000-row
+# mapping seed) are about 3 MB, under 6 MB with every text at its maximum length; a larger
+# body answers 413 `payload_too_large`. Django's own default (2.5 MB) is too small for them.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+# Query parameters (or form fields) one request may carry; more answer 400 `too_many_fields`.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("REQUEST_MAX_FIELDS", default=1000)
 
 API_KEY_RATE_LIMIT_PER_MINUTE = env.int("API_KEY_RATE_LIMIT_PER_MINUTE", default=100)
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 3600)

@@ -9,7 +9,9 @@ Django's 404 and unexpected exceptions are translated into the same shape here.
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -121,8 +123,34 @@ def _drf_code(exc: exceptions.APIException) -> str:
     return exc.default_code
 
 
+def request_limit_error(exc: Exception) -> DomainError | None:
+    """The answer to a request over the configured size limits, or None for other errors.
+
+    Django raises these lazily, wherever the body or the query string is first read (a
+    parser, `request.data`, `request.GET`), so both the API's handler and `handler400` (for
+    reads outside a view) translate them here.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return DomainError(
+            f"The request body is larger than {limit} bytes.",
+            code="payload_too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            details={"max_bytes": limit},
+        )
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return DomainError(
+            f"The request has more than {limit} fields or query parameters.",
+            code="too_many_fields",
+            details={"max_fields": limit},
+        )
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """Render any exception raised in an API view in the one error shape."""
+    exc = request_limit_error(exc) or exc
     headers: dict[str, str] = {}
     if isinstance(exc, QUEUE_ERRORS):
         # Redis (the cache or the broker) is down and this request cannot do without it.
@@ -163,9 +191,11 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
-def json_error(status_code: int, code: str, message: str) -> JsonResponse:
+def json_error(
+    status_code: int, code: str, message: str, details: dict | None = None
+) -> JsonResponse:
     API_ERRORS.labels(code).inc()
-    return JsonResponse(error_body(code, message), status=status_code)
+    return JsonResponse(error_body(code, message, details), status=status_code)
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -181,8 +211,15 @@ def handler500(request: HttpRequest) -> HttpResponse:
 
 
 def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    limit_error = request_limit_error(exception)
     if _is_api(request):
+        if limit_error is not None:
+            return json_error(
+                limit_error.status_code, limit_error.code, limit_error.message, limit_error.details
+            )
         return json_error(400, "bad_request", "The request is malformed.")
+    if limit_error is not None and limit_error.status_code == 413:
+        return HttpResponse(limit_error.message, status=413, content_type="text/plain")
     return defaults.bad_request(request, exception)
 
 

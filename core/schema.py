@@ -48,8 +48,12 @@ ErrorSerializer = inline_serializer(
 )
 
 _COMMON = {
+    # The request's own limits, checked before any view (core.errors, core.parsers,
+    # core.request_input).
+    400: ["too_many_fields", "invalid_json", "validation_error (a NUL character)"],
     401: ["not_authenticated", "invalid_api_key", "api_key_revoked"],
     403: ["insufficient_scope"],
+    413: ["payload_too_large"],
     429: ["throttled (with a Retry-After header)"],
 }
 

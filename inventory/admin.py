@@ -19,6 +19,7 @@ from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from core.field_errors import service_errors
 from inventory import services
+from inventory.forms import ProductAdminForm, QuantityFormField
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
 from inventory.services.catalog import PRODUCT_FIELDS
 
@@ -39,6 +40,7 @@ class WarehouseAdmin(admin.ModelAdmin):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
     list_display = [
         "sku",
         "name",
@@ -80,9 +82,7 @@ class AdjustStockForm(forms.Form):
     OPERATIONS = [("adjust", "Add or remove (a change)"), ("set", "Set to a counted quantity")]
 
     operation = forms.ChoiceField(choices=OPERATIONS, widget=forms.RadioSelect, initial="adjust")
-    quantity = forms.DecimalField(
-        max_digits=14,
-        decimal_places=3,
+    quantity = QuantityFormField(
         help_text="adjust: the change (negative removes); set: the quantity counted.",
     )
     unit_cost = forms.DecimalField(

@@ -1,11 +1,15 @@
 """API input validation and output shapes of the inventory."""
 
+import re
 from datetime import UTC
 from decimal import Decimal
+from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from core.batch import BatchRowResultSerializer, counts_field, status_choices
+from core.validators import sku_validate
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Warehouse
 
 MAX_BATCH_ROWS = 1000
@@ -13,9 +17,54 @@ MAX_BATCH_ROWS = 1000
 BATCH_ROW_STATUSES = ("ok", "error", "rolled_back")
 MUTATION_TYPES = ("adjust", "set", "transfer")
 
+QUANTITY_DECIMALS = 3
+QUANTITY_MAX_DIGITS = 14
+# ASCII digits only: `\d` would also take Arabic-Indic and other Unicode digits.
+QUANTITY_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
-def quantity_field(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+
+class QuantityField(serializers.DecimalField):
+    """A quantity (14 digits, 3 decimals): a JSON number, or a string of plain decimal digits.
+
+    Strings take an optional minus sign, ASCII digits and an optional point with decimals
+    (`"12"`, `"-1.5"`, `"0.125"`). Python's `Decimal` would also read `"1e3"`, `"1_000"`,
+    `"+5"`, `" 5"` and non-ASCII digits; none of them is the documented form, so they are
+    refused rather than guessed at. Every quantity the API and the agent ingest read goes
+    through this class.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_digits", QUANTITY_MAX_DIGITS)
+        kwargs.setdefault("decimal_places", QUANTITY_DECIMALS)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or (
+            isinstance(data, str) and not QUANTITY_PATTERN.fullmatch(data)
+        ):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QuantityFieldSchema(OpenApiSerializerFieldExtension):
+    """Document the accepted string form (drf-spectacular's own pattern is looser)."""
+
+    target_class = QuantityField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if "pattern" in schema:
+            field = self.target
+            whole = field.max_digits - field.decimal_places
+            sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
+            schema["pattern"] = (
+                rf"^{sign}[0-9]{{1,{whole}}}(?:\.[0-9]{{1,{field.decimal_places}}})?$"
+            )
+        return schema
+
+
+def quantity_field(**kwargs: Any) -> QuantityField:
+    return QuantityField(**kwargs)
 
 
 # --- Catalogue ----------------------------------------------------------------------------
@@ -70,6 +119,7 @@ _PRODUCT_WRITABLE = [
 
 
 class ProductCreateSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
 
     class Meta:
@@ -186,7 +236,7 @@ class StockMovementSerializer(serializers.ModelSerializer):
 
 
 class StockMutationSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
     warehouse = serializers.CharField(max_length=50)
     type = serializers.ChoiceField(choices=MUTATION_TYPES)
@@ -247,7 +297,7 @@ class StockMutationBatchResultSerializer(serializers.Serializer):
 
 
 class ReservationCreateSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     vendor = serializers.UUIDField(required=False, help_text="Default vendor when omitted.")
     warehouse = serializers.CharField(
         max_length=50, required=False, help_text="The vendor's default warehouse when omitted."

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.batch import (
@@ -25,8 +26,10 @@ from core.batch import (
     row_result,
     status_choices,
 )
+from core.validators import SKU_INVALID_MESSAGE, sku_validate
 from erp_mapping.services.ingest import STATUSES, IngestResult, InvalidRow
 from inventory.models import Warehouse
+from inventory.serializers import QuantityField
 from inventory.services.stock import MAX_STOCK_VALUE
 
 
@@ -36,8 +39,12 @@ def _optional_code(**kwargs) -> serializers.CharField:
     )
 
 
-def _quantity(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=3, **kwargs)
+def _quantity(**kwargs) -> QuantityField:
+    return QuantityField(**kwargs)
+
+
+# The ERP's warehouse type codes (ERP sync plan); agents send them as they are.
+ERP_WAREHOUSE_TYPE_CODES = {"0": Warehouse.Type.STORAGE, "1": Warehouse.Type.TRANSIT}
 
 
 def _money(**kwargs) -> serializers.DecimalField:
@@ -58,7 +65,7 @@ class IngestRowSerializer(serializers.Serializer):
 
 class ItemRowSerializer(IngestRowSerializer):
     erp_id = serializers.CharField(max_length=100)
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     name = serializers.CharField(max_length=300)
     unit_code = _optional_code(help_text="ERP unit; empty or missing: the vendor's fallback unit.")
     vat_code = serializers.CharField(max_length=64)
@@ -84,13 +91,37 @@ class ItemRowSerializer(IngestRowSerializer):
         return self._text(row, "sku")
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": [*Warehouse.Type.values, *ERP_WAREHOUSE_TYPE_CODES]},
+            {"type": "integer", "enum": [int(code) for code in ERP_WAREHOUSE_TYPE_CODES]},
+        ]
+    }
+)
+class ErpWarehouseTypeField(serializers.ChoiceField):
+    """A warehouse type as the ERP sends it: its name, or its integer code (0, 1, "0", "1")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=Warehouse.Type.choices, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = str(data)
+        if isinstance(data, str):
+            data = ERP_WAREHOUSE_TYPE_CODES.get(data, data)
+        return super().to_internal_value(data)
+
+
 class WarehouseRowSerializer(IngestRowSerializer):
     erp_id = serializers.CharField(max_length=100)
     code = serializers.CharField(max_length=50)
     name = serializers.CharField(max_length=200)
     is_main = serializers.BooleanField()
     is_default = serializers.BooleanField()
-    type = serializers.ChoiceField(choices=Warehouse.Type.choices)
+    type = ErpWarehouseTypeField(
+        help_text="`storage` or `transit`, or the ERP's code: 0 (storage) or 1 (transit)."
+    )
     updated_at = serializers.DateTimeField(help_text="When the ERP last changed the warehouse.")
 
     def row_key(self, row: Any) -> str:
@@ -98,7 +129,7 @@ class WarehouseRowSerializer(IngestRowSerializer):
 
 
 class StockRowSerializer(IngestRowSerializer):
-    sku = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, validators=[sku_validate])
     warehouse_code = serializers.CharField(max_length=50)
     quantity = _quantity(help_text="On hand, as the ERP counts it.")
     ordered_quantity = _quantity(required=False, help_text="Missing: left as it is.")
@@ -159,14 +190,18 @@ def ingest_rows_validate(
         try:
             checked.append(serializer.run_validation(row))
         except serializers.ValidationError as exc:
-            checked.append(
-                InvalidRow(
-                    key=serializer.row_key(row),
-                    message=_first_error(exc.detail),
-                    field=_first_field(exc.detail),
-                )
-            )
+            checked.append(_invalid_row(serializer.row_key(row), exc))
     return checked
+
+
+def _invalid_row(key: str, exc: serializers.ValidationError) -> InvalidRow:
+    # A SKU that could never be reached again gets its own code, so agents can tell it apart.
+    codes = exc.get_codes()
+    if isinstance(codes, dict) and "invalid_sku" in codes.get("sku", []):
+        return InvalidRow(
+            key=key, message=f"sku: {SKU_INVALID_MESSAGE}", code="invalid_sku", field="sku"
+        )
+    return InvalidRow(key=key, message=_first_error(exc.detail), field=_first_field(exc.detail))
 
 
 # --- Documentation of the bodies and the answer --------------------------------------------
@@ -200,7 +235,8 @@ class IngestRowResultSerializer(BatchRowResultSerializer):
     code = serializers.CharField(
         allow_blank=True,
         help_text="Why a row was rejected or invalid: `unmapped_unit`, `unmapped_vat`, "
-        "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `duplicate`; empty otherwise.",
+        "`unknown_sku`, `unknown_warehouse`, `invalid_row`, `invalid_sku`, `duplicate`; empty "
+        "otherwise.",
     )
     key = serializers.CharField(
         help_text="The row's natural key: item `sku`, warehouse `code`, stock `sku@warehouse_code`."

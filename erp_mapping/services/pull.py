@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from core.errors import ConflictError
 from core.services import alert_send
+from core.validators import sku_is_valid
 from erp_mapping.clients.erp import ErpClient, ErpClientError
 from erp_mapping.models import SyncRun
 from erp_mapping.selectors import erp_source_for
@@ -472,7 +473,7 @@ def _clean_rows(items, stats: _RowStats, default_warehouse: str | None):
         if len(sku) > SKU_MAX:
             stats.reject(index, "sku_too_long", row)
             continue
-        if not _storable(sku):
+        if not _storable(sku) or not sku_is_valid(sku):
             stats.reject(index, "invalid_sku", row)
             continue
         qty = row.get("qty")

@@ -786,3 +786,78 @@ def test_agent_count_after_a_nightly_pull_is_applied(agent, products, vendor, er
     # then: it is applied, not taken for the content already held
     assert statuses(body) == [("A-1@MAIN", "updated", "")]
     assert level("A-1", "MAIN").on_hand == 5
+
+
+def test_items_the_largest_documented_batch_is_answered_row_by_row(agent, settings):
+    # Realistic names and barcodes: 5,000 rows come to about 2.6 MB, over Django's 2.5 MB
+    # default body limit.
+    rows = [
+        item(sku=f"SKU-{i:05d}", name=f"Item {i:05d} " + "organic whole bean coffee " * 8)
+        for i in range(settings.ERP_INGEST_MAX_ROWS)
+    ]
+    body = json.dumps({"rows": rows})
+    assert len(body) > 2.5 * 1024 * 1024
+
+    response = agent.post(ITEMS, body, content_type="application/json")
+
+    assert response.status_code == 200, response.content[:500]
+    answer = response.json()
+    assert answer["counts"] == counts(created=settings.ERP_INGEST_MAX_ROWS)
+    assert len(answer["results"]) == settings.ERP_INGEST_MAX_ROWS
+
+
+def test_items_unreachable_skus_are_invalid_rows_with_their_code(agent):
+    rows = [item(sku="A/B"), item(sku="A\u200bB"), item(sku="A\u202eB"), item(sku="GOOD")]
+
+    body = post(agent, ITEMS, rows)
+
+    assert statuses(body) == [
+        ("A/B", "invalid", "invalid_sku"),
+        ("A\u200bB", "invalid", "invalid_sku"),
+        ("A\u202eB", "invalid", "invalid_sku"),
+        ("GOOD", "created", ""),
+    ]
+    assert list(Product.objects.values_list("sku", flat=True)) == ["GOOD"]
+
+
+def test_stock_unreachable_skus_are_invalid_rows_with_their_code(agent, products):
+    body = post(agent, STOCK, [stock_row(sku="A\u0007B"), stock_row(sku="A-1", quantity="2")])
+
+    assert statuses(body) == [
+        ("A\u0007B@MAIN", "invalid", "invalid_sku"),
+        ("A-1@MAIN", "created", ""),
+    ]
+
+
+def test_warehouses_type_accepts_the_erp_codes_and_the_names(agent, vendor):
+    rows = [
+        warehouse_row("W0", type=0),
+        warehouse_row("W1", type=1),
+        warehouse_row("S0", type="0"),
+        warehouse_row("S1", type="1"),
+        warehouse_row("N1", type="transit"),
+        warehouse_row("X2", type=2),
+        warehouse_row("XT", type=True),
+        warehouse_row("X01", type="01"),
+    ]
+
+    body = post(agent, WAREHOUSES, rows)
+
+    assert [status for _, status, _ in statuses(body)] == [*["created"] * 5, *["invalid"] * 3]
+    assert dict(Warehouse.objects.filter(vendor=vendor).values_list("code", "type")) == {
+        "W0": "storage",
+        "W1": "transit",
+        "S0": "storage",
+        "S1": "transit",
+        "N1": "transit",
+    }
+
+
+def test_warehouses_of_code_0_take_stock_rows(agent, vendor):
+    ProductFactory(vendor=vendor, sku="A-1")
+    post(agent, WAREHOUSES, [warehouse_row("W0", type=0)])
+
+    body = post(agent, STOCK, [stock_row(sku="A-1", code="W0", quantity="3")])
+
+    assert statuses(body) == [("A-1@W0", "created", "")]
+    assert level("A-1", "W0").on_hand == Decimal(3)

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from erp_mapping.models import ErpCodeMapping
 from erp_mapping.selectors import mapping_cache_clear, mapping_resolve
+from erp_mapping.serializers.mappings import MAX_SEED_ROWS
 from erp_mapping.services.mappings import MappingInput, mappings_seed
 from inventory.models import Vendor
 from tests.erp_mapping.factories import ErpCodeMappingFactory
@@ -725,3 +726,25 @@ def test_admin_cannot_delete_mappings(staff, vendor):
     url = reverse("admin:erp_mapping_erpcodemapping_delete", args=[mapping.pk])
     assert staff.get(url).status_code == 403
     assert ErpCodeMapping.objects.filter(pk=mapping.pk).exists()
+
+
+def test_api_seed_the_largest_documented_seed_is_answered(admin_api, vendor):
+    # 10,000 mappings with realistic labels come to about 3 MB, over Django's 2.5 MB default.
+    rows = [
+        {
+            "mapping_type": "subfamily",
+            "erp_code": f"SUB{i:05d}",
+            "resto_code": f"subcat_{i:05d}_grocery_and_fresh_produce",
+            "resto_label": f"Subfamily {i:05d}: grocery, fresh produce, dairy, bakery, "
+            "frozen food, drinks and daily household essentials for the whole family",
+            "is_active": True,
+        }
+        for i in range(MAX_SEED_ROWS)
+    ]
+    body = json.dumps({"vendor_id": str(vendor.pk), "mappings": rows})
+    assert len(body) > 2.5 * 1024 * 1024
+
+    response = admin_api.post(SEED_URL, body, content_type="application/json")
+
+    assert response.status_code == 200, response.content[:500]
+    assert response.json()["totals"]["created"] == MAX_SEED_ROWS

@@ -485,3 +485,26 @@ def test_beat_fan_out_pulls_each_vendor_on_a_real_worker(
     assert StockLevel.objects.get(product__vendor=vendor).on_hand == 4
     assert StockLevel.objects.get(product__vendor=other).on_hand == 9
     assert set(SyncRun.objects.values_list("trigger", flat=True)) == {"schedule"}
+
+
+@pytest.mark.django_db
+def test_erp_pull_refuses_unreachable_skus_and_counts_them(vendor, erp, settings):
+    settings.ERP_PULL_CREATE_UNKNOWN = True
+    serve(
+        erp,
+        [
+            {"sku": "A/B", "qty": 1},
+            {"sku": "A\u200bB", "qty": 1},
+            {"sku": "A\u202eB", "qty": 1},
+            {"sku": "A\u0001B", "qty": 1},
+            {"sku": "NEW", "qty": 2},
+        ],
+    )
+
+    run = pull(vendor)
+
+    assert run.status == SyncRun.Status.COMPLETED
+    assert run.details["invalid_by_code"] == {"invalid_sku": 4}
+    assert run.invalid_rows == 4
+    assert list(Product.objects.values_list("sku", flat=True)) == ["NEW"]
+    assert on_hand("NEW") == 2
