@@ -126,6 +126,7 @@ def test_erp_pull_gives_up_after_three_retries_applies_nothing_and_alerts(
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 4
+    assert run.error_code == "erp_error_status"
     assert "500" in run.error_message
     assert on_hand("A") is None
     assert not StockMovement.objects.filter(kind="erp_sync").exists()
@@ -141,6 +142,7 @@ def test_erp_pull_wrong_token_is_not_retried(vendor, erp):
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 1
+    assert run.error_code == "erp_unauthorized"
     assert "401" in run.error_message
     assert len(erp.requests) == 1
 
@@ -154,6 +156,7 @@ def test_erp_pull_times_out_connections_and_retries(vendor, erp, settings):
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 4
+    assert run.error_code == "erp_unreachable"
     assert "timeout" in run.error_message.lower()
 
 
@@ -328,9 +331,52 @@ def test_erp_pull_truncated_answer_fails_and_applies_nothing(vendor, erp):
     run = pull(vendor)
 
     assert run.status == SyncRun.Status.FAILED
+    assert run.error_code == "invalid_json"
     assert "not valid JSON" in run.error_message
+    assert run.attempts == 1  # a complete answer that is malformed: trying again won't help
     assert not StockLevel.objects.filter(product__sku__startswith="T").exists()
     assert run.archive_path  # what came is kept for inspection
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_erp_pull_retries_a_cut_off_download_then_completes(vendor, erp, framing):
+    # given: the first answer breaks off mid-body, the second is whole
+    products(*(f"C{i}" for i in range(50)))
+    serve(erp, [{"sku": f"C{i}", "qty": i + 1} for i in range(50)])
+    erp.configure(chunk_rows=20, cut_first=1, framing=framing)
+
+    # when
+    run = pull(vendor)
+
+    # then: the cut attempt counted, the whole answer applied and archived
+    assert run.status == SyncRun.Status.COMPLETED
+    assert (run.attempts, run.error_code, run.invalid_rows) == (2, "", 0)
+    assert run.skus_processed == 50
+    assert on_hand("C49") == 50
+    archived = storages["erp_archive"].open(run.archive_path).read()
+    assert archived.endswith(b"]")
+    assert len(archived) == run.bytes_received
+    assert [r.path for r in erp.requests].count("/inventory") == 2
+
+
+@pytest.mark.django_db
+def test_erp_pull_always_cut_off_fails_after_the_retries_and_archives_nothing(
+    vendor, erp, archive_dir
+):
+    products(*(f"C{i}" for i in range(50)))
+    serve(erp, [{"sku": f"C{i}", "qty": i + 1} for i in range(50)])
+    erp.configure(chunk_rows=20, cut_first=10)
+
+    run = pull(vendor)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error_code == "erp_download_incomplete"
+    assert "broke off" in run.error_message
+    assert run.attempts == 4  # the first try and the three configured retries
+    assert (run.archive_path, run.bytes_received) == ("", 0)
+    assert not list(archive_dir.rglob("*.json"))
+    assert not StockLevel.objects.filter(product__sku__startswith="C").exists()
 
 
 @pytest.mark.django_db
