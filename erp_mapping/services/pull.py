@@ -31,6 +31,7 @@ from core.services import alert_send
 from erp_mapping.clients.erp import ErpClient, ErpClientError
 from erp_mapping.models import SyncRun
 from erp_mapping.selectors import erp_source_for
+from inventory.locks import vendors_lock
 from inventory.models import Product, Vendor, Warehouse
 from inventory.services import Origin
 from inventory.services.bulk import (
@@ -174,14 +175,14 @@ def erp_pull_run(
 def _run_begin(*, vendor: Vendor, trigger: str, dry_run: bool) -> SyncRun:
     """Record a new run as `running`, or as `skipped` when another one holds the lock.
 
-    The vendor row is locked (`SELECT ... FOR UPDATE`) so concurrent starts in any process
-    take turns; the partial unique constraint (one running run per vendor) backs it.
+    The vendor row is locked (`inventory.locks.vendors_lock`) so concurrent starts in any
+    process take turns; the partial unique constraint (one running run per vendor) backs it.
     """
     now = timezone.now()
     timeout = timedelta(minutes=settings.ERP_PULL_RUN_TIMEOUT_MINUTES)
     try:
         with transaction.atomic():
-            Vendor.objects.select_for_update().filter(pk=vendor.pk).first()
+            vendors_lock([vendor.pk])
             for stale in SyncRun.objects.filter(
                 vendor=vendor, status=SyncRun.Status.RUNNING, started_at__lt=now - timeout
             ):
