@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import ijson
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
@@ -151,6 +152,12 @@ def erp_pull_run(
             outcome = _apply(vendor=vendor, run=run, body=body, stats=stats, dry_run=dry_run)
     except (PullFailed, ErpClientError) as exc:
         return _run_fail(run, str(exc), code=exc.code, started=started, log=log)
+    except SoftTimeLimitExceeded:
+        # The task's soft limit, a margin before the hard one that kills the process: stop
+        # here (the apply transaction, if open, is rolled back) and give the lock back.
+        limit = settings.ERP_PULL_SOFT_TIME_LIMIT_SECONDS
+        message = f"Stopped at the pull task's soft time limit ({limit} s)."
+        return _run_fail(run, message, code="time_limit", started=started, log=log)
     except Exception as exc:
         log.exception("erp_pull.crashed")
         return _run_fail(
