@@ -189,6 +189,8 @@ CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "webhooks"},
     "orders.*": {"queue": "orders"},
 }
+# Per-task options such as time limits; each concern's section below adds its own tasks.
+CELERY_TASK_ANNOTATIONS: dict[str, dict] = {}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the JSON handler in workers
@@ -284,8 +286,19 @@ ERP_PULL_RETRY_DELAYS = [
     float(d) for d in env.list("ERP_PULL_RETRY_DELAYS", default=["5", "15", "45"])
 ]
 ERP_PULL_HTTP_TIMEOUT_SECONDS = env.float("ERP_PULL_HTTP_TIMEOUT_SECONDS", default=120.0)
-# A `running` pull older than this is taken to have died and is marked failed.
+# A `running` pull older than this is taken to have died: it is marked failed and its lock
+# taken over. The pull task's hard time limit is the same, so no live pull is ever taken over
+# and a pull killed at its limit never blocks the next one; at its soft limit (a margin
+# earlier) the pull stops itself, records its run as failed and gives the lock back.
 ERP_PULL_RUN_TIMEOUT_MINUTES = env.int("ERP_PULL_RUN_TIMEOUT_MINUTES", default=30)
+ERP_PULL_TIME_LIMIT_SECONDS = ERP_PULL_RUN_TIMEOUT_MINUTES * 60
+ERP_PULL_SOFT_TIME_LIMIT_SECONDS = ERP_PULL_TIME_LIMIT_SECONDS - env.int(
+    "ERP_PULL_SOFT_TIME_LIMIT_MARGIN_SECONDS", default=60
+)
+CELERY_TASK_ANNOTATIONS["erp_mapping.pull_vendor"] = {
+    "soft_time_limit": ERP_PULL_SOFT_TIME_LIMIT_SECONDS,
+    "time_limit": ERP_PULL_TIME_LIMIT_SECONDS,
+}
 ERP_PULL_CREATE_UNKNOWN = env.bool("ERP_PULL_CREATE_UNKNOWN", default=False)
 ERP_PULL_ALERT_CHANGES = env.int("ERP_PULL_ALERT_CHANGES", default=10_000)
 ERP_PULL_ALERT_SLOW_SECONDS = env.int("ERP_PULL_ALERT_SLOW_SECONDS", default=15 * 60)

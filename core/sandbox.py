@@ -7,10 +7,13 @@ wire format, and injects faults on request. Every sandbox has a control API unde
 it too (`manage.py sandbox serve`); sandboxes with options also take
 `POST /_sandbox/configure` (a JSON object of options, answered with the whole configuration).
 
-A handler may answer with a body that is an iterable of byte chunks: it is streamed as it is
-produced (no Content-Length; the connection closes at its end), so large answers keep memory
-flat. Apps register their sandboxes with `register_sandbox` in their own `sandbox` module;
-`sandboxes()` imports every installed app's `sandbox` module first.
+Answers are HTTP/1.1, one request per connection (`Connection: close`). A bytes body carries a
+Content-Length; a handler may instead answer with an iterable of byte chunks, streamed as it is
+produced with chunked transfer encoding, so large answers keep memory flat. A streamed body
+that raises `StreamCut` ends the connection there, without the closing chunk: a client sees a
+cut-off download as a real one would (the framing says the body is incomplete). Apps register
+their sandboxes with `register_sandbox` in their own `sandbox` module; `sandboxes()` imports
+every installed app's `sandbox` module first.
 """
 
 import json
@@ -22,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 _STATUS_TEXT = {
     200: "OK",
@@ -39,6 +42,10 @@ _STATUS_TEXT = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+
+
+class StreamCut(Exception):
+    """Raised by a streamed body to drop the connection mid-body (a cut-off download)."""
 
 
 @dataclass
@@ -213,7 +220,65 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
 
 
+class _Http11ServerHandler(ServerHandler):
+    """wsgiref's handler answering HTTP/1.1: a body without a length goes out chunked.
+
+    wsgiref itself answers HTTP/1.0 and ends a body of unknown length by closing the
+    connection, so a client cannot tell a complete body from a cut one. Here every body is
+    framed (Content-Length or chunks), and `StreamCut` drops the connection before the
+    closing chunk.
+    """
+
+    http_version = "1.1"
+    _chunked = False
+
+    def cleanup_headers(self) -> None:
+        # Hop-by-hop headers are the server's to set (PEP 3333 forbids them to the app).
+        unsized = "Content-Length" not in self.headers
+        if unsized and self.environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            self.headers["Transfer-Encoding"] = "chunked"
+            self._chunked = True
+        self.headers["Connection"] = "close"  # one request per connection (wsgiref's loop)
+
+    def write(self, data: bytes) -> None:
+        if not self.headers_sent:
+            super().write(b"")  # sends the headers, which decides the framing
+        if not self._chunked:
+            super().write(data)
+        elif data:  # an empty chunk would end the body
+            super().write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def finish_content(self) -> None:
+        super().finish_content()
+        if self._chunked:
+            self._write(b"0\r\n\r\n")
+            self._flush()
+
+    def finish_response(self) -> None:
+        try:
+            super().finish_response()
+        except StreamCut:
+            # Leave without the closing chunk: the server then closes the socket, which the
+            # client sees as a body ending before its end.
+            self.close()
+
+
 class _QuietHandler(WSGIRequestHandler):
+    def handle(self) -> None:
+        """Handle one request as `WSGIRequestHandler.handle` does, answering HTTP/1.1."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _Http11ServerHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False
+        )
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

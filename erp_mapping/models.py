@@ -119,6 +119,11 @@ class SyncRun(BaseModel):
     api_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     bytes_received = models.PositiveBigIntegerField(default=0)
+    error_code = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="Why the run failed or was skipped, as a stable code (see the README).",
+    )
     error_message = models.TextField(blank=True)
     archive_path = models.CharField(max_length=300, blank=True)
     details = models.JSONField(

@@ -6,7 +6,8 @@
 Its rows are generated from a seed (SKU i is `f"{sku_prefix}{i:07d}"`, 0 <= i < skus) and
 streamed in chunks, so a million rows are served with flat memory. Options (constructor,
 `configure()` or `POST /_sandbox/configure`) choose the size and content and the failure
-modes: first calls failing, latency, trickled chunks, garbage rows, a truncated body.
+modes: first calls failing, first answers cut off mid-body, latency, trickled chunks, garbage
+rows, a malformed (truncated JSON) body.
 
 `AgentSimulator` plays the on-premise agent: it posts heartbeats and ingest batches
 (`{"rows": [...]}`, at most 5,000 rows a POST) to SyncStore's agent API, over HTTP or through
@@ -32,7 +33,13 @@ from typing import Any
 import structlog
 
 from core.http import http_session
-from core.sandbox import SandboxApp, SandboxRequest, SandboxResponse, register_sandbox
+from core.sandbox import (
+    SandboxApp,
+    SandboxRequest,
+    SandboxResponse,
+    StreamCut,
+    register_sandbox,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -43,6 +50,7 @@ SAMPLE_MAPPING_FILE = Path(__file__).resolve().parent / "data" / "item-mapping.j
 _M64 = (1 << 64) - 1
 _RATIO_ONE = 1 << 16  # ratios are compared on 16 bits of a row's hash
 _QTY_MODULUS = 997  # prime: consecutive quantity epochs of a row always differ
+FRAMINGS = ("chunked", "length")
 _GARBAGE_KINDS = ("missing_sku", "non_numeric_qty", "negative_qty", "string_qty", "duplicate_sku")
 
 
@@ -82,6 +90,8 @@ class ErpConfig:
     chunk_rows: int = 2000
     fail_first: int = 0
     fail_status: int = 500
+    cut_first: int = 0
+    framing: str = "chunked"
     truncate: float = 0.0
 
     def validated(self) -> "ErpConfig":
@@ -102,7 +112,10 @@ class ErpConfig:
             if not isinstance(self.rows, list):
                 raise ValueError("rows must be a list")
             json.dumps(self.rows)  # served verbatim: must be plain JSON values
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}")
         checks = {
+            "cut_first": int(self.cut_first) >= 0,
             "skus": int(self.skus) >= 0,
             "chunk_rows": int(self.chunk_rows) >= 1,
             "fail_first": int(self.fail_first) >= 0,
@@ -123,6 +136,7 @@ class ErpConfig:
             chunk_rows=int(self.chunk_rows),
             fail_first=int(self.fail_first),
             fail_status=int(self.fail_status),
+            cut_first=int(self.cut_first),
             truncate=truncate,
             **{
                 name: float(getattr(self, name))
@@ -173,8 +187,12 @@ class ErpSandbox(SandboxApp):
     - `rows`: an explicit list served verbatim instead of generated rows;
     - `latency` (seconds before any answer starts), `trickle` (seconds between chunks of
       `chunk_rows` rows), `fail_first` (the next N calls answer `fail_status`, default 500,
-      with a JSON error), `truncate` (true, or the share of rows after which the body stops
-      in the middle of a row: invalid JSON).
+      with a JSON error), `cut_first` (the next N answers after those failures drop the
+      connection halfway through their last chunk: a cut-off download, which the HTTP
+      framing shows as incomplete), `truncate` (true, or the share of rows after which a
+      complete answer stops in the middle of a row: well framed but invalid JSON);
+    - `framing`: `chunked` (the default: chunked transfer encoding) or `length` (a
+      Content-Length computed first, by generating the body twice).
 
     `reset()` (and `POST /_sandbox/reset`) also restores the constructor's options.
     Thread-safe: each answer streams from the configuration it started with, so configuring
@@ -188,26 +206,32 @@ class ErpSandbox(SandboxApp):
         self._initial = ErpConfig().updated(options)
         self._config = self._initial
         self._failures_left = self._initial.fail_first
+        self._cuts_left = self._initial.cut_first
 
     # --- configuration ---
 
     @property
     def config(self) -> ErpConfig:
-        """The current options (`fail_first` = failures still to come)."""
+        """The current options (`fail_first`, `cut_first` = failures and cuts still to come)."""
         with self._lock:
-            return dataclasses.replace(self._config, fail_first=self._failures_left)
+            return self._current()
+
+    def _current(self) -> ErpConfig:
+        return dataclasses.replace(
+            self._config, fail_first=self._failures_left, cut_first=self._cuts_left
+        )
 
     def configure(self, **options: Any) -> dict:
         """Apply options on top of the current ones; return the whole configuration.
 
-        `fail_first` re-arms the failure counter. Raise TypeError/ValueError on an unknown
-        option or a bad value (nothing changes then).
+        `fail_first` and `cut_first` re-arm their counters. Raise TypeError/ValueError on an
+        unknown option or a bad value (nothing changes then).
         """
         with self._lock:
-            current = dataclasses.replace(self._config, fail_first=self._failures_left)
-            config = current.updated(options)
+            config = self._current().updated(options)
             self._config = config
             self._failures_left = config.fail_first
+            self._cuts_left = config.cut_first
         return config.as_dict()
 
     def reset(self) -> None:
@@ -215,6 +239,7 @@ class ErpSandbox(SandboxApp):
         with self._lock:
             self._config = self._initial
             self._failures_left = self._initial.fail_first
+            self._cuts_left = self._initial.cut_first
 
     def describe(self) -> str:
         return f"/inventory  (Authorization: Bearer {self._initial.token})"
@@ -231,6 +256,9 @@ class ErpSandbox(SandboxApp):
             failing = self._failures_left > 0
             if failing:
                 self._failures_left -= 1
+            cutting = not failing and self._cuts_left > 0
+            if cutting:
+                self._cuts_left -= 1
         if config.latency:
             time.sleep(config.latency)
         if failing:
@@ -252,13 +280,29 @@ class ErpSandbox(SandboxApp):
                 {"error": "invalid_token", "message": "missing or invalid bearer token"},
                 {"WWW-Authenticate": 'Bearer realm="erp"'},
             )
-        return SandboxResponse(200, self._paced(config))
+        headers = {}
+        if config.framing == "length":
+            headers["Content-Length"] = str(sum(len(c) for c in self.body_chunks(config)))
+        return SandboxResponse(200, self._paced(config, cut=cutting), headers)
 
-    def _paced(self, config: ErpConfig) -> Iterator[bytes]:
-        for number, chunk in enumerate(self.body_chunks(config)):
+    def _paced(self, config: ErpConfig, *, cut: bool = False) -> Iterator[bytes]:
+        chunks = self.body_chunks(config)
+        chunk = next(chunks)
+        number = 0
+        while True:
+            following = next(chunks, None)
             if number and config.trickle:
                 time.sleep(config.trickle)
+            if following is None and cut:
+                # The link drops halfway through the last chunk: the closing bracket and
+                # the end of the HTTP body never arrive.
+                yield chunk[: len(chunk) // 2]
+                logger.info("erp_sandbox.cut", sent_chunks=number)
+                raise StreamCut
             yield chunk
+            if following is None:
+                return
+            chunk, number = following, number + 1
 
     # --- content ---
 

@@ -21,7 +21,7 @@ from core.field_errors import service_errors
 from inventory import services
 from inventory.forms import ProductAdminForm, QuantityFormField
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
-from inventory.services.catalog import PRODUCT_FIELDS
+from inventory.services.catalog import PRODUCT_FIELDS, WAREHOUSE_FIELDS
 
 
 @admin.register(Vendor)
@@ -36,6 +36,25 @@ class WarehouseAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "vendor", "type", "is_default", "is_main", "active"]
     list_filter = ["vendor", "type", "active", "is_default"]
     search_fields = ["code", "name", "erp_id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Warehouse | None = None) -> list:
+        # Stock levels and ERP rows refer to a warehouse by vendor and code.
+        return ["vendor", "code"] if obj is not None else []
+
+    def save_model(
+        self, request: HttpRequest, obj: Warehouse, form: forms.Form, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        if change:
+            fields = {k: data[k] for k in form.changed_data if k in WAREHOUSE_FIELDS}
+            services.warehouse_update(warehouse=obj, **fields)
+            return
+        created = services.warehouse_create(
+            vendor=data["vendor"],
+            code=data["code"],
+            **{k: v for k, v in data.items() if k in WAREHOUSE_FIELDS},
+        )
+        obj.pk, obj.is_default = created.pk, created.is_default
 
 
 @admin.register(Product)

@@ -50,6 +50,7 @@ from inventory.serializers import (
     StockSummarySerializer,
     WarehouseCreateSerializer,
     WarehouseSerializer,
+    WarehouseUpdateSerializer,
     mutation_data,
     stock_summary_data,
 )
@@ -217,6 +218,8 @@ class ProductViewSet(mixins.ListModelMixin, GenericViewSet):
 class WarehouseViewSet(mixins.ListModelMixin, GenericViewSet):
     serializer_class = WarehouseSerializer
     filterset_class = WarehouseFilter
+    lookup_field = "code"
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
         return selectors.warehouse_list()
@@ -245,6 +248,32 @@ class WarehouseViewSet(mixins.ListModelMixin, GenericViewSet):
         vendor = selectors.vendor_get(data.pop("vendor", None))
         warehouse = services.warehouse_create(vendor=vendor, **data)
         return Response(WarehouseSerializer(warehouse).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Make a warehouse the vendor's default",
+        description="The default warehouse is the one reservations (and ERP pull rows) use "
+        "when they name none. A vendor's first active warehouse becomes its default; "
+        '`{"is_default": true}` moves the default here.',
+        parameters=[VENDOR_PARAM],
+        request=WarehouseUpdateSerializer,
+        responses={
+            200: WarehouseSerializer,
+            **error_responses(
+                {
+                    400: ["validation_error"],
+                    404: ["warehouse_not_found", "vendor_not_found"],
+                    409: ["warehouse_inactive"],
+                }
+            ),
+        },
+    )
+    def partial_update(self, request: Request, code: str) -> Response:
+        vendor = selectors.vendor_get(request.query_params.get("vendor"))
+        warehouse = selectors.warehouse_get(code=code, vendor_id=vendor.pk)
+        serializer = WarehouseUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        warehouse = services.warehouse_default_set(warehouse=warehouse)
+        return Response(WarehouseSerializer(warehouse).data)
 
 
 # --- Stock ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The one place that locks stock rows.
+"""The one place that locks stock rows (and the vendor rows that serialize per-vendor work).
 
 Every service that changes stock locks the levels it touches here, with
 `SELECT ... FOR UPDATE` ordered by primary key, so two transactions always take their
@@ -7,6 +7,7 @@ under the lock. Missing levels are created first (sorted, `ON CONFLICT DO NOTHIN
 first receipt into a warehouse needs no special path.
 """
 
+import uuid
 from collections.abc import Iterable
 from functools import reduce
 from operator import or_
@@ -14,7 +15,7 @@ from operator import or_
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
-from inventory.models import Product, StockLevel, Warehouse
+from inventory.models import Product, StockLevel, Vendor, Warehouse
 
 # Past this many pairs the lock is taken in id chunks (an OR of thousands of pairs makes a
 # poor query plan, and SQLite limits expression depth).
@@ -85,6 +86,25 @@ def stock_levels_lock(
         level.warehouse = warehouse
         by_key[(level.product_id, level.warehouse_id)] = level
     return by_key
+
+
+def vendors_lock(vendor_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Lock vendor rows, in primary-key order, to serialize per-vendor work; return the ids.
+
+    The one vendor lock: ERP pull starts, agent ingest batches, mapping seeds and the choice
+    of a default warehouse each run one at a time per vendor under it. `FOR NO KEY UPDATE`
+    lets other transactions still insert the vendor's products, warehouses and levels (their
+    foreign-key checks take `KEY SHARE` locks, which it does not block). Must run inside a
+    transaction; the lock is held until it ends.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("vendors_lock must run inside transaction.atomic()")
+    return list(
+        Vendor.objects.select_for_update(no_key=True)
+        .filter(pk__in=set(vendor_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def stock_levels_lock_by_id(ids: Iterable[int]) -> list[StockLevel]:

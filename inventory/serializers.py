@@ -162,6 +162,28 @@ class WarehouseCreateSerializer(serializers.ModelSerializer):
         model = Warehouse
         fields = ["code", "vendor", "name", "erp_id", "is_default", "is_main", "type", "active"]
         validators = []
+        extra_kwargs = {
+            "is_default": {
+                "help_text": "Make it the vendor's default (the vendor's first active "
+                "warehouse becomes the default anyway)."
+            }
+        }
+
+
+class WarehouseUpdateSerializer(serializers.Serializer):
+    is_default = serializers.BooleanField(
+        help_text="true: make this warehouse the vendor's default (the previous default stops "
+        "being one). A vendor always keeps a default, so false is refused: make another "
+        "warehouse the default instead."
+    )
+
+    def validate_is_default(self, value: bool) -> bool:
+        if not value:
+            raise serializers.ValidationError(
+                "A vendor always has a default warehouse: make another warehouse the default "
+                "instead."
+            )
+        return value
 
 
 # --- Stock ----------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ class SyncRunAdmin(KeptRecordAdmin):
         "api_latency_ms",
         "bytes_received",
         "archive_path",
+        "error_code",
         "error_message",
         "details_pretty",
     ]

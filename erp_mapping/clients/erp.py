@@ -4,6 +4,11 @@ Contract: `GET {base}/inventory` with `Authorization: Bearer <token>` answers a 
 `{"sku", "qty"}` objects (optional `"discontinued"` and `"warehouse"`). The client only
 transports: it streams the body to a file and classifies failures; parsing and applying are
 the pull service's job.
+
+A body cut short is a failed attempt, never a result: the ERP frames its answer (a
+Content-Length or chunked encoding), and urllib3 raises when the connection ends before the
+framing says the body does (`IncompleteRead` / "Response ended prematurely", surfaced by
+requests as `ChunkedEncodingError`).
 """
 
 import time
@@ -18,10 +23,18 @@ CHUNK_BYTES = 1 << 20
 
 
 class ErpClientError(Exception):
-    """The ERP did not deliver the inventory; `retryable` says whether trying again may help."""
+    """The ERP did not deliver the inventory; `retryable` says whether trying again may help.
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    `code` names the failure: `erp_unreachable` (connection refused, DNS, timeout),
+    `erp_download_incomplete` (the body broke off), `erp_unauthorized` (401/403: the token),
+    `erp_error_status` (any other non-200 answer).
+    """
+
+    def __init__(
+        self, message: str, *, code: str, retryable: bool, status: int | None = None
+    ) -> None:
         super().__init__(message)
+        self.code = code
         self.retryable = retryable
         self.status = status
 
@@ -56,7 +69,7 @@ class ErpClient:
                 timeout=self.timeout,
             )
         except OutboundError as exc:
-            raise ErpClientError(str(exc), retryable=True) from None
+            raise ErpClientError(str(exc), code="erp_unreachable", retryable=True) from None
         latency_ms = round((time.perf_counter() - started) * 1000)
         with response:
             if response.status_code != 200:
@@ -64,6 +77,7 @@ class ErpClient:
                 status = response.status_code
                 raise ErpClientError(
                     f"the ERP answered {status}{': ' + excerpt if excerpt else ''}",
+                    code="erp_unauthorized" if status in (401, 403) else "erp_error_status",
                     retryable=status >= 500 or status == 429,
                     status=status,
                 )
@@ -73,8 +87,11 @@ class ErpClient:
                     dest.write(chunk)
                     size += len(chunk)
             except requests.RequestException as exc:
+                # Includes a body shorter than its framing announced: the bytes written so
+                # far are discarded by the caller, which retries.
                 raise ErpClientError(
                     f"the inventory download broke off after {size} bytes: {type(exc).__name__}",
+                    code="erp_download_incomplete",
                     retryable=True,
                 ) from None
         transfer_ms = round((time.perf_counter() - started) * 1000) - latency_ms

@@ -27,6 +27,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "api_latency_ms",
             "duration_ms",
             "bytes_received",
+            "error_code",
             "error_message",
             "archive_path",
         ]

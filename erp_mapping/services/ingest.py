@@ -30,9 +30,9 @@ from django.utils import timezone
 from core.correlation import get_correlation_id
 from erp_mapping.models import ErpCodeMapping
 from erp_mapping.selectors import mapping_resolve_many
-from inventory.locks import stock_levels_lock_by_id
-from inventory.models import ZERO, Product, StockLevel, Vendor, Warehouse
-from inventory.services import LevelTarget, Origin, stock_levels_sync
+from inventory.locks import stock_levels_lock_by_id, vendors_lock
+from inventory.models import ZERO, Product, StockLevel, Warehouse
+from inventory.services import LevelTarget, Origin, stock_levels_sync, warehouse_default_ensure
 from inventory.services.stock import MAX_STOCK_VALUE, MONEY_QUANTUM
 
 logger = structlog.get_logger(__name__)
@@ -187,12 +187,6 @@ def _rows_against_held(
     return fresh, set(held)
 
 
-def _vendor_lock(vendor_id: uuid.UUID) -> None:
-    # FOR NO KEY UPDATE: serializes the vendor's batches without blocking inserts of its
-    # products and warehouses elsewhere (their foreign-key checks take KEY SHARE locks).
-    list(Vendor.objects.select_for_update(no_key=True).filter(pk=vendor_id).values_list("pk"))
-
-
 def _ingest(
     *,
     kind: str,
@@ -209,7 +203,7 @@ def _ingest(
         kept = prepare(kept, results)
     if kept:
         with transaction.atomic():
-            _vendor_lock(vendor_id)
+            vendors_lock([vendor_id])
             apply(vendor_id, kept, results)
     result = IngestResult(kind=kind, results=results)
     logger.info(
@@ -368,8 +362,9 @@ def erp_warehouses_ingest(*, vendor_id: uuid.UUID, rows: Rows) -> IngestResult:
     A row with `is_default` makes its warehouse the vendor's default: the previous default
     is cleared first (one default per vendor), and its content hash with it, so a later
     re-send of its old row is applied again. Of several default rows in one batch the last
-    wins; the earlier ones are `invalid`. Warehouses made here are active; ingest never
-    changes `active`. Idempotent like the items.
+    wins; the earlier ones are `invalid`. A vendor left without a default (no row names one)
+    gets its first active warehouse as the default, as on every other path. Warehouses made
+    here are active; ingest never changes `active`. Idempotent like the items.
     """
     return _ingest(
         kind="warehouses",
@@ -424,6 +419,8 @@ def _warehouses_apply(vendor_id: uuid.UUID, rows: list[_Row], results: list) -> 
         ).update(is_default=False, content_hash="", updated_at=timezone.now())
     warehouses.sort(key=lambda w: w.code)
     _upsert(Warehouse, warehouses, unique_fields=["vendor", "code"], update_fields=WAREHOUSE_FIELDS)
+    # Under the vendor lock `_ingest` holds.
+    warehouse_default_ensure(vendor_id=vendor_id)
 
 
 # --- Stock ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.utils import timezone
 from core.errors import ConflictError, DomainError
 from erp_mapping.models import ErpCodeMapping
 from erp_mapping.selectors import mapping_cache_clear
+from inventory.locks import vendors_lock
 from inventory.models import Vendor
 
 logger = structlog.get_logger(__name__)
@@ -165,7 +166,7 @@ def _vendors_prepare(vendor_ids: set[uuid.UUID], *, dry_run: bool, result: SeedR
     if not dry_run:
         # Seeds of one vendor run one at a time: without this lock, two seeds could both see
         # a code as new and the second insert would fail on the unique constraint.
-        list(Vendor.objects.select_for_update().filter(pk__in=vendor_ids).order_by("pk"))
+        vendors_lock(vendor_ids)
     for pk in sorted(vendor_ids):
         name = existing.get(pk) or vendor_seed_name(pk)
         result.vendors.append(SeedVendor(id=pk, name=name, created=pk not in existing))

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import ijson
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
@@ -32,6 +33,7 @@ from core.validators import sku_is_valid
 from erp_mapping.clients.erp import ErpClient, ErpClientError
 from erp_mapping.models import SyncRun
 from erp_mapping.selectors import erp_source_for
+from inventory.locks import vendors_lock
 from inventory.models import Product, Vendor, Warehouse
 from inventory.services import Origin
 from inventory.services.bulk import (
@@ -64,7 +66,11 @@ class ErpNotConfigured(ConflictError):
 
 
 class PullFailed(Exception):
-    """The pull cannot go on; the message is recorded on the run."""
+    """The pull cannot go on; the code and message are recorded on the run."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -107,13 +113,14 @@ def erp_pull_run(
 
     Takes the vendor's run lock first (a `running` run younger than
     `ERP_PULL_RUN_TIMEOUT_MINUTES` makes this run `skipped`; an older one is marked failed).
-    The download is retried (`ERP_PULL_RETRY_DELAYS`) on connection errors, timeouts and
-    5xx; 401/403 fail at once. The raw bytes are archived before they are parsed. All stock
-    changes commit in one transaction or not at all. A dry run fetches, parses and counts
-    what would change, then rolls back: only the run record is written (no archive, no run
-    lock). Failures are
-    recorded on the run and alerted, not raised. Raises `erp_not_configured` when the vendor
-    has no (enabled) ERP connection.
+    The download is retried (`ERP_PULL_RETRY_DELAYS`) on connection errors, timeouts, a
+    body cut short and 5xx; 401/403 fail at once. Each try counts in `attempts`; a cut body
+    is discarded, never archived or parsed. The raw bytes of a whole answer are archived
+    before they are parsed. All stock changes commit in one transaction or not at all. A dry
+    run fetches, parses and counts what would change, then rolls back: only the run record is
+    written (no archive, no run lock). Failures are recorded on the run (`error_code`,
+    `error_message`) and alerted, not raised. Raises `erp_not_configured` when the vendor has
+    no (enabled) ERP connection.
     """
     source = erp_source_for(vendor)
     if source is None:
@@ -145,10 +152,18 @@ def erp_pull_run(
             apply_started = time.perf_counter()
             outcome = _apply(vendor=vendor, run=run, body=body, stats=stats, dry_run=dry_run)
     except (PullFailed, ErpClientError) as exc:
-        return _run_fail(run, str(exc), started=started, log=log)
+        return _run_fail(run, str(exc), code=exc.code, started=started, log=log)
+    except SoftTimeLimitExceeded:
+        # The task's soft limit, a margin before the hard one that kills the process: stop
+        # here (the apply transaction, if open, is rolled back) and give the lock back.
+        limit = settings.ERP_PULL_SOFT_TIME_LIMIT_SECONDS
+        message = f"Stopped at the pull task's soft time limit ({limit} s)."
+        return _run_fail(run, message, code="time_limit", started=started, log=log)
     except Exception as exc:
         log.exception("erp_pull.crashed")
-        return _run_fail(run, f"{type(exc).__name__}: {exc}", started=started, log=log)
+        return _run_fail(
+            run, f"{type(exc).__name__}: {exc}", code="internal_error", started=started, log=log
+        )
     return _run_complete(
         run,
         outcome,
@@ -168,14 +183,14 @@ def erp_pull_run(
 def _run_begin(*, vendor: Vendor, trigger: str, dry_run: bool) -> SyncRun:
     """Record a new run as `running`, or as `skipped` when another one holds the lock.
 
-    The vendor row is locked (`SELECT ... FOR UPDATE`) so concurrent starts in any process
-    take turns; the partial unique constraint (one running run per vendor) backs it.
+    The vendor row is locked (`inventory.locks.vendors_lock`) so concurrent starts in any
+    process take turns; the partial unique constraint (one running run per vendor) backs it.
     """
     now = timezone.now()
     timeout = timedelta(minutes=settings.ERP_PULL_RUN_TIMEOUT_MINUTES)
     try:
         with transaction.atomic():
-            Vendor.objects.select_for_update().filter(pk=vendor.pk).first()
+            vendors_lock([vendor.pk])
             for stale in SyncRun.objects.filter(
                 vendor=vendor, status=SyncRun.Status.RUNNING, started_at__lt=now - timeout
             ):
@@ -206,8 +221,9 @@ def _run_time_out(run: SyncRun, *, now: datetime) -> None:
     run.status = SyncRun.Status.FAILED
     run.completed_at = now
     run.duration_ms = round((now - run.started_at).total_seconds() * 1000)
+    run.error_code = "timed_out"
     run.error_message = f"Timed out: still running after {minutes} minutes (the worker died?)."
-    run.save(update_fields=["status", "completed_at", "duration_ms", "error_message"])
+    run.save(update_fields=["status", "completed_at", "duration_ms", "error_code", "error_message"])
     logger.warning("erp_pull.timed_out", run_id=run.pk, vendor_id=str(run.vendor_id))
     alert_send(
         title="ERP pull timed out",
@@ -230,6 +246,7 @@ def _run_skip(*, vendor: Vendor, trigger: str, dry_run: bool, holder: SyncRun | 
         started_at=now,
         completed_at=now,
         duration_ms=0,
+        error_code="pull_running",
         error_message=f"Another pull of this vendor is running{since}.",
     )
     logger.warning(
@@ -243,13 +260,14 @@ def _run_skip(*, vendor: Vendor, trigger: str, dry_run: bool, holder: SyncRun | 
     return run
 
 
-def _run_fail(run: SyncRun, message: str, *, started: float, log) -> SyncRun:
+def _run_fail(run: SyncRun, message: str, *, code: str, started: float, log) -> SyncRun:
     run.status = SyncRun.Status.FAILED
     run.completed_at = timezone.now()
     run.duration_ms = round((time.perf_counter() - started) * 1000)
+    run.error_code = code
     run.error_message = message[:2000]
     _run_finish_save(run)
-    log.error("erp_pull.failed", error=run.error_message, attempts=run.attempts)
+    log.error("erp_pull.failed", code=code, error=run.error_message, attempts=run.attempts)
     alert_send(
         title="ERP pull failed",
         text=f"Pull {run.pk} of vendor {run.vendor} failed after {run.attempts} attempt(s): "
@@ -330,6 +348,7 @@ def _run_finish_save(run: SyncRun) -> None:
         "status",
         "completed_at",
         "duration_ms",
+        "error_code",
         "error_message",
         "attempts",
         "skus_processed",
@@ -349,6 +368,7 @@ def _run_finish_save(run: SyncRun) -> None:
         timed_out = SyncRun.objects.get(pk=run.pk)
         logger.warning("erp_pull.finished_after_timeout", run_id=run.pk, status=run.status)
         values.pop("status")
+        values.pop("error_code")
         values.pop("error_message")
         values.pop("completed_at")
         SyncRun.objects.filter(pk=run.pk).update(**values)
@@ -372,6 +392,7 @@ def _download(client: ErpClient, body: BinaryIO, run: SyncRun):
                 "erp_pull.attempt_failed",
                 run_id=run.pk,
                 attempt=run.attempts,
+                code=exc.code,
                 status=exc.status,
                 error=str(exc),
                 retrying=bool(retrying),
@@ -513,7 +534,7 @@ def _check_array(body: BinaryIO) -> None:
     head = body.read(4096).lstrip()
     body.seek(0)
     if not head.startswith(b"["):
-        raise PullFailed("The ERP answer is not a JSON array.")
+        raise PullFailed("The ERP answer is not a JSON array.", code="not_a_json_array")
 
 
 def _apply(
@@ -543,7 +564,9 @@ def _apply(
                     _clean_rows(items, stats, default_code),
                 )
             except ijson.JSONError as exc:
-                raise PullFailed(f"The ERP answer is not valid JSON: {exc}") from None
+                raise PullFailed(
+                    f"The ERP answer is not valid JSON: {exc}", code="invalid_json"
+                ) from None
             _resolve_and_apply(vendor=vendor, raw=raw, stats=stats, origin=origin, out=outcome)
             if dry_run:
                 raise _DryRunRollback

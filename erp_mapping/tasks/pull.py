@@ -8,7 +8,9 @@ from erp_mapping.models import SyncRun
 logger = structlog.get_logger(__name__)
 
 
-@shared_task(name="erp_mapping.pull_all")
+# The quick ERP tasks get fixed limits so a stuck connection cannot hold a worker forever;
+# the per-vendor pull's limits follow its run lock (CELERY_TASK_ANNOTATIONS in the settings).
+@shared_task(name="erp_mapping.pull_all", soft_time_limit=60, time_limit=120)
 def pull_all() -> int:
     """Enqueue one pull per vendor with an ERP connection (beat: 02:00 UTC)."""
     from erp_mapping import selectors
@@ -28,7 +30,10 @@ def pull_vendor(
 
     The service retries the download itself and records failures on the run (with an
     alert), so this task does not retry: a second attempt would be a second run. Only an
-    unexpected error reaches the dead-letter queue.
+    unexpected error reaches the dead-letter queue. Time limits (`ERP_PULL_*` settings): at
+    the soft one the pull records its run as failed and releases the vendor's run lock; the
+    hard one equals the lock's timeout, so a pull killed there leaves a lock the next start
+    takes over.
     """
     from erp_mapping.services.pull import ErpNotConfigured, erp_pull_run
     from inventory.models import Vendor
@@ -44,7 +49,7 @@ def pull_vendor(
         return None
 
 
-@shared_task(name="erp_mapping.purge_archives")
+@shared_task(name="erp_mapping.purge_archives", soft_time_limit=540, time_limit=600)
 def purge_archives() -> int:
     """Delete raw pull payloads older than ERP_ARCHIVE_RETENTION_DAYS (beat: daily)."""
     from erp_mapping.services.pull import archives_purge

@@ -12,6 +12,9 @@ from inventory.services.catalog import (
     product_update,
     products_bulk_create,
     warehouse_create,
+    warehouse_default_ensure,
+    warehouse_default_set,
+    warehouse_update,
 )
 from inventory.services.reservations import (
     reservations_expire,
@@ -52,4 +55,7 @@ __all__ = [
     "stock_set",
     "stock_transfer",
     "warehouse_create",
+    "warehouse_default_ensure",
+    "warehouse_default_set",
+    "warehouse_update",
 ]

@@ -1,5 +1,6 @@
 """Catalogue writes: products and warehouses."""
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -8,6 +9,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ConflictError
+from inventory.errors import WarehouseInactive
+from inventory.locks import vendors_lock
 from inventory.models import Product, Vendor, Warehouse
 
 logger = structlog.get_logger(__name__)
@@ -89,9 +92,15 @@ def warehouse_create(
     type: str = Warehouse.Type.STORAGE,
     active: bool = True,
 ) -> Warehouse:
-    """Create a warehouse; a new default warehouse takes over from the previous one."""
+    """Create a warehouse; a new default warehouse takes over from the previous one.
+
+    The vendor's first (active) warehouse becomes its default whatever `is_default` says:
+    reservations and pulled rows that name no warehouse need one. Takes the vendor lock, so
+    two concurrent first warehouses give exactly one default.
+    """
     try:
         with transaction.atomic():
+            vendors_lock([vendor.pk])
             if is_default:
                 Warehouse.objects.filter(vendor=vendor, is_default=True).update(is_default=False)
             warehouse = Warehouse.objects.create(
@@ -104,10 +113,103 @@ def warehouse_create(
                 type=type,
                 active=active,
             )
+            default = warehouse_default_ensure(vendor_id=vendor.pk)
+            warehouse.is_default = default is not None and default.pk == warehouse.pk
     except IntegrityError as exc:
         raise ConflictError(f"Warehouse {code} already exists.", code="warehouse_exists") from exc
     logger.info("warehouse.created", code=code, vendor_id=str(vendor.pk))
     return warehouse
+
+
+WAREHOUSE_FIELDS = {"name", "erp_id", "is_default", "is_main", "type", "active"}
+
+
+def warehouse_update(*, warehouse: Warehouse, **fields: Any) -> Warehouse:
+    """Change a warehouse's fields under the vendor lock.
+
+    `is_default=True` moves the vendor's default here (`warehouse_default_set`); a vendor
+    left without a default (its default unset) gets its first active warehouse again.
+    """
+    unknown = set(fields) - WAREHOUSE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown warehouse fields: {sorted(unknown)}")
+    make_default = fields.pop("is_default", None)
+    with transaction.atomic():
+        vendors_lock([warehouse.vendor_id])
+        for name, value in fields.items():
+            setattr(warehouse, name, value)
+        warehouse.save(update_fields=[*fields, "updated_at"])
+        if make_default:
+            warehouse_default_set(warehouse=warehouse)
+        elif make_default is False:
+            Warehouse.objects.filter(pk=warehouse.pk).update(is_default=False)
+        default = warehouse_default_ensure(vendor_id=warehouse.vendor_id)
+        warehouse.is_default = default is not None and default.pk == warehouse.pk
+    logger.info("warehouse.updated", code=warehouse.code, fields=sorted(fields))
+    return warehouse
+
+
+def warehouse_default_set(*, warehouse: Warehouse) -> Warehouse:
+    """Make this warehouse its vendor's default (the previous default stops being one).
+
+    Takes the vendor lock. Refuses an inactive warehouse (`warehouse_inactive`). Idempotent.
+    """
+    with transaction.atomic():
+        vendors_lock([warehouse.vendor_id])
+        warehouse.refresh_from_db(fields=["active", "is_default"])
+        if not warehouse.active:
+            raise WarehouseInactive(
+                f"Warehouse {warehouse.code} is inactive and cannot be the default.",
+                details={"warehouse": warehouse.code},
+            )
+        if warehouse.is_default:
+            return warehouse
+        now = timezone.now()
+        previous = list(
+            Warehouse.objects.filter(vendor_id=warehouse.vendor_id, is_default=True).values_list(
+                "code", flat=True
+            )
+        )
+        # The partial unique constraint allows one default per vendor: clear the old first.
+        Warehouse.objects.filter(vendor_id=warehouse.vendor_id, is_default=True).update(
+            is_default=False, updated_at=now
+        )
+        Warehouse.objects.filter(pk=warehouse.pk).update(is_default=True, updated_at=now)
+    warehouse.is_default, warehouse.updated_at = True, now
+    logger.info(
+        "warehouse.default_changed",
+        vendor_id=str(warehouse.vendor_id),
+        old=previous[0] if previous else None,
+        new=warehouse.code,
+    )
+    return warehouse
+
+
+def warehouse_default_ensure(*, vendor_id: uuid.UUID) -> Warehouse | None:
+    """Give the vendor a default warehouse when it has none: its first active one.
+
+    Returns the vendor's default (None when it has no active warehouse). Must run inside a
+    transaction that holds the vendor lock (`inventory.locks.vendors_lock`): every path that
+    creates or changes warehouses (API, admin, ERP ingest) calls it there, so concurrent
+    writers cannot both pick a default.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("warehouse_default_ensure must run inside transaction.atomic()")
+    current = Warehouse.objects.filter(vendor_id=vendor_id, is_default=True).first()
+    if current is not None:
+        return current
+    first = (
+        Warehouse.objects.filter(vendor_id=vendor_id, active=True)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if first is None:
+        return None
+    first.is_default = True
+    first.updated_at = timezone.now()
+    Warehouse.objects.filter(pk=first.pk).update(is_default=True, updated_at=first.updated_at)
+    logger.info("warehouse.default_chosen", vendor_id=str(vendor_id), code=first.code)
+    return first
 
 
 def products_bulk_create(*, vendor: Vendor, rows: list[dict[str, Any]]) -> int:

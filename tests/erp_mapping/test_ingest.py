@@ -437,6 +437,19 @@ def test_warehouses_is_default_moves_the_vendors_default(agent, vendor, warehous
     assert list(defaults.values_list("code", flat=True)) == ["MAIN"]
 
 
+def test_warehouses_first_ingested_becomes_the_default_when_none_is_named(agent, vendor):
+    # given: a vendor without warehouses; the ERP names no default
+    body = post(agent, WAREHOUSES, [warehouse_row("W2"), warehouse_row("W1")])
+
+    # then: one default, the batch's first row
+    assert body["counts"] == counts(created=2)
+    defaults = Warehouse.objects.filter(vendor=vendor, is_default=True)
+    assert list(defaults.values_list("code", flat=True)) == ["W2"]
+    # a later row saying `is_default: false` for it leaves the vendor a default
+    post(agent, WAREHOUSES, [warehouse_row("W2", 5, name="renamed")])
+    assert list(defaults.values_list("code", flat=True)) == ["W2"]
+
+
 # --- Stock ----------------------------------------------------------------------------------
 
 

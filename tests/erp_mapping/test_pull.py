@@ -1,9 +1,11 @@
 import io
+import signal
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.core.management import call_command
@@ -126,6 +128,7 @@ def test_erp_pull_gives_up_after_three_retries_applies_nothing_and_alerts(
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 4
+    assert run.error_code == "erp_error_status"
     assert "500" in run.error_message
     assert on_hand("A") is None
     assert not StockMovement.objects.filter(kind="erp_sync").exists()
@@ -141,6 +144,7 @@ def test_erp_pull_wrong_token_is_not_retried(vendor, erp):
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 1
+    assert run.error_code == "erp_unauthorized"
     assert "401" in run.error_message
     assert len(erp.requests) == 1
 
@@ -154,6 +158,7 @@ def test_erp_pull_times_out_connections_and_retries(vendor, erp, settings):
 
     assert run.status == SyncRun.Status.FAILED
     assert run.attempts == 4
+    assert run.error_code == "erp_unreachable"
     assert "timeout" in run.error_message.lower()
 
 
@@ -328,9 +333,52 @@ def test_erp_pull_truncated_answer_fails_and_applies_nothing(vendor, erp):
     run = pull(vendor)
 
     assert run.status == SyncRun.Status.FAILED
+    assert run.error_code == "invalid_json"
     assert "not valid JSON" in run.error_message
+    assert run.attempts == 1  # a complete answer that is malformed: trying again won't help
     assert not StockLevel.objects.filter(product__sku__startswith="T").exists()
     assert run.archive_path  # what came is kept for inspection
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_erp_pull_retries_a_cut_off_download_then_completes(vendor, erp, framing):
+    # given: the first answer breaks off mid-body, the second is whole
+    products(*(f"C{i}" for i in range(50)))
+    serve(erp, [{"sku": f"C{i}", "qty": i + 1} for i in range(50)])
+    erp.configure(chunk_rows=20, cut_first=1, framing=framing)
+
+    # when
+    run = pull(vendor)
+
+    # then: the cut attempt counted, the whole answer applied and archived
+    assert run.status == SyncRun.Status.COMPLETED
+    assert (run.attempts, run.error_code, run.invalid_rows) == (2, "", 0)
+    assert run.skus_processed == 50
+    assert on_hand("C49") == 50
+    archived = storages["erp_archive"].open(run.archive_path).read()
+    assert archived.endswith(b"]")
+    assert len(archived) == run.bytes_received
+    assert [r.path for r in erp.requests].count("/inventory") == 2
+
+
+@pytest.mark.django_db
+def test_erp_pull_always_cut_off_fails_after_the_retries_and_archives_nothing(
+    vendor, erp, archive_dir
+):
+    products(*(f"C{i}" for i in range(50)))
+    serve(erp, [{"sku": f"C{i}", "qty": i + 1} for i in range(50)])
+    erp.configure(chunk_rows=20, cut_first=10)
+
+    run = pull(vendor)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error_code == "erp_download_incomplete"
+    assert "broke off" in run.error_message
+    assert run.attempts == 4  # the first try and the three configured retries
+    assert (run.archive_path, run.bytes_received) == ("", 0)
+    assert not list(archive_dir.rglob("*.json"))
+    assert not StockLevel.objects.filter(product__sku__startswith="C").exists()
 
 
 @pytest.mark.django_db
@@ -360,6 +408,66 @@ def test_erp_pull_marks_a_stale_running_run_failed_then_runs(vendor, erp):
     assert stale.status == SyncRun.Status.FAILED
     assert "Timed out" in stale.error_message
     assert run.status == SyncRun.Status.COMPLETED
+
+
+def test_erp_pull_task_time_limits_match_the_run_lock(settings):
+    from config.celery import app
+
+    pull_task = app.tasks["erp_mapping.pull_vendor"]
+    sent = pull_task._get_exec_options()  # what a queued pull carries
+
+    lock_seconds = settings.ERP_PULL_RUN_TIMEOUT_MINUTES * 60
+    assert pull_task.time_limit == sent["time_limit"] == lock_seconds
+    assert 0 < pull_task.soft_time_limit == sent["soft_time_limit"] < lock_seconds
+    # the other ERP tasks are bounded too
+    for name in ("erp_mapping.pull_all", "erp_mapping.purge_archives", "erp_mapping.check_agents"):
+        assert 0 < app.tasks[name].soft_time_limit < app.tasks[name].time_limit
+
+
+@pytest.mark.django_db
+def test_erp_pull_killed_at_its_hard_time_limit_leaves_a_lock_the_next_start_takes_over(
+    vendor, erp, settings
+):
+    # given: a run whose task was killed at the hard limit (its row still says running)
+    killed_at = timezone.now() - timedelta(seconds=settings.ERP_PULL_TIME_LIMIT_SECONDS + 1)
+    dead = SyncRun.objects.create(vendor=vendor, started_at=killed_at)
+    serve(erp, [])
+
+    # when
+    run = pull(vendor)
+
+    # then
+    dead.refresh_from_db()
+    assert (dead.status, dead.error_code) == (SyncRun.Status.FAILED, "timed_out")
+    assert run.status == SyncRun.Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_erp_pull_stops_at_the_soft_time_limit_and_gives_the_lock_back(vendor, erp):
+    # given: a slow ERP, and the soft limit arriving mid-download as billiard delivers it (a
+    # signal whose handler raises SoftTimeLimitExceeded in the running code)
+    products("A")
+    serve(erp, [{"sku": "A", "qty": 5}])
+    erp.configure(latency=2)
+
+    def soft_limit(signum, frame):
+        raise SoftTimeLimitExceeded
+
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        # when
+        run = pull(vendor)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    # then: the run failed with its own code, nothing applied, and the lock is free again
+    assert (run.status, run.error_code) == (SyncRun.Status.FAILED, "time_limit")
+    assert on_hand("A") is None
+    erp.configure(latency=0)
+    assert pull(vendor).status == SyncRun.Status.COMPLETED
+    assert on_hand("A") == 5
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,7 +16,14 @@ import pytest
 import requests
 from django.test import Client
 
-from core.sandbox import SandboxApp, SandboxRequest, SandboxResponse, SandboxServer, SlackSandbox
+from core.sandbox import (
+    SandboxApp,
+    SandboxRequest,
+    SandboxResponse,
+    SandboxServer,
+    SlackSandbox,
+    StreamCut,
+)
 from erp_mapping.models import ErpAgent
 from erp_mapping.sandbox import (
     DEFAULT_TOKEN,
@@ -221,10 +228,11 @@ def test_erp_sandbox_trickle_streams_slow_chunks(erp):
     erp.configure(skus=50, chunk_rows=10, trickle=0.1)
 
     started = time.perf_counter()
-    response = get(erp, stream=True)
-    first_chunk = next(response.iter_content(64))
+    # One reader for the whole body: dropping a chunked reader mid-body closes the connection.
+    chunks = get(erp, stream=True).iter_content(64)
+    first_chunk = next(chunks)
     first_after = time.perf_counter() - started
-    rest = b"".join(response.iter_content(None))
+    rest = b"".join(chunks)
     total = time.perf_counter() - started
 
     assert len(parsed(first_chunk + rest)) == 50
@@ -247,6 +255,69 @@ def test_erp_sandbox_truncate_gives_invalid_json(erp):
         list(ijson.items(response.raw, "item"))
     erp.configure(truncate=0)
     assert len(get(erp).json()) == 100
+
+
+def test_erp_sandbox_answers_http11_with_a_framed_body(erp):
+    erp.configure(skus=30, chunk_rows=10)
+
+    chunked = get(erp)
+    erp.configure(framing="length")
+    sized = get(erp)
+
+    assert chunked.raw.version == sized.raw.version == 11
+    assert chunked.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in chunked.headers
+    assert sized.headers["Content-Length"] == str(len(sized.content))
+    assert "Transfer-Encoding" not in sized.headers
+    assert chunked.content == sized.content
+    assert len(parsed(sized.content)) == 30
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_erp_sandbox_cut_first_breaks_the_connection_mid_body(erp, framing):
+    erp.configure(skus=30, chunk_rows=10, cut_first=2, framing=framing)
+
+    cut = []
+    for _ in range(2):
+        received = bytearray()
+
+        def read(response: requests.Response, into: bytearray = received) -> None:
+            for chunk in response.iter_content(1024):
+                into.extend(chunk)
+
+        response = get(erp, stream=True)
+        # the framing tells the client the body ended early: requests raises
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            read(response)
+        cut.append(bytes(received))
+    whole = get(erp)
+
+    assert whole.status_code == 200
+    assert len(parsed(whole.content)) == 30
+    # (urllib3 may hold back the bytes of a short sized body: what arrived is a prefix)
+    assert all(len(part) < len(whole.content) and whole.content.startswith(part) for part in cut)
+    assert erp.config.cut_first == 0
+
+
+def test_sandbox_streamed_body_raising_stream_cut_is_seen_as_incomplete():
+    class Cutting(SandboxApp):
+        def handle(self, request: SandboxRequest) -> SandboxResponse:
+            def body():
+                yield b"[1,"
+                if request.path == "/cut":
+                    raise StreamCut
+                yield b"2]"
+
+            return SandboxResponse(200, body())
+
+    with SandboxServer(Cutting()) as server:
+        whole = requests.get(server.url + "/whole", timeout=10)
+        cut = requests.get(server.url + "/cut", stream=True, timeout=10)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            cut.content  # noqa: B018 - reading the body is the act under test
+
+    assert whole.content == b"[1,2]"
+    assert whole.headers["Connection"] == "close"
 
 
 def test_erp_sandbox_streams_with_flat_memory():

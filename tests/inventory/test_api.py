@@ -117,6 +117,46 @@ def test_warehouses_create_and_list(api, vendor):
     )
 
 
+def test_warehouse_first_is_default_and_patch_moves_the_default(api, vendor):
+    # given: the vendor's first warehouse, created without asking to be the default
+    first = api.post("/api/v1/warehouses/", {"code": "A", "name": "A"}, format="json")
+    api.post("/api/v1/warehouses/", {"code": "B", "name": "B"}, format="json")
+    assert first.json()["is_default"] is True
+
+    # when
+    moved = api.patch("/api/v1/warehouses/B/", {"is_default": True}, format="json")
+
+    # then
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["is_default"] is True
+    rows = {
+        row["code"]: row["is_default"] for row in api.get("/api/v1/warehouses/").json()["results"]
+    }
+    assert rows == {"A": False, "B": True}
+    refused = api.patch("/api/v1/warehouses/B/", {"is_default": False}, format="json")
+    assert_error(refused, 400, "validation_error")
+    assert "is_default" in refused.json()["details"]
+    assert_error(
+        api.patch("/api/v1/warehouses/NOPE/", {"is_default": True}, format="json"),
+        404,
+        "warehouse_not_found",
+    )
+    api.post("/api/v1/warehouses/", {"code": "C", "name": "C", "active": False}, format="json")
+    assert_error(
+        api.patch("/api/v1/warehouses/C/", {"is_default": True}, format="json"),
+        409,
+        "warehouse_inactive",
+    )
+
+
+def test_warehouse_patch_needs_the_write_scope(make_client, warehouse):
+    reader = make_client(("read",))
+
+    response = reader.patch("/api/v1/warehouses/MAIN/", {"is_default": True}, format="json")
+
+    assert response.status_code == 403
+
+
 # --- Stock levels -------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from django.db import connection, connections
 
 from core.errors import DomainError
 from inventory.errors import InsufficientStock
-from inventory.models import Reservation, StockLevel, StockMovement
+from inventory.models import Reservation, StockLevel, StockMovement, Warehouse
 from inventory.services import (
     MutationRequest,
     StockMutation,
@@ -19,9 +19,15 @@ from inventory.services import (
     stock_reserve,
     stock_set,
     stock_transfer,
+    warehouse_create,
 )
 from tests.conftest import TEST_ORIGIN
-from tests.inventory.factories import ProductFactory, WarehouseFactory, default_vendor
+from tests.inventory.factories import (
+    ProductFactory,
+    VendorFactory,
+    WarehouseFactory,
+    default_vendor,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,3 +194,20 @@ def test_concurrent_mutations_with_one_key_apply_once_and_replay(warehouses, kin
     expected_a = {"adjust": 45, "set": 7, "transfer": 43}[kind]
     assert StockLevel.objects.get(product=product, warehouse=a).on_hand == expected_a
     call_command("check_ledger")
+
+
+def test_warehouse_create_concurrent_first_warehouses_give_exactly_one_default():
+    # given: a vendor without warehouses, and four requests creating its first ones at once
+    vendor = VendorFactory()
+
+    # when
+    results = run_concurrently(
+        4, lambda i: warehouse_create(vendor=vendor, code=f"W{i}", name=f"W{i}")
+    )
+
+    # then: all four exist and exactly one is the default
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert Warehouse.objects.filter(vendor=vendor).count() == 4
+    defaults = Warehouse.objects.filter(vendor=vendor, is_default=True)
+    assert defaults.count() == 1
+    assert [w.code for w in results if w.is_default] == [defaults.get().code]
