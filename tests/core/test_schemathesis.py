@@ -87,6 +87,7 @@ def world(transactional_db) -> dict[str, object]:
     )
     return {
         "sku": product.sku,
+        "code": warehouse.code,
         "channel_id": channel.pk,
         "vendor_id": str(vendor.pk),
         "id": {"/api/v1/erp/sync-runs/{id}/": run.pk}.get,
