@@ -11,9 +11,11 @@ planned with. Listing rows are locked in primary-key order before they are marke
 order everywhere), so two stock transactions marking the same listings never deadlock.
 """
 
+import uuid
 from collections.abc import Iterable
 
 import structlog
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -30,6 +32,10 @@ logger = structlog.get_logger(__name__)
 # time ride on the queued task instead of queueing another.
 PENDING_KEY = "channels_sync:push_pending:{channel_id}"
 PENDING_TTL_SECONDS = 120
+# A push that found its channel busy (another run holds the lock) leaves one delayed retry
+# behind under this key; later busy answers ride on that retry instead of each starting a
+# chain of their own. The value is the retry's token, so only that retry clears it.
+WAITING_KEY = "channels_sync:push_waiting:{channel_id}"
 
 
 def listings_mark_dirty_for_stock(change: StockChange) -> None:
@@ -137,3 +143,33 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
 def push_pending_clear(channel_id: int) -> None:
     """Release a channel's pending key (a push task starts: later marks queue anew)."""
     cache.delete(PENDING_KEY.format(channel_id=channel_id))
+
+
+def push_retry_when_free(channel_id: int, *, countdown: float) -> bool:
+    """Queue one delayed push of a busy channel, unless one is already waiting.
+
+    Returns whether a retry was queued. The waiting key lives until the retry should have
+    started, plus a lock lifetime: if the retry is lost with its worker, the key lapses and
+    a later busy answer (or the minute sweep) queues another.
+    """
+    key = WAITING_KEY.format(channel_id=channel_id)
+    token = uuid.uuid4().hex
+    timeout = int(countdown) + 1 + settings.CHANNEL_PUSH_LOCK_SECONDS
+    if not cache.add(key, token, timeout=timeout):
+        return False
+    try:
+        push_channel.apply_async(
+            kwargs={"channel_id": channel_id, "waiting": token}, countdown=countdown
+        )
+    except Exception:
+        cache.delete(key)
+        logger.exception("push.enqueue_failed", channel_id=channel_id)
+        return False
+    return True
+
+
+def push_waiting_clear(channel_id: int, *, token: str) -> None:
+    """Release the waiting key if it is this retry's (the retry starts: busy answers queue anew)."""
+    key = WAITING_KEY.format(channel_id=channel_id)
+    if cache.get(key) == token:
+        cache.delete(key)
