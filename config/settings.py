@@ -178,7 +178,8 @@ CELERY_TASK_ROUTES = {
 # A push run past its soft limit stops (its lock is given back, the rest is queued again);
 # past the hard limit its process is killed and the run lock lapses by itself within
 # CHANNEL_PUSH_LOCK_SECONDS. Both stay under the broker's visibility timeout, or a running
-# push would be handed to a second worker.
+# push would be handed to a second worker. A task message carries the limits of the process
+# that queued it: set them alike for the web, the workers and beat.
 CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS = env.int("CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS", default=600)
 CHANNEL_PUSH_TIME_LIMIT_SECONDS = env.int("CHANNEL_PUSH_TIME_LIMIT_SECONDS", default=660)
 CELERY_TASK_ANNOTATIONS = {
