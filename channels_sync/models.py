@@ -224,9 +224,9 @@ class PushAttempt(models.Model):
         DRY_RUN = "dry_run", "dry run (not sent)"
         # Written, committed, before the call goes out; the answer replaces it.
         SENDING = "sending", "sending (no answer recorded yet)"
-        # A run ended (its worker died, its time limit hit) between the call and its answer:
-        # the marketplace may or may not have applied it; the listings stayed dirty.
-        INTERRUPTED = "interrupted", "interrupted (sent, no answer recorded)"
+        # The run ended (its worker died, its time limit hit) before this call's answer was
+        # recorded: it may or may not have been sent and applied; its listings stayed dirty.
+        INTERRUPTED = "interrupted", "interrupted (no answer recorded)"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="attempts")
     items = models.JSONField(

@@ -61,6 +61,9 @@ logger = structlog.get_logger(__name__)
 
 RUN_LOCK_KEY = "channels_sync:push_lock:{channel_id}"
 DEAD_LETTER_TASK = "channels_sync.push_listing"
+# Attempt rows are inserted (committed, `sending`) this many calls ahead, in one statement:
+# a crash leaves at most this many rows without an answer, some never sent.
+ROUND_CALLS = 20
 
 
 class PushFailed(Exception):
@@ -178,6 +181,7 @@ class _Run:
         self.refreshed = False
         self.failure_streak = 0
         self.lock: RunLock | None = None
+        self.unsent: list[int] = []  # attempt rows inserted for calls not made yet
 
     def go(self) -> None:
         report = self.report
@@ -246,8 +250,29 @@ class _Run:
             )
             for item in to_send
         ]
-        for batch in self.adapter.batches(updates, self.batch_size):
-            self._send([by_id[update.listing_id] for update in batch], batch)
+        calls = [
+            ([by_id[update.listing_id] for update in batch], batch)
+            for batch in self.adapter.batches(updates, self.batch_size)
+        ]
+        for start in range(0, len(calls), ROUND_CALLS):
+            chunk = calls[start : start + ROUND_CALLS]
+            self.unsent = _attempts_open(self.channel, [items for items, _ in chunk])
+            try:
+                for items, batch in chunk:
+                    self._send(items, batch)
+            finally:
+                self._unsent_drop()
+
+    def _unsent_drop(self) -> None:
+        """Delete the rows of calls this run will not make (it stops early)."""
+        if not self.unsent:
+            return
+        unsent, self.unsent = self.unsent, []
+        try:
+            PushAttempt.objects.filter(pk__in=unsent).delete()
+        except Exception:
+            # Left as `sending`, the next run marks them interrupted.
+            logger.exception("push.unsent_rows_left", channel_id=self.channel.pk)
 
     def _record_dry_run(self, planned: list[PlannedListing], to_send: list[PlannedListing]) -> None:
         # A channel in dry-run mode keeps its table current and its marks cleared; a one-off
@@ -266,13 +291,16 @@ class _Run:
 
     def _send(self, items: list[PlannedListing], batch: list[StockUpdate]) -> None:
         report = self.report
-        attempt = 1 + max(item.row["push_failures"] for item in items)
+        attempt = _attempt_number(items)
         while True:
             report.waited_seconds += rate_limit_wait(
                 f"channel:{self.channel.pk}", rate=self.rate, burst=self.burst
             )
             self._keep_lock()
-            row_id = _attempt_open(self.channel, items, attempt=attempt)
+            if self.unsent:
+                row_id = self.unsent.pop(0)  # this batch's row, inserted with its round
+            else:  # the same batch sent again (after a throttle or a token refresh)
+                row_id = _attempt_open(self.channel, items, attempt=attempt)
             result = self.adapter.push_stock(batch)
             report.calls += 1
             if result.outcome not in (Outcome.OK, Outcome.PARTIAL):
@@ -425,6 +453,23 @@ def _attempt_open(channel: Channel, items: list[PlannedListing], *, attempt: int
     ).pk
 
 
+def _attempts_open(channel: Channel, calls: list[list[PlannedListing]]) -> list[int]:
+    """Commit the `sending` rows of the next calls in one statement; return their ids."""
+    rows = PushAttempt.objects.bulk_create(
+        PushAttempt(
+            channel=channel,
+            **_attempt_header(channel.pk, items, attempt=_attempt_number(items)),
+        )
+        for items in calls
+    )
+    return [row.pk for row in rows]
+
+
+def _attempt_number(items: list[PlannedListing]) -> int:
+    """A batch's attempt: one more than the most failures in a row of any of its listings."""
+    return 1 + max(item.row["push_failures"] for item in items)
+
+
 def _attempt_close(row_id: int, items: list[PlannedListing], result: CallResult) -> None:
     """Write a call's answer over its `sending` row."""
     PushAttempt.objects.filter(pk=row_id).update(**_attempt_answer(items, result))
@@ -451,23 +496,27 @@ def _attempt_header(channel_id: int, items: list[PlannedListing], *, attempt: in
 
 
 def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
-    """What the answer adds to an attempt row: the outcome and the per-item refusals."""
-    answered = {item_result.listing_id: item_result for item_result in result.items}
-    rows = []
-    for item in items:
-        row = {"listing": item.id, "quantity": item.quantity}
-        item_result = answered.get(item.id)
-        if item_result is not None and not item_result.ok:
-            row["ok"] = False
-            row["error"] = item_result.error[:200]
-        rows.append(row)
-    return {
-        "items": rows,
+    """What the answer adds to an attempt row: the outcome and any per-item refusals."""
+    fields = {
         "outcome": result.outcome.value,
         "http_status": result.http_status,
         "latency_ms": result.latency_ms,
         "error": (result.error or "")[:1000],
     }
+    refused = {
+        item_result.listing_id: item_result for item_result in result.items if not item_result.ok
+    }
+    if refused:
+        rows = []
+        for item in items:
+            row = {"listing": item.id, "quantity": item.quantity}
+            item_result = refused.get(item.id)
+            if item_result is not None:
+                row["ok"] = False
+                row["error"] = item_result.error[:200]
+            rows.append(row)
+        fields["items"] = rows
+    return fields
 
 
 def _idempotency_key(channel_id: int, items: list[PlannedListing]) -> str:
@@ -505,7 +554,8 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
             row_sql = "(%s::bigint, %s::bigint, %s::integer, %s::varchar)"
         placeholders = ", ".join([row_sql] * len(chunk))
         params = [value for row in chunk for value in row]
-        with transaction.atomic(), connection.cursor() as cursor:
+        # No savepoint of its own: inside a caller's transaction it stands or falls with it.
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             if is_postgresql():
                 # Lock in id order first, as the dirty marks do: no cycle with them.
                 ids = [row[0] for row in chunk]
