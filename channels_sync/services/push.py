@@ -19,12 +19,14 @@ Every call is a `PushAttempt` row. Outcomes:
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
 
-Every call's attempt row is committed, as `sending`, before the call goes out, and its
-answer is written with the pushed quantities in one transaction right after it: so every
-call the marketplace saw has a row, and a run that dies (worker killed, time limit) leaves
-only the call in flight unconfirmed. The next run marks such rows `interrupted` and sends
-their listings again (they stayed dirty). Because the target is a state, that repeat sets
-the same absolute quantity: harmless, and bounded by one batch.
+Every call's attempt row is committed, as `sending`, before the call goes out (the rows of
+a round of `ROUND_CALLS` calls in one statement, before its first call; a run that stops
+early deletes the rows of calls it did not make), and its answer is written with the
+pushed quantities in one transaction right after the call: so every call the marketplace
+saw has a row, and a run that dies (worker killed, time limit) leaves only the call in
+flight unconfirmed. The next run marks the rows left `sending` `interrupted` and sends their
+listings again (they stayed dirty). Because the target is a state, that repeat sets the
+same absolute quantity: harmless, and bounded by one batch.
 
 One run per channel at a time: `RunLock`, a short-lived cache key renewed by a heartbeat
 while the run lives, so a dead run's lock lapses within `CHANNEL_PUSH_LOCK_SECONDS`.

@@ -581,3 +581,19 @@ def test_push_run_that_lost_its_lock_stops_and_leaves_the_new_holder_alone(shope
     assert report.stopped == "lock_lost"
     assert report.calls == 1
     assert cache.get(key) == "another run"
+
+
+def test_push_run_stopping_early_keeps_no_rows_for_calls_it_did_not_make(lazada, wire, warehouse):
+    # given three calls to make to a marketplace that fails every one
+    products = _products(warehouse, [1, 2, 3])
+    channel = wire(
+        lazada, "lazada", warehouses=[warehouse], products=products, dirty=True, batch_size=1
+    )
+    lazada.app.configure(error_ratio=1.0)
+    # when the run stops after the first failure
+    with override_settings(**{**FAST, "CHANNEL_PUSH_FAILURE_STREAK": 1}):
+        report = channel_push(channel_id=channel.pk)
+    # then the rows inserted ahead for the two calls it did not make are gone
+    assert (report.stopped, report.calls) == ("failing", 1)
+    assert list(PushAttempt.objects.values_list("outcome", flat=True)) == ["retryable"]
+    assert len(lazada.app.call_times) == 1
