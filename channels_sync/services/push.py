@@ -294,15 +294,17 @@ class _Run:
     def _send(self, items: list[PlannedListing], batch: list[StockUpdate]) -> None:
         report = self.report
         attempt = _attempt_number(items)
+        first = True
         while True:
             report.waited_seconds += rate_limit_wait(
                 f"channel:{self.channel.pk}", rate=self.rate, burst=self.burst
             )
             self._keep_lock()
-            if self.unsent:
+            if first and self.unsent:
                 row_id = self.unsent.pop(0)  # this batch's row, inserted with its round
             else:  # the same batch sent again (after a throttle or a token refresh)
                 row_id = _attempt_open(self.channel, items, attempt=attempt)
+            first = False
             result = self.adapter.push_stock(batch)
             report.calls += 1
             if result.outcome not in (Outcome.OK, Outcome.PARTIAL):

@@ -1,5 +1,6 @@
 """The desired-state push pipeline, end to end against the marketplace sandboxes."""
 
+from collections import Counter
 from decimal import Decimal
 
 import pytest
@@ -597,3 +598,35 @@ def test_push_run_stopping_early_keeps_no_rows_for_calls_it_did_not_make(lazada,
     assert (report.stopped, report.calls) == ("failing", 1)
     assert list(PushAttempt.objects.values_list("outcome", flat=True)) == ["retryable"]
     assert len(lazada.app.call_times) == 1
+
+
+def test_push_throttled_resends_record_the_batch_they_resend(tiktok, wire, warehouse):
+    # given three one-listing calls to a marketplace accepting one call a second
+    products = _products(warehouse, [1, 2, 3])
+    channel = wire(
+        tiktok, "tiktok", warehouses=[warehouse], products=products, dirty=True, batch_size=1
+    )
+    tiktok.app.configure(throttle_per_second=1)
+    # when the run waits out the throttle and sends again
+    with override_settings(**FAST):
+        report = channel_push(channel_id=channel.pk)
+    # then each row names the listing its call carried
+    assert report.throttled >= 1
+    adapter = channel_adapter(channel)
+    sku_of = {
+        listing.pk: adapter.keys_from_listing(listing)["sku_id"]
+        for listing in channel.listings.all()
+    }
+    stock_calls = [
+        request for request in tiktok.app.requests if request.path.endswith("/inventory/update")
+    ]
+    carried = Counter(
+        listing_id
+        for request in stock_calls
+        for listing_id, sku in sku_of.items()
+        if f'"{sku}"' in request.body.decode()
+    )
+    rows = PushAttempt.objects.values_list("items", flat=True)
+    recorded = Counter(items[0]["listing"] for items in rows)
+    assert len(stock_calls) == report.calls == len(rows)
+    assert recorded == carried
