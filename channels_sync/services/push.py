@@ -157,8 +157,10 @@ def channel_push(
     finally:
         try:
             # A run cut short by an exception (its soft time limit, a database error) leaves
-            # its call in flight unanswered.
-            _attempts_interrupted(channel_id)
+            # its call in flight unanswered. (A run that lost its lock leaves that to the
+            # next holder: the `sending` row may be the new holder's.)
+            if lock.held():
+                _attempts_interrupted(channel_id)
         finally:
             lock.release()
     logger.info("push.finished", **report.as_dict())

@@ -559,8 +559,10 @@ def test_push_marks_calls_left_unanswered_by_a_dead_run_interrupted(shopee, wire
     assert not PushAttempt.objects.filter(outcome="sending").exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_push_run_that_lost_its_lock_stops_and_leaves_the_new_holder_alone(shopee, wire, warehouse):
     from django.core.cache import cache
+    from django.db import connections
 
     from channels_sync.services.push import RUN_LOCK_KEY
 
@@ -570,8 +572,15 @@ def test_push_run_that_lost_its_lock_stops_and_leaves_the_new_holder_alone(shope
     handle = shopee.app.handle
 
     def handle_then_lose_the_lock(request):
-        # While the first call is out, the lock lapses and another run takes it.
-        cache.set(key, "another run", timeout=60)
+        # While the first call is out, the lock lapses and another run takes it and sends.
+        if cache.get(key) != "another run":
+            cache.set(key, "another run", timeout=60)
+            try:
+                PushAttempt.objects.create(
+                    channel=channel, items=[], idempotency_key="theirs", outcome="sending"
+                )
+            finally:
+                connections["default"].close()  # this runs in the sandbox's thread
         return handle(request)
 
     shopee.app.handle = handle_then_lose_the_lock
@@ -582,6 +591,8 @@ def test_push_run_that_lost_its_lock_stops_and_leaves_the_new_holder_alone(shope
     assert report.stopped == "lock_lost"
     assert report.calls == 1
     assert cache.get(key) == "another run"
+    # the new holder's call in flight is not ours to mark
+    assert PushAttempt.objects.get(idempotency_key="theirs").outcome == "sending"
 
 
 def test_push_run_stopping_early_keeps_no_rows_for_calls_it_did_not_make(lazada, wire, warehouse):
