@@ -6,6 +6,7 @@ class ChannelsSyncConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self) -> None:
+        from channels_sync import checks  # noqa: F401 - registers the system checks
         from channels_sync.services.dirty import listings_mark_dirty_for_stock
         from inventory.hooks import stock_change_subscribe
 

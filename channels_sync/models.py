@@ -222,6 +222,11 @@ class PushAttempt(models.Model):
         PERMANENT = "permanent", "permanent error"
         AUTH = "auth", "authorisation failed"
         DRY_RUN = "dry_run", "dry run (not sent)"
+        # Written, committed, before the call goes out; the answer replaces it.
+        SENDING = "sending", "sending (no answer recorded yet)"
+        # The run ended (its worker died, its time limit hit) before this call's answer was
+        # recorded: it may or may not have been sent and applied; its listings stayed dirty.
+        INTERRUPTED = "interrupted", "interrupted (no answer recorded)"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="attempts")
     items = models.JSONField(
@@ -243,6 +248,12 @@ class PushAttempt(models.Model):
             models.Index(fields=["channel", "-id"], name="push_attempt_channel_idx"),
             models.Index(fields=["idempotency_key"], name="push_attempt_key_idx"),
             models.Index(fields=["created_at"], name="push_attempt_created_idx"),
+            # The next run of a channel finds the calls a dead run left unanswered.
+            models.Index(
+                fields=["channel"],
+                condition=Q(outcome="sending"),
+                name="push_attempt_sending_idx",
+            ),
         ]
 
     def __str__(self) -> str:

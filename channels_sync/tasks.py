@@ -2,6 +2,9 @@
 
 import structlog
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from core.errors import ServiceUnavailable
 
 logger = structlog.get_logger(__name__)
 
@@ -10,25 +13,52 @@ BUSY_RETRY_SECONDS = 5.0
 
 
 @shared_task(name="channels_sync.push_channel")
-def push_channel(channel_id: int) -> dict:
+def push_channel(channel_id: int, waiting: str = "") -> dict:
     """Push a channel's dirty listings; requeue itself when throttled or backing off.
 
     Safe to run twice (the target is a state, and one run per channel holds a lock). Marks
     made after this task starts queue another push; marks made before ride on this one.
+    A run that finds the channel busy leaves at most one delayed retry per channel behind
+    (`waiting` is that retry's token). Past its soft time limit (`CHANNEL_PUSH_SOFT_TIME_
+    LIMIT_SECONDS`) the run gives its lock back and the rest is queued as a new push.
     Eager mode (the embedded default) never requeues: the foreground run or the sweep
     picks up what is left.
     """
-    from channels_sync.services.dirty import push_enqueue, push_pending_clear
+    from channels_sync.services.dirty import (
+        push_enqueue,
+        push_pending_clear,
+        push_retry_when_free,
+        push_waiting_clear,
+    )
     from channels_sync.services.push import channel_push
 
     push_pending_clear(channel_id)
-    report = channel_push(channel_id=channel_id)
-    again = report.requeue_after
+    if waiting:
+        push_waiting_clear(channel_id, token=waiting)
+    try:
+        report = channel_push(channel_id=channel_id)
+    except SoftTimeLimitExceeded:
+        # The run released its lock on the way out; a fresh task goes on with the rest.
+        logger.warning("push.time_limit", channel_id=channel_id)
+        _requeue(push_enqueue, [channel_id])
+        return {"channel_id": channel_id, "stopped": "time_limit"}
+    if push_channel.app.conf.task_always_eager:
+        return report.as_dict()
     if report.stopped == "busy":
-        again = BUSY_RETRY_SECONDS
-    if again is not None and not push_channel.app.conf.task_always_eager:
-        push_enqueue([channel_id], countdown=again)
+        push_retry_when_free(channel_id, countdown=BUSY_RETRY_SECONDS)
+    elif report.requeue_after is not None:
+        _requeue(push_enqueue, [channel_id], countdown=report.requeue_after)
     return report.as_dict()
+
+
+def _requeue(push_enqueue, channel_ids: list[int], **options) -> list[int]:
+    # The queue being down is no failure of this run: its listings stay dirty and the
+    # minute sweep queues them once the queue is back.
+    try:
+        return push_enqueue(channel_ids, **options)
+    except ServiceUnavailable as exc:
+        logger.warning("push.requeue_deferred", channel_ids=exc.details.get("channel_ids"))
+        return list(exc.details.get("queued", []))
 
 
 @shared_task(name="channels_sync.push_listing")
@@ -50,7 +80,7 @@ def sweep() -> list[int]:
     from channels_sync.services.dirty import push_enqueue
 
     channel_ids = selectors.channels_with_due_listings()
-    queued = push_enqueue(channel_ids)
+    queued = _requeue(push_enqueue, channel_ids)
     if channel_ids:
         logger.info("push.sweep", due=len(channel_ids), queued=len(queued))
     return queued

@@ -189,8 +189,20 @@ CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "webhooks"},
     "orders.*": {"queue": "orders"},
 }
+# A push run past its soft limit stops (its lock is given back, the rest is queued again);
+# past the hard limit its process is killed and the run lock lapses by itself within
+# CHANNEL_PUSH_LOCK_SECONDS. Both stay under the broker's visibility timeout, or a running
+# push would be handed to a second worker. A task message carries the limits of the process
+# that queued it: set them alike for the web, the workers and beat.
+CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS = env.int("CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS", default=600)
+CHANNEL_PUSH_TIME_LIMIT_SECONDS = env.int("CHANNEL_PUSH_TIME_LIMIT_SECONDS", default=660)
 # Per-task options such as time limits; each concern's section below adds its own tasks.
-CELERY_TASK_ANNOTATIONS: dict[str, dict] = {}
+CELERY_TASK_ANNOTATIONS: dict[str, dict] = {
+    "channels_sync.push_channel": {
+        "soft_time_limit": CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS,
+        "time_limit": CHANNEL_PUSH_TIME_LIMIT_SECONDS,
+    },
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the JSON handler in workers
@@ -352,6 +364,9 @@ CHANNEL_THROTTLE_WAIT_SECONDS = env.float("CHANNEL_THROTTLE_WAIT_SECONDS", defau
 CHANNEL_PUSH_INLINE_WAIT_SECONDS = env.float("CHANNEL_PUSH_INLINE_WAIT_SECONDS", default=30.0)
 # Retryable failures in a row after which a push run stops and backs off the rest.
 CHANNEL_PUSH_FAILURE_STREAK = env.int("CHANNEL_PUSH_FAILURE_STREAK", default=3)
+# A channel's push run lock lives this long unless its run renews it (a heartbeat renews it
+# every third of this while the run is alive): a killed worker's lock lapses this soon.
+CHANNEL_PUSH_LOCK_SECONDS = env.int("CHANNEL_PUSH_LOCK_SECONDS", default=45)
 # Dirty listings planned per database round (memory stays flat on big channels).
 CHANNEL_PUSH_PAGE_SIZE = env.int("CHANNEL_PUSH_PAGE_SIZE", default=5000)
 CHANNEL_HTTP_TIMEOUT_SECONDS = env.float("CHANNEL_HTTP_TIMEOUT_SECONDS", default=15.0)

@@ -97,8 +97,11 @@ class MarketplaceSandbox(SandboxApp):
         return {**self.options, "listings": len(self.stock)}
 
     def key_of(self, keys: dict[str, Any]) -> tuple[str, ...]:
-        """The stock entry a listing's keys name."""
-        return tuple(str(keys.get(name, "") or "") for name in self.key_names)
+        """The stock entry a listing's keys name (an integer id and its string are one key).
+
+        Only a missing or null key is empty: 0 is a real id (Shopee's item without models).
+        """
+        return tuple("" if keys.get(name) is None else str(keys[name]) for name in self.key_names)
 
     def seed_listings(self, listings: Iterable[dict[str, Any]], quantity: int = 0) -> None:
         """Make listings known to the shop (each a dict of keys, optionally `quantity`)."""

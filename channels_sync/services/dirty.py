@@ -12,9 +12,11 @@ order everywhere), so two stock transactions marking the same listings never dea
 """
 
 import contextlib
+import uuid
 from collections.abc import Iterable
 
 import structlog
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -33,6 +35,10 @@ logger = structlog.get_logger(__name__)
 # time ride on the queued task instead of queueing another.
 PENDING_KEY = "channels_sync:push_pending:{channel_id}"
 PENDING_TTL_SECONDS = 120
+# A push that found its channel busy (another run holds the lock) leaves one delayed retry
+# behind under this key; later busy answers ride on that retry instead of each starting a
+# chain of their own. The value is the retry's token, so only that retry clears it.
+WAITING_KEY = "channels_sync:push_waiting:{channel_id}"
 
 
 def listings_mark_dirty_for_stock(change: StockChange) -> None:
@@ -132,7 +138,12 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
         if countdown:
             # A delayed retry (throttle, backoff) holds no pending key: marks made while it
             # waits must queue a push now, not wait for it.
-            push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
+            try:
+                push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
+            except Exception:
+                logger.exception("push.enqueue_failed", channel_id=channel_id)
+                failed.append(channel_id)
+                continue
             queued.append(channel_id)
             continue
         key = PENDING_KEY.format(channel_id=channel_id)
@@ -163,5 +174,50 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
 
 
 def push_pending_clear(channel_id: int) -> None:
-    """Release a channel's pending key (a push task starts: later marks queue anew)."""
-    cache.delete(PENDING_KEY.format(channel_id=channel_id))
+    """Release a channel's pending key (a push task starts: later marks queue anew).
+
+    Without the cache the key cannot be released, but it lapses by itself
+    (`PENDING_TTL_SECONDS`), so the push goes on.
+    """
+    try:
+        cache.delete(PENDING_KEY.format(channel_id=channel_id))
+    except CACHE_ERRORS as exc:
+        cache_degraded("push_pending_clear", exc)
+
+
+def push_retry_when_free(channel_id: int, *, countdown: float) -> bool:
+    """Queue one delayed push of a busy channel, unless one is already waiting.
+
+    Returns whether a retry was queued. The waiting key lives until the retry should have
+    started, plus a lock lifetime: if the retry is lost with its worker, the key lapses and
+    a later busy answer (or the minute sweep) queues another.
+    """
+    key = WAITING_KEY.format(channel_id=channel_id)
+    token = uuid.uuid4().hex
+    timeout = int(countdown) + 1 + settings.CHANNEL_PUSH_LOCK_SECONDS
+    try:
+        if not cache.add(key, token, timeout=timeout):
+            return False
+    except CACHE_ERRORS as exc:
+        cache_degraded("push_retry_when_free", exc)  # the minute sweep queues the push
+        return False
+    try:
+        push_channel.apply_async(
+            kwargs={"channel_id": channel_id, "waiting": token}, countdown=countdown
+        )
+    except Exception:
+        with contextlib.suppress(*CACHE_ERRORS):
+            cache.delete(key)
+        logger.exception("push.enqueue_failed", channel_id=channel_id)
+        return False
+    return True
+
+
+def push_waiting_clear(channel_id: int, *, token: str) -> None:
+    """Release the waiting key if it is this retry's (the retry starts: busy answers queue anew)."""
+    key = WAITING_KEY.format(channel_id=channel_id)
+    try:
+        if cache.get(key) == token:
+            cache.delete(key)
+    except CACHE_ERRORS as exc:
+        cache_degraded("push_waiting_clear", exc)  # the key lapses by itself

@@ -19,20 +19,27 @@ Every call is a `PushAttempt` row. Outcomes:
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
 
-Because the target is a state, a push repeated after a crash (accepted by the marketplace,
-not yet recorded here) sends the same absolute quantity again: harmless.
+Every call's attempt row is committed, as `sending`, before the call goes out (the rows of
+a round of `ROUND_CALLS` calls in one statement, before its first call; a run that stops
+early deletes the rows of calls it did not make), and its answer is written with the
+pushed quantities in one transaction right after the call: so every call the marketplace
+saw has a row, and a run that dies (worker killed, time limit) leaves only the call in
+flight unconfirmed. The next run marks the rows left `sending` `interrupted` and sends their
+listings again (they stayed dirty). Because the target is a state, that repeat sets the
+same absolute quantity: harmless, and bounded by one batch.
+
+One run per channel at a time: `RunLock`, a short-lived cache key renewed by a heartbeat
+while the run lives, so a dead run's lock lapses within `CHANNEL_PUSH_LOCK_SECONDS`.
 """
 
 import hashlib
 import json
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -41,6 +48,7 @@ from channels_sync.adapters import Adapter, AdapterError, CallResult, Outcome, S
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
+from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
     channel_mark_reauth,
@@ -54,11 +62,10 @@ from inventory.services.bulk import is_postgresql
 logger = structlog.get_logger(__name__)
 
 RUN_LOCK_KEY = "channels_sync:push_lock:{channel_id}"
-RUN_LOCK_SECONDS = 15 * 60
 DEAD_LETTER_TASK = "channels_sync.push_listing"
-# Buffered results are written every this many calls or pushed listings.
-FLUSH_CALLS = 50
-FLUSH_ITEMS = 2000
+# Attempt rows are inserted (committed, `sending`) this many calls ahead, in one statement:
+# a crash leaves at most this many rows without an answer, some never sent.
+ROUND_CALLS = 20
 
 
 class PushFailed(Exception):
@@ -114,9 +121,10 @@ def channel_push(
 
     `dry_run` (default: the channel's own flag) computes and records desired quantities
     without sending. `include_clean` sends every listing, changed or not (a full resync).
-    Only one run per channel at a time (a cache lock shared by all processes): a second
-    one returns at once with `stopped="busy"`. Must not run inside a transaction (it calls
-    the marketplace).
+    Only one run per channel at a time (a cache lock shared by all processes, see
+    `RunLock`): a second one returns at once with `stopped="busy"`. Must not run inside a
+    transaction: it calls the marketplace, and each call's attempt row is committed before
+    the call.
     """
     report = PushReport(channel_id=channel_id)
     channel = Channel.objects.filter(pk=channel_id).first()
@@ -133,18 +141,28 @@ def channel_push(
     if not report.dry_run and channel.needs_reauth:
         report.stopped = "needs_reauth"
         return report
-    lock_key = RUN_LOCK_KEY.format(channel_id=channel_id)
-    lock_token = uuid.uuid4().hex
-    if not cache.add(lock_key, lock_token, timeout=RUN_LOCK_SECONDS):
+    lock = RunLock(
+        RUN_LOCK_KEY.format(channel_id=channel_id), seconds=settings.CHANNEL_PUSH_LOCK_SECONDS
+    )
+    if not lock.acquire():
         report.stopped = "busy"
         return report
     try:
+        # Under the lock no other run is sending to this channel: a `sending` row is a call
+        # whose run died before its answer was written.
+        _attempts_interrupted(channel_id)
         run = _Run(channel, report, include_clean=include_clean, respect_backoff=respect_backoff)
-        run.lock_key, run.lock_token = lock_key, lock_token
+        run.lock = lock
         run.go()
     finally:
-        if cache.get(lock_key) == lock_token:
-            cache.delete(lock_key)
+        try:
+            # A run cut short by an exception (its soft time limit, a database error) leaves
+            # its call in flight unanswered. (A run that lost its lock leaves that to the
+            # next holder: the `sending` row may be the new holder's.)
+            if lock.held():
+                _attempts_interrupted(channel_id)
+        finally:
+            lock.release()
     logger.info("push.finished", **report.as_dict())
     return report
 
@@ -166,10 +184,8 @@ class _Run:
         self.burst = channel.rate_limit_burst or cls.default_burst
         self.refreshed = False
         self.failure_streak = 0
-        # Results are written in rounds, not per call: a crash before a round is written
-        # loses no stock (the listings stay dirty and are pushed again, harmlessly).
-        self.attempts: list[PushAttempt] = []
-        self.pushed: list[PlannedListing] = []
+        self.lock: RunLock | None = None
+        self.unsent: list[int] = []  # attempt rows inserted for calls not made yet
 
     def go(self) -> None:
         report = self.report
@@ -191,8 +207,6 @@ class _Run:
                 self._page(selectors.plan(self.channel, rows))
         except _Stop:
             pass
-        finally:
-            self._flush()
         Channel.objects.filter(pk=self.channel.pk).update(last_push_at=timezone.now())
 
     def _token_ready(self) -> None:
@@ -240,36 +254,63 @@ class _Run:
             )
             for item in to_send
         ]
-        for batch in self.adapter.batches(updates, self.batch_size):
-            self._send([by_id[update.listing_id] for update in batch], batch)
+        calls = [
+            ([by_id[update.listing_id] for update in batch], batch)
+            for batch in self.adapter.batches(updates, self.batch_size)
+        ]
+        for start in range(0, len(calls), ROUND_CALLS):
+            chunk = calls[start : start + ROUND_CALLS]
+            self.unsent = _attempts_open(self.channel, [items for items, _ in chunk])
+            try:
+                for items, batch in chunk:
+                    self._send(items, batch)
+            finally:
+                self._unsent_drop()
+
+    def _unsent_drop(self) -> None:
+        """Delete the rows of calls this run will not make (it stops early)."""
+        if not self.unsent:
+            return
+        unsent, self.unsent = self.unsent, []
+        try:
+            PushAttempt.objects.filter(pk__in=unsent).delete()
+        except Exception:
+            # Left as `sending`, the next run marks them interrupted.
+            logger.exception("push.unsent_rows_left", channel_id=self.channel.pk)
 
     def _record_dry_run(self, planned: list[PlannedListing], to_send: list[PlannedListing]) -> None:
         # A channel in dry-run mode keeps its table current and its marks cleared; a one-off
         # dry run of a live channel changes nothing but the attempt rows.
         if self.channel.dry_run:
             _listings_settle(planned, pushed=False)
+        rows = []
         for start in range(0, len(to_send), self.batch_size):
             chunk = to_send[start : start + self.batch_size]
-            self._attempt(
-                chunk,
-                CallResult(outcome=Outcome.OK),
-                outcome=PushAttempt.Outcome.DRY_RUN,
-                attempt=1,
-            )
+            fields = _attempt_header(self.channel.pk, chunk, attempt=1)
+            fields["outcome"] = PushAttempt.Outcome.DRY_RUN
+            rows.append(PushAttempt(channel=self.channel, **fields))
+        PushAttempt.objects.bulk_create(rows)
 
     # --- one batch --------------------------------------------------------------------------
 
     def _send(self, items: list[PlannedListing], batch: list[StockUpdate]) -> None:
         report = self.report
-        self._keep_lock()
-        attempt = 1 + max(item.row["push_failures"] for item in items)
+        attempt = _attempt_number(items)
+        first = True
         while True:
             report.waited_seconds += rate_limit_wait(
                 f"channel:{self.channel.pk}", rate=self.rate, burst=self.burst
             )
+            self._keep_lock()
+            if first and self.unsent:
+                row_id = self.unsent.pop(0)  # this batch's row, inserted with its round
+            else:  # the same batch sent again (after a throttle or a token refresh)
+                row_id = _attempt_open(self.channel, items, attempt=attempt)
+            first = False
             result = self.adapter.push_stock(batch)
             report.calls += 1
-            self._attempt(items, result, attempt=attempt)
+            if result.outcome not in (Outcome.OK, Outcome.PARTIAL):
+                _attempt_close(row_id, items, result)
             if result.outcome == Outcome.THROTTLED:
                 report.throttled += 1
                 wait = result.retry_after
@@ -290,7 +331,7 @@ class _Run:
             break
         if result.outcome in (Outcome.OK, Outcome.PARTIAL):
             self.failure_streak = 0
-            self._items_done(items, result)
+            self._items_done(row_id, items, result)
         elif result.outcome == Outcome.RETRYABLE:
             self.failure_streak += 1
             self._retry_later(items, result.error or "retryable error")
@@ -301,25 +342,10 @@ class _Run:
             self._dead_letter(items, result.error or "refused by the marketplace")
 
     def _keep_lock(self) -> None:
-        """Extend the run lock; stop if another run took it (ours expired)."""
-        if cache.get(self.lock_key) != self.lock_token:
+        """Stop before a call if the run lock is no longer ours (it lapsed, another run has it)."""
+        if self.lock is not None and not self.lock.held():
             self.report.stopped = "lock_lost"
             raise _Stop
-        cache.touch(self.lock_key, RUN_LOCK_SECONDS)
-
-    def _attempt(self, items: list[PlannedListing], result: CallResult, **fields) -> None:
-        self.attempts.append(_attempt_row(self.channel, items, result, **fields))
-        if len(self.attempts) >= FLUSH_CALLS:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Write the buffered attempt rows and pushed quantities."""
-        if self.attempts:
-            PushAttempt.objects.bulk_create(self.attempts)
-            self.attempts = []
-        if self.pushed:
-            _listings_settle(self.pushed, pushed=True)
-            self.pushed = []
 
     def _refresh_after_auth(self, result: CallResult) -> bool:
         self.refreshed = True
@@ -339,7 +365,7 @@ class _Run:
         self.report.stopped = "needs_reauth"
         self.report.errors.append(reason)
 
-    def _items_done(self, items: list[PlannedListing], result: CallResult) -> None:
+    def _items_done(self, row_id: int, items: list[PlannedListing], result: CallResult) -> None:
         by_id = {item.id: item for item in items}
         answered = {item_result.listing_id: item_result for item_result in result.items}
         pushed, retry, dead = [], [], []
@@ -352,11 +378,13 @@ class _Run:
                 retry.append((by_id[item.id], item_result.error))
             else:
                 dead.append((by_id[item.id], item_result.error))
+        # The answer and what it confirms commit together: a crash after this leaves nothing
+        # of this call to send again.
+        with transaction.atomic():
+            _attempt_close(row_id, items, result)
+            _listings_settle(pushed, pushed=True)
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
-        self.pushed.extend(pushed)
-        if len(self.pushed) >= FLUSH_ITEMS:
-            self._flush()
         for item, error in retry:
             self._retry_later([item], error or "item refused, retry")
         for item, error in dead:
@@ -424,37 +452,77 @@ class _Run:
             )
 
 
-def _attempt_row(
-    channel: Channel,
-    items: list[PlannedListing],
-    result: CallResult,
-    *,
-    attempt: int,
-    outcome: str | None = None,
-) -> PushAttempt:
-    """The attempt row of one call (or of one dry-run batch), not yet saved."""
-    answered = {item_result.listing_id: item_result for item_result in result.items}
-    rows = []
-    for item in items:
-        row = {"listing": item.id, "quantity": item.quantity}
-        item_result = answered.get(item.id)
-        if item_result is not None and not item_result.ok:
-            row["ok"] = False
-            row["error"] = item_result.error[:200]
-        rows.append(row)
-    return PushAttempt(
-        channel=channel,
-        items=rows,
-        item_count=len(rows),
-        idempotency_key=_idempotency_key(channel.pk, items),
-        outcome=outcome or result.outcome.value,
-        http_status=result.http_status,
-        latency_ms=result.latency_ms,
-        error=(result.error or "")[:1000],
-        correlation_id=get_correlation_id() or "",
-        attempt=min(attempt, 32767),
-        created_at=timezone.now(),
+def _attempt_open(channel: Channel, items: list[PlannedListing], *, attempt: int) -> int:
+    """Commit the `sending` attempt row of a call about to be made; return its id."""
+    return PushAttempt.objects.create(
+        channel=channel, **_attempt_header(channel.pk, items, attempt=attempt)
+    ).pk
+
+
+def _attempts_open(channel: Channel, calls: list[list[PlannedListing]]) -> list[int]:
+    """Commit the `sending` rows of the next calls in one statement; return their ids."""
+    rows = PushAttempt.objects.bulk_create(
+        PushAttempt(
+            channel=channel,
+            **_attempt_header(channel.pk, items, attempt=_attempt_number(items)),
+        )
+        for items in calls
     )
+    return [row.pk for row in rows]
+
+
+def _attempt_number(items: list[PlannedListing]) -> int:
+    """A batch's attempt: one more than the most failures in a row of any of its listings."""
+    return 1 + max(item.row["push_failures"] for item in items)
+
+
+def _attempt_close(row_id: int, items: list[PlannedListing], result: CallResult) -> None:
+    """Write a call's answer over its `sending` row."""
+    PushAttempt.objects.filter(pk=row_id).update(**_attempt_answer(items, result))
+
+
+def _attempts_interrupted(channel_id: int) -> int:
+    """Mark the calls a dead run of the channel left unanswered (run under its lock)."""
+    return PushAttempt.objects.filter(
+        channel_id=channel_id, outcome=PushAttempt.Outcome.SENDING
+    ).update(outcome=PushAttempt.Outcome.INTERRUPTED)
+
+
+def _attempt_header(channel_id: int, items: list[PlannedListing], *, attempt: int) -> dict:
+    """What an attempt row knows before the call: the items, the key, the attempt number."""
+    return {
+        "items": [{"listing": item.id, "quantity": item.quantity} for item in items],
+        "item_count": len(items),
+        "idempotency_key": _idempotency_key(channel_id, items),
+        "outcome": PushAttempt.Outcome.SENDING,
+        "correlation_id": get_correlation_id() or "",
+        "attempt": min(attempt, 32767),
+        "created_at": timezone.now(),
+    }
+
+
+def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
+    """What the answer adds to an attempt row: the outcome and any per-item refusals."""
+    fields = {
+        "outcome": result.outcome.value,
+        "http_status": result.http_status,
+        "latency_ms": result.latency_ms,
+        "error": (result.error or "")[:1000],
+    }
+    refused = {
+        item_result.listing_id: item_result for item_result in result.items if not item_result.ok
+    }
+    if refused:
+        rows = []
+        for item in items:
+            row = {"listing": item.id, "quantity": item.quantity}
+            item_result = refused.get(item.id)
+            if item_result is not None:
+                row["ok"] = False
+                row["error"] = item_result.error[:200]
+            rows.append(row)
+        fields["items"] = rows
+    return fields
 
 
 def _idempotency_key(channel_id: int, items: list[PlannedListing]) -> str:
@@ -492,7 +560,8 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
             row_sql = "(%s::bigint, %s::bigint, %s::integer, %s::varchar)"
         placeholders = ", ".join([row_sql] * len(chunk))
         params = [value for row in chunk for value in row]
-        with transaction.atomic(), connection.cursor() as cursor:
+        # No savepoint of its own: inside a caller's transaction it stands or falls with it.
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             if is_postgresql():
                 # Lock in id order first, as the dirty marks do: no cycle with them.
                 ids = [row[0] for row in chunk]

@@ -1,5 +1,6 @@
 """The desired-state push pipeline, end to end against the marketplace sandboxes."""
 
+from collections import Counter
 from decimal import Decimal
 
 import pytest
@@ -470,3 +471,173 @@ def test_dead_lettered_listing_starts_counting_again(lazada, wire, warehouse):
     listing = channel.listings.get()
     assert listing.status == "error"
     assert (listing.push_failures, listing.next_push_at) == (0, None)
+
+
+# --- crash safety -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_push_busy_answers_leave_one_waiting_retry(shopee, wire, warehouse):
+    from django.core.cache import cache
+
+    from channels_sync.services.push import RUN_LOCK_KEY
+    from config.celery import app
+
+    # given another run holds the channel's lock
+    (product,) = _products(warehouse, [4])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=[product], dirty=True)
+    cache.set(RUN_LOCK_KEY.format(channel_id=channel.pk), "another run", timeout=60)
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("push")
+    app.conf.task_always_eager = False
+    try:
+        # when five pushes of the channel find it busy
+        reports = [tasks.push_channel(channel.pk) for _ in range(5)]
+        with app.connection_for_write() as connection:
+            queued = connection.default_channel.client.llen("push")
+    finally:
+        app.conf.task_always_eager = True
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("push")
+    # then one delayed retry waits, not five chains
+    assert [report["stopped"] for report in reports] == ["busy"] * 5
+    assert queued == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_push_commits_each_attempt_row_before_its_call(shopee, wire, warehouse):
+    from django.db import connections
+
+    products = _products(warehouse, [3, 4])
+    channel = wire(
+        shopee, "shopee", warehouses=[warehouse], products=products, dirty=True, per_item=1
+    )
+    seen = []
+    handle = shopee.app.handle
+
+    def handle_and_look(request):
+        # What another connection sees while the marketplace handles the call.
+        if request.path.endswith("update_stock"):
+            try:
+                with connections["default"].cursor() as cursor:
+                    cursor.execute(
+                        "SELECT outcome, item_count FROM channels_sync_pushattempt ORDER BY id"
+                    )
+                    seen.append(cursor.fetchall())
+            finally:
+                connections["default"].close()
+        return handle(request)
+
+    shopee.app.handle = handle_and_look
+    try:
+        report = channel_push(channel_id=channel.pk)
+    finally:
+        del shopee.app.handle
+    assert report.calls == 2
+    # (the rows of a round of calls are inserted together, before its first call)
+    assert seen == [[("sending", 1), ("sending", 1)], [("ok", 1), ("sending", 1)]]
+    assert list(PushAttempt.objects.order_by("id").values_list("outcome", flat=True)) == [
+        "ok",
+        "ok",
+    ]
+
+
+def test_push_marks_calls_left_unanswered_by_a_dead_run_interrupted(shopee, wire, warehouse):
+    # given a dead run's call with no answer recorded
+    (product,) = _products(warehouse, [6])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=[product], dirty=True)
+    left = PushAttempt.objects.create(
+        channel=channel, items=[], idempotency_key="x", outcome=PushAttempt.Outcome.SENDING
+    )
+    # when the next run goes
+    report = channel_push(channel_id=channel.pk)
+    # then that call is marked interrupted, and the listing is pushed again
+    left.refresh_from_db()
+    assert left.outcome == "interrupted"
+    assert report.pushed == 1
+    assert shopee.app.quantity(listing_keys("shopee", 0)) == 6
+    assert not PushAttempt.objects.filter(outcome="sending").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_push_run_that_lost_its_lock_stops_and_leaves_the_new_holder_alone(shopee, wire, warehouse):
+    from django.core.cache import cache
+    from django.db import connections
+
+    from channels_sync.services.push import RUN_LOCK_KEY
+
+    products = _products(warehouse, [1, 2, 3, 4])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=products, dirty=True)
+    key = RUN_LOCK_KEY.format(channel_id=channel.pk)
+    handle = shopee.app.handle
+
+    def handle_then_lose_the_lock(request):
+        # While the first call is out, the lock lapses and another run takes it and sends.
+        if cache.get(key) != "another run":
+            cache.set(key, "another run", timeout=60)
+            try:
+                PushAttempt.objects.create(
+                    channel=channel, items=[], idempotency_key="theirs", outcome="sending"
+                )
+            finally:
+                connections["default"].close()  # this runs in the sandbox's thread
+        return handle(request)
+
+    shopee.app.handle = handle_then_lose_the_lock
+    try:
+        report = channel_push(channel_id=channel.pk)
+    finally:
+        del shopee.app.handle
+    assert report.stopped == "lock_lost"
+    assert report.calls == 1
+    assert cache.get(key) == "another run"
+    # the new holder's call in flight is not ours to mark
+    assert PushAttempt.objects.get(idempotency_key="theirs").outcome == "sending"
+
+
+def test_push_run_stopping_early_keeps_no_rows_for_calls_it_did_not_make(lazada, wire, warehouse):
+    # given three calls to make to a marketplace that fails every one
+    products = _products(warehouse, [1, 2, 3])
+    channel = wire(
+        lazada, "lazada", warehouses=[warehouse], products=products, dirty=True, batch_size=1
+    )
+    lazada.app.configure(error_ratio=1.0)
+    # when the run stops after the first failure
+    with override_settings(**{**FAST, "CHANNEL_PUSH_FAILURE_STREAK": 1}):
+        report = channel_push(channel_id=channel.pk)
+    # then the rows inserted ahead for the two calls it did not make are gone
+    assert (report.stopped, report.calls) == ("failing", 1)
+    assert list(PushAttempt.objects.values_list("outcome", flat=True)) == ["retryable"]
+    assert len(lazada.app.call_times) == 1
+
+
+def test_push_throttled_resends_record_the_batch_they_resend(tiktok, wire, warehouse):
+    # given three one-listing calls to a marketplace accepting one call a second
+    products = _products(warehouse, [1, 2, 3])
+    channel = wire(
+        tiktok, "tiktok", warehouses=[warehouse], products=products, dirty=True, batch_size=1
+    )
+    tiktok.app.configure(throttle_per_second=1)
+    # when the run waits out the throttle and sends again
+    with override_settings(**FAST):
+        report = channel_push(channel_id=channel.pk)
+    # then each row names the listing its call carried
+    assert report.throttled >= 1
+    adapter = channel_adapter(channel)
+    sku_of = {
+        listing.pk: adapter.keys_from_listing(listing)["sku_id"]
+        for listing in channel.listings.all()
+    }
+    stock_calls = [
+        request for request in tiktok.app.requests if request.path.endswith("/inventory/update")
+    ]
+    carried = Counter(
+        listing_id
+        for request in stock_calls
+        for listing_id, sku in sku_of.items()
+        if f'"{sku}"' in request.body.decode()
+    )
+    rows = PushAttempt.objects.values_list("items", flat=True)
+    recorded = Counter(items[0]["listing"] for items in rows)
+    assert len(stock_calls) == report.calls == len(rows)
+    assert recorded == carried

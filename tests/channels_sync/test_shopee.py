@@ -177,6 +177,21 @@ def test_shopee_push_stock_item_without_models_sends_model_0_and_the_location(sh
     assert shop.updates == [({"item_id": "200", "model_id": "0", "location_id": "IDZ"}, 12)]
 
 
+def test_shopee_sandbox_seeded_with_integer_model_id_0_takes_the_push(shop):
+    # given: an item without models seeded as Shopee's API writes it (integer ids, model 0)
+    shop.seed_listings([{"item_id": 400, "model_id": 0}], quantity=3)
+    adapter = adapter_for(shop)
+
+    # when
+    result = adapter.push_stock([update(11, 9, item_id="400", model_id="0")])
+
+    # then: model 0 is the same stock entry as "0", not an unknown ""
+    assert result.outcome == Outcome.OK
+    assert shop.quantity({"item_id": 400, "model_id": 0}) == 9
+    assert shop.quantity({"item_id": "400", "model_id": "0"}) == 9
+    assert shop.quantity({"item_id": "400", "model_id": ""}) is None
+
+
 def test_shopee_batches_hold_one_item_and_at_most_50_models():
     adapter = ShopeeAdapter(base_url="http://shopee.invalid", credentials={})
     updates = []

@@ -1,0 +1,31 @@
+"""System checks: the push task's time limits must agree with its run lock and the broker."""
+
+from django.conf import settings
+from django.core.checks import Warning, register
+
+
+@register()
+def push_time_limits_check(app_configs, **kwargs):
+    problems = []
+    soft = settings.CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS
+    hard = settings.CHANNEL_PUSH_TIME_LIMIT_SECONDS
+    if soft >= hard:
+        problems.append(
+            Warning(
+                "CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS is not below "
+                "CHANNEL_PUSH_TIME_LIMIT_SECONDS.",
+                hint="A push run past its time would be killed without giving its lock back "
+                "or queueing the rest: keep the soft limit some seconds below the hard one.",
+                id="channels_sync.W001",
+            )
+        )
+    visibility = (settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}).get("visibility_timeout")
+    if visibility is not None and hard >= visibility:
+        problems.append(
+            Warning(
+                "CHANNEL_PUSH_TIME_LIMIT_SECONDS is not below the broker's visibility timeout.",
+                hint="The broker would hand a push still running to a second worker.",
+                id="channels_sync.W002",
+            )
+        )
+    return problems

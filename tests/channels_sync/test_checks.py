@@ -1,0 +1,17 @@
+from django.test import override_settings
+
+from channels_sync.checks import push_time_limits_check
+
+
+def test_push_time_limits_check_passes_the_defaults():
+    assert push_time_limits_check(None) == []
+
+
+@override_settings(CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS=700, CHANNEL_PUSH_TIME_LIMIT_SECONDS=660)
+def test_push_time_limits_check_warns_when_the_soft_limit_is_not_below_the_hard_one():
+    assert [problem.id for problem in push_time_limits_check(None)] == ["channels_sync.W001"]
+
+
+@override_settings(CELERY_BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 600})
+def test_push_time_limits_check_warns_when_the_broker_would_redeliver_a_running_push():
+    assert [problem.id for problem in push_time_limits_check(None)] == ["channels_sync.W002"]
