@@ -293,3 +293,33 @@ def test_redis_outage_broker_down_push_answers_503_and_writes_commit(redis_serve
     assert written.status_code == 201, written.content
     assert StockLevel.objects.get(product=product).on_hand == Decimal("9")
     assert ChannelListing.objects.get(pk=listing.pk).dirty is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_outage_broker_down_sweep_and_requeue_defer_to_the_next_sweep(
+    redis_server, stocked, log_lines
+):
+    # given: a dirty listing, and the broker (a server of this test's own) stopped
+    from channels_sync.models import PushAttempt
+    from channels_sync.services.dirty import push_enqueue
+    from channels_sync.tasks import _requeue, sweep
+
+    broker = RedisServer()
+    broker.start()
+    broker.stop()
+    product = stocked(10)
+    listing = ChannelListingFactory(product=product, channel=ChannelFactory(vendor=product.vendor))
+    ChannelListing.objects.filter(pk=listing.pk).update(dirty=True, next_push_at=None)
+
+    with broker_at(broker.url):
+        # when: the minute sweep runs, and a run asks for its delayed requeue
+        swept = sweep()
+        requeued = _requeue(push_enqueue, [listing.channel_id], countdown=5)
+
+    # then: neither raises (a failed task would be dead-lettered); both say what waits
+    assert swept == []
+    assert requeued == []
+    assert ChannelListing.objects.get(pk=listing.pk).dirty is True
+    assert PushAttempt.objects.count() == 0
+    events = [line["event"] for line in log_lines()]
+    assert events.count("push.requeue_deferred") == 2
