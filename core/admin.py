@@ -1,6 +1,8 @@
 """The console for API keys, dead letters and idempotency records."""
 
+import functools
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,6 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import PeriodicTask
 
 from core.errors import DomainError
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
@@ -109,7 +113,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key, revoked_by=actor_of(request))
@@ -176,7 +180,7 @@ class DeadLetterAdmin(KeptRecordAdmin):
     def pretty_kwargs(self, obj: DeadLetter) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.kwargs, indent=2))
 
-    @admin.action(description="Retry: re-enqueue the original task")
+    @admin.action(description="Retry: re-enqueue the original task", permissions=["change"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         retried, refused = 0, []
         for letter in queryset:
@@ -189,7 +193,7 @@ class DeadLetterAdmin(KeptRecordAdmin):
         if refused:
             self.message_user(request, "Not retried: " + "; ".join(refused), messages.WARNING)
 
-    @admin.action(description="Resolve with a note")
+    @admin.action(description="Resolve with a note", permissions=["change"])
     def resolve_selected(
         self, request: HttpRequest, queryset: QuerySet[DeadLetter]
     ) -> HttpResponse | None:
@@ -252,3 +256,30 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# --- Periodic tasks ---------------------------------------------------------------------------
+
+
+def _needs_change(action: Callable) -> Callable:
+    """Copy a django-celery-beat action, asking for the change permission it does not declare."""
+
+    @functools.wraps(action)
+    def guarded(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
+        return action(modeladmin, request, queryset)
+
+    guarded.allowed_permissions = ("change",)
+    return guarded
+
+
+class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
+    """django-celery-beat's console, whose actions (run, enable, disable) need "change"."""
+
+    enable_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.enable_tasks)
+    disable_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.disable_tasks)
+    toggle_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.toggle_tasks)
+    run_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.run_tasks)
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)
