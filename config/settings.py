@@ -7,6 +7,7 @@ runs on PostgreSQL and Redis by setting `DATABASE_URL`, `REDIS_URL` and
 """
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_structlog",
+    "axes",
     "core",
     "inventory",
     "erp_mapping",
@@ -63,6 +65,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out user before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -128,6 +138,26 @@ WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Admin login throttling (django-axes) -----------------------------------------------------
+
+# Failed admin logins are counted per user name and client address (in the database); after
+# AXES_FAILURE_LIMIT of them that user is locked out at that address, other users and
+# addresses are not. The lock lapses after the cool-off, or `manage.py axes_reset` lifts it.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+_AXES_COOLOFF_MINUTES = env.float("AXES_COOLOFF_MINUTES", default=30)
+# 0 minutes: locked until reset by hand.
+AXES_COOLOFF_TIME = timedelta(minutes=_AXES_COOLOFF_MINUTES) if _AXES_COOLOFF_MINUTES else None
+AXES_RESET_ON_SUCCESS = True
+# No start-up banner in every command's output; failures and lockouts are still logged.
+AXES_VERBOSE = False
+# The client address is REMOTE_ADDR unless a proxy that sets a header is trusted: behind one,
+# name its header (e.g. HTTP_X_FORWARDED_FOR) and the number of proxies, or every login
+# shares the proxy's address. Never name a header clients can set themselves.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_CLIENT_IP_HEADERS", default=["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)
 
 # --- Cache (rate limits, alert suppression, throttles) -----------------------------------
 

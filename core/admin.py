@@ -4,6 +4,8 @@ import functools
 import json
 from collections.abc import Callable
 
+from axes import admin as axes_admin
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -258,28 +260,40 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
         return False
 
 
-# --- Periodic tasks ---------------------------------------------------------------------------
+# --- Third-party consoles: their actions declare no permission -------------------------------
 
 
-def _needs_change(action: Callable) -> Callable:
-    """Copy a django-celery-beat action, asking for the change permission it does not declare."""
+def _needs(permission: str, action: Callable) -> Callable:
+    """Copy a third-party admin action, asking for the permission it does not declare."""
 
     @functools.wraps(action)
     def guarded(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
         return action(modeladmin, request, queryset)
 
-    guarded.allowed_permissions = ("change",)
+    guarded.allowed_permissions = (permission,)
     return guarded
 
 
 class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
     """django-celery-beat's console, whose actions (run, enable, disable) need "change"."""
 
-    enable_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.enable_tasks)
-    disable_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.disable_tasks)
-    toggle_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.toggle_tasks)
-    run_tasks = _needs_change(beat_admin.PeriodicTaskAdmin.run_tasks)
+    enable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.enable_tasks)
+    disable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.disable_tasks)
+    toggle_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.toggle_tasks)
+    run_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.run_tasks)
 
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+
+
+class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
+    """django-axes' failed logins; deleting rows lifts lockouts, so it needs "delete"."""
+
+    cleanup_expired_attempts = _needs(
+        "delete", axes_admin.AccessAttemptAdmin.cleanup_expired_attempts
+    )
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, AccessAttemptAdmin)
