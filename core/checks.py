@@ -1,4 +1,4 @@
-"""Deployment checks (`manage.py check --deploy`): embedded secrets must not reach production."""
+"""Deployment checks (`manage.py check --deploy`): no embedded secret or public /metrics."""
 
 from django.conf import settings
 from django.core.checks import Warning, register
@@ -24,3 +24,20 @@ def embedded_secrets_check(app_configs, **kwargs):
             )
         )
     return problems
+
+
+@register(deploy=True)
+def metrics_protected_check(app_configs, **kwargs):
+    """Warn when /metrics answers anyone in production (it names routes, volumes, errors)."""
+    if settings.DEBUG or settings.METRICS_BEARER_TOKEN:
+        return []
+    return [
+        Warning(
+            "/metrics is public: METRICS_BEARER_TOKEN is empty.",
+            hint=(
+                "Set METRICS_BEARER_TOKEN to a long random value and give Prometheus "
+                "`authorization: {credentials: <token>}`."
+            ),
+            id="core.W010",
+        )
+    ]
