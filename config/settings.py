@@ -7,9 +7,11 @@ runs on PostgreSQL and Redis by setting `DATABASE_URL`, `REDIS_URL` and
 """
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 
 from core.logging import build_logging_config, configure_structlog
 from core.secrets import SecretStr
@@ -46,6 +48,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_structlog",
+    "csp",
+    "axes",
     "core",
     "inventory",
     "erp_mapping",
@@ -57,6 +61,7 @@ MIDDLEWARE = [
     "core.correlation.CorrelationIdMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +70,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.request_input.RequestInputMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out user before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -133,9 +146,62 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- HTTPS and browser security headers --------------------------------------------------------
+
+# Behind a TLS-terminating proxy, the header (as `HEADER=value`) that marks a request as HTTPS.
+# The proxy must set or strip it on every request; empty: only a direct TLS connection counts.
+_PROXY_SSL_HEADER = env("DJANGO_SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO=https")
+SECURE_PROXY_SSL_HEADER = tuple(_PROXY_SSL_HEADER.split("=", 1)) if _PROXY_SSL_HEADER else None
+# The embedded set-up (SQLite, no HTTPS) is a local demo: no HSTS by default there.
+EMBEDDED = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# Strict-Transport-Security, sent on HTTPS responses only: browsers then refuse plain HTTP to
+# this host for that long. On by default in production (a year).
+SECURE_HSTS_SECONDS = env.int(
+    "DJANGO_HSTS_SECONDS", default=0 if DEBUG or EMBEDDED else 365 * 24 * 3600
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+# Redirect plain HTTP to HTTPS (off by default: health probes often speak plain HTTP).
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+# Content-Security-Policy (django-csp): only this origin's scripts, and inline ones only with
+# the per-request nonce (the Swagger UI page carries it); no plugins, framing or foreign forms.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Admin login throttling (django-axes) -----------------------------------------------------
+
+# Failed admin logins are counted per user name and client address (in the database); after
+# AXES_FAILURE_LIMIT of them that user is locked out at that address, other users and
+# addresses are not. The lock lapses after the cool-off, or `manage.py axes_reset` lifts it.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+_AXES_COOLOFF_MINUTES = env.float("AXES_COOLOFF_MINUTES", default=30)
+# 0 minutes: locked until reset by hand.
+AXES_COOLOFF_TIME = timedelta(minutes=_AXES_COOLOFF_MINUTES) if _AXES_COOLOFF_MINUTES else None
+AXES_RESET_ON_SUCCESS = True
+# No start-up banner in every command's output; failures and lockouts are still logged.
+AXES_VERBOSE = False
+# The client address is REMOTE_ADDR unless a proxy that sets a header is trusted: behind one,
+# name its header (e.g. HTTP_X_FORWARDED_FOR) and the number of proxies, or every login
+# shares the proxy's address. Never name a header clients can set themselves.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_CLIENT_IP_HEADERS", default=["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)
 
 # --- Cache (rate limits, alert suppression, throttles) -----------------------------------
 

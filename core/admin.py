@@ -1,13 +1,19 @@
 """The console for API keys, dead letters and idempotency records."""
 
+import functools
 import json
+from collections.abc import Callable
 
+from axes import admin as axes_admin
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import PeriodicTask
 
 from core.errors import DomainError
 from core.models import ApiKey, DeadLetter, IdempotencyRecord
@@ -109,7 +115,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key, revoked_by=actor_of(request))
@@ -176,7 +182,7 @@ class DeadLetterAdmin(KeptRecordAdmin):
     def pretty_kwargs(self, obj: DeadLetter) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.kwargs, indent=2))
 
-    @admin.action(description="Retry: re-enqueue the original task")
+    @admin.action(description="Retry: re-enqueue the original task", permissions=["change"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         retried, refused = 0, []
         for letter in queryset:
@@ -189,7 +195,7 @@ class DeadLetterAdmin(KeptRecordAdmin):
         if refused:
             self.message_user(request, "Not retried: " + "; ".join(refused), messages.WARNING)
 
-    @admin.action(description="Resolve with a note")
+    @admin.action(description="Resolve with a note", permissions=["change"])
     def resolve_selected(
         self, request: HttpRequest, queryset: QuerySet[DeadLetter]
     ) -> HttpResponse | None:
@@ -252,3 +258,42 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# --- Third-party consoles: their actions declare no permission -------------------------------
+
+
+def _needs(permission: str, action: Callable) -> Callable:
+    """Copy a third-party admin action, asking for the permission it does not declare."""
+
+    @functools.wraps(action)
+    def guarded(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
+        return action(modeladmin, request, queryset)
+
+    guarded.allowed_permissions = (permission,)
+    return guarded
+
+
+class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
+    """django-celery-beat's console, whose actions (run, enable, disable) need "change"."""
+
+    enable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.enable_tasks)
+    disable_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.disable_tasks)
+    toggle_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.toggle_tasks)
+    run_tasks = _needs("change", beat_admin.PeriodicTaskAdmin.run_tasks)
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+
+
+class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
+    """django-axes' failed logins; deleting rows lifts lockouts, so it needs "delete"."""
+
+    cleanup_expired_attempts = _needs(
+        "delete", axes_admin.AccessAttemptAdmin.cleanup_expired_attempts
+    )
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, AccessAttemptAdmin)

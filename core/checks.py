@@ -1,4 +1,5 @@
-"""System checks on secrets: placeholders refuse to start, embedded keys warn in `--deploy`.
+"""System checks: placeholder secrets refuse to start; `--deploy` warns about embedded
+secrets and a public /metrics.
 
 The errors run with every management command (and `check --deploy`); `secrets_refuse_unsafe`
 runs them where Django's checks do not, when gunicorn loads the app and when a Celery worker or
@@ -87,3 +88,20 @@ def secrets_refuse_unsafe() -> None:
         raise ImproperlyConfigured(
             " ".join(f"{problem.msg} ({problem.id}) {problem.hint}" for problem in problems)
         )
+
+
+@register(deploy=True)
+def metrics_protected_check(app_configs, **kwargs):
+    """Warn when /metrics answers anyone in production (it names routes, volumes, errors)."""
+    if settings.DEBUG or settings.METRICS_BEARER_TOKEN:
+        return []
+    return [
+        Warning(
+            "/metrics is public: METRICS_BEARER_TOKEN is empty.",
+            hint=(
+                "Set METRICS_BEARER_TOKEN to a long random value and give Prometheus "
+                "`authorization: {credentials: <token>}`."
+            ),
+            id="core.W010",
+        )
+    ]

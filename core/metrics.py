@@ -46,11 +46,25 @@ DEGRADED = Counter(
 )
 
 
+# Any other method (clients may send whatever they like) is counted as "other", so invented
+# methods cannot create series without bound.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
 _ROUTE_NOISE = re.compile(r"[\^$]|\(\?P|\[\^/\.?\]\+\)|\[\^/\]\+\)")
 
 
+def method_label(method: str | None) -> str:
+    """Label a request method: one of the standard methods, or "other"."""
+    return method if method in _KNOWN_METHODS else "other"
+
+
 class RequestMetricsMiddleware:
-    """Observe every request's latency under its URL route (not its raw path)."""
+    """Observe every request's latency under its URL route (not its raw path).
+
+    Every label is bounded: the method by the standard set, the route by the URL patterns
+    (unresolved paths are "unmatched"), the status by HTTP's codes.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -61,9 +75,9 @@ class RequestMetricsMiddleware:
         match = getattr(request, "resolver_match", None)
         # Router URLs are regexes: label them as readable, bounded route templates.
         route = _ROUTE_NOISE.sub("", match.route) if match is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        HTTP_REQUESTS.labels(
+            method_label(request.method), route, str(response.status_code)
+        ).observe(time.perf_counter() - started)
         return response
 
 

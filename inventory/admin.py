@@ -303,7 +303,7 @@ class ReservationAdmin(LevelColumns, KeptRecordAdmin):
         "updated_at",
     ]
 
-    @admin.action(description="Release selected reservations")
+    @admin.action(description="Release selected reservations", permissions=["change"])
     def release_selected(self, request: HttpRequest, queryset: QuerySet[Reservation]) -> None:
         origin = services.Origin(
             source="admin", actor=actor_of(request), reason="released in admin"

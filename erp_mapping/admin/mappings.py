@@ -90,11 +90,11 @@ class ErpCodeMappingAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
 
-    @admin.action(description="Activate selected mappings")
+    @admin.action(description="Activate selected mappings", permissions=["change"])
     def activate_selected(self, request: HttpRequest, queryset: QuerySet[ErpCodeMapping]) -> None:
         self._set_active(request, queryset, active=True)
 
-    @admin.action(description="Deactivate selected mappings")
+    @admin.action(description="Deactivate selected mappings", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[ErpCodeMapping]) -> None:
         self._set_active(request, queryset, active=False)
 

@@ -28,6 +28,11 @@ def _pull_now(request: HttpRequest, vendor_ids: set, *, dry_run: bool) -> None:
     )
 
 
+def _may_pull(request: HttpRequest) -> bool:
+    """Starting a pull writes stock, so it takes the right to change the vendor's connection."""
+    return request.user.has_perm("erp_mapping.change_erpconnection")
+
+
 class ErpConnectionForm(forms.ModelForm):
     token = forms.CharField(
         required=False,
@@ -67,11 +72,14 @@ class ErpConnectionAdmin(admin.ModelAdmin):
         )
         obj.pk = saved.pk
 
-    @admin.action(description="Pull stock from the ERP now")
+    def has_pull_permission(self, request: HttpRequest) -> bool:
+        return _may_pull(request)
+
+    @admin.action(description="Pull stock from the ERP now", permissions=["pull"])
     def pull_now(self, request: HttpRequest, queryset: QuerySet[ErpConnection]) -> None:
         _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=False)
 
-    @admin.action(description="Dry-run a pull now (report only)")
+    @admin.action(description="Dry-run a pull now (report only)", permissions=["pull"])
     def dry_run_now(self, request: HttpRequest, queryset: QuerySet[ErpConnection]) -> None:
         _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=True)
 
@@ -130,6 +138,10 @@ class SyncRunAdmin(KeptRecordAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Pull these runs' vendors again now")
+    def has_pull_permission(self, request: HttpRequest) -> bool:
+        # Runs are never changed, so the action cannot ask for "change" on them.
+        return _may_pull(request)
+
+    @admin.action(description="Pull these runs' vendors again now", permissions=["pull"])
     def pull_now(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
         _pull_now(request, set(queryset.values_list("vendor_id", flat=True)), dry_run=False)
