@@ -27,8 +27,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.crypto import keyring
-from core.errors import DomainError, error_body
+from core.crypto import DecryptionError, keyring
+from core.errors import ConflictError, DomainError, error_body
 from core.services.idempotency import idempotency_claim, idempotency_complete
 
 HEADER = "Idempotency-Key"
@@ -67,12 +67,20 @@ def _sealed(body: Any, fields: tuple[str, ...]) -> Any:
 def _unsealed(body: Any, fields: tuple[str, ...]) -> Any:
     if not fields or not isinstance(body, dict):
         return body
-    return {
-        name: keyring().decrypt(value).decode("utf-8")
-        if name in fields and isinstance(value, str)
-        else value
-        for name, value in body.items()
-    }
+    try:
+        return {
+            name: keyring().decrypt(value).decode("utf-8")
+            if name in fields and isinstance(value, str)
+            else value
+            for name, value in body.items()
+        }
+    except DecryptionError as exc:
+        # The key that sealed the stored answer was retired from FIELD_ENCRYPTION_KEYS.
+        raise ConflictError(
+            "The first answer to this Idempotency-Key can no longer be shown (its encryption "
+            "key was retired); send the request again with a new key.",
+            code="idempotency_key_unreplayable",
+        ) from exc
 
 
 def idempotent(*, required: bool, secret_fields: tuple[str, ...] = ()) -> Callable:

@@ -93,9 +93,19 @@ class LedgerCursorPagination(_StrictPageSize, pagination.CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except pagination.NotFound as exc:
             raise invalid_filter({self.cursor_query_param: ["Not a cursor of this list."]}) from exc
+        # A well-formed cursor can still carry a position that is no id (a forged `p=abc`),
+        # which would only fail in the query.
+        if cursor is not None and cursor.position is not None:
+            try:
+                int(cursor.position)
+            except ValueError as exc:
+                raise invalid_filter(
+                    {self.cursor_query_param: ["Not a cursor of this list."]}
+                ) from exc
+        return cursor
 
     def get_schema_operation_parameters(self, view) -> list[dict]:
         return self._page_size_parameter(super().get_schema_operation_parameters(view))

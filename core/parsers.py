@@ -5,9 +5,12 @@ A body nested deeper than `MAX_JSON_DEPTH` arrays and objects is refused with 40
 the recursion of the decoder or of whatever walks the data later (serializers, the JSON
 columns, the idempotency fingerprint). A NUL character anywhere in the document, in a key or
 a value at any depth, is refused with 400 `validation_error` naming where it is: PostgreSQL
-text and JSON columns cannot hold it, and no client sends one on purpose.
+text and JSON columns cannot hold it, and no client sends one on purpose. So is a lone UTF-16
+surrogate (`"\\ud800"` without its pair): JSON can spell it, but it is no character, and
+UTF-8 (what PostgreSQL stores) has no encoding for it.
 """
 
+import re
 from typing import Any
 
 from rest_framework import parsers
@@ -16,6 +19,8 @@ from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
 NUL_MESSAGE = "NUL characters are not allowed."
+SURROGATE_MESSAGE = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _path_text(path: tuple[str | int, ...]) -> str:
@@ -24,14 +29,21 @@ def _path_text(path: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            # The answer names the key; what cannot be stored cannot be sent back either.
+            part = _UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", part)
             text += f".{part}" if text else part
     return text or "body"
 
 
-def _nul_error(path: tuple[str | int, ...]) -> ValidationError:
-    return ValidationError(
-        {_path_text(path): [ErrorDetail(NUL_MESSAGE, code="null_characters_not_allowed")]}
-    )
+def _text_check(text: str, path: tuple[str | int, ...]) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        detail = ErrorDetail(NUL_MESSAGE, code="null_characters_not_allowed")
+    else:
+        detail = ErrorDetail(SURROGATE_MESSAGE, code="surrogate_characters_not_allowed")
+    raise ValidationError({_path_text(path): [detail]})
 
 
 def _depth_error() -> ParseError:
@@ -41,13 +53,12 @@ def _depth_error() -> ParseError:
 
 
 def json_document_check(data: Any) -> None:
-    """Refuse a parsed document nested too deep or holding a NUL character.
+    """Refuse a parsed document nested too deep or holding a NUL or a lone surrogate.
 
     Walks the document iteratively (its depth is what is being checked, so no recursion).
     """
     if isinstance(data, str):
-        if NUL in data:
-            raise _nul_error(())
+        _text_check(data, ())
         return
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
     while stack:
@@ -61,11 +72,10 @@ def json_document_check(data: Any) -> None:
         if len(path) >= MAX_JSON_DEPTH:
             raise _depth_error()
         for key, item in items:
-            if isinstance(key, str) and NUL in key:
-                raise _nul_error((*path, key))
+            if isinstance(key, str):
+                _text_check(key, (*path, key))
             if isinstance(item, str):
-                if NUL in item:
-                    raise _nul_error((*path, key))
+                _text_check(item, (*path, key))
             elif isinstance(item, dict | list):
                 stack.append((item, (*path, key)))
 

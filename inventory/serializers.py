@@ -326,8 +326,12 @@ class ReservationCreateSerializer(serializers.Serializer):
     )
     quantity = quantity_field(min_value=Decimal("0.001"))
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    # The service holds the rule (1 s to RESERVATION_MAX_TTL_SECONDS, `invalid_ttl`); these
+    # bounds only keep the number readable as a duration (a timedelta overflows past ~1e13 s).
     ttl_seconds = serializers.IntegerField(
         required=False,
+        min_value=-(2**31),
+        max_value=2**31 - 1,
         help_text="How long the hold lasts, 1 to RESERVATION_MAX_TTL_SECONDS; "
         "RESERVATION_DEFAULT_TTL_SECONDS when omitted.",
     )
