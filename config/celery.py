@@ -17,7 +17,16 @@ import core.correlation  # noqa: E402, F401
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _refuse_unsafe_secrets(**_kwargs: object) -> None:
-    """Stop a worker or beat that starts with placeholder secrets (Celery runs no checks)."""
+    """Stop a worker or beat that starts with placeholder secrets (Celery runs no checks).
+
+    Celery logs and swallows a receiver's exceptions, so the refusal is a `SystemExit`, which
+    it lets through: the process ends with the message and status 1.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
     from core.checks import secrets_refuse_unsafe
 
-    secrets_refuse_unsafe()
+    try:
+        secrets_refuse_unsafe()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"SyncStore refuses to start: {exc}") from exc

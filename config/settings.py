@@ -104,11 +104,16 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side parameters let psycopg prepare the statements a connection repeats (after
-    # `prepare_threshold` runs): PostgreSQL then skips parsing and planning them.
+    # Server-side binding sends parameters apart from the SQL text (PostgreSQL reads typed
+    # values, no quoting on the client). With a prepare threshold psycopg also prepares the
+    # statements a connection repeats that often, so PostgreSQL stops parsing and planning
+    # them; leave it empty behind a transaction-mode pooler (PgBouncer), which cannot keep
+    # prepared statements.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
         "DATABASE_SERVER_SIDE_BINDING", default=True
     )
+    _prepare = env("DATABASE_PREPARE_THRESHOLD", default="5")
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = int(_prepare) if _prepare else None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: one writer at a time, so wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

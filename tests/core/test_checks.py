@@ -112,3 +112,45 @@ def test_wsgi_application_refuses_the_placeholder_keys():
     assert result.returncode == 1
     assert "ImproperlyConfigured" in result.stderr
     assert "core.E002" in result.stderr
+
+
+@pytest.mark.parametrize("program", [["worker", "--pool", "solo", "-Q", "default"], ["beat"]])
+def test_celery_refuses_to_start_with_the_placeholder_keys(program, tmp_path, db):
+    # Celery swallows a signal receiver's exceptions: the refusal must still end the process.
+    # (The test database, so that beat's scheduler loads and beat_init is reached.)
+    from django.db import connection
+
+    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    database = connection.settings_dict
+    database_url = (
+        f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    )
+    result = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            *program,
+            "--loglevel",
+            "WARNING",
+            *(["--schedule", str(tmp_path / "beat")] if program == ["beat"] else []),
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env_example(),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "CELERY_BROKER_URL": broker,
+            "DATABASE_URL": database_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "refuses to start" in result.stderr + result.stdout
+    assert "core.E002" in result.stderr + result.stdout
