@@ -31,8 +31,26 @@ class VendorAdmin(admin.ModelAdmin):
     readonly_fields = ["id"]
 
 
+class WarehouseAdminForm(forms.ModelForm):
+    class Meta:
+        model = Warehouse
+        fields = ["vendor", "code", "name", "erp_id", "type", "is_default", "is_main", "active"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        active = data.get("active", getattr(self.instance, "active", True))
+        with service_errors(form=self):
+            services.warehouse_default_check(
+                is_default=bool(data.get("is_default")),
+                active=bool(active),
+                code=data.get("code") or self.instance.code or "",
+            )
+        return data
+
+
 @admin.register(Warehouse)
 class WarehouseAdmin(admin.ModelAdmin):
+    form = WarehouseAdminForm
     list_display = ["code", "name", "vendor", "type", "is_default", "is_main", "active"]
     list_filter = ["vendor", "type", "active", "is_default"]
     search_fields = ["code", "name", "erp_id"]

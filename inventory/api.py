@@ -234,7 +234,7 @@ class WarehouseViewSet(mixins.ListModelMixin, GenericViewSet):
                 {
                     400: ["validation_error"],
                     404: ["vendor_not_found"],
-                    409: ["warehouse_exists", "idempotency_key_in_progress"],
+                    409: ["warehouse_exists", "warehouse_inactive", "idempotency_key_in_progress"],
                     422: ["idempotency_key_reused"],
                 }
             ),

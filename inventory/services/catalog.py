@@ -98,6 +98,7 @@ def warehouse_create(
     reservations and pulled rows that name no warehouse need one. Takes the vendor lock, so
     two concurrent first warehouses give exactly one default.
     """
+    warehouse_default_check(is_default=is_default, active=active, code=code)
     try:
         with transaction.atomic():
             vendors_lock([vendor.pk])
@@ -149,6 +150,18 @@ def warehouse_update(*, warehouse: Warehouse, **fields: Any) -> Warehouse:
     return warehouse
 
 
+def warehouse_default_check(*, is_default: bool, active: bool, code: str = "") -> None:
+    """Refuse an inactive default warehouse (`warehouse_inactive`, field `is_default`):
+    reservations and pulled rows that name no warehouse go to the default."""
+    if is_default and not active:
+        raise WarehouseInactive(
+            f"Warehouse {code} is inactive and cannot be the default."
+            if code
+            else "An inactive warehouse cannot be the default.",
+            details={"warehouse": code, "field": "is_default"},
+        )
+
+
 def warehouse_default_set(*, warehouse: Warehouse) -> Warehouse:
     """Make this warehouse its vendor's default (the previous default stops being one).
 
@@ -157,11 +170,7 @@ def warehouse_default_set(*, warehouse: Warehouse) -> Warehouse:
     with transaction.atomic():
         vendors_lock([warehouse.vendor_id])
         warehouse.refresh_from_db(fields=["active", "is_default"])
-        if not warehouse.active:
-            raise WarehouseInactive(
-                f"Warehouse {warehouse.code} is inactive and cannot be the default.",
-                details={"warehouse": warehouse.code},
-            )
+        warehouse_default_check(is_default=True, active=warehouse.active, code=warehouse.code)
         if warehouse.is_default:
             return warehouse
         now = timezone.now()
@@ -188,7 +197,9 @@ def warehouse_default_set(*, warehouse: Warehouse) -> Warehouse:
 def warehouse_default_ensure(*, vendor_id: uuid.UUID) -> Warehouse | None:
     """Give the vendor a default warehouse when it has none: its first active one.
 
-    Returns the vendor's default (None when it has no active warehouse). Must run inside a
+    A default that was deactivated stops being the default (and the first active warehouse
+    takes over): an inactive warehouse takes no reservations. Returns the vendor's default
+    (None when it has no active warehouse). Must run inside a
     transaction that holds the vendor lock (`inventory.locks.vendors_lock`): every path that
     creates or changes warehouses (API, admin, ERP ingest) calls it there, so concurrent
     writers cannot both pick a default.
@@ -196,8 +207,10 @@ def warehouse_default_ensure(*, vendor_id: uuid.UUID) -> Warehouse | None:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("warehouse_default_ensure must run inside transaction.atomic()")
     current = Warehouse.objects.filter(vendor_id=vendor_id, is_default=True).first()
-    if current is not None:
+    if current is not None and current.active:
         return current
+    if current is not None:
+        Warehouse.objects.filter(pk=current.pk).update(is_default=False, updated_at=timezone.now())
     first = (
         Warehouse.objects.filter(vendor_id=vendor_id, active=True)
         .order_by("created_at", "pk")
