@@ -28,6 +28,7 @@ from channels_sync.services.push import channel_push
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import ServiceUnavailable
 from core.field_errors import service_errors
+from core.forms import json_text_load
 from core.validators import http_url_validate
 
 # What an existing channel's form may change (type and vendor are fixed once it exists).
@@ -91,10 +92,7 @@ class ChannelForm(forms.ModelForm):
         text = self.cleaned_data["new_credentials"].strip()
         if not text:
             return {}
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        value = json_text_load(text)
         if not isinstance(value, dict):
             raise forms.ValidationError("The credentials must be a JSON object.")
         return value

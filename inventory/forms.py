@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 
+from core.forms import JSONFormField
 from core.validators import sku_validate
 from inventory.models import Product
 from inventory.serializers import QUANTITY_DECIMALS, QUANTITY_MAX_DIGITS, QUANTITY_PATTERN
@@ -36,6 +37,7 @@ class ProductAdminForm(forms.ModelForm):
         model = Product
         # ProductAdmin decides which fields it shows; this form only adds the SKU check.
         fields = "__all__"  # noqa: DJ007
+        field_classes = {"attributes": JSONFormField}
 
     def clean_sku(self) -> str:
         sku = self.cleaned_data["sku"]

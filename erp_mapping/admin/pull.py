@@ -2,30 +2,47 @@
 
 import json
 
+import structlog
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from core.admin import KeptRecordAdmin, actor_of
+from core.cache import QUEUE_ERRORS
 from erp_mapping.models import ErpConnection, SyncRun
 from erp_mapping.services.connections import erp_connection_set
 from erp_mapping.tasks.pull import pull_vendor
 
+logger = structlog.get_logger(__name__)
+
 
 def _pull_now(request: HttpRequest, vendor_ids: set, *, dry_run: bool) -> None:
-    """Queue one pull per vendor (after commit); run inline in the embedded mode."""
+    """Queue one pull per vendor (run inline in the embedded mode) and say what happened.
+
+    A queue that is down is told as such, per vendor, rather than failing the page.
+    """
+    queued, failed = 0, 0
     for vendor_id in sorted(vendor_ids, key=str):
-        transaction.on_commit(
-            lambda v=str(vendor_id): pull_vendor.delay(v, SyncRun.Trigger.ADMIN, dry_run)
-        )
+        try:
+            pull_vendor.delay(str(vendor_id), SyncRun.Trigger.ADMIN, dry_run)
+        except QUEUE_ERRORS:
+            logger.exception("erp_pull.enqueue_failed", vendor_id=str(vendor_id))
+            failed += 1
+            continue
+        queued += 1
     kind = "Dry-run pull" if dry_run else "Pull"
-    messages.success(
-        request,
-        f"{kind} queued for {len(vendor_ids)} vendor(s); the runs appear under Sync runs.",
-    )
+    if queued:
+        messages.success(
+            request, f"{kind} queued for {queued} vendor(s); the runs appear under Sync runs."
+        )
+    if failed:
+        messages.error(
+            request,
+            f"{kind} could not be queued for {failed} vendor(s): the task queue is unavailable. "
+            "Try again once it is back.",
+        )
 
 
 def _may_pull(request: HttpRequest) -> bool:

@@ -323,3 +323,33 @@ def test_redis_outage_broker_down_sweep_and_requeue_defer_to_the_next_sweep(
     assert PushAttempt.objects.count() == 0
     events = [line["event"] for line in log_lines()]
     assert events.count("push.requeue_deferred") == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_outage_admin_pull_now_with_the_broker_down_says_so(redis_server, vendor, client):
+    # given: an ERP connection, and the broker (a server of this test's own) stopped
+    from django.contrib.auth.models import User
+
+    from erp_mapping.models import ErpConnection, SyncRun
+    from erp_mapping.services.connections import erp_connection_set
+
+    erp_connection_set(vendor=vendor, base_url="http://127.0.0.1:9/", token="t", actor="test")
+    connection = ErpConnection.objects.get(vendor=vendor)
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    broker = RedisServer()
+    broker.start()
+    broker.stop()
+
+    # when: staff start a pull
+    with broker_at(broker.url):
+        response = client.post(
+            "/admin/erp_mapping/erpconnection/",
+            {"action": "pull_now", "_selected_action": [str(connection.pk)]},
+            follow=True,
+        )
+
+    # then: the page says the queue is unavailable; nothing ran
+    assert response.status_code == 200
+    shown = [str(message) for message in response.context["messages"]]
+    assert any("task queue is unavailable" in message for message in shown), shown
+    assert not SyncRun.objects.exists()
