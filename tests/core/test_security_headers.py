@@ -205,3 +205,42 @@ def test_csp_without_the_nonce_chromium_reports_the_violation(live_server, tmp_p
 
     assert _violations(docs_console) != []
     assert "opblock" not in docs_dom
+
+
+def _inline_without_nonce(response) -> list[str]:
+    html = response.content.decode()
+    nonces = [v[7:-1] for v in _csp(response)["script-src"] if v.startswith("'nonce-")]
+    inline = re.findall(r"<(script|style)(?![^>]*\bsrc=)([^>]*)>", html)
+    return [
+        f"<{tag}{attrs}>"
+        for tag, attrs in inline
+        if "application/json" not in attrs and not any(f'nonce="{n}"' in attrs for n in nonces)
+    ]
+
+
+@pytest.mark.django_db
+def test_csp_logged_in_admin_pages_carry_the_nonce_on_every_inline_script(client):
+    # Every registered admin's list and add pages, and django-celery-beat's task form (which
+    # shows the crontab's reading with an inline script).
+    from django.contrib import admin
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = IntervalSchedule.objects.create(every=1, period="minutes")
+    task = PeriodicTask.objects.create(name="probe", task="channels_sync.sweep", interval=every)
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    pages = [reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])]
+    for model in admin.site._registry:
+        name = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        pages += [reverse(f"{name}_changelist"), reverse(f"{name}_add")]
+
+    offending = {}
+    for page in pages:
+        response = client.get(page)
+        if response.status_code != 200:
+            continue
+        if found := _inline_without_nonce(response):
+            offending[page] = found
+
+    assert offending == {}
