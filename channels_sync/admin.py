@@ -26,6 +26,7 @@ from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
 from core.admin import KeptRecordAdmin, actor_of
+from core.cache import CACHE_ERRORS
 from core.errors import ServiceUnavailable
 from core.field_errors import service_errors
 from core.forms import json_text_load
@@ -285,7 +286,17 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.action(description="Dry run now (compute, send nothing)", permissions=["change"])
     def dry_run_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         for channel in queryset.order_by("pk"):
-            report = channel_push(channel_id=channel.pk, dry_run=True)
+            try:
+                report = channel_push(channel_id=channel.pk, dry_run=True)
+            except (ServiceUnavailable, *CACHE_ERRORS):
+                # The run lock lives in Redis: without it a dry run cannot tell it runs alone.
+                self.message_user(
+                    request,
+                    f"Dry run of {channel.name} could not start: Redis, which holds the run "
+                    "lock, is unavailable. Try again once it is back.",
+                    messages.ERROR,
+                )
+                continue
             stopped = f" (stopped: {report.stopped})" if report.stopped else ""
             self.message_user(
                 request,

@@ -44,10 +44,12 @@ def push_channel(channel_id: int, waiting: str = "") -> dict:
         return {"channel_id": channel_id, "stopped": "time_limit"}
     if push_channel.app.conf.task_always_eager:
         return report.as_dict()
+    # Busy, throttled or backing off: one delayed retry waits per channel, however many runs
+    # end this way (every stock change queues a run, and each would otherwise start a chain).
     if report.stopped == "busy":
         push_retry_when_free(channel_id, countdown=BUSY_RETRY_SECONDS)
     elif report.requeue_after is not None:
-        _requeue(push_enqueue, [channel_id], countdown=report.requeue_after)
+        push_retry_when_free(channel_id, countdown=report.requeue_after)
     return report.as_dict()
 
 

@@ -186,7 +186,7 @@ def push_pending_clear(channel_id: int) -> None:
 
 
 def push_retry_when_free(channel_id: int, *, countdown: float) -> bool:
-    """Queue one delayed push of a busy channel, unless one is already waiting.
+    """Queue one delayed push of a busy, throttled or backing-off channel, unless one waits.
 
     Returns whether a retry was queued. The waiting key lives until the retry should have
     started, plus a lock lifetime: if the retry is lost with its worker, the key lapses and

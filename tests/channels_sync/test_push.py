@@ -641,3 +641,33 @@ def test_push_throttled_resends_record_the_batch_they_resend(tiktok, wire, wareh
     recorded = Counter(items[0]["listing"] for items in rows)
     assert len(stock_calls) == report.calls == len(rows)
     assert recorded == carried
+
+
+@pytest.mark.django_db(transaction=True)
+def test_push_failing_runs_leave_one_waiting_retry(shopee, wire, warehouse):
+    from config.celery import app
+
+    # given a marketplace that fails every call (the listing backs off, the run asks to be
+    # requeued), and stock changes queueing a run each meanwhile
+    (product,) = _products(warehouse, [4])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=[product], dirty=True)
+    shopee.app.configure(error_ratio=1.0)
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("push")
+    app.conf.task_always_eager = False
+    try:
+        # when five runs of the channel each end asking for a delayed retry (the listing due
+        # again before each, as a new stock change would make it)
+        reports = []
+        for _ in range(5):
+            ChannelListing.objects.filter(channel=channel).update(dirty=True, next_push_at=None)
+            reports.append(tasks.push_channel(channel.pk))
+        with app.connection_for_write() as connection:
+            queued = connection.default_channel.client.llen("push")
+    finally:
+        app.conf.task_always_eager = True
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("push")
+    # then one delayed retry waits, not a chain per run
+    assert all(report["requeue_after"] is not None for report in reports), reports
+    assert queued == 1

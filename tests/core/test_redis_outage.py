@@ -353,3 +353,27 @@ def test_redis_outage_admin_pull_now_with_the_broker_down_says_so(redis_server, 
     shown = [str(message) for message in response.context["messages"]]
     assert any("task queue is unavailable" in message for message in shown), shown
     assert not SyncRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_outage_admin_dry_run_now_says_the_lock_is_unavailable(
+    redis_server, client, warehouse
+):
+    # given: a channel, staff logged in, and Redis (which holds the run lock) stopped
+    from django.contrib.auth.models import User
+
+    channel = ChannelFactory(name="Shop", warehouses=[warehouse])
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    redis_server.stop()
+
+    # when: staff ask for a dry run
+    response = client.post(
+        "/admin/channels_sync/channel/",
+        {"action": "dry_run_now", "_selected_action": [str(channel.pk)]},
+        follow=True,
+    )
+
+    # then: the page says why nothing ran, instead of failing
+    assert response.status_code == 200
+    shown = [str(message) for message in response.context["messages"]]
+    assert any("could not start" in message for message in shown), shown
