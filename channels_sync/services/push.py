@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -274,6 +275,8 @@ class _Run:
         unsent, self.unsent = self.unsent, []
         try:
             PushAttempt.objects.filter(pk__in=unsent).delete()
+        except SoftTimeLimitExceeded:
+            raise  # the run must stop at its soft limit, not carry on to the hard one
         except Exception:
             # Left as `sending`, the next run marks them interrupted.
             logger.exception("push.unsent_rows_left", channel_id=self.channel.pk)
