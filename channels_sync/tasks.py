@@ -4,8 +4,6 @@ import structlog
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core.errors import ServiceUnavailable
-
 logger = structlog.get_logger(__name__)
 
 # A run that found the channel busy (another worker pushing it) tries again this soon.
@@ -25,7 +23,7 @@ def push_channel(channel_id: int, waiting: str = "") -> dict:
     picks up what is left.
     """
     from channels_sync.services.dirty import (
-        push_enqueue,
+        push_enqueue_or_defer,
         push_pending_clear,
         push_retry_when_free,
         push_waiting_clear,
@@ -40,7 +38,7 @@ def push_channel(channel_id: int, waiting: str = "") -> dict:
     except SoftTimeLimitExceeded:
         # The run released its lock on the way out; a fresh task goes on with the rest.
         logger.warning("push.time_limit", channel_id=channel_id)
-        _requeue(push_enqueue, [channel_id])
+        push_enqueue_or_defer([channel_id])
         return {"channel_id": channel_id, "stopped": "time_limit"}
     if push_channel.app.conf.task_always_eager:
         return report.as_dict()
@@ -51,16 +49,6 @@ def push_channel(channel_id: int, waiting: str = "") -> dict:
     elif report.requeue_after is not None:
         push_retry_when_free(channel_id, countdown=report.requeue_after)
     return report.as_dict()
-
-
-def _requeue(push_enqueue, channel_ids: list[int], **options) -> list[int]:
-    # The queue being down is no failure of this run: its listings stay dirty and the
-    # minute sweep queues them once the queue is back.
-    try:
-        return push_enqueue(channel_ids, **options)
-    except ServiceUnavailable as exc:
-        logger.warning("push.requeue_deferred", channel_ids=exc.details.get("channel_ids"))
-        return list(exc.details.get("queued", []))
 
 
 @shared_task(name="channels_sync.push_listing")
@@ -79,10 +67,10 @@ def sweep() -> list[int]:
     a broker outage) and listings whose backoff has ended.
     """
     from channels_sync import selectors
-    from channels_sync.services.dirty import push_enqueue
+    from channels_sync.services.dirty import push_enqueue_or_defer
 
     channel_ids = selectors.channels_with_due_listings()
-    queued = _requeue(push_enqueue, channel_ids)
+    queued = push_enqueue_or_defer(channel_ids)
     if channel_ids:
         logger.info("push.sweep", due=len(channel_ids), queued=len(queued))
     return queued

@@ -11,6 +11,12 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from core.parsers import MAX_JSON_DEPTH, json_document_check
 
 
+def _too_deep() -> forms.ValidationError:
+    return forms.ValidationError(
+        f"Nested deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+    )
+
+
 def json_text_load(text: str) -> Any:
     """Parse JSON typed in the admin, held to the API's limits (`core.parsers`).
 
@@ -21,9 +27,7 @@ def json_text_load(text: str) -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise forms.ValidationError(
-            f"Nested deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
-        ) from None
+        raise _too_deep() from None
     except ValueError as exc:
         raise forms.ValidationError(f"Not valid JSON: {exc}", code="invalid_json") from None
     json_value_check(value)
@@ -49,9 +53,7 @@ class JSONFormField(forms.JSONField):
             try:
                 return super().to_python(value)
             except RecursionError:
-                raise forms.ValidationError(
-                    f"Nested deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
-                ) from None
+                raise _too_deep() from None
         return super().to_python(value)
 
     def validate(self, value: Any) -> None:

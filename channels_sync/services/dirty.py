@@ -35,9 +35,10 @@ logger = structlog.get_logger(__name__)
 # time ride on the queued task instead of queueing another.
 PENDING_KEY = "channels_sync:push_pending:{channel_id}"
 PENDING_TTL_SECONDS = 120
-# A push that found its channel busy (another run holds the lock) leaves one delayed retry
-# behind under this key; later busy answers ride on that retry instead of each starting a
-# chain of their own. The value is the retry's token, so only that retry clears it.
+# A push that found its channel busy, throttled or backing off leaves one delayed retry behind
+# under this key; later such answers ride on that retry instead of each starting a chain of
+# their own. The value is the retry's token, so only that retry clears it. A delayed retry
+# holds no pending key: marks made while it waits still queue a push at once.
 WAITING_KEY = "channels_sync:push_waiting:{channel_id}"
 
 
@@ -115,37 +116,34 @@ def push_enqueue_on_commit(channel_ids: Iterable[int]) -> None:
     The change has committed by then: when Redis is down the push waits for the sweep.
     """
     ids = list(channel_ids)
-    transaction.on_commit(lambda: _push_enqueue_after_commit(ids), robust=True)
+    transaction.on_commit(lambda: push_enqueue_or_defer(ids), robust=True)
 
 
-def _push_enqueue_after_commit(channel_ids: list[int]) -> None:
+def push_enqueue_or_defer(channel_ids: Iterable[int]) -> list[int]:
+    """`push_enqueue`, leaving to the minute sweep what the queue cannot take now.
+
+    For callers to whom a queue outage is no failure (a committed stock change, the sweep, a
+    run requeueing the rest): the listings stay dirty and the sweep queues them once the
+    queue is back. Returns the channels queued.
+    """
     try:
-        push_enqueue(channel_ids)
+        return push_enqueue(channel_ids)
     except ServiceUnavailable as exc:
         logger.warning("push.enqueue_deferred", channel_ids=exc.details.get("channel_ids"))
+        return list(exc.details.get("queued", []))
 
 
-def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) -> list[int]:
+def push_enqueue(channel_ids: Iterable[int]) -> list[int]:
     """Queue a push of each channel that has none queued yet; return the ones queued.
 
     The pending key is an atomic cache add shared by every process, so a burst of stock
     changes queues one task per channel. A queueing failure (cache or broker down) gives the
     key back and, once every channel was tried, raises `ServiceUnavailable` naming the
-    channels not queued; their dirty marks stay, and the minute sweep pushes them.
+    channels not queued; their dirty marks stay, and the minute sweep pushes them. Delayed
+    retries go through `push_retry_when_free`.
     """
     queued, failed = [], []
     for channel_id in channel_ids:
-        if countdown:
-            # A delayed retry (throttle, backoff) holds no pending key: marks made while it
-            # waits must queue a push now, not wait for it.
-            try:
-                push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
-            except Exception:
-                logger.exception("push.enqueue_failed", channel_id=channel_id)
-                failed.append(channel_id)
-                continue
-            queued.append(channel_id)
-            continue
         key = PENDING_KEY.format(channel_id=channel_id)
         try:
             if not cache.add(key, 1, timeout=PENDING_TTL_SECONDS):
@@ -157,7 +155,7 @@ def push_enqueue(channel_ids: Iterable[int], *, countdown: float | None = None) 
             failed.append(channel_id)
             continue
         try:
-            push_channel.apply_async(kwargs={"channel_id": channel_id}, countdown=countdown)
+            push_channel.apply_async(kwargs={"channel_id": channel_id})
         except Exception:
             with contextlib.suppress(*CACHE_ERRORS):
                 cache.delete(key)

@@ -301,8 +301,8 @@ def test_redis_outage_broker_down_sweep_and_requeue_defer_to_the_next_sweep(
 ):
     # given: a dirty listing, and the broker (a server of this test's own) stopped
     from channels_sync.models import PushAttempt
-    from channels_sync.services.dirty import push_enqueue
-    from channels_sync.tasks import _requeue, sweep
+    from channels_sync.services.dirty import push_enqueue_or_defer
+    from channels_sync.tasks import sweep
 
     broker = RedisServer()
     broker.start()
@@ -312,9 +312,9 @@ def test_redis_outage_broker_down_sweep_and_requeue_defer_to_the_next_sweep(
     ChannelListing.objects.filter(pk=listing.pk).update(dirty=True, next_push_at=None)
 
     with broker_at(broker.url):
-        # when: the minute sweep runs, and a run asks for its delayed requeue
+        # when: the minute sweep runs, and a run queues the rest of its work
         swept = sweep()
-        requeued = _requeue(push_enqueue, [listing.channel_id], countdown=5)
+        requeued = push_enqueue_or_defer([listing.channel_id])
 
     # then: neither raises (a failed task would be dead-lettered); both say what waits
     assert swept == []
@@ -322,7 +322,7 @@ def test_redis_outage_broker_down_sweep_and_requeue_defer_to_the_next_sweep(
     assert ChannelListing.objects.get(pk=listing.pk).dirty is True
     assert PushAttempt.objects.count() == 0
     events = [line["event"] for line in log_lines()]
-    assert events.count("push.requeue_deferred") == 2
+    assert events.count("push.enqueue_deferred") == 2
 
 
 @pytest.mark.django_db(transaction=True)
