@@ -54,6 +54,19 @@ class Channel(BaseModel):
     needs_reauth = models.BooleanField(default=False)
     reauth_reason = models.CharField(max_length=500, blank=True)
     last_push_at = models.DateTimeField(null=True, blank=True)
+    webhook_last_received_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last verified webhook arrived."
+    )
+    webhook_signature_failures = models.PositiveIntegerField(
+        default=0, help_text="Webhooks refused for a bad or missing signature."
+    )
+    webhook_signature_failed_at = models.DateTimeField(null=True, blank=True)
+    orders_cursor = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Orders updated before this have been polled (the next poll overlaps it).",
+    )
+    orders_polled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["priority", "id"]

@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "inventory",
     "erp_mapping",
     "channels_sync",
+    "orders",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -441,6 +443,20 @@ CHANNEL_PUSH_LOCK_SECONDS = env.int("CHANNEL_PUSH_LOCK_SECONDS", default=45)
 # Dirty listings planned per database round (memory stays flat on big channels).
 CHANNEL_PUSH_PAGE_SIZE = env.int("CHANNEL_PUSH_PAGE_SIZE", default=5000)
 CHANNEL_HTTP_TIMEOUT_SECONDS = env.float("CHANNEL_HTTP_TIMEOUT_SECONDS", default=15.0)
+
+# --- orders and inbound webhooks ---
+# Where marketplaces reach this deployment: a channel's webhook URL is this base plus
+# /webhooks/<type>/<id>/, the URL to register with the marketplace (and the one Shopee signs).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Orders are also polled (webhooks get lost): every channel this often, looking back over
+# the previous cursor by the overlap; a channel never polled looks back the first lookback.
+ORDERS_POLL_INTERVAL_SECONDS = env.int("ORDERS_POLL_INTERVAL_SECONDS", default=300)
+ORDERS_POLL_OVERLAP_SECONDS = env.int("ORDERS_POLL_OVERLAP_SECONDS", default=600)
+ORDERS_POLL_FIRST_LOOKBACK_SECONDS = env.int(
+    "ORDERS_POLL_FIRST_LOOKBACK_SECONDS", default=3 * 24 * 3600
+)
+# Processed webhook events are kept this long, then purged.
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
 # Outside the tests and the demo, channels talk to the real marketplaces; these are the
 # defaults offered when a channel names no base URL.
 CHANNEL_DEFAULT_BASE_URLS = {

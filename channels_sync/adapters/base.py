@@ -1,9 +1,10 @@
 """The interface every marketplace adapter implements, and what its calls return.
 
 An adapter speaks one marketplace's wire format: request signing, token refresh, the stock
-update in the marketplace's batch shape, reading stock back, classifying errors, and the
-webhook signature helpers. It never touches the database: the push service hands it
-`StockUpdate`s and credentials and records what comes back. Transport failures
+update in the marketplace's batch shape, reading stock back, classifying errors, webhook
+verification and parsing (`ChannelEvent`), and the order calls (`OrderRef` for a list of
+orders updated in a time range, `MarketOrder` for an order's detail). It never touches the
+database: the services hand it credentials and record what comes back. Transport failures
 (`core.http.OutboundError`) are turned into a `retryable` `CallResult`, never raised.
 """
 
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.utils import timezone
@@ -90,6 +92,89 @@ class ObservedStock:
 
     keys: dict[str, str]
     quantity: int
+
+
+class OrderStatus(enum.StrEnum):
+    """An order's state, the same for every marketplace (adapters map their statuses here).
+
+    The order is the rank: a state never follows a higher one, except that `cancelled`
+    and `returned` end an order from any open state (see `orders.services`).
+    """
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    READY_TO_SHIP = "ready_to_ship"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    RETURNED = "returned"
+
+
+@dataclass(frozen=True)
+class ChannelEvent:
+    """A verified webhook, parsed: what it is about and the key that makes it unique.
+
+    `event_key` is unique per channel: the marketplace's notification id where it sends one
+    (TikTok's `tts_notification_id`), else a digest of (order id, status, update time).
+    `topic` is `order` for an order's status change (then `order_id` is set), `other` for
+    notifications the product does not act on (stored and marked ignored), `unreadable` for
+    a body that is not the marketplace's JSON (its key is a digest of the body).
+    """
+
+    topic: str
+    event_key: str
+    order_id: str = ""
+    status: str = ""  # the marketplace's raw status, as notified
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """An order as a list of recently updated orders names it."""
+
+    external_id: str
+    raw_status: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MarketOrderLine:
+    """One line of a marketplace order, as the marketplace describes it.
+
+    `line_key` is stable for the order (the marketplace's line id, or its listing keys when
+    one line stands for several rows, as TikTok's one row per unit); `keys` are the listing
+    keys as the adapter's `key_columns` name them (what matches a `ChannelListing`); `sku` is
+    the seller SKU as sent (what matches a product when no listing does).
+    """
+
+    line_key: str
+    sku: str
+    keys: dict[str, str]
+    quantity: Decimal
+    unit_price: Decimal | None = None
+    discount: Decimal | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class MarketOrder:
+    """An order's current detail, as fetched from the marketplace (normalized)."""
+
+    external_id: str
+    raw_status: str
+    status: OrderStatus
+    lines: tuple[MarketOrderLine, ...]
+    placed_at: datetime | None = None
+    paid_at: datetime | None = None
+    updated_at: datetime | None = None
+    order_number: str = ""  # the number shown to people; the external id when empty
+    customer: dict[str, Any] = field(default_factory=dict)
+    address: dict[str, Any] = field(default_factory=dict)
+    amount: Decimal | None = None
+    currency: str = ""
+    payment_method: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class Adapter(ABC):
@@ -258,6 +343,35 @@ class Adapter(ABC):
         return hmac.compare_digest(given.encode(), expected.encode())
 
     webhook_signature_header: ClassVar[str] = "Authorization"
+    # What the marketplace wants back for an accepted webhook: (status, body, content type).
+    webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
+
+    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+        """Parse a verified webhook's raw body. Never raises: a body that cannot be read is
+        a `ChannelEvent` of topic `unreadable` keyed by a digest of the body."""
+        raise NotImplementedError
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    @classmethod
+    def order_status(cls, raw_status: str) -> OrderStatus | None:
+        """The normalized status of a marketplace status (None: one the adapter does not know;
+        the order services then record it and change nothing)."""
+        raise NotImplementedError
+
+    def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
+        """Every order updated in [since, until), through all pages of the marketplace's list.
+
+        Raises `AdapterError` when a call fails (classified like a stock call's outcome).
+        """
+        raise NotImplementedError
+
+    def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
+        """The current detail of these orders (batched as the marketplace allows).
+
+        Orders the marketplace does not know are left out. Raises `AdapterError`.
+        """
+        raise NotImplementedError
 
     # --- helpers for subclasses -----------------------------------------------------------------
 

@@ -13,6 +13,16 @@ throttle shapes, issues and refreshes tokens, and injects faults when configured
 - `token_lifetime`: seconds an issued access token lives.
 
 Faults draw from a seeded random generator (`seed`), so a run can be repeated.
+
+Orders: `order_create()` places an order and `order_update()` moves it to a new status; each
+then sends the marketplace's signed notification to the `webhook_url` option (the channel's
+webhook URL, exactly as registered) with faults on request (`NotifyFaults`: deliver several
+times, hold back to deliver later and so out of order, drop so only polling finds the
+order, sign badly). Each marketplace serves its own order list and detail calls from
+`self.orders` in its real shapes, and builds its own notification (`notification()`). The
+control API takes `POST /_sandbox/orders` (create), `POST /_sandbox/orders/<id>` (new
+status), `POST /_sandbox/notifications/release` (deliver what was held back) and
+`GET /_sandbox/orders`.
 `expire_tokens()` makes every issued access token expired (refresh still works);
 `revoke()` makes every token and refresh token invalid (only a new authorisation helps).
 """
@@ -22,7 +32,10 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import requests
 
 from core.sandbox import SandboxApp, SandboxRequest, SandboxResponse
 
@@ -35,7 +48,56 @@ _OPTIONS = {
     "reject": [],
     "token_lifetime": 4 * 3600,
     "seed": 0,
+    "webhook_url": "",
 }
+WEBHOOK_TIMEOUT = 10.0
+
+
+@dataclass
+class SandboxOrderLine:
+    """One line of a sandbox order: the listing's keys (as `key_names` name them), the
+    seller SKU, the quantity and the unit price (a string of a decimal)."""
+
+    keys: dict[str, str]
+    sku: str
+    quantity: int
+    price: str = "10.00"
+    line_id: str = ""
+
+
+@dataclass
+class SandboxOrder:
+    """An order as the sandbox's shop holds it; times are Unix seconds (floats)."""
+
+    order_id: str
+    status: str
+    lines: list[SandboxOrderLine]
+    created: float
+    updated: float
+    paid: float | None = None
+    buyer: dict[str, Any] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)  # every status, oldest first
+
+
+@dataclass(frozen=True)
+class NotifyFaults:
+    """How the notification of one order change is delivered."""
+
+    copies: int = 1  # deliver this many times (duplicates)
+    drop: bool = False  # never deliver (polling must find the change)
+    hold: bool = False  # keep it until `notifications_release()` (so it arrives out of order)
+    bad_signature: bool = False  # sign it with the wrong key
+
+
+@dataclass
+class Delivery:
+    """One notification sent (or not) to the webhook URL."""
+
+    order_id: str
+    status: str
+    http_status: int | None  # None: not sent (dropped) or the connection failed
+    bad_signature: bool = False
+    error: str = ""
 
 
 class MarketplaceSandbox(SandboxApp):
@@ -62,6 +124,10 @@ class MarketplaceSandbox(SandboxApp):
         self.counts = {"stock_calls": 0, "throttled": 0, "errors": 0, "timeouts": 0}
         self.counts |= {"auth_refused": 0, "bad_signature": 0, "items_rejected": 0}
         self.counts |= {"refreshes": 0}
+        self.orders: dict[str, SandboxOrder] = {}
+        self.held: list[tuple[str, str, bytes, dict[str, str]]] = []
+        self.deliveries: list[Delivery] = []
+        self._order_seq = 0
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -77,6 +143,10 @@ class MarketplaceSandbox(SandboxApp):
             self.call_times.clear()
             self._window.clear()
             self.counts = dict.fromkeys(self.counts, 0)
+            self.orders.clear()
+            self.held.clear()
+            self.deliveries.clear()
+            self._order_seq = 0
 
     def configure(self, **options: Any) -> dict:
         unknown = sorted(set(options) - set(_OPTIONS) - {"listings"})
@@ -231,4 +301,143 @@ class MarketplaceSandbox(SandboxApp):
             return SandboxResponse.json(200, self.credentials())
         if action == "counts" and request.method == "GET":
             return SandboxResponse.json(200, dict(self.counts))
+        if action.startswith("orders") or action.startswith("notifications"):
+            return self._orders_control(request, action)
         return super()._control(request)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def order_id_new(self) -> str:
+        """A new order id in the marketplace's style (subclasses override)."""
+        with self._lock:
+            self._order_seq += 1
+            return f"{self.name.upper()}{int(time.time())}{self._order_seq:05d}"
+
+    def order_create(
+        self,
+        *,
+        lines: list[dict[str, Any]],
+        status: str,
+        order_id: str | None = None,
+        buyer: dict[str, Any] | None = None,
+        faults: NotifyFaults | None = None,
+    ) -> SandboxOrder:
+        """Place an order (lines: dicts of `keys`, `sku`, `quantity`, optional `price`) in
+        `status` (a marketplace status) and notify the webhook URL."""
+        now = time.time()
+        order = SandboxOrder(
+            order_id=order_id or self.order_id_new(),
+            status=status,
+            lines=[
+                SandboxOrderLine(
+                    keys={k: str(v) for k, v in dict(line.get("keys") or {}).items()},
+                    sku=str(line.get("sku") or ""),
+                    quantity=int(line["quantity"]),
+                    price=str(line.get("price", "10.00")),
+                    line_id=str(line.get("line_id") or f"{n + 1}{secrets.randbelow(10**6):06d}"),
+                )
+                for n, line in enumerate(lines)
+            ],
+            created=now,
+            updated=now,
+            paid=now if self.status_is_paid(status) else None,
+            buyer=buyer or {"name": "Sandbox Buyer", "phone": "+6500000000"},
+            history=[status],
+        )
+        with self._lock:
+            if order.order_id in self.orders:
+                raise ValueError(f"order {order.order_id} exists")
+            self.orders[order.order_id] = order
+        self.notify(order, faults or NotifyFaults())
+        return order
+
+    def order_update(
+        self, order_id: str, *, status: str, faults: NotifyFaults | None = None
+    ) -> SandboxOrder:
+        """Move an order to `status`; its update time moves strictly forward. Notifies."""
+        with self._lock:
+            order = self.orders[order_id]
+            order.status = status
+            # Marketplaces stamp updates in whole seconds (Lazada: ms); a later change must
+            # never share the earlier one's time, or it could not be told apart.
+            order.updated = max(time.time(), order.updated + 1.0)
+            if order.paid is None and self.status_is_paid(status):
+                order.paid = order.updated
+            order.history.append(status)
+        self.notify(order, faults or NotifyFaults())
+        return order
+
+    def status_is_paid(self, status: str) -> bool:
+        """Whether an order in this (marketplace) status has been paid (subclasses say)."""
+        return status not in self.unpaid_statuses
+
+    unpaid_statuses: tuple[str, ...] = ()
+
+    def notification(self, order: SandboxOrder, *, bad_signature: bool) -> tuple[bytes, dict]:
+        """The raw body and headers of the marketplace's notification of this order's
+        current status, signed for the `webhook_url` option (badly if asked)."""
+        raise NotImplementedError
+
+    def notify(self, order: SandboxOrder, faults: NotifyFaults) -> list[Delivery]:
+        """Send (or drop, or hold) the notification of an order's current state."""
+        status = order.status
+        if faults.drop:
+            delivery = Delivery(order.order_id, status, None, error="dropped")
+            with self._lock:
+                self.deliveries.append(delivery)
+            return [delivery]
+        body, headers = self.notification(order, bad_signature=faults.bad_signature)
+        if faults.hold:
+            with self._lock:
+                self.held.append((order.order_id, status, body, headers))
+            return []
+        return [
+            self._deliver(order.order_id, status, body, headers, bad=faults.bad_signature)
+            for _ in range(max(1, faults.copies))
+        ]
+
+    def notifications_release(self) -> list[Delivery]:
+        """Deliver every held notification, oldest first (after newer ones went out)."""
+        with self._lock:
+            held, self.held = self.held, []
+        return [self._deliver(*entry) for entry in held]
+
+    def _deliver(
+        self, order_id: str, status: str, body: bytes, headers: dict, *, bad: bool = False
+    ) -> Delivery:
+        url = self.options["webhook_url"]
+        if not url:
+            raise ValueError("set the webhook_url option first")
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
+            delivery = Delivery(order_id, status, response.status_code, bad_signature=bad)
+        except requests.RequestException as exc:
+            delivery = Delivery(order_id, status, None, bad_signature=bad, error=str(exc)[:200])
+        with self._lock:
+            self.deliveries.append(delivery)
+        return delivery
+
+    def _orders_control(self, request: SandboxRequest, action: str) -> SandboxResponse:
+        if action == "notifications/release" and request.method == "POST":
+            return SandboxResponse.json(
+                200, [asdict(delivery) for delivery in self.notifications_release()]
+            )
+        if action == "orders" and request.method == "GET":
+            with self._lock:
+                return SandboxResponse.json(200, [asdict(o) for o in self.orders.values()])
+        try:
+            body = request.json() or {}
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            faults = NotifyFaults(**(body.pop("faults", None) or {}))
+            if action == "orders" and request.method == "POST":
+                order = self.order_create(faults=faults, **body)
+                return SandboxResponse.json(201, asdict(order))
+            order_id = action.removeprefix("orders/")
+            if action.startswith("orders/") and request.method == "POST":
+                if order_id not in self.orders:
+                    return SandboxResponse.json(404, {"error": "unknown order"})
+                return SandboxResponse.json(200, asdict(self.order_update(order_id, **body)))
+        except (TypeError, ValueError, KeyError) as exc:
+            return SandboxResponse.json(400, {"error": str(exc)})
+        return SandboxResponse.json(404, {"error": "unknown sandbox control"})

@@ -1,0 +1,3 @@
+"""URLs of the orders app."""
+
+urlpatterns: list = []
