@@ -163,7 +163,9 @@ class MarketOrder:
 
     external_id: str
     raw_status: str
-    status: OrderStatus
+    # None: a raw status that says nothing about stock (a cancellation request): the order
+    # keeps its state (a new one opens as paid or pending payment, by `paid_at`).
+    status: OrderStatus | None
     lines: tuple[MarketOrderLine, ...]
     placed_at: datetime | None = None
     paid_at: datetime | None = None
