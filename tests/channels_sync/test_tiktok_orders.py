@@ -3,19 +3,23 @@ through the adapter against the sandbox over real HTTP."""
 
 import hashlib
 import json
+import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
 
-from channels_sync.adapters.base import OrderStatus
+from channels_sync.adapters.base import AdapterError, OrderStatus, Outcome
 from channels_sync.adapters.tiktok import ORDER_STATUSES, TikTokAdapter, TokopediaAdapter
-from channels_sync.models import Channel
+from channels_sync.models import Channel, ChannelListing
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.services.tokens import channel_adapter
-from core.sandbox import SandboxApp, SandboxRequest, SandboxResponse, SandboxServer
+from core.sandbox import Fault, SandboxApp, SandboxRequest, SandboxResponse, SandboxServer
 from tests.channels_sync.conftest import listing_keys
+from tests.inventory.factories import ProductFactory
 
 DOCUMENTED = [
     "UNPAID",
@@ -296,3 +300,304 @@ def test_tiktok_order_status_maps_every_documented_status(raw, expected):
 def test_tiktok_order_status_table_covers_every_documented_order_status():
     for raw in DOCUMENTED:
         assert ORDER_STATUSES[raw] is not None
+
+
+# --- order search ----------------------------------------------------------------------------
+
+
+def window(seconds: float = 5) -> dict:
+    now = datetime.now(tz=UTC)
+    return {"since": now - timedelta(seconds=seconds), "until": now + timedelta(seconds=seconds)}
+
+
+def calls(server: SandboxServer, path: str) -> list[SandboxRequest]:
+    return [request for request in server.app.requests if request.path == path]
+
+
+def test_tiktok_orders_updated_walks_every_page(shop):
+    server, _, adapter = shop
+    server.app.configure(order_page_size=2)
+    created = [
+        server.app.order_create(lines=[line(n, 1)], status="AWAITING_SHIPMENT").order_id
+        for n in range(5)
+    ]
+    # when
+    refs = adapter.orders_updated(**window())
+    # then
+    assert sorted(ref.external_id for ref in refs) == sorted(created)
+    assert {ref.raw_status for ref in refs} == {"AWAITING_SHIPMENT"}
+    searches = calls(server, "/order/202309/orders/search")
+    assert len(searches) == 3
+    assert "page_token" not in searches[0].query
+    assert all("page_token" in request.query for request in searches[1:])
+    assert {request.query["page_size"][0] for request in searches} == {"100"}
+    assert {request.query["sort_field"][0] for request in searches} == {"update_time"}
+
+
+def test_tiktok_orders_updated_filters_by_update_time(shop):
+    server, _, adapter = shop
+    now = time.time()
+    old, inside, late = (
+        server.app.order_create(lines=[line(n, 1)], status="UNPAID") for n in range(3)
+    )
+    old.updated = now - 3600
+    late.updated = now + 3600
+    since = datetime.fromtimestamp(now - 60, tz=UTC)
+    until = datetime.fromtimestamp(now + 60, tz=UTC)
+    # when
+    refs = adapter.orders_updated(since=since, until=until)
+    # then
+    assert [ref.external_id for ref in refs] == [inside.order_id]
+    assert refs[0].updated_at == datetime.fromtimestamp(int(inside.updated), tz=UTC)
+    [search] = calls(server, "/order/202309/orders/search")
+    assert json.loads(search.body) == {
+        "update_time_ge": int(now - 60),
+        "update_time_lt": math.ceil(now + 60),
+    }
+
+
+def test_tiktok_orders_updated_with_no_orders_is_empty(shop):
+    server, _, adapter = shop
+    assert adapter.orders_updated(**window()) == []
+    assert len(calls(server, "/order/202309/orders/search")) == 1
+
+
+# --- order detail ----------------------------------------------------------------------------
+
+
+def test_tiktok_orders_fetch_lines_match_the_channels_listings(request, wire, receiver):
+    for channel_type in ("tiktok", "tokopedia"):
+        server = request.getfixturevalue(channel_type)
+        server.app.configure(webhook_url=f"{receiver.url}/webhooks/")
+        channel = wire(server, channel_type, products=ProductFactory.create_batch(2))
+        adapter = channel_adapter(channel)
+        listings = list(ChannelListing.objects.filter(channel=channel).order_by("pk"))
+        lines = [
+            {
+                "keys": adapter.keys_from_listing(listing),
+                "sku": listing.product.sku,
+                "quantity": quantity,
+                "price": price,
+            }
+            for listing, quantity, price in zip(listings, (3, 1), ("12.50", "7.00"), strict=True)
+        ]
+        order = server.app.order_create(lines=lines, status="AWAITING_SHIPMENT")
+        # when
+        [fetched] = adapter.orders_fetch([order.order_id])
+        # then: one row per unit on the wire, one line per SKU here
+        assert len(fetched.raw["line_items"]) == 4
+        assert fetched.external_id == order.order_id
+        assert fetched.raw_status == "AWAITING_SHIPMENT"
+        assert fetched.status == OrderStatus.PAID
+        assert fetched.paid_at == datetime.fromtimestamp(int(order.paid), tz=UTC)
+        assert fetched.placed_at == datetime.fromtimestamp(int(order.created), tz=UTC)
+        assert fetched.amount == Decimal("44.50")
+        assert fetched.currency == server.app.currency
+        assert fetched.customer["name"] == "Sandbox Buyer"
+        by_key = {line.line_key: line for line in fetched.lines}
+        assert len(by_key) == 2
+        for listing, quantity, price in zip(listings, (3, 1), ("12.50", "7.00"), strict=True):
+            found = by_key[listing.external_variant_id]
+            assert found.quantity == Decimal(quantity)
+            assert found.unit_price == Decimal(price)
+            assert found.sku == listing.product.sku
+            assert found.keys == {
+                "product_id": listing.external_item_id,
+                "sku_id": listing.external_variant_id,
+            }
+            match = ChannelListing.objects.get(
+                channel=channel, **adapter.keys_to_columns(found.keys)
+            )
+            assert match.pk == listing.pk
+
+
+def test_tiktok_orders_fetch_unpaid_and_cancelled(shop):
+    server, _, adapter = shop
+    unpaid = server.app.order_create(lines=[line(1, 2)], status="UNPAID")
+    cancelled = server.app.order_create(lines=[line(2, 1)], status="AWAITING_SHIPMENT")
+    server.app.order_update(cancelled.order_id, status="CANCELLED")
+    fetched = {
+        o.external_id: o for o in adapter.orders_fetch([unpaid.order_id, cancelled.order_id])
+    }
+    assert fetched[unpaid.order_id].status == OrderStatus.PENDING_PAYMENT
+    assert fetched[unpaid.order_id].paid_at is None
+    assert fetched[unpaid.order_id].lines[0].quantity == Decimal(2)
+    assert fetched[cancelled.order_id].status == OrderStatus.CANCELLED
+    assert fetched[cancelled.order_id].updated_at == datetime.fromtimestamp(
+        int(cancelled.updated), tz=UTC
+    )
+
+
+def test_tiktok_orders_fetch_batches_fifty_ids_and_leaves_unknown_ones_out(shop):
+    server, _, adapter = shop
+    ids = [
+        server.app.order_create(lines=[line(n % 3, 1)], status="UNPAID").order_id
+        for n in range(120)
+    ]
+    # when
+    fetched = adapter.orders_fetch([*ids, "576000000000000000", ids[0]])
+    # then
+    assert sorted(order.external_id for order in fetched) == sorted(ids)
+    details = calls(server, "/order/202309/orders")
+    sizes = [len(request.query["ids"][0].split(",")) for request in details]
+    assert sizes == [50, 50, 21]
+
+
+def test_tiktok_orders_fetch_of_nothing_makes_no_call(shop):
+    server, _, adapter = shop
+    assert adapter.orders_fetch([]) == []
+    assert server.app.requests == []
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def order_calls(adapter):
+    return [
+        lambda: adapter.orders_updated(**window()),
+        lambda: adapter.orders_fetch(["576000000000000001"]),
+    ]
+
+
+def test_tiktok_order_calls_with_a_revoked_token_are_auth(shop):
+    server, _, adapter = shop
+    server.app.revoke()
+    for call in order_calls(adapter):
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.AUTH
+        assert caught.value.token_expired is False
+        assert "105001" in str(caught.value)
+
+
+def test_tiktok_order_calls_with_an_expired_token_are_auth_to_refresh(shop):
+    server, _, adapter = shop
+    server.app.expire_tokens()
+    for call in order_calls(adapter):
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.AUTH
+        assert caught.value.token_expired is True
+    # then: a refreshed token goes through
+    adapter.token_refresh()
+    assert adapter.orders_fetch(["576000000000000001"]) == []
+
+
+def test_tiktok_order_calls_throttled(shop):
+    server, _, adapter = shop
+    body = json.dumps({"code": 36009002, "message": "Too many requests.", "request_id": "x"})
+    for call in order_calls(adapter):
+        server.app.inject(Fault(status=429, body=body, headers={"Retry-After": "3"}))
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.THROTTLED
+        assert caught.value.retry_after == 3.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, '{"code": 36009003, "message": "Internal error"}'),
+        (503, "Service Unavailable"),
+        (200, '{"code": 36009007, "message": "Request timeout, please try again"}'),
+        (200, "<html>gateway</html>"),
+    ],
+)
+def test_tiktok_order_calls_server_errors_are_retryable(shop, status, body):
+    server, _, adapter = shop
+    for call in order_calls(adapter):
+        server.app.inject(Fault(status=status, body=body))
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.RETRYABLE
+
+
+def test_tiktok_order_calls_transport_failure_is_retryable(shop):
+    _, channel, _ = shop
+    with SandboxServer(Receiver()) as gone:
+        url = gone.url
+    adapter = TikTokAdapter(base_url=url, credentials=channel.credentials, timeout=2)
+    for call in order_calls(adapter):
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.RETRYABLE
+
+
+def test_tiktok_order_calls_refused_request_is_permanent(shop):
+    server, _, adapter = shop
+    body = '{"code": 21011001, "message": "Order does not exist"}'
+    for call in order_calls(adapter):
+        server.app.inject(Fault(status=200, body=body))
+        with pytest.raises(AdapterError) as caught:
+            call()
+        assert caught.value.outcome == Outcome.PERMANENT
+
+
+def test_tiktok_order_calls_with_a_wrong_secret_are_refused_as_a_bad_signature(shop):
+    server, channel, _ = shop
+    adapter = TikTokAdapter(
+        base_url=server.url, credentials={**channel.credentials, "app_secret": "wrong"}
+    )
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(**window())
+    assert caught.value.outcome == Outcome.AUTH
+    assert "106001" in str(caught.value)
+    assert server.app.counts["bad_signature"] == 1
+
+
+# --- the sandbox's own checks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"page_size": "0"}, b"{}"),
+        ({"page_size": "101"}, b"{}"),
+        ({}, b"{}"),
+        ({"page_size": "10", "page_token": "not-a-token"}, b"{}"),
+        ({"page_size": "10", "sort_field": "price"}, b"{}"),
+        ({"page_size": "10"}, b'{"update_time_ge": "yesterday"}'),
+        ({"page_size": "10"}, b"[]"),
+    ],
+)
+def test_tiktok_sandbox_order_search_refuses_bad_parameters(tiktok, wire, params, body):
+    adapter = channel_adapter(wire(tiktok, "tiktok"))
+    response, _ = adapter._signed("POST", "/order/202309/orders/search", body, params)
+    assert response.status_code == 400
+    assert response.json()["code"] == 36009004
+
+
+@pytest.mark.parametrize("count", [0, 51])
+def test_tiktok_sandbox_order_detail_takes_one_to_fifty_ids(tiktok, wire, count):
+    adapter = channel_adapter(wire(tiktok, "tiktok"))
+    ids = ",".join(str(576000000000000000 + n) for n in range(count))
+    response, _ = adapter._signed("GET", "/order/202309/orders", b"", {"ids": ids} if ids else {})
+    assert response.status_code == 400
+    assert response.json()["code"] == 36009004
+
+
+def test_tiktok_sandbox_order_search_filters_by_status_and_sorts(tiktok, wire, receiver):
+    tiktok.app.configure(webhook_url=receiver.url)
+    adapter = channel_adapter(wire(tiktok, "tiktok"))
+    first = tiktok.app.order_create(lines=[line(1, 1)], status="UNPAID")
+    second = tiktok.app.order_create(lines=[line(2, 1)], status="UNPAID")
+    tiktok.app.order_create(lines=[line(3, 1)], status="AWAITING_SHIPMENT")
+    first.created -= 10
+    response, _ = adapter._signed(
+        "POST",
+        "/order/202309/orders/search",
+        b'{"order_status": "UNPAID"}',
+        {"page_size": "10", "sort_field": "create_time", "sort_order": "DESC"},
+    )
+    data = response.json()["data"]
+    assert [order["id"] for order in data["orders"]] == [second.order_id, first.order_id]
+    assert data["total_count"] == 2
+    assert data["next_page_token"] == ""
+
+
+def test_tiktok_sandbox_configure_refuses_a_bad_order_page_size(tiktok):
+    with pytest.raises(ValueError, match="order_page_size"):
+        tiktok.app.configure(order_page_size=0)
+    assert tiktok.app.configure(order_page_size=3)["order_page_size"] == 3
+    # Other options leave it as it is.
+    assert tiktok.app.configure(latency=0)["order_page_size"] == 3
