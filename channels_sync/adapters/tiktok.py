@@ -493,7 +493,8 @@ class TikTokAdapter(Adapter):
             if page_token:
                 params["page_token"] = page_token
             data = self._order_call("POST", ORDER_SEARCH_PATH, body, params, "order search")
-            for order in data.get("orders") or []:
+            page = data.get("orders") or []
+            for order in page:
                 if not isinstance(order, dict) or not _text(order.get("id")):
                     continue
                 # An order updated while the pages are read can show up twice: the last wins.
@@ -503,7 +504,8 @@ class TikTokAdapter(Adapter):
                     updated_at=_epoch(order.get("update_time")),
                 )
             page_token = _text(data.get("next_page_token"))
-            if not page_token:
+            # An empty page ends the walk even if a token came with it.
+            if not page_token or not page:
                 return list(refs.values())
             if page_token in seen_tokens:
                 raise AdapterError(

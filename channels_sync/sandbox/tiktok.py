@@ -156,7 +156,8 @@ class TikTokSandbox(MarketplaceSandbox):
     def describe(self) -> str:
         return (
             f"{self.name}: POST /product/202309/products/{{product_id}}/inventory/update, "
-            f"POST {SEARCH_PATH}, GET {REFRESH_PATH} (app_key={self.app_key}, "
+            f"POST {SEARCH_PATH}, POST {ORDER_SEARCH_PATH}, GET {ORDER_DETAIL_PATH}?ids=, "
+            f"GET {REFRESH_PATH} (app_key={self.app_key}, "
             f"shop_cipher={self.shop_cipher}, region {self.region})"
         )
 

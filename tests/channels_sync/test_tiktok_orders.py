@@ -362,6 +362,28 @@ def test_tiktok_orders_updated_with_no_orders_is_empty(shop):
     assert len(calls(server, "/order/202309/orders/search")) == 1
 
 
+def search_page(orders: list[dict], token: str) -> str:
+    data = {"orders": orders, "next_page_token": token, "total_count": 9}
+    return json.dumps({"code": 0, "message": "Success", "data": data})
+
+
+def test_tiktok_orders_updated_stops_at_an_empty_page_even_with_a_token(shop):
+    server, _, adapter = shop
+    server.app.inject(Fault(status=200, body=search_page([], "more")))
+    assert adapter.orders_updated(**window()) == []
+    assert len(calls(server, "/order/202309/orders/search")) == 1
+
+
+def test_tiktok_orders_updated_refuses_a_page_token_that_comes_back(shop):
+    server, _, adapter = shop
+    page = search_page([{"id": "576000000000000001", "status": "UNPAID"}], "same")
+    server.app.inject(Fault(status=200, body=page, count=3))
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(**window())
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert len(calls(server, "/order/202309/orders/search")) == 2
+
+
 # --- order detail ----------------------------------------------------------------------------
 
 
