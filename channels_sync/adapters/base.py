@@ -47,9 +47,20 @@ class Outcome(enum.StrEnum):
 class AdapterError(Exception):
     """A call that could not be made or understood (token refresh, reading stock)."""
 
-    def __init__(self, message: str, *, outcome: Outcome = Outcome.RETRYABLE) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome: Outcome = Outcome.RETRYABLE,
+        token_expired: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
+        # auth: an expired (not revoked) token, so refresh and call again (as `CallResult`).
+        self.token_expired = token_expired
+        # throttled: seconds to wait, when the marketplace says (None: the caller decides).
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
