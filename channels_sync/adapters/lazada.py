@@ -11,13 +11,20 @@ Stock is set with UpdateSellableQuantity (absolute sellable quantity, up to 50 S
 products per call, XML in the form parameter `payload`) and read back with GetProductItem.
 Lazada answers errors in the JSON body of an HTTP 200: `code` "0" is success, anything else
 is classified by `classify_code`.
+
+Orders: pushes (trade order messages) are parsed by `push_event`; orders updated in a range
+come from GetOrders (`/orders/get`), an order's detail from GetOrder (`/order/get`) and its
+items, one per unit, from GetMultipleOrderItems (`/orders/items/get`, 50 orders a call).
 """
 
 import hashlib
 import hmac
+import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
@@ -25,8 +32,13 @@ from channels_sync.adapters.base import (
     Adapter,
     AdapterError,
     CallResult,
+    ChannelEvent,
     ItemResult,
+    MarketOrder,
+    MarketOrderLine,
     ObservedStock,
+    OrderRef,
+    OrderStatus,
     Outcome,
     StockUpdate,
 )
@@ -35,6 +47,15 @@ from core.http import OutboundError
 API_STOCK_UPDATE = "/product/stock/sellable/update"
 API_ITEM_GET = "/product/item/get"
 API_TOKEN_REFRESH = "/auth/token/refresh"  # noqa: S105 - a path, not a secret
+API_ORDERS_GET = "/orders/get"
+API_ORDER_GET = "/order/get"
+API_MULTIPLE_ORDER_ITEMS_GET = "/orders/items/get"
+# GetOrders: `limit` "maximum value: 100"; GetMultipleOrderItems: at most 50 `order_ids`.
+ORDERS_PAGE_LIMIT = 100
+ORDER_ITEMS_BATCH = 50
+# GetOrder / GetMultipleOrderItems: the order id is not the shop's (E016 "Invalid Order ID",
+# E039 "No orders were found").
+ORDER_NOT_FOUND_CODES = frozenset({"16", "39"})
 SIGN_METHOD = "sha256"
 MAX_SKUS_PER_CALL = 50  # UpdateSellableQuantity refuses more with code 204
 
@@ -76,7 +97,45 @@ PER_SKU_CODE = "501"
 # GetProductItem: the item (208) or SKU (207) is not on this shop.
 NOT_FOUND_CODES = frozenset({"207", "208"})
 
+# Lazada Open Platform, "Push Mechanism" > "Trade order notification": `message_type` 0 is a
+# trade order's status change, sent once per order line.
+MESSAGE_TYPE_TRADE_ORDER = 0
+
 _BAN_SECONDS = re.compile(r"ban will last (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
+
+# Lazada's order (item) statuses, as GetOrders' `status` filter and the trade order push
+# name them (Lazada Open Platform, GetOrders and "Order status flow"), to the normalized one.
+ORDER_STATUSES: dict[str, OrderStatus | None] = {
+    "unpaid": OrderStatus.PENDING_PAYMENT,
+    # Paid (or cash on delivery confirmed): the seller still has to pack.
+    "pending": OrderStatus.PAID,
+    # "To pack" is Seller Center's name for the same step as `pending` (nothing is packed
+    # yet); it holds stock like any paid order.
+    "topack": OrderStatus.PAID,
+    # Packed and awaiting pickup: the goods are set aside but still on our shelf.
+    "packed": OrderStatus.READY_TO_SHIP,
+    "ready_to_ship": OrderStatus.READY_TO_SHIP,
+    "ready_to_ship_pending": OrderStatus.READY_TO_SHIP,
+    "toship": OrderStatus.READY_TO_SHIP,
+    "shipped": OrderStatus.SHIPPED,
+    "shipping": OrderStatus.SHIPPED,
+    # The carrier lost the parcel: the units left our warehouse and will not come back, as
+    # with a shipped order (Lazada compensates the seller; stock is not restored). Mapping it
+    # to `shipped` also commits an order whose shipped status was never seen.
+    "lost": OrderStatus.SHIPPED,
+    "delivered": OrderStatus.DELIVERED,
+    "canceled": OrderStatus.CANCELLED,
+    # The buyer returned the goods, or delivery failed and the parcel went back to the
+    # seller: either way the units come back.
+    "returned": OrderStatus.RETURNED,
+    "failed": OrderStatus.RETURNED,
+}
+# The open statuses by how far an order has gone (`OrderStatus` is declared in that order).
+_OPEN_RANK = {
+    status: rank
+    for rank, status in enumerate(OrderStatus)
+    if status not in (OrderStatus.CANCELLED, OrderStatus.RETURNED)
+}
 
 
 # --- Pure helpers (checked against hand-computed vectors in the tests) -------------------------
@@ -173,6 +232,222 @@ def _throttle_wait(message: str) -> float:
     return float(match.group(1)) if match else THROTTLE_WAIT
 
 
+def push_event(body: bytes) -> ChannelEvent:
+    """Parse a Lazada push body into a channel event (never raises).
+
+    A trade order message (`message_type` 0) reads
+    `{"seller_id", "message_type": 0, "data": {"order_status", "trade_order_id",
+    "trade_order_line_id", "status_update_time"}, "timestamp", "site"}`. Lazada sends no
+    message id and one message per order line, so the key is a digest of (line id, status,
+    update time): a retry of the same message (Lazada resends every 30 minutes, up to 12
+    times, until it gets a 200) has the same key, a new status or a later change of the same
+    line does not. Other message types (products, shallow stock, reverse orders) are `other`,
+    keyed by a digest of the body; a body that is not such JSON is `unreadable`.
+    """
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return ChannelEvent(topic="unreadable", event_key=digest)
+    if not isinstance(message, dict) or "message_type" not in message:
+        return ChannelEvent(topic="unreadable", event_key=digest)
+    if _id_text(message.get("message_type")) != str(MESSAGE_TYPE_TRADE_ORDER):
+        return ChannelEvent(topic="other", event_key=digest)
+    data = message.get("data")
+    if not isinstance(data, dict):
+        return ChannelEvent(topic="unreadable", event_key=digest)
+    order_id = _id_text(data.get("trade_order_id"))
+    status = data.get("order_status")
+    if not order_id or not isinstance(status, str) or not status:
+        return ChannelEvent(topic="unreadable", event_key=digest)
+    line_id = _id_text(data.get("trade_order_line_id"))
+    stamp = data.get("status_update_time")
+    updated_at = epoch_to_datetime(stamp)
+    if updated_at is None:
+        # Without the update time the message still names the order: fall back to when
+        # Lazada sent it (the refetch reads the order's real state either way).
+        updated_at = epoch_to_datetime(message.get("timestamp"))
+    source = json.dumps([line_id or order_id, status, str(stamp)], separators=(",", ":"))
+    return ChannelEvent(
+        topic="order",
+        event_key=hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        order_id=order_id,
+        status=status,
+        updated_at=updated_at,
+    )
+
+
+def epoch_to_datetime(value: Any) -> datetime | None:
+    """An aware UTC datetime from Lazada's epoch seconds (or milliseconds, told apart by
+    size: `status_update_time` is seconds, the message `timestamp` milliseconds)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not 0 < number < 1e14:
+        return None
+    if number >= 1e11:  # milliseconds: 1e11 seconds is the year 5138
+        number /= 1000
+    return datetime.fromtimestamp(number, tz=UTC)
+
+
+def _id_text(value: Any) -> str:
+    """A Lazada id (a JSON number or string) as text; '' when absent or not an id."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int | str):
+        return str(value).strip()
+    return ""
+
+
+def order_status_of(raw_statuses: Iterable[str]) -> tuple[str, OrderStatus | None]:
+    """The (raw, normalized) status of an order whose items are in these raw statuses.
+
+    Lazada keeps a status per order item (one per unit). An order is as far as its least
+    advanced open item (a paid item still holds stock while another has shipped); it is
+    cancelled only when every item is, and returned when every item is cancelled or returned
+    and some were returned (those units come back). Statuses that say nothing about stock
+    are skipped; when no item says anything, the status is None.
+    """
+    raws = [str(raw) for raw in raw_statuses]
+    known = [(raw, LazadaAdapter.order_status(raw)) for raw in raws]
+    known = [(raw, status) for raw, status in known if status is not None]
+    if not known:
+        return (raws[0] if raws else ""), None
+    open_items = [(raw, status) for raw, status in known if status in _OPEN_RANK]
+    if open_items:
+        return min(open_items, key=lambda pair: _OPEN_RANK[pair[1]])
+    for raw, status in known:
+        if status == OrderStatus.RETURNED:
+            return raw, status
+    return known[0]
+
+
+def lazada_time(value: Any) -> datetime | None:
+    """An aware UTC datetime from a Lazada order time (`2018-02-12 13:44:36 +0800`, or ISO
+    8601); None when absent or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    for layout in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%z"):
+        try:
+            return datetime.strptime(text, layout).astimezone(UTC)
+        except ValueError:
+            continue
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # a time without an offset cannot be placed
+    return moment.astimezone(UTC)
+
+
+def iso_seconds(moment: datetime) -> str:
+    """A datetime as GetOrders' time parameters take it (ISO 8601 in UTC, whole seconds)."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def order_lines(items: Sequence[dict], *, cancelled: bool) -> tuple[MarketOrderLine, ...]:
+    """An order's lines from its items (GetOrderItems: one item per unit).
+
+    Items are grouped by `sku_id` into one line (`line_key` the sku id, quantity the number
+    of units). A cancelled item of an order that goes on (part of it was cancelled) is not
+    counted: its unit will never ship, so it must hold no stock; when the whole order is
+    cancelled every unit is counted, so the line says what was released. The unit price is
+    `item_price`; the discount is what the buyer did not pay of it (`item_price -
+    paid_price`, the vouchers) over the counted units.
+    """
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        key = (
+            _id_text(item.get("sku_id"))
+            or str(item.get("shop_sku") or "")
+            or str(item.get("sku") or "")
+            or _id_text(item.get("order_item_id"))
+        )
+        groups.setdefault(key, []).append(item)
+    lines = []
+    for line_key, units in groups.items():
+        first = units[0]
+        counted = [unit for unit in units if cancelled or not _unit_cancelled(unit)]
+        keys = {
+            "item_id": _id_text(first.get("product_id")),
+            "sku_id": _id_text(first.get("sku_id")),
+            "seller_sku": str(first.get("sku") or "").strip(),
+        }
+        unit_price = _decimal(first.get("item_price"))
+        discount = None
+        paid = [_decimal(unit.get("paid_price")) for unit in counted]
+        prices = [_decimal(unit.get("item_price")) for unit in counted]
+        if None not in paid and None not in prices:
+            discount = sum((p - q for p, q in zip(prices, paid, strict=True)), Decimal(0))
+        lines.append(
+            MarketOrderLine(
+                line_key=line_key,
+                sku=keys["seller_sku"],
+                keys={name: value for name, value in keys.items() if value},
+                quantity=Decimal(len(counted)),
+                unit_price=unit_price,
+                discount=discount,
+                name=str(first.get("name") or ""),
+            )
+        )
+    return tuple(lines)
+
+
+def _unit_cancelled(item: dict) -> bool:
+    return LazadaAdapter.order_status(str(item.get("status") or "")) == OrderStatus.CANCELLED
+
+
+def market_order(order: dict, items: Sequence[dict]) -> MarketOrder:
+    """A `MarketOrder` from GetOrder's `data` and the order's items."""
+    item_statuses = [str(item.get("status") or "") for item in items if isinstance(item, dict)]
+    if not item_statuses:
+        # No items came back: the order's own `statuses` (its items' distinct statuses).
+        item_statuses = [str(s) for s in order.get("statuses") or [] if isinstance(s, str)]
+    raw_status, status = order_status_of(item_statuses)
+    external_id = _id_text(order.get("order_id"))
+    currencies = [item.get("currency") for item in items if isinstance(item, dict)]
+    currency = next((str(c) for c in currencies if c), "")
+    customer = {
+        "first_name": str(order.get("customer_first_name") or ""),
+        "last_name": str(order.get("customer_last_name") or ""),
+    }
+    address = order.get("address_shipping")
+    return MarketOrder(
+        external_id=external_id,
+        raw_status=raw_status,
+        status=status,
+        lines=order_lines(items, cancelled=status == OrderStatus.CANCELLED),
+        placed_at=lazada_time(order.get("created_at")),
+        # Lazada shows no payment time; the status says whether the order is paid.
+        paid_at=None,
+        updated_at=lazada_time(order.get("updated_at")),
+        order_number=_id_text(order.get("order_number")) or external_id,
+        customer={name: value for name, value in customer.items() if value},
+        address=dict(address) if isinstance(address, dict) else {},
+        amount=_decimal(order.get("price")),
+        currency=currency,
+        payment_method=str(order.get("payment_method") or ""),
+        raw={"order": order, "items": list(items)},
+    )
+
+
 def _body(response: Any) -> dict | None:
     try:
         data = response.json()
@@ -212,6 +487,9 @@ class LazadaAdapter(Adapter):
     default_burst = 40
     default_auth_base_url = "https://auth.lazada.com/rest"
     webhook_signature_header = "Authorization"
+    # Lazada wants an HTTP 200 within 500 ms and reads nothing from the body; anything else
+    # (or a slower answer) is resent every 30 minutes, up to 12 times.
+    webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
 
     # --- signing ----------------------------------------------------------------------------
 
@@ -424,6 +702,152 @@ class LazadaAdapter(Adapter):
             body=body,
         )
 
+    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+        """Parse a verified push (see `push_event`); never raises."""
+        return push_event(body)
+
+    # --- orders -----------------------------------------------------------------------------
+
+    @classmethod
+    def order_status(cls, raw_status: str) -> OrderStatus | None:
+        """The normalized status of a Lazada order (item) status (see `ORDER_STATUSES`)."""
+        return ORDER_STATUSES.get(str(raw_status or "").strip().lower())
+
+    def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
+        """Every order updated in [since, until), through all pages of GetOrders.
+
+        GetOrders filters by `update_after` / `update_before` ("on or after", "on or before",
+        whole seconds) and pages by `offset` and `limit` (at most 100), sorted here by
+        `updated_at` ascending. Offsets shift when an order in the range is updated while we
+        page (it leaves the range for the present), so each page starts again from the last
+        update time seen, skipping only the orders already seen at that very second: an
+        order moving away cannot make the next page skip one. The range is then cut to
+        [since, until) exactly (Lazada's bounds are inclusive). Raises `AdapterError`.
+        """
+        if until <= since:
+            return []
+        since_second = since.astimezone(UTC).replace(microsecond=0)
+        refs: dict[str, OrderRef] = {}
+        after, seen_at_after = since_second, 0
+        while True:
+            business = {
+                "update_after": iso_seconds(after),
+                "update_before": iso_seconds(until),
+                "sort_by": "updated_at",
+                "sort_direction": "ASC",
+                "offset": seen_at_after,
+                "limit": ORDERS_PAGE_LIMIT,
+                "status": "all",
+            }
+            data = self._order_call(API_ORDERS_GET, business, "GetOrders")
+            page = data.get("orders") if isinstance(data, dict) else None
+            page = [order for order in page or [] if isinstance(order, dict)]
+            for order in page:
+                external_id = _id_text(order.get("order_id"))
+                updated_at = lazada_time(order.get("updated_at"))
+                if not external_id or updated_at is None:
+                    continue
+                raw_status, _ = order_status_of(
+                    str(s) for s in order.get("statuses") or [] if isinstance(s, str)
+                )
+                refs[external_id] = OrderRef(external_id, raw_status, updated_at)
+            if isinstance(data, dict) and data.get("countTotal") is not None:
+                total = _int(data.get("countTotal"))
+            else:
+                # No count: only a full page says there may be more.
+                total = seen_at_after + len(page) + (len(page) >= ORDERS_PAGE_LIMIT)
+            if not page or seen_at_after + len(page) >= total:
+                break
+            last = max((lazada_time(o.get("updated_at")) for o in page), default=None, key=_key)
+            if last is None or last <= after:
+                # Every order of this page shares one second: go on through that second.
+                seen_at_after += len(page)
+            else:
+                after = last
+                seen_at_after = sum(1 for o in page if lazada_time(o.get("updated_at")) == last)
+        return sorted(
+            (ref for ref in refs.values() if since <= ref.updated_at < until),
+            key=lambda ref: (ref.updated_at, ref.external_id),
+        )
+
+    def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
+        """The current detail of these orders: GetOrder for each, and their items through
+        GetMultipleOrderItems, 50 orders a call.
+
+        Lazada has no batch form of GetOrder (the order's status, times, buyer and amount),
+        so each order costs one call; its items (one per unit) come for 50 orders at a time,
+        so n orders take n + n/50 calls instead of the 2n of GetOrder + GetOrderItems. Orders
+        Lazada does not know are left out. Raises `AdapterError`.
+        """
+        wanted = list(dict.fromkeys(str(i).strip() for i in external_ids if str(i).strip()))
+        fetched = []
+        for start in range(0, len(wanted), ORDER_ITEMS_BATCH):
+            batch = wanted[start : start + ORDER_ITEMS_BATCH]
+            headers = {}
+            for external_id in batch:
+                data = self._order_call(
+                    API_ORDER_GET, {"order_id": external_id}, "GetOrder", missing_ok=True
+                )
+                if isinstance(data, dict) and _id_text(data.get("order_id")):
+                    headers[external_id] = data
+            if not headers:
+                continue
+            items = self._order_items(list(headers))
+            fetched.extend(
+                market_order(order, items.get(external_id, []))
+                for external_id, order in headers.items()
+            )
+        return fetched
+
+    def _order_items(self, external_ids: list[str]) -> dict[str, list[dict]]:
+        """The items of up to 50 orders by order id (GetMultipleOrderItems)."""
+        ids = ",".join(external_ids)
+        data = self._order_call(
+            API_MULTIPLE_ORDER_ITEMS_GET,
+            {"order_ids": f"[{ids}]"},
+            "GetMultipleOrderItems",
+            missing_ok=True,
+        )
+        items: dict[str, list[dict]] = {}
+        for entry in data if isinstance(data, list) else []:
+            if isinstance(entry, dict):
+                order_items = entry.get("order_items")
+                items[_id_text(entry.get("order_id"))] = [
+                    item for item in order_items or [] if isinstance(item, dict)
+                ]
+        return items
+
+    def _order_call(
+        self, path: str, business: Mapping[str, Any], name: str, *, missing_ok: bool = False
+    ) -> Any:
+        """A signed GET of an order API; its `data` (None when `missing_ok` and Lazada does
+        not know the order). Failures raise `AdapterError` classified like a stock call:
+        transport, 5xx and server codes are `retryable`, throttling `throttled` (with the
+        ban's length), refused tokens `auth` (`token_expired` for an expired one)."""
+        params = self._params(path, business)
+        try:
+            response, _ = self._request("GET", self.base_url + path, params=params)
+        except OutboundError as exc:
+            raise AdapterError(f"{name}: {exc}", outcome=Outcome.RETRYABLE) from None
+        status = response.status_code
+        body = _body(response)
+        code = str(body.get("code", "")) if body else ""
+        if code == "0" and status < 400:
+            return body.get("data")
+        text = f"{name}: {self.excerpt(response.content)}"
+        message = str(body.get("message", "")) if body else ""
+        if code in THROTTLE_CODES or status == 429:
+            header = self.retry_after_seconds(response.headers.get("Retry-After"))
+            wait = header if header is not None else _throttle_wait(message)
+            raise AdapterError(text, outcome=Outcome.THROTTLED, retry_after=wait)
+        if status >= 500 or body is None or not code:
+            outcome = Outcome.PERMANENT if 400 <= status < 500 else Outcome.RETRYABLE
+            raise AdapterError(text, outcome=outcome)
+        if missing_ok and code in ORDER_NOT_FOUND_CODES:
+            return None
+        outcome, expired = classify_code(code, message)
+        raise AdapterError(text, outcome=outcome, token_expired=expired)
+
 
 def _sellable(sku: dict) -> int:
     """A SKU's sellable quantity from a GetProductItem answer (see `fetch_stock`)."""
@@ -439,6 +863,11 @@ def _sellable(sku: dict) -> int:
     return _int(sku.get("quantity"))
 
 
+def _key(moment: datetime | None) -> datetime:
+    """Sort key putting a missing time first."""
+    return moment or datetime.min.replace(tzinfo=UTC)
+
+
 def _int(value: Any) -> int:
     try:
         return int(value)
@@ -449,6 +878,12 @@ def _int(value: Any) -> int:
 __all__ = [
     "LazadaAdapter",
     "classify_code",
+    "epoch_to_datetime",
+    "lazada_time",
+    "market_order",
+    "order_lines",
+    "order_status_of",
+    "push_event",
     "push_signature",
     "sign_request",
     "signed_params",

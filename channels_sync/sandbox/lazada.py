@@ -9,6 +9,15 @@ one server is both the regional API base `{url}/rest` and the auth base):
 - `GET /product/item/get?item_id=` (GetProductItem): the item's SKUs with `quantity`,
   `Available` and one `dropshipping` warehouse in `multiWarehouseInventories`; an unknown
   item answers code 208.
+- `GET /orders/get` (GetOrders): `created_after` or `update_after` required, the bounds
+  inclusive; `sort_by` `created_at`/`updated_at`, `sort_direction`, `offset` (<= 5000),
+  `limit` (<= 100; pages are also cut to the `orders_page_size` option); answers
+  `data: {count, countTotal, orders: [...]}`. `GET /order/get?order_id=` (GetOrder; an unknown
+  order is code 16), `GET /order/items/get?order_id=` (GetOrderItems: one item per unit) and
+  `GET /orders/items/get?order_ids=[1,2]` (GetMultipleOrderItems: at most 50, else code 38;
+  `data: [{order_id, order_number, order_items}]`). Times read `2018-02-12 13:44:36 +0800`.
+- Order pushes (`notification()`): a trade order message (`message_type` 0) with
+  `Authorization` = lowercase hex HMAC-SHA256 (key: app secret) of app key + body.
 - `/auth/token/create` (`code` from `authorization_code()`, single use) and
   `/auth/token/refresh` (`refresh_token`; reusable until it expires, answered with the same
   refresh token: a refresh renews the access token only).
@@ -32,14 +41,16 @@ a stale timestamp `InvalidTimestamp`.
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 from xml.etree import ElementTree
 
-from channels_sync.sandbox.base import MarketplaceSandbox
+from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder
 from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
 
 DEFAULT_APP_KEY = "100777"
@@ -48,9 +59,20 @@ TIMESTAMP_WINDOW_MS = 7200 * 1000
 MAX_SKUS = 50
 REFRESH_LIFETIME = 30 * 86400  # a test app's refresh token: 30 days
 WAREHOUSE = "dropshipping"  # a single-warehouse seller's only warehouse code
+SELLER_ID = "1000100"
 
 STOCK_UPDATE = "/product/stock/sellable/update"
 ITEM_GET = "/product/item/get"
+ORDERS_GET = "/orders/get"
+ORDER_GET = "/order/get"
+ORDER_ITEMS_GET = "/order/items/get"
+MULTIPLE_ORDER_ITEMS_GET = "/orders/items/get"
+ORDERS_MAX_LIMIT = 100  # GetOrders: "the supported maximum number is 100"
+ORDERS_MAX_OFFSET = 5000  # GetOrders: offset "maximum value: 5000"
+MULTIPLE_ORDERS_MAX = 50  # GetMultipleOrderItems: at most 50 order ids
+# Lazada shows order times in the seller's country time: "2018-02-12 13:44:36 +0800".
+COUNTRY_OFFSETS = {"sg": 8, "my": 8, "ph": 8, "th": 7, "vn": 7, "id": 7}
+CURRENCIES = {"sg": "SGD", "my": "MYR", "ph": "PHP", "th": "THB", "vn": "VND", "id": "IDR"}
 TOKEN_CREATE = "/auth/token/create"  # noqa: S105 - a path, not a secret
 TOKEN_REFRESH = "/auth/token/refresh"  # noqa: S105 - a path, not a secret
 
@@ -60,6 +82,9 @@ class LazadaSandbox(MarketplaceSandbox):
 
     name = "lazada"
     key_names = ("item_id", "sku_id")
+    # Lazada's order statuses before payment (`unpaid`: the buyer has not paid; a cash on
+    # delivery order goes straight to `pending`).
+    unpaid_statuses = ("unpaid",)
 
     def __init__(
         self,
@@ -75,6 +100,9 @@ class LazadaSandbox(MarketplaceSandbox):
         self.updates: list[tuple[dict[str, str], int]] = []
         self.seller_skus: dict[tuple[str, ...], str] = {}
         self.auth_codes: set[str] = set()
+        # GetOrders answers at most this many orders per page (Lazada: `limit`, at most 100);
+        # a smaller value makes tests page.
+        self.orders_page_size = ORDERS_MAX_LIMIT
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -84,6 +112,18 @@ class LazadaSandbox(MarketplaceSandbox):
             self.updates.clear()
             self.seller_skus.clear()
             self.auth_codes.clear()
+            self.orders_page_size = ORDERS_MAX_LIMIT
+
+    def configure(self, **options: Any) -> dict:
+        """The shared options, and `orders_page_size` (1..100: most orders per GetOrders page,
+        whatever `limit` asks)."""
+        page_size = options.pop("orders_page_size", None)
+        if page_size is not None:
+            if isinstance(page_size, bool) or not 1 <= int(page_size) <= ORDERS_MAX_LIMIT:
+                raise ValueError(f"orders_page_size must be between 1 and {ORDERS_MAX_LIMIT}")
+            with self._lock:
+                self.orders_page_size = int(page_size)
+        return {**super().configure(**options), "orders_page_size": self.orders_page_size}
 
     def seed_listings(self, listings: Any, quantity: int = 0) -> None:
         """Make listings known (dicts of `item_id`, `sku_id`, optional `seller_sku`,
@@ -120,6 +160,49 @@ class LazadaSandbox(MarketplaceSandbox):
         digest = hmac.new(self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256)
         return {"Authorization": digest.hexdigest(), "Content-Type": "application/json"}
 
+    # --- orders ---------------------------------------------------------------------------------
+
+    def order_id_new(self) -> str:
+        """A 15-digit number, as Lazada's order ids are (`260422900198363`)."""
+        with self._lock:
+            self._order_seq += 1
+            seq = self._order_seq
+        stamp = int(time.time() * 1000) % 10**9
+        return f"{secrets.randbelow(9) + 1}{stamp:09d}{seq:05d}"
+
+    def order_item_ids(self, order: SandboxOrder) -> list[list[str]]:
+        """The order item ids of each line: Lazada has one order item per unit."""
+        return [
+            [f"{line.line_id}{unit:03d}" for unit in range(1, line.quantity + 1)]
+            for line in order.lines
+        ]
+
+    def notification(self, order: SandboxOrder, *, bad_signature: bool) -> tuple[bytes, dict]:
+        """Lazada's trade order push for the order's current status, signed like Lazada.
+
+        Lazada sends one message per order line (`trade_order_line_id` is the order item
+        id); the sandbox sends the first item's, so one change makes one notification.
+        `status_update_time` is in seconds, `timestamp` (when the push was made) in ms.
+        """
+        item_ids = [ids[0] for ids in self.order_item_ids(order) if ids]
+        message = {
+            "seller_id": SELLER_ID,
+            "message_type": 0,
+            "data": {
+                "order_status": order.status,
+                "trade_order_id": order.order_id,
+                "trade_order_line_id": item_ids[0] if item_ids else order.order_id,
+                "status_update_time": int(order.updated),
+            },
+            "timestamp": int(time.time() * 1000),
+            "site": f"lazada_{self.country}",
+        }
+        body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        if bad_signature:
+            wrong = hmac.new(b"not-the-app-secret", self.app_key.encode() + body, hashlib.sha256)
+            return body, {"Authorization": wrong.hexdigest(), "Content-Type": "application/json"}
+        return body, self.push_headers(body)
+
     def describe(self) -> str:
         return (
             f"/rest{STOCK_UPDATE}, /rest{ITEM_GET}, /rest{TOKEN_REFRESH}  "
@@ -136,6 +219,10 @@ class LazadaSandbox(MarketplaceSandbox):
         routes = {
             STOCK_UPDATE: (self._stock_update, True),
             ITEM_GET: (self._item_get, True),
+            ORDERS_GET: (self._orders_get, True),
+            ORDER_GET: (self._order_get, True),
+            ORDER_ITEMS_GET: (self._order_items_get, True),
+            MULTIPLE_ORDER_ITEMS_GET: (self._multiple_order_items_get, True),
             TOKEN_CREATE: (self._token_create, False),
             TOKEN_REFRESH: (self._token_refresh, False),
         }
@@ -292,6 +379,206 @@ class LazadaSandbox(MarketplaceSandbox):
         data = {"itemId": _number(item_id), "status": "Active", "skus": skus}
         return SandboxResponse.json(200, {"code": "0", "data": data, "request_id": _request_id()})
 
+    # --- orders (GetOrders, GetOrder, GetOrderItems, GetMultipleOrderItems) ----------------------
+
+    def _orders_get(self, params: dict[str, str]) -> SandboxResponse:
+        """GetOrders: orders created or updated in a time range, paged by offset and limit.
+
+        `created_after` or `update_after` is required; the four bounds are ISO 8601 and
+        inclusive ("after or on", "before or on"), compared at Lazada's one-second precision.
+        `sort_by` is `created_at` (default) or `updated_at`, `sort_direction` `DESC`
+        (default) or `ASC`; `status` filters by an item status. Each page holds at most
+        `limit` orders (and at most `orders_page_size`); `countTotal` counts them all.
+        """
+        bounds = {}
+        for name in ("created_after", "created_before", "update_after", "update_before"):
+            if params.get(name):
+                moment = _parse_iso(params[name])
+                if moment is None:
+                    return self._error("InvalidParameter", f"Invalid parameter {name}")
+                bounds[name] = moment
+        if "created_after" not in bounds and "update_after" not in bounds:
+            return self._error(
+                "MissingParameter",
+                'The input parameter "created_after" or "update_after" is not supplied',
+            )
+        sort_by = params.get("sort_by") or "created_at"
+        direction = (params.get("sort_direction") or "DESC").upper()
+        if sort_by not in ("created_at", "updated_at") or direction not in ("ASC", "DESC"):
+            return self._error("InvalidParameter", "Invalid sort_by or sort_direction")
+        try:
+            offset = int(params.get("offset") or 0)
+            limit = int(params.get("limit") or ORDERS_MAX_LIMIT)
+        except ValueError:
+            return self._error("InvalidParameter", "offset and limit must be integers")
+        if not 0 <= offset <= ORDERS_MAX_OFFSET or not 1 <= limit <= ORDERS_MAX_LIMIT:
+            return self._error("InvalidParameter", "Invalid offset or limit")
+        status = params.get("status") or "all"
+        with self._lock:
+            orders = list(self.orders.values())
+            page_size = self.orders_page_size
+
+        def keep(order: SandboxOrder) -> bool:
+            created, updated = int(order.created), int(order.updated)
+            checks = (
+                ("created_after", lambda bound: created >= bound),
+                ("created_before", lambda bound: created <= bound),
+                ("update_after", lambda bound: updated >= bound),
+                ("update_before", lambda bound: updated <= bound),
+            )
+            if any(name in bounds and not test(bounds[name]) for name, test in checks):
+                return False
+            return status == "all" or order.status == status
+
+        attribute = "created" if sort_by == "created_at" else "updated"
+        selected = sorted(
+            (order for order in orders if keep(order)),
+            key=lambda order: (int(getattr(order, attribute)), order.order_id),
+            reverse=direction == "DESC",
+        )
+        page = selected[offset : offset + min(limit, page_size)]
+        data = {
+            "count": len(page),
+            "countTotal": len(selected),
+            "orders": [self._order_json(order) for order in page],
+        }
+        return SandboxResponse.json(200, {"code": "0", "data": data, "request_id": _request_id()})
+
+    def _order_get(self, params: dict[str, str]) -> SandboxResponse:
+        order = self._order_of(params.get("order_id", ""))
+        if order is None:
+            return self._error("16", "E016: Invalid Order ID", kind="ISP")
+        return SandboxResponse.json(
+            200, {"code": "0", "data": self._order_json(order), "request_id": _request_id()}
+        )
+
+    def _order_items_get(self, params: dict[str, str]) -> SandboxResponse:
+        order = self._order_of(params.get("order_id", ""))
+        if order is None:
+            return self._error("16", "E016: Invalid Order ID", kind="ISP")
+        return SandboxResponse.json(
+            200, {"code": "0", "data": self._items_json(order), "request_id": _request_id()}
+        )
+
+    def _multiple_order_items_get(self, params: dict[str, str]) -> SandboxResponse:
+        """GetMultipleOrderItems: `order_ids` = "[1,2]"; up to 50; unknown ids left out."""
+        raw = params.get("order_ids", "")
+        try:
+            ids = json.loads(raw)
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not ids:
+            return self._error(
+                "56", "E056: Invalid OrdersIdList format. Must use array format [1,2]", kind="ISP"
+            )
+        if len(ids) > MULTIPLE_ORDERS_MAX:
+            return self._error("38", "E038: Too many orders were requested", kind="ISP")
+        data = []
+        for order_id in ids:
+            order = self._order_of(str(order_id))
+            if order is not None:
+                data.append(
+                    {
+                        "order_id": _number(order.order_id),
+                        "order_number": _number(order.order_id),
+                        "order_items": self._items_json(order),
+                    }
+                )
+        if not data:
+            return self._error("39", "E039: No orders were found", kind="ISP")
+        return SandboxResponse.json(200, {"code": "0", "data": data, "request_id": _request_id()})
+
+    def _order_of(self, order_id: str) -> SandboxOrder | None:
+        with self._lock:
+            return self.orders.get(order_id.strip())
+
+    def _time(self, epoch: float) -> str:
+        """A time as Lazada shows it: seconds, in the seller's country offset."""
+        zone = timezone(timedelta(hours=COUNTRY_OFFSETS.get(self.country, 8)))
+        return datetime.fromtimestamp(int(epoch), tz=zone).strftime("%Y-%m-%d %H:%M:%S %z")
+
+    def _order_json(self, order: SandboxOrder) -> dict[str, Any]:
+        """An order as GetOrders and GetOrder show it."""
+        total = sum(Decimal(line.price) * line.quantity for line in order.lines)
+        first, _, last = str(order.buyer.get("name", "")).partition(" ")
+        address = {
+            "first_name": first,
+            "last_name": last,
+            "phone": str(order.buyer.get("phone", "")),
+            "address1": "1 Sandbox Road",
+            "address2": "",
+            "address3": "",
+            "address4": "",
+            "address5": "",
+            "city": "Singapore",
+            "post_code": "000001",
+            "country": self.country.upper(),
+        }
+        return {
+            "order_id": _number(order.order_id),
+            "order_number": _number(order.order_id),
+            "created_at": self._time(order.created),
+            "updated_at": self._time(order.updated),
+            "price": f"{total:.2f}",
+            "items_count": sum(line.quantity for line in order.lines),
+            "statuses": [order.status],
+            "payment_method": "COD" if order.paid is None else "MIXEDCARD",
+            "customer_first_name": first,
+            "customer_last_name": last,
+            "address_shipping": address,
+            "address_billing": dict(address),
+            "voucher": 0.0,
+            "voucher_platform": 0.0,
+            "voucher_seller": 0.0,
+            "shipping_fee": 0.0,
+            "warehouse_code": WAREHOUSE,
+            "gift_option": False,
+            "gift_message": "",
+            "remarks": "",
+            "extra_attributes": "",
+            "promised_shipping_times": "",
+            "delivery_info": "",
+        }
+
+    def _items_json(self, order: SandboxOrder) -> list[dict[str, Any]]:
+        """An order's items as GetOrderItems shows them: one per unit."""
+        with self._lock:
+            seller_skus = dict(self.seller_skus)
+        items = []
+        for line, item_ids in zip(order.lines, self.order_item_ids(order), strict=True):
+            item_id, sku_id = line.keys.get("item_id", ""), line.keys.get("sku_id", "")
+            seller_sku = line.sku or seller_skus.get(self.key_of(line.keys), "")
+            for order_item_id in item_ids:
+                items.append(
+                    {
+                        "order_item_id": _number(order_item_id),
+                        "order_id": _number(order.order_id),
+                        "shop_id": f"{self.country.upper()}SANDBOX",
+                        "name": f"Sandbox product {item_id}",
+                        "variation": "",
+                        "sku": seller_sku,
+                        "shop_sku": f"{item_id}_{self.country.upper()}-{sku_id}",
+                        "sku_id": _number(sku_id),
+                        "product_id": _number(item_id),
+                        "status": order.status,
+                        "item_price": float(line.price),
+                        "paid_price": float(line.price),
+                        "voucher_amount": 0.0,
+                        "currency": CURRENCIES.get(self.country, "SGD"),
+                        "created_at": self._time(order.created),
+                        "updated_at": self._time(order.updated),
+                        "shipping_type": "Dropshipping",
+                        "warehouse_code": WAREHOUSE,
+                        "tracking_code": "",
+                        "shipment_provider": "",
+                        "reason": "",
+                        "return_status": "",
+                        "is_digital": 0,
+                        "order_type": "Normal",
+                    }
+                )
+        return items
+
     # --- tokens ---------------------------------------------------------------------------------
 
     def _token_create(self, params: dict[str, str]) -> SandboxResponse:
@@ -386,6 +673,18 @@ def _parse_payload(payload: str) -> list[dict[str, str]]:
     if not rows:
         raise ValueError("payload has no Sku")
     return rows
+
+
+def _parse_iso(text: str) -> int | None:
+    """Epoch seconds of an ISO 8601 time (`2017-02-10T09:00:00+08:00`; UTC without an
+    offset), or None."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
 
 
 def _number(value: str) -> int | str:
