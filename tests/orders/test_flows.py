@@ -212,12 +212,16 @@ def test_order_confirmed_hook_not_told_on_rollback(
     channel, listed, confirmed, django_capture_on_commit_callbacks
 ):
     _, keys = listed(10)
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+
+    def apply_then_fail() -> None:
         with transaction.atomic():
             order_apply_market(
                 channel=channel, order=market_order(S.PAID, [market_line(keys, 1)]), source="poll"
             )
             raise RuntimeError("roll back")
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        apply_then_fail()
     assert confirmed == []
     assert Order.objects.count() == 0
 
