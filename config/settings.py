@@ -322,6 +322,10 @@ SPECTACULAR_SETTINGS = {
         "AllocationRuleScopeEnum": "channels_sync.models.AllocationRule.Scope",
         "AllocationRuleStrategyEnum": "channels_sync.models.AllocationRule.Strategy",
         "PushAttemptOutcomeEnum": "channels_sync.models.PushAttempt.Outcome",
+        "OrderStatusEnum": "orders.models.Order.Status",
+        "OrderLineStatusEnum": "orders.models.OrderLine.Status",
+        "OrderEventKindEnum": "orders.models.OrderEvent.Kind",
+        "OrderEventSourceEnum": "orders.models.OrderEvent.Source",
     },
 }
 

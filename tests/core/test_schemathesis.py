@@ -30,6 +30,7 @@ from core.services import api_key_create
 from erp_mapping.models import SyncRun
 from erp_mapping.services.agents import agent_register
 from inventory.services import Origin, stock_reserve, stock_set
+from orders.services import Actor, OrderLineInput, order_create
 from tests.channels_sync.factories import (
     AllocationRuleFactory,
     ChannelFactory,
@@ -66,7 +67,7 @@ def admin_key(transactional_db) -> str:
 
 @pytest.fixture
 def world(transactional_db) -> dict[str, object]:
-    """A vendor with stock, a reservation, a channel, a mapping and a sync run to list.
+    """A vendor with stock, a reservation, a channel, a mapping, a sync run and an order.
 
     Positive cases address these rows (so detail answers are checked too); negative cases
     generate their own path parameters.
@@ -85,12 +86,21 @@ def world(transactional_db) -> dict[str, object]:
     run = SyncRun.objects.create(
         vendor=vendor, status=SyncRun.Status.COMPLETED, started_at=timezone.now()
     )
+    order = order_create(
+        vendor=vendor,
+        order_number="SEED-1",
+        lines=[OrderLineInput(sku=product.sku, quantity=Decimal("1"))],
+        actor=Actor(source="api", actor="schemathesis"),
+    )
+    ids = {"/api/v1/erp/sync-runs/{id}/": run.pk} | {
+        f"/api/v1/orders/{{id}}/{tail}": order.pk for tail in ("", "cancel/", "ship/")
+    }
     return {
         "sku": product.sku,
         "code": warehouse.code,
         "channel_id": channel.pk,
         "vendor_id": str(vendor.pk),
-        "id": {"/api/v1/erp/sync-runs/{id}/": run.pk}.get,
+        "id": ids.get,
         "reservation_id": reservation.pk,
     }
 

@@ -1,0 +1,38 @@
+"""Reads of orders."""
+
+from django.db.models import Prefetch, QuerySet
+
+from orders.errors import OrderNotFound
+from orders.models import Order, OrderEvent, OrderLine
+
+
+def _lines() -> Prefetch:
+    return Prefetch(
+        "lines",
+        queryset=OrderLine.objects.select_related("product", "warehouse").order_by("line_number"),
+    )
+
+
+def order_list() -> QuerySet[Order]:
+    """Orders, newest first, with their lines (a fixed number of queries per page)."""
+    return Order.objects.prefetch_related(_lines()).order_by("-created_at", "-id")
+
+
+def order_get(*, order_id: int | str) -> Order:
+    """One order with its lines and events, or `order_not_found`."""
+    try:
+        pk = int(order_id)
+    except (TypeError, ValueError) as exc:
+        raise OrderNotFound(details={"id": str(order_id)}) from exc
+    if not 0 < pk < 2**63:
+        raise OrderNotFound(details={"id": pk})
+    order = (
+        Order.objects.prefetch_related(
+            _lines(), Prefetch("events", queryset=OrderEvent.objects.order_by("id"))
+        )
+        .filter(pk=pk)
+        .first()
+    )
+    if order is None:
+        raise OrderNotFound(details={"id": pk})
+    return order
