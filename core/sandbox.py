@@ -284,9 +284,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class SandboxServer:
-    """Serve a sandbox app on localhost in a background thread (port 0: any free port)."""
+    """Serve a sandbox app on localhost in a background thread (port 0: any free port).
 
-    def __init__(self, app: SandboxApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    Any WSGI app can be served so (the demo serves the project itself, for the sandboxes'
+    webhooks to reach it).
+    """
+
+    def __init__(self, app: SandboxApp | Callable, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         self.host = host
         self.port = port
@@ -307,7 +311,9 @@ class SandboxServer:
         )
         self.port = self._httpd.server_port
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"sandbox-{self.app.name}", daemon=True
+            target=self._httpd.serve_forever,
+            name=f"sandbox-{getattr(self.app, 'name', 'app')}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -1,0 +1,210 @@
+"""Demo step of sales coming back in: marketplace orders over webhooks, and polling.
+
+The app itself is served over HTTP on a local port, and each channel's webhook URL points
+there. The four marketplace sandboxes place about 200 orders and notify them, signed as each
+marketplace signs: some notifications are delivered three times, some arrive out of order
+(held back until the order has moved on), five are dropped (only polling finds those
+orders), two orders carry an unmapped SKU (parked, then mapped: one by a new listing, one by
+staff), and orders are cancelled and shipped. Every order is fetched back from its sandbox
+and applied by the order services; the stock they move is pushed to every channel. Printed
+per channel: orders, lines reserved, committed and released, orders parked, duplicate
+notifications ignored, orders found by polling, and whether every sandbox ends at the
+desired quantities.
+"""
+
+import random
+from collections import Counter
+
+from django.core.cache import cache
+from django.core.wsgi import get_wsgi_application
+from django.test.utils import override_settings
+
+from channels_sync.demo import _hold_push, _match, _settle
+from channels_sync.models import ChannelListing
+from channels_sync.sandbox.base import NotifyFaults
+from channels_sync.selectors import channel_webhook_url
+from channels_sync.services.dirty import PENDING_KEY
+from channels_sync.services.listings import listings_upsert
+from channels_sync.services.push import PushReport
+from core.demo import DemoContext, demo_step
+from core.sandbox import SandboxServer
+from inventory.models import Product
+from orders.models import Order, OrderEvent, OrderLine
+from orders.services import Actor, order_line_map
+from webhooks.models import WebhookEvent
+from webhooks.services.polling import orders_poll_channel
+
+ORDERS_PER_CHANNEL = 50
+# (paid, shipped, cancelled) as each marketplace names them.
+STATUSES = {
+    "shopee": ("READY_TO_SHIP", "SHIPPED", "CANCELLED"),
+    "lazada": ("pending", "shipped", "canceled"),
+    "tiktok": ("AWAITING_SHIPMENT", "IN_TRANSIT", "CANCELLED"),
+    "tokopedia": ("AWAITING_SHIPMENT", "IN_TRANSIT", "CANCELLED"),
+}
+DROPPED = {"shopee": 2, "lazada": 1, "tiktok": 1, "tokopedia": 1}  # five in all
+UNMAPPED = ("shopee", "lazada")  # one parked order each
+STAFF = Actor(source="staff", actor="demo:staff")
+# Keys no listing has (a product the shop sells that was never mapped here).
+UNMAPPED_KEYS = {
+    "shopee": {"item_id": "799001", "model_id": "999001"},
+    "lazada": {"item_id": "799002", "sku_id": "999002", "seller_sku": "UNMAPPED-LZ"},
+}
+
+
+@demo_step(195, "Orders from the marketplaces, over webhooks and polling")
+def orders_over_webhooks(ctx: DemoContext) -> str:
+    channels = ctx.facts["channels"]
+    app_server = ctx.stack.enter_context(SandboxServer(get_wsgi_application()))
+    ctx.stack.enter_context(override_settings(PUBLIC_BASE_URL=app_server.url))
+    rng = random.Random(195)
+    unmapped_orders, dropped = {}, {}
+    total = len(channels) * ORDERS_PER_CHANNEL
+    with ctx.progress_bar(total=total, label="orders") as bar:
+        for channel, app in channels:
+            # Quiet shops for orders (the push step's faults are over), each notification to
+            # this channel's webhook URL; pushes wait until every order has come in.
+            app.configure(error_ratio=0, throttle_per_second=None, reject=[])
+            app.configure(webhook_url=channel_webhook_url(channel))
+            _hold_push(channel)
+            unmapped_orders[channel.pk], dropped[channel.pk] = _place_orders(channel, app, rng)
+            bar.update(sum(len(a.orders) for _, a in channels))
+    for channel, app in channels:
+        _move_orders(channel, app, rng, skip=dropped[channel.pk])
+        app.notifications_release()  # the held notifications arrive last: out of order
+    found = {}
+    for channel, _app in channels:
+        report = orders_poll_channel(channel_id=channel.pk)
+        found[channel.pk] = report.outcome
+    mapped = _map_parked(channels, unmapped_orders)
+
+    for channel, _ in channels:
+        cache.delete(PENDING_KEY.format(channel_id=channel.pk))
+    reports = {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
+    _settle(ctx, channels, reports)
+    for channel, app in channels:
+        ctx.say("    " + _channel_line(channel, app, found[channel.pk]))
+    orders = Order.objects.filter(channel__in=[channel for channel, _ in channels]).count()
+    return (
+        f"{orders} orders from {len(channels)} marketplaces; {mapped} parked order(s) mapped "
+        f"and reserved"
+    )
+
+
+def _listing_keys(channel) -> list[dict[str, str]]:
+    from channels_sync.adapters import adapter_class
+
+    cls = adapter_class(channel.type)
+    return [cls.keys_from_listing(listing) for listing in channel.listings.order_by("pk")]
+
+
+def _place_orders(channel, app, rng: random.Random) -> tuple[list[str], set[str]]:
+    """Place the channel's orders with their delivery faults; return the ids of the unmapped
+    ones and of those whose notification was dropped."""
+    paid, shipped, _cancelled = STATUSES[channel.type]
+    listed = _listing_keys(channel)
+    skus = dict(ChannelListing.objects.filter(channel=channel).values_list("pk", "product__sku"))
+    by_keys = [
+        (keys, skus[pk])
+        for keys, pk in zip(
+            listed, channel.listings.order_by("pk").values_list("pk", flat=True), strict=True
+        )
+    ]
+    dropped = set(rng.sample(range(ORDERS_PER_CHANNEL), DROPPED[channel.type]))
+    unmapped, dropped_ids = [], set()
+    for n in range(ORDERS_PER_CHANNEL):
+        lines = [
+            {"keys": keys, "sku": sku, "quantity": rng.choice([1, 1, 1, 2])}
+            for keys, sku in rng.sample(by_keys, rng.choice([1, 1, 2]))
+        ]
+        if n == 10 and channel.type in UNMAPPED:
+            lines.append({"keys": UNMAPPED_KEYS[channel.type], "sku": "UNMAPPED-1", "quantity": 1})
+        if n in dropped:
+            faults = NotifyFaults(drop=True)
+        elif n % 7 == 3:
+            faults = NotifyFaults(copies=3)
+        elif n % 9 == 5:
+            # Held back: it arrives after the order has shipped (out of order).
+            order = app.order_create(lines=lines, status=paid, faults=NotifyFaults(hold=True))
+            app.order_update(order.order_id, status=shipped)
+            continue
+        else:
+            faults = NotifyFaults()
+        order = app.order_create(lines=lines, status=paid, faults=faults)
+        if n == 10 and channel.type in UNMAPPED:
+            unmapped.append(order.order_id)
+        if n in dropped:
+            dropped_ids.add(order.order_id)
+    return unmapped, dropped_ids
+
+
+def _move_orders(channel, app, rng: random.Random, *, skip: set[str]) -> None:
+    """Cancel some open orders and ship others (each notified once more); the orders whose
+    notification was dropped stay as they are, for polling to find."""
+    paid, shipped, cancelled = STATUSES[channel.type]
+    open_orders = [
+        order
+        for order in list(app.orders.values())
+        if order.status == paid and order.order_id not in skip
+    ]
+    for order in open_orders:
+        roll = rng.random()
+        if roll < 0.15:
+            app.order_update(order.order_id, status=cancelled)
+        elif roll < 0.5:
+            app.order_update(order.order_id, status=shipped)
+
+
+def _map_parked(channels, unmapped_orders: dict[int, list[str]]) -> int:
+    """Map the parked orders' unknown lines: one through a new listing, one by staff."""
+    mapped = 0
+    for index, (channel, app) in enumerate(channels):
+        for external_id in unmapped_orders.get(channel.pk, []):
+            order = Order.objects.get(channel=channel, external_id=external_id)
+            line = order.lines.filter(status=OrderLine.Status.NEEDS_MAPPING).first()
+            if line is None:
+                continue
+            product = (
+                Product.objects.filter(vendor=channel.vendor)
+                .exclude(listings__channel=channel)
+                .order_by("pk")
+                .first()
+            )
+            if index == 0:
+                # The shop's item gets a listing: the parked order is reprocessed on commit.
+                app.seed_listings([UNMAPPED_KEYS[channel.type]])
+                listings_upsert(
+                    channel=channel,
+                    rows=[{"sku": product.sku, "keys": UNMAPPED_KEYS[channel.type]}],
+                    actor="demo",
+                )
+            else:
+                order_line_map(line=line, product=product, actor=STAFF)
+            order.refresh_from_db()
+            mapped += not order.needs_mapping
+    return mapped
+
+
+def _channel_line(channel, app, poll_outcome: str) -> str:
+    lines = Counter(
+        OrderLine.objects.filter(order__channel=channel).values_list("status", flat=True)
+    )
+    orders = Order.objects.filter(channel=channel)
+    first_sources = {}
+    for order_id, source in (
+        OrderEvent.objects.filter(order__channel=channel)
+        .order_by("pk")
+        .values_list("order_id", "source")
+    ):
+        first_sources.setdefault(order_id, source)
+    by_poll = sum(1 for source in first_sources.values() if source == OrderEvent.Source.POLL)
+    delivered = sum(1 for d in app.deliveries if d.http_status == 200)
+    stored = WebhookEvent.objects.filter(channel=channel).count()
+    parked = orders.filter(events__kind=OrderEvent.Kind.PARKED).distinct().count()
+    return (
+        f"{channel.name:<17} orders {orders.count():>3}, lines reserved "
+        f"{lines['reserved'] + lines['short']:>3}, committed {lines['committed']:>3}, "
+        f"released {lines['released']:>3}; parked {parked}; duplicates ignored "
+        f"{delivered - stored:>2}; found by polling {by_poll} (poll {poll_outcome}); "
+        f"{_match(channel, app)}"
+    )
