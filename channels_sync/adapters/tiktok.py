@@ -13,7 +13,18 @@ Wire format (reference/marketplaces.md section 3):
 - Tokens: `GET {auth}/api/v2/token/refresh` (not signed); `access_token_expire_in` is an
   absolute Unix time, not a lifetime.
 - Webhooks: `Authorization` = hex HMAC-SHA256(app_secret, app_key + raw body) [M confidence:
-  SDK/community code, the vendor guide is ambiguous].
+  SDK/community code, the vendor guide is ambiguous]. Envelope `{"type", "tts_notification_id",
+  "shop_id", "timestamp", "data"}`; type 1 (order status change) carries `data.order_id,
+  order_status, is_on_hold_order, update_time`, type 11 (cancellation status change)
+  `data.order_id, cancellations_role, cancel_status, cancel_id, create_time` (Partner Center,
+  Webhooks > Order). The platform wants HTTP 200 with an empty body within 3 s and retries
+  at +2 min, +30 min, +3 h, +12 h (Partner Center, "Configure webhooks").
+- Orders: `POST /order/202309/orders/search` (Partner Center, Order API "Get Order List"):
+  `page_size` (<= 100), `page_token`, `sort_field`, `sort_order` in the query, the filters
+  (`update_time_ge`, `update_time_lt`, ...) in the JSON body; answers `data.orders[]`,
+  `data.next_page_token` (empty on the last page), `data.total_count`. Detail
+  `GET /order/202309/orders?ids=a,b` (<= 50 ids, "Get Order Detail") answers `data.orders[]`.
+  A line item has no quantity: the order carries one `line_items[]` row per unit.
 
 Answer codes and how they are classified (UNCONFIRMED ones are choices, not documented):
 - 0: success; per-SKU failures sit in `data.errors[]` with top-level code 0 (documented).
@@ -30,8 +41,11 @@ Answer codes and how they are classified (UNCONFIRMED ones are choices, not docu
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -39,8 +53,13 @@ from channels_sync.adapters.base import (
     Adapter,
     AdapterError,
     CallResult,
+    ChannelEvent,
     ItemResult,
+    MarketOrder,
+    MarketOrderLine,
     ObservedStock,
+    OrderRef,
+    OrderStatus,
     Outcome,
     StockUpdate,
 )
@@ -51,8 +70,46 @@ API_VERSION = "202309"
 UNSIGNED_PARAMS = frozenset({"sign", "access_token"})
 SEARCH_MAX_SKU_IDS = 600
 
+ORDER_SEARCH_PATH = f"/order/{API_VERSION}/orders/search"
+ORDER_DETAIL_PATH = f"/order/{API_VERSION}/orders"
+ORDER_SEARCH_PAGE_SIZE = 100  # the documented maximum of `page_size`
+ORDER_DETAIL_MAX_IDS = 50  # the documented maximum of `ids` per detail call
+# Webhook types about an order (Partner Center, Webhooks > Order).
+WEBHOOK_ORDER_STATUS_CHANGE = 1
+WEBHOOK_CANCELLATION_STATUS_CHANGE = 11
+
+# TikTok Shop order statuses (Order API "Get Order Detail": `status`; the order status change
+# webhook spells the cancelled state `CANCEL`) and the type-11 cancellation statuses.
+ORDER_STATUSES: dict[str, OrderStatus | None] = {
+    "UNPAID": OrderStatus.PENDING_PAYMENT,
+    # Paid, held by the platform for its fraud and cancellation window (US/UK) before it can
+    # ship: the buyer has paid, so the stock is spoken for.
+    "ON_HOLD": OrderStatus.PAID,
+    "AWAITING_SHIPMENT": OrderStatus.PAID,
+    # Some packages of the order have shipped, not all: the order is not shipped as a whole,
+    # so it stays reserved (ready to ship) until IN_TRANSIT.
+    "PARTIALLY_SHIPPING": OrderStatus.READY_TO_SHIP,
+    # Packed with a label, waiting for the carrier's pick-up: it has not left the seller.
+    "AWAITING_COLLECTION": OrderStatus.READY_TO_SHIP,
+    "IN_TRANSIT": OrderStatus.SHIPPED,
+    "DELIVERED": OrderStatus.DELIVERED,
+    "COMPLETED": OrderStatus.COMPLETED,
+    "CANCELLED": OrderStatus.CANCELLED,
+    "CANCEL": OrderStatus.CANCELLED,  # the webhook's spelling of CANCELLED
+    # Cancellation requests (webhook type 11) say nothing about stock by themselves: a pending
+    # request may be refused, a closed one leaves the order as it was, and an accepted or
+    # completed one is followed by the order's own CANCELLED (and may cancel only some items
+    # where item-level cancellation exists, UK): the order's status decides.
+    "CANCELLATION_REQUEST_PENDING": None,
+    "CANCELLATION_REQUEST_CANCELLED": None,
+    "CANCELLATION_REQUEST_SUCCESS": None,
+    "CANCELLATION_REQUEST_COMPLETE": None,
+}
+
 THROTTLE_CODES = frozenset({36009002})
-RETRYABLE_CODES = frozenset({36009003})
+# 36009003 internal error; 36009007 "Request timeout ... try again" (Partner Center, common
+# error codes).
+RETRYABLE_CODES = frozenset({36009003, 36009007})
 TOKEN_EXPIRED_CODES = frozenset({105002})
 AUTH_CODES = frozenset({105001, 105005, 106001, 106013})
 INVALID_PARAM_CODE = 36009004  # invalid parameter; auth when it names the app_key
@@ -357,12 +414,240 @@ class TikTokAdapter(Adapter):
             body=body,
         )
 
+    # TikTok wants HTTP 200 with an empty body within 3 seconds (Partner Center, "Configure
+    # webhooks"); anything else is retried at +2 min, +30 min, +3 h and +12 h.
+    webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
+
+    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+        """Parse a verified notification's raw body (never raises).
+
+        The key is `tts_notification_id` (TikTok keeps it across its retries); a notification
+        without one is keyed by a digest of (order id, status, update time). Types 1 (order
+        status change) and 11 (cancellation status change) are `order` events; other types
+        are `other`; a body that is not a JSON envelope is `unreadable`, keyed by its digest.
+        """
+        try:
+            envelope = json.loads(body)
+        except (ValueError, RecursionError):  # bad JSON or UTF-8; absurd nesting
+            envelope = None
+        if not isinstance(envelope, dict) or "type" not in envelope:
+            return ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
+        data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+        notification_id = _text(envelope.get("tts_notification_id"))
+        kind = _int_or_none(envelope.get("type"))
+        order_id = _text(data.get("order_id"))
+        if kind in (WEBHOOK_ORDER_STATUS_CHANGE, WEBHOOK_CANCELLATION_STATUS_CHANGE) and order_id:
+            if kind == WEBHOOK_ORDER_STATUS_CHANGE:
+                status = _text(data.get("order_status"))
+                moment = data.get("update_time")
+            else:
+                # A cancellation notification names when the request was made, not an
+                # update time; the envelope's timestamp is the fallback for both.
+                status = _text(data.get("cancel_status"))
+                moment = data.get("update_time") or data.get("create_time")
+            updated_at = _epoch(moment) or _epoch(envelope.get("timestamp"))
+            key = notification_id or _digest(
+                order_id, status, str(int(updated_at.timestamp())) if updated_at else ""
+            )
+            return ChannelEvent(
+                topic="order",
+                event_key=key,
+                order_id=order_id,
+                status=status,
+                updated_at=updated_at,
+            )
+        return ChannelEvent(
+            topic="other", event_key=notification_id or hashlib.sha256(body).hexdigest()
+        )
+
+    # --- orders -----------------------------------------------------------------------------
+
+    @classmethod
+    def order_status(cls, raw_status: str) -> OrderStatus | None:
+        """The normalized status of a TikTok order (or cancellation) status; None when it
+        says nothing about stock or is unknown."""
+        return ORDER_STATUSES.get(str(raw_status or "").strip().upper())
+
+    def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
+        """Every order updated in [since, until), through every page of the order search.
+
+        Update times are whole seconds: `since` is rounded down and `until` up, so the window
+        may take in an order updated in the same second as an edge (harmless: fetching an
+        order again changes nothing). Raises `AdapterError`.
+        """
+        body = json_body(
+            {
+                "update_time_ge": math.floor(since.timestamp()),
+                "update_time_lt": math.ceil(until.timestamp()),
+            }
+        )
+        refs: dict[str, OrderRef] = {}
+        page_token = ""
+        seen_tokens: set[str] = set()
+        while True:
+            params = {
+                "page_size": str(ORDER_SEARCH_PAGE_SIZE),
+                "sort_field": "update_time",
+                "sort_order": "ASC",
+            }
+            if page_token:
+                params["page_token"] = page_token
+            data = self._order_call("POST", ORDER_SEARCH_PATH, body, params, "order search")
+            page = data.get("orders") or []
+            for order in page:
+                if not isinstance(order, dict) or not _text(order.get("id")):
+                    continue
+                # An order updated while the pages are read can show up twice: the last wins.
+                refs[_text(order["id"])] = OrderRef(
+                    external_id=_text(order["id"]),
+                    raw_status=_text(order.get("status")),
+                    updated_at=_epoch(order.get("update_time")),
+                )
+            page_token = _text(data.get("next_page_token"))
+            # An empty page ends the walk even if a token came with it.
+            if not page_token or not page:
+                return list(refs.values())
+            if page_token in seen_tokens:
+                raise AdapterError(
+                    "order search: the same page token came back twice", outcome=Outcome.RETRYABLE
+                )
+            seen_tokens.add(page_token)
+
+    def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
+        """The detail of these orders, 50 ids per call; unknown ids are left out.
+
+        Raises `AdapterError`.
+        """
+        ids = list(dict.fromkeys(str(i) for i in external_ids if str(i).strip()))
+        orders = []
+        for start in range(0, len(ids), ORDER_DETAIL_MAX_IDS):
+            chunk = ids[start : start + ORDER_DETAIL_MAX_IDS]
+            data = self._order_call(
+                "GET", ORDER_DETAIL_PATH, b"", {"ids": ",".join(chunk)}, "order detail"
+            )
+            for raw in data.get("orders") or []:
+                if isinstance(raw, dict) and _text(raw.get("id")):
+                    orders.append(self._market_order(raw))
+        return orders
+
+    def _order_call(
+        self, method: str, path: str, body: bytes, params: dict[str, str], what: str
+    ) -> dict[str, Any]:
+        """Send a signed order call; return its `data`, or raise a classified `AdapterError`."""
+        try:
+            response, _ = self._signed(method, path, body, params)
+        except OutboundError as exc:
+            raise AdapterError(f"{what}: {exc}", outcome=Outcome.RETRYABLE) from None
+        answer = _json_or_none(response)
+        code = _code(answer)
+        outcome = self._whole_call_outcome(response.status_code, answer, code)
+        if outcome is not None:
+            raise AdapterError(
+                f"{what}: HTTP {response.status_code} {self.excerpt(response.content)}",
+                outcome=outcome,
+                token_expired=code in TOKEN_EXPIRED_CODES,
+                retry_after=(
+                    self.retry_after_seconds(response.headers.get("Retry-After"))
+                    if outcome == Outcome.THROTTLED
+                    else None
+                ),
+            )
+        data = answer.get("data")
+        return data if isinstance(data, dict) else {}
+
+    def _market_order(self, raw: dict[str, Any]) -> MarketOrder:
+        """A `MarketOrder` from a Get Order Detail `orders[]` entry.
+
+        Line items are one row per unit with no quantity field: rows of one `sku_id` make one
+        line (quantity = their count, `line_key` = the SKU id, unit price = the first row's
+        `sale_price`, which already has the seller's and the platform's discounts taken off).
+        Every row counts, cancelled ones too: the order's status says whether it stands.
+        """
+        lines: dict[str, dict[str, Any]] = {}
+        for item in raw.get("line_items") or []:
+            if not isinstance(item, dict):
+                continue
+            sku_id = _text(item.get("sku_id"))
+            if not sku_id:
+                continue
+            line = lines.setdefault(sku_id, {"count": 0, "item": item})
+            line["count"] += 1
+        market_lines = []
+        for sku_id, line in lines.items():
+            item = line["item"]
+            keys = {"sku_id": sku_id}
+            if _text(item.get("product_id")):
+                keys["product_id"] = _text(item["product_id"])
+            market_lines.append(
+                MarketOrderLine(
+                    line_key=sku_id,
+                    sku=_text(item.get("seller_sku")),
+                    keys=keys,
+                    quantity=Decimal(line["count"]),
+                    unit_price=_decimal(item.get("sale_price")),
+                    name=" ".join(
+                        part
+                        for part in (_text(item.get("product_name")), _text(item.get("sku_name")))
+                        if part
+                    )[:255],
+                )
+            )
+        payment = raw.get("payment") if isinstance(raw.get("payment"), dict) else {}
+        address = (
+            raw.get("recipient_address") if isinstance(raw.get("recipient_address"), dict) else {}
+        )
+        raw_status = _text(raw.get("status"))
+        return MarketOrder(
+            external_id=_text(raw.get("id")),
+            raw_status=raw_status,
+            status=self.order_status(raw_status),
+            lines=tuple(market_lines),
+            placed_at=_epoch(raw.get("create_time")),
+            paid_at=_epoch(raw.get("paid_time")),
+            updated_at=_epoch(raw.get("update_time")),
+            customer={
+                key: value
+                for key, value in (
+                    ("user_id", _text(raw.get("user_id"))),
+                    ("email", _text(raw.get("buyer_email"))),
+                    ("name", _text(address.get("name"))),
+                    ("phone", _text(address.get("phone_number"))),
+                )
+                if value
+            },
+            address={
+                key: address[key]
+                for key in (
+                    "name",
+                    "phone_number",
+                    "full_address",
+                    "address_detail",
+                    "address_line1",
+                    "address_line2",
+                    "address_line3",
+                    "address_line4",
+                    "postal_code",
+                    "region_code",
+                    "district_info",
+                )
+                if address.get(key)
+            },
+            amount=_decimal(payment.get("total_amount")),
+            currency=_text(payment.get("currency")),
+            payment_method=_text(raw.get("payment_method_name")),
+            raw=raw,
+        )
+
     # --- helpers ----------------------------------------------------------------------------
 
-    def _signed(self, method: str, path: str, body: bytes) -> tuple[Any, int]:
-        """Send a signed shop call with a JSON body. Raises `OutboundError`."""
+    def _signed(
+        self, method: str, path: str, body: bytes, extra: Mapping[str, str] | None = None
+    ) -> tuple[Any, int]:
+        """Send a signed shop call with a JSON body (and `extra` query parameters, which are
+        signed too). Raises `OutboundError`."""
         credentials = self.credentials
         params = {
+            **(extra or {}),
             "app_key": str(credentials.get("app_key", "")),
             "timestamp": str(int(time.time())),
             "shop_cipher": str(credentials.get("shop_cipher", "")),
@@ -457,7 +742,43 @@ def _sku_quantity(sku: dict[str, Any], warehouse_id: str) -> int | None:
 
 
 def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _text(value: Any) -> str:
+    """A JSON value as text ('' for null, objects and lists): ids come as strings or numbers."""
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    return str(value).strip()
+
+
+def _epoch(value: Any) -> datetime | None:
+    """An aware UTC datetime from Unix seconds (a number or a string of one); None for 0,
+    absent or unreadable (TikTok sends 0 for a time that has not happened)."""
+    seconds = _int_or_none(value)
+    if not seconds or seconds < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A money string (`"35.97"`) as a Decimal; None when absent or unreadable."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

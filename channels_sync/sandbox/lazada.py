@@ -32,6 +32,7 @@ a stale timestamp `InvalidTimestamp`.
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.etree import ElementTree
 
-from channels_sync.sandbox.base import MarketplaceSandbox
+from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder
 from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
 
 DEFAULT_APP_KEY = "100777"
@@ -48,6 +49,7 @@ TIMESTAMP_WINDOW_MS = 7200 * 1000
 MAX_SKUS = 50
 REFRESH_LIFETIME = 30 * 86400  # a test app's refresh token: 30 days
 WAREHOUSE = "dropshipping"  # a single-warehouse seller's only warehouse code
+SELLER_ID = "1000100"
 
 STOCK_UPDATE = "/product/stock/sellable/update"
 ITEM_GET = "/product/item/get"
@@ -60,6 +62,9 @@ class LazadaSandbox(MarketplaceSandbox):
 
     name = "lazada"
     key_names = ("item_id", "sku_id")
+    # Lazada's order statuses before payment (`unpaid`: the buyer has not paid; a cash on
+    # delivery order goes straight to `pending`).
+    unpaid_statuses = ("unpaid",)
 
     def __init__(
         self,
@@ -119,6 +124,49 @@ class LazadaSandbox(MarketplaceSandbox):
         hex HMAC-SHA256, key app secret, of app key + body)."""
         digest = hmac.new(self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256)
         return {"Authorization": digest.hexdigest(), "Content-Type": "application/json"}
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def order_id_new(self) -> str:
+        """A 15-digit number, as Lazada's order ids are (`260422900198363`)."""
+        with self._lock:
+            self._order_seq += 1
+            seq = self._order_seq
+        stamp = int(time.time() * 1000) % 10**9
+        return f"{secrets.randbelow(9) + 1}{stamp:09d}{seq:05d}"
+
+    def order_item_ids(self, order: SandboxOrder) -> list[list[str]]:
+        """The order item ids of each line: Lazada has one order item per unit."""
+        return [
+            [f"{line.line_id}{unit:03d}" for unit in range(1, line.quantity + 1)]
+            for line in order.lines
+        ]
+
+    def notification(self, order: SandboxOrder, *, bad_signature: bool) -> tuple[bytes, dict]:
+        """Lazada's trade order push for the order's current status, signed like Lazada.
+
+        Lazada sends one message per order line (`trade_order_line_id` is the order item
+        id); the sandbox sends the first item's, so one change makes one notification.
+        `status_update_time` is in seconds, `timestamp` (when the push was made) in ms.
+        """
+        item_ids = [ids[0] for ids in self.order_item_ids(order) if ids]
+        message = {
+            "seller_id": SELLER_ID,
+            "message_type": 0,
+            "data": {
+                "order_status": order.status,
+                "trade_order_id": order.order_id,
+                "trade_order_line_id": item_ids[0] if item_ids else order.order_id,
+                "status_update_time": int(order.updated),
+            },
+            "timestamp": int(time.time() * 1000),
+            "site": f"lazada_{self.country}",
+        }
+        body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        if bad_signature:
+            wrong = hmac.new(b"not-the-app-secret", self.app_key.encode() + body, hashlib.sha256)
+            return body, {"Authorization": wrong.hexdigest(), "Content-Type": "application/json"}
+        return body, self.push_headers(body)
 
     def describe(self) -> str:
         return (

@@ -8,6 +8,21 @@ Routes (reference/marketplaces.md section 3):
   `{"product_ids": [...]}` (<= 100); answers `data.inventory[].skus[]` with
   `total_available_quantity` and `warehouse_inventory[]`.
 - `GET /api/v2/token/refresh` and `GET /api/v2/token/get` (auth host; not signed).
+- `POST /order/202309/orders/search`: `page_size` (1..100, required), `page_token`,
+  `sort_field` (`create_time` | `update_time`), `sort_order` (`ASC` | `DESC`) in the query;
+  filters `order_status`, `create_time_ge/lt`, `update_time_ge/lt` (Unix seconds) in the JSON
+  body. Answers `data.orders[]` (whole orders), `data.next_page_token` ('' on the last page)
+  and `data.total_count`. The `order_page_size` option caps a page below the asked size, so
+  tests can walk several pages.
+- `GET /order/202309/orders?ids=a,b` (1..50 ids): `data.orders[]`; unknown ids are left out
+  (UNCONFIRMED: the real API's answer for an unknown id is not documented).
+
+Orders carry one `line_items[]` row per unit (the line-item schema has no quantity field).
+Order notifications are webhook type 1 (`order_id, order_status, is_on_hold_order,
+update_time`; `CANCEL` for CANCELLED, as the webhook spells it), signed like every TikTok
+webhook: `Authorization` = hex HMAC-SHA256 of app_key + raw body, keyed with the app secret.
+The notification id is derived from (shop, order, status, update time), so a retried
+notification keeps its id as TikTok's retries do.
 
 Shop calls are checked in this order, with this module's own signing code: app_key,
 timestamp (Unix seconds, within [now - 5 min, now + 30 s]), `sign`, `shop_cipher`, then the
@@ -26,6 +41,8 @@ the real API: the documented range starts at 1). Refresh tokens are not single u
 documents no rotation, so a refresh answers the same refresh token.
 """
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -33,9 +50,10 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from channels_sync.sandbox.base import MarketplaceSandbox
+from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder
 from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
 
 UPDATE_PATH = re.compile(r"^/product/202309/products/(?P<product_id>[^/]+)/inventory/update$")
@@ -48,6 +66,12 @@ TIMESTAMP_PAST_SECONDS = 300
 TIMESTAMP_FUTURE_SECONDS = 30
 REFRESH_TOKEN_LIFETIME = 365 * 86400
 TOKEN_REFUSED = 36004004  # made up: the token API's refusal codes are not documented
+ORDER_SEARCH_PATH = "/order/202309/orders/search"
+ORDER_DETAIL_PATH = "/order/202309/orders"
+ORDER_SEARCH_MAX_PAGE_SIZE = 100
+ORDER_DETAIL_MAX_IDS = 50
+ORDER_STATUS_CHANGE = 1  # webhook type
+TIME_FILTERS = ("create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt")
 
 
 class TikTokSandbox(MarketplaceSandbox):
@@ -56,7 +80,11 @@ class TikTokSandbox(MarketplaceSandbox):
     name = "tiktok"
     key_names = ("product_id", "sku_id")
     region = "MY"
+    currency = "MYR"
+    commerce_platform = "TIKTOK_SHOP"
+    shop_id = "7494049642642441621"
     seller_name = "TikTok Shop Sandbox Seller"
+    unpaid_statuses = ("UNPAID",)
 
     def __init__(
         self,
@@ -72,6 +100,7 @@ class TikTokSandbox(MarketplaceSandbox):
         self.warehouses: dict[tuple[str, ...], str] = {}
         self.auth_codes: set[str] = set()
         self.updates: list[tuple[dict[str, str], int]] = []
+        self.order_page_size: int | None = None
 
     # --- state ------------------------------------------------------------------------------
 
@@ -81,6 +110,20 @@ class TikTokSandbox(MarketplaceSandbox):
             self.warehouses.clear()
             self.auth_codes.clear()
             self.updates.clear()
+            self.order_page_size = None
+
+    def configure(self, **options: Any) -> dict:
+        """The shared options, and `order_page_size`: the most orders a search page holds
+        (None: as many as `page_size` asks)."""
+        page_size = options.pop("order_page_size", self.order_page_size)
+        if page_size is not None and (
+            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+        ):
+            raise ValueError("order_page_size must be a positive integer or null")
+        configured = super().configure(**options)
+        with self._lock:
+            self.order_page_size = page_size
+        return {**configured, "order_page_size": page_size}
 
     def seed_listings(self, listings: Any, quantity: int = 0) -> None:
         """Make listings known; a listing's `warehouse_id` becomes its SKU's warehouse."""
@@ -113,7 +156,8 @@ class TikTokSandbox(MarketplaceSandbox):
     def describe(self) -> str:
         return (
             f"{self.name}: POST /product/202309/products/{{product_id}}/inventory/update, "
-            f"POST {SEARCH_PATH}, GET {REFRESH_PATH} (app_key={self.app_key}, "
+            f"POST {SEARCH_PATH}, POST {ORDER_SEARCH_PATH}, GET {ORDER_DETAIL_PATH}?ids=, "
+            f"GET {REFRESH_PATH} (app_key={self.app_key}, "
             f"shop_cipher={self.shop_cipher}, region {self.region})"
         )
 
@@ -123,15 +167,190 @@ class TikTokSandbox(MarketplaceSandbox):
             {
                 "type": event_type,
                 "tts_notification_id": secrets.token_hex(8),
-                "shop_id": f"sandbox-{self.name}-shop",
+                "shop_id": self.shop_id,
                 "timestamp": int(time.time()),
                 "data": data,
             }
         ).encode()
-        signature = hmac.new(
-            self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256
-        ).hexdigest()
-        return body, {"Authorization": signature, "Content-Type": "application/json"}
+        return body, self._webhook_headers(body, self.app_secret)
+
+    def _webhook_headers(self, body: bytes, secret: str) -> dict[str, str]:
+        signature = hmac.new(secret.encode(), self.app_key.encode() + body, hashlib.sha256)
+        return {"Authorization": signature.hexdigest(), "Content-Type": "application/json"}
+
+    # --- orders -----------------------------------------------------------------------------
+
+    def order_id_new(self) -> str:
+        """An 18-digit order id, as TikTok Shop's (`576486316948490001`)."""
+        with self._lock:
+            self._order_seq += 1
+            return f"576{int(time.time()) % 10**10:010d}{self._order_seq % 10**5:05d}"
+
+    def notification(self, order: SandboxOrder, *, bad_signature: bool) -> tuple[bytes, dict]:
+        """The order status change webhook (type 1) of the order's current status."""
+        with self._lock:
+            status = order.status
+            updated = int(order.updated)
+            on_hold = "ON_HOLD" in order.history
+        # The webhook spells CANCELLED as CANCEL (Partner Center, order status change).
+        notified = "CANCEL" if status == "CANCELLED" else status
+        body = json.dumps(
+            {
+                "type": ORDER_STATUS_CHANGE,
+                "tts_notification_id": self._notification_id(order.order_id, notified, updated),
+                "shop_id": self.shop_id,
+                "timestamp": updated,
+                "data": {
+                    "order_id": order.order_id,
+                    "order_status": notified,
+                    "is_on_hold_order": on_hold,
+                    "update_time": updated,
+                },
+            }
+        ).encode()
+        secret = self.app_secret + "-wrong" if bad_signature else self.app_secret
+        return body, self._webhook_headers(body, secret)
+
+    def _notification_id(self, order_id: str, status: str, updated: int) -> str:
+        """A 19-digit id, the same for the same change (TikTok's retries keep their id)."""
+        digest = hashlib.sha256(f"{self.shop_id}|{order_id}|{status}|{updated}".encode())
+        return str(7 * 10**18 + int(digest.hexdigest()[:15], 16) % 10**18)
+
+    def _order_json(self, order: SandboxOrder) -> dict[str, Any]:
+        """An order as Get Order Detail describes it (call with the lock held)."""
+        package_id = f"115{order.order_id[-16:]}"
+        display = order.status
+        rows = []
+        sub_total = Decimal(0)
+        for line in order.lines:
+            price = Decimal(line.price)
+            for unit in range(line.quantity):
+                sub_total += price
+                rows.append(
+                    {
+                        "id": f"{line.line_id}{unit:03d}",
+                        "product_id": line.keys.get("product_id", ""),
+                        "sku_id": line.keys.get("sku_id", ""),
+                        "seller_sku": line.sku,
+                        "product_name": f"Sandbox product {line.keys.get('product_id', '')}",
+                        "sku_name": f"Variant {line.keys.get('sku_id', '')}",
+                        "sku_type": "NORMAL",
+                        "original_price": line.price,
+                        "sale_price": line.price,
+                        "seller_discount": "0",
+                        "platform_discount": "0",
+                        "currency": self.currency,
+                        "display_status": display,
+                        "package_id": package_id,
+                        "package_status": "TO_FULFILL",
+                        "is_gift": False,
+                        "cancel_reason": "",
+                        "cancel_user": "",
+                    }
+                )
+        address = {
+            "name": str(order.buyer.get("name", "")),
+            "phone_number": str(order.buyer.get("phone", "")),
+            "full_address": "1 Jalan Sandbox, 50000 Kuala Lumpur",
+            "address_detail": "1 Jalan Sandbox",
+            "postal_code": "50000",
+            "region_code": self.region,
+            "district_info": [],
+        }
+        return {
+            "id": order.order_id,
+            "status": order.status,
+            "commerce_platform": self.commerce_platform,
+            "order_type": "NORMAL",
+            "create_time": int(order.created),
+            "update_time": int(order.updated),
+            "paid_time": int(order.paid) if order.paid else 0,
+            "is_on_hold_order": "ON_HOLD" in order.history,
+            "is_cod": False,
+            "user_id": "7494560109732254417",
+            "buyer_email": "buyer@scs2.tiktok.com",
+            "buyer_message": "",
+            "recipient_address": address,
+            "payment": {
+                "currency": self.currency,
+                "sub_total": str(sub_total),
+                "shipping_fee": "0",
+                "seller_discount": "0",
+                "platform_discount": "0",
+                "tax": "0",
+                "total_amount": str(sub_total),
+                "original_total_product_price": str(sub_total),
+            },
+            "payment_method_name": "Sandbox Pay",
+            "fulfillment_type": "FULFILLMENT_BY_SELLER",
+            "shipping_type": "TIKTOK",
+            "delivery_type": "HOME_DELIVERY",
+            "packages": [{"id": package_id}],
+            "line_items": rows,
+        }
+
+    def _order_search(self, request: SandboxRequest) -> SandboxResponse:
+        query = {key: values[-1] for key, values in request.query.items()}
+        page_size = _int_or_none(query.get("page_size"))
+        if page_size is None or not 1 <= page_size <= ORDER_SEARCH_MAX_PAGE_SIZE:
+            return _answer(400, 36009004, "Invalid parameter: page_size must be 1 to 100.")
+        sort_field = query.get("sort_field", "create_time")
+        sort_order = query.get("sort_order", "DESC")
+        if sort_field not in ("create_time", "update_time") or sort_order not in ("ASC", "DESC"):
+            return _answer(400, 36009004, "Invalid parameter: sort_field or sort_order.")
+        try:
+            filters = request.json() if request.body else {}
+        except ValueError:
+            filters = None
+        if not isinstance(filters, dict):
+            return _answer(400, 36009004, "Invalid parameter: the body must be an object.")
+        bounds = {}
+        for name in TIME_FILTERS:
+            if filters.get(name) is None:
+                continue
+            value = filters[name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                return _answer(400, 36009004, f"Invalid parameter: {name} must be an integer.")
+            bounds[name] = value
+        wanted_status = filters.get("order_status")
+        offset = _page_offset(query.get("page_token", ""))
+        if offset is None:
+            return _answer(400, 36009004, "Invalid parameter: page_token.")
+        with self._lock:
+            matched = []
+            for order in self.orders.values():
+                times = {"create_time": int(order.created), "update_time": int(order.updated)}
+                if wanted_status and order.status != wanted_status:
+                    continue
+                if not all(
+                    times[name[:-3]] >= value if name.endswith("_ge") else times[name[:-3]] < value
+                    for name, value in bounds.items()
+                ):
+                    continue
+                matched.append((times[sort_field], order.order_id, order))
+            matched.sort(key=lambda row: (row[0], row[1]), reverse=sort_order == "DESC")
+            size = min(page_size, self.order_page_size or page_size)
+            page = [self._order_json(order) for _, _, order in matched[offset : offset + size]]
+        more = offset + size < len(matched)
+        return _answer(
+            200,
+            0,
+            "Success",
+            {
+                "orders": page,
+                "next_page_token": _page_token(offset + size) if more else "",
+                "total_count": len(matched),
+            },
+        )
+
+    def _order_detail(self, request: SandboxRequest) -> SandboxResponse:
+        query = {key: values[-1] for key, values in request.query.items()}
+        ids = [value.strip() for value in query.get("ids", "").split(",") if value.strip()]
+        if not 1 <= len(ids) <= ORDER_DETAIL_MAX_IDS:
+            return _answer(400, 36009004, "Invalid parameter: ids must hold 1 to 50 order ids.")
+        with self._lock:
+            orders = [self._order_json(self.orders[i]) for i in ids if i in self.orders]
+        return _answer(200, 0, "Success", {"orders": orders})
 
     # --- routes -----------------------------------------------------------------------------
 
@@ -145,6 +364,10 @@ class TikTokSandbox(MarketplaceSandbox):
             return self._checked(request) or self._inventory_update(request, match["product_id"])
         if request.method == "POST" and request.path == SEARCH_PATH:
             return self._checked(request) or self._inventory_search(request)
+        if request.method == "POST" and request.path == ORDER_SEARCH_PATH:
+            return self._checked(request) or self._order_search(request)
+        if request.method == "GET" and request.path == ORDER_DETAIL_PATH:
+            return self._checked(request) or self._order_detail(request)
         return _answer(404, 36009004, f"Invalid path {request.method} {request.path}")
 
     def _checked(self, request: SandboxRequest) -> SandboxResponse | None:
@@ -386,6 +609,10 @@ class TokopediaSandbox(TikTokSandbox):
 
     name = "tokopedia"
     region = "ID"
+    currency = "IDR"
+    # Orders placed in the Tokopedia app come through the same API, marked as such.
+    commerce_platform = "TOKOPEDIA"
+    shop_id = "7494049642642441622"
     seller_name = "Tokopedia & Shop Sandbox Seller"
 
     def __init__(
@@ -423,6 +650,29 @@ def _header(request: SandboxRequest, name: str) -> str:
         if key.lower() == lowered:
             return value
     return ""
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _page_token(offset: int) -> str:
+    """An opaque page token (the offset of the next page, encoded)."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_offset(token: str) -> int | None:
+    """The offset a page token names (0 for none); None for a token this shop never gave."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return offset if isinstance(offset, int) and offset >= 0 else None
 
 
 def _iso(epoch: float) -> str:
