@@ -201,10 +201,9 @@ def _store(
     """INSERT the event unless the channel has its key; return the new id (None: duplicate)."""
     now = timezone.now()
     kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    # Only order notifications are acted on: the rest are kept, marked ignored, never queued.
     status = (
-        WebhookEvent.Status.IGNORED
-        if event.topic == TOPIC_UNREADABLE
-        else WebhookEvent.Status.RECEIVED
+        WebhookEvent.Status.RECEIVED if event.topic == TOPIC_ORDER else WebhookEvent.Status.IGNORED
     )
     values = {
         "created_at": now,
