@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_sync.adapters import adapter_class
+from channels_sync.hooks import listings_created
 from channels_sync.models import Channel, ChannelListing
 from channels_sync.services.dirty import listings_mark_dirty
 from core.batch import row_result
@@ -65,8 +66,10 @@ def listings_upsert(
 
     A row is `invalid` (with a code: `unknown_sku`, `invalid_keys`, `duplicate`,
     `keys_taken`) without stopping the others. A new listing, or one whose keys changed,
-    is marked dirty and the channel pushed after commit. Locks the channel's listings of
-    the batch's products (pk order) so two batches of the same rows do not race.
+    is marked dirty and the channel pushed after commit; both are told to the
+    `channels_sync.hooks` listeners in this transaction (new keys may match parked orders).
+    Locks the channel's listings of the batch's products (pk order) so two batches of the
+    same rows do not race.
     """
     cls = adapter_class(channel.type)
     result = ListingBatchResult()
@@ -119,6 +122,7 @@ def listings_upsert(
         ).values(*IDENTITY_COLUMNS, "product_id"):
             holders[tuple(row[c] for c in IDENTITY_COLUMNS)] = row["product_id"]
     marked: list[int] = []
+    created: list[ChannelListing] = []
     for index, sku, columns in cleaned:
         outcome = result.rows[index]
         product = products.get(sku)
@@ -144,6 +148,7 @@ def listings_upsert(
                         **columns,
                     )
                     outcome.status = "created"
+                    created.append(listing)
                 elif any(getattr(listing, name) != value for name, value in columns.items()):
                     for name, value in columns.items():
                         setattr(listing, name, value)
@@ -151,6 +156,7 @@ def listings_upsert(
                     listing.last_pushed_quantity = None
                     listing.save()
                     outcome.status = "updated"
+                    created.append(listing)
         except IntegrityError:
             outcome.code, outcome.field = "keys_taken", "keys"
             outcome.message = "another listing of this channel took these keys meanwhile"
@@ -164,6 +170,7 @@ def listings_upsert(
         # Shared-pool rules split a product between its channels: a new or changed listing
         # can move the others' shares too.
         listings_mark_dirty(listing_ids=_sharing(marked))
+    listings_created(created)
     logger.info("listings.upserted", channel_id=channel.pk, actor=actor, **result.counts())
     return result
 

@@ -81,6 +81,7 @@ def stock_reserve(
     ttl: timedelta | None = None,
     expires: bool = True,
     idempotency_key: str = "",
+    enforce: bool = True,
 ) -> Reservation:
     """Hold `quantity` of available stock until `ttl` passes (or it is released/committed).
 
@@ -88,6 +89,9 @@ def stock_reserve(
     (`warehouse_not_found` when it has none), no `ttl` takes
     `RESERVATION_DEFAULT_TTL_SECONDS` (see `reservation_ttl`). `expires=False` holds until
     committed or released, whatever `ttl` says (an order's line: the order decides).
+    `enforce=False` records a sale that already happened (a marketplace order): the full
+    quantity is held even past zero available, under the same lock and with the same ledger
+    movement; the caller sees the shortfall as `reservation.level.available < 0`.
 
     Locks the level and checks availability under the lock, so concurrent reservations never
     take available below zero (unless the product allows negative stock). When short, due
@@ -118,7 +122,7 @@ def stock_reserve(
         now = timezone.now()
         if product.stock_is_enforced and level.available < quantity:
             _expire_due(level, now)
-            if level.available < quantity:
+            if enforce and level.available < quantity:
                 raise InsufficientStock(
                     sku=product.sku,
                     warehouse=warehouse.code,

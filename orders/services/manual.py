@@ -1,0 +1,341 @@
+"""Orders entered through the API, and what staff do to orders (cancel, ship, map, restock).
+
+API orders are ours, not marketplace facts: they are refused whole when a line lacks stock.
+Staff actions on a marketplace order act on a fact, so they never refuse for stock.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from channels_sync.adapters import OrderStatus
+from core.errors import DomainError
+from inventory.models import Product, Vendor, Warehouse
+from inventory.services import Origin, stock_adjust
+from inventory.services.stock import quantity_clean, warehouse_check
+from orders.errors import (
+    InvalidTransition,
+    LineAlreadyMapped,
+    LineNotReturned,
+    OrderExists,
+    UnknownSku,
+    UnknownWarehouse,
+)
+from orders.models import Order, OrderEvent, OrderLine
+from orders.services.lifecycle import (
+    SHIPPED,
+    Actor,
+    confirm_if_due,
+    event_record,
+    line_reference,
+    line_warehouse,
+    lines_stock_sync,
+    order_lock,
+    status_set,
+    transition_allowed,
+)
+from orders.services.market import order_reprocess_lines
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OrderLineInput:
+    """One line of an API order, as validated at the edge."""
+
+    sku: str
+    quantity: Decimal
+    warehouse: str | None = None  # a warehouse code; the vendor's default when None
+    unit_price: Decimal | None = None
+    discount: Decimal | None = None
+    vat_rate: Decimal | None = None
+    vat_amount: Decimal | None = None
+    name: str = ""
+
+
+def order_create(
+    *,
+    vendor: Vendor,
+    order_number: str,
+    lines: list[OrderLineInput],
+    actor: Actor,
+    customer: dict[str, Any] | None = None,
+    address: dict[str, Any] | None = None,
+    notes: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
+    payment_method: str = "",
+    placed_at: datetime | None = None,
+) -> Order:
+    """Create a confirmed (paid) order and reserve each line; all or nothing.
+
+    Refuses an unknown SKU (`unknown_sku`, 400) or warehouse (`unknown_warehouse`, 400)
+    naming the line, a taken number (`order_exists`, 409), and any line short of available
+    stock (`insufficient_stock`, 409, every short line in `details.lines`), reserving
+    nothing. Reservations are keyed by the line and never expire. Announces "order
+    confirmed" after commit. Idempotency is the API's (`Idempotency-Key`).
+    """
+    products, warehouses = _lines_resolve(vendor, lines)
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    vendor=vendor,
+                    order_number=order_number,
+                    status=OrderStatus.PAID,
+                    placed_at=placed_at or now,
+                    paid_at=now,
+                    customer=customer or {},
+                    address=address or {},
+                    notes=notes,
+                    amount=amount,
+                    currency=currency,
+                    payment_method=payment_method,
+                )
+        except IntegrityError as exc:
+            raise OrderExists(
+                f"Order {order_number} already exists.",
+                details={"field": "order_number", "order_number": order_number},
+            ) from exc
+        event_record(order, kind=OrderEvent.Kind.CREATED, actor=actor, to_status=order.status)
+        OrderLine.objects.bulk_create(
+            OrderLine(
+                order=order,
+                line_number=index + 1,
+                sku=line.sku,
+                name=line.name or products[index].name[:300],
+                product=products[index],
+                warehouse=warehouses[index],
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                discount=line.discount,
+                vat_rate=line.vat_rate,
+                vat_amount=line.vat_amount,
+                status=OrderLine.Status.NEEDS_MAPPING,  # until its stock is reserved
+            )
+            for index, line in enumerate(lines)
+        )
+        lines_stock_sync(order, actor=actor, allow_short=False)
+        confirm_if_due(order)
+        order.save()
+    logger.info("order.created", order_id=order.pk, order_number=order_number, lines=len(lines))
+    return order
+
+
+def _lines_resolve(
+    vendor: Vendor, lines: list[OrderLineInput]
+) -> tuple[list[Product], list[Warehouse]]:
+    skus = {line.sku for line in lines}
+    by_sku = {p.sku: p for p in Product.objects.filter(vendor=vendor, sku__in=skus)}
+    by_code = {w.code: w for w in Warehouse.objects.filter(vendor=vendor)}
+    default = next((w for w in by_code.values() if w.is_default), None)
+    products, warehouses = [], []
+    for index, line in enumerate(lines):
+        product = by_sku.get(line.sku)
+        if product is None:
+            raise UnknownSku(
+                f"Line {index + 1}: no product {line.sku}.",
+                details={"field": f"lines.{index}.sku", "line": index + 1, "sku": line.sku},
+            )
+        warehouse = by_code.get(line.warehouse) if line.warehouse else default
+        if warehouse is None:
+            raise UnknownWarehouse(
+                f"Line {index + 1}: no warehouse {line.warehouse or '(default)'}.",
+                details={
+                    "field": f"lines.{index}.warehouse",
+                    "line": index + 1,
+                    "warehouse": line.warehouse,
+                },
+            )
+        warehouse_check(product, warehouse)
+        products.append(product)
+        warehouses.append(warehouse)
+    return products, warehouses
+
+
+def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
+    """Cancel an order that has not shipped and release its lines' stock.
+
+    Locks the order. Idempotent: a cancelled order is returned as it is. Refuses an order
+    that shipped or was returned (`invalid_transition`, 409).
+    """
+    with transaction.atomic():
+        order = order_lock(order.pk)
+        if order.status == OrderStatus.CANCELLED:
+            return order
+        if not transition_allowed(order.status, OrderStatus.CANCELLED):
+            raise InvalidTransition(
+                f"A {order.status} order cannot be cancelled.",
+                details={"status": order.status, "to": OrderStatus.CANCELLED},
+            )
+        status_set(order, OrderStatus.CANCELLED, actor=actor)
+        if reason:
+            order.notes = f"{order.notes}\nCancelled: {reason}".strip()
+        lines_stock_sync(order, actor=actor, allow_short=order.channel_id is not None)
+        order.save()
+    return order
+
+
+def order_ship(*, order: Order, actor: Actor) -> Order:
+    """Mark an open order shipped: its lines' reservations are committed (on_hand down).
+
+    Locks the order. Idempotent: a shipped (or delivered, completed) order is returned as
+    it is. Refuses a cancelled or returned order (`invalid_transition`, 409). Lines still
+    waiting for a mapping are committed when they are mapped.
+    """
+    with transaction.atomic():
+        order = order_lock(order.pk)
+        if order.status in SHIPPED:
+            return order
+        if not transition_allowed(order.status, OrderStatus.SHIPPED):
+            raise InvalidTransition(
+                f"A {order.status} order cannot be shipped.",
+                details={"status": order.status, "to": OrderStatus.SHIPPED},
+            )
+        status_set(order, OrderStatus.SHIPPED, actor=actor)
+        lines_stock_sync(order, actor=actor, allow_short=order.channel_id is not None)
+        confirm_if_due(order)
+        order.save()
+    return order
+
+
+def order_reprocess(*, order: Order, actor: Actor) -> Order:
+    """Match the order's unmapped lines again and bring every line's stock in line.
+
+    For parked orders (a listing or product appeared) and for staff. Locks the order;
+    idempotent (nothing left to do writes nothing but the event).
+    """
+    with transaction.atomic():
+        order = order_lock(order.pk)
+        was_parked = order.needs_mapping
+        order_reprocess_lines(order, actor=actor)
+        if was_parked or actor.source == OrderEvent.Source.STAFF:
+            event_record(
+                order,
+                kind=OrderEvent.Kind.REPROCESSED,
+                actor=actor,
+                from_status=order.status,
+                details={"needs_mapping": order.needs_mapping},
+            )
+        order.save()
+    return order
+
+
+def order_line_map(
+    *, line: OrderLine, product: Product, actor: Actor, warehouse: Warehouse | None = None
+) -> OrderLine:
+    """Map a line to a product (staff): its stock is then held as the order's state says.
+
+    Locks the order. Refuses a product of another vendor (`vendor_mismatch`) and a line
+    already holding stock (`line_already_mapped`); mapping a line to its own product again
+    changes nothing. No warehouse: the channel's (or the vendor's default) is chosen.
+    """
+    with transaction.atomic():
+        order = order_lock(line.order_id)
+        line = OrderLine.objects.select_for_update().get(pk=line.pk)
+        if product.vendor_id != order.vendor_id:
+            raise DomainError(
+                f"{product.sku} belongs to another vendor than the order.",
+                code="vendor_mismatch",
+                details={"field": "product"},
+            )
+        if line.reservation_id is not None:
+            if line.product_id == product.pk:
+                return line
+            raise LineAlreadyMapped(details={"line": line.line_number, "sku": line.sku})
+        warehouse = warehouse or line_warehouse(order, product, line.quantity)
+        if warehouse is None:
+            raise UnknownWarehouse(
+                "No warehouse to take the stock from; name one.", details={"field": "warehouse"}
+            )
+        warehouse_check(product, warehouse)
+        line.product, line.warehouse = product, warehouse
+        line.save(update_fields=["product", "warehouse", "updated_at"])
+        event_record(
+            order,
+            kind=OrderEvent.Kind.MAPPED,
+            actor=actor,
+            message=f"Line {line.line_number} ({line.sku or '-'}) mapped to {product.sku}.",
+            details={"line": line.line_number, "product": product.sku},
+        )
+        order_reprocess_lines(order, actor=actor)
+        order.save()
+        line.refresh_from_db()
+    return line
+
+
+def order_line_restock(
+    *, line: OrderLine, reason: str, actor: Actor, quantity: Decimal | None = None
+) -> OrderLine:
+    """Put a returned line's goods back on hand (staff): an `adjust` movement with a reason.
+
+    Locks the order. Once per line: the movement is keyed by the line, so a repeat returns
+    the line as it is. Refuses a line that is not returned (`line_not_returned`), a blank
+    reason, or more than the line's quantity (`invalid_quantity`).
+    """
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("A restock needs a reason.", code="reason_required")
+    with transaction.atomic():
+        order = order_lock(line.order_id)
+        line = OrderLine.objects.select_related("product", "warehouse").get(pk=line.pk)
+        if line.restocked_at is not None:
+            return line
+        if line.status != OrderLine.Status.RETURNED:
+            raise LineNotReturned(details={"line": line.line_number, "status": line.status})
+        quantity = line.quantity if quantity is None else quantity_clean(quantity)
+        if not 0 < quantity <= line.quantity:
+            raise DomainError(
+                f"Restock between 0 and {line.quantity}.",
+                code="invalid_quantity",
+                details={"field": "quantity"},
+            )
+        stock_adjust(
+            product=line.product,
+            warehouse=line.warehouse,
+            delta=quantity,
+            origin=Origin(
+                source="admin",
+                actor=actor.actor,
+                reason=f"return of order {order.order_number}: {reason}",
+                reference=line_reference(line),
+            ),
+            idempotency_key=f"restock:{line_reference(line)}",
+        )
+        line.restocked_quantity, line.restocked_at = quantity, timezone.now()
+        line.save(update_fields=["restocked_quantity", "restocked_at", "updated_at"])
+        event_record(
+            order,
+            kind=OrderEvent.Kind.RESTOCKED,
+            actor=actor,
+            message=reason,
+            details={"line": line.line_number, "quantity": str(quantity)},
+        )
+    return line
+
+
+def orders_reprocess_parked(*, channel_id: int, actor: Actor) -> int:
+    """Reprocess the channel's parked orders (one transaction each); return how many mapped.
+
+    Run after listings of the channel were created (see `OrdersConfig.ready`).
+    """
+    mapped = 0
+    ids = list(
+        Order.objects.filter(channel_id=channel_id, needs_mapping=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for order_id in ids:
+        order = order_reprocess(order=Order(pk=order_id), actor=actor)
+        mapped += not order.needs_mapping
+    if ids:
+        logger.info(
+            "orders.parked_reprocessed", channel_id=channel_id, orders=len(ids), mapped=mapped
+        )
+    return mapped
