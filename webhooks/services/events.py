@@ -19,6 +19,7 @@ from django.utils import timezone
 from channels_sync.adapters import AdapterError, MarketOrder, Outcome
 from channels_sync.models import Channel
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
+from orders.services import order_apply_market
 from webhooks.metrics import WEBHOOKS
 from webhooks.models import WebhookEvent
 from webhooks.selectors import events_stuck
@@ -53,8 +54,6 @@ def webhook_event_process(*, event_id: int) -> str:
         return "ignored"
     try:
         order = _fetch(channel, event.order_id)
-        from orders.services import order_apply_market
-
         order_apply_market(
             channel=channel, order=order, source="webhook", event_ref=f"webhook_event:{event.pk}"
         )

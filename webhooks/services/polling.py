@@ -18,6 +18,7 @@ from channels_sync.models import Channel
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from core.cache import QUEUE_ERRORS
+from orders.services import order_apply_market
 from webhooks.metrics import ORDER_POLLS
 from webhooks.tasks import poll_channel
 
@@ -78,8 +79,6 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     when every order fetched was applied; orders listed but not returned by the detail call
     are logged, not waited for. Marketplace failures are reported (`failed`), not raised.
     """
-    from orders.services import order_apply_market
-
     report = PollReport(channel_id=channel_id)
     channel = Channel.objects.filter(pk=channel_id).first()
     if channel is None or not channel.active or channel.needs_reauth:
@@ -94,7 +93,7 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
         now = timezone.now()
         report.since, report.until = poll_window(channel, now)
         try:
-            _poll(channel, report, order_apply_market)
+            _poll(channel, report)
         except AdapterError as exc:
             report.outcome = "failed"
             report.error = f"{exc.outcome}: {exc}"[:500]
@@ -120,7 +119,7 @@ def poll_window(channel: Channel, now: datetime) -> tuple[datetime, datetime]:
     return since, now
 
 
-def _poll(channel: Channel, report: PollReport, apply) -> None:
+def _poll(channel: Channel, report: PollReport) -> None:
     adapter = channel_adapter(channel)
     if not channel_token_refresh(channel=channel, adapter=adapter):
         raise AdapterError("the channel needs re-authorisation")
@@ -135,7 +134,7 @@ def _poll(channel: Channel, report: PollReport, apply) -> None:
         report.missing.extend(order_id for order_id in batch if order_id not in orders)
         for order in orders.values():
             try:
-                apply(channel=channel, order=order, source="poll", event_ref=event_ref)
+                order_apply_market(channel=channel, order=order, source="poll", event_ref=event_ref)
             except Exception:
                 logger.exception(
                     "orders_poll.apply_failed", channel_id=channel.pk, order_id=order.external_id
