@@ -279,7 +279,7 @@ def test_processing_failure_retries_then_dead_letters_and_the_retry_reprocesses(
 
 def test_order_the_marketplace_does_not_return_retries_then_fails(shop, settings):
     settings.WEBHOOK_PROCESS_MAX_RETRIES = 1
-    server, channel, _product = shop
+    server, _channel, _product = shop
     order = place(server, drop=True)
     body, headers = server.app.notification(order, bad_signature=False)
     del server.app.orders[order.order_id]  # not (yet) in the marketplace's detail
@@ -315,7 +315,7 @@ def test_two_workers_processing_one_event_claim_it_once(shop):
 
 
 def test_reprocess_queues_events_whatever_their_status(shop):
-    server, channel, product = shop
+    server, _channel, product = shop
     place(server, quantity=2)
     event = WebhookEvent.objects.get()
     assert event.status == WebhookEvent.Status.PROCESSED
