@@ -111,6 +111,7 @@ class ChannelSerializer(serializers.ModelSerializer):
     def get_webhook_secret_set(self, obj: Channel) -> bool:
         return bool(obj.webhook_secret)
 
+    @extend_schema_field(serializers.URLField())
     def get_webhook_url(self, obj: Channel) -> str:
         return channel_webhook_url(obj)
 
