@@ -234,17 +234,19 @@ def _store(
         f"VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({channel_col}, event_key) DO NOTHING RETURNING id"
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    # One statement: in autocommit it commits by itself (no BEGIN/COMMIT round trips), and
+    # the on-commit enqueue then runs at once; inside a caller's transaction it waits for it.
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-        if row is None:
-            return None
-        event_id = row[0]
-        if status == WebhookEvent.Status.RECEIVED:
-            transaction.on_commit(
-                lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
-                robust=True,
-            )
+    if row is None:
+        return None
+    event_id = row[0]
+    if status == WebhookEvent.Status.RECEIVED:
+        transaction.on_commit(
+            lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
+            robust=True,
+        )
     return event_id
 
 
