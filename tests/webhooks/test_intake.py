@@ -263,3 +263,33 @@ def test_intake_last_received_is_written_at_most_once_a_minute(lazada, hooked):
     post(url, second, lazada_signed(channel, second))
     channel.refresh_from_db()
     assert channel.webhook_last_received_at == stamp
+
+
+def shopee_signed(partner_key: str, url: str, body: bytes) -> dict[str, str]:
+    """Shopee's push signature, from the documented recipe: HMAC of url + "|" + body."""
+    digest = hmac.new(partner_key.encode(), url.encode() + b"|" + body, hashlib.sha256)
+    return {"Authorization": digest.hexdigest(), "Content-Type": "application/json"}
+
+
+def test_intake_shopee_signs_the_registered_url_and_answers_an_empty_body(
+    shopee, hooked, live_server
+):
+    channel = hooked(shopee, "shopee")
+    url = channel_webhook_url(channel)
+    assert url == f"{live_server.url}/webhooks/shopee/{channel.pk}/"
+    body = json.dumps(
+        {"shop_id": 1, "code": 3, "timestamp": 1_790_000_000,
+         "data": {"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP", "update_time": 1}}
+    ).encode()  # fmt: skip
+    partner_key = channel.credentials["partner_key"]
+
+    # a signature over another URL (the one a proxy shows, say) is refused
+    elsewhere = shopee_signed(partner_key, url.replace("/webhooks/", "/hooks/"), body)
+    refused = post(url, body, elsewhere)
+    accepted = post(url, body, shopee_signed(partner_key, url, body))
+    again = post(url, body, shopee_signed(partner_key, url, body))
+
+    assert refused.status_code == 401
+    assert (accepted.status_code, accepted.content) == (200, b"")
+    assert (again.status_code, again.content) == (200, b"")
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
