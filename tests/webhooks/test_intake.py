@@ -136,7 +136,7 @@ def test_intake_body_over_the_limit_answers_413(lazada, hooked, settings):
     assert WebhookEvent.objects.count() == 0
 
 
-@pytest.mark.parametrize("channel_type", ["lazada", "tiktok", "tokopedia"])
+@pytest.mark.parametrize("channel_type", ["shopee", "lazada", "tiktok", "tokopedia"])
 def test_intake_each_marketplace_notification_is_stored_once(
     channel_type, sandboxes, hooked, settings
 ):
