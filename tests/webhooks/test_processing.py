@@ -359,3 +359,19 @@ def test_processing_an_inactive_channels_event_then_again_is_skipped(shop):
     # an inactive channel's sale still counts
     assert webhook_event_process(event_id=event.pk) == "processed"
     assert webhook_event_process(event_id=event.pk) == "skipped"
+
+
+@pytest.mark.parametrize("channel_type", ["tiktok", "tokopedia"])
+def test_processing_each_marketplace_notification_reserves(
+    channel_type, sandboxes, hooked, stocked, warehouse
+):
+    server = sandboxes[channel_type]
+    product = stocked(10)
+    channel = hooked(server, channel_type, warehouses=[warehouse], products=[product])
+    order = server.app.order_create(
+        lines=[{"keys": listing_keys(channel_type, 0), "sku": "SKU-0", "quantity": 4}],
+        status="AWAITING_SHIPMENT",
+    )
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
+    assert Order.objects.get(channel=channel, external_id=order.order_id).status == "paid"
+    assert active_reserved(product) == Decimal(4)
