@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from channels_sync.models import AllocationRule, Channel, ChannelListing, PushAttempt
+from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.channels import (
     channel_check,
     channel_create,
@@ -52,6 +53,12 @@ _CHANNEL_STATE = [
     "reauth_reason",
     "token_expires_at",
     "last_push_at",
+    "webhook_url",
+    "webhook_last_received_at",
+    "webhook_signature_failures",
+    "webhook_signature_failed_at",
+    "orders_cursor",
+    "orders_polled_at",
     "created_at",
     "updated_at",
 ]
@@ -228,6 +235,10 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.display(description="credential fields held")
     def credential_names(self, obj: Channel) -> str:
         return ", ".join(sorted(obj.credentials or {})) or "-"
+
+    @admin.display(description="webhook URL (register it with the marketplace)")
+    def webhook_url(self, obj: Channel) -> str:
+        return channel_webhook_url(obj)
 
     @admin.display(description="webhook secret set", boolean=True)
     def webhook_secret_set(self, obj: Channel) -> bool:

@@ -352,3 +352,19 @@ def channels_with_due_listings() -> list[int]:
         .distinct()
         .order_by("channel_id")
     )
+
+
+def channel_webhook_url(channel: Channel) -> str:
+    """The URL to register with the marketplace for this channel's webhooks.
+
+    `PUBLIC_BASE_URL` plus the inbound endpoint's path. Shopee signs exactly this URL, so the
+    signature check uses it too (never the address a request happened to arrive on, which a
+    proxy may have rewritten).
+    """
+    from django.conf import settings
+    from django.urls import reverse
+
+    path = reverse(
+        "webhooks:receive", kwargs={"channel_type": channel.type, "channel_id": channel.pk}
+    )
+    return f"{settings.PUBLIC_BASE_URL}{path}"

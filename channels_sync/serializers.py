@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from channels_sync.adapters import adapter_class
 from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
+from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
 from core.batch import (
     BatchRowResultSerializer,
@@ -45,6 +46,9 @@ class ChannelSerializer(serializers.ModelSerializer):
         help_text="The names of the credential fields held (never their values)."
     )
     webhook_secret_set = serializers.SerializerMethodField()
+    webhook_url = serializers.SerializerMethodField(
+        help_text="Register this URL with the marketplace for the channel's webhooks."
+    )
     effective_rate_limit_per_second = serializers.SerializerMethodField(
         help_text="The channel's rate limit, or its marketplace's default."
     )
@@ -79,6 +83,12 @@ class ChannelSerializer(serializers.ModelSerializer):
             "credentials_set",
             "credential_fields",
             "webhook_secret_set",
+            "webhook_url",
+            "webhook_last_received_at",
+            "webhook_signature_failures",
+            "webhook_signature_failed_at",
+            "orders_cursor",
+            "orders_polled_at",
             "needs_reauth",
             "reauth_reason",
             "token_expires_at",
@@ -100,6 +110,10 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     def get_webhook_secret_set(self, obj: Channel) -> bool:
         return bool(obj.webhook_secret)
+
+    @extend_schema_field(serializers.URLField())
+    def get_webhook_url(self, obj: Channel) -> str:
+        return channel_webhook_url(obj)
 
     def get_effective_rate_limit_per_second(self, obj: Channel) -> float:
         return obj.rate_limit_per_second or adapter_class(obj.type).default_rate_per_second

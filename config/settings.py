@@ -461,6 +461,33 @@ ORDERS_POLL_FIRST_LOOKBACK_SECONDS = env.int(
 )
 # Processed webhook events are kept this long, then purged.
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+# Order details are fetched this many orders per call while polling.
+ORDERS_POLL_FETCH_BATCH = env.int("ORDERS_POLL_FETCH_BATCH", default=50)
+# The intake keeps a channel (and its signing secret) in process memory this long; a
+# signature that fails against the kept copy is checked again against the database.
+WEBHOOK_CHANNEL_CACHE_SECONDS = env.float("WEBHOOK_CHANNEL_CACHE_SECONDS", default=5.0)
+# Processing an event: retries with backoff (base seconds, doubling), then failed and
+# dead-lettered; a worker holds an event this long (past the task's hard time limit).
+WEBHOOK_PROCESS_MAX_RETRIES = env.int("WEBHOOK_PROCESS_MAX_RETRIES", default=6)
+WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS = env.float(
+    "WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS", default=10.0
+)
+WEBHOOK_PROCESS_SOFT_TIME_LIMIT_SECONDS = env.int(
+    "WEBHOOK_PROCESS_SOFT_TIME_LIMIT_SECONDS", default=120
+)
+WEBHOOK_PROCESS_TIME_LIMIT_SECONDS = WEBHOOK_PROCESS_SOFT_TIME_LIMIT_SECONDS + 30
+WEBHOOK_PROCESS_LEASE_SECONDS = WEBHOOK_PROCESS_TIME_LIMIT_SECONDS + 60
+# The sweep re-queues events left `received` longer than this (a crash before the enqueue).
+WEBHOOK_SWEEP_GRACE_SECONDS = env.int("WEBHOOK_SWEEP_GRACE_SECONDS", default=120)
+ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS = env.int("ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS", default=600)
+CELERY_TASK_ANNOTATIONS["webhooks.process_event"] = {
+    "soft_time_limit": WEBHOOK_PROCESS_SOFT_TIME_LIMIT_SECONDS,
+    "time_limit": WEBHOOK_PROCESS_TIME_LIMIT_SECONDS,
+}
+CELERY_TASK_ANNOTATIONS["webhooks.poll_channel"] = {
+    "soft_time_limit": ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS,
+    "time_limit": ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS + 60,
+}
 # Outside the tests and the demo, channels talk to the real marketplaces; these are the
 # defaults offered when a channel names no base URL.
 CHANNEL_DEFAULT_BASE_URLS = {

@@ -28,10 +28,21 @@ class Schedule:
     every_seconds: int | None = None
     crontab: str | None = None
     queue: str | None = None
+    # Every this setting's seconds, read when the schedules are written (never when the
+    # app's schedules module is imported): an interval the deployment configures.
+    every_setting: str | None = None
 
     @property
     def full_name(self) -> str:
         return f"{NAME_PREFIX}{self.name}"
+
+    @property
+    def interval_seconds(self) -> int | None:
+        if self.every_setting:
+            from django.conf import settings
+
+            return int(getattr(settings, self.every_setting))
+        return self.every_seconds
 
 
 def schedules_collect() -> list[Schedule]:
@@ -65,9 +76,9 @@ def schedules_sync() -> dict[str, int]:
                 "interval": None,
                 "crontab": None,
             }
-            if schedule.every_seconds:
+            if schedule.interval_seconds:
                 defaults["interval"], _ = IntervalSchedule.objects.get_or_create(
-                    every=schedule.every_seconds, period=IntervalSchedule.SECONDS
+                    every=schedule.interval_seconds, period=IntervalSchedule.SECONDS
                 )
             else:
                 minute, hour, day, month, weekday = schedule.crontab.split()

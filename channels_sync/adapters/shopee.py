@@ -1,4 +1,5 @@
-"""Shopee Open Platform v2: signed stock updates, stock read-back, token refresh, webhooks.
+"""Shopee Open Platform v2: signed stock updates, stock read-back, token refresh, webhooks,
+orders.
 
 Every call carries the common parameters in the query string (`partner_id`, `timestamp` in
 Unix seconds, `sign`, and for shop calls `access_token` and `shop_id`); the POST body holds
@@ -14,14 +15,17 @@ import hmac
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from channels_sync.adapters.base import (
     Adapter,
     AdapterError,
     CallResult,
+    ChannelEvent,
     ItemResult,
     ObservedStock,
+    OrderStatus,
     Outcome,
     StockUpdate,
 )
@@ -48,6 +52,40 @@ EXPIRED_ERRORS = frozenset({"invalid_access_token", "invalid_acceess_token"})
 SERVER_ERRORS = frozenset({"error_server", "error_inner"})
 PARTIAL_ERROR = "error_busi_update_stock_failed"
 NOT_FOUND_ERRORS = frozenset({"error_item_not_found"})
+# Push (webhook) codes, from the Push Mechanism guide (open.shopee.com, "Push Mechanism" >
+# push list): 3 is "order_status_push" (data: ordersn, status, update_time, ...).
+PUSH_ORDER_STATUS = 3
+# An `ordersn` is 14 characters ("220815ABCDEFGH"); anything much longer is not one.
+MAX_IDENTIFIER = 64
+
+# Shopee order statuses (v2.order.get_order_detail `order_status`; open.shopee.com API
+# reference, order module) and what each means for stock.
+ORDER_STATUSES: dict[str, OrderStatus | None] = {
+    "UNPAID": OrderStatus.PENDING_PAYMENT,
+    # PENDING (returned only with `request_order_status_pending=true`) is an order waiting
+    # for a payment or an antifraud check to finish: not paid yet.
+    "PENDING": OrderStatus.PENDING_PAYMENT,
+    "READY_TO_SHIP": OrderStatus.PAID,
+    # INVOICE_PENDING (Brazil) is a paid order waiting for the seller's fiscal invoice before
+    # it can be arranged for shipment: paid, not yet ready to ship.
+    "INVOICE_PENDING": OrderStatus.PAID,
+    # PROCESSED: shipment arranged (tracking number issued); RETRY_SHIP: the first pickup
+    # failed and the parcel waits for another one. Both still sit with the seller.
+    "PROCESSED": OrderStatus.READY_TO_SHIP,
+    "RETRY_SHIP": OrderStatus.READY_TO_SHIP,
+    "SHIPPED": OrderStatus.SHIPPED,
+    # TO_CONFIRM_RECEIVE: delivered, the buyer has not confirmed receipt. The stock left
+    # with the parcel, so it counts as shipped, not completed (the buyer may still return).
+    "TO_CONFIRM_RECEIVE": OrderStatus.SHIPPED,
+    "COMPLETED": OrderStatus.COMPLETED,
+    # IN_CANCEL is the buyer's cancellation *request*: the seller may still refuse it and
+    # ship, so the order keeps its stock until CANCELLED arrives.
+    "IN_CANCEL": None,
+    "CANCELLED": OrderStatus.CANCELLED,
+    # TO_RETURN: the buyer asked for a return/refund after delivery.
+    "TO_RETURN": OrderStatus.RETURNED,
+}
+
 # Per-model `failed_reason` texts that mean "busy, send again" rather than "refused".
 RETRYABLE_REASON_MARKERS = ("try again", "too many", "busy", "system error", "timeout")
 
@@ -444,6 +482,57 @@ class ShopeeAdapter(Adapter):
             raise ValueError("a Shopee push signature covers the callback URL: pass url")
         return push_signature(partner_key=self._partner()[1], url=url, body=body)
 
+    # Shopee wants a 2xx with an EMPTY body; anything else counts as a failed push, is
+    # retried, and a low success rate disables the subscription (Push Mechanism guide).
+    webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
+
+    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+        """Parse a verified push: `{"data": {...}, "shop_id", "code", "timestamp"}`.
+
+        Code 3 (order status) becomes topic `order` with the order's `ordersn`, raw `status`
+        and `update_time`; other codes are `other`; a body that is not such an object (or a
+        code 3 push without `ordersn`/`status`) is `unreadable`, keyed by a digest of the
+        body. Shopee sends no event id, so the key is a sha256 of (shop_id, code, ordersn,
+        status, update_time): a redelivery of the same change gets the same key, whatever
+        its top-level `timestamp`. Never raises.
+        """
+        try:
+            message = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            message = None
+        data = message.get("data") if isinstance(message, dict) else None
+        if not isinstance(data, dict) or _wire_int(message.get("code")) is None:
+            return _unreadable(body)
+        code = _wire_int(message.get("code"))
+        shop_id = _text(message.get("shop_id"))
+        order_sn = _identifier(data.get("ordersn") or data.get("order_sn"))
+        status = _identifier(data.get("status"))
+        update_time = _wire_int(data.get("update_time"))
+        if code != PUSH_ORDER_STATUS:
+            # Other pushes (tracking number, shop authorisation, reserved stock...) need not
+            # carry an order or an update time: their whole `data` and `timestamp` tell one
+            # push from another, the same fields as a redelivery repeats.
+            key = _digest([shop_id, code, _canonical(data), _text(message.get("timestamp"))])
+            return ChannelEvent(topic="other", event_key=key, order_id=order_sn, status=status)
+        if not order_sn or not status:
+            return _unreadable(body)
+        key = _digest([shop_id, code, order_sn, status, update_time])
+        updated_at = _moment(update_time)
+        return ChannelEvent(
+            topic="order", event_key=key, order_id=order_sn, status=status, updated_at=updated_at
+        )
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    @classmethod
+    def order_status(cls, raw_status: str) -> OrderStatus | None:
+        """The normalized status of a Shopee `order_status` (see `ORDER_STATUSES`).
+
+        None for IN_CANCEL (a request that says nothing about stock yet) and for a status
+        Shopee has not documented.
+        """
+        return ORDER_STATUSES.get(str(raw_status or "").strip().upper())
+
 
 def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
     """The outcome of a failed Shopee answer, and whether it says the token expired.
@@ -506,6 +595,54 @@ def _quantity(row: dict, location: str | None) -> int | None:
     if isinstance(summary, dict) and summary.get("total_available_stock") is not None:
         return int(summary["total_available_stock"])
     return None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _identifier(value: Any) -> str:
+    """An order number or status fit to store: short printable text, else ''."""
+    text = _text(value)
+    # Not printable also covers NUL (PostgreSQL refuses it) and lone surrogates (JSON escapes).
+    if len(text) > MAX_IDENTIFIER or not text.isprintable():
+        return ""
+    return text
+
+
+def _wire_int(value: Any) -> int | None:
+    """An integer field of a push (Shopee sends integers; a digit string is accepted)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _moment(epoch: int | None) -> datetime | None:
+    """An aware UTC datetime from Unix seconds (None when absent or out of range)."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(parts: list[Any]) -> str:
+    """The sha256 hex of the parts, serialised unambiguously (as JSON strings)."""
+    text = json.dumps(["" if part is None else str(part) for part in parts])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unreadable(body: bytes) -> ChannelEvent:
+    return ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
 
 
 def _reason_is_retryable(reason: str) -> bool:

@@ -24,12 +24,14 @@ import secrets
 import time
 from typing import Any
 
-from channels_sync.sandbox.base import MarketplaceSandbox
+from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder
 from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
 
 DEFAULT_PARTNER_ID = 2001887
 DEFAULT_PARTNER_KEY = "test_partner_key"
 DEFAULT_SHOP_ID = 1
+PUSH_ORDER_STATUS = 3  # the push code of an order status change
+ORDER_SN_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TIMESTAMP_WINDOW = 300  # seconds either side of the sandbox's clock
 CODE_LIFETIME = 600
 
@@ -128,6 +130,37 @@ class ShopeeSandbox(MarketplaceSandbox):
         message = {"data": data, "shop_id": self.shop_id, "code": code}
         message["timestamp"] = int(time.time())
         return json.dumps(message).encode("utf-8")
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    # An order waiting for payment (UNPAID) or for a payment/antifraud check (PENDING).
+    unpaid_statuses = ("UNPAID", "PENDING")
+
+    def order_id_new(self) -> str:
+        """A new `order_sn` in Shopee's style: YYMMDD and 8 upper-case letters and digits
+        (e.g. "201214JAJXU6G7", the get_order_detail sample)."""
+        while True:
+            suffix = "".join(secrets.choice(ORDER_SN_ALPHABET) for _ in range(8))
+            order_sn = time.strftime("%y%m%d", time.gmtime()) + suffix
+            with self._lock:
+                if order_sn not in self.orders:
+                    return order_sn
+
+    def notification(self, order: SandboxOrder, *, bad_signature: bool) -> tuple[bytes, dict]:
+        """The order status push (code 3) of the order's current status, signed for the
+        `webhook_url` option: `Authorization` = HMAC-SHA256 hex of url + "|" + body with
+        the partner key (a wrong key when `bad_signature`)."""
+        data = {
+            "items": [],
+            "ordersn": order.order_id,
+            "status": order.status,
+            "completed_scenario": "",
+            "update_time": int(order.updated),
+        }
+        body = self.push_body(PUSH_ORDER_STATUS, data)
+        key = self.partner_key + "-wrong" if bad_signature else self.partner_key
+        signature = _hmac_hex(key, self.options["webhook_url"].encode("utf-8") + b"|" + body)
+        return body, {"Authorization": signature, "Content-Type": "application/json"}
 
     # --- HTTP -----------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ def ours():
 def test_setup_schedules_writes_code_schedules_idempotently():
     out = io.StringIO()
     call_command("setup_schedules", stdout=out)
-    assert "6 created" in out.getvalue()
+    assert "9 created" in out.getvalue()
     expire = ours().get(name="syncstore: expire reservations")
     assert expire.task == "inventory.expire_reservations"
     assert (expire.interval.every, expire.interval.period) == (60, IntervalSchedule.SECONDS)
@@ -33,8 +33,8 @@ def test_setup_schedules_writes_code_schedules_idempotently():
 
     again = io.StringIO()
     call_command("setup_schedules", stdout=again)
-    assert "0 created, 0 updated, 6 unchanged" in again.getvalue()
-    assert ours().count() == 6
+    assert "0 created, 0 updated, 9 unchanged" in again.getvalue()
+    assert ours().count() == 9
     assert set(ours().values_list("task", flat=True)) == {
         "inventory.expire_reservations",
         "core.purge_idempotency_keys",
@@ -42,6 +42,9 @@ def test_setup_schedules_writes_code_schedules_idempotently():
         "erp_mapping.check_agents",
         "erp_mapping.purge_archives",
         "channels_sync.sweep",
+        "webhooks.sweep",
+        "webhooks.purge_events",
+        "webhooks.poll_orders",
     }
     nightly = ours().get(task="erp_mapping.pull_all")
     assert (nightly.crontab.minute, nightly.crontab.hour) == ("0", "2")

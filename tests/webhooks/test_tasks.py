@@ -1,0 +1,72 @@
+"""Webhook tasks: a real worker consuming the `webhooks` queue, the poll fan-out, schedules."""
+
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from channels_sync.sandbox.base import NotifyFaults
+from orders.models import Order
+from tests.channels_sync.conftest import listing_keys
+from tests.helpers import wait_for
+from webhooks import tasks
+from webhooks.models import WebhookEvent
+
+
+@pytest.mark.worker
+def test_worker_processes_a_webhook_from_the_webhooks_queue(
+    tiktok, hooked, stocked, warehouse, celery_worker
+):
+    # given a channel whose notifications reach the live server, tasks going to the broker
+    product = stocked(5)
+    channel = hooked(tiktok, "tiktok", warehouses=[warehouse], products=[product])
+    # when the marketplace notifies a paid order
+    order = tiktok.app.order_create(
+        lines=[{"keys": listing_keys("tiktok", 0), "sku": "SKU-0", "quantity": 2}],
+        status="AWAITING_SHIPMENT",
+    )
+    assert [d.http_status for d in tiktok.app.deliveries] == [200]
+    # then the worker processes the event: the order exists with its stock reserved
+    wait_for(lambda: WebhookEvent.objects.filter(status="processed").exists())
+    row = Order.objects.get(channel=channel, external_id=order.order_id)
+    assert row.status == "paid"
+    assert product.stock_levels.get().reserved == Decimal(2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_poll_orders_polls_every_active_channel(tiktok, lazada, wire, warehouse, stocked):
+    product = stocked(5)
+    active = wire(tiktok, "tiktok", warehouses=[warehouse], products=[product])
+    inactive = wire(lazada, "lazada", warehouses=[warehouse], active=False)
+    tiktok.app.order_create(
+        lines=[{"keys": listing_keys("tiktok", 0), "sku": "SKU-0", "quantity": 1}],
+        status="AWAITING_SHIPMENT",
+        faults=NotifyFaults(drop=True),
+    )
+
+    assert tasks.poll_orders() == [active.pk]
+
+    active.refresh_from_db()
+    inactive.refresh_from_db()
+    assert active.orders_cursor is not None
+    assert inactive.orders_polled_at is None
+    assert Order.objects.filter(channel=active).count() == 1
+
+
+@pytest.mark.django_db
+def test_schedules_include_the_webhook_sweep_purge_and_order_poll(settings):
+    settings.ORDERS_POLL_INTERVAL_SECONDS = 120
+    call_command("setup_schedules", stdout=io.StringIO())
+    ours = PeriodicTask.objects.filter(name__startswith="syncstore: ")
+    sweep = ours.get(task="webhooks.sweep")
+    assert (sweep.interval.every, sweep.interval.period) == (60, IntervalSchedule.SECONDS)
+    purge = ours.get(task="webhooks.purge_events")
+    assert (purge.crontab.minute, purge.crontab.hour) == ("10", "4")
+    poll = ours.get(task="webhooks.poll_orders")
+    assert poll.interval.every == 120
+    # a changed interval is written at the next setup
+    settings.ORDERS_POLL_INTERVAL_SECONDS = 300
+    call_command("setup_schedules", stdout=io.StringIO())
+    assert ours.get(task="webhooks.poll_orders").interval.every == 300

@@ -1,0 +1,1 @@
+"""Webhook services: the intake (`intake`), processing and sweep (`events`), polling (`polling`)."""

@@ -1,0 +1,280 @@
+"""The webhook intake: verify the signature, store the event once, answer at once.
+
+This is the hot path, so it costs one INSERT per new notification and nothing more on the
+database in the steady state: the channel (with its adapter, which checks signatures) is
+kept in process memory for a few seconds (`WEBHOOK_CHANNEL_CACHE_SECONDS`), a signature
+that fails against the kept copy is checked again against a fresh read (a secret just
+rotated is honoured at once), and the channel's "last webhook received" is written at most
+once a minute per process, by a conditional UPDATE (never a hot-row write per request).
+"""
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels_sync.adapters import Adapter, ChannelEvent
+from channels_sync.models import Channel
+from channels_sync.selectors import channel_webhook_url
+from channels_sync.services.tokens import channel_adapter
+from core.correlation import get_correlation_id
+from core.errors import DomainError, NotFoundError
+from webhooks.metrics import SIGNATURE_FAILURES, WEBHOOKS
+from webhooks.models import WebhookEvent
+from webhooks.tasks import process_event
+
+logger = structlog.get_logger(__name__)
+
+# Headers kept with an event, for whoever investigates it. Never the signature.
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Real-IP")
+LAST_RECEIVED_EVERY = timedelta(minutes=1)
+TOPIC_ORDER = "order"
+TOPIC_UNREADABLE = "unreadable"
+
+_FIELD_LIMITS = {"topic": 50, "event_key": 200, "order_id": 100, "notified_status": 100}
+
+
+@dataclass(frozen=True)
+class IntakeChannel:
+    """What the intake needs of a channel, kept briefly in process memory."""
+
+    id: int
+    type: str
+    active: bool
+    adapter: Adapter
+    webhook_url: str
+    expires: float  # time.monotonic() after which it is read again
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What became of one inbound webhook, and the answer the marketplace wants."""
+
+    event_id: int | None  # None for a duplicate
+    duplicate: bool
+    topic: str
+    ack: tuple[int, bytes, str]  # (status, body, content type)
+
+
+_channels: dict[int, IntakeChannel] = {}
+_last_touched: dict[int, float] = {}  # channel id -> time.monotonic() of the last write
+
+
+def intake_cache_clear() -> None:
+    """Forget the kept channels and last-received writes (tests; a channel's secret changed)."""
+    _channels.clear()
+    _last_touched.clear()
+
+
+def _channel_load(channel_id: int) -> IntakeChannel | None:
+    channel = (
+        Channel.objects.only("id", "type", "active", "base_url", "auth_base_url", "credentials")
+        .filter(pk=channel_id)
+        .first()
+    )
+    if channel is None:
+        _channels.pop(channel_id, None)
+        return None
+    kept = IntakeChannel(
+        id=channel.pk,
+        type=channel.type,
+        active=channel.active,
+        adapter=channel_adapter(channel),
+        webhook_url=channel_webhook_url(channel),
+        expires=time.monotonic() + settings.WEBHOOK_CHANNEL_CACHE_SECONDS,
+    )
+    _channels[channel_id] = kept
+    return kept
+
+
+def _channel_get(channel_id: int) -> IntakeChannel | None:
+    kept = _channels.get(channel_id)
+    if kept is not None and kept.expires > time.monotonic():
+        return kept
+    # Unknown ids are not kept: a channel made a moment ago is found at once.
+    return _channel_load(channel_id)
+
+
+def webhook_receive(
+    *, channel_type: str, channel_id: int, headers: Mapping[str, str], body: bytes
+) -> IntakeResult:
+    """Verify, store once and queue the processing of one inbound webhook.
+
+    Raises `NotFoundError` (`channel_not_found`) for an unknown channel or one of another
+    type, and `DomainError` (`invalid_signature`, 401) for a bad or missing signature:
+    nothing is stored then, and the failure is counted on the channel and in `/metrics`.
+    An inactive channel's webhooks are still stored and processed: the sales happened.
+
+    Idempotent: the event key is unique per channel and the row is written with INSERT ...
+    ON CONFLICT DO NOTHING, so a duplicate (even a concurrent one) stores and queues
+    nothing and gets the same answer. The event is committed before this returns; its
+    processing (`webhooks.process_event`) is queued after the commit, and when the queue
+    is down the event stays `received` for the minute sweep. No marketplace is called.
+    """
+    channel = _channel_get(channel_id)
+    if channel is None or channel.type != channel_type:
+        raise NotFoundError("No such channel.", code="channel_not_found")
+    if not _verified(channel, headers, body):
+        # The kept copy may hold a secret changed since: check once more against the row.
+        channel = _channel_load(channel_id)
+        if channel is None or channel.type != channel_type:
+            raise NotFoundError("No such channel.", code="channel_not_found")
+        if not _verified(channel, headers, body):
+            _signature_failed(channel)
+            raise DomainError(
+                "The webhook signature is missing or does not match.",
+                code="invalid_signature",
+                status_code=401,
+            )
+    event = _parse(channel.adapter, body)
+    event_id = _store(channel, event, headers, body)
+    _last_received_touch(channel.id)
+    duplicate = event_id is None
+    WEBHOOKS.labels(channel.type, "duplicate" if duplicate else "received").inc()
+    logger.info(
+        "webhook.received",
+        channel_id=channel.id,
+        topic=event.topic,
+        event_id=event_id,
+        duplicate=duplicate,
+    )
+    return IntakeResult(
+        event_id=event_id, duplicate=duplicate, topic=event.topic, ack=channel.adapter.webhook_ack
+    )
+
+
+def _verified(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -> bool:
+    try:
+        return channel.adapter.webhook_verify(
+            headers=dict(headers), body=body, url=channel.webhook_url
+        )
+    except (ValueError, KeyError, TypeError):
+        # Credentials without the signing secret can verify nothing.
+        logger.warning("webhook.verify_unavailable", channel_id=channel.id)
+        return False
+
+
+def _signature_failed(channel: IntakeChannel) -> None:
+    Channel.objects.filter(pk=channel.id).update(
+        webhook_signature_failures=F("webhook_signature_failures") + 1,
+        webhook_signature_failed_at=timezone.now(),
+    )
+    SIGNATURE_FAILURES.labels(channel.type).inc()
+    logger.warning("webhook.signature_failed", channel_id=channel.id, channel_type=channel.type)
+
+
+def _digest_event(body: bytes) -> ChannelEvent:
+    return ChannelEvent(
+        topic=TOPIC_UNREADABLE, event_key="body:" + hashlib.sha256(body).hexdigest()
+    )
+
+
+def _parse(adapter: Adapter, body: bytes) -> ChannelEvent:
+    """The adapter's reading of the body; a body it cannot read is still kept (unreadable)."""
+    try:
+        event = adapter.webhook_parse(body=body)
+    except Exception:
+        logger.exception("webhook.parse_failed")
+        return _digest_event(body)
+    if len(event.event_key) > _FIELD_LIMITS["event_key"]:
+        digest = hashlib.sha256(event.event_key.encode()).hexdigest()
+        event = ChannelEvent(
+            topic=event.topic,
+            event_key=f"sha256:{digest}",
+            order_id=event.order_id,
+            status=event.status,
+            updated_at=event.updated_at,
+        )
+    return event
+
+
+def _store(
+    channel: IntakeChannel, event: ChannelEvent, headers: Mapping[str, str], body: bytes
+) -> int | None:
+    """INSERT the event unless the channel has its key; return the new id (None: duplicate)."""
+    now = timezone.now()
+    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    # Only order notifications are acted on: the rest are kept, marked ignored, never queued.
+    status = (
+        WebhookEvent.Status.RECEIVED if event.topic == TOPIC_ORDER else WebhookEvent.Status.IGNORED
+    )
+    values = {
+        "created_at": now,
+        "updated_at": now,
+        "channel_id": channel.id,
+        "topic": event.topic[: _FIELD_LIMITS["topic"]],
+        "event_key": event.event_key,
+        "order_id": (event.order_id or "")[: _FIELD_LIMITS["order_id"]],
+        "notified_status": (event.status or "")[: _FIELD_LIMITS["notified_status"]],
+        "body": body,
+        "headers": kept,
+        "received_at": now,
+        "status": status,
+        "attempts": 0,
+        "error": "",
+        "processed_at": now if status == WebhookEvent.Status.IGNORED else None,
+        "correlation_id": (get_correlation_id() or "")[:128],
+    }
+    meta = WebhookEvent._meta
+    columns, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        columns.append(connection.ops.quote_name(field.column))
+        params.append(field.get_db_prep_save(value, connection))
+    channel_col = meta.get_field("channel").column
+    sql = (
+        f"INSERT INTO {meta.db_table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({channel_col}, event_key) DO NOTHING RETURNING id"
+    )
+    # One statement: in autocommit it commits by itself (no BEGIN/COMMIT round trips), and
+    # the on-commit enqueue then runs at once; inside a caller's transaction it waits for it.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event_id = row[0]
+    if status == WebhookEvent.Status.RECEIVED:
+        transaction.on_commit(
+            lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
+            robust=True,
+        )
+    return event_id
+
+
+def webhook_event_enqueue_or_defer(event_id: int, *, channel_type: str = "") -> bool:
+    """Queue the processing of a stored event; when the queue is down, leave it to the sweep.
+
+    The event is committed already, so a queue outage is no failure of the intake: the
+    event stays `received` and `webhooks.sweep` queues it within a minute or two.
+    """
+    try:
+        process_event.apply_async(kwargs={"event_id": event_id})
+    except Exception:
+        WEBHOOKS.labels(channel_type or "unknown", "deferred").inc()
+        logger.warning("webhook.enqueue_deferred", event_id=event_id, exc_info=True)
+        return False
+    return True
+
+
+def _last_received_touch(channel_id: int) -> None:
+    """Write the channel's last-received time, at most once a minute (per process)."""
+    moment = time.monotonic()
+    every = LAST_RECEIVED_EVERY.total_seconds()
+    if moment - _last_touched.get(channel_id, -every) < every:
+        return
+    _last_touched[channel_id] = moment
+    now = timezone.now()
+    # Conditional: of many processes, only the first in a minute writes the row.
+    Channel.objects.filter(pk=channel_id).filter(
+        Q(webhook_last_received_at__isnull=True)
+        | Q(webhook_last_received_at__lt=now - LAST_RECEIVED_EVERY)
+    ).update(webhook_last_received_at=now)

@@ -1,0 +1,86 @@
+"""Webhook and order-poll tasks (queue `webhooks`): thin shells over the services."""
+
+import structlog
+from celery import shared_task
+from django.conf import settings
+
+from core.task_base import BaseTask, backoff_seconds
+
+logger = structlog.get_logger(__name__)
+
+
+class RetryableProcessingError(Exception):
+    """Processing an event failed in a way a later attempt may not (a 5xx, a missing order)."""
+
+
+@shared_task(name="webhooks.process_event", bind=True, base=BaseTask, dead_letter_source="webhooks")
+def process_event(self, event_id: int) -> str:
+    """Process one stored webhook event (fetch the order's detail, apply it).
+
+    Safe to run twice: a processed or ignored event is left alone, a claim keeps two
+    workers off the same event, and the order services apply a state at most once.
+    Retryable failures retry with backoff (`WEBHOOK_PROCESS_MAX_RETRIES`); the last one
+    marks the event failed and lands in the dead-letter queue, whose retry queues this
+    task with the same event id again.
+    """
+    from webhooks.services.events import (
+        ProcessingRetry,
+        webhook_event_fail,
+        webhook_event_process,
+        webhook_event_retry_at,
+    )
+
+    try:
+        return webhook_event_process(event_id=event_id)
+    except ProcessingRetry as exc:
+        if self.request.retries >= settings.WEBHOOK_PROCESS_MAX_RETRIES:
+            webhook_event_fail(event_id=event_id, error=str(exc))
+            raise RetryableProcessingError(str(exc)) from exc
+        countdown = backoff_seconds(
+            self.request.retries, base=settings.WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS
+        )
+        webhook_event_retry_at(event_id=event_id, countdown=countdown, error=str(exc))
+        raise self.retry(
+            exc=RetryableProcessingError(str(exc)),
+            countdown=countdown,
+            max_retries=settings.WEBHOOK_PROCESS_MAX_RETRIES,
+        ) from exc
+
+
+@shared_task(name="webhooks.sweep")
+def sweep() -> list[int]:
+    """Queue the events left `received` past the grace (beat: every minute).
+
+    Catches a crash between an event's commit and its enqueue, and a queue outage.
+    """
+    from webhooks.services.events import webhook_events_sweep
+
+    return webhook_events_sweep()
+
+
+@shared_task(name="webhooks.purge_events")
+def purge_events() -> int:
+    """Delete processed and ignored events past `WEBHOOK_EVENT_RETENTION_DAYS` (beat: daily)."""
+    from webhooks.services.events import webhook_events_purge
+
+    return webhook_events_purge()
+
+
+@shared_task(name="webhooks.poll_orders")
+def poll_orders() -> list[int]:
+    """Queue a poll of every active channel due one (beat: every minute)."""
+    from webhooks.services.polling import orders_poll_enqueue_due
+
+    return orders_poll_enqueue_due()
+
+
+@shared_task(name="webhooks.poll_channel", bind=True, base=BaseTask, dead_letter_source="webhooks")
+def poll_channel(self, channel_id: int) -> dict:
+    """Poll one channel's orders updated since its cursor and apply them (one at a time).
+
+    A failed poll leaves the cursor where it was: the next poll covers the same range, so
+    failures need no retry of their own (the next beat is the retry).
+    """
+    from webhooks.services.polling import orders_poll_channel
+
+    return orders_poll_channel(channel_id=channel_id).as_dict()
