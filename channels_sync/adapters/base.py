@@ -45,11 +45,24 @@ class Outcome(enum.StrEnum):
 
 
 class AdapterError(Exception):
-    """A call that could not be made or understood (token refresh, reading stock)."""
+    """A call that could not be made or understood (token refresh, reading stock, orders).
 
-    def __init__(self, message: str, *, outcome: Outcome = Outcome.RETRYABLE) -> None:
+    `token_expired` (with outcome `auth`): an expired, not revoked, token: refresh and call
+    again. `retry_after` (with outcome `throttled`): seconds the marketplace asked to wait.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome: Outcome = Outcome.RETRYABLE,
+        token_expired: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.token_expired = token_expired
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

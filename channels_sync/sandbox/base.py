@@ -437,7 +437,8 @@ class MarketplaceSandbox(SandboxApp):
             if action.startswith("orders/") and request.method == "POST":
                 if order_id not in self.orders:
                     return SandboxResponse.json(404, {"error": "unknown order"})
-                return SandboxResponse.json(200, asdict(self.order_update(order_id, **body)))
+                order = self.order_update(order_id, faults=faults, **body)
+                return SandboxResponse.json(200, asdict(order))
         except (TypeError, ValueError, KeyError) as exc:
             return SandboxResponse.json(400, {"error": str(exc)})
         return SandboxResponse.json(404, {"error": "unknown sandbox control"})
