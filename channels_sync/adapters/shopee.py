@@ -46,8 +46,9 @@ CODE_EXCHANGE_PATH = "/api/v2/auth/token/get"
 
 MODELS_PER_CALL = 50  # `stock_list` holds 1-50 models of one item
 ITEMS_PER_READ = 50  # `item_id_list` of get_item_base_info
-# v2.order.get_order_list (open.shopee.com API reference, order module): `page_size` 1-100,
-# `time_from`/`time_to` at most 15 days apart; v2.order.get_order_detail: `order_sn_list`
+# v2.order.get_order_list (https://open.shopee.com/documents/v2/v2.order.get_order_list?
+# module=94&type=1): `page_size` 1-100, `time_from`/`time_to` at most 15 days apart;
+# v2.order.get_order_detail (.../v2.order.get_order_detail?module=94&type=1): `order_sn_list`
 # holds 1-50 order numbers joined by commas.
 ORDER_PAGE_SIZE = 100
 ORDER_RANGE_SECONDS = 15 * 24 * 3600
@@ -78,8 +79,9 @@ PUSH_ORDER_STATUS = 3
 # An `ordersn` is 14 characters ("220815ABCDEFGH"); anything much longer is not one.
 MAX_IDENTIFIER = 64
 
-# Shopee order statuses (v2.order.get_order_detail `order_status`; open.shopee.com API
-# reference, order module) and what each means for stock.
+# Shopee order statuses (the `order_status` of v2.order.get_order_detail and the
+# order_status_push, https://open.shopee.com/documents/v2/v2.order.get_order_detail?module=94&type=1)
+# and what each means for stock.
 ORDER_STATUSES: dict[str, OrderStatus | None] = {
     "UNPAID": OrderStatus.PENDING_PAYMENT,
     # PENDING (returned only with `request_order_status_pending=true`) is an order waiting
