@@ -13,9 +13,11 @@ status only decides when the body says nothing.
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from channels_sync.adapters.base import (
@@ -24,7 +26,10 @@ from channels_sync.adapters.base import (
     CallResult,
     ChannelEvent,
     ItemResult,
+    MarketOrder,
+    MarketOrderLine,
     ObservedStock,
+    OrderRef,
     OrderStatus,
     Outcome,
     StockUpdate,
@@ -34,11 +39,27 @@ from core.http import OutboundError
 UPDATE_STOCK_PATH = "/api/v2/product/update_stock"
 MODEL_LIST_PATH = "/api/v2/product/get_model_list"
 ITEM_BASE_INFO_PATH = "/api/v2/product/get_item_base_info"
+ORDER_LIST_PATH = "/api/v2/order/get_order_list"
+ORDER_DETAIL_PATH = "/api/v2/order/get_order_detail"
 REFRESH_PATH = "/api/v2/auth/access_token/get"
 CODE_EXCHANGE_PATH = "/api/v2/auth/token/get"
 
 MODELS_PER_CALL = 50  # `stock_list` holds 1-50 models of one item
 ITEMS_PER_READ = 50  # `item_id_list` of get_item_base_info
+# v2.order.get_order_list (https://open.shopee.com/documents/v2/v2.order.get_order_list?
+# module=94&type=1): `page_size` 1-100, `time_from`/`time_to` at most 15 days apart;
+# v2.order.get_order_detail (.../v2.order.get_order_detail?module=94&type=1): `order_sn_list`
+# holds 1-50 order numbers joined by commas.
+ORDER_PAGE_SIZE = 100
+ORDER_RANGE_SECONDS = 15 * 24 * 3600
+ORDERS_PER_DETAIL = 50
+# A guard against a cursor that never ends (100 000 orders in one range at 100 a page).
+ORDER_PAGES_MAX = 1000
+# get_order_detail returns these only when asked. `order_sn`, `order_status`, `currency`,
+# `create_time` and `update_time` come back always (they are not in the optional list).
+ORDER_DETAIL_FIELDS = (
+    "buyer_user_id,buyer_username,recipient_address,item_list,pay_time,total_amount,payment_method"
+)
 
 # The body `error` values and what they mean for a push.
 THROTTLE_ERRORS = frozenset({"error_too_many_request"})  # UNCONFIRMED name (community fixtures)
@@ -58,8 +79,9 @@ PUSH_ORDER_STATUS = 3
 # An `ordersn` is 14 characters ("220815ABCDEFGH"); anything much longer is not one.
 MAX_IDENTIFIER = 64
 
-# Shopee order statuses (v2.order.get_order_detail `order_status`; open.shopee.com API
-# reference, order module) and what each means for stock.
+# Shopee order statuses (the `order_status` of v2.order.get_order_detail and the
+# order_status_push, https://open.shopee.com/documents/v2/v2.order.get_order_detail?module=94&type=1)
+# and what each means for stock.
 ORDER_STATUSES: dict[str, OrderStatus | None] = {
     "UNPAID": OrderStatus.PENDING_PAYMENT,
     # PENDING (returned only with `request_order_status_pending=true`) is an order waiting
@@ -533,6 +555,120 @@ class ShopeeAdapter(Adapter):
         """
         return ORDER_STATUSES.get(str(raw_status or "").strip().upper())
 
+    def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
+        """Every order updated in [since, until), through all pages of `get_order_list`.
+
+        Shopee filters on whole seconds, both ends included, at most 15 days a call: the
+        range becomes `time_from = ceil(since)`, `time_to = ceil(until) - 1`, cut into
+        15-day windows, each walked with `cursor` until `more` is false. The list carries
+        `order_sn` and (asked for through `response_optional_fields`) `order_status`, not
+        the update time, so `updated_at` is None. An order named twice comes back once.
+        Raises `AdapterError` (classified as `classify` does).
+        """
+        time_from = math.ceil(since.timestamp())
+        time_to = math.ceil(until.timestamp()) - 1
+        refs: dict[str, OrderRef] = {}
+        window_from = time_from
+        while window_from <= time_to:
+            window_to = min(window_from + ORDER_RANGE_SECONDS, time_to)
+            for row in self._order_list_window(window_from, window_to):
+                refs.setdefault(row.external_id, row)
+            window_from = window_to + 1
+        return list(refs.values())
+
+    def _order_list_window(self, time_from: int, time_to: int) -> list[OrderRef]:
+        refs = []
+        cursor = ""
+        for _page in range(ORDER_PAGES_MAX):
+            params = {
+                "time_range_field": "update_time",
+                "time_from": str(time_from),
+                "time_to": str(time_to),
+                "page_size": str(ORDER_PAGE_SIZE),
+                "cursor": cursor,
+                "response_optional_fields": "order_status",
+            }
+            answer = self._order_call(ORDER_LIST_PATH, params)
+            for row in answer.get("order_list") or []:
+                order_sn = _identifier(row.get("order_sn")) if isinstance(row, dict) else ""
+                if order_sn:
+                    refs.append(
+                        OrderRef(external_id=order_sn, raw_status=_text(row.get("order_status")))
+                    )
+            next_cursor = _text(answer.get("next_cursor"))
+            if not answer.get("more"):
+                return refs
+            if not next_cursor or next_cursor == cursor:
+                # `more` without a new cursor would ask for the same page for ever.
+                raise AdapterError(
+                    "Shopee get_order_list said more but gave no new cursor",
+                    outcome=Outcome.RETRYABLE,
+                )
+            cursor = next_cursor
+        raise AdapterError(
+            f"Shopee get_order_list had more than {ORDER_PAGES_MAX} pages in one window",
+            outcome=Outcome.RETRYABLE,
+        )
+
+    def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
+        """The current detail of these orders: `get_order_detail`, 50 order_sn a call.
+
+        Orders Shopee does not return are left out. Lines come from `item_list`: keys
+        `item_id` and `model_id` (0 for an item without models), the SKU the model's
+        (`model_sku`) or else the item's (`item_sku`), the quantity
+        `model_quantity_purchased`; `unit_price` is `model_discounted_price` (what the buyer
+        pays a unit, before vouchers) and `discount` the line's markdown,
+        (`model_original_price` - `model_discounted_price`) x quantity. Raises `AdapterError`.
+        """
+        ids = list(dict.fromkeys(_text(order_sn) for order_sn in external_ids if order_sn))
+        orders: list[MarketOrder] = []
+        for start in range(0, len(ids), ORDERS_PER_DETAIL):
+            chunk = ids[start : start + ORDERS_PER_DETAIL]
+            params = {
+                "order_sn_list": ",".join(chunk),
+                "response_optional_fields": ORDER_DETAIL_FIELDS,
+            }
+            answer = self._order_call(ORDER_DETAIL_PATH, params)
+            wanted = set(chunk)
+            for row in answer.get("order_list") or []:
+                if not isinstance(row, dict):
+                    continue
+                order = _market_order(row)
+                if order is not None and order.external_id in wanted:
+                    orders.append(order)
+        return orders
+
+    def _order_call(self, path: str, params: dict[str, str]) -> dict:
+        """GET an order call; return its `response` object. Raises `AdapterError`."""
+        try:
+            response, _latency = self._request(
+                "GET", self.base_url + path, params={**params, **self.shop_params(path)}
+            )
+        except OutboundError as exc:
+            raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
+        status = response.status_code
+        payload = _json_object(response)
+        error = str(payload.get("error") or "") if payload is not None else ""
+        answer = payload.get("response") if payload is not None else None
+        if payload is not None and not error and 200 <= status < 300:
+            if isinstance(answer, dict):
+                return answer
+            if answer is None:
+                return {}
+        message = str(payload.get("message") or "") if payload is not None else ""
+        # Error codes may carry a module prefix (`order.error_param`): classify the last part.
+        outcome, expired = classify(status, error.rsplit(".", 1)[-1], message)
+        retry_after = None
+        if outcome == Outcome.THROTTLED:
+            retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
+        detail = f"{error}: {message}" if error else response.text
+        raise AdapterError(
+            self.excerpt(f"Shopee {path} answered {status} {detail}"),
+            outcome=outcome,
+            token_expired=expired,
+            retry_after=retry_after,
+        )
+
 
 def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
     """The outcome of a failed Shopee answer, and whether it says the token expired.
@@ -595,6 +731,88 @@ def _quantity(row: dict, location: str | None) -> int | None:
     if isinstance(summary, dict) and summary.get("total_available_stock") is not None:
         return int(summary["total_available_stock"])
     return None
+
+
+def _market_order(row: dict) -> MarketOrder | None:
+    """A `get_order_detail` order as a `MarketOrder` (None without an `order_sn`)."""
+    order_sn = _identifier(row.get("order_sn"))
+    if not order_sn:
+        return None
+    raw_status = _text(row.get("order_status"))
+    address = row.get("recipient_address")
+    customer = {name: row[name] for name in ("buyer_user_id", "buyer_username") if row.get(name)}
+    return MarketOrder(
+        external_id=order_sn,
+        raw_status=raw_status,
+        status=ShopeeAdapter.order_status(raw_status),
+        lines=tuple(_order_lines(row.get("item_list"))),
+        placed_at=_moment(_wire_int(row.get("create_time"))),
+        # Shopee sends pay_time 0 (or leaves it out) for an unpaid order.
+        paid_at=_moment(_wire_int(row.get("pay_time")) or None),
+        updated_at=_moment(_wire_int(row.get("update_time"))),
+        order_number=order_sn,
+        customer=customer,
+        address=dict(address) if isinstance(address, dict) else {},
+        amount=_decimal(row.get("total_amount")),
+        currency=_text(row.get("currency")),
+        payment_method=_text(row.get("payment_method")),
+        raw=row,
+    )
+
+
+def _order_lines(item_list: Any) -> list[MarketOrderLine]:
+    """`item_list` entries as lines, keyed `item_id:model_id`.
+
+    The same model can appear twice in one order (as a plain line and inside an add-on deal
+    or bundle); the second gets `#2` after its key, and so on, in Shopee's order, so each
+    line keeps its key across fetches.
+    """
+    lines = []
+    seen: dict[str, int] = {}
+    for entry in item_list if isinstance(item_list, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        item_id = _text(entry.get("item_id"))
+        model_id = _text(entry.get("model_id")) or "0"
+        quantity = _decimal(entry.get("model_quantity_purchased"))
+        if not item_id or quantity is None:
+            continue
+        base = f"{item_id}:{model_id}"
+        seen[base] = seen.get(base, 0) + 1
+        line_key = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        discounted = _decimal(entry.get("model_discounted_price"))
+        original = _decimal(entry.get("model_original_price"))
+        unit_price = discounted if discounted is not None else original
+        discount = None
+        if original is not None and discounted is not None:
+            discount = (original - discounted) * quantity
+        lines.append(
+            MarketOrderLine(
+                line_key=line_key,
+                sku=_text(entry.get("model_sku")) or _text(entry.get("item_sku")),
+                keys={"item_id": item_id, "model_id": model_id},
+                quantity=quantity,
+                unit_price=unit_price,
+                discount=discount,
+                name=" ".join(
+                    part
+                    for part in (_text(entry.get("item_name")), _text(entry.get("model_name")))
+                    if part
+                ),
+            )
+        )
+    return lines
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A JSON number (Shopee sends prices as floats) as the Decimal it was written as."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
 
 
 def _text(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""A fake Shopee Open Platform v2 shop: signed calls, stock update and read-back, tokens.
+"""A fake Shopee Open Platform v2 shop: signed calls, stock update and read-back, tokens,
+orders and their pushes.
 
 Routes (all take the common parameters in the query string, marketplaces.md 1.2):
 - `POST /api/v2/product/update_stock` (shop API): one `item_id`, 1-50 `stock_list` models;
@@ -7,7 +8,17 @@ Routes (all take the common parameters in the query string, marketplaces.md 1.2)
 - `POST /api/v2/auth/access_token/get` (public API): refresh; the refresh token is single
   use, a spent one is refused;
 - `POST /api/v2/auth/token/get` (public API): trade a code from `issue_code()` (single use,
-  10 minutes) for the first tokens.
+  10 minutes) for the first tokens;
+- `GET /api/v2/order/get_order_list` (shop API): orders whose `create_time` or
+  `update_time` (`time_range_field`) lies in [time_from, time_to] (both included, at most
+  15 days apart), `page_size` 1-100 a page, walked with `cursor` / `more` / `next_cursor`;
+  the `order_page_size` option caps the page size so tests can make many pages;
+- `GET /api/v2/order/get_order_detail?order_sn_list=a,b` (shop API, 1-50 numbers): the
+  orders Shopee knows, with the `response_optional_fields` asked for; unknown numbers are
+  left out and named in `warning`.
+
+Orders are pushed (code 3) to the `webhook_url` option, signed over url + "|" + body with
+the partner key (see `notification`).
 
 The sandbox checks `sign` with its own HMAC code, the timestamp (Unix seconds, within 5
 minutes), the partner, the shop and the access token. Shopee documents the body shapes but
@@ -22,9 +33,10 @@ import hmac
 import json
 import secrets
 import time
+from decimal import Decimal
 from typing import Any
 
-from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder
+from channels_sync.sandbox.base import MarketplaceSandbox, SandboxOrder, SandboxOrderLine
 from core.sandbox import SandboxRequest, SandboxResponse, register_sandbox
 
 DEFAULT_PARTNER_ID = 2001887
@@ -32,15 +44,26 @@ DEFAULT_PARTNER_KEY = "test_partner_key"
 DEFAULT_SHOP_ID = 1
 PUSH_ORDER_STATUS = 3  # the push code of an order status change
 ORDER_SN_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ORDER_RANGE_MAX = 15 * 24 * 3600  # get_order_list: time_to - time_from, seconds
+ORDER_PAGE_MAX = 100
+ORDER_DETAIL_MAX = 50
 TIMESTAMP_WINDOW = 300  # seconds either side of the sandbox's clock
 CODE_LIFETIME = 600
 
 UPDATE_STOCK = "/api/v2/product/update_stock"
 MODEL_LIST = "/api/v2/product/get_model_list"
 ITEM_BASE_INFO = "/api/v2/product/get_item_base_info"
+ORDER_LIST = "/api/v2/order/get_order_list"
+ORDER_DETAIL = "/api/v2/order/get_order_detail"
 REFRESH = "/api/v2/auth/access_token/get"
 CODE_EXCHANGE = "/api/v2/auth/token/get"
-SHOP_ROUTES = {UPDATE_STOCK: "POST", MODEL_LIST: "GET", ITEM_BASE_INFO: "GET"}
+SHOP_ROUTES = {
+    UPDATE_STOCK: "POST",
+    MODEL_LIST: "GET",
+    ITEM_BASE_INFO: "GET",
+    ORDER_LIST: "GET",
+    ORDER_DETAIL: "GET",
+}
 PUBLIC_ROUTES = {REFRESH: "POST", CODE_EXCHANGE: "POST"}
 
 REJECTED_REASON = "Stock can not be less than the reserved stock of an ongoing promotion."
@@ -82,6 +105,17 @@ class ShopeeSandbox(MarketplaceSandbox):
             self.updates.clear()
             self.locations.clear()
             self.codes.clear()
+
+    def configure(self, **options: Any) -> dict:
+        """The shared options, and `order_page_size`: at most this many orders a list page
+        (None: the `page_size` asked for)."""
+        page_size = options.pop("order_page_size", self.options.get("order_page_size"))
+        if page_size is not None and (not _is_int(page_size) or page_size < 1):
+            raise ValueError("order_page_size must be a positive integer")
+        configured = super().configure(**options)
+        with self._lock:
+            self.options["order_page_size"] = page_size
+        return {**configured, "order_page_size": page_size}
 
     def describe(self) -> str:
         return (
@@ -178,6 +212,10 @@ class ShopeeSandbox(MarketplaceSandbox):
             return self._model_list(request)
         if path == ITEM_BASE_INFO:
             return self._item_base_info(request)
+        if path == ORDER_LIST:
+            return self._order_list(request)
+        if path == ORDER_DETAIL:
+            return self._order_detail(request)
         if path == REFRESH:
             return self._refresh(request)
         return self._token_get(request)
@@ -337,6 +375,105 @@ class ShopeeSandbox(MarketplaceSandbox):
                 item_list.append(row)
         return _answer(200, {"item_list": item_list})
 
+    def _order_list(self, request: SandboxRequest) -> SandboxResponse:
+        field = _param(request, "time_range_field")
+        if field not in ("create_time", "update_time"):
+            return _error(400, "error_param", "Invalid time_range_field.")
+        time_from, time_to = _param(request, "time_from"), _param(request, "time_to")
+        if not time_from.isdigit() or not time_to.isdigit():
+            return _error(400, "error_param", "time_from and time_to must be Unix seconds.")
+        if int(time_from) > int(time_to):
+            return _error(400, "error_param", "time_from must not be after time_to.")
+        if int(time_to) - int(time_from) > ORDER_RANGE_MAX:
+            return _error(400, "error_param", "The time range cannot exceed 15 days.")
+        page_size = _param(request, "page_size")
+        if not page_size.isdigit() or not 1 <= int(page_size) <= ORDER_PAGE_MAX:
+            return _error(400, "error_param", "page_size must be between 1 and 100.")
+        cursor = _param(request, "cursor")
+        if cursor and not cursor.isdigit():
+            return _error(400, "error_param", "Invalid cursor.")
+        wanted_status = _param(request, "order_status")
+        optional = set(_param(request, "response_optional_fields").split(","))
+
+        size = min(int(page_size), self.options.get("order_page_size") or ORDER_PAGE_MAX)
+        offset = int(cursor or 0)
+        with self._lock:
+            matches = sorted(
+                (
+                    order
+                    for order in self.orders.values()
+                    if int(time_from) <= _order_time(order, field) <= int(time_to)
+                    and (not wanted_status or order.status == wanted_status)
+                ),
+                key=lambda order: (_order_time(order, field), order.order_id),
+            )
+        page = matches[offset : offset + size]
+        more = offset + size < len(matches)
+        order_list = []
+        for order in page:
+            row: dict[str, Any] = {"order_sn": order.order_id}
+            if "order_status" in optional:
+                row["order_status"] = order.status
+            order_list.append(row)
+        return _answer(
+            200,
+            {
+                "more": more,
+                "order_list": order_list,
+                "next_cursor": str(offset + size) if more else "",
+            },
+        )
+
+    def _order_detail(self, request: SandboxRequest) -> SandboxResponse:
+        wanted = [part for part in _param(request, "order_sn_list").split(",") if part]
+        if not 1 <= len(wanted) <= ORDER_DETAIL_MAX:
+            return _error(400, "error_param", "order_sn_list must hold 1 to 50 order_sn.")
+        optional = set(_param(request, "response_optional_fields").split(","))
+        with self._lock:
+            found = [self.orders[sn] for sn in dict.fromkeys(wanted) if sn in self.orders]
+            order_list = [self._order_detail_row(order, optional) for order in found]
+        missing = [sn for sn in wanted if sn not in {order.order_id for order in found}]
+        warning = f"order_sn not found: {','.join(missing)}" if missing else ""
+        return _answer(200, {"order_list": order_list}, warning=warning)
+
+    def _order_detail_row(self, order: SandboxOrder, optional: set[str]) -> dict[str, Any]:
+        """One order of `get_order_detail`, with the optional fields asked for."""
+        row: dict[str, Any] = {
+            "order_sn": order.order_id,
+            "region": "SG",
+            "currency": "SGD",
+            "cod": False,
+            "order_status": order.status,
+            "create_time": int(order.created),
+            "update_time": int(order.updated),
+            "days_to_ship": 3,
+            "ship_by_date": int(order.created) + 3 * 86400,
+        }
+        name = str(order.buyer.get("name") or "")
+        phone = str(order.buyer.get("phone") or "")
+        optional_values = {
+            "buyer_user_id": int(hashlib.sha256(name.encode()).hexdigest()[:8], 16),
+            "buyer_username": name.lower().replace(" ", "_"),
+            "recipient_address": {
+                "name": name,
+                "phone": phone,
+                "town": "",
+                "district": "",
+                "city": "Singapore",
+                "state": "",
+                "region": "SG",
+                "zipcode": "018956",
+                "full_address": "1 Sandbox Way, Singapore 018956",
+            },
+            "item_list": [_item_row(line) for line in order.lines],
+            "total_amount": float(sum(Decimal(line.price) * line.quantity for line in order.lines)),
+            "payment_method": "Credit Card/Debit Card",
+        }
+        if order.paid is not None:
+            optional_values["pay_time"] = int(order.paid)
+        row.update({key: value for key, value in optional_values.items() if key in optional})
+        return row
+
     def _token_body(self, request: SandboxRequest) -> tuple[dict | None, SandboxResponse | None]:
         try:
             body = request.json()
@@ -385,6 +522,39 @@ class ShopeeSandbox(MarketplaceSandbox):
         return self._tokens_answer()
 
 
+def _order_time(order: SandboxOrder, field: str) -> int:
+    """An order's create or update time as Shopee reports it: whole seconds."""
+    return int(order.created if field == "create_time" else order.updated)
+
+
+def _item_row(line: SandboxOrderLine) -> dict[str, Any]:
+    """One `item_list` entry; an item without models has model_id 0 and its SKU on the item."""
+    item_id, model_id = line.keys.get("item_id", ""), line.keys.get("model_id") or "0"
+    has_model = model_id != "0"
+    price = float(Decimal(line.price))
+    return {
+        "item_id": int(item_id) if item_id.isdigit() else item_id,
+        "item_name": f"Sandbox item {item_id}",
+        "item_sku": "" if has_model else line.sku,
+        "model_id": int(model_id) if model_id.isdigit() else model_id,
+        "model_name": f"Variation {model_id}" if has_model else "",
+        "model_sku": line.sku if has_model else "",
+        "model_quantity_purchased": line.quantity,
+        "model_original_price": price,
+        "model_discounted_price": price,
+        "wholesale": False,
+        "weight": 0.1,
+        "add_on_deal": False,
+        "main_item": False,
+        "add_on_deal_id": 0,
+        "promotion_type": "",
+        "promotion_id": 0,
+        "order_item_id": int(item_id) if item_id.isdigit() else item_id,
+        "promotion_group_id": 0,
+        "image_info": {"image_url": ""},
+    }
+
+
 def _param(request: SandboxRequest, name: str) -> str:
     values = request.query.get(name) or [""]
     return values[0]
@@ -395,12 +565,17 @@ def _is_int(value: Any) -> bool:
 
 
 def _answer(
-    status: int, response: dict | None, *, error: str = "", message: str = ""
+    status: int,
+    response: dict | None,
+    *,
+    error: str = "",
+    message: str = "",
+    warning: str = "",
 ) -> SandboxResponse:
     data: dict[str, Any] = {
         "error": error,
         "message": message,
-        "warning": "",
+        "warning": warning,
         "request_id": secrets.token_hex(16),
     }
     if response is not None:

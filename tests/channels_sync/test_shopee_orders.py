@@ -2,17 +2,28 @@
 the order list and detail calls, and their error classification."""
 
 import hashlib
+import itertools
 import json
+import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
+import requests
 from django.conf import settings
 
-from channels_sync.adapters.base import ChannelEvent, OrderStatus
-from channels_sync.adapters.shopee import ORDER_STATUSES, ShopeeAdapter
+from channels_sync.adapters.base import AdapterError, ChannelEvent, OrderStatus, Outcome
+from channels_sync.adapters.shopee import (
+    ORDER_DETAIL_PATH,
+    ORDER_LIST_PATH,
+    ORDER_STATUSES,
+    ShopeeAdapter,
+)
+from channels_sync.models import ChannelListing
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.services.tokens import channel_adapter
-from core.sandbox import SandboxApp, SandboxRequest, SandboxResponse, SandboxServer
+from core.sandbox import Fault, SandboxApp, SandboxRequest, SandboxResponse, SandboxServer
+from tests.inventory.factories import ProductFactory
 
 LINES = [
     {"keys": {"item_id": "1000", "model_id": "5000"}, "sku": "SKU-A", "quantity": 2},
@@ -284,8 +295,6 @@ def test_shopee_notify_hold_and_release_arrive_out_of_order(shopee, inbox):
     assert [event.status for event in delivered(inbox, adapter, url)] == ["READY_TO_SHIP"]
 
     # when: the held push is released over the control route
-    import requests
-
     answer = requests.post(shopee.url + "/_sandbox/notifications/release", timeout=5)
 
     # then: it arrives last, older than what came before it
@@ -310,8 +319,6 @@ def test_shopee_notify_bad_signature_is_refused_by_the_adapter(shopee, inbox):
 
 
 def test_shopee_control_route_creates_and_updates_orders_with_pushes(shopee, inbox):
-    import requests
-
     url = inbox.url + "/webhooks/shopee/1/"
     shopee.app.configure(webhook_url=url)
 
@@ -333,3 +340,325 @@ def test_shopee_control_route_creates_and_updates_orders_with_pushes(shopee, inb
         (order_sn, "UNPAID"),
         (order_sn, "CANCELLED"),
     ]
+
+
+# --- order list ---------------------------------------------------------------------------------
+
+
+def at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def calls(server, path: str) -> list[SandboxRequest]:
+    return [request for request in server.app.requests if request.path == path]
+
+
+def test_shopee_orders_updated_walks_every_page(shopee):
+    # given: five orders, pages of two
+    shopee.app.configure(order_page_size=2)
+    orders = [placed(shopee, status="READY_TO_SHIP") for _ in range(5)]
+    shopee.app.order_update(orders[0].order_id, status="CANCELLED", faults=NotifyFaults(drop=True))
+    now = time.time()
+
+    # when
+    refs = adapter_for(shopee).orders_updated(since=at(now - 60), until=at(now + 60))
+
+    # then: every order once, with its status, through three pages
+    assert sorted(ref.external_id for ref in refs) == sorted(o.order_id for o in orders)
+    statuses = {ref.external_id: ref.raw_status for ref in refs}
+    assert statuses[orders[0].order_id] == "CANCELLED"
+    assert statuses[orders[1].order_id] == "READY_TO_SHIP"
+    lists = calls(shopee, ORDER_LIST_PATH)
+    assert [r.query.get("cursor", [""])[0] for r in lists] == ["", "2", "4"]
+    assert {r.query["time_range_field"][0] for r in lists} == {"update_time"}
+    assert {r.query["page_size"][0] for r in lists} == {"100"}
+
+
+def test_shopee_orders_updated_filters_by_update_time_half_open(shopee):
+    # given: orders last updated at t-100, t-50 and t-10 (Shopee stamps whole seconds)
+    t = int(time.time())
+    old, middle, recent = (placed(shopee) for _ in range(3))
+    for order, updated in ((old, t - 100), (middle, t - 50), (recent, t - 10)):
+        order.updated = float(updated)
+    adapter = adapter_for(shopee)
+
+    # when / then: [since, until) on whole seconds
+    def ids(since, until):
+        refs = adapter.orders_updated(since=at(since), until=at(until))
+        return sorted(ref.external_id for ref in refs)
+
+    assert ids(t - 50, t - 10) == [middle.order_id]
+    assert ids(t - 50.5, t - 9.5) == sorted([middle.order_id, recent.order_id])
+    assert ids(t - 49.5, t - 10) == []
+    assert ids(t - 200, t) == sorted([old.order_id, middle.order_id, recent.order_id])
+    assert ids(t, t - 200) == []
+
+
+def test_shopee_orders_updated_splits_ranges_longer_than_15_days(shopee):
+    # given: orders updated 40, 20 and 1 days ago
+    now = int(time.time())
+    days = 86400
+    orders = [placed(shopee) for _ in range(3)]
+    for order, age in zip(orders, (40, 20, 1), strict=True):
+        order.updated = float(now - age * days)
+    since, until = at(now - 45 * days), at(now)
+
+    # when
+    refs = adapter_for(shopee).orders_updated(since=since, until=until)
+
+    # then: all three, asked for in contiguous windows of at most 15 days
+    assert sorted(ref.external_id for ref in refs) == sorted(o.order_id for o in orders)
+    windows = [
+        (int(r.query["time_from"][0]), int(r.query["time_to"][0]))
+        for r in calls(shopee, ORDER_LIST_PATH)
+    ]
+    assert len(windows) == 3
+    assert windows[0][0] == now - 45 * days
+    assert windows[-1][1] == now - 1
+    assert all(0 <= end - start <= 15 * days for start, end in windows)
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in itertools.pairwise(windows))
+
+
+def test_shopee_sandbox_refuses_a_list_range_over_15_days(shopee):
+    adapter = adapter_for(shopee)
+    now = int(time.time())
+    params = {
+        "time_range_field": "update_time",
+        "time_from": str(now - 15 * 86400 - 1),
+        "time_to": str(now),
+        "page_size": "100",
+    }
+
+    with pytest.raises(AdapterError) as caught:
+        adapter._order_call(ORDER_LIST_PATH, params)
+
+    assert caught.value.outcome == Outcome.PERMANENT
+    assert "error_param" in str(caught.value)
+
+
+def test_shopee_orders_updated_refuses_a_cursor_that_never_moves(shopee):
+    body = {"error": "", "message": "", "response": {"more": True, "order_list": []}}
+    shopee.app.inject(Fault(status=200, body=json.dumps(body)))
+
+    with pytest.raises(AdapterError) as caught:
+        adapter_for(shopee).orders_updated(since=at(time.time() - 60), until=at(time.time()))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+
+
+# --- order detail -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_shopee_orders_fetch_maps_lines_to_the_channels_listings(shopee, wire):
+    # given: a channel with two listings (one a model, one an item without models)
+    products = ProductFactory.create_batch(2)
+    channel = wire(shopee, "shopee", products=products)
+    listings = list(ChannelListing.objects.filter(channel=channel).order_by("pk"))
+    listings[1].external_variant_id = "0"
+    listings[1].save(update_fields=["external_variant_id"])
+    lines = [
+        {
+            "keys": ShopeeAdapter.keys_from_listing(listing),
+            "sku": product.sku,
+            "quantity": quantity,
+            "price": price,
+        }
+        for listing, product, quantity, price in zip(
+            listings, products, (2, 1), ("12.90", "5.05"), strict=True
+        )
+    ]
+    order = shopee.app.order_create(
+        lines=lines, status="READY_TO_SHIP", faults=NotifyFaults(drop=True)
+    )
+
+    # when
+    (fetched,) = channel_adapter(channel).orders_fetch([order.order_id])
+
+    # then
+    assert fetched.external_id == order.order_id
+    assert fetched.raw_status == "READY_TO_SHIP"
+    assert fetched.status is OrderStatus.PAID
+    assert fetched.placed_at == at(int(order.created))
+    assert fetched.paid_at == at(int(order.paid))
+    assert fetched.updated_at == at(int(order.updated))
+    assert fetched.amount == Decimal("30.85")
+    assert fetched.currency == "SGD"
+    assert fetched.address["name"] == "Sandbox Buyer"
+    assert [line.sku for line in fetched.lines] == [p.sku for p in products]
+    assert [line.quantity for line in fetched.lines] == [Decimal(2), Decimal(1)]
+    assert [line.unit_price for line in fetched.lines] == [Decimal("12.90"), Decimal("5.05")]
+    assert fetched.lines[1].keys["model_id"] == "0"
+    for line, listing in zip(fetched.lines, listings, strict=True):
+        matched = ChannelListing.objects.get(
+            channel=channel, **ShopeeAdapter.keys_to_columns(line.keys)
+        )
+        assert matched == listing
+    assert len({line.line_key for line in fetched.lines}) == 2
+    (request,) = calls(shopee, ORDER_DETAIL_PATH)
+    asked = set(request.query["response_optional_fields"][0].split(","))
+    assert {"item_list", "pay_time", "total_amount", "recipient_address"} <= asked
+
+
+def test_shopee_orders_fetch_unpaid_order_has_no_paid_at(shopee):
+    order = placed(shopee, status="UNPAID")
+
+    (fetched,) = adapter_for(shopee).orders_fetch([order.order_id])
+
+    assert fetched.status is OrderStatus.PENDING_PAYMENT
+    assert fetched.paid_at is None
+
+
+def test_shopee_orders_fetch_leaves_out_unknown_orders(shopee):
+    order = placed(shopee)
+
+    fetched = adapter_for(shopee).orders_fetch(["240101UNKNOWN0", order.order_id, order.order_id])
+
+    assert [o.external_id for o in fetched] == [order.order_id]
+
+
+def test_shopee_orders_fetch_batches_50_order_sn_a_call(shopee):
+    orders = [placed(shopee) for _ in range(120)]
+
+    fetched = adapter_for(shopee).orders_fetch([o.order_id for o in orders])
+
+    assert sorted(o.external_id for o in fetched) == sorted(o.order_id for o in orders)
+    sizes = [len(r.query["order_sn_list"][0].split(",")) for r in calls(shopee, ORDER_DETAIL_PATH)]
+    assert sizes == [50, 50, 20]
+
+
+def test_shopee_orders_fetch_repeated_model_lines_and_discounts(shopee):
+    # given: Shopee's own detail shape, one model bought twice (plainly and in a bundle)
+    entry = {
+        "item_id": 3000,
+        "item_name": "Mug",
+        "item_sku": "MUG",
+        "model_id": 4000,
+        "model_name": "Blue",
+        "model_sku": "MUG-BLUE",
+        "model_quantity_purchased": 3,
+        "model_original_price": 10.5,
+        "model_discounted_price": 8.4,
+    }
+    no_model = {**entry, "model_id": 0, "model_sku": "", "model_quantity_purchased": 1}
+    detail = {
+        "order_sn": "240101ABCDEFGH",
+        "order_status": "IN_CANCEL",
+        "create_time": 1704067200,
+        "update_time": 1704067300,
+        "pay_time": 0,
+        "item_list": [entry, {**entry, "model_quantity_purchased": 1}, no_model],
+    }
+    body = {"error": "", "message": "", "response": {"order_list": [detail]}}
+    shopee.app.inject(Fault(status=200, body=json.dumps(body)))
+
+    # when
+    (order,) = adapter_for(shopee).orders_fetch(["240101ABCDEFGH"])
+
+    # then
+    assert order.status is None
+    assert order.paid_at is None
+    assert [line.line_key for line in order.lines] == ["3000:4000", "3000:4000#2", "3000:0"]
+    assert [line.sku for line in order.lines] == ["MUG-BLUE", "MUG-BLUE", "MUG"]
+    assert order.lines[0].unit_price == Decimal("8.4")
+    assert order.lines[0].discount == Decimal("6.3")
+    assert order.lines[0].keys == {"item_id": "3000", "model_id": "4000"}
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def shopee_error(status: int, error: str, message: str, **headers) -> Fault:
+    body = {"error": error, "message": message, "request_id": "x"}
+    return Fault(status=status, body=json.dumps(body), headers=headers)
+
+
+def test_shopee_order_calls_with_a_bad_token_are_auth(shopee):
+    adapter = ShopeeAdapter(
+        base_url=shopee.url, credentials={**shopee.app.credentials(), "access_token": "nope"}
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_fetch(["240101ABCDEFGH"])
+
+    assert caught.value.outcome == Outcome.AUTH
+    assert caught.value.token_expired is False
+
+
+def test_shopee_order_calls_with_an_expired_token_say_so(shopee):
+    adapter = adapter_for(shopee)
+    shopee.app.expire_tokens()
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(since=at(time.time() - 60), until=at(time.time()))
+
+    assert caught.value.outcome == Outcome.AUTH
+    assert caught.value.token_expired is True
+
+
+def test_shopee_order_calls_with_a_wrong_partner_key_are_auth(shopee):
+    adapter = ShopeeAdapter(
+        base_url=shopee.url, credentials={**shopee.app.credentials(), "partner_key": "wrong"}
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_fetch(["240101ABCDEFGH"])
+
+    assert caught.value.outcome == Outcome.AUTH
+    assert "error_sign" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "retry_after"),
+    [
+        (
+            shopee_error(
+                429, "error_too_many_request", "Too many requests.", **{"Retry-After": "3"}
+            ),
+            Outcome.THROTTLED,
+            3.0,
+        ),
+        (shopee_error(200, "order.error_too_many_request", "Slow down."), Outcome.THROTTLED, None),
+        (shopee_error(500, "error_server", "Internal error."), Outcome.RETRYABLE, None),
+        (Fault(status=503, body="<html>busy</html>"), Outcome.RETRYABLE, None),
+        (shopee_error(400, "order.error_param", "Wrong order_sn."), Outcome.PERMANENT, None),
+    ],
+)
+def test_shopee_order_call_failures_are_classified(shopee, fault, outcome, retry_after):
+    order = placed(shopee)
+    shopee.app.inject(fault)
+
+    with pytest.raises(AdapterError) as caught:
+        adapter_for(shopee).orders_fetch([order.order_id])
+
+    assert caught.value.outcome == outcome
+    assert caught.value.retry_after == retry_after
+    assert caught.value.token_expired is False
+
+
+def test_shopee_order_calls_transport_failure_is_retryable():
+    with SandboxServer(Receiver()) as gone:
+        url = gone.url
+    adapter = ShopeeAdapter(
+        base_url=url,
+        credentials={"partner_id": "1", "partner_key": "k", "shop_id": "1", "access_token": "t"},
+        timeout=2,
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(since=at(time.time() - 60), until=at(time.time()))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+
+
+def test_shopee_order_list_is_signed_like_the_stock_calls(shopee):
+    placed(shopee)
+    adapter_for(shopee).orders_updated(since=at(time.time() - 60), until=at(time.time() + 1))
+
+    (request,) = calls(shopee, ORDER_LIST_PATH)
+    query = {name: values[0] for name, values in request.query.items()}
+    expected = shopee.app.expected_sign(
+        ORDER_LIST_PATH, query["timestamp"], query["access_token"], query["shop_id"]
+    )
+    assert query["sign"] == expected
+    assert shopee.app.counts["bad_signature"] == 0
