@@ -16,13 +16,16 @@ import random
 from collections import Counter
 
 from django.core.cache import cache
-from django.core.wsgi import get_wsgi_application
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connections
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from channels_sync.demo import _hold_push, _match, _settle
 from channels_sync.models import ChannelListing
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.selectors import channel_webhook_url
+from channels_sync.services.channels import channel_update
 from channels_sync.services.dirty import PENDING_KEY
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import PushReport
@@ -55,9 +58,13 @@ UNMAPPED_KEYS = {
 @demo_step(195, "Orders from the marketplaces, over webhooks and polling")
 def orders_over_webhooks(ctx: DemoContext) -> str:
     channels = ctx.facts["channels"]
-    app_server = ctx.stack.enter_context(SandboxServer(get_wsgi_application()))
+    # The project itself, served over HTTP for the sandboxes' notifications (the handler,
+    # not `get_wsgi_application()`, which would set Django up again and undo the demo's
+    # logging).
+    app_server = ctx.stack.enter_context(SandboxServer(_served(WSGIHandler())))
     ctx.stack.enter_context(override_settings(PUBLIC_BASE_URL=app_server.url))
     rng = random.Random(195)
+    started = timezone.now()
     unmapped_orders, dropped = {}, {}
     total = len(channels) * ORDERS_PER_CHANNEL
     with ctx.progress_bar(total=total, label="orders") as bar:
@@ -67,6 +74,7 @@ def orders_over_webhooks(ctx: DemoContext) -> str:
             app.configure(error_ratio=0, throttle_per_second=None, reject=[])
             app.configure(webhook_url=channel_webhook_url(channel))
             _hold_push(channel)
+            channel_update(channel=channel, actor="demo", push_enabled=True)
             unmapped_orders[channel.pk], dropped[channel.pk] = _place_orders(channel, app, rng)
             bar.update(sum(len(a.orders) for _, a in channels))
     for channel, app in channels:
@@ -83,12 +91,27 @@ def orders_over_webhooks(ctx: DemoContext) -> str:
     reports = {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
     _settle(ctx, channels, reports)
     for channel, app in channels:
-        ctx.say("    " + _channel_line(channel, app, found[channel.pk]))
-    orders = Order.objects.filter(channel__in=[channel for channel, _ in channels]).count()
+        ctx.say("    " + _channel_line(channel, app, found[channel.pk], since=started))
+        # The sandboxes stop with the demo (as after the push step).
+        channel_update(channel=channel, actor="demo", push_enabled=False)
+    orders = sum(len(app.orders) for _, app in channels)
     return (
         f"{orders} orders from {len(channels)} marketplaces; {mapped} parked order(s) mapped "
         f"and reserved"
     )
+
+
+def _served(handler: WSGIHandler):
+    """The handler, closing its thread's database connections after each request (the
+    server runs each request in a thread of its own, which would otherwise keep them)."""
+
+    def app(environ, start_response):
+        try:
+            return handler(environ, start_response)
+        finally:
+            connections.close_all()
+
+    return app
 
 
 def _listing_keys(channel) -> list[dict[str, str]]:
@@ -164,13 +187,14 @@ def _map_parked(channels, unmapped_orders: dict[int, list[str]]) -> int:
             line = order.lines.filter(status=OrderLine.Status.NEEDS_MAPPING).first()
             if line is None:
                 continue
-            product = (
+            free = (
                 Product.objects.filter(vendor=channel.vendor)
                 .exclude(listings__channel=channel)
                 .order_by("pk")
                 .first()
             )
-            if index == 0:
+            product = free or Product.objects.filter(vendor=channel.vendor).order_by("pk")[0]
+            if index == 0 and free is not None:
                 # The shop's item gets a listing: the parked order is reprocessed on commit.
                 app.seed_listings([UNMAPPED_KEYS[channel.type]])
                 listings_upsert(
@@ -185,21 +209,18 @@ def _map_parked(channels, unmapped_orders: dict[int, list[str]]) -> int:
     return mapped
 
 
-def _channel_line(channel, app, poll_outcome: str) -> str:
-    lines = Counter(
-        OrderLine.objects.filter(order__channel=channel).values_list("status", flat=True)
-    )
-    orders = Order.objects.filter(channel=channel)
+def _channel_line(channel, app, poll_outcome: str, *, since) -> str:
+    """The channel's figures for this run's orders (a second demo run adds its own)."""
+    orders = Order.objects.filter(channel=channel, external_id__in=list(app.orders))
+    lines = Counter(OrderLine.objects.filter(order__in=orders).values_list("status", flat=True))
     first_sources = {}
     for order_id, source in (
-        OrderEvent.objects.filter(order__channel=channel)
-        .order_by("pk")
-        .values_list("order_id", "source")
+        OrderEvent.objects.filter(order__in=orders).order_by("pk").values_list("order_id", "source")
     ):
         first_sources.setdefault(order_id, source)
     by_poll = sum(1 for source in first_sources.values() if source == OrderEvent.Source.POLL)
     delivered = sum(1 for d in app.deliveries if d.http_status == 200)
-    stored = WebhookEvent.objects.filter(channel=channel).count()
+    stored = WebhookEvent.objects.filter(channel=channel, received_at__gte=since).count()
     parked = orders.filter(events__kind=OrderEvent.Kind.PARKED).distinct().count()
     return (
         f"{channel.name:<17} orders {orders.count():>3}, lines reserved "

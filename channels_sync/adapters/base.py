@@ -361,32 +361,32 @@ class Adapter(ABC):
     # What the marketplace wants back for an accepted webhook: (status, body, content type).
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
 
+    @abstractmethod
     def webhook_parse(self, *, body: bytes) -> ChannelEvent:
         """Parse a verified webhook's raw body. Never raises: a body that cannot be read is
         a `ChannelEvent` of topic `unreadable` keyed by a digest of the body."""
-        raise NotImplementedError
 
     # --- orders ---------------------------------------------------------------------------------
 
     @classmethod
+    @abstractmethod
     def order_status(cls, raw_status: str) -> OrderStatus | None:
         """The normalized status of a marketplace status (None: one the adapter does not know;
         the order services then record it and change nothing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
         """Every order updated in [since, until), through all pages of the marketplace's list.
 
         Raises `AdapterError` when a call fails (classified like a stock call's outcome).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
         """The current detail of these orders (batched as the marketplace allows).
 
         Orders the marketplace does not know are left out. Raises `AdapterError`.
         """
-        raise NotImplementedError
 
     # --- helpers for subclasses -----------------------------------------------------------------
 

@@ -58,8 +58,13 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert StockMovement.objects.filter(kind="reserve").exists()
     # every marketplace sandbox ended at the desired quantities, after faults too
     assert "First push to the marketplaces: 200 listings pushed" in text
-    assert text.count("sandbox at desired: yes") == 8
+    assert text.count("sandbox at desired: yes") == 12
     assert "sandbox at desired: NO" not in text
+    # orders came back in over webhooks and polling (five dropped notifications in all)
+    assert re.search(r"200 orders from 4 marketplaces; 2 parked order\(s\) mapped", text)
+    polled = re.findall(r"found by polling (\d+) \(poll ok\)", text)
+    assert sum(int(n) for n in polled) == 5
+    assert all(int(n) > 0 for n in re.findall(r"duplicates ignored +(\d+)", text))
     assert re.search(r"Tokopedia & Shop .* dead-lettered 1;", text)
     assert re.search(r"Shopee ID .* throttled +[1-9]", text)
     assert re.search(r"Lazada ID .* retried +[1-9]", text)
@@ -70,5 +75,6 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert Product.objects.filter(vendor__is_default=True).count() == 50
     # the channels are pointed at the new run's sandboxes and pushed in full again
     assert "First push to the marketplaces: 200 listings pushed" in again.getvalue()
-    assert again.getvalue().count("sandbox at desired: yes") == 8
+    assert again.getvalue().count("sandbox at desired: yes") == 12
+    assert "200 orders from 4 marketplaces; 2 parked" in again.getvalue()
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1

@@ -361,7 +361,15 @@ def test_processing_an_inactive_channels_event_then_again_is_skipped(shop):
     assert webhook_event_process(event_id=event.pk) == "skipped"
 
 
-@pytest.mark.parametrize("channel_type", ["tiktok", "tokopedia"])
+PAID_STATUS = {
+    "shopee": "READY_TO_SHIP",
+    "lazada": "pending",
+    "tiktok": "AWAITING_SHIPMENT",
+    "tokopedia": "AWAITING_SHIPMENT",
+}
+
+
+@pytest.mark.parametrize("channel_type", sorted(PAID_STATUS))
 def test_processing_each_marketplace_notification_reserves(
     channel_type, sandboxes, hooked, stocked, warehouse
 ):
@@ -370,8 +378,48 @@ def test_processing_each_marketplace_notification_reserves(
     channel = hooked(server, channel_type, warehouses=[warehouse], products=[product])
     order = server.app.order_create(
         lines=[{"keys": listing_keys(channel_type, 0), "sku": "SKU-0", "quantity": 4}],
-        status="AWAITING_SHIPMENT",
+        status=PAID_STATUS[channel_type],
     )
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
     assert Order.objects.get(channel=channel, external_id=order.order_id).status == "paid"
     assert active_reserved(product) == Decimal(4)
+
+
+SHIPPED_STATUS = {
+    "shopee": "SHIPPED",
+    "lazada": "shipped",
+    "tiktok": "IN_TRANSIT",
+    "tokopedia": "IN_TRANSIT",
+}
+
+
+@pytest.mark.parametrize("channel_type", sorted(PAID_STATUS))
+def test_each_marketplace_dropped_then_polled_then_notified_makes_one_effect(
+    channel_type, sandboxes, hooked, stocked, warehouse
+):
+    # given an order whose notification was dropped
+    server = sandboxes[channel_type]
+    product = stocked(10)
+    channel = hooked(server, channel_type, warehouses=[warehouse], products=[product])
+    order = server.app.order_create(
+        lines=[{"keys": listing_keys(channel_type, 0), "sku": "SKU-0", "quantity": 3}],
+        status=PAID_STATUS[channel_type],
+        faults=NotifyFaults(drop=True),
+    )
+    assert WebhookEvent.objects.count() == 0
+    # when a poll finds it, then it ships (notified twice) and a poll sees that too
+    report = orders_poll_channel(channel_id=channel.pk)
+    assert (report.outcome, report.applied) == ("ok", 1)
+    assert active_reserved(product) == Decimal(3)
+    server.app.order_update(
+        order.order_id, status=SHIPPED_STATUS[channel_type], faults=NotifyFaults(copies=2)
+    )
+    Channel.objects.filter(pk=channel.pk).update(orders_cursor=None)  # look back again
+    orders_poll_channel(channel_id=channel.pk)
+    # then one order, one reservation, committed once
+    row = Order.objects.get(channel=channel, external_id=order.order_id)
+    assert row.status == "shipped"
+    assert Reservation.objects.filter(level__product=product).count() == 1
+    stock = level(product)
+    assert (stock.on_hand, stock.reserved) == (Decimal(7), Decimal(0))
+    assert WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSED).count() == 1
