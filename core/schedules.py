@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils.module_loading import import_string, module_has_submodule
 
@@ -38,10 +39,27 @@ class Schedule:
 
     @property
     def interval_seconds(self) -> int | None:
+        """The interval in seconds (None for a crontab).
+
+        An interval setting of zero or less is refused (`ImproperlyConfigured`, naming the
+        setting) rather than read as "disabled": every such schedule is a safety net (the
+        order poll catches lost webhooks), and switching one off belongs in the beat console,
+        on purpose, not in a number that slipped to 0.
+        """
         if self.every_setting:
             from django.conf import settings
 
-            return int(getattr(settings, self.every_setting))
+            value = getattr(settings, self.every_setting)
+            try:
+                seconds = int(value)
+            except (TypeError, ValueError):
+                seconds = 0
+            if seconds <= 0:
+                raise ImproperlyConfigured(
+                    f"{self.every_setting} must be a positive number of seconds "
+                    f"(schedule {self.name!r}); got {value!r}."
+                )
+            return seconds
         return self.every_seconds
 
 

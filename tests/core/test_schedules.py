@@ -116,3 +116,26 @@ def test_beat_sends_a_due_schedule_and_a_worker_runs_it(celery_worker):
     assert reservation.level.reserved == Decimal(0)
     task = PeriodicTask.objects.get(name="syncstore: expire reservations")
     assert task.total_run_count >= 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seconds", [0, -60])
+def test_setup_schedules_refuses_an_interval_setting_of_zero_or_less(settings, seconds):
+    from django.core.management.base import CommandError
+
+    # given schedules written once, then the poll interval set to nothing
+    call_command("setup_schedules", stdout=io.StringIO())
+    before = set(ours().values_list("name", "enabled", "interval__every"))
+    settings.ORDERS_POLL_INTERVAL_SECONDS = seconds
+    # when the schedules are written again, then the setting is named and nothing changes
+    with pytest.raises(CommandError, match="ORDERS_POLL_INTERVAL_SECONDS must be a positive"):
+        call_command("setup_schedules", stdout=io.StringIO())
+    assert set(ours().values_list("name", "enabled", "interval__every")) == before
+
+
+def test_setup_schedules_prints_a_setting_interval_as_seconds(db, settings):
+    settings.ORDERS_POLL_INTERVAL_SECONDS = 240
+    out = io.StringIO()
+    call_command("setup_schedules", stdout=out)
+    line = next(row for row in out.getvalue().splitlines() if "webhooks.poll_orders" in row)
+    assert line.endswith("every 240 s")
