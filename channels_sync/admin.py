@@ -26,6 +26,7 @@ from channels_sync.services.channels import (
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
+from channels_sync.services.signature_failures import channel_signature_failures_flush
 from core.admin import KeptRecordAdmin, actor_of
 from core.cache import CACHE_ERRORS
 from core.errors import ServiceUnavailable
@@ -190,6 +191,12 @@ class ChannelAdmin(admin.ModelAdmin):
                 ),
             )
         )
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None) -> Channel | None:
+        # Signature failures wait in the cache for a few seconds: show them counted.
+        if str(object_id).isdigit():
+            channel_signature_failures_flush(channel_ids=[int(object_id)])
+        return super().get_object(request, object_id, from_field)
 
     def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
         state = [("State", {"fields": _CHANNEL_STATE})] if obj is not None else []

@@ -37,6 +37,7 @@ from channels_sync.services.channels import channel_create, channel_update, rule
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import channel_push
+from channels_sync.services.signature_failures import channel_signature_failures_flush
 from core.errors import NotFoundError
 from core.field_errors import service_errors
 from core.idempotency import idempotent
@@ -106,6 +107,8 @@ class ChannelListView(generics.ListAPIView):
         },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
+        # Signature failures wait in the cache for a few seconds: show them counted.
+        channel_signature_failures_flush()
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
@@ -158,6 +161,7 @@ class ChannelDetailView(APIView):
         responses={200: ChannelSerializer, **error_responses(_NOT_FOUND)},
     )
     def get(self, request: Request, channel_id: int) -> Response:
+        channel_signature_failures_flush(channel_ids=[channel_id])
         channel = _channels().filter(pk=channel_id).first()
         if channel is None:
             raise NotFoundError(f"No channel with id {channel_id}.", code="channel_not_found")

@@ -259,6 +259,10 @@ CELERY_TASK_ROUTES = {
     "erp_mapping.check_agents": {"queue": "default"},
     "erp_mapping.*": {"queue": "erp"},
     "channels_sync.*": {"queue": "push"},
+    # Polls (long: list and fetch a channel's orders) wait on the orders queue, never in
+    # front of the notifications the webhooks queue processes.
+    "webhooks.poll_orders": {"queue": "orders"},
+    "webhooks.poll_channel": {"queue": "orders"},
     "webhooks.*": {"queue": "webhooks"},
     "orders.*": {"queue": "orders"},
 }
@@ -466,6 +470,11 @@ ORDERS_POLL_FETCH_BATCH = env.int("ORDERS_POLL_FETCH_BATCH", default=50)
 # The intake keeps a channel (and its signing secret) in process memory this long; a
 # signature that fails against the kept copy is checked again against the database.
 WEBHOOK_CHANNEL_CACHE_SECONDS = env.float("WEBHOOK_CHANNEL_CACHE_SECONDS", default=5.0)
+# Badly signed webhooks: the channel is read again (a rotated secret) and its failure count
+# written to its row at most once this often per channel (counted in the cache meanwhile).
+WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS = env.float(
+    "WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS", default=5.0
+)
 # Processing an event: retries with backoff (base seconds, doubling), then failed and
 # dead-lettered; a worker holds an event this long (past the task's hard time limit).
 WEBHOOK_PROCESS_MAX_RETRIES = env.int("WEBHOOK_PROCESS_MAX_RETRIES", default=6)

@@ -16,6 +16,7 @@ class WebhookEventAdmin(KeptRecordAdmin):
     list_display = [
         "id",
         "channel",
+        "source",
         "topic",
         "order_id",
         "notified_status",
@@ -24,13 +25,14 @@ class WebhookEventAdmin(KeptRecordAdmin):
         "received_at",
         "processed_at",
     ]
-    list_filter = ["status", "topic", "channel"]
+    list_filter = ["status", "source", "topic", "channel"]
     search_fields = ["event_key", "order_id", "correlation_id"]
     date_hierarchy = "received_at"
     list_select_related = ["channel"]
     actions = ["reprocess_selected"]
     fields = [
         "channel",
+        "source",
         "topic",
         "event_key",
         "order_id",
@@ -41,6 +43,7 @@ class WebhookEventAdmin(KeptRecordAdmin):
         "received_at",
         "processed_at",
         "next_attempt_at",
+        "queued_at",
         "locked_until",
         "correlation_id",
         "headers",
@@ -53,7 +56,7 @@ class WebhookEventAdmin(KeptRecordAdmin):
         return format_html("<pre>{}</pre>", body_preview(obj.body))
 
     @admin.action(
-        description="Reprocess (queue the processing of the selected events again)",
+        description="Reprocess (read the bodies again and queue their processing)",
         permissions=["change"],
     )
     def reprocess_selected(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:

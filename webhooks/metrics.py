@@ -16,6 +16,7 @@ SIGNATURE_FAILURES = Counter(
 )
 ORDER_POLLS = Counter(
     "syncstore_order_polls_total",
-    "Order polls of a channel by outcome (ok, failed, busy).",
+    "Order polls of a channel by outcome (ok; deferred: some orders kept to retry; stopped: "
+    "out of time; failed: the listing failed; busy).",
     ["channel_type", "outcome"],
 )

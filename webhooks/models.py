@@ -21,7 +21,14 @@ class WebhookEvent(BaseModel):
         IGNORED = "ignored", "ignored"  # a topic the product does not act on
         FAILED = "failed", "failed"  # out of retries (a dead letter holds the task)
 
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "webhook"  # a notification the marketplace sent (body as sent)
+        # An order a poll listed but could not apply (or the detail call left out): kept
+        # here so it retries, backs off and dead-letters like a notification.
+        POLL = "poll", "poll"
+
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="webhook_events")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.WEBHOOK)
     topic = models.CharField(max_length=50)
     event_key = models.CharField(max_length=200)
     order_id = models.CharField(max_length=100, blank=True)
@@ -40,6 +47,9 @@ class WebhookEvent(BaseModel):
     locked_until = models.DateTimeField(null=True, blank=True)
     # A failed attempt's retry is due then; the sweep leaves the event to that retry.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Its processing was last queued then (every enqueue sets it): the sweep leaves an event
+    # queued within the grace to that task, however long the queue's backlog.
+    queued_at = models.DateTimeField(null=True, blank=True)
     correlation_id = models.CharField(max_length=128, blank=True)
 
     class Meta:

@@ -1,7 +1,9 @@
-"""Webhook and order-poll tasks (queue `webhooks`): thin shells over the services."""
+"""Webhook tasks (queue `webhooks`) and order-poll tasks (queue `orders`, so a slow poll
+never delays a notification): thin shells over the services."""
 
 import structlog
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from core.task_base import BaseTask, backoff_seconds
@@ -19,12 +21,18 @@ def process_event(self, event_id: int) -> str:
 
     Safe to run twice: a processed or ignored event is left alone, a claim keeps two
     workers off the same event, and the order services apply a state at most once.
-    Retryable failures retry with backoff (`WEBHOOK_PROCESS_MAX_RETRIES`); the last one
-    marks the event failed and lands in the dead-letter queue, whose retry queues this
-    task with the same event id again.
+    Retryable failures (and running out of time: the soft time limit) retry with backoff
+    (`WEBHOOK_PROCESS_MAX_RETRIES`); the last one marks the event failed and lands in the
+    dead-letter queue, whose retry queues this task with the same event id again.
+
+    Eager mode (no broker: the task runs inside the webhook's request) never retries in
+    place, which would call the marketplace several times before the answer: the event is
+    left `received` with its next attempt's time, and the minute sweep is its retry. The
+    attempts are then counted on the event (a dead letter's retry gets one more attempt).
     """
     from webhooks.services.events import (
         ProcessingRetry,
+        webhook_event_attempts,
         webhook_event_fail,
         webhook_event_process,
         webhook_event_retry_at,
@@ -32,16 +40,21 @@ def process_event(self, event_id: int) -> str:
 
     try:
         return webhook_event_process(event_id=event_id)
-    except ProcessingRetry as exc:
-        if self.request.retries >= settings.WEBHOOK_PROCESS_MAX_RETRIES:
-            webhook_event_fail(event_id=event_id, error=str(exc))
-            raise RetryableProcessingError(str(exc)) from exc
-        countdown = backoff_seconds(
-            self.request.retries, base=settings.WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS
+    except (ProcessingRetry, SoftTimeLimitExceeded) as exc:
+        error = str(exc) or type(exc).__name__
+        eager = bool(self.request.is_eager)
+        retries = webhook_event_attempts(event_id=event_id) - 1 if eager else self.request.retries
+        if retries >= settings.WEBHOOK_PROCESS_MAX_RETRIES:
+            webhook_event_fail(event_id=event_id, error=error)
+            raise RetryableProcessingError(error) from exc
+        countdown = backoff_seconds(retries, base=settings.WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS)
+        webhook_event_retry_at(
+            event_id=event_id, countdown=countdown, error=error, queued=not eager
         )
-        webhook_event_retry_at(event_id=event_id, countdown=countdown, error=str(exc))
+        if eager:
+            return "deferred"
         raise self.retry(
-            exc=RetryableProcessingError(str(exc)),
+            exc=RetryableProcessingError(error),
             countdown=countdown,
             max_retries=settings.WEBHOOK_PROCESS_MAX_RETRIES,
         ) from exc
@@ -49,9 +62,10 @@ def process_event(self, event_id: int) -> str:
 
 @shared_task(name="webhooks.sweep")
 def sweep() -> list[int]:
-    """Queue the events left `received` past the grace (beat: every minute).
+    """Queue the events left `received` and not queued within the grace (beat: every minute).
 
-    Catches a crash between an event's commit and its enqueue, and a queue outage.
+    Catches a crash between an event's commit and its enqueue, a queue outage, and (eager
+    mode) is the retry of a failed attempt.
     """
     from webhooks.services.events import webhook_events_sweep
 
@@ -78,8 +92,9 @@ def poll_orders() -> list[int]:
 def poll_channel(self, channel_id: int) -> dict:
     """Poll one channel's orders updated since its cursor and apply them (one at a time).
 
-    A failed poll leaves the cursor where it was: the next poll covers the same range, so
-    failures need no retry of their own (the next beat is the retry).
+    A poll whose listing failed leaves the cursor where it was: the next poll covers the
+    same range (the next beat is the retry). Orders listed but not applied are kept as
+    events with retries of their own, and the cursor moves on.
     """
     from webhooks.services.polling import orders_poll_channel
 

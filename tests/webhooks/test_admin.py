@@ -35,7 +35,15 @@ def test_admin_event_list_filters_and_detail_shows_the_body_escaped(staff_client
         f"{ADMIN}/?status=ignored&topic=other&channel__id__exact={event.channel_id}"
     )
     assert listing.status_code == 200
-    assert b"k1" in listing.content or f"{event.pk}".encode() in listing.content
+    assert listing.context["cl"].result_count == 1
+    assert f'href="{ADMIN}/{event.pk}/change/' in listing.content.decode()
+    # a filter that matches nothing lists nothing
+    none = staff_client.get(f"{ADMIN}/?status=failed&channel__id__exact={event.channel_id}")
+    assert none.status_code == 200
+    assert none.context["cl"].result_count == 0
+    assert f'href="{ADMIN}/{event.pk}/change/' not in none.content.decode()
+    searched = staff_client.get(f"{ADMIN}/?q=k1")
+    assert [row.pk for row in searched.context["cl"].result_list] == [event.pk]
     detail = staff_client.get(f"{ADMIN}/{event.pk}/change/")
     assert detail.status_code == 200
     page = detail.content.decode()
@@ -66,3 +74,17 @@ def test_admin_channel_shows_webhook_url_and_signature_failures(staff_client, se
     assert f"https://sync.example.com/webhooks/{channel.type}/{channel.pk}/" in page
     assert "Webhook signature failures" in page
     assert ">3<" in page
+
+
+def test_admin_event_with_a_deeply_nested_body_shows_it_capped(staff_client, event):
+    from webhooks.selectors import PREVIEW_LIMIT
+
+    # a body nested past the JSON reader's recursion limit, and long
+    depth = 100_000
+    WebhookEvent.objects.filter(pk=event.pk).update(body=b"[" * depth + b"]" * depth)
+    detail = staff_client.get(f"{ADMIN}/{event.pk}/change/")
+    assert detail.status_code == 200
+    page = detail.content.decode()
+    assert "[" * 100 in page
+    assert f"({2 * depth - PREVIEW_LIMIT} more characters)" in page
+    assert "[" * (PREVIEW_LIMIT + 1) not in page

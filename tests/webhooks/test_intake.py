@@ -293,3 +293,138 @@ def test_intake_shopee_signs_the_registered_url_and_answers_an_empty_body(
     assert (accepted.status_code, accepted.content) == (200, b"")
     assert (again.status_code, again.content) == (200, b"")
     assert WebhookEvent.objects.filter(channel=channel).count() == 1
+
+
+HOSTILE = ["\u0000", "\ud800"]
+
+
+def _lazada_hostile(order_id: str, status: str) -> bytes:
+    # json.dumps escapes both (\u0000, \ud800): the bytes are valid, what they read is not
+    return lazada_message(order_id=order_id, status=status)
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+@pytest.mark.parametrize("where", ["order_id", "status"])
+def test_intake_lazada_hostile_fields_are_kept_unreadable_never_a_500(lazada, hooked, bad, where):
+    channel = hooked(lazada, "lazada")
+    fields = {"order_id": "500000000000001", "status": "pending"}
+    fields[where] = fields[where] + bad
+    body = _lazada_hostile(fields["order_id"], fields["status"])
+    response = Client().post(
+        f"/webhooks/lazada/{channel.pk}/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=lazada_signed(channel, body)["Authorization"],
+    )
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.topic == "unreadable"
+    assert event.status == WebhookEvent.Status.IGNORED
+    assert event.event_key == "body:" + hashlib.sha256(body).hexdigest()
+    assert event.order_id == ""
+    assert bytes(event.body) == body
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+@pytest.mark.parametrize("where", ["order_id", "order_status", "tts_notification_id"])
+def test_intake_tiktok_hostile_fields_are_kept_unreadable_never_a_500(tiktok, hooked, bad, where):
+    channel = hooked(tiktok, "tiktok")
+    data = {"order_id": "576000000000000001", "order_status": "AWAITING_SHIPMENT"}
+    if where in data:
+        data[where] += bad
+    body, headers = tiktok.app.signed_webhook(1, data)
+    if where == "tts_notification_id":
+        envelope = json.loads(body)
+        envelope["tts_notification_id"] += bad
+        body = json.dumps(envelope).encode()
+        headers = tiktok.app._webhook_headers(body, tiktok.app.app_secret)
+    response = Client().post(
+        f"/webhooks/tiktok/{channel.pk}/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=headers["Authorization"],
+    )
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert (event.topic, event.status) == ("unreadable", WebhookEvent.Status.IGNORED)
+    assert event.event_key == "body:" + hashlib.sha256(body).hexdigest()
+
+
+def test_intake_order_id_too_long_is_unreadable_never_truncated(lazada, hooked):
+    channel = hooked(lazada, "lazada")
+    body = lazada_message(order_id="5" * 101)
+    response = post(channel_webhook_url(channel), body, lazada_signed(channel, body))
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert (event.topic, event.order_id, event.status) == ("unreadable", "", "ignored")
+
+
+def test_intake_a_header_postgres_cannot_keep_makes_the_event_unreadable(lazada, hooked):
+    channel = hooked(lazada, "lazada")
+    body = lazada_message()
+    response = Client().post(
+        f"/webhooks/lazada/{channel.pk}/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=lazada_signed(channel, body)["Authorization"],
+        HTTP_USER_AGENT="agent\x00",
+    )
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.topic == "unreadable"
+    assert "User-Agent" not in event.headers
+
+
+def test_intake_flood_of_bad_signatures_reads_and_writes_the_channel_rarely(
+    lazada, hooked, make_client, settings
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS = 60
+    channel = hooked(lazada, "lazada")
+    body = lazada_message()
+    client = Client()
+    path = f"/webhooks/lazada/{channel.pk}/"
+    before = signature_failures("lazada")
+    # when 30 badly signed webhooks arrive
+    with CaptureQueriesContext(connection) as queries:
+        answers = {
+            client.post(
+                path, body, content_type="application/json", HTTP_AUTHORIZATION="0" * 64
+            ).status_code
+            for _ in range(30)
+        }
+    assert answers == {401}
+    # then the channel was read once at first, read again once, written once (not 30 times)
+    touching = [q["sql"] for q in queries.captured_queries if "channels_sync_channel" in q["sql"]]
+    assert len([sql for sql in touching if sql.startswith("UPDATE")]) == 1
+    assert len([sql for sql in touching if sql.startswith("SELECT")]) == 2
+    # /metrics counted every one at once
+    assert signature_failures("lazada") == before + 30
+    # the row holds the first; the API and the console show all 30 (pending ones flushed)
+    channel.refresh_from_db()
+    assert channel.webhook_signature_failures == 1
+    api = make_client(("read",))
+    data = api.get(f"/api/v1/channels/{channel.pk}/").json()
+    assert data["webhook_signature_failures"] == 30
+    assert data["webhook_signature_failed_at"] is not None
+    channel.refresh_from_db()
+    assert channel.webhook_signature_failures == 30
+    listed = api.get("/api/v1/channels/").json()["results"]
+    assert [row["webhook_signature_failures"] for row in listed] == [30]
+
+
+def test_intake_signature_failures_reach_the_console_at_once(lazada, hooked, settings):
+    from django.contrib.auth import get_user_model
+
+    settings.WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS = 60
+    channel = hooked(lazada, "lazada")
+    body = lazada_message()
+    for _ in range(4):
+        post(channel_webhook_url(channel), body, {"Authorization": "0" * 64})
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    staff = Client()
+    staff.force_login(user)
+    page = staff.get(f"/admin/channels_sync/channel/{channel.pk}/change/").content.decode()
+    assert ">4<" in page

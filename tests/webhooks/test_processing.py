@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.test import Client
 from django.utils import timezone
 
@@ -16,7 +17,7 @@ from channels_sync.models import Channel
 from channels_sync.sandbox.base import NotifyFaults
 from core.models import DeadLetter
 from core.sandbox import Fault
-from core.services import dead_letter_retry
+from core.services import dead_letter_record, dead_letter_retry
 from inventory.models import Reservation, StockLevel
 from orders.models import Order
 from tests.channels_sync.conftest import listing_keys
@@ -243,13 +244,49 @@ def test_crash_after_storing_the_sweep_processes_the_event(shop):
     assert Order.objects.count() == 0
     # when the sweep runs within the grace, it leaves the event; past it, processes it
     assert webhook_events_sweep() == []
-    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+    five_minutes_ago = timezone.now() - timedelta(minutes=5)
+    WebhookEvent.objects.update(received_at=five_minutes_ago, queued_at=five_minutes_ago)
     assert webhook_events_sweep() == [event.pk]
     # then
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED
     assert Order.objects.get(channel=channel).status == "paid"
     assert active_reserved(product) == Decimal(2)
+
+
+def detail_calls(server) -> int:
+    return sum(1 for r in server.app.requests if r.path.endswith("/order/202309/orders"))
+
+
+def make_due(event: WebhookEvent) -> None:
+    """Let time pass until the event's next attempt is due."""
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def test_eager_processing_failure_never_retries_inside_the_request(shop, settings):
+    settings.WEBHOOK_PROCESS_MAX_RETRIES = 2
+    server, _channel, _product = shop
+    order = place(server, quantity=2, drop=True)
+    server.app.inject(Fault(status=503, count=3))
+    body, headers = server.app.notification(order, bad_signature=False)
+    # when the notification arrives (processed inside its request: eager mode)
+    delivery = server.app._deliver(order.order_id, order.status, body, headers)
+    # then it is acknowledged after one marketplace call, and the event waits for the sweep
+    assert delivery.http_status == 200
+    assert detail_calls(server) == 1
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookEvent.Status.RECEIVED
+    assert event.attempts == 1
+    assert event.next_attempt_at > timezone.now()
+    assert event.locked_until is None
+    assert event.queued_at is None
+    # and the sweep leaves it until its attempt is due
+    assert webhook_events_sweep() == []
+    make_due(event)
+    assert webhook_events_sweep() == [event.pk]
+    assert detail_calls(server) == 2
 
 
 def test_processing_failure_retries_then_dead_letters_and_the_retry_reprocesses(shop, settings):
@@ -260,14 +297,23 @@ def test_processing_failure_retries_then_dead_letters_and_the_retry_reprocesses(
     server.app.inject(Fault(status=503, count=3))
     body, headers = server.app.notification(order, bad_signature=False)
     server.app._deliver(order.order_id, order.status, body, headers)
-    # then the event was tried 1 + 2 times, failed, and its task is a dead letter
     event = WebhookEvent.objects.get()
+    # when the sweep retries it each time its attempt is due (eager mode: the sweep retries)
+    for _ in range(2):
+        assert WebhookEvent.objects.get().status == WebhookEvent.Status.RECEIVED
+        make_due(event)
+        assert webhook_events_sweep() == [event.pk]
+    # then the event was tried 1 + 2 times, failed, and its task is a dead letter
+    event.refresh_from_db()
     assert event.status == WebhookEvent.Status.FAILED
     assert event.attempts == 3
     assert event.error
     letter = DeadLetter.objects.get(task_name="webhooks.process_event")
     assert letter.kwargs == {"event_id": event.pk}
     assert Order.objects.count() == 0
+    # a failed event is not the sweep's
+    make_due(event)
+    assert webhook_events_sweep() == []
     # when the marketplace is back (the faults used up) and staff retry the dead letter
     dead_letter_retry(dead_letter=letter, actor="user:staff")
     # then the stored event is processed
@@ -285,6 +331,10 @@ def test_order_the_marketplace_does_not_return_retries_then_fails(shop, settings
     del server.app.orders[order.order_id]  # not (yet) in the marketplace's detail
     server.app._deliver(order.order_id, order.status, body, headers)
     event = WebhookEvent.objects.get()
+    assert event.status == WebhookEvent.Status.RECEIVED
+    make_due(event)
+    webhook_events_sweep()
+    event.refresh_from_db()
     assert event.status == WebhookEvent.Status.FAILED
     assert event.attempts == 2
     assert "did not return order" in event.error
@@ -423,3 +473,154 @@ def test_each_marketplace_dropped_then_polled_then_notified_makes_one_effect(
     stock = level(product)
     assert (stock.on_hand, stock.reserved) == (Decimal(7), Decimal(0))
     assert WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSED).count() == 1
+
+
+@contextmanager
+def queued_not_consumed() -> Iterator[None]:
+    """Publish tasks to the real broker (not eagerly) with no worker: a queue backlog."""
+    from config.celery import app
+
+    app.conf.task_always_eager = False
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = True
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge("webhooks")
+
+
+def test_sweep_never_queues_an_event_whose_task_still_waits_in_the_queue(shop):
+    server, _channel, _product = shop
+    with queued_not_consumed():
+        # given an event whose task waits behind a backlog longer than the grace
+        place(server, quantity=1)
+        event = WebhookEvent.objects.get()
+        assert event.status == WebhookEvent.Status.RECEIVED
+        assert event.queued_at is not None
+        old = timezone.now() - timedelta(minutes=5)
+        WebhookEvent.objects.update(received_at=old)
+        # when the sweep runs, then it leaves it to that task
+        assert webhook_events_sweep() == []
+        # once queued longer ago than the grace, the sweep queues it again, once
+        WebhookEvent.objects.update(queued_at=old)
+        assert webhook_events_sweep() == [event.pk]
+        event.refresh_from_db()
+        assert event.queued_at > timezone.now() - timedelta(seconds=30)
+        assert webhook_events_sweep() == []
+        # an old event reprocessed by staff is queued then, not by every sweep after
+        WebhookEvent.objects.update(queued_at=old)
+        assert webhook_events_reprocess(event_ids=[event.pk], actor="user:staff") == [event.pk]
+        assert webhook_events_sweep() == []
+
+
+def test_two_sweeps_at_once_queue_each_event_once(shop):
+    server, _channel, _product = shop
+    with broker_down():
+        for _ in range(3):
+            place(server, quantity=1)
+    old = timezone.now() - timedelta(minutes=5)
+    WebhookEvent.objects.update(received_at=old, queued_at=old)
+    taken: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def sweep() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        try:
+            with queued_not_consumed():
+                taken.append(webhook_events_sweep())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = sorted(taken[0] + taken[1])
+    assert ids == sorted(WebhookEvent.objects.values_list("pk", flat=True))
+
+
+def test_processing_out_of_time_retries_instead_of_failing(shop, monkeypatch, settings):
+    server, channel, product = shop
+
+    def apply(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr("webhooks.services.events.order_apply_market", apply)
+    # when the task's soft time limit strikes while the order is applied
+    place(server, quantity=2)
+    # then the event is not failed for good: it waits for a retry, no dead letter
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookEvent.Status.RECEIVED
+    assert event.next_attempt_at is not None
+    assert event.locked_until is None
+    assert "SoftTimeLimitExceeded" in event.error
+    assert not DeadLetter.objects.exists()
+    # and its retry applies the order
+    monkeypatch.undo()
+    make_due(event)
+    assert webhook_events_sweep() == [event.pk]
+    assert Order.objects.get(channel=channel).status == "paid"
+    assert active_reserved(product) == Decimal(2)
+
+
+def test_reprocess_reads_the_stored_body_again(lazada, hooked, stocked, warehouse):
+    # given a Lazada notification kept as unreadable (as a parser with a gap would have)
+    product = stocked(10)
+    channel = hooked(lazada, "lazada", warehouses=[warehouse], products=[product])
+    order = lazada.app.order_create(
+        lines=[{"keys": listing_keys("lazada", 0), "sku": "SKU-0", "quantity": 2}],
+        status="pending",
+        faults=NotifyFaults(drop=True),
+    )
+    body, _headers = lazada.app.notification(order, bad_signature=False)
+    event = WebhookEvent.objects.create(
+        channel=channel,
+        topic="unreadable",
+        event_key="body:gap",
+        body=body,
+        status=WebhookEvent.Status.IGNORED,
+        processed_at=timezone.now(),
+    )
+    # when staff reprocess it
+    assert webhook_events_reprocess(event_ids=[event.pk], actor="user:staff") == [event.pk]
+    # then the body is read again: an order event, processed, the order reserved
+    event.refresh_from_db()
+    assert (event.topic, event.order_id) == ("order", order.order_id)
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert Order.objects.get(channel=channel, external_id=order.order_id).status == "paid"
+    assert active_reserved(product) == Decimal(2)
+
+
+def test_dead_letter_retry_reads_the_stored_body_again(shop):
+    server, channel, product = shop
+    # given an event failed for good with fields a parser got wrong (an order that is not)
+    order = place(server, quantity=1, drop=True)
+    body, _headers = server.app.notification(order, bad_signature=False)
+    event = WebhookEvent.objects.create(
+        channel=channel,
+        topic="order",
+        event_key="k-wrong",
+        order_id="no-such-order",
+        body=body,
+        status=WebhookEvent.Status.FAILED,
+        attempts=7,
+    )
+    letter = dead_letter_record(
+        source="webhooks",
+        task_name="webhooks.process_event",
+        args=[],
+        kwargs={"event_id": event.pk},
+        error=RuntimeError("the marketplace did not return order no-such-order (yet)"),
+        attempts=7,
+        task_id="",
+    )
+    # when staff retry the dead letter
+    dead_letter_retry(dead_letter=letter, actor="user:staff")
+    # then the body's own order is processed
+    event.refresh_from_db()
+    assert event.order_id == order.order_id
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert active_reserved(product) == Decimal(1)

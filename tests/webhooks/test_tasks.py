@@ -35,6 +35,31 @@ def test_worker_processes_a_webhook_from_the_webhooks_queue(
     assert product.stock_levels.get().reserved == Decimal(2)
 
 
+@pytest.mark.worker
+def test_worker_retries_a_failed_processing_through_the_broker_then_dead_letters(
+    tiktok, hooked, stocked, warehouse, celery_worker, settings
+):
+    from core.models import DeadLetter
+    from core.sandbox import Fault
+
+    settings.WEBHOOK_PROCESS_MAX_RETRIES = 2
+    settings.WEBHOOK_PROCESS_RETRY_BACKOFF_SECONDS = 0.2
+    product = stocked(5)
+    hooked(tiktok, "tiktok", warehouses=[warehouse], products=[product])
+    # given the marketplace failing every detail call
+    tiktok.app.inject(Fault(status=503, count=100))
+    tiktok.app.order_create(
+        lines=[{"keys": listing_keys("tiktok", 0), "sku": "SKU-0", "quantity": 1}],
+        status="AWAITING_SHIPMENT",
+    )
+    # then with a broker the task retries itself (1 + 2 attempts), then dead-letters
+    wait_for(lambda: WebhookEvent.objects.filter(status="failed").exists(), timeout=30)
+    event = WebhookEvent.objects.get()
+    assert event.attempts == 3
+    letter = DeadLetter.objects.get(task_name="webhooks.process_event")
+    assert letter.kwargs == {"event_id": event.pk}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_poll_orders_polls_every_active_channel(tiktok, lazada, wire, warehouse, stocked):
     product = stocked(5)
@@ -70,3 +95,18 @@ def test_schedules_include_the_webhook_sweep_purge_and_order_poll(settings):
     settings.ORDERS_POLL_INTERVAL_SECONDS = 300
     call_command("setup_schedules", stdout=io.StringIO())
     assert ours.get(task="webhooks.poll_orders").interval.every == 300
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("webhooks.poll_orders", "orders"),
+        ("webhooks.poll_channel", "orders"),
+        ("webhooks.process_event", "webhooks"),
+        ("webhooks.sweep", "webhooks"),
+    ],
+)
+def test_polls_are_routed_to_the_orders_queue_notifications_to_webhooks(task, queue):
+    from config.celery import app
+
+    assert app.amqp.router.route({}, task)["queue"].name == queue

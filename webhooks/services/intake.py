@@ -4,8 +4,16 @@ This is the hot path, so it costs one INSERT per new notification and nothing mo
 database in the steady state: the channel (with its adapter, which checks signatures) is
 kept in process memory for a few seconds (`WEBHOOK_CHANNEL_CACHE_SECONDS`), a signature
 that fails against the kept copy is checked again against a fresh read (a secret just
-rotated is honoured at once), and the channel's "last webhook received" is written at most
-once a minute per process, by a conditional UPDATE (never a hot-row write per request).
+rotated is honoured at once; under a flood of bad signatures, at most one read every
+`WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS` per channel, and the failures are counted in the
+shared cache, reaching the channel's row at most that often), and the channel's "last
+webhook received" is written at most once a minute per process, by a conditional UPDATE
+(never a hot-row write per request).
+
+Whatever the adapter reads from a verified body, the intake never fails on it: a field that
+PostgreSQL cannot store (NUL, a lone surrogate), that is not text or that is too long for its
+column sends the event down the `unreadable` path (kept under the body's digest, ignored),
+never truncated, so an order id is stored whole or not at all.
 """
 
 import hashlib
@@ -17,12 +25,13 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_sync.adapters import Adapter, ChannelEvent
 from channels_sync.models import Channel
 from channels_sync.selectors import channel_webhook_url
+from channels_sync.services.signature_failures import channel_signature_failure_record
 from channels_sync.services.tokens import channel_adapter
 from core.correlation import get_correlation_id
 from core.errors import DomainError, NotFoundError
@@ -65,12 +74,15 @@ class IntakeResult:
 
 _channels: dict[int, IntakeChannel] = {}
 _last_touched: dict[int, float] = {}  # channel id -> time.monotonic() of the last write
+# channel id -> time.monotonic() of the last read caused by a signature that failed
+_reread_at: dict[int, float] = {}
 
 
 def intake_cache_clear() -> None:
     """Forget the kept channels and last-received writes (tests; a channel's secret changed)."""
     _channels.clear()
     _last_touched.clear()
+    _reread_at.clear()
 
 
 def _channel_load(channel_id: int) -> IntakeChannel | None:
@@ -122,11 +134,17 @@ def webhook_receive(
     if channel is None or channel.type != channel_type:
         raise NotFoundError("No such channel.", code="channel_not_found")
     if not _verified(channel, headers, body):
-        # The kept copy may hold a secret changed since: check once more against the row.
-        channel = _channel_load(channel_id)
-        if channel is None or channel.type != channel_type:
-            raise NotFoundError("No such channel.", code="channel_not_found")
-        if not _verified(channel, headers, body):
+        # The kept copy may hold a secret changed since: check once more against the row,
+        # but read it at most once every few seconds per channel (a flood of bad signatures
+        # must not become a read per request).
+        if _reread_due(channel_id):
+            channel = _channel_load(channel_id)
+            if channel is None or channel.type != channel_type:
+                raise NotFoundError("No such channel.", code="channel_not_found")
+            verified = _verified(channel, headers, body)
+        else:
+            verified = False
+        if not verified:
             _signature_failed(channel)
             raise DomainError(
                 "The webhook signature is missing or does not match.",
@@ -134,7 +152,7 @@ def webhook_receive(
                 status_code=401,
             )
     event = _parse(channel.adapter, body)
-    event_id = _store(channel, event, headers, body)
+    event, event_id = _store(channel, event, headers, body)
     _last_received_touch(channel.id)
     duplicate = event_id is None
     WEBHOOKS.labels(channel.type, "duplicate" if duplicate else "received").inc()
@@ -161,11 +179,20 @@ def _verified(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -
         return False
 
 
+def _reread_due(channel_id: int) -> bool:
+    """Whether a failed signature may read the channel again now (and note that it did)."""
+    moment = time.monotonic()
+    every = settings.WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS
+    last = _reread_at.get(channel_id)
+    if last is not None and moment - last < every:
+        return False
+    _reread_at[channel_id] = moment
+    return True
+
+
 def _signature_failed(channel: IntakeChannel) -> None:
-    Channel.objects.filter(pk=channel.id).update(
-        webhook_signature_failures=F("webhook_signature_failures") + 1,
-        webhook_signature_failed_at=timezone.now(),
-    )
+    # Counted in the shared cache; the row is written at most every few seconds.
+    channel_signature_failure_record(channel_id=channel.id)
     SIGNATURE_FAILURES.labels(channel.type).inc()
     logger.warning("webhook.signature_failed", channel_id=channel.id, channel_type=channel.type)
 
@@ -177,30 +204,67 @@ def _digest_event(body: bytes) -> ChannelEvent:
 
 
 def _parse(adapter: Adapter, body: bytes) -> ChannelEvent:
-    """The adapter's reading of the body; a body it cannot read is still kept (unreadable)."""
+    """The adapter's reading of the body, checked storable; a body it cannot read, or whose
+    reading cannot be stored as it is, is still kept (unreadable, under its digest)."""
     try:
         event = adapter.webhook_parse(body=body)
+        if len(event.event_key) > _FIELD_LIMITS["event_key"]:
+            # Inside the try: a key that will not encode (a lone surrogate) is unreadable.
+            digest = hashlib.sha256(event.event_key.encode()).hexdigest()
+            event = ChannelEvent(
+                topic=event.topic,
+                event_key=f"sha256:{digest}",
+                order_id=event.order_id,
+                status=event.status,
+                updated_at=event.updated_at,
+            )
     except Exception:
         logger.exception("webhook.parse_failed")
         return _digest_event(body)
-    if len(event.event_key) > _FIELD_LIMITS["event_key"]:
-        digest = hashlib.sha256(event.event_key.encode()).hexdigest()
-        event = ChannelEvent(
-            topic=event.topic,
-            event_key=f"sha256:{digest}",
-            order_id=event.order_id,
-            status=event.status,
-            updated_at=event.updated_at,
-        )
+    fields = {
+        "topic": event.topic,
+        "event_key": event.event_key,
+        "order_id": event.order_id or "",
+        "notified_status": event.status or "",
+    }
+    bad = [name for name, value in fields.items() if not storable(value, _FIELD_LIMITS[name])]
+    if bad:
+        logger.warning("webhook.unstorable_fields", fields=bad)
+        return _digest_event(body)
     return event
+
+
+def storable(value: object, limit: int | None = None) -> bool:
+    """Whether PostgreSQL can keep this text as it is (and it fits its column)."""
+    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+        return False
+    if "\x00" in value:  # text and jsonb refuse NUL
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate does not encode
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kept_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The headers kept with an event, and whether every one of them could be stored."""
+    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    good = {name: value for name, value in kept.items() if storable(value, 1000)}
+    return good, len(good) == len(kept)
 
 
 def _store(
     channel: IntakeChannel, event: ChannelEvent, headers: Mapping[str, str], body: bytes
-) -> int | None:
-    """INSERT the event unless the channel has its key; return the new id (None: duplicate)."""
+) -> tuple[ChannelEvent, int | None]:
+    """INSERT the event unless the channel has its key; return the event as stored and the
+    new id (None: a duplicate)."""
     now = timezone.now()
-    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    kept, all_kept = _kept_headers(headers)
+    if not all_kept and event.topic != TOPIC_UNREADABLE:
+        # A header PostgreSQL cannot keep: the event is kept by its body, unreadable.
+        logger.warning("webhook.unstorable_headers", channel_id=channel.id)
+        event = _digest_event(body)
     # Only order notifications are acted on: the rest are kept, marked ignored, never queued.
     status = (
         WebhookEvent.Status.RECEIVED if event.topic == TOPIC_ORDER else WebhookEvent.Status.IGNORED
@@ -209,10 +273,11 @@ def _store(
         "created_at": now,
         "updated_at": now,
         "channel_id": channel.id,
-        "topic": event.topic[: _FIELD_LIMITS["topic"]],
+        "source": WebhookEvent.Source.WEBHOOK,
+        "topic": event.topic,
         "event_key": event.event_key,
-        "order_id": (event.order_id or "")[: _FIELD_LIMITS["order_id"]],
-        "notified_status": (event.status or "")[: _FIELD_LIMITS["notified_status"]],
+        "order_id": event.order_id or "",
+        "notified_status": event.status or "",
         "body": body,
         "headers": kept,
         "received_at": now,
@@ -220,8 +285,22 @@ def _store(
         "attempts": 0,
         "error": "",
         "processed_at": now if status == WebhookEvent.Status.IGNORED else None,
+        # Queued right after the commit (below): the sweep leaves it to that task.
+        "queued_at": now if status == WebhookEvent.Status.RECEIVED else None,
         "correlation_id": (get_correlation_id() or "")[:128],
     }
+    event_id = webhook_event_insert(values)
+    if event_id is not None and status == WebhookEvent.Status.RECEIVED:
+        transaction.on_commit(
+            lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
+            robust=True,
+        )
+    return event, event_id
+
+
+def webhook_event_insert(values: dict) -> int | None:
+    """Store one event: INSERT ... ON CONFLICT (channel, event_key) DO NOTHING. Returns the
+    new id (None: the channel has this key already). Queues nothing (the caller does)."""
     meta = WebhookEvent._meta
     columns, params = [], []
     for name, value in values.items():
@@ -239,22 +318,22 @@ def _store(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    event_id = row[0]
-    if status == WebhookEvent.Status.RECEIVED:
-        transaction.on_commit(
-            lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
-            robust=True,
-        )
-    return event_id
+    return None if row is None else row[0]
+
+
+def webhook_event_reparse(*, adapter: Adapter, body: bytes) -> ChannelEvent:
+    """Read a stored body again with the adapter (as the intake would now): a parser fixed
+    since makes events kept as unreadable or another topic processable."""
+    return _parse(adapter, body)
 
 
 def webhook_event_enqueue_or_defer(event_id: int, *, channel_type: str = "") -> bool:
     """Queue the processing of a stored event; when the queue is down, leave it to the sweep.
 
     The event is committed already, so a queue outage is no failure of the intake: the
-    event stays `received` and `webhooks.sweep` queues it within a minute or two.
+    event stays `received` and `webhooks.sweep` queues it within a minute or two. Callers
+    set the event's `queued_at` in the write that precedes this (the INSERT, the sweep's and
+    the reprocess's UPDATE).
     """
     try:
         process_event.apply_async(kwargs={"event_id": event_id})

@@ -1,25 +1,32 @@
 """Order polling, because webhooks get lost: every channel lists its orders updated since a
 cursor (minus an overlap) and applies their current detail through the order services.
 
-The cursor only moves after a poll that applied everything it listed, so a failure means
-the next poll covers the same range again; the order services make a second sighting of an
-order (by a webhook or by an overlapping poll) harmless.
+The cursor moves after every poll whose listing succeeded. An order listed but not applied
+(the detail call left it out or failed, or applying it raised) is kept as a webhook event
+of its own (source `poll`, status `received`) and queued: processing fetches its detail
+again and applies it, retrying with backoff and dead-lettering like any notification. So
+one bad order never holds the cursor back (the window would grow every poll), and no
+listed order is dropped. Only a failed listing keeps the cursor: the next poll covers the
+same range again. The order services make a second sighting of an order (by a webhook or
+by an overlapping poll) harmless.
 """
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from channels_sync.adapters import AdapterError
+from channels_sync.adapters import Adapter, AdapterError
 from channels_sync.models import Channel
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from core.cache import QUEUE_ERRORS
 from orders.services import order_apply_market
 from webhooks.metrics import ORDER_POLLS
+from webhooks.services.events import PollMiss, webhook_events_poll_defer
 from webhooks.tasks import poll_channel
 
 logger = structlog.get_logger(__name__)
@@ -33,13 +40,16 @@ class PollReport:
     """What one poll of a channel did."""
 
     channel_id: int
-    outcome: str = "ok"  # ok, failed, busy, skipped
+    # ok; deferred (listed, some kept as events to retry); stopped (out of time: what was
+    # not applied is kept as events); failed (the listing failed); busy; skipped
+    outcome: str = "ok"
     since: datetime | None = None
     until: datetime | None = None
     listed: int = 0
     applied: int = 0
     missing: list[str] = field(default_factory=list)  # listed, but not returned by the detail
     failed: list[str] = field(default_factory=list)  # returned, but could not be applied
+    deferred: list[int] = field(default_factory=list)  # events keeping those orders to retry
     error: str = ""
 
     def as_dict(self) -> dict:
@@ -75,9 +85,11 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     One poll per channel at a time (a run lock in the shared cache: a second one returns
     `busy`). Lists through `orders_updated`, fetches details in batches
     (`ORDERS_POLL_FETCH_BATCH`) and applies each with `order_apply_market(source="poll")`;
-    no transaction spans the outside calls. The cursor moves to the poll's `until` only
-    when every order fetched was applied; orders listed but not returned by the detail call
-    are logged, not waited for. Marketplace failures are reported (`failed`), not raised.
+    no transaction spans the outside calls. Once the listing succeeded the cursor moves to
+    the poll's `until`, and every listed order not applied (left out by the detail call, a
+    detail call that failed, an apply that raised, or the task's soft time limit reached
+    first) is kept by `webhook_events_poll_defer` as an event with retries of its own.
+    A failed listing is reported (`failed`), not raised, and keeps the cursor.
     """
     report = PollReport(channel_id=channel_id)
     channel = Channel.objects.filter(pk=channel_id).first()
@@ -92,15 +104,26 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     try:
         now = timezone.now()
         report.since, report.until = poll_window(channel, now)
+        listed: dict[str, PollMiss] | None = None
         try:
-            _poll(channel, report)
-        except AdapterError as exc:
+            adapter = channel_adapter(channel)
+            listed = _list(channel, adapter, report)
+            _apply(channel, adapter, report, listed)
+        except AdapterError as exc:  # only the listing raises it (_apply keeps the rest)
             report.outcome = "failed"
             report.error = f"{exc.outcome}: {exc}"[:500]
-        if report.failed and report.outcome == "ok":
-            report.outcome = "failed"
-            report.error = f"{len(report.failed)} order(s) could not be applied"
-        moved = {"orders_cursor": report.until} if report.outcome == "ok" else {}
+        except SoftTimeLimitExceeded:
+            # Out of time: stop cleanly. What was listed and not applied yet is kept below.
+            report.outcome = "stopped"
+            report.error = "the poll ran out of time"
+        moved = {}
+        if listed is not None:
+            misses = list(listed.values())
+            if misses:
+                report.deferred = webhook_events_poll_defer(channel=channel, misses=misses)
+                if report.outcome == "ok":
+                    report.outcome = "deferred"
+            moved = {"orders_cursor": report.until}
         Channel.objects.filter(pk=channel_id).update(orders_polled_at=now, **moved)
     finally:
         lock.release()
@@ -119,28 +142,63 @@ def poll_window(channel: Channel, now: datetime) -> tuple[datetime, datetime]:
     return since, now
 
 
-def _poll(channel: Channel, report: PollReport) -> None:
-    adapter = channel_adapter(channel)
+def _list(channel: Channel, adapter: Adapter, report: PollReport) -> dict[str, PollMiss]:
+    """The orders updated in the window, each as a miss until it is applied."""
     if not channel_token_refresh(channel=channel, adapter=adapter):
         raise AdapterError("the channel needs re-authorisation")
     refs = adapter.orders_updated(since=report.since, until=report.until)
-    ids = list(dict.fromkeys(ref.external_id for ref in refs))
-    report.listed = len(ids)
+    listed: dict[str, PollMiss] = {}
+    for ref in refs:
+        # One retry per version of an order: overlapping polls keep it once.
+        version = (ref.updated_at or report.until).isoformat()
+        listed[ref.external_id] = PollMiss(
+            order_id=ref.external_id, version=version, reason="missing", raw_status=ref.raw_status
+        )
+    report.listed = len(listed)
+    return listed
+
+
+def _apply(
+    channel: Channel, adapter: Adapter, report: PollReport, listed: dict[str, PollMiss]
+) -> None:
+    """Fetch and apply the listed orders; each applied one leaves `listed`."""
     size = max(1, settings.ORDERS_POLL_FETCH_BATCH)
     event_ref = f"orders_poll:{channel.pk}:{report.until.isoformat()}"
+    ids = list(listed)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
-        orders = {order.external_id: order for order in adapter.orders_fetch(batch)}
+        try:
+            orders = {order.external_id: order for order in adapter.orders_fetch(batch)}
+        except AdapterError as exc:
+            # The marketplace is failing: stop calling it; this batch and the rest retry
+            # as events of their own.
+            logger.warning("orders_poll.fetch_failed", channel_id=channel.pk, error=str(exc))
+            for order_id in ids[start:]:
+                listed[order_id] = _missed(listed[order_id], f"fetch: {exc.outcome}: {exc}")
+            return
         report.missing.extend(order_id for order_id in batch if order_id not in orders)
-        for order in orders.values():
+        for order_id in batch:
+            order = orders.get(order_id)
+            if order is None:
+                continue
             try:
                 order_apply_market(channel=channel, order=order, source="poll", event_ref=event_ref)
-            except Exception:
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception as exc:
                 logger.exception(
-                    "orders_poll.apply_failed", channel_id=channel.pk, order_id=order.external_id
+                    "orders_poll.apply_failed", channel_id=channel.pk, order_id=order_id
                 )
-                report.failed.append(order.external_id)
+                report.failed.append(order_id)
+                listed[order_id] = _missed(listed[order_id], f"{type(exc).__name__}: {exc}")
                 continue
+            del listed[order_id]
             report.applied += 1
     if report.missing:
         logger.warning("orders_poll.missing", channel_id=channel.pk, order_ids=report.missing)
+
+
+def _missed(miss: PollMiss, reason: str) -> PollMiss:
+    return PollMiss(
+        order_id=miss.order_id, version=miss.version, reason=reason, raw_status=miss.raw_status
+    )
