@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stock_api import free_port, percentile, start_gunicorn  # noqa: E402
+from stock_api import free_port, manage, percentile, start_gunicorn  # noqa: E402
 
 PYTHON = sys.executable
 DB_NAME = "syncstore_bench_webhooks"
@@ -93,18 +93,6 @@ def bench_env(admin_url: str, redis_url: str, broker_url: str, public_url: str) 
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
-
-
-def manage(env: dict, *args: str, capture: bool = False) -> str:
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=capture,
-        text=True,
-    )
-    return result.stdout if capture else ""
 
 
 def prepare_database(admin_url: str, env: dict, spec: dict) -> dict[str, int]:
