@@ -293,3 +293,81 @@ def test_intake_shopee_signs_the_registered_url_and_answers_an_empty_body(
     assert (accepted.status_code, accepted.content) == (200, b"")
     assert (again.status_code, again.content) == (200, b"")
     assert WebhookEvent.objects.filter(channel=channel).count() == 1
+
+
+def app_signed(channel: Channel, body: bytes) -> str:
+    """Lazada's and TikTok's push signature: HMAC(app_secret, app_key + raw body)."""
+    credentials = channel.credentials
+    return hmac.new(
+        credentials["app_secret"].encode(), credentials["app_key"].encode() + body, hashlib.sha256
+    ).hexdigest()
+
+
+def tiktok_message(**envelope) -> bytes:
+    data = {"order_id": "576486316948490001", "order_status": "UNPAID", "update_time": 1}
+    return json.dumps({"type": 1, "data": data, **envelope}).encode()
+
+
+HOSTILE = [
+    ("lazada", lazada_message(order_id="\u0000"), "unreadable", ""),
+    ("lazada", lazada_message(order_id="\ud800"), "unreadable", ""),
+    ("lazada", lazada_message(status="pend\u0000ing"), "unreadable", ""),
+    ("lazada", lazada_message(status="\ud800"), "unreadable", ""),
+    ("tiktok", tiktok_message(tts_notification_id="\ud800"), "order", "576486316948490001"),
+    ("tiktok", tiktok_message(tts_notification_id="7327\u00001"), "order", "576486316948490001"),
+    (
+        "tiktok",
+        tiktok_message(data={"order_id": "\ud800", "order_status": "UNPAID"}),
+        "unreadable",
+        "",
+    ),
+    (
+        "tiktok",
+        tiktok_message(
+            tts_notification_id="7327112393057371910",
+            data={"order_id": "\u0000", "order_status": "UNPAID"},
+        ),
+        "unreadable",
+        "",
+    ),
+    (
+        "tiktok",
+        tiktok_message(data={"order_id": "576486316948490001", "order_status": "\ud800"}),
+        "order",
+        "576486316948490001",
+    ),
+    ("shopee", json.dumps({"code": "\u00b2", "data": {}}).encode(), "unreadable", ""),
+    ("shopee", b"[" * 100_000, "unreadable", ""),
+]
+
+
+@pytest.mark.parametrize(("channel_type", "body", "topic", "order_id"), HOSTILE)
+def test_intake_signed_hostile_body_is_stored_with_sane_values(
+    channel_type, body, topic, order_id, sandboxes, wire
+):
+    # given: a notification signed with the channel's own key, carrying NUL, a lone
+    # surrogate or a body that breaks naive parsing
+    channel = wire(sandboxes[channel_type], channel_type)
+    if channel_type == "shopee":
+        signature = shopee_signed(
+            channel.credentials["partner_key"], channel_webhook_url(channel), body
+        )["Authorization"]
+    else:
+        signature = app_signed(channel, body)
+
+    # when
+    response = Client().post(
+        f"/webhooks/{channel_type}/{channel.pk}/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=signature,
+    )
+
+    # then: acknowledged and kept, with values PostgreSQL took
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get(channel=channel)
+    assert (event.topic, event.order_id) == (topic, order_id)
+    assert bytes(event.body) == body
+    if topic == "unreadable":
+        assert event.status == WebhookEvent.Status.IGNORED
+        assert event.event_key.removeprefix("body:") == hashlib.sha256(body).hexdigest()
