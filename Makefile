@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-postgres test install run lint format migrate schedules sandbox bench bench-erp bench-push clean
+.PHONY: demo demo-postgres test install run lint format migrate schedules sandbox bench bench-erp bench-push bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench-erp: $(STAMP)
 
 bench-push: $(STAMP)
 	$(BIN)/python bench/push.py
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) syncstore.sqlite3 staticfiles var .pytest_cache .ruff_cache

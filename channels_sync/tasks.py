@@ -6,8 +6,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 logger = structlog.get_logger(__name__)
 
-# A run that found the channel busy (another worker pushing it) tries again this soon.
-BUSY_RETRY_SECONDS = 5.0
+# A run that found the channel busy (another worker pushing it) tries again this soon: a
+# sale's new quantity waits at most this long behind the run before it (one waiting retry
+# per channel, however many runs find it busy).
+BUSY_RETRY_SECONDS = 1.0
 
 
 @shared_task(name="channels_sync.push_channel")

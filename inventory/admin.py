@@ -19,6 +19,7 @@ from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from core.field_errors import service_errors
 from inventory import services
+from inventory.errors import ReservationOwnedByOrder
 from inventory.forms import ProductAdminForm, QuantityFormField
 from inventory.models import Product, Reservation, StockLevel, StockMovement, Vendor, Warehouse
 from inventory.services.catalog import PRODUCT_FIELDS, WAREHOUSE_FIELDS
@@ -317,6 +318,7 @@ class ReservationAdmin(LevelColumns, KeptRecordAdmin):
         "expires_at",
         "closed_at",
         "idempotency_key",
+        "owner",
         "created_at",
         "updated_at",
     ]
@@ -326,13 +328,22 @@ class ReservationAdmin(LevelColumns, KeptRecordAdmin):
         origin = services.Origin(
             source="admin", actor=actor_of(request), reason="released in admin"
         )
-        released, refused = 0, 0
+        released, closed, owned = 0, 0, []
         for reservation in queryset.select_related("level__product", "level__warehouse"):
             try:
                 services.stock_release(reservation=reservation, origin=origin)
                 released += 1
+            except ReservationOwnedByOrder:
+                owned.append(reservation.reference or str(reservation.pk))
             except DomainError:
-                refused += 1
+                closed += 1
         self.message_user(request, f"Released {released} reservation(s).", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"{refused} were no longer active.", messages.WARNING)
+        if closed:
+            self.message_user(request, f"{closed} were no longer active.", messages.WARNING)
+        if owned:
+            self.message_user(
+                request,
+                "Not released, they hold an order's stock (cancel or ship the order instead): "
+                + ", ".join(owned),
+                messages.ERROR,
+            )

@@ -457,7 +457,7 @@ class StockMovementViewSet(mixins.ListModelMixin, GenericViewSet):
 # --- Reservations -----------------------------------------------------------------------------
 
 _RESERVATION_ACTION_ERRORS = error_responses(
-    {404: ["reservation_not_found"], 409: ["reservation_not_active"]}
+    {404: ["reservation_not_found"], 409: ["reservation_not_active", "reservation_owned_by_order"]}
 )
 
 
@@ -543,6 +543,10 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
 
     @extend_schema(
         summary="Release a reservation (the stock becomes available again)",
+        description=(
+            "An order line's reservation (`owner` `order_line`) is the order's: 409 "
+            "`reservation_owned_by_order`; cancel or ship the order instead."
+        ),
         request=ReservationActionSerializer,
         responses={200: ReservationSerializer, **_RESERVATION_ACTION_ERRORS},
     )
@@ -552,6 +556,10 @@ class ReservationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Gener
 
     @extend_schema(
         summary="Commit a reservation (shipped: on_hand and reserved both go down)",
+        description=(
+            "An order line's reservation (`owner` `order_line`) is the order's: 409 "
+            "`reservation_owned_by_order`; cancel or ship the order instead."
+        ),
         request=ReservationActionSerializer,
         responses={200: ReservationSerializer, **_RESERVATION_ACTION_ERRORS},
     )

@@ -46,6 +46,16 @@ class ReservationNotActive(ConflictError):
     message = "The reservation is no longer active."
 
 
+class ReservationOwnedByOrder(ConflictError):
+    """The reservation holds an order line's stock: the order releases or commits it."""
+
+    code = "reservation_owned_by_order"
+    message = (
+        "The reservation holds an order's stock; cancel or ship the order instead "
+        "(a marketplace order: on the marketplace)."
+    )
+
+
 class WarehouseInactive(ConflictError):
     code = "warehouse_inactive"
     message = "The warehouse is inactive."

@@ -193,6 +193,12 @@ class Reservation(BaseModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=300, blank=True)
+    owner = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="What holds the stock (`order_line`: an order's line). An owned reservation "
+        "is released or committed only by its owner, never through the API or the console.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

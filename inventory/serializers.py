@@ -349,6 +349,7 @@ class ReservationSerializer(serializers.ModelSerializer):
             "warehouse",
             "quantity",
             "reference",
+            "owner",
             "status",
             "expires_at",
             "closed_at",

@@ -1,14 +1,17 @@
 """The orders console: orders with their lines and events, staff actions, line mapping, restock.
 
-Nothing is edited directly: cancel, ship and reprocess are actions on orders; a line is mapped
+Nothing is edited directly: cancel, ship (orders entered through the API; a marketplace
+order's state is the marketplace's) and reprocess are actions on orders; a line is mapped
 to a product, or a returned line restocked, from the line's own page. Each goes through
 `orders.services`, which writes the order's events and the stock ledger.
 """
 
 from decimal import Decimal
 
+import structlog
 from django import forms
 from django.contrib import admin, messages
+from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -26,6 +29,8 @@ from orders.services import (
     order_reprocess,
     order_ship,
 )
+
+logger = structlog.get_logger(__name__)
 
 
 def _staff(request: HttpRequest) -> Actor:
@@ -145,24 +150,41 @@ class OrderAdmin(KeptRecordAdmin):
         return  # nothing is editable: orders change through the services (the actions)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Order], service, done: str) -> None:
-        changed, refused = 0, []
+        """Run the service on each order (its own transaction); report every outcome.
+
+        One order refused, or failing in the database (a value out of range, a lock
+        timeout), is reported by its number and does not stop the others.
+        """
+        changed, refused, failed = 0, [], []
         for order in queryset.order_by("pk"):
             try:
                 service(order=order, actor=_staff(request))
             except DomainError as exc:
                 refused.append(f"{order.order_number}: {exc.message}")
                 continue
+            except DatabaseError as exc:
+                logger.exception("order.admin_action_failed", order_id=order.pk, action=done)
+                failed.append(f"{order.order_number}: {type(exc).__name__}")
+                continue
             changed += 1
         if changed:
             self.message_user(request, f"{changed} order(s) {done}.", messages.SUCCESS)
         if refused:
             self.message_user(request, "Refused: " + "; ".join(refused), messages.ERROR)
+        if failed:
+            self.message_user(
+                request,
+                "Failed (logged; try again or look at the order): " + "; ".join(failed),
+                messages.ERROR,
+            )
 
-    @admin.action(description="Cancel (release the stock)", permissions=["change"])
+    @admin.action(description="Cancel an API order (release the stock)", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, order_cancel, "cancelled")
 
-    @admin.action(description="Mark shipped (commit the stock)", permissions=["change"])
+    @admin.action(
+        description="Mark an API order shipped (commit the stock)", permissions=["change"]
+    )
     def ship_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, order_ship, "marked shipped")
 

@@ -1,5 +1,8 @@
 """The orders REST API (v1): create (confirmed, stock reserved), list, detail, cancel, ship.
 
+Cancel and ship apply to orders entered through the API; a marketplace order's state comes
+from its marketplace (409 `marketplace_order`).
+
 Views validate input with serializers, read with selectors and change state only through
 `orders.services`. Reads need the `read` scope, writes `write`.
 """
@@ -34,7 +37,11 @@ def _actor(request: Request) -> services.Actor:
 
 
 _ACTION_ERRORS = error_responses(
-    {400: ["validation_error"], 404: ["order_not_found"], 409: ["invalid_transition"]}
+    {
+        400: ["validation_error"],
+        404: ["order_not_found"],
+        409: ["invalid_transition", "marketplace_order"],
+    }
 )
 
 
@@ -101,8 +108,12 @@ class OrderViewSet(mixins.ListModelMixin, GenericViewSet):
         return Response(OrderDetailSerializer(selectors.order_get(order_id=pk)).data)
 
     @extend_schema(
-        summary="Cancel an order that has not shipped (its stock is released)",
-        description="Cancelling a cancelled order changes nothing and answers 200.",
+        summary="Cancel an API order that has not shipped (its stock is released)",
+        description=(
+            "Cancelling a cancelled order changes nothing and answers 200. A marketplace "
+            "order answers 409 `marketplace_order`: cancel it on the marketplace; its status "
+            "comes back through webhooks and polling."
+        ),
         request=OrderActionSerializer,
         responses={200: OrderDetailSerializer, **_ACTION_ERRORS},
     )
@@ -117,8 +128,12 @@ class OrderViewSet(mixins.ListModelMixin, GenericViewSet):
         return Response(OrderDetailSerializer(selectors.order_get(order_id=order.pk)).data)
 
     @extend_schema(
-        summary="Mark an order shipped (its reserved stock leaves: on_hand goes down)",
-        description="Shipping a shipped (or delivered, completed) order changes nothing.",
+        summary="Mark an API order shipped (its reserved stock leaves: on_hand goes down)",
+        description=(
+            "Shipping a shipped (or delivered, completed) order changes nothing. A marketplace "
+            "order answers 409 `marketplace_order`: ship it on the marketplace; its status "
+            "comes back through webhooks and polling."
+        ),
         request=OrderActionSerializer,
         responses={200: OrderDetailSerializer, **_ACTION_ERRORS},
     )

@@ -43,3 +43,24 @@ class LineAlreadyMapped(ConflictError):
 class LineNotReturned(ConflictError):
     code = "line_not_returned"
     message = "Only a returned line can be restocked."
+
+
+class UnstorableOrder(DomainError):
+    """A marketplace order whose detail cannot be stored as it is (see `orders.services.clean`).
+
+    Permanent: the same detail fetched again fails the same way; retrying does not help.
+    """
+
+    code = "unstorable_order"
+    message = "The marketplace order holds a value that cannot be stored."
+    permanent = True
+
+
+class MarketplaceOrder(ConflictError):
+    """A marketplace order's state is the marketplace's: staff and the API do not set it."""
+
+    code = "marketplace_order"
+    message = (
+        "A marketplace order: cancel or ship it on the marketplace; its status comes back "
+        "through webhooks and polling."
+    )

@@ -121,6 +121,11 @@ class OrderLine(BaseModel):
         related_name="order_line",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEEDS_MAPPING)
+    revision = models.PositiveIntegerField(
+        default=0,
+        help_text="Bumped each time the line's stock is held anew (its quantity changed); "
+        "it keys the line's current reservation.",
+    )
     restocked_quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
     restocked_at = models.DateTimeField(null=True, blank=True)
 
@@ -164,6 +169,8 @@ class OrderEvent(models.Model):
         OVERSOLD = "oversold", "oversold"
         RESTOCKED = "restocked", "returned line restocked"
         REPROCESSED = "reprocessed", "reprocessed"
+        QUANTITY = "quantity", "line quantity changed by the marketplace"
+        STOCK_MISMATCH = "stock_mismatch", "line's reservation closed outside the order"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)

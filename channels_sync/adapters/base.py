@@ -9,18 +9,25 @@ database: the services hand it credentials and record what comes back. Transport
 """
 
 import enum
+import functools
+import hashlib
+import json
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+import structlog
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.http import OutboundError, http_session
+
+logger = structlog.get_logger(__name__)
 
 # Refresh a token this long before it expires.
 REFRESH_MARGIN = timedelta(minutes=30)
@@ -31,6 +38,19 @@ LISTING_KEY_COLUMNS = (
     "external_location_id",
 )
 ERROR_EXCERPT = 500
+
+# What an answer or a webhook may put in the database. Ids, statuses and listing keys are
+# at most 100 characters (the order and event columns hold 100; no marketplace id comes
+# near it), SKUs at most 200 (the line column).
+ANSWER_ID_MAX = 100
+ANSWER_SKU_MAX = 200
+# A line's quantity is a whole number of units, and what an order line holds.
+QUANTITY_MAX = 99_999_999
+# Money columns are Decimal(14, 4): under 10^10 either way.
+MONEY_LIMIT = Decimal(10) ** 10
+# Integers in answers and webhooks (ids, codes, epoch times) have at most this many digits;
+# a longer string is no such number (and Python refuses to parse past 4300 digits).
+_WIRE_INT = re.compile(r"-?[0-9]{1,30}")
 
 
 class Outcome(enum.StrEnum):
@@ -193,7 +213,13 @@ class MarketOrder:
 
 
 class Adapter(ABC):
-    """One marketplace. Subclasses set the class attributes and implement the methods."""
+    """One marketplace. Subclasses set the class attributes and implement the methods.
+
+    Every subclass's `orders_updated` and `orders_fetch` are wrapped (`_answers_guarded`) so
+    that an answer the parsing did not foresee raises `AdapterError` (retryable), never a
+    TypeError or the like, and its `webhook_parse` (`_parse_guarded`) so that it never
+    raises: a marketplace's odd answer must not stop polling or 500 the intake.
+    """
 
     type: ClassVar[str]
     label: ClassVar[str]
@@ -210,6 +236,16 @@ class Adapter(ABC):
     default_rate_per_second: ClassVar[float]
     default_burst: ClassVar[int]
     default_auth_base_url: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("orders_updated", "orders_fetch"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _answers_guarded(method))
+        parse = cls.__dict__.get("webhook_parse")
+        if callable(parse) and not getattr(parse, "__isabstractmethod__", False):
+            cls.webhook_parse = _parse_guarded(parse)
 
     def __init__(
         self,
@@ -354,17 +390,28 @@ class Adapter(ABC):
         given = _header(headers, self.webhook_signature_header).strip()
         if not given or not given.isascii():
             return False
+        if any(not str(self.credentials.get(name) or "") for name in self.webhook_key_fields):
+            # An HMAC keyed with an empty secret (or over an empty app key) is one anybody
+            # can compute: no signature made with it proves anything.
+            return False
         expected = self.webhook_signature(body=body, url=url)
         return hmac.compare_digest(given.encode(), expected.encode())
 
     webhook_signature_header: ClassVar[str] = "Authorization"
+    # The credentials a webhook signature is made with; with any of them empty, no webhook
+    # is taken as verified.
+    webhook_key_fields: ClassVar[tuple[str, ...]] = ()
     # What the marketplace wants back for an accepted webhook: (status, body, content type).
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
 
     @abstractmethod
     def webhook_parse(self, *, body: bytes) -> ChannelEvent:
         """Parse a verified webhook's raw body. Never raises: a body that cannot be read is
-        a `ChannelEvent` of topic `unreadable` keyed by a digest of the body."""
+        a `ChannelEvent` of topic `unreadable` keyed by a digest of the body (`unreadable`).
+
+        Ids, statuses and keys in the event are fit to store (`answer_text`); an order
+        event whose order id is not is `unreadable`.
+        """
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -378,14 +425,18 @@ class Adapter(ABC):
     def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
         """Every order updated in [since, until), through all pages of the marketplace's list.
 
-        Raises `AdapterError` when a call fails (classified like a stock call's outcome).
+        Raises `AdapterError` when a call fails (classified like a stock call's outcome),
+        `retryable` for an answer that cannot be read, and when the list does not end.
         """
 
     @abstractmethod
     def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
         """The current detail of these orders (batched as the marketplace allows).
 
-        Orders the marketplace does not know are left out. Raises `AdapterError`.
+        Orders the marketplace does not know are left out, and so are orders it answers
+        without their lines or with a line that cannot be read (an invalid quantity): they
+        are not returned yet, and the caller tries them again later. Raises `AdapterError`
+        (`retryable` for an answer that cannot be read).
         """
 
     # --- helpers for subclasses -----------------------------------------------------------------
@@ -459,3 +510,206 @@ def _header(headers: dict[str, str], name: str) -> str:
         if key.lower() == lowered:
             return value
     return ""
+
+
+# --- reading answers and webhooks ---------------------------------------------------------------
+
+
+def answer_text(value: Any, *, limit: int = ANSWER_ID_MAX) -> str:
+    """An id, status, listing key or SKU from an answer or a webhook, fit to store, else ''.
+
+    Strings and integers are taken (ids come as either), trimmed. Anything else, an empty
+    text, one longer than `limit`, and one with a character that is not printable give '':
+    that covers NUL (PostgreSQL refuses it), a lone surrogate from a JSON escape (it cannot
+    be encoded) and control characters.
+    """
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**limit else ""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if len(text) > limit or not text.isprintable():
+        return ""
+    return text
+
+
+def answer_int(value: Any) -> int | None:
+    """An integer from an answer or a webhook (a code, an epoch time): a JSON number with no
+    fraction or a string of ASCII digits, at most 30 of them; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < 10**30 else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 1e30 else None
+    if isinstance(value, str) and _WIRE_INT.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def answer_quantity(value: Any) -> Decimal | None:
+    """A line's quantity: a whole number of units from 1 to `QUANTITY_MAX`, else None."""
+    number = _answer_decimal(value)
+    if number is None or number != number.to_integral_value():
+        return None
+    if not 1 <= number <= QUANTITY_MAX:
+        return None
+    return Decimal(int(number))
+
+
+def answer_money(value: Any) -> Decimal | None:
+    """An amount of money that fits the money columns (Decimal(14, 4)), else None."""
+    number = _answer_decimal(value)
+    if number is None or abs(number) >= MONEY_LIMIT:
+        return None
+    # Rounded to the column's four places it must still fit (9999999999.99999 does not).
+    if abs(number.quantize(Decimal("0.0001"))) >= MONEY_LIMIT:
+        return None
+    return number
+
+
+def answer_name(value: Any, *, limit: int = 300) -> str:
+    """Free text from an answer (a product name, a payment method), fit to store: only its
+    printable characters, cut to `limit`; '' for anything that is not a string or number."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return "".join(char for char in text[: limit * 4] if char.isprintable()).strip()[:limit]
+
+
+def answer_object(value: Any, *, depth: int = 4) -> dict[str, Any]:
+    """A JSON object of an answer (a buyer, an address), fit to store as JSON: text made
+    printable (`answer_name`), numbers and booleans kept, nesting cut at `depth`; {} for
+    anything that is not an object."""
+    cleaned = _answer_json(value, depth)
+    return cleaned if isinstance(cleaned, dict) else {}
+
+
+def _answer_json(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, str):
+        return answer_name(value, limit=1000)
+    if depth <= 0:
+        return None
+    if isinstance(value, dict):
+        return {
+            answer_name(key, limit=100): _answer_json(item, depth - 1)
+            for key, item in value.items()
+            if answer_name(key, limit=100)
+        }
+    if isinstance(value, list):
+        return [_answer_json(item, depth - 1) for item in value[:100]]
+    return None
+
+
+def answer_list(value: Any) -> list[Any]:
+    """A JSON array of an answer as a list; [] for null or anything that is not an array."""
+    return value if isinstance(value, list) else []
+
+
+def answer_rows(container: Any, name: str, *, what: str) -> list[Any]:
+    """The array `name` of an answer object: [] when it (or the object) is absent or null.
+
+    Raises `AdapterError` (retryable) when the answer is not an object or `name` is not an
+    array: read as "no rows", such an answer would let a poll step past orders unseen.
+    """
+    if container is None:
+        return []
+    value = container.get(name) if isinstance(container, dict) else container
+    if value is None:
+        return []
+    if not isinstance(container, dict) or not isinstance(value, list):
+        raise AdapterError(
+            f"{what}: `{name}` in the answer is not a list", outcome=Outcome.RETRYABLE
+        )
+    return value
+
+
+def answer_digest(*parts: Any) -> str:
+    """The sha256 hex of the parts, serialised unambiguously: a JSON array of strings with
+    ASCII escapes, so any text (a lone surrogate too) can be hashed."""
+    text = json.dumps(["" if part is None else str(part) for part in parts])
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def unreadable(body: bytes) -> ChannelEvent:
+    """The event of a webhook body that cannot be read: keyed by the body's digest."""
+    return ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
+
+
+def _answer_decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if not isinstance(value, float | str | Decimal):
+        return None
+    text = str(value).strip()
+    if not text or len(text) > 50:
+        return None
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _answers_guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an order call so that an answer it could not read raises `AdapterError`.
+
+    The parsing checks the shapes it reads; this is the last line for a shape nobody
+    foresaw (a TypeError deep in a helper, absurd JSON nesting): the call is retried later
+    instead of breaking the poll. `AdapterError` itself passes through untouched.
+    """
+    if getattr(method, "_answers_guarded", False):
+        return method
+
+    @functools.wraps(method)
+    def guarded(self: "Adapter", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except AdapterError:
+            raise
+        except Exception as exc:
+            logger.warning(
+                "adapter.answer_unreadable",
+                channel_type=self.type,
+                call=method.__name__,
+                error=type(exc).__name__,
+                exc_info=True,
+            )
+            raise AdapterError(
+                f"{self.label} {method.__name__}: the marketplace's answer could not be read "
+                f"({type(exc).__name__})",
+                outcome=Outcome.RETRYABLE,
+            ) from exc
+
+    guarded._answers_guarded = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _parse_guarded(method: Callable[..., ChannelEvent]) -> Callable[..., ChannelEvent]:
+    """Wrap `webhook_parse` so that it never raises: a body it chokes on is `unreadable`."""
+    if getattr(method, "_parse_guarded", False):
+        return method
+
+    @functools.wraps(method)
+    def guarded(self: "Adapter", *, body: bytes) -> ChannelEvent:
+        try:
+            return method(self, body=body)
+        except Exception as exc:
+            logger.warning(
+                "adapter.webhook_unreadable",
+                channel_type=self.type,
+                error=type(exc).__name__,
+                exc_info=True,
+            )
+            return unreadable(body)
+
+    guarded._parse_guarded = True  # type: ignore[attr-defined]
+    return guarded

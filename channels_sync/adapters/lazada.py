@@ -24,11 +24,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
 from channels_sync.adapters.base import (
+    ANSWER_SKU_MAX,
     Adapter,
     AdapterError,
     CallResult,
@@ -41,6 +42,14 @@ from channels_sync.adapters.base import (
     OrderStatus,
     Outcome,
     StockUpdate,
+    answer_digest,
+    answer_list,
+    answer_money,
+    answer_name,
+    answer_object,
+    answer_rows,
+    answer_text,
+    unreadable,
 )
 from core.http import OutboundError
 
@@ -53,6 +62,9 @@ API_MULTIPLE_ORDER_ITEMS_GET = "/orders/items/get"
 # GetOrders: `limit` "maximum value: 100"; GetMultipleOrderItems: at most 50 `order_ids`.
 ORDERS_PAGE_LIMIT = 100
 ORDER_ITEMS_BATCH = 50
+# A guard against a list that never ends (a server ignoring `offset` or `update_after`):
+# 100 000 orders updated in one polled range at 100 a page.
+ORDERS_PAGES_MAX = 1000
 # GetOrder / GetMultipleOrderItems: the order id is not the shop's (E016 "Invalid Order ID",
 # E039 "No orders were found").
 ORDER_NOT_FOUND_CODES = frozenset({"16", "39"})
@@ -238,39 +250,40 @@ def push_event(body: bytes) -> ChannelEvent:
     A trade order message (`message_type` 0) reads
     `{"seller_id", "message_type": 0, "data": {"order_status", "trade_order_id",
     "trade_order_line_id", "status_update_time"}, "timestamp", "site"}`. Lazada sends no
-    message id and one message per order line, so the key is a digest of (line id, status,
-    update time): a retry of the same message (Lazada resends every 30 minutes, up to 12
-    times, until it gets a 200) has the same key, a new status or a later change of the same
-    line does not. Other message types (products, shallow stock, reverse orders) are `other`,
-    keyed by a digest of the body; a body that is not such JSON is `unreadable`.
+    message id and one message per order line; the key is a digest of (order id, status,
+    update time), so the messages of every line of one change make one event (the refetch
+    reads the whole order anyway), a retry of the same message (Lazada resends every 30
+    minutes, up to 12 times, until it gets a 200) has the same key, and a new status or a
+    later change does not. Other message types (products, shallow stock, reverse orders)
+    are `other`, keyed by a digest of the body; a body that is not such JSON, or whose order
+    id or status is not fit to store (`answer_text`), is `unreadable`.
     """
     digest = hashlib.sha256(body).hexdigest()
     try:
         message = json.loads(body)
     except (ValueError, RecursionError):
-        return ChannelEvent(topic="unreadable", event_key=digest)
+        return unreadable(body)
     if not isinstance(message, dict) or "message_type" not in message:
-        return ChannelEvent(topic="unreadable", event_key=digest)
+        return unreadable(body)
     if _id_text(message.get("message_type")) != str(MESSAGE_TYPE_TRADE_ORDER):
         return ChannelEvent(topic="other", event_key=digest)
     data = message.get("data")
     if not isinstance(data, dict):
-        return ChannelEvent(topic="unreadable", event_key=digest)
+        return unreadable(body)
     order_id = _id_text(data.get("trade_order_id"))
-    status = data.get("order_status")
-    if not order_id or not isinstance(status, str) or not status:
-        return ChannelEvent(topic="unreadable", event_key=digest)
-    line_id = _id_text(data.get("trade_order_line_id"))
+    raw_status = data.get("order_status")
+    status = answer_text(raw_status) if isinstance(raw_status, str) else ""
+    if not order_id or not status:
+        return unreadable(body)
     stamp = data.get("status_update_time")
     updated_at = epoch_to_datetime(stamp)
     if updated_at is None:
         # Without the update time the message still names the order: fall back to when
         # Lazada sent it (the refetch reads the order's real state either way).
         updated_at = epoch_to_datetime(message.get("timestamp"))
-    source = json.dumps([line_id or order_id, status, str(stamp)], separators=(",", ":"))
     return ChannelEvent(
         topic="order",
-        event_key=hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        event_key=answer_digest(order_id, status, _stamp_text(stamp)),
         order_id=order_id,
         status=status,
         updated_at=updated_at,
@@ -284,7 +297,7 @@ def epoch_to_datetime(value: Any) -> datetime | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; an integer past a float's range
         return None
     if not 0 < number < 1e14:
         return None
@@ -294,12 +307,17 @@ def epoch_to_datetime(value: Any) -> datetime | None:
 
 
 def _id_text(value: Any) -> str:
-    """A Lazada id (a JSON number or string) as text; '' when absent or not an id."""
-    if isinstance(value, bool) or value is None:
+    """A Lazada id (a JSON number or string) as text; '' when absent or not an id fit to
+    store (`answer_text`)."""
+    return answer_text(value)
+
+
+def _stamp_text(value: Any) -> str:
+    """A push's `status_update_time` as it goes into the event key: the JSON it was sent as
+    (a number or a string; '' for anything else)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return ""
-    if isinstance(value, int | str):
-        return str(value).strip()
-    return ""
+    return json.dumps(value)
 
 
 def order_status_of(raw_statuses: Iterable[str]) -> tuple[str, OrderStatus | None]:
@@ -336,28 +354,23 @@ def lazada_time(value: Any) -> datetime | None:
             return datetime.strptime(text, layout).astimezone(UTC)
         except ValueError:
             continue
+        except OverflowError:  # the year 1 with a positive offset falls before datetime.min
+            return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
         return None  # a time without an offset cannot be placed
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def iso_seconds(moment: datetime) -> str:
     """A datetime as GetOrders' time parameters take it (ISO 8601 in UTC, whole seconds)."""
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
 
 
 def order_lines(items: Sequence[dict], *, cancelled: bool) -> tuple[MarketOrderLine, ...]:
@@ -368,18 +381,22 @@ def order_lines(items: Sequence[dict], *, cancelled: bool) -> tuple[MarketOrderL
     counted: its unit will never ship, so it must hold no stock; when the whole order is
     cancelled every unit is counted, so the line says what was released. The unit price is
     `item_price`; the discount is what the buyer did not pay of it (`item_price -
-    paid_price`, the vouchers) over the counted units.
+    paid_price`, the vouchers) over the counted units. Prices the money columns cannot hold
+    are None. An item that names nothing to key its line by makes the whole answer
+    unreadable: () (half an order would hold half its stock).
     """
     groups: dict[str, list[dict]] = {}
     for item in items:
         if not isinstance(item, dict):
-            continue
+            return ()
         key = (
             _id_text(item.get("sku_id"))
-            or str(item.get("shop_sku") or "")
-            or str(item.get("sku") or "")
+            or answer_text(item.get("shop_sku"), limit=ANSWER_SKU_MAX)
+            or answer_text(item.get("sku"), limit=ANSWER_SKU_MAX)
             or _id_text(item.get("order_item_id"))
         )
+        if not key:
+            return ()
         groups.setdefault(key, []).append(item)
     lines = []
     for line_key, units in groups.items():
@@ -388,14 +405,16 @@ def order_lines(items: Sequence[dict], *, cancelled: bool) -> tuple[MarketOrderL
         keys = {
             "item_id": _id_text(first.get("product_id")),
             "sku_id": _id_text(first.get("sku_id")),
-            "seller_sku": str(first.get("sku") or "").strip(),
+            "seller_sku": answer_text(first.get("sku"), limit=ANSWER_SKU_MAX),
         }
-        unit_price = _decimal(first.get("item_price"))
+        unit_price = answer_money(first.get("item_price"))
         discount = None
-        paid = [_decimal(unit.get("paid_price")) for unit in counted]
-        prices = [_decimal(unit.get("item_price")) for unit in counted]
+        paid = [answer_money(unit.get("paid_price")) for unit in counted]
+        prices = [answer_money(unit.get("item_price")) for unit in counted]
         if None not in paid and None not in prices:
-            discount = sum((p - q for p, q in zip(prices, paid, strict=True)), Decimal(0))
+            discount = answer_money(
+                sum((p - q for p, q in zip(prices, paid, strict=True)), Decimal(0))
+            )
         lines.append(
             MarketOrderLine(
                 line_key=line_key,
@@ -404,31 +423,40 @@ def order_lines(items: Sequence[dict], *, cancelled: bool) -> tuple[MarketOrderL
                 quantity=Decimal(len(counted)),
                 unit_price=unit_price,
                 discount=discount,
-                name=str(first.get("name") or ""),
+                name=answer_name(first.get("name")),
             )
         )
     return tuple(lines)
 
 
 def _unit_cancelled(item: dict) -> bool:
-    return LazadaAdapter.order_status(str(item.get("status") or "")) == OrderStatus.CANCELLED
+    return LazadaAdapter.order_status(answer_text(item.get("status"))) == OrderStatus.CANCELLED
+
+
+def _statuses(values: Any) -> list[str]:
+    """The statuses of a JSON array of them that are fit to store (others left out)."""
+    return [status for status in map(answer_text, answer_list(values)) if status]
 
 
 def market_order(order: dict, items: Sequence[dict]) -> MarketOrder:
-    """A `MarketOrder` from GetOrder's `data` and the order's items."""
-    item_statuses = [str(item.get("status") or "") for item in items if isinstance(item, dict)]
+    """A `MarketOrder` from GetOrder's `data` and the order's items (no lines when the
+    items cannot be read: see `order_lines`)."""
+    item_statuses = [
+        status
+        for status in (answer_text(item.get("status")) for item in items if isinstance(item, dict))
+        if status
+    ]
     if not item_statuses:
         # No items came back: the order's own `statuses` (its items' distinct statuses).
-        item_statuses = [str(s) for s in order.get("statuses") or [] if isinstance(s, str)]
+        item_statuses = _statuses(order.get("statuses"))
     raw_status, status = order_status_of(item_statuses)
     external_id = _id_text(order.get("order_id"))
     currencies = [item.get("currency") for item in items if isinstance(item, dict)]
-    currency = next((str(c) for c in currencies if c), "")
+    currency = next(filter(None, (answer_text(c, limit=3) for c in currencies)), "")
     customer = {
-        "first_name": str(order.get("customer_first_name") or ""),
-        "last_name": str(order.get("customer_last_name") or ""),
+        "first_name": answer_name(order.get("customer_first_name")),
+        "last_name": answer_name(order.get("customer_last_name")),
     }
-    address = order.get("address_shipping")
     return MarketOrder(
         external_id=external_id,
         raw_status=raw_status,
@@ -440,10 +468,10 @@ def market_order(order: dict, items: Sequence[dict]) -> MarketOrder:
         updated_at=lazada_time(order.get("updated_at")),
         order_number=_id_text(order.get("order_number")) or external_id,
         customer={name: value for name, value in customer.items() if value},
-        address=dict(address) if isinstance(address, dict) else {},
-        amount=_decimal(order.get("price")),
+        address=answer_object(order.get("address_shipping")),
+        amount=answer_money(order.get("price")),
         currency=currency,
-        payment_method=str(order.get("payment_method") or ""),
+        payment_method=answer_name(order.get("payment_method"), limit=100),
         raw={"order": order, "items": list(items)},
     )
 
@@ -451,7 +479,7 @@ def market_order(order: dict, items: Sequence[dict]) -> MarketOrder:
 def _body(response: Any) -> dict | None:
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -487,6 +515,7 @@ class LazadaAdapter(Adapter):
     default_burst = 40
     default_auth_base_url = "https://auth.lazada.com/rest"
     webhook_signature_header = "Authorization"
+    webhook_key_fields = ("app_key", "app_secret")
     # Lazada wants an HTTP 200 within 500 ms and reads nothing from the body; anything else
     # (or a slower answer) is resent every 30 minutes, up to 12 times.
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
@@ -718,53 +747,70 @@ class LazadaAdapter(Adapter):
 
         GetOrders filters by `update_after` / `update_before` ("on or after", "on or before",
         whole seconds) and pages by `offset` and `limit` (at most 100), sorted here by
-        `updated_at` ascending. Offsets shift when an order in the range is updated while we
-        page (it leaves the range for the present), so each page starts again from the last
-        update time seen, skipping only the orders already seen at that very second: an
-        order moving away cannot make the next page skip one. The range is then cut to
-        [since, until) exactly (Lazada's bounds are inclusive). Raises `AdapterError`.
+        `updated_at` ascending; no `status` is sent (without it every status is listed).
+        Offsets shift when an order in the range is updated while we page (it leaves the
+        range for the present), so each next page starts again at the last update time seen
+        with offset 0, and the orders already seen are skipped: an order moving away cannot
+        make the next page skip one. An offset is used only when a whole page shares one
+        second (there is no other way past it). The range is then cut to [since, until)
+        exactly (Lazada's bounds are inclusive).
+
+        Raises `AdapterError`; `retryable` when the walk does not end (more than
+        `ORDERS_PAGES_MAX` pages, or a page within one second that adds no new order: a
+        server ignoring the offset would be asked for the same page for ever).
         """
         if until <= since:
             return []
         since_second = since.astimezone(UTC).replace(microsecond=0)
         refs: dict[str, OrderRef] = {}
-        after, seen_at_after = since_second, 0
-        while True:
+        after, offset = since_second, 0
+        for _page in range(ORDERS_PAGES_MAX):
             business = {
                 "update_after": iso_seconds(after),
                 "update_before": iso_seconds(until),
                 "sort_by": "updated_at",
                 "sort_direction": "ASC",
-                "offset": seen_at_after,
+                "offset": offset,
                 "limit": ORDERS_PAGE_LIMIT,
-                "status": "all",
             }
             data = self._order_call(API_ORDERS_GET, business, "GetOrders")
-            page = data.get("orders") if isinstance(data, dict) else None
-            page = [order for order in page or [] if isinstance(order, dict)]
+            rows = answer_rows(data, "orders", what="GetOrders")
+            data = data if isinstance(data, dict) else {}
+            page = [order for order in rows if isinstance(order, dict)]
+            new_ids = 0
+            stamps = []
             for order in page:
                 external_id = _id_text(order.get("order_id"))
                 updated_at = lazada_time(order.get("updated_at"))
                 if not external_id or updated_at is None:
                     continue
-                raw_status, _ = order_status_of(
-                    str(s) for s in order.get("statuses") or [] if isinstance(s, str)
-                )
+                stamps.append(updated_at)
+                new_ids += external_id not in refs
+                raw_status, _ = order_status_of(_statuses(order.get("statuses")))
                 refs[external_id] = OrderRef(external_id, raw_status, updated_at)
-            if isinstance(data, dict) and data.get("countTotal") is not None:
+            if data.get("countTotal") is not None:
                 total = _int(data.get("countTotal"))
             else:
                 # No count: only a full page says there may be more.
-                total = seen_at_after + len(page) + (len(page) >= ORDERS_PAGE_LIMIT)
-            if not page or seen_at_after + len(page) >= total:
+                total = offset + len(page) + (len(page) >= ORDERS_PAGE_LIMIT)
+            if not page or offset + len(page) >= total:
                 break
-            last = max((lazada_time(o.get("updated_at")) for o in page), default=None, key=_key)
-            if last is None or last <= after:
-                # Every order of this page shares one second: go on through that second.
-                seen_at_after += len(page)
-            else:
-                after = last
-                seen_at_after = sum(1 for o in page if lazada_time(o.get("updated_at")) == last)
+            last = max(stamps, default=None)
+            if last is not None and last > after:
+                after, offset = last, 0
+                continue
+            # Every order of this page shares one second: go on through that second.
+            if offset and not new_ids:
+                raise AdapterError(
+                    "GetOrders: a further page within one second added no new order",
+                    outcome=Outcome.RETRYABLE,
+                )
+            offset += len(page)
+        else:
+            raise AdapterError(
+                f"GetOrders had more than {ORDERS_PAGES_MAX} pages in one range",
+                outcome=Outcome.RETRYABLE,
+            )
         return sorted(
             (ref for ref in refs.values() if since <= ref.updated_at < until),
             key=lambda ref: (ref.updated_at, ref.external_id),
@@ -777,9 +823,11 @@ class LazadaAdapter(Adapter):
         Lazada has no batch form of GetOrder (the order's status, times, buyer and amount),
         so each order costs one call; its items (one per unit) come for 50 orders at a time,
         so n orders take n + n/50 calls instead of the 2n of GetOrder + GetOrderItems. Orders
-        Lazada does not know are left out. Raises `AdapterError`.
+        Lazada does not know are left out, and so are orders whose items did not come back
+        or cannot be read (an order without lines would hold no stock): a later fetch takes
+        them. Raises `AdapterError`.
         """
-        wanted = list(dict.fromkeys(str(i).strip() for i in external_ids if str(i).strip()))
+        wanted = list(dict.fromkeys(filter(None, map(_id_text, external_ids))))
         fetched = []
         for start in range(0, len(wanted), ORDER_ITEMS_BATCH):
             batch = wanted[start : start + ORDER_ITEMS_BATCH]
@@ -793,10 +841,12 @@ class LazadaAdapter(Adapter):
             if not headers:
                 continue
             items = self._order_items(list(headers))
-            fetched.extend(
-                market_order(order, items.get(external_id, []))
-                for external_id, order in headers.items()
-            )
+            for external_id, header in headers.items():
+                if not items.get(external_id):
+                    continue
+                order = market_order(header, items[external_id])
+                if order.lines:
+                    fetched.append(order)
         return fetched
 
     def _order_items(self, external_ids: list[str]) -> dict[str, list[dict]]:
@@ -809,12 +859,10 @@ class LazadaAdapter(Adapter):
             missing_ok=True,
         )
         items: dict[str, list[dict]] = {}
-        for entry in data if isinstance(data, list) else []:
+        for entry in answer_list(data):
             if isinstance(entry, dict):
-                order_items = entry.get("order_items")
-                items[_id_text(entry.get("order_id"))] = [
-                    item for item in order_items or [] if isinstance(item, dict)
-                ]
+                # Items that are not objects stay in the list: `order_lines` refuses them.
+                items[_id_text(entry.get("order_id"))] = answer_list(entry.get("order_items"))
         return items
 
     def _order_call(
@@ -863,15 +911,10 @@ def _sellable(sku: dict) -> int:
     return _int(sku.get("quantity"))
 
 
-def _key(moment: datetime | None) -> datetime:
-    """Sort key putting a missing time first."""
-    return moment or datetime.min.replace(tzinfo=UTC)
-
-
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

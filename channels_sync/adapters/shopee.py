@@ -17,10 +17,10 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from channels_sync.adapters.base import (
+    ANSWER_SKU_MAX,
     Adapter,
     AdapterError,
     CallResult,
@@ -33,6 +33,16 @@ from channels_sync.adapters.base import (
     OrderStatus,
     Outcome,
     StockUpdate,
+    answer_digest,
+    answer_int,
+    answer_list,
+    answer_money,
+    answer_name,
+    answer_object,
+    answer_quantity,
+    answer_rows,
+    answer_text,
+    unreadable,
 )
 from core.http import OutboundError
 
@@ -185,6 +195,7 @@ class ShopeeAdapter(Adapter):
     default_burst = 10
     default_auth_base_url = ""  # the auth endpoints live on the API host
     webhook_signature_header = "Authorization"
+    webhook_key_fields = ("partner_key",)
 
     # --- signing --------------------------------------------------------------------------------
 
@@ -517,28 +528,36 @@ class ShopeeAdapter(Adapter):
         body. Shopee sends no event id, so the key is a sha256 of (shop_id, code, ordersn,
         status, update_time): a redelivery of the same change gets the same key, whatever
         its top-level `timestamp`. Never raises.
+
+        Pushes are registered per partner app, not per shop: a push naming another shop than
+        the channel's `shop_id` is `other` (keyed the same way), never this channel's order.
         """
         try:
             message = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # bad JSON or UTF-8; absurd nesting
             message = None
         data = message.get("data") if isinstance(message, dict) else None
-        if not isinstance(data, dict) or _wire_int(message.get("code")) is None:
-            return _unreadable(body)
-        code = _wire_int(message.get("code"))
-        shop_id = _text(message.get("shop_id"))
+        code = answer_int(message.get("code")) if isinstance(message, dict) else None
+        if not isinstance(data, dict) or code is None:
+            return unreadable(body)
+        shop_id = answer_text(message.get("shop_id"))
         order_sn = _identifier(data.get("ordersn") or data.get("order_sn"))
         status = _identifier(data.get("status"))
-        update_time = _wire_int(data.get("update_time"))
+        update_time = answer_int(data.get("update_time"))
         if code != PUSH_ORDER_STATUS:
             # Other pushes (tracking number, shop authorisation, reserved stock...) need not
             # carry an order or an update time: their whole `data` and `timestamp` tell one
             # push from another, the same fields as a redelivery repeats.
-            key = _digest([shop_id, code, _canonical(data), _text(message.get("timestamp"))])
+            key = answer_digest(
+                shop_id, code, _canonical(data), answer_text(message.get("timestamp"))
+            )
             return ChannelEvent(topic="other", event_key=key, order_id=order_sn, status=status)
         if not order_sn or not status:
-            return _unreadable(body)
-        key = _digest([shop_id, code, order_sn, status, update_time])
+            return unreadable(body)
+        key = answer_digest(shop_id, code, order_sn, status, update_time)
+        own_shop = answer_text(self.credentials.get("shop_id"))
+        if message.get("shop_id") is not None and own_shop and shop_id != own_shop:
+            return ChannelEvent(topic="other", event_key=key)
         updated_at = _moment(update_time)
         return ChannelEvent(
             topic="order", event_key=key, order_id=order_sn, status=status, updated_at=updated_at
@@ -589,11 +608,13 @@ class ShopeeAdapter(Adapter):
                 "response_optional_fields": "order_status",
             }
             answer = self._order_call(ORDER_LIST_PATH, params)
-            for row in answer.get("order_list") or []:
+            for row in answer_rows(answer, "order_list", what="Shopee get_order_list"):
                 order_sn = _identifier(row.get("order_sn")) if isinstance(row, dict) else ""
                 if order_sn:
                     refs.append(
-                        OrderRef(external_id=order_sn, raw_status=_text(row.get("order_status")))
+                        OrderRef(
+                            external_id=order_sn, raw_status=_identifier(row.get("order_status"))
+                        )
                     )
             next_cursor = _text(answer.get("next_cursor"))
             if not answer.get("more"):
@@ -613,7 +634,10 @@ class ShopeeAdapter(Adapter):
     def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
         """The current detail of these orders: `get_order_detail`, 50 order_sn a call.
 
-        Orders Shopee does not return are left out. Lines come from `item_list`: keys
+        Orders Shopee does not return are left out, and so are orders whose `item_list` is
+        missing, empty or has a line that cannot be read (a quantity that is not a whole
+        number from 1 to 99,999,999): they come back on a later fetch instead of becoming
+        orders without lines. Lines come from `item_list`: keys
         `item_id` and `model_id` (0 for an item without models), the SKU the model's
         (`model_sku`) or else the item's (`item_sku`), the quantity
         `model_quantity_purchased`; `unit_price` is `model_discounted_price` (what the buyer
@@ -630,7 +654,7 @@ class ShopeeAdapter(Adapter):
             }
             answer = self._order_call(ORDER_DETAIL_PATH, params)
             wanted = set(chunk)
-            for row in answer.get("order_list") or []:
+            for row in answer_rows(answer, "order_list", what="Shopee get_order_detail"):
                 if not isinstance(row, dict):
                     continue
                 order = _market_order(row)
@@ -709,7 +733,7 @@ def _stock_entry(update: StockUpdate) -> dict[str, Any]:
 def _json_object(response: Any) -> dict | None:
     try:
         payload = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
 
@@ -734,69 +758,80 @@ def _quantity(row: dict, location: str | None) -> int | None:
 
 
 def _market_order(row: dict) -> MarketOrder | None:
-    """A `get_order_detail` order as a `MarketOrder` (None without an `order_sn`)."""
+    """A `get_order_detail` order as a `MarketOrder`; None without an `order_sn` or without
+    readable lines (`_order_lines`)."""
     order_sn = _identifier(row.get("order_sn"))
-    if not order_sn:
+    lines = _order_lines(row.get("item_list"))
+    if not order_sn or not lines:
         return None
-    raw_status = _text(row.get("order_status"))
-    address = row.get("recipient_address")
-    customer = {name: row[name] for name in ("buyer_user_id", "buyer_username") if row.get(name)}
+    raw_status = _identifier(row.get("order_status"))
+    customer = answer_object(
+        {name: row[name] for name in ("buyer_user_id", "buyer_username") if row.get(name)}
+    )
     return MarketOrder(
         external_id=order_sn,
         raw_status=raw_status,
         status=ShopeeAdapter.order_status(raw_status),
-        lines=tuple(_order_lines(row.get("item_list"))),
-        placed_at=_moment(_wire_int(row.get("create_time"))),
+        lines=tuple(lines),
+        placed_at=_moment(answer_int(row.get("create_time"))),
         # Shopee sends pay_time 0 (or leaves it out) for an unpaid order.
-        paid_at=_moment(_wire_int(row.get("pay_time")) or None),
-        updated_at=_moment(_wire_int(row.get("update_time"))),
+        paid_at=_moment(answer_int(row.get("pay_time")) or None),
+        updated_at=_moment(answer_int(row.get("update_time"))),
         order_number=order_sn,
-        customer=customer,
-        address=dict(address) if isinstance(address, dict) else {},
-        amount=_decimal(row.get("total_amount")),
-        currency=_text(row.get("currency")),
-        payment_method=_text(row.get("payment_method")),
+        customer={name: value for name, value in customer.items() if value},
+        address=answer_object(row.get("recipient_address")),
+        amount=answer_money(row.get("total_amount")),
+        currency=answer_text(row.get("currency"), limit=3),
+        payment_method=answer_name(row.get("payment_method"), limit=100),
         raw=row,
     )
 
 
 def _order_lines(item_list: Any) -> list[MarketOrderLine]:
-    """`item_list` entries as lines, keyed `item_id:model_id`.
+    """`item_list` entries as lines, keyed `item_id:model_id`; [] when there is none or one
+    cannot be read (no item id, a quantity that is not a whole number of units in range).
 
     The same model can appear twice in one order (as a plain line and inside an add-on deal
     or bundle); the second gets `#2` after its key, and so on, in Shopee's order, so each
-    line keeps its key across fetches.
+    line keeps its key across fetches. Prices outside what the money columns hold are None.
     """
     lines = []
     seen: dict[str, int] = {}
-    for entry in item_list if isinstance(item_list, list) else []:
+    for entry in answer_list(item_list):
         if not isinstance(entry, dict):
-            continue
-        item_id = _text(entry.get("item_id"))
-        model_id = _text(entry.get("model_id")) or "0"
-        quantity = _decimal(entry.get("model_quantity_purchased"))
+            return []
+        item_id = answer_text(entry.get("item_id"))
+        model_id = answer_text(entry.get("model_id")) or "0"
+        quantity = answer_quantity(entry.get("model_quantity_purchased"))
         if not item_id or quantity is None:
-            continue
+            # Half an order would reserve half its stock: leave the whole order for later.
+            return []
         base = f"{item_id}:{model_id}"
         seen[base] = seen.get(base, 0) + 1
         line_key = base if seen[base] == 1 else f"{base}#{seen[base]}"
-        discounted = _decimal(entry.get("model_discounted_price"))
-        original = _decimal(entry.get("model_original_price"))
+        discounted = answer_money(entry.get("model_discounted_price"))
+        original = answer_money(entry.get("model_original_price"))
         unit_price = discounted if discounted is not None else original
         discount = None
         if original is not None and discounted is not None:
-            discount = (original - discounted) * quantity
+            discount = answer_money((original - discounted) * quantity)
+        sku = answer_text(entry.get("model_sku"), limit=ANSWER_SKU_MAX) or answer_text(
+            entry.get("item_sku"), limit=ANSWER_SKU_MAX
+        )
         lines.append(
             MarketOrderLine(
                 line_key=line_key,
-                sku=_text(entry.get("model_sku")) or _text(entry.get("item_sku")),
+                sku=sku,
                 keys={"item_id": item_id, "model_id": model_id},
                 quantity=quantity,
                 unit_price=unit_price,
                 discount=discount,
                 name=" ".join(
                     part
-                    for part in (_text(entry.get("item_name")), _text(entry.get("model_name")))
+                    for part in (
+                        answer_name(entry.get("item_name")),
+                        answer_name(entry.get("model_name")),
+                    )
                     if part
                 ),
             )
@@ -804,39 +839,13 @@ def _order_lines(item_list: Any) -> list[MarketOrderLine]:
     return lines
 
 
-def _decimal(value: Any) -> Decimal | None:
-    """A JSON number (Shopee sends prices as floats) as the Decimal it was written as."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
 def _identifier(value: Any) -> str:
-    """An order number or status fit to store: short printable text, else ''."""
-    text = _text(value)
-    # Not printable also covers NUL (PostgreSQL refuses it) and lone surrogates (JSON escapes).
-    if len(text) > MAX_IDENTIFIER or not text.isprintable():
-        return ""
-    return text
-
-
-def _wire_int(value: Any) -> int | None:
-    """An integer field of a push (Shopee sends integers; a digit string is accepted)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    """An order number or status fit to store (`answer_text`, at most 64 characters)."""
+    return answer_text(value, limit=MAX_IDENTIFIER)
 
 
 def _moment(epoch: int | None) -> datetime | None:
@@ -851,16 +860,6 @@ def _moment(epoch: int | None) -> datetime | None:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _digest(parts: list[Any]) -> str:
-    """The sha256 hex of the parts, serialised unambiguously (as JSON strings)."""
-    text = json.dumps(["" if part is None else str(part) for part in parts])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _unreadable(body: bytes) -> ChannelEvent:
-    return ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
 
 
 def _reason_is_retryable(reason: str) -> bool:

@@ -45,11 +45,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from channels_sync.adapters.base import (
+    ANSWER_SKU_MAX,
     Adapter,
     AdapterError,
     CallResult,
@@ -62,6 +63,15 @@ from channels_sync.adapters.base import (
     OrderStatus,
     Outcome,
     StockUpdate,
+    answer_digest,
+    answer_int,
+    answer_list,
+    answer_money,
+    answer_name,
+    answer_object,
+    answer_rows,
+    answer_text,
+    unreadable,
 )
 from core.http import OutboundError
 
@@ -74,6 +84,9 @@ ORDER_SEARCH_PATH = f"/order/{API_VERSION}/orders/search"
 ORDER_DETAIL_PATH = f"/order/{API_VERSION}/orders"
 ORDER_SEARCH_PAGE_SIZE = 100  # the documented maximum of `page_size`
 ORDER_DETAIL_MAX_IDS = 50  # the documented maximum of `ids` per detail call
+# A guard against a search that never ends (a server minting a fresh page token every
+# time): 100 000 orders updated in one polled range at 100 a page.
+ORDER_SEARCH_PAGES_MAX = 1000
 # Webhook types about an order (Partner Center, Webhooks > Order).
 WEBHOOK_ORDER_STATUS_CHANGE = 1
 WEBHOOK_CANCELLATION_STATUS_CHANGE = 11
@@ -183,6 +196,7 @@ class TikTokAdapter(Adapter):
     default_base_url = "https://open-api.tiktokglobalshop.com"
     default_auth_base_url = "https://auth.tiktok-shops.com"
     webhook_signature_header = "Authorization"
+    webhook_key_fields = ("app_key", "app_secret")
 
     # --- batches ----------------------------------------------------------------------------
 
@@ -422,31 +436,39 @@ class TikTokAdapter(Adapter):
         """Parse a verified notification's raw body (never raises).
 
         The key is `tts_notification_id` (TikTok keeps it across its retries); a notification
-        without one is keyed by a digest of (order id, status, update time). Types 1 (order
-        status change) and 11 (cancellation status change) are `order` events; other types
-        are `other`; a body that is not a JSON envelope is `unreadable`, keyed by its digest.
+        without one is keyed by a digest of (order id, status, update time), one whose id is
+        not fit to store (`answer_text`) by a digest of the body. Types 1 (order status
+        change) and 11 (cancellation status change) are `order` events (`unreadable` when
+        their order id is not fit to store); other types are `other`; a body that is not a
+        JSON envelope is `unreadable`, keyed by its digest.
         """
         try:
             envelope = json.loads(body)
         except (ValueError, RecursionError):  # bad JSON or UTF-8; absurd nesting
             envelope = None
         if not isinstance(envelope, dict) or "type" not in envelope:
-            return ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
+            return unreadable(body)
         data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
-        notification_id = _text(envelope.get("tts_notification_id"))
+        notification_id = answer_text(envelope.get("tts_notification_id"))
+        if not notification_id and _text(envelope.get("tts_notification_id")):
+            # An id we cannot store still says "one notification": the body tells it apart.
+            notification_id = hashlib.sha256(body).hexdigest()
         kind = _int_or_none(envelope.get("type"))
-        order_id = _text(data.get("order_id"))
-        if kind in (WEBHOOK_ORDER_STATUS_CHANGE, WEBHOOK_CANCELLATION_STATUS_CHANGE) and order_id:
+        order_id = answer_text(data.get("order_id"))
+        is_order = kind in (WEBHOOK_ORDER_STATUS_CHANGE, WEBHOOK_CANCELLATION_STATUS_CHANGE)
+        if is_order and _text(data.get("order_id")) and not order_id:
+            return unreadable(body)
+        if is_order and order_id:
             if kind == WEBHOOK_ORDER_STATUS_CHANGE:
-                status = _text(data.get("order_status"))
+                status = answer_text(data.get("order_status"))
                 moment = data.get("update_time")
             else:
                 # A cancellation notification names when the request was made, not an
                 # update time; the envelope's timestamp is the fallback for both.
-                status = _text(data.get("cancel_status"))
+                status = answer_text(data.get("cancel_status"))
                 moment = data.get("update_time") or data.get("create_time")
             updated_at = _epoch(moment) or _epoch(envelope.get("timestamp"))
-            key = notification_id or _digest(
+            key = notification_id or answer_digest(
                 order_id, status, str(int(updated_at.timestamp())) if updated_at else ""
             )
             return ChannelEvent(
@@ -473,7 +495,8 @@ class TikTokAdapter(Adapter):
 
         Update times are whole seconds: `since` is rounded down and `until` up, so the window
         may take in an order updated in the same second as an edge (harmless: fetching an
-        order again changes nothing). Raises `AdapterError`.
+        order again changes nothing). Raises `AdapterError`; `retryable` when the walk does
+        not end (a page token coming back, more than `ORDER_SEARCH_PAGES_MAX` pages).
         """
         body = json_body(
             {
@@ -484,7 +507,7 @@ class TikTokAdapter(Adapter):
         refs: dict[str, OrderRef] = {}
         page_token = ""
         seen_tokens: set[str] = set()
-        while True:
+        for _page in range(ORDER_SEARCH_PAGES_MAX):
             params = {
                 "page_size": str(ORDER_SEARCH_PAGE_SIZE),
                 "sort_field": "update_time",
@@ -493,14 +516,15 @@ class TikTokAdapter(Adapter):
             if page_token:
                 params["page_token"] = page_token
             data = self._order_call("POST", ORDER_SEARCH_PATH, body, params, "order search")
-            page = data.get("orders") or []
+            page = answer_rows(data, "orders", what="order search")
             for order in page:
-                if not isinstance(order, dict) or not _text(order.get("id")):
+                external_id = answer_text(order.get("id")) if isinstance(order, dict) else ""
+                if not external_id:
                     continue
                 # An order updated while the pages are read can show up twice: the last wins.
-                refs[_text(order["id"])] = OrderRef(
-                    external_id=_text(order["id"]),
-                    raw_status=_text(order.get("status")),
+                refs[external_id] = OrderRef(
+                    external_id=external_id,
+                    raw_status=answer_text(order.get("status")),
                     updated_at=_epoch(order.get("update_time")),
                 )
             page_token = _text(data.get("next_page_token"))
@@ -512,11 +536,15 @@ class TikTokAdapter(Adapter):
                     "order search: the same page token came back twice", outcome=Outcome.RETRYABLE
                 )
             seen_tokens.add(page_token)
+        raise AdapterError(
+            f"order search had more than {ORDER_SEARCH_PAGES_MAX} pages in one range",
+            outcome=Outcome.RETRYABLE,
+        )
 
     def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:
-        """The detail of these orders, 50 ids per call; unknown ids are left out.
-
-        Raises `AdapterError`.
+        """The detail of these orders, 50 ids per call; unknown ids are left out, and so are
+        orders that came back without `line_items` or with a row that cannot be read (a later
+        fetch takes them: an order without lines would hold no stock). Raises `AdapterError`.
         """
         ids = list(dict.fromkeys(str(i) for i in external_ids if str(i).strip()))
         orders = []
@@ -525,9 +553,10 @@ class TikTokAdapter(Adapter):
             data = self._order_call(
                 "GET", ORDER_DETAIL_PATH, b"", {"ids": ",".join(chunk)}, "order detail"
             )
-            for raw in data.get("orders") or []:
-                if isinstance(raw, dict) and _text(raw.get("id")):
-                    orders.append(self._market_order(raw))
+            for raw in answer_rows(data, "orders", what="order detail"):
+                order = self._market_order(raw) if isinstance(raw, dict) else None
+                if order is not None:
+                    orders.append(order)
         return orders
 
     def _order_call(
@@ -555,52 +584,61 @@ class TikTokAdapter(Adapter):
         data = answer.get("data")
         return data if isinstance(data, dict) else {}
 
-    def _market_order(self, raw: dict[str, Any]) -> MarketOrder:
-        """A `MarketOrder` from a Get Order Detail `orders[]` entry.
+    def _market_order(self, raw: dict[str, Any]) -> MarketOrder | None:
+        """A `MarketOrder` from a Get Order Detail `orders[]` entry; None without an id, or
+        without line items, or with a row that cannot be read (no SKU id fit to store).
 
         Line items are one row per unit with no quantity field: rows of one `sku_id` make one
         line (quantity = their count, `line_key` = the SKU id, unit price = the first row's
         `sale_price`, which already has the seller's and the platform's discounts taken off).
-        Every row counts, cancelled ones too: the order's status says whether it stands.
+        In an order that goes on, a cancelled row (`display_status` CANCELLED, or a
+        `cancel_reason`: the buyer or seller cancelled that unit) is not counted: it will
+        never ship, so it must hold no stock. When the whole order is cancelled every row
+        counts, so the line says what was released.
         """
+        external_id = answer_text(raw.get("id"))
+        raw_status = answer_text(raw.get("status"))
+        status = self.order_status(raw_status)
+        rows = answer_list(raw.get("line_items"))
+        if not external_id or not rows:
+            return None
         lines: dict[str, dict[str, Any]] = {}
-        for item in raw.get("line_items") or []:
-            if not isinstance(item, dict):
-                continue
-            sku_id = _text(item.get("sku_id"))
+        for item in rows:
+            sku_id = answer_text(item.get("sku_id")) if isinstance(item, dict) else ""
             if not sku_id:
-                continue
+                return None  # half an order would hold half its stock: take it later
             line = lines.setdefault(sku_id, {"count": 0, "item": item})
-            line["count"] += 1
+            if status == OrderStatus.CANCELLED or not _row_cancelled(item):
+                line["count"] += 1
         market_lines = []
         for sku_id, line in lines.items():
             item = line["item"]
             keys = {"sku_id": sku_id}
-            if _text(item.get("product_id")):
-                keys["product_id"] = _text(item["product_id"])
+            if answer_text(item.get("product_id")):
+                keys["product_id"] = answer_text(item["product_id"])
             market_lines.append(
                 MarketOrderLine(
                     line_key=sku_id,
-                    sku=_text(item.get("seller_sku")),
+                    sku=answer_text(item.get("seller_sku"), limit=ANSWER_SKU_MAX),
                     keys=keys,
                     quantity=Decimal(line["count"]),
-                    unit_price=_decimal(item.get("sale_price")),
+                    unit_price=answer_money(item.get("sale_price")),
                     name=" ".join(
                         part
-                        for part in (_text(item.get("product_name")), _text(item.get("sku_name")))
+                        for part in (
+                            answer_name(item.get("product_name")),
+                            answer_name(item.get("sku_name")),
+                        )
                         if part
                     )[:255],
                 )
             )
         payment = raw.get("payment") if isinstance(raw.get("payment"), dict) else {}
-        address = (
-            raw.get("recipient_address") if isinstance(raw.get("recipient_address"), dict) else {}
-        )
-        raw_status = _text(raw.get("status"))
+        address = answer_object(raw.get("recipient_address"))
         return MarketOrder(
-            external_id=_text(raw.get("id")),
+            external_id=external_id,
             raw_status=raw_status,
-            status=self.order_status(raw_status),
+            status=status,
             lines=tuple(market_lines),
             placed_at=_epoch(raw.get("create_time")),
             paid_at=_epoch(raw.get("paid_time")),
@@ -608,10 +646,10 @@ class TikTokAdapter(Adapter):
             customer={
                 key: value
                 for key, value in (
-                    ("user_id", _text(raw.get("user_id"))),
-                    ("email", _text(raw.get("buyer_email"))),
-                    ("name", _text(address.get("name"))),
-                    ("phone", _text(address.get("phone_number"))),
+                    ("user_id", answer_name(raw.get("user_id"))),
+                    ("email", answer_name(raw.get("buyer_email"))),
+                    ("name", answer_name(address.get("name"))),
+                    ("phone", answer_name(address.get("phone_number"))),
                 )
                 if value
             },
@@ -632,9 +670,9 @@ class TikTokAdapter(Adapter):
                 )
                 if address.get(key)
             },
-            amount=_decimal(payment.get("total_amount")),
-            currency=_text(payment.get("currency")),
-            payment_method=_text(raw.get("payment_method_name")),
+            amount=answer_money(payment.get("total_amount")),
+            currency=answer_text(payment.get("currency"), limit=3),
+            payment_method=answer_name(raw.get("payment_method_name"), limit=100),
             raw=raw,
         )
 
@@ -684,18 +722,13 @@ class TokopediaAdapter(TikTokAdapter):
 def _json_or_none(response: Any) -> dict | None:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 
 
 def _code(body: dict | None) -> int | None:
-    if body is None:
-        return None
-    try:
-        return int(body.get("code"))
-    except (TypeError, ValueError):
-        return None
+    return None if body is None else answer_int(body.get("code"))
 
 
 def _item_failures(
@@ -769,16 +802,9 @@ def _epoch(value: Any) -> datetime | None:
         return None
 
 
-def _decimal(value: Any) -> Decimal | None:
-    """A money string (`"35.97"`) as a Decimal; None when absent or unreadable."""
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+def _row_cancelled(item: dict[str, Any]) -> bool:
+    """Whether a line item row (one unit) was cancelled on its own (Get Order Detail
+    `line_items[].display_status`, `cancel_reason`)."""
+    return answer_text(item.get("display_status")).upper() == "CANCELLED" or bool(
+        answer_name(item.get("cancel_reason"))
+    )

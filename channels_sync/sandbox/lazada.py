@@ -70,6 +70,27 @@ MULTIPLE_ORDER_ITEMS_GET = "/orders/items/get"
 ORDERS_MAX_LIMIT = 100  # GetOrders: "the supported maximum number is 100"
 ORDERS_MAX_OFFSET = 5000  # GetOrders: offset "maximum value: 5000"
 MULTIPLE_ORDERS_MAX = 50  # GetMultipleOrderItems: at most 50 order ids
+# GetOrders' `status` filter takes one of the documented order statuses (Lazada Open
+# Platform, GetOrders: "unpaid, pending, canceled, ready_to_ship, delivered, returned,
+# shipped, failed", with packed, lost, topack, toship and shipping from the order status
+# flow); without it every status is listed. Anything else is refused.
+ORDER_STATUS_FILTERS = frozenset(
+    {
+        "unpaid",
+        "pending",
+        "packed",
+        "ready_to_ship",
+        "shipped",
+        "delivered",
+        "canceled",
+        "returned",
+        "failed",
+        "lost",
+        "topack",
+        "toship",
+        "shipping",
+    }
+)
 # Lazada shows order times in the seller's country time: "2018-02-12 13:44:36 +0800".
 COUNTRY_OFFSETS = {"sg": 8, "my": 8, "ph": 8, "th": 7, "vn": 7, "id": 7}
 CURRENCIES = {"sg": "SGD", "my": "MYR", "ph": "PHP", "th": "THB", "vn": "VND", "id": "IDR"}
@@ -387,7 +408,8 @@ class LazadaSandbox(MarketplaceSandbox):
         `created_after` or `update_after` is required; the four bounds are ISO 8601 and
         inclusive ("after or on", "before or on"), compared at Lazada's one-second precision.
         `sort_by` is `created_at` (default) or `updated_at`, `sort_direction` `DESC`
-        (default) or `ASC`; `status` filters by an item status. Each page holds at most
+        (default) or `ASC`; `status` (optional) filters by one documented status
+        (`ORDER_STATUS_FILTERS`; anything else is refused). Each page holds at most
         `limit` orders (and at most `orders_page_size`); `countTotal` counts them all.
         """
         bounds = {}
@@ -413,7 +435,9 @@ class LazadaSandbox(MarketplaceSandbox):
             return self._error("InvalidParameter", "offset and limit must be integers")
         if not 0 <= offset <= ORDERS_MAX_OFFSET or not 1 <= limit <= ORDERS_MAX_LIMIT:
             return self._error("InvalidParameter", "Invalid offset or limit")
-        status = params.get("status") or "all"
+        status = params.get("status") or ""
+        if status and status not in ORDER_STATUS_FILTERS:
+            return self._error("InvalidParameter", "Invalid parameter status")
         with self._lock:
             orders = list(self.orders.values())
             page_size = self.orders_page_size
@@ -428,7 +452,7 @@ class LazadaSandbox(MarketplaceSandbox):
             )
             if any(name in bounds and not test(bounds[name]) for name, test in checks):
                 return False
-            return status == "all" or order.status == status
+            return not status or order.status == status
 
         attribute = "created" if sort_by == "created_at" else "updated"
         selected = sorted(

@@ -18,6 +18,7 @@ from inventory.errors import (
     InsufficientStock,
     InvalidQuantity,
     ReservationNotActive,
+    ReservationOwnedByOrder,
 )
 from inventory.hooks import stock_changes_collected
 from inventory.locks import stock_levels_lock, stock_levels_lock_by_id
@@ -82,6 +83,7 @@ def stock_reserve(
     expires: bool = True,
     idempotency_key: str = "",
     enforce: bool = True,
+    owner: str = "",
 ) -> Reservation:
     """Hold `quantity` of available stock until `ttl` passes (or it is released/committed).
 
@@ -135,6 +137,7 @@ def stock_reserve(
             reference=origin.reference[:200],
             expires_at=now + ttl if ttl is not None else None,
             idempotency_key=idempotency_key,
+            owner=owner,
         )
         movement_record(
             level,
@@ -149,12 +152,18 @@ def stock_reserve(
 
 
 def _close(
-    reservation: Reservation, *, status: str, kind: str, origin: Origin, ships: bool
+    reservation: Reservation, *, status: str, kind: str, origin: Origin, ships: bool, owner: str
 ) -> Reservation:
     with transaction.atomic():
         level = stock_levels_lock_by_id([reservation.level_id])[0]
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
         locked.level = level
+        if locked.owner and locked.owner != owner:
+            # An order's line holds this stock; closing it here would leave the order
+            # stating stock it no longer holds (or shipped stock it never committed).
+            raise ReservationOwnedByOrder(
+                details={"reservation": locked.pk, "reference": locked.reference}
+            )
         if locked.status == status:
             return locked  # already done: idempotent
         if locked.status != Reservation.Status.ACTIVE:
@@ -175,25 +184,34 @@ def _close(
     return locked
 
 
-def stock_release(*, reservation: Reservation, origin: Origin) -> Reservation:
-    """Give a reservation's stock back to available (idempotent; refuses a closed one)."""
+def stock_release(*, reservation: Reservation, origin: Origin, owner: str = "") -> Reservation:
+    """Give a reservation's stock back to available (idempotent; refuses a closed one).
+
+    Locks the level, then the reservation. Refuses another owner's reservation
+    (`reservation_owned_by_order`, 409): `owner` is the caller's (see `stock_reserve`).
+    """
     return _close(
         reservation,
         status=Reservation.Status.RELEASED,
         kind=StockMovement.Kind.RELEASE,
         origin=origin,
         ships=False,
+        owner=owner,
     )
 
 
-def stock_commit(*, reservation: Reservation, origin: Origin) -> Reservation:
-    """The reserved stock shipped: on_hand and reserved both go down (idempotent)."""
+def stock_commit(*, reservation: Reservation, origin: Origin, owner: str = "") -> Reservation:
+    """The reserved stock shipped: on_hand and reserved both go down (idempotent).
+
+    Locks like `stock_release` and refuses another owner's reservation alike.
+    """
     return _close(
         reservation,
         status=Reservation.Status.COMMITTED,
         kind=StockMovement.Kind.COMMIT,
         origin=origin,
         ships=True,
+        owner=owner,
     )
 
 

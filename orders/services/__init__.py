@@ -10,6 +10,7 @@ from orders.services.manual import (
     order_reprocess,
     order_ship,
     orders_reprocess_parked,
+    orders_reprocess_parked_all,
 )
 from orders.services.market import market_line_product, order_apply_market
 
@@ -25,5 +26,6 @@ __all__ = [
     "order_reprocess",
     "order_ship",
     "orders_reprocess_parked",
+    "orders_reprocess_parked_all",
     "transition_allowed",
 ]

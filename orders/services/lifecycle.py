@@ -152,16 +152,30 @@ def stock_origin(order: Order, actor: Actor, line: OrderLine) -> Origin:
     )
 
 
+# What holds an order line's reservation: only the order's services release or commit it.
+RESERVATION_OWNER = "order_line"
+
+
 def line_reference(line: OrderLine) -> str:
     return f"order_line:{line.pk}"
 
 
+def line_reservation_key(line: OrderLine) -> str:
+    """The idempotency key of the line's current hold: `order_line:<id>`, then `:r<n>`.
+
+    A line whose quantity changes is held anew (the old reservation released, a new one
+    made) under its next revision, since a key stands for one quantity.
+    """
+    base = line_reference(line)
+    return base if line.revision == 0 else f"{base}:r{line.revision}"
+
+
 def line_target(order: Order, line: OrderLine) -> set[str]:
     """The statuses a line may have when its stock matches its order's state."""
-    if line.product_id is None or line.warehouse_id is None:
-        return {OrderLine.Status.NEEDS_MAPPING}
     if line.quantity <= 0:
         return {OrderLine.Status.RELEASED}  # nothing to hold (a line the marketplace zeroed)
+    if line.product_id is None or line.warehouse_id is None:
+        return {OrderLine.Status.NEEDS_MAPPING}
     if order.status in OPEN:
         return {OrderLine.Status.RESERVED, OrderLine.Status.SHORT}
     if order.status in SHIPPED:
@@ -169,6 +183,22 @@ def line_target(order: Order, line: OrderLine) -> set[str]:
     if order.status == S.RETURNED:
         return {OrderLine.Status.RETURNED}
     return {OrderLine.Status.RELEASED}
+
+
+def line_in_step(order: Order, line: OrderLine) -> bool:
+    """Whether the line's status and its reservation are where the order's state says."""
+    if line.status not in line_target(order, line):
+        return False
+    reservation = line.reservation
+    if line.status in (OrderLine.Status.RESERVED, OrderLine.Status.SHORT):
+        return (
+            reservation is not None
+            and reservation.status == Reservation.Status.ACTIVE
+            and reservation.quantity == line.quantity
+        )
+    if line.status in (OrderLine.Status.COMMITTED, OrderLine.Status.RETURNED):
+        return reservation is not None and reservation.status == Reservation.Status.COMMITTED
+    return reservation is None or reservation.status != Reservation.Status.ACTIVE
 
 
 def line_warehouse(order: Order, product: Product, quantity: Decimal) -> Warehouse | None:
@@ -206,7 +236,9 @@ def lines_stock_sync(order: Order, *, actor: Actor, allow_short: bool) -> list[O
     The caller holds the order's lock. The stock levels of every line to change are locked
     first, in one primary-key ordered statement, and the listings are marked dirty once at
     the end (`stock_changes_collected`), so two orders sharing products cannot deadlock.
-    Reservations are keyed by the line (`order_line:<line id>`) and never expire.
+    Reservations are keyed by the line (`order_line:<line id>`, then `:r<n>` once its
+    quantity changed), owned by it (the API and the console cannot close them), and never
+    expire. A line whose quantity differs from its reservation's is held anew.
     `allow_short` (a marketplace's sale, a fact) reserves past the available stock and marks
     the line `short` (an "oversold" alert per product and hour); otherwise every line short
     of stock is named in one `insufficient_stock` refusal and nothing is kept. Returns the
@@ -215,7 +247,7 @@ def lines_stock_sync(order: Order, *, actor: Actor, allow_short: bool) -> list[O
     lines = list(
         order.lines.select_related("product", "warehouse", "reservation").order_by("line_number")
     )
-    todo = [line for line in lines if line.status not in line_target(order, line)]
+    todo = [line for line in lines if not line_in_step(order, line)]
     if not todo:
         return []
     pairs = [
@@ -232,22 +264,47 @@ def lines_stock_sync(order: Order, *, actor: Actor, allow_short: bool) -> list[O
                 short.append({"line": line.line_number, **exc.details})
         if short:
             raise OrderInsufficientStock(details={"lines": short})
-        OrderLine.objects.bulk_update(todo, ["status", "reservation", "updated_at"])
+        OrderLine.objects.bulk_update(todo, ["status", "reservation", "revision", "updated_at"])
     return todo
 
 
 def _line_stock_sync(order: Order, line: OrderLine, *, actor: Actor, allow_short: bool) -> None:
     line.updated_at = timezone.now()
     if line.product_id is None or line.warehouse_id is None:
-        line.status = OrderLine.Status.NEEDS_MAPPING
-        return
-    if line.quantity <= 0:
-        line.status = OrderLine.Status.RELEASED
+        # Unmapped, it holds nothing; zeroed, it has nothing left to map.
+        unmapped = line.quantity > 0
+        line.status = OrderLine.Status.NEEDS_MAPPING if unmapped else OrderLine.Status.RELEASED
         return
     origin = stock_origin(order, actor, line)
     reservation = line.reservation
-    holds = order.status != S.CANCELLED
-    if holds and reservation is None:
+    # What the line should hold while open (or hold until committed): nothing once the
+    # order is cancelled or the line zeroed.
+    wanted = line.quantity if order.status != S.CANCELLED and line.quantity > 0 else 0
+    status = reservation.status if reservation is not None else None
+    if status == Reservation.Status.ACTIVE and reservation.quantity != wanted:
+        stock_release(reservation=reservation, origin=origin, owner=RESERVATION_OWNER)
+        line.status = OrderLine.Status.RELEASED
+        if not wanted:
+            return
+        reservation = None  # held anew below, under the line's next revision
+        line.revision += 1
+    elif status in (Reservation.Status.RELEASED, Reservation.Status.EXPIRED) and wanted:
+        if line.status != OrderLine.Status.RELEASED:
+            # Closed outside the order (before the inventory refused that): the order
+            # still holds the stock, so it is held again, and the record says why.
+            _stock_mismatch(order, line, reservation, actor=actor, message="held again")
+        reservation = None
+        line.revision += 1
+    elif status == Reservation.Status.COMMITTED and order.status not in SHIPPED | {S.RETURNED}:
+        # Committed outside the order: the stock has left and cannot be held or given back.
+        # The line says so rather than claim a reservation it no longer has.
+        _stock_mismatch(order, line, reservation, actor=actor, message="already committed")
+        line.status = OrderLine.Status.COMMITTED
+        return
+    if not wanted:
+        line.status = OrderLine.Status.RELEASED
+        return
+    if reservation is None:
         # A savepoint: a refused line (API orders) leaves nothing behind while the others
         # are still tried, so the refusal can name every short line.
         with transaction.atomic():
@@ -257,8 +314,9 @@ def _line_stock_sync(order: Order, line: OrderLine, *, actor: Actor, allow_short
                 quantity=line.quantity,
                 origin=origin,
                 expires=False,
-                idempotency_key=line_reference(line),
+                idempotency_key=line_reservation_key(line),
                 enforce=not allow_short,
+                owner=RESERVATION_OWNER,
             )
         line.reservation = reservation
         oversold = line.product.stock_is_enforced and reservation.level.available < 0
@@ -267,15 +325,42 @@ def _line_stock_sync(order: Order, line: OrderLine, *, actor: Actor, allow_short
             _oversold(order, line, reservation, actor=actor)
     if order.status in OPEN:
         return
-    if order.status == S.CANCELLED:
-        if reservation is not None and reservation.status == Reservation.Status.ACTIVE:
-            stock_release(reservation=reservation, origin=origin)
-        line.status = OrderLine.Status.RELEASED
-        return
     if reservation.status == Reservation.Status.ACTIVE:
-        stock_commit(reservation=reservation, origin=origin)
+        stock_commit(reservation=reservation, origin=origin, owner=RESERVATION_OWNER)
     line.status = (
         OrderLine.Status.RETURNED if order.status == S.RETURNED else OrderLine.Status.COMMITTED
+    )
+
+
+def _stock_mismatch(
+    order: Order, line: OrderLine, reservation: Reservation, *, actor: Actor, message: str
+) -> None:
+    """Record, once per reservation, that a line's reservation was closed outside the order."""
+    if order.events.filter(
+        kind=OrderEvent.Kind.STOCK_MISMATCH, details__reservation=reservation.pk
+    ).exists():
+        return
+    event_record(
+        order,
+        kind=OrderEvent.Kind.STOCK_MISMATCH,
+        actor=actor,
+        from_status=order.status,
+        message=(
+            f"Line {line.line_number}: its reservation {reservation.pk} was "
+            f"{reservation.status} outside the order; {message}."
+        ),
+        details={
+            "line": line.line_number,
+            "reservation": reservation.pk,
+            "reservation_status": reservation.status,
+        },
+    )
+    logger.warning(
+        "order.line_stock_mismatch",
+        order_id=order.pk,
+        line=line.line_number,
+        reservation_id=reservation.pk,
+        reservation_status=reservation.status,
     )
 
 
@@ -306,7 +391,9 @@ def _oversold(order: Order, line: OrderLine, reservation: Reservation, *, actor:
 def needs_mapping_update(order: Order, lines: Iterable[OrderLine], *, actor: Actor) -> None:
     """Set the order's `needs_mapping` from its lines, recording a change as an event."""
     unmapped = [
-        line.line_number for line in lines if line.product_id is None or not line.warehouse_id
+        line.line_number
+        for line in lines
+        if (line.product_id is None or not line.warehouse_id) and line.quantity > 0
     ]
     parked = bool(unmapped)
     if parked == order.needs_mapping:

@@ -1,7 +1,10 @@
 """Orders entered through the API, and what staff do to orders (cancel, ship, map, restock).
 
-API orders are ours, not marketplace facts: they are refused whole when a line lacks stock.
-Staff actions on a marketplace order act on a fact, so they never refuse for stock.
+API orders are ours, not marketplace facts: they are refused whole when a line lacks stock,
+and staff or the API cancel and ship them. A marketplace order's state is the marketplace's:
+cancelling or shipping it here would make its real state, when it comes back, look like a
+step backward and be ignored, so it is refused (`marketplace_order`). Mapping, restocking and
+reprocessing apply to every order.
 """
 
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from orders.errors import (
     InvalidTransition,
     LineAlreadyMapped,
     LineNotReturned,
+    MarketplaceOrder,
     OrderExists,
     UnknownSku,
     UnknownWarehouse,
@@ -160,13 +164,15 @@ def _lines_resolve(
 
 
 def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
-    """Cancel an order that has not shipped and release its lines' stock.
+    """Cancel an API order that has not shipped and release its lines' stock.
 
-    Locks the order. Idempotent: a cancelled order is returned as it is. Refuses an order
-    that shipped or was returned (`invalid_transition`, 409).
+    Locks the order. Idempotent: a cancelled order is returned as it is. Refuses a
+    marketplace order (`marketplace_order`, 409) and an order that shipped or was returned
+    (`invalid_transition`, 409).
     """
     with transaction.atomic():
         order = order_lock(order.pk)
+        _api_order_check(order)
         if order.status == OrderStatus.CANCELLED:
             return order
         if not transition_allowed(order.status, OrderStatus.CANCELLED):
@@ -177,20 +183,32 @@ def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
         status_set(order, OrderStatus.CANCELLED, actor=actor)
         if reason:
             order.notes = f"{order.notes}\nCancelled: {reason}".strip()
-        lines_stock_sync(order, actor=actor, allow_short=order.channel_id is not None)
+        lines_stock_sync(order, actor=actor, allow_short=False)
         order.save()
     return order
 
 
+def _api_order_check(order: Order) -> None:
+    if order.channel_id is not None:
+        raise MarketplaceOrder(
+            details={
+                "order": order.pk,
+                "channel": order.channel_id,
+                "external_id": order.external_id,
+            }
+        )
+
+
 def order_ship(*, order: Order, actor: Actor) -> Order:
-    """Mark an open order shipped: its lines' reservations are committed (on_hand down).
+    """Mark an open API order shipped: its lines' reservations are committed (on_hand down).
 
     Locks the order. Idempotent: a shipped (or delivered, completed) order is returned as
-    it is. Refuses a cancelled or returned order (`invalid_transition`, 409). Lines still
-    waiting for a mapping are committed when they are mapped.
+    it is. Refuses a marketplace order (`marketplace_order`, 409) and a cancelled or
+    returned order (`invalid_transition`, 409).
     """
     with transaction.atomic():
         order = order_lock(order.pk)
+        _api_order_check(order)
         if order.status in SHIPPED:
             return order
         if not transition_allowed(order.status, OrderStatus.SHIPPED):
@@ -199,7 +217,7 @@ def order_ship(*, order: Order, actor: Actor) -> Order:
                 details={"status": order.status, "to": OrderStatus.SHIPPED},
             )
         status_set(order, OrderStatus.SHIPPED, actor=actor)
-        lines_stock_sync(order, actor=actor, allow_short=order.channel_id is not None)
+        lines_stock_sync(order, actor=actor, allow_short=False)
         confirm_if_due(order)
         order.save()
     return order
@@ -323,19 +341,62 @@ def order_line_restock(
 def orders_reprocess_parked(*, channel_id: int, actor: Actor) -> int:
     """Reprocess the channel's parked orders (one transaction each); return how many mapped.
 
-    Run after listings of the channel were created (see `OrdersConfig.ready`).
+    Run after listings of the channel were created (see `OrdersConfig.ready`). An order
+    that fails is logged and skipped (it stays parked for the next run); the others go on.
     """
-    mapped = 0
     ids = list(
         Order.objects.filter(channel_id=channel_id, needs_mapping=True)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for order_id in ids:
-        order = order_reprocess(order=Order(pk=order_id), actor=actor)
-        mapped += not order.needs_mapping
+    mapped, failed = _reprocess_each(ids, actor=actor)
     if ids:
         logger.info(
-            "orders.parked_reprocessed", channel_id=channel_id, orders=len(ids), mapped=mapped
+            "orders.parked_reprocessed",
+            channel_id=channel_id,
+            orders=len(ids),
+            mapped=mapped,
+            failed=failed,
         )
     return mapped
+
+
+# Parked orders reprocessed per run of the periodic sweep; the rest wait for the next run.
+PARKED_SWEEP_BATCH = 200
+
+
+def orders_reprocess_parked_all(*, actor: Actor, limit: int = PARKED_SWEEP_BATCH) -> int:
+    """Reprocess parked orders of every channel, oldest first, up to `limit`; return mapped.
+
+    The periodic catch-all behind the listing hook: an order parked while a listing for it
+    was being created (each missed the other's uncommitted rows), or whose reprocess could
+    not be queued, is mapped here. One transaction per order; a failing order is logged and
+    skipped. Safe to run twice (a mapped order is no longer parked).
+    """
+    ids = list(
+        Order.objects.filter(needs_mapping=True, channel__isnull=False)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    mapped, failed = _reprocess_each(ids, actor=actor)
+    if ids:
+        logger.info("orders.parked_swept", orders=len(ids), mapped=mapped, failed=failed)
+    return mapped
+
+
+def _reprocess_each(ids: list[int], *, actor: Actor) -> tuple[int, int]:
+    """Reprocess each order in its own transaction; return (mapped, failed)."""
+    mapped = failed = 0
+    for order_id in ids:
+        try:
+            order = order_reprocess(order=Order(pk=order_id), actor=actor)
+        except Order.DoesNotExist:
+            continue  # deleted meanwhile
+        except Exception:
+            # One order's failure (a bad row, a refused reservation) must not keep the
+            # others parked; it stays parked and is tried again on the next run.
+            failed += 1
+            logger.exception("orders.reprocess_failed", order_id=order_id)
+            continue
+        mapped += not order.needs_mapping
+    return mapped, failed

@@ -3,8 +3,10 @@
 The marketplace's status is authoritative, but events arrive late, twice and out of order:
 an update older than the one applied, or a lower state after a higher one, is recorded and
 changes nothing; the first update seen may be any state, and the order is brought straight
-to it. Lines are matched to products through the channel's listings; a line that matches
-nothing parks the order (`needs_mapping`), it never drops it.
+to it. While the order is open its lines follow the marketplace's quantities (units the buyer
+or the seller cancelled leave the detail); once it ships they are final. Lines are matched to
+products through the channel's listings; a line that matches nothing parks the order
+(`needs_mapping`), it never drops it.
 """
 
 from decimal import Decimal
@@ -16,7 +18,10 @@ from channels_sync.adapters import MarketOrder, MarketOrderLine, OrderStatus, ad
 from channels_sync.models import Channel, ChannelListing
 from inventory.models import Product
 from orders.models import Order, OrderEvent, OrderLine
+from orders.services.clean import market_order_clean
 from orders.services.lifecycle import (
+    ENDED,
+    OPEN,
     Actor,
     confirm_if_due,
     event_record,
@@ -30,6 +35,9 @@ from orders.services.lifecycle import (
 logger = structlog.get_logger(__name__)
 
 MARKET_SOURCES = (OrderEvent.Source.WEBHOOK, OrderEvent.Source.POLL, OrderEvent.Source.SYSTEM)
+
+# What `_state_apply` made of an update.
+APPLIED, STALE, BACKWARD = "applied", "stale", "backward"
 
 
 def order_apply_market(
@@ -48,12 +56,19 @@ def order_apply_market(
     A status of None (a raw status that says nothing about stock) records the raw status
     and keeps the state; a new order then opens as paid (with `paid_at`) or pending payment.
     Stock follows the state through `lines_stock_sync` (reservations past zero are kept and
-    marked short: the sale happened). Announces "order confirmed" after commit, once.
+    marked short: the sale happened). An order that was open takes each line's current
+    quantity (a line gone from the detail: 0), unless the update cancels, returns or is a
+    lower state; each change is a `quantity` event and the line is held anew. Announces
+    "order confirmed" after commit, once.
+
+    The detail is cleaned first (`market_order_clean`): refuses with `unstorable_order`
+    (permanent) an order id, a quantity or an amount that cannot be stored as sent.
     """
     actor = Actor(source=source, actor=f"system:orders:{source}", event_ref=event_ref)
-    market = order
+    market = market_order_clean(order)
     with transaction.atomic():
         row, created = _order_lock_or_create(channel, market)
+        follow_quantities = False
         if created:
             event_record(
                 row,
@@ -63,11 +78,16 @@ def order_apply_market(
                 raw_status=market.raw_status,
                 source_updated_at=market.updated_at,
             )
-        elif not _state_apply(row, market, actor=actor):
-            return row  # an older update: recorded, nothing else changes
-        if not created:
+        else:
+            was_open = row.status in OPEN
+            outcome = _state_apply(row, market, actor=actor)
+            if outcome == STALE:
+                return row  # an older update: recorded, nothing else changes
+            # Cancelled: the quantities no longer matter (all is released) and a marketplace
+            # may empty a cancelled order's lines; shipped: what was committed is final.
+            follow_quantities = was_open and outcome == APPLIED and row.status not in ENDED
             _details_update(row, market)
-        lines = _lines_merge(row, market.lines)
+        lines = _lines_merge(row, market, actor=actor, follow_quantities=follow_quantities)
         cls = adapter_class(channel.type)
         for line in lines:
             if line.product_id is None:
@@ -128,8 +148,14 @@ def _order_lock_or_create(channel: Channel, market: MarketOrder) -> tuple[Order,
     raise IntegrityError(f"no free order number for {external_id} on channel {channel.pk}")
 
 
-def _state_apply(row: Order, market: MarketOrder, *, actor: Actor) -> bool:
-    """Apply the update's state to an existing order; False when it is older (ignored)."""
+def _state_apply(row: Order, market: MarketOrder, *, actor: Actor) -> str:
+    """Apply the update's state to an existing order; say what it was.
+
+    `STALE`: older than the update applied, recorded, nothing else changes. `BACKWARD`: a
+    lower state after a higher one: recorded (once for the same state and update time, as
+    the marketplace repeats itself), and the order keeps its raw status and update time,
+    which stay those of the state it is in. `APPLIED`: anything else.
+    """
     when = market.updated_at
     if when is not None and row.source_updated_at is not None and when < row.source_updated_at:
         event_record(
@@ -142,23 +168,31 @@ def _state_apply(row: Order, market: MarketOrder, *, actor: Actor) -> bool:
             source_updated_at=when,
             message="Older than the update already applied.",
         )
-        return False
+        return STALE
     new = market.status
     if new is not None and new != row.status:
-        if transition_allowed(row.status, new):
-            status_set(row, new, actor=actor, raw_status=market.raw_status, when=when)
-        else:
-            event_record(
-                row,
-                kind=OrderEvent.Kind.BACKWARD,
-                actor=actor,
-                from_status=row.status,
-                to_status=new,
-                raw_status=market.raw_status,
-                source_updated_at=when,
-                message="A state never follows a higher one.",
+        if not transition_allowed(row.status, new):
+            last = row.events.order_by("-id").first()
+            repeated = (
+                last is not None
+                and last.kind == OrderEvent.Kind.BACKWARD
+                and last.to_status == new
+                and last.source_updated_at == when
             )
-    elif market.raw_status and market.raw_status[:100] != row.raw_status:
+            if not repeated:
+                event_record(
+                    row,
+                    kind=OrderEvent.Kind.BACKWARD,
+                    actor=actor,
+                    from_status=row.status,
+                    to_status=new,
+                    raw_status=market.raw_status,
+                    source_updated_at=when,
+                    message="A state never follows a higher one.",
+                )
+            return BACKWARD
+        status_set(row, new, actor=actor, raw_status=market.raw_status, when=when)
+    elif market.raw_status and market.raw_status != row.raw_status:
         event_record(
             row,
             kind=OrderEvent.Kind.RAW_STATUS,
@@ -168,10 +202,10 @@ def _state_apply(row: Order, market: MarketOrder, *, actor: Actor) -> bool:
             source_updated_at=when,
         )
     if market.raw_status:
-        row.raw_status = market.raw_status[:100]
+        row.raw_status = market.raw_status
     if when is not None and (row.source_updated_at is None or when > row.source_updated_at):
         row.source_updated_at = when
-    return True
+    return APPLIED
 
 
 def _details_update(row: Order, market: MarketOrder) -> None:
@@ -188,34 +222,42 @@ def _details_update(row: Order, market: MarketOrder) -> None:
     row.payment_method = market.payment_method[:100] or row.payment_method
 
 
-def _lines_merge(row: Order, market_lines: tuple[MarketOrderLine, ...]) -> list[OrderLine]:
+def _lines_merge(
+    row: Order, market: MarketOrder, *, actor: Actor, follow_quantities: bool
+) -> list[OrderLine]:
     """The order's lines, with the marketplace's new ones added (by `line_key`).
 
-    A line once recorded keeps its quantity: its reservation is keyed by the line, and the
-    marketplace's later changes to a line show up as a cancellation or a return.
+    One key sent twice (TikTok's one row per unit) is one line holding them all. With
+    `follow_quantities`, each known line takes the quantity the detail now gives it (0 when
+    it is gone from the detail) and the change is recorded; `lines_stock_sync` then holds
+    the new quantity. A detail without lines changes no quantity: it says nothing of them.
     """
     lines = list(row.lines.order_by("line_number"))
-    known = {line.line_key for line in lines}
-    merged: dict[str, MarketOrderLine] = {}
+    known = {line.line_key: line for line in lines if line.line_key}
+    firsts: dict[str, MarketOrderLine] = {}
     quantities: dict[str, Decimal] = {}
-    for index, market_line in enumerate(market_lines):
-        key = (market_line.line_key or f"#{index}")[:300]
+    for index, market_line in enumerate(market.lines):
+        key = market_line.line_key or f"#{index}"
+        firsts.setdefault(key, market_line)
+        quantities[key] = quantities.get(key, Decimal("0")) + Decimal(market_line.quantity)
+    if follow_quantities and market.lines:
+        for key, line in known.items():
+            _line_quantity_set(
+                row, line, quantities.get(key, Decimal("0")), actor=actor, when=market.updated_at
+            )
+    number = max((line.line_number for line in lines), default=0)
+    for key, market_line in firsts.items():
         if key in known:
             continue
-        merged.setdefault(key, market_line)
-        # One key twice (one row per unit): the line holds them all.
-        quantities[key] = quantities.get(key, Decimal("0")) + Decimal(market_line.quantity)
-    number = max((line.line_number for line in lines), default=0)
-    for key, market_line in merged.items():
         number += 1
         lines.append(
             OrderLine.objects.create(
                 order=row,
                 line_number=number,
                 line_key=key,
-                sku=market_line.sku[:200],
+                sku=market_line.sku,
                 keys=dict(market_line.keys),
-                name=market_line.name[:300],
+                name=market_line.name,
                 quantity=quantities[key],
                 unit_price=market_line.unit_price,
                 discount=market_line.discount,
@@ -223,6 +265,27 @@ def _lines_merge(row: Order, market_lines: tuple[MarketOrderLine, ...]) -> list[
             )
         )
     return lines
+
+
+def _line_quantity_set(
+    row: Order, line: OrderLine, quantity: Decimal, *, actor: Actor, when
+) -> None:
+    """Give a line the marketplace's quantity and record the change (stock follows later)."""
+    if quantity == line.quantity:
+        return
+    event_record(
+        row,
+        kind=OrderEvent.Kind.QUANTITY,
+        actor=actor,
+        from_status=row.status,
+        source_updated_at=when,
+        message=(
+            f"Line {line.line_number} ({line.sku or line.line_key}): {line.quantity} -> {quantity}."
+        ),
+        details={"line": line.line_number, "from": str(line.quantity), "to": str(quantity)},
+    )
+    line.quantity = quantity
+    line.save(update_fields=["quantity", "updated_at"])
 
 
 def market_line_product(channel: Channel, *, sku: str, keys: dict, cls=None) -> Product | None:

@@ -2,6 +2,7 @@
 over real HTTP on localhost."""
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from channels_sync.adapters.base import AdapterError, ChannelEvent, OrderStatus,
 from channels_sync.adapters.lazada import (
     ORDER_STATUSES,
     LazadaAdapter,
+    lazada_time,
     market_order,
     order_status_of,
     push_event,
@@ -151,7 +153,7 @@ def test_lazada_event_keys_are_stable_for_the_same_change_and_differ_otherwise(
     assert events[2].updated_at < events[3].updated_at
 
 
-def test_lazada_event_key_is_a_digest_of_line_status_and_time():
+def test_lazada_event_key_is_a_digest_of_order_status_and_time():
     def body(line_id="1", status="pending", stamp=1603698638, order_id="260422900198363"):
         return json.dumps(
             {
@@ -173,7 +175,9 @@ def test_lazada_event_key_is_a_digest_of_line_status_and_time():
     same = push_event(body().replace(b"1603766859530", b"1603766999999").replace(b", ", b","))
 
     assert base.event_key == same.event_key
-    assert push_event(body(line_id="2")).event_key != base.event_key
+    # Lazada sends one message per order line: the lines of one change make one event.
+    assert push_event(body(line_id="2")).event_key == base.event_key
+    assert push_event(body(order_id="260422900198364")).event_key != base.event_key
     assert push_event(body(status="packed")).event_key != base.event_key
     assert push_event(body(stamp=1603698639)).event_key != base.event_key
     assert base.updated_at == datetime(2020, 10, 26, 7, 50, 38, tzinfo=UTC)
@@ -394,13 +398,19 @@ def test_lazada_orders_updated_pages_through_every_order(lazada, channel):
     assert {ref.raw_status for ref in refs} == {"pending"}
     assert refs[0].updated_at == _at(base + 1)
     calls = _order_list_calls(lazada)
-    assert len(calls) == 4
     assert {(c["sort_by"], c["sort_direction"], c["limit"]) for c in calls} == {
         ("updated_at", "ASC", "100")
     }
-    assert calls[0]["update_after"] == _at(base).isoformat()
+    assert all("status" not in c for c in calls)  # every status: `status` is left out
     assert calls[0]["update_before"] == _at(base + 100).isoformat()
-    assert calls[0]["offset"] == "0"
+    # each page starts at the last second seen, an offset only past a page of one second
+    assert [(c["update_after"], c["offset"]) for c in calls] == [
+        (_at(base).isoformat(), "0"),
+        (_at(base + 2).isoformat(), "0"),
+        (_at(base + 2).isoformat(), "2"),
+        (_at(base + 3).isoformat(), "0"),
+        (_at(base + 5).isoformat(), "0"),
+    ]
 
 
 def test_lazada_orders_updated_keeps_only_the_half_open_range(lazada, channel):
@@ -652,3 +662,239 @@ def test_lazada_orders_updated_skips_nothing_when_an_order_moves_on_while_paging
     # then: every order of the range was seen (the moved one on the page before it moved)
     assert moved == [ids[0]]
     assert [ref.external_id for ref in refs] == ids
+
+
+# --- hostile pushes and answers ---------------------------------------------------------------
+
+
+def trade_push(**data) -> bytes:
+    fields = {
+        "order_status": "pending",
+        "trade_order_id": "260422900198363",
+        "trade_order_line_id": "2604229001983631",
+        "status_update_time": 1603698638,
+        **data,
+    }
+    return json.dumps({"seller_id": "1", "message_type": 0, "data": fields}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        trade_push(trade_order_id="\u0000"),
+        trade_push(trade_order_id="\ud800"),
+        trade_push(trade_order_id="1" * 101),
+        trade_push(order_status="\ud800"),
+        trade_push(order_status="pend\u0000ing"),
+        trade_push(order_status="x" * 101),
+        trade_push(status_update_time="\ud800"),
+        trade_push().replace(b"1603698638", b"1" + b"0" * 400),  # 10^400: past a float
+        trade_push(status_update_time=[1]),
+        b"[" * 100_000,
+        b'{"message_type": 0, "data": ' * 5000 + b"1" + b"}" * 5000,
+    ],
+)
+def test_lazada_webhook_parse_never_raises_on_hostile_bodies(body):
+    event = LazadaAdapter(base_url="http://unused", credentials={}).webhook_parse(body=body)
+
+    assert event.topic in {"order", "unreadable"}
+    for text in (event.event_key, event.order_id, event.status):
+        assert "\x00" not in text
+        assert len(text) <= 100
+        text.encode("utf-8")  # no lone surrogate
+    if event.topic == "order":
+        assert event.order_id == "260422900198363"
+        assert event.status == "pending"
+    else:
+        assert event.event_key == hashlib.sha256(body).hexdigest()
+
+
+def test_lazada_push_with_an_order_id_unfit_to_store_is_unreadable():
+    body = trade_push(trade_order_id="2604\u0000")
+
+    assert push_event(body) == ChannelEvent(
+        topic="unreadable", event_key=hashlib.sha256(body).hexdigest()
+    )
+
+
+def test_lazada_push_of_every_line_of_one_change_is_one_event():
+    keys = {push_event(trade_push(trade_order_line_id=f"26042290019836{n}")) for n in range(10)}
+
+    assert len({event.event_key for event in keys}) == 1
+
+
+@pytest.mark.parametrize("missing", ["app_key", "app_secret"])
+def test_lazada_webhook_verify_refuses_every_signature_without_the_signing_keys(missing):
+    credentials = {"app_key": "100777", "app_secret": "secret", missing: ""}
+    adapter = LazadaAdapter(base_url="http://unused", credentials=credentials)
+    body = trade_push()
+    signature = hmac.new(
+        credentials["app_secret"].encode(), credentials["app_key"].encode() + body, "sha256"
+    ).hexdigest()
+
+    assert adapter.webhook_verify(headers={"Authorization": signature}, body=body) is False
+
+
+def test_lazada_time_far_out_of_range_is_none():
+    assert lazada_time("0001-01-01 00:00:00 +0800") is None
+    assert lazada_time("0001-01-01T00:00:00+08:00") is None
+    assert lazada_time("9999-12-31 23:59:59 -0800") is None
+    assert lazada_time("2018-02-12 13:44:36 +0800") == datetime(2018, 2, 12, 5, 44, 36, tzinfo=UTC)
+
+
+def lazada_answer(data: object, **fault) -> Fault:
+    return Fault(status=200, body=json.dumps({"code": "0", "data": data}), **fault)
+
+
+def order_row(order_id: int, updated: str = "2026-01-01 10:00:00 +0800", **extra) -> dict:
+    return {"order_id": order_id, "updated_at": updated, "statuses": ["pending"], **extra}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"orders": 5, "countTotal": 1},
+        {"orders": "x"},
+        [1, 2],
+    ],
+)
+def test_lazada_orders_updated_odd_answer_shapes_are_retryable_adapter_errors(
+    lazada, channel, data
+):
+    lazada.app.inject(lazada_answer(data))
+
+    with pytest.raises(AdapterError) as caught:
+        channel_adapter(channel).orders_updated(since=_at(1_767_225_000), until=_at(1_767_300_000))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+
+
+def test_lazada_orders_updated_odd_fields_are_no_crash(lazada, channel):
+    rows = [
+        order_row(1, statuses=7),
+        order_row(2, updated="0001-01-01 00:00:00 +0800"),  # unreadable time: left out
+        order_row(3, statuses=["\ud800", "packed"]),
+        order_row("\u0000"),
+    ]
+    lazada.app.inject(lazada_answer({"orders": rows, "countTotal": 1e300}))
+    lazada.app.inject(lazada_answer({"orders": [], "countTotal": 0}))
+
+    refs = channel_adapter(channel).orders_updated(
+        since=_at(1_767_225_000), until=_at(1_767_300_000)
+    )
+
+    assert [(ref.external_id, ref.raw_status) for ref in refs] == [("1", ""), ("3", "packed")]
+
+
+def test_lazada_orders_updated_stops_when_the_server_ignores_the_offset(lazada, channel):
+    # given: a server answering the same full page of one second whatever the offset
+    rows = [order_row(n) for n in range(1, 101)]
+    lazada.app.inject(lazada_answer({"orders": rows, "countTotal": 1000}, count=10))
+
+    # when / then
+    with pytest.raises(AdapterError) as caught:
+        channel_adapter(channel).orders_updated(since=_at(1_767_225_000), until=_at(1_767_300_000))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "added no new order" in str(caught.value)
+    # the page again from its second at offset 0, then at offset 100: nothing new
+    assert [c["offset"] for c in _order_list_calls(lazada)] == ["0", "0", "100"]
+
+
+def test_lazada_orders_updated_stops_after_the_page_cap(lazada, channel, monkeypatch):
+    # given: a server whose list never ends (each page a second later, fresh orders)
+    monkeypatch.setattr("channels_sync.adapters.lazada.ORDERS_PAGES_MAX", 5)
+    for page in range(6):
+        updated = f"2026-01-01 10:00:0{page} +0800"
+        rows = [order_row(page * 100 + n, updated) for n in range(100)]
+        lazada.app.inject(lazada_answer({"orders": rows, "countTotal": 10**6}))
+
+    # when / then
+    with pytest.raises(AdapterError) as caught:
+        channel_adapter(channel).orders_updated(since=_at(1_767_225_000), until=_at(1_767_300_000))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "more than 5 pages" in str(caught.value)
+    assert len(_order_list_calls(lazada)) == 5
+
+
+def test_lazada_orders_updated_skips_nothing_when_the_pages_last_order_moves_on(lazada, channel):
+    # given: five orders at +1, +2, +2, +2, +3 and pages of two; after the first page its
+    # last order (one at +2) is updated again, out of the range: a next query from +2 at
+    # offset 1 (the orders of +2 seen so far) would skip one of the two left at +2
+    base = 1_790_000_000
+    ids = _orders_at(lazada, [base + 1, base + 2, base + 2, base + 2, base + 3])
+    lazada.app.configure(orders_page_size=2)
+
+    class MovingShop(LazadaAdapter):
+        def _order_call(self, path, business, name, **kwargs):
+            data = super()._order_call(path, business, name, **kwargs)
+            if path == "/orders/get" and not moved:
+                last = str(data["orders"][-1]["order_id"])
+                moved.append(last)
+                lazada.app.orders[last].updated = float(base + 1000)
+            return data
+
+    moved: list[str] = []
+    adapter = MovingShop(base_url=channel.base_url, credentials=channel.credentials)
+
+    # when
+    refs = adapter.orders_updated(since=_at(base), until=_at(base + 100))
+
+    # then: all five were seen (the moved one on the first page)
+    assert moved[0] in ids[1:4]
+    assert sorted(ref.external_id for ref in refs) == sorted(ids)
+    assert {ref.external_id: ref.updated_at for ref in refs}[ids[4]] == _at(base + 3)
+
+
+def test_lazada_sandbox_order_list_takes_only_documented_statuses(lazada):
+    after = "2026-01-01T00:00:00+08:00"
+
+    for status in ("all", "PENDING", "anything"):
+        answer = _signed_get(lazada, "/orders/get", {"update_after": after, "status": status})
+        assert answer["code"] == "InvalidParameter"
+    for status in ("unpaid", "pending", "packed", "canceled", "lost"):
+        answer = _signed_get(lazada, "/orders/get", {"update_after": after, "status": status})
+        assert answer["code"] == "0"
+
+
+def test_lazada_orders_fetch_leaves_out_an_order_whose_items_did_not_come_back(lazada, channel):
+    # given: two orders; the items call names only the second (then: says none was found)
+    first = lazada.app.order_create(
+        lines=[line(0)], status="pending", faults=NotifyFaults(drop=True)
+    )
+    second = lazada.app.order_create(
+        lines=[line(1)], status="pending", faults=NotifyFaults(drop=True)
+    )
+    headers = [_signed_get(lazada, "/order/get", {"order_id": o.order_id}) for o in (first, second)]
+    items = _signed_get(lazada, "/orders/items/get", {"order_ids": f"[{second.order_id}]"})
+    for header in headers:
+        lazada.app.inject(Fault(status=200, body=json.dumps(header)))
+    lazada.app.inject(Fault(status=200, body=json.dumps(items)))
+    for header in headers:
+        lazada.app.inject(Fault(status=200, body=json.dumps(header)))
+    lazada.app.inject(Fault(status=200, body=json.dumps({"code": "39", "message": "E039"})))
+    adapter = channel_adapter(channel)
+
+    # when
+    partly = adapter.orders_fetch([first.order_id, second.order_id])
+    none_found = adapter.orders_fetch([first.order_id, second.order_id])
+
+    # then: an order without its items is not returned (yet); never one without lines
+    assert [order.external_id for order in partly] == [second.order_id]
+    assert partly[0].lines
+    assert none_found == []
+    assert [o.external_id for o in adapter.orders_fetch([first.order_id])] == [first.order_id]
+
+
+def test_lazada_orders_fetch_leaves_out_an_order_whose_items_cannot_be_read(lazada, channel):
+    order = lazada.app.order_create(
+        lines=[line(0)], status="pending", faults=NotifyFaults(drop=True)
+    )
+    header = _signed_get(lazada, "/order/get", {"order_id": order.order_id})
+    bad_item = {"order_item_id": "\u0000", "sku_id": "\ud800", "status": "pending"}
+    items = [{"order_id": int(order.order_id), "order_items": [bad_item]}]
+    lazada.app.inject(Fault(status=200, body=json.dumps(header)))
+    lazada.app.inject(lazada_answer(items))
+
+    assert channel_adapter(channel).orders_fetch([order.order_id]) == []

@@ -2,6 +2,7 @@
 the order list and detail calls, and their error classification."""
 
 import hashlib
+import hmac
 import itertools
 import json
 import time
@@ -662,3 +663,197 @@ def test_shopee_order_list_is_signed_like_the_stock_calls(shopee):
     )
     assert query["sign"] == expected
     assert shopee.app.counts["bad_signature"] == 0
+
+
+# --- hostile pushes and answers -----------------------------------------------------------------
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL takes the text (no NUL, encodable) in a 100-character column."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text and len(text) <= 100
+
+
+def push_body(data: dict, **envelope) -> bytes:
+    return json.dumps({"shop_id": 1, "code": 3, "timestamp": 1, "data": data, **envelope}).encode()
+
+
+HOSTILE_PUSHES = [
+    b'{"code": "\xc2\xb2", "data": {}}',  # "²": isdigit() is true, int() refuses it
+    b'{"code": "' + b"3" * 5000 + b'", "data": {}}',
+    b"[" * 100_000,
+    b'{"data": ' * 5000 + b"1" + b"}" * 5000,
+    push_body({"ordersn": "\u0000", "status": "READY_TO_SHIP", "update_time": 1}),
+    push_body({"ordersn": "\ud800", "status": "READY_TO_SHIP", "update_time": 1}),
+    push_body({"ordersn": "2503010ABCDEF", "status": "\ud800", "update_time": 1}),
+    push_body({"ordersn": "2503010ABCDEF", "status": "READY\u0000", "update_time": 1}),
+    push_body({"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP", "update_time": 1e300}),
+    push_body({"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP", "update_time": "9" * 400}),
+    push_body({"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP"}, shop_id="\ud800"),
+    push_body({"ordersn": ["x"], "status": {"a": 1}}, code=4, timestamp="\ud800"),
+    push_body({"ordersn": "x" * 5000, "status": "READY_TO_SHIP"}),
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_PUSHES)
+def test_shopee_webhook_parse_never_raises_on_hostile_bodies(body):
+    adapter = ShopeeAdapter(base_url="http://unused", credentials={"shop_id": "1"})
+
+    event = adapter.webhook_parse(body=body)
+
+    assert event.topic in {"order", "other", "unreadable"}
+    assert all(storable(text) for text in (event.event_key, event.order_id, event.status))
+    if event.topic == "order":
+        assert event.order_id == "2503010ABCDEF"
+
+
+def test_shopee_push_with_an_order_number_unfit_to_store_is_unreadable():
+    adapter = ShopeeAdapter(base_url="http://unused", credentials={"shop_id": "1"})
+    body = push_body({"ordersn": "2503\u0000ABC", "status": "READY_TO_SHIP", "update_time": 1})
+
+    event = adapter.webhook_parse(body=body)
+
+    assert event == ChannelEvent(topic="unreadable", event_key=hashlib.sha256(body).hexdigest())
+
+
+def test_shopee_push_for_another_shop_is_not_this_channels_order():
+    data = {"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP", "update_time": 1660123127}
+    adapter = ShopeeAdapter(base_url="http://unused", credentials={"shop_id": "1"})
+
+    own = adapter.webhook_parse(body=push_body(data, shop_id=1))
+    other_shop = adapter.webhook_parse(body=push_body(data, shop_id=2))
+    no_shop = adapter.webhook_parse(body=json.dumps({"code": 3, "data": data}).encode())
+
+    assert (own.topic, own.order_id) == ("order", "2503010ABCDEF")
+    assert (other_shop.topic, other_shop.order_id, other_shop.status) == ("other", "", "")
+    # keyed the same way as an order push (a redelivery of it is one event)
+    assert other_shop.event_key == adapter.webhook_parse(body=push_body(data, shop_id=2)).event_key
+    assert other_shop.event_key != own.event_key
+    assert no_shop.topic == "order"
+
+
+@pytest.mark.parametrize("partner_key", ["", None])
+def test_shopee_webhook_verify_refuses_every_signature_without_a_partner_key(partner_key):
+    adapter = ShopeeAdapter(
+        base_url="http://unused", credentials={"shop_id": "1", "partner_key": partner_key}
+    )
+    url = "https://example.com/webhooks/shopee/1/"
+    body = push_body({"ordersn": "2503010ABCDEF", "status": "READY_TO_SHIP", "update_time": 1})
+    # the HMAC anybody can make with an empty key
+    signature = hmac.new(b"", url.encode() + b"|" + body, hashlib.sha256).hexdigest()
+
+    assert adapter.webhook_verify(headers={"Authorization": signature}, body=body, url=url) is False
+
+
+def answered(response: object) -> Fault:
+    """A 2xx Shopee answer whose `response` is the given value."""
+    return Fault(status=200, body=json.dumps({"error": "", "message": "", "response": response}))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        answered({"order_list": 5, "more": False}),
+        answered({"order_list": [{"order_sn": 5}, "x", None], "more": "yes"}),
+        Fault(status=200, body="[" * 100_000),
+        Fault(status=200, body='{"error": "", "response": ' * 3000 + "1" + "}" * 3000),
+    ],
+)
+def test_shopee_orders_updated_odd_answers_raise_retryable_adapter_errors(shopee, fault):
+    shopee.app.inject(fault)
+
+    with pytest.raises(AdapterError) as caught:
+        adapter_for(shopee).orders_updated(since=at(time.time() - 60), until=at(time.time()))
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+
+
+@pytest.mark.parametrize("order_list", [5, "x", {"a": 1}])
+def test_shopee_orders_fetch_odd_answer_shape_is_a_retryable_adapter_error(shopee, order_list):
+    order = placed(shopee)
+    shopee.app.inject(answered({"order_list": order_list}))
+
+    with pytest.raises(AdapterError) as caught:
+        adapter_for(shopee).orders_fetch([order.order_id])
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "`order_list` in the answer is not a list" in str(caught.value)
+
+
+def detail_row(order_sn: str, quantity: object) -> dict:
+    item = {"item_id": 1000, "model_id": 5000, "model_sku": "SKU-A", "model_discounted_price": 10}
+    return {
+        "order_sn": order_sn,
+        "order_status": "READY_TO_SHIP",
+        "update_time": 1,
+        "item_list": [{**item, "model_quantity_purchased": quantity}],
+    }
+
+
+@pytest.mark.parametrize(
+    "quantity", [-1, 0, 1.5, 10**13, 1e400, "1e13", "two", None, [2], 100_000_000]
+)
+def test_shopee_orders_fetch_leaves_out_an_order_with_an_invalid_quantity(shopee, quantity):
+    # given: Shopee answers two orders, one with a quantity that is no whole number of units
+    # (or more than an order line holds)
+    rows = [detail_row("2503010BADBAD", quantity), detail_row("2503010GOODGD", 99_999_999)]
+    shopee.app.inject(answered({"order_list": rows}))
+
+    # when
+    fetched = adapter_for(shopee).orders_fetch(["2503010BADBAD", "2503010GOODGD"])
+
+    # then: the bad one is left for a later fetch; the good one comes back
+    assert [o.external_id for o in fetched] == ["2503010GOODGD"]
+    assert fetched[0].lines[0].quantity == Decimal(99_999_999)
+
+
+def test_shopee_orders_fetch_takes_a_whole_quantity_written_as_text_or_float(shopee):
+    rows = [detail_row("2503010AAAAAA", "2"), detail_row("2503010BBBBBB", 3.0)]
+    shopee.app.inject(answered({"order_list": rows}))
+
+    fetched = adapter_for(shopee).orders_fetch(["2503010AAAAAA", "2503010BBBBBB"])
+
+    assert [o.lines[0].quantity for o in fetched] == [Decimal(2), Decimal(3)]
+
+
+def test_shopee_orders_fetch_leaves_out_an_order_without_its_items(shopee):
+    order = placed(shopee)
+    row = {"order_sn": order.order_id, "order_status": "READY_TO_SHIP", "update_time": 1}
+    shopee.app.inject(answered({"order_list": [row]}))
+    shopee.app.inject(answered({"order_list": [{**row, "item_list": []}]}))
+    adapter = adapter_for(shopee)
+
+    assert adapter.orders_fetch([order.order_id]) == []
+    assert adapter.orders_fetch([order.order_id]) == []
+    (fetched,) = adapter.orders_fetch([order.order_id])  # the items are back
+    assert len(fetched.lines) == 2
+
+
+@pytest.mark.parametrize("price", ["1e400", "12345678901.5", "nan", "-1e10"])
+def test_shopee_orders_fetch_prices_out_of_range_are_none(shopee, price):
+    order = placed(shopee)
+    order.lines[0].price = price if price != "nan" else "NaN"
+
+    (fetched,) = adapter_for(shopee).orders_fetch([order.order_id])
+
+    line = fetched.lines[0]
+    assert (line.quantity, line.unit_price, line.discount) == (Decimal(2), None, None)
+    assert fetched.lines[1].unit_price == Decimal("10.0")
+
+
+def test_shopee_orders_fetch_unexpected_failure_in_parsing_is_a_retryable_adapter_error(shopee):
+    class Broken(ShopeeAdapter):
+        def _order_call(self, path, params):
+            raise TypeError("'int' object is not iterable")
+
+    adapter = Broken(base_url=shopee.url, credentials=shopee.app.credentials())
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_fetch(["2503010ABCDEF"])
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "could not be read (TypeError)" in str(caught.value)
+    assert isinstance(caught.value.__cause__, TypeError)

@@ -623,3 +623,198 @@ def test_tiktok_sandbox_configure_refuses_a_bad_order_page_size(tiktok):
     assert tiktok.app.configure(order_page_size=3)["order_page_size"] == 3
     # Other options leave it as it is.
     assert tiktok.app.configure(latency=0)["order_page_size"] == 3
+
+
+# --- hostile notifications and answers --------------------------------------------------------
+
+
+def notification(**envelope) -> bytes:
+    data = {"order_id": "576486316948490001", "order_status": "UNPAID", "update_time": 1644412885}
+    message = {"type": 1, "tts_notification_id": "7327112393057371910", "data": data}
+    return json.dumps({**message, **envelope}).encode()
+
+
+HOSTILE_NOTIFICATIONS = [
+    notification(tts_notification_id="\ud800"),
+    notification(tts_notification_id="73271\u000012393"),
+    notification(tts_notification_id="x" * 500),
+    notification(data={"order_id": "\u0000", "order_status": "UNPAID"}),
+    notification(data={"order_id": "5764\ud800", "order_status": "UNPAID"}),
+    notification(tts_notification_id=None, data={"order_id": "\ud800", "order_status": "UNPAID"}),
+    notification(data={"order_id": "576486316948490001", "order_status": "UN\u0000PAID"}),
+    notification(data={"order_id": "576486316948490001", "update_time": "\ud800"}),
+    notification(type=1e300, data={"order_id": "\ud800"}),
+    notification(timestamp="9" * 500),
+    b"[" * 100_000,
+    b'{"type": 1, "data": ' * 5000 + b"1" + b"}" * 5000,
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_NOTIFICATIONS)
+def test_tiktok_webhook_parse_never_raises_on_hostile_bodies(body):
+    adapter = TikTokAdapter(base_url="http://unused", credentials={})
+
+    event = adapter.webhook_parse(body=body)
+
+    assert event.topic in {"order", "other", "unreadable"}
+    for text in (event.event_key, event.order_id, event.status):
+        assert "\x00" not in text
+        assert len(text) <= 100
+        text.encode("utf-8")  # no lone surrogate
+    if event.topic == "order":
+        assert event.order_id == "576486316948490001"
+
+
+def test_tiktok_notification_id_unfit_to_store_keys_by_the_body():
+    adapter = TikTokAdapter(base_url="http://unused", credentials={})
+    body = notification(tts_notification_id="\ud800")
+
+    event = adapter.webhook_parse(body=body)
+
+    assert (event.topic, event.order_id, event.status) == ("order", "576486316948490001", "UNPAID")
+    assert event.event_key == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("notification_id", ["7327112393057371910", None])
+def test_tiktok_notification_with_an_order_id_unfit_to_store_is_unreadable(notification_id):
+    adapter = TikTokAdapter(base_url="http://unused", credentials={})
+    body = notification(
+        tts_notification_id=notification_id, data={"order_id": "\ud800", "order_status": "UNPAID"}
+    )
+
+    event = adapter.webhook_parse(body=body)
+
+    assert (event.topic, event.event_key) == ("unreadable", hashlib.sha256(body).hexdigest())
+
+
+@pytest.mark.parametrize("missing", ["app_key", "app_secret"])
+def test_tiktok_webhook_verify_refuses_every_signature_without_the_signing_keys(missing):
+    credentials = {"app_key": "key", "app_secret": "secret", missing: ""}
+    adapter = TikTokAdapter(base_url="http://unused", credentials=credentials)
+    body = notification()
+    signature = adapter.webhook_signature(body=body)
+
+    assert adapter.webhook_verify(headers={"Authorization": signature}, body=body) is False
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"code": 0, "data": {"orders": 5, "next_page_token": ""}},
+        {"code": 0, "data": {"orders": {"id": "1"}}},
+        {"code": 0, "data": {"orders": "x", "next_page_token": "t"}},
+    ],
+)
+def test_tiktok_orders_updated_odd_answers_are_retryable_adapter_errors(shop, answer):
+    server, _, adapter = shop
+    server.app.inject(Fault(status=200, body=json.dumps(answer)))
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(**window())
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "`orders` in the answer is not a list" in str(caught.value)
+
+
+def test_tiktok_order_call_with_a_code_past_a_float_is_an_adapter_error(shop):
+    server, _, adapter = shop
+    server.app.inject(Fault(status=200, body='{"code": 1e400, "message": "?", "data": {}}'))
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_fetch(["576000000000000001"])
+
+    assert caught.value.outcome == Outcome.PERMANENT  # an answer with no code we know
+
+
+def test_tiktok_orders_updated_odd_json_nesting_is_a_retryable_adapter_error(shop):
+    server, _, adapter = shop
+    server.app.inject(Fault(status=200, body='{"code": 0, "data": ' * 5000 + "1" + "}" * 5000))
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(**window())
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+
+
+def test_tiktok_orders_updated_stops_after_the_page_cap(shop, monkeypatch):
+    # given: a search that mints a fresh page token for every page
+    server, _, adapter = shop
+    monkeypatch.setattr("channels_sync.adapters.tiktok.ORDER_SEARCH_PAGES_MAX", 5)
+    for page in range(6):
+        server.app.inject(
+            Fault(status=200, body=search_page([{"id": f"57600000000000{page:04d}"}], f"t{page}"))
+        )
+
+    with pytest.raises(AdapterError) as caught:
+        adapter.orders_updated(**window())
+
+    assert caught.value.outcome == Outcome.RETRYABLE
+    assert "more than 5 pages" in str(caught.value)
+    assert len(calls(server, "/order/202309/orders/search")) == 5
+
+
+def detail_answer(*orders: dict) -> Fault:
+    return Fault(status=200, body=json.dumps({"code": 0, "data": {"orders": list(orders)}}))
+
+
+def row(sku_id: str) -> dict:
+    return {"id": f"row-{sku_id}", "sku_id": sku_id, "product_id": "1000", "sale_price": "5.00"}
+
+
+def detail(order_id: str, status: str, rows: object) -> dict:
+    order = {"id": order_id, "status": status, "update_time": 1644412885}
+    return order if rows is None else {**order, "line_items": rows}
+
+
+@pytest.mark.parametrize("rows", [None, [], 5, [{"sku_id": "\u0000"}], ["x"]])
+def test_tiktok_orders_fetch_leaves_out_an_order_without_readable_line_items(shop, rows):
+    server, _, adapter = shop
+    good = detail("576000000000000002", "AWAITING_SHIPMENT", [row("5000")])
+    server.app.inject(detail_answer(detail("576000000000000001", "AWAITING_SHIPMENT", rows), good))
+
+    fetched = adapter.orders_fetch(["576000000000000001", "576000000000000002"])
+
+    assert [order.external_id for order in fetched] == ["576000000000000002"]
+
+
+def test_tiktok_orders_fetch_does_not_count_cancelled_rows_of_a_live_order(shop):
+    # given: three units of one SKU (one cancelled by display status, one with a cancel
+    # reason) and one unit of another, in an order that goes on; and the same rows in an
+    # order cancelled as a whole
+    server, _, adapter = shop
+    rows = [
+        row("5000"),
+        {**row("5000"), "display_status": "CANCELLED"},
+        {**row("5000"), "cancel_reason": "Out of stock"},
+        row("5001"),
+    ]
+    server.app.inject(
+        detail_answer(
+            detail("576000000000000001", "AWAITING_SHIPMENT", rows),
+            detail("576000000000000002", "CANCELLED", rows),
+        )
+    )
+
+    live, cancelled = adapter.orders_fetch(["576000000000000001", "576000000000000002"])
+
+    assert [(line.line_key, line.quantity) for line in live.lines] == [
+        ("5000", Decimal(1)),
+        ("5001", Decimal(1)),
+    ]
+    assert [(line.line_key, line.quantity) for line in cancelled.lines] == [
+        ("5000", Decimal(3)),
+        ("5001", Decimal(1)),
+    ]
+
+
+def test_tiktok_orders_fetch_prices_out_of_range_are_none(shop):
+    server, _, adapter = shop
+    rows = [{**row("5000"), "sale_price": "1e400"}, {**row("5001"), "sale_price": "99999999999"}]
+    payment = {"total_amount": "NaN", "currency": "IDR\u0000"}
+    order = {**detail("576000000000000001", "AWAITING_SHIPMENT", rows), "payment": payment}
+    server.app.inject(detail_answer(order))
+
+    (fetched,) = adapter.orders_fetch(["576000000000000001"])
+
+    assert [line.unit_price for line in fetched.lines] == [None, None]
+    assert (fetched.amount, fetched.currency) == (None, "")

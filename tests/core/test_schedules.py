@@ -24,7 +24,7 @@ def ours():
 def test_setup_schedules_writes_code_schedules_idempotently():
     out = io.StringIO()
     call_command("setup_schedules", stdout=out)
-    assert "9 created" in out.getvalue()
+    assert "10 created" in out.getvalue()
     expire = ours().get(name="syncstore: expire reservations")
     assert expire.task == "inventory.expire_reservations"
     assert (expire.interval.every, expire.interval.period) == (60, IntervalSchedule.SECONDS)
@@ -33,8 +33,8 @@ def test_setup_schedules_writes_code_schedules_idempotently():
 
     again = io.StringIO()
     call_command("setup_schedules", stdout=again)
-    assert "0 created, 0 updated, 9 unchanged" in again.getvalue()
-    assert ours().count() == 9
+    assert "0 created, 0 updated, 10 unchanged" in again.getvalue()
+    assert ours().count() == 10
     assert set(ours().values_list("task", flat=True)) == {
         "inventory.expire_reservations",
         "core.purge_idempotency_keys",
@@ -45,6 +45,7 @@ def test_setup_schedules_writes_code_schedules_idempotently():
         "webhooks.sweep",
         "webhooks.purge_events",
         "webhooks.poll_orders",
+        "orders.reprocess_parked_all",
     }
     nightly = ours().get(task="erp_mapping.pull_all")
     assert (nightly.crontab.minute, nightly.crontab.hour) == ("0", "2")
@@ -53,6 +54,8 @@ def test_setup_schedules_writes_code_schedules_idempotently():
     assert (agents.interval.every, agents.interval.period) == (300, IntervalSchedule.SECONDS)
     sweep = ours().get(task="channels_sync.sweep")
     assert (sweep.interval.every, sweep.interval.period) == (60, IntervalSchedule.SECONDS)
+    parked = ours().get(task="orders.reprocess_parked_all")
+    assert (parked.interval.every, parked.interval.period) == (300, IntervalSchedule.SECONDS)
 
 
 @pytest.mark.django_db

@@ -10,6 +10,7 @@ from inventory.errors import (
     InsufficientStock,
     InvalidQuantity,
     ReservationNotActive,
+    ReservationOwnedByOrder,
     WarehouseInactive,
 )
 from inventory.locks import stock_levels_lock
@@ -349,6 +350,32 @@ def test_stock_commit_ships_reserved_stock(stocked, warehouse):
     assert ledger_mismatches() == []
     with pytest.raises(ReservationNotActive):
         stock_release(reservation=reservation, origin=TEST_ORIGIN)
+
+
+def test_stock_release_and_commit_refuse_an_owned_reservation(stocked, warehouse):
+    # given a reservation held by another service (an order line)
+    product = stocked(5)
+    reservation = stock_reserve(
+        product=product,
+        warehouse=warehouse,
+        quantity=D(3),
+        origin=TEST_ORIGIN,
+        expires=False,
+        owner="order_line",
+    )
+    # when anyone else releases or commits it, then it is refused and nothing moves
+    for close in (stock_release, stock_commit):
+        with pytest.raises(ReservationOwnedByOrder) as refused:
+            close(reservation=reservation, origin=TEST_ORIGIN)
+        assert refused.value.code == "reservation_owned_by_order"
+        assert refused.value.status_code == 409
+    level = level_of(product, warehouse)
+    assert (level.on_hand, level.reserved) == (D(5), D(3))
+    # and its owner closes it
+    stock_commit(reservation=reservation, origin=TEST_ORIGIN, owner="order_line")
+    level = level_of(product, warehouse)
+    assert (level.on_hand, level.reserved) == (D(2), D(0))
+    assert ledger_mismatches() == []
 
 
 def test_reservations_expire_gives_back_due_stock_only(stocked, warehouse):

@@ -1,13 +1,16 @@
 """The orders console: list filters, actions, line mapping and restock through the forms."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from channels_sync.adapters import OrderStatus
 from inventory.models import StockLevel, StockMovement
-from orders.models import Order
-from orders.services import order_apply_market
+from orders.models import Order, OrderEvent
+from orders.services import Actor, OrderLineInput, order_apply_market, order_create
 from tests.orders.conftest import market_line, market_order
 
 S = OrderStatus
@@ -59,10 +62,19 @@ def test_admin_order_pages_and_filters_render(staff_client, channel, listed):
     assert line_page.status_code == 200
 
 
-def test_admin_cancel_and_ship_actions(staff_client, channel, listed):
-    product, keys = listed(10)
-    first = _apply(channel, S.PAID, [market_line(keys, 2)], external_id="A-1")
-    second = _apply(channel, S.PAID, [market_line(keys, 3)], external_id="A-2")
+def _api_order(product, number: str, quantity: int) -> Order:
+    return order_create(
+        vendor=product.vendor,
+        order_number=number,
+        lines=[OrderLineInput(sku=product.sku, quantity=Decimal(quantity))],
+        actor=Actor(source=OrderEvent.Source.API, actor="api:test"),
+    )
+
+
+def test_admin_cancel_and_ship_actions(staff_client, stocked):
+    product = stocked(10)
+    first = _api_order(product, "A-1", 2)
+    second = _api_order(product, "A-2", 3)
     response = _action(staff_client, "cancel_selected", first)
     assert "1 order(s) cancelled" in response.content.decode()
     _action(staff_client, "ship_selected", second)
@@ -77,6 +89,64 @@ def test_admin_cancel_and_ship_actions(staff_client, channel, listed):
     assert "Refused" in refused.content.decode()
     second.refresh_from_db()
     assert second.status == "shipped"
+
+
+@pytest.mark.parametrize("action", ["cancel_selected", "ship_selected"])
+def test_admin_cancel_and_ship_refuse_marketplace_orders_per_order(
+    staff_client, channel, listed, stocked, action
+):
+    # given a marketplace order and an API order selected together
+    product, keys = listed(10)
+    market = _apply(channel, S.PAID, [market_line(keys, 2)], external_id="M-1")
+    ours = _api_order(stocked(10), "A-1", 1)
+    # when
+    response = _action(staff_client, action, market, ours)
+    # then the API order changed, the marketplace order is refused by its number
+    page = response.content.decode()
+    assert "1 order(s)" in page
+    assert "Refused: M-1: A marketplace order: cancel or ship it on the marketplace" in page
+    market.refresh_from_db()
+    ours.refresh_from_db()
+    assert market.status == "paid"
+    assert ours.status in ("cancelled", "shipped")
+    assert StockLevel.objects.get(product=product).reserved == 2
+
+
+def test_admin_action_reports_a_database_failure_per_order(staff_client, stocked):
+    # given two API orders, the first failing in the database when its event is written
+    # (a trigger of this test's transaction: the real error PostgreSQL gives for a value
+    # out of range)
+    product = stocked(10)
+    failing = _api_order(product, "A-1", 2)
+    fine = _api_order(product, "A-2", 3)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION test_event_out_of_range() RETURNS trigger AS $$
+            BEGIN
+                IF (SELECT order_number FROM orders_order WHERE id = NEW.order_id) = 'A-1' THEN
+                    RAISE EXCEPTION 'numeric field overflow' USING ERRCODE = '22003';
+                END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql
+            """
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_event_out_of_range BEFORE INSERT ON orders_orderevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_event_out_of_range()"
+        )
+    # when both are shipped from the console
+    response = _action(staff_client, "ship_selected", failing, fine)
+    # then the page reports each, the failing one untouched, the other shipped
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 order(s) marked shipped" in page
+    assert "Failed (logged; try again or look at the order): A-1: DataError" in page
+    failing.refresh_from_db()
+    fine.refresh_from_db()
+    assert (failing.status, fine.status) == ("paid", "shipped")
+    level = StockLevel.objects.get(product=product)
+    assert (level.on_hand, level.reserved) == (7, 2)
 
 
 def test_admin_map_line_then_reprocess_action(staff_client, channel, stocked):

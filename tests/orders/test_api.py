@@ -227,6 +227,33 @@ def test_order_ship_commits_and_cancel_after_ship_is_refused(api, stocked):
     assert cancel.json()["code"] == "invalid_transition"
 
 
+@pytest.mark.parametrize("action", ["cancel", "ship"])
+def test_order_cancel_and_ship_refuse_a_marketplace_order(api, channel, listed, action):
+    # given a marketplace order holding 2
+    product, keys = listed(10)
+    order = order_apply_market(
+        channel=channel, order=market_order(OrderStatus.PAID, [market_line(keys, 2)]), source="poll"
+    )
+    # when staff's integration tries to cancel or ship it through the API
+    response = api.post(f"{URL}{order.pk}/{action}/", {}, format="json")
+    # then it is refused: the marketplace decides, and its state comes back to us
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "marketplace_order"
+    assert "on the marketplace" in body["message"]
+    assert body["details"]["external_id"] == order.external_id
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert list(order.events.values_list("kind", flat=True)) == ["created"]
+    assert StockLevel.objects.get(product=product).reserved == 2
+    # and the marketplace's own cancellation (or shipment) then applies as usual
+    final = OrderStatus.CANCELLED if action == "cancel" else OrderStatus.SHIPPED
+    order = order_apply_market(
+        channel=channel, order=market_order(final, [market_line(keys, 2)], minutes=1), source="poll"
+    )
+    assert order.status == final
+
+
 def test_order_create_needs_write_scope(make_client, stocked):
     reader = make_client(("read",))
     response = _post(reader, _body({"sku": stocked(1).sku, "quantity": "1"}))

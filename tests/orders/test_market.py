@@ -9,7 +9,7 @@ from channels_sync.adapters import OrderStatus
 from inventory.models import Reservation, StockLevel, StockMovement
 from orders.models import Order, OrderEvent, OrderLine
 from orders.services import order_apply_market
-from tests.orders.conftest import market_line, market_order
+from tests.orders.conftest import T0, market_line, market_order
 
 S = OrderStatus
 pytestmark = pytest.mark.django_db
@@ -216,3 +216,157 @@ def test_order_apply_market_oversold_line_is_short_and_ledger_exact(channel, lis
     )
     assert (sums["on_hand"], sums["reserved"]) == (level.on_hand, level.reserved)
     assert "oversold" in _kinds(order)
+
+
+# --- Quantities follow the marketplace while the order is open --------------------------------
+
+
+def _ledger_exact() -> None:
+    from inventory.selectors import ledger_mismatches
+
+    assert ledger_mismatches() == []
+
+
+def test_order_apply_market_decrease_then_ship_commits_the_new_quantity(channel, listed):
+    # given an order paid for 3 whose buyer cancels 2 units (left out of the live detail)
+    product, keys = listed(10)
+    _apply(channel, S.PAID, [market_line(keys, 3)])
+    # when
+    order = _apply(channel, S.PAID, [market_line(keys, 1)], minutes=1)
+    # then the line holds 1, under a new key, and says what changed
+    line = order.lines.get()
+    assert (line.quantity, line.status, line.revision) == (1, "reserved", 1)
+    assert line.reservation.quantity == 1
+    assert line.reservation.idempotency_key == f"order_line:{line.pk}:r1"
+    assert line.reservation.owner == "order_line"
+    assert (_level(product).on_hand, _level(product).reserved) == (10, 1)
+    event = order.events.get(kind="quantity")
+    assert event.details == {"line": 1, "from": "3.000", "to": "1"}
+    assert _kinds(order) == ["created", "quantity"]
+    # when it ships with that quantity
+    order = _apply(channel, S.SHIPPED, [market_line(keys, 1)], minutes=2)
+    # then exactly 1 unit left the warehouse
+    assert order.lines.get().status == "committed"
+    assert (_level(product).on_hand, _level(product).reserved) == (9, 0)
+    assert Reservation.objects.filter(status="active").count() == 0
+    _ledger_exact()
+
+
+def test_order_apply_market_same_decrease_twice_changes_once(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.PAID, [market_line(keys, 3)])
+    _apply(channel, S.PAID, [market_line(keys, 1)], minutes=1)
+    order = _apply(channel, S.PAID, [market_line(keys, 1)], minutes=1)
+    assert order.events.filter(kind="quantity").count() == 1
+    assert Reservation.objects.count() == 2
+    assert _level(product).reserved == 1
+    _ledger_exact()
+
+
+def test_order_apply_market_vanished_line_is_released(channel, listed):
+    # given an order of two products
+    kept, kept_keys = listed(10)
+    gone, gone_keys = listed(10)
+    _apply(channel, S.PAID, [market_line(kept_keys, 2), market_line(gone_keys, 3)])
+    # when the marketplace's detail no longer shows the second line
+    order = _apply(channel, S.READY_TO_SHIP, [market_line(kept_keys, 2)], minutes=1)
+    # then its stock is given back and the line says so
+    lines = list(order.lines.order_by("line_number"))
+    assert [(line.quantity, line.status) for line in lines] == [(2, "reserved"), (0, "released")]
+    assert lines[1].reservation.status == Reservation.Status.RELEASED
+    assert (_level(kept).reserved, _level(gone).reserved) == (2, 0)
+    # and shipping commits only what is left
+    _apply(channel, S.SHIPPED, [market_line(kept_keys, 2)], minutes=2)
+    assert (_level(kept).on_hand, _level(gone).on_hand) == (8, 10)
+    _ledger_exact()
+
+
+def test_order_apply_market_increase_reserves_the_new_quantity(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.PENDING_PAYMENT, [market_line(keys, 1)])
+    order = _apply(channel, S.PAID, [market_line(keys, 4)], minutes=1)
+    line = order.lines.get()
+    assert (line.quantity, line.status, line.reservation.quantity) == (4, "reserved", 4)
+    assert _level(product).reserved == 4
+    assert order.events.get(kind="quantity").details == {"line": 1, "from": "1.000", "to": "4"}
+    _ledger_exact()
+
+
+def test_order_apply_market_line_back_after_vanishing_is_held_again(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.PAID, [market_line(keys, 2)])
+    _, other_keys = listed(10)
+    _apply(channel, S.PAID, [market_line(other_keys, 1)], minutes=1)  # the first line gone
+    assert _level(product).reserved == 0
+    order = _apply(channel, S.PAID, [market_line(keys, 2), market_line(other_keys, 1)], minutes=2)
+    line = order.lines.get(line_number=1)
+    assert (line.status, line.revision) == ("reserved", 1)
+    assert _level(product).reserved == 2
+    assert not order.events.filter(kind="stock_mismatch").exists()
+    _ledger_exact()
+
+
+def test_order_apply_market_cancel_keeps_quantities_and_releases_all(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.PAID, [market_line(keys, 3)])
+    # a cancelled order's detail may show its lines emptied
+    order = _apply(channel, S.CANCELLED, [market_line(keys, 0)], minutes=1)
+    line = order.lines.get()
+    assert (line.quantity, line.status) == (3, "released")
+    assert not order.events.filter(kind="quantity").exists()
+    assert _level(product).reserved == 0
+    _ledger_exact()
+
+
+def test_order_apply_market_quantities_final_once_shipped(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.SHIPPED, [market_line(keys, 3)])
+    order = _apply(channel, S.DELIVERED, [market_line(keys, 1)], minutes=1)
+    assert order.lines.get().quantity == 3
+    assert not order.events.filter(kind="quantity").exists()
+    assert _level(product).on_hand == 7
+    _ledger_exact()
+
+
+def test_order_apply_market_detail_without_lines_changes_no_quantity(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.PAID, [market_line(keys, 3)])
+    order = _apply(channel, S.READY_TO_SHIP, [], minutes=1)
+    assert order.lines.get().quantity == 3
+    assert _level(product).reserved == 3
+
+
+def test_order_apply_market_vanished_unmapped_line_unparks(channel, listed):
+    _, keys = listed(10)
+    unknown = market_line({}, 1, sku="NOPE", key="x")
+    parked = _apply(channel, S.PAID, [market_line(keys, 1), unknown])
+    assert parked.needs_mapping is True
+    order = _apply(channel, S.PAID, [market_line(keys, 1)], minutes=1)
+    assert order.needs_mapping is False
+    assert order.lines.get(sku="NOPE").status == "released"
+
+
+# --- Repeated lower states --------------------------------------------------------------------
+
+
+def test_order_apply_market_repeated_lower_state_recorded_once_keeps_raw(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.READY_TO_SHIP, [market_line(keys, 2)], raw_status="READY_TO_SHIP")
+    for _ in range(3):
+        order = _apply(channel, S.PAID, [market_line(keys, 2)], minutes=5, raw_status="PAID")
+    order.refresh_from_db()
+    assert order.events.filter(kind="backward").count() == 1
+    assert (order.status, order.raw_status) == ("ready_to_ship", "READY_TO_SHIP")
+    assert order.source_updated_at == T0
+    # a later repeat of the lower state is a new fact: recorded again
+    _apply(channel, S.PAID, [market_line(keys, 2)], minutes=6, raw_status="PAID")
+    assert order.events.filter(kind="backward").count() == 2
+    assert _level(product).reserved == 2
+
+
+def test_order_apply_market_lower_state_changes_no_quantity(channel, listed):
+    product, keys = listed(10)
+    _apply(channel, S.READY_TO_SHIP, [market_line(keys, 3)])
+    order = _apply(channel, S.PAID, [market_line(keys, 1)], minutes=5)
+    assert order.lines.get().quantity == 3
+    assert _level(product).reserved == 3
