@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -673,7 +674,8 @@ def _answers_guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(self: "Adapter", *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except AdapterError:
+        except (AdapterError, SoftTimeLimitExceeded):
+            # A task's time limit is not the marketplace's answer: its caller stops cleanly.
             raise
         except Exception as exc:
             logger.warning(

@@ -14,9 +14,11 @@ count stays right, and a cache outage is already a degraded mode.
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import structlog
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from django.db import DatabaseError
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -24,6 +26,8 @@ from django.utils import timezone
 from channels_sync.models import Channel
 from core.cache import CACHE_ERRORS, cache_degraded
 from core.counters import counter_incr
+
+logger = structlog.get_logger(__name__)
 
 COUNT_KEY = "channels:signature_failures:{channel_id}"
 AT_KEY = "channels:signature_failed_at:{channel_id}"
@@ -59,7 +63,12 @@ def channel_signature_failure_record(*, channel_id: int) -> None:
             cache_degraded(FEATURE, exc)
             due = True
         if due:
-            channel_signature_failures_flush(channel_ids=[channel_id])
+            try:
+                channel_signature_failures_flush(channel_ids=[channel_id])
+            except DatabaseError:
+                # The count waits in the cache for the next flush; the refused request
+                # still gets its 401, never a 500.
+                logger.warning("webhook.signature_failures_flush_failed", exc_info=True)
         return
     # The cache is down: the row is the only place the count can go.
     Channel.objects.filter(pk=channel_id).update(

@@ -7,16 +7,19 @@ step backward and be ignored, so it is refused (`marketplace_order`). Mapping, r
 reprocessing apply to every order.
 """
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import structlog
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_sync.adapters import OrderStatus
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.errors import DomainError
 from inventory.models import Product, Vendor, Warehouse
 from inventory.services import Origin, stock_adjust
@@ -227,13 +230,14 @@ def order_reprocess(*, order: Order, actor: Actor) -> Order:
     """Match the order's unmapped lines again and bring every line's stock in line.
 
     For parked orders (a listing or product appeared) and for staff. Locks the order;
-    idempotent (nothing left to do writes nothing but the event).
+    idempotent. The `reprocessed` event is written when staff asked, or when a parked order
+    came out of parking (a sweep finding nothing to map writes nothing).
     """
     with transaction.atomic():
         order = order_lock(order.pk)
         was_parked = order.needs_mapping
         order_reprocess_lines(order, actor=actor)
-        if was_parked or actor.source == OrderEvent.Source.STAFF:
+        if (was_parked and not order.needs_mapping) or actor.source == OrderEvent.Source.STAFF:
             event_record(
                 order,
                 kind=OrderEvent.Kind.REPROCESSED,
@@ -365,19 +369,31 @@ def orders_reprocess_parked(*, channel_id: int, actor: Actor) -> int:
 PARKED_SWEEP_BATCH = 200
 
 
+PARKED_SWEEP_CURSOR = "orders:parked_sweep:after"
+
+
 def orders_reprocess_parked_all(*, actor: Actor, limit: int = PARKED_SWEEP_BATCH) -> int:
-    """Reprocess parked orders of every channel, oldest first, up to `limit`; return mapped.
+    """Reprocess parked orders of every channel, up to `limit` a run; return how many mapped.
 
     The periodic catch-all behind the listing hook: an order parked while a listing for it
     was being created (each missed the other's uncommitted rows), or whose reprocess could
-    not be queued, is mapped here. One transaction per order; a failing order is logged and
-    skipped. Safe to run twice (a mapped order is no longer parked).
+    not be queued, is mapped here. Each run goes on after the last order the previous run
+    took (a cursor in the shared cache, by id, wrapping around at the end), so orders that
+    can never be mapped do not hold the others back. One transaction per order; a failing
+    order is logged and skipped. Safe to run twice (a mapped order is no longer parked).
     """
-    ids = list(
-        Order.objects.filter(needs_mapping=True, channel__isnull=False)
-        .order_by("created_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+    parked = Order.objects.filter(needs_mapping=True, channel__isnull=False).order_by("pk")
+    try:
+        after = int(cache.get(PARKED_SWEEP_CURSOR) or 0)
+    except CACHE_ERRORS as exc:
+        cache_degraded("parked_sweep_cursor", exc)
+        after = 0
+    ids = list(parked.filter(pk__gt=after).values_list("pk", flat=True)[:limit])
+    if len(ids) < limit:
+        # The end of the parked orders: go on from the start.
+        ids += [pk for pk in parked.values_list("pk", flat=True)[: limit - len(ids)] if pk <= after]
+    with contextlib.suppress(*CACHE_ERRORS):
+        cache.set(PARKED_SWEEP_CURSOR, ids[-1] if ids else 0, timeout=None)
     mapped, failed = _reprocess_each(ids, actor=actor)
     if ids:
         logger.info("orders.parked_swept", orders=len(ids), mapped=mapped, failed=failed)

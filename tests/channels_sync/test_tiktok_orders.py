@@ -818,3 +818,21 @@ def test_tiktok_orders_fetch_prices_out_of_range_are_none(shop):
 
     assert [line.unit_price for line in fetched.lines] == [None, None]
     assert (fetched.amount, fetched.currency) == (None, "")
+
+
+def test_tiktok_orders_updated_lets_a_task_time_limit_through(tiktok, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from channels_sync.adapters.tiktok import TikTokAdapter
+
+    # given the task's soft time limit lands during the call
+    adapter = TikTokAdapter(base_url=tiktok.url, credentials=tiktok.app.credentials())
+
+    def out_of_time(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(adapter, "_signed", out_of_time)
+    # then it is not turned into a marketplace failure
+    now = datetime.now(UTC)
+    with pytest.raises(SoftTimeLimitExceeded):
+        adapter.orders_updated(since=now - timedelta(hours=1), until=now)

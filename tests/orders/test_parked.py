@@ -92,6 +92,25 @@ def test_orders_reprocess_parked_all_oldest_first_in_a_bounded_batch(channel, st
     assert (oldest.needs_mapping, newest.needs_mapping) == (False, True)
 
 
+def test_orders_reprocess_parked_all_goes_on_past_orders_that_cannot_be_mapped(channel, stocked):
+    # given two orders that will never map, then a newer one whose listing the hook missed
+    product = stocked(10)
+    stuck = [_parked(channel, f"S-{n}", {"item_id": "9", "model_id": str(n)}) for n in (1, 2)]
+    keys = {"item_id": "7001", "model_id": "8001"}
+    newer = _parked(channel, "P-3", keys)
+    _list(channel, product, keys)
+    # when the sweep runs twice with room for one order a run, then a third time
+    runs = [orders_reprocess_parked_all(actor=SYSTEM, limit=1) for _ in range(3)]
+    # then the newer order was reached, and the stuck ones gained no event for nothing
+    newer.refresh_from_db()
+    assert newer.needs_mapping is False
+    assert sum(runs) == 1
+    for order in stuck:
+        assert not order.events.filter(kind=OrderEvent.Kind.REPROCESSED).exists()
+    # and a fourth run wraps around to the start
+    assert orders_reprocess_parked_all(actor=SYSTEM, limit=1) == 0
+
+
 def test_orders_reprocess_parked_all_skips_a_failing_order(channel, stocked, log_lines):
     # given three parked orders, the middle one failing to reserve
     product = stocked(10)

@@ -491,3 +491,26 @@ def test_intake_signature_failures_reach_the_console_at_once(lazada, hooked, set
     staff.force_login(user)
     page = staff.get(f"/admin/channels_sync/channel/{channel.pk}/change/").content.decode()
     assert ">4<" in page
+
+
+def test_intake_bad_signature_when_the_count_cannot_be_written_still_answers_401(
+    lazada, hooked, monkeypatch
+):
+    from django.db import DatabaseError
+
+    # given the database refuses the count's write (simulated at our own flush)
+    channel = hooked(lazada, "lazada")
+
+    def refuse(**kwargs):
+        raise DatabaseError("the database is read-only")
+
+    monkeypatch.setattr(
+        "channels_sync.services.signature_failures.channel_signature_failures_flush", refuse
+    )
+    body = lazada_message()
+    headers = lazada_signed(channel, body) | {"Authorization": "0" * 64}
+    # when
+    response = post(channel_webhook_url(channel), body, headers)
+    # then the marketplace still gets a 401 in the error shape, never a 500
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_signature"

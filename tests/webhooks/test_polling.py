@@ -148,26 +148,55 @@ def test_poll_of_an_order_that_cannot_be_applied_moves_the_cursor_and_dead_lette
     assert WebhookEvent.objects.count() == 1  # the same version of it is kept once
 
 
-def test_poll_detail_call_failing_defers_the_listed_orders(shop):
-    from core.sandbox import Fault
-
-    server, channel, _product = shop
-    first = place(server, drop=True)
-    second = place(server, drop=True)
-    # the listing answers, then the detail call fails (and so would the retries' at once)
+def _detail_fails_after_listing(server, fault) -> None:
+    """The listing answers; every detail call after it gets `fault`."""
     original = server.app._order_search
 
     def search(request):
         answer = original(request)
-        server.app.inject(Fault(status=500, count=3))
+        server.app.inject(fault)
         return answer
 
     server.app._order_search = search
+
+
+def test_poll_detail_call_failing_keeps_the_cursor_and_defers_nothing(shop):
+    from core.sandbox import Fault
+
+    server, channel, _product = shop
+    first = place(server, drop=True)
+    # the listing answers, then the detail call fails with a 5xx (the marketplace is down)
+    _detail_fails_after_listing(server, Fault(status=500, count=1))
     try:
         report = orders_poll_channel(channel_id=channel.pk)
     finally:
         del server.app._order_search
 
+    # then the poll failed and kept its cursor: no event per order while it is down
+    assert report.outcome == "failed"
+    channel.refresh_from_db()
+    assert channel.orders_cursor is None
+    assert WebhookEvent.objects.count() == 0
+    # and the next poll, the marketplace back, applies the order
+    assert orders_poll_channel(channel_id=channel.pk).outcome == "ok"
+    assert Order.objects.filter(channel=channel, external_id=first.order_id).exists()
+
+
+def test_poll_detail_call_refused_for_good_defers_that_batch(shop):
+    from core.sandbox import Fault
+
+    server, channel, _product = shop
+    first = place(server, drop=True)
+    second = place(server, drop=True)
+    # the detail call is refused as a bad request (permanent), once
+    body = '{"code": 36009004, "message": "Invalid ids", "data": null}'
+    _detail_fails_after_listing(server, Fault(status=400, count=1, body=body))
+    try:
+        report = orders_poll_channel(channel_id=channel.pk)
+    finally:
+        del server.app._order_search
+
+    # then the cursor moves and the refused orders retry as events of their own
     assert report.outcome == "deferred"
     channel.refresh_from_db()
     assert channel.orders_cursor == report.until
@@ -236,3 +265,25 @@ def test_webhook_and_poll_of_the_same_new_order_at_once_make_one_order(shop):
     assert Reservation.objects.filter(level__product=product).count() == 1
     assert reserved(product) == Decimal(3)
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
+
+
+def test_poll_of_a_list_without_update_times_keeps_an_order_once(
+    shopee, hooked, stocked, warehouse, hidden
+):
+    # given a Shopee order (its list gives no update time) the detail call leaves out
+    product = stocked(10)
+    channel = hooked(shopee, "shopee", warehouses=[warehouse], products=[product])
+    ids = hidden(shopee)
+    order = shopee.app.order_create(
+        lines=[{"keys": listing_keys("shopee", 0), "sku": "SKU-0", "quantity": 1}],
+        status="READY_TO_SHIP",
+        faults=NotifyFaults(drop=True),
+    )
+    ids.add(order.order_id)
+    # when three overlapping polls list it
+    for _ in range(3):
+        Channel.objects.filter(pk=channel.pk).update(orders_cursor=None)
+        orders_poll_channel(channel_id=channel.pk)
+    # then it is kept once, under the status the list shows
+    event = WebhookEvent.objects.get()
+    assert event.event_key == f"poll:{order.order_id}:status:READY_TO_SHIP"

@@ -19,7 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from channels_sync.adapters import Adapter, AdapterError
+from channels_sync.adapters import Adapter, AdapterError, Outcome
 from channels_sync.models import Channel
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
@@ -87,9 +87,10 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     (`ORDERS_POLL_FETCH_BATCH`) and applies each with `order_apply_market(source="poll")`;
     no transaction spans the outside calls. Once the listing succeeded the cursor moves to
     the poll's `until`, and every listed order not applied (left out by the detail call, a
-    detail call that failed, an apply that raised, or the task's soft time limit reached
-    first) is kept by `webhook_events_poll_defer` as an event with retries of its own.
-    A failed listing is reported (`failed`), not raised, and keeps the cursor.
+    detail call refused for good, an apply that raised, or the task's soft time limit
+    reached first) is kept by `webhook_events_poll_defer` as an event with retries of its own.
+    A failed listing, or a detail call failing other than for good (5xx, throttled, auth),
+    is reported (`failed`), not raised, and keeps the cursor (what was applied stays).
     """
     report = PollReport(channel_id=channel_id)
     channel = Channel.objects.filter(pk=channel_id).first()
@@ -112,6 +113,11 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
         except AdapterError as exc:  # only the listing raises it (_apply keeps the rest)
             report.outcome = "failed"
             report.error = f"{exc.outcome}: {exc}"[:500]
+        except DetailsFailing as exc:
+            # Orders applied so far stay applied; the cursor stays for the rest.
+            report.outcome = "failed"
+            report.error = f"details: {exc}"[:500]
+            listed = None
         except SoftTimeLimitExceeded:
             # Out of time: stop cleanly. What was listed and not applied yet is kept below.
             report.outcome = "stopped"
@@ -133,6 +139,10 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     return report
 
 
+class DetailsFailing(Exception):
+    """The marketplace's detail call is failing (not refusing): the poll stops, cursor kept."""
+
+
 def poll_window(channel: Channel, now: datetime) -> tuple[datetime, datetime]:
     """The [since, until) a poll of the channel covers now."""
     if channel.orders_cursor is None:
@@ -149,8 +159,11 @@ def _list(channel: Channel, adapter: Adapter, report: PollReport) -> dict[str, P
     refs = adapter.orders_updated(since=report.since, until=report.until)
     listed: dict[str, PollMiss] = {}
     for ref in refs:
-        # One retry per version of an order: overlapping polls keep it once.
-        version = (ref.updated_at or report.until).isoformat()
+        # One retry per version of an order: overlapping polls keep it once. A list without
+        # update times (Shopee's) names the version by the status it shows.
+        version = (
+            ref.updated_at.isoformat() if ref.updated_at else f"status:{ref.raw_status or '-'}"
+        )
         listed[ref.external_id] = PollMiss(
             order_id=ref.external_id, version=version, reason="missing", raw_status=ref.raw_status
         )
@@ -170,12 +183,17 @@ def _apply(
         try:
             orders = {order.external_id: order for order in adapter.orders_fetch(batch)}
         except AdapterError as exc:
-            # The marketplace is failing: stop calling it; this batch and the rest retry
-            # as events of their own.
             logger.warning("orders_poll.fetch_failed", channel_id=channel.pk, error=str(exc))
-            for order_id in ids[start:]:
+            if exc.outcome != Outcome.PERMANENT:
+                # The marketplace is failing: stop calling it and keep the cursor, so the
+                # next poll lists these orders again (no event per order, each fetched
+                # alone, while it is down).
+                raise DetailsFailing(f"{exc.outcome}: {exc}") from exc
+            # This batch is refused for good: its orders retry as events of their own
+            # (each fetched alone), the other batches go on.
+            for order_id in batch:
                 listed[order_id] = _missed(listed[order_id], f"fetch: {exc.outcome}: {exc}")
-            return
+            continue
         report.missing.extend(order_id for order_id in batch if order_id not in orders)
         for order_id in batch:
             order = orders.get(order_id)
