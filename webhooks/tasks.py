@@ -65,10 +65,13 @@ def sweep() -> list[int]:
     """Queue the events left `received` and not queued within the grace (beat: every minute).
 
     Catches a crash between an event's commit and its enqueue, a queue outage, and (eager
-    mode) is the retry of a failed attempt.
+    mode) is the retry of a failed attempt. Also writes the signature failures still
+    pending in the cache to their channels' rows (a burst nobody looked at since).
     """
+    from channels_sync.services.signature_failures import channel_signature_failures_flush
     from webhooks.services.events import webhook_events_sweep
 
+    channel_signature_failures_flush()
     return webhook_events_sweep()
 
 

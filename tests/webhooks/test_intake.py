@@ -514,3 +514,28 @@ def test_intake_bad_signature_when_the_count_cannot_be_written_still_answers_401
     # then the marketplace still gets a 401 in the error shape, never a 500
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_signature"
+
+
+def test_signature_failures_pending_in_the_cache_reach_the_row_with_the_minute_sweep(
+    lazada, hooked, settings
+):
+    from webhooks.tasks import sweep
+
+    # given a burst of bad signatures, only the first written to the row
+    settings.WEBHOOK_SIGNATURE_FAILURE_EVERY_SECONDS = 60
+    channel = hooked(lazada, "lazada")
+    client = Client()
+    for _ in range(5):
+        client.post(
+            f"/webhooks/lazada/{channel.pk}/",
+            lazada_message(),
+            content_type="application/json",
+            HTTP_AUTHORIZATION="0" * 64,
+        )
+    channel.refresh_from_db()
+    assert channel.webhook_signature_failures == 1
+    # when the minute sweep runs (nobody read the channel meanwhile)
+    sweep.apply()
+    # then the row holds all five
+    channel.refresh_from_db()
+    assert channel.webhook_signature_failures == 5
