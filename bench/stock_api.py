@@ -146,6 +146,23 @@ def start_gunicorn(env: dict, port: int, workers: int, threads: int) -> subproce
     raise SystemExit("gunicorn did not start")
 
 
+def timed_request(
+    port: int, method: str, path: str, body: str | bytes | None, headers: dict
+) -> tuple[int | str, float]:
+    """Send one request on a new connection; return (status or error name, ms taken)."""
+    started = time.perf_counter()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        status: int | str = response.status
+    except OSError as exc:
+        status = type(exc).__name__
+    return status, (time.perf_counter() - started) * 1000
+
+
 def client(args: tuple) -> dict:
     """One client: send requests back to back until the deadline; return latencies (ms)."""
     phase, port, key, products, start_at, stop_at, seed = args
@@ -173,17 +190,7 @@ def client(args: tuple) -> dict:
                 }
             )
             headers |= {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
-        started = time.perf_counter()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            conn.close()
-            status = response.status
-        except OSError as exc:
-            status = type(exc).__name__
-        elapsed = (time.perf_counter() - started) * 1000
+        status, elapsed = timed_request(port, method, path, body, headers)
         if status in (200, 201):
             latencies.append(elapsed)
         else:
@@ -208,16 +215,23 @@ def run_phase(phase: str, port: int, key: str, options: argparse.Namespace) -> d
     with multiprocessing.Pool(options.clients) as pool:
         pool.map(client, window(options.warmup, 1000))  # warm-up: sent, not counted
         results = pool.map(client, window(options.seconds, 0))
+    return phase_figures(phase, results, options.seconds)
+
+
+def phase_figures(phase: str, results: list[dict], seconds: float) -> dict:
+    """Throughput and latency percentiles of a phase from its clients' results."""
     latencies = [ms for result in results for ms in result["latencies"]]
     errors: dict[str, int] = {}
     for result in results:
         for status, count in result["errors"].items():
             errors[status] = errors.get(status, 0) + count
+    if not latencies:
+        raise SystemExit(f"phase {phase}: no request succeeded ({errors})")
     return {
         "phase": phase,
         "requests": len(latencies),
         "errors": errors,
-        "throughput_rps": len(latencies) / options.seconds,
+        "throughput_rps": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 50),
         "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99),

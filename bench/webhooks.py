@@ -24,7 +24,6 @@ BENCH_DATABASE_ADMIN_URL / REDIS_URL (default 127.0.0.1).
 """
 
 import argparse
-import http.client
 import json
 import multiprocessing
 import os
@@ -38,7 +37,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stock_api import free_port, manage, percentile, start_gunicorn  # noqa: E402
+from stock_api import (  # noqa: E402
+    free_port,
+    manage,
+    percentile,
+    phase_figures,
+    start_gunicorn,
+    timed_request,
+)
 
 PYTHON = sys.executable
 DB_NAME = "syncstore_bench_webhooks"
@@ -162,17 +168,7 @@ def client(args: tuple) -> dict:
             # Signing is the marketplace's work, not the intake's: keep it out of the timing.
             body, headers = app.notification(_order(app, n, seed), bad_signature=False)
             method = "POST"
-        started = time.perf_counter()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            conn.close()
-            status = response.status
-        except OSError as exc:
-            status = type(exc).__name__
-        elapsed = (time.perf_counter() - started) * 1000
+        status, elapsed = timed_request(port, method, path, body, headers)
         if status == 200:
             latencies.append(elapsed)
         else:
@@ -191,22 +187,7 @@ def run_phase(phase: str, port: int, path: str, webhook_url: str, options) -> di
     with multiprocessing.Pool(options.clients) as pool:
         pool.map(client, window(options.warmup, 100))  # warm-up: sent, not counted
         results = pool.map(client, window(options.seconds, 0))
-    latencies = [ms for result in results for ms in result["latencies"]]
-    errors: dict[str, int] = {}
-    for result in results:
-        for status, count in result["errors"].items():
-            errors[status] = errors.get(status, 0) + count
-    if not latencies:
-        raise SystemExit(f"phase {phase}: no request answered 200 ({errors})")
-    return {
-        "phase": phase,
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_rps": len(latencies) / options.seconds,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "max_ms": max(latencies),
-    }
+    return phase_figures(phase, results, options.seconds)
 
 
 def start_worker(env: dict) -> subprocess.Popen:

@@ -613,6 +613,15 @@ def answer_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def answer_json(response: Any) -> dict | None:
+    """A marketplace answer's JSON object (None: not JSON, absurdly nested, or not an object)."""
+    try:
+        payload = response.json()
+    except (ValueError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 def answer_rows(container: Any, name: str, *, what: str) -> list[Any]:
     """The array `name` of an answer object: [] when it (or the object) is absent or null.
 

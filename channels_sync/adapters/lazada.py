@@ -43,6 +43,7 @@ from channels_sync.adapters.base import (
     Outcome,
     StockUpdate,
     answer_digest,
+    answer_json,
     answer_list,
     answer_money,
     answer_name,
@@ -476,14 +477,6 @@ def market_order(order: dict, items: Sequence[dict]) -> MarketOrder:
     )
 
 
-def _body(response: Any) -> dict | None:
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 # --- The adapter ----------------------------------------------------------------------------------
 
 
@@ -557,7 +550,7 @@ class LazadaAdapter(Adapter):
 
     def _push_result(self, updates: list[StockUpdate], response: Any, latency: int) -> CallResult:
         status = response.status_code
-        body = _body(response)
+        body = answer_json(response)
         result = CallResult(outcome=Outcome.OK, http_status=status, latency_ms=latency)
         code = str(body.get("code", "")) if body else ""
         message = str(body.get("message", "")) if body else ""
@@ -669,7 +662,7 @@ class LazadaAdapter(Adapter):
             response, _ = self._request("GET", self.base_url + API_ITEM_GET, params=params)
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-        body = _body(response)
+        body = answer_json(response)
         code = str(body.get("code", "")) if body else ""
         if code == "0" and response.status_code < 400:
             data = body.get("data") or {}
@@ -699,7 +692,7 @@ class LazadaAdapter(Adapter):
             response, _ = self._request("POST", self.auth_base_url + API_TOKEN_REFRESH, data=params)
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-        body = _body(response)
+        body = answer_json(response)
         code = str(body.get("code", "")) if body else ""
         text = f"token refresh: {self.excerpt(response.content)}"
         if response.status_code >= 500 or body is None:
@@ -878,7 +871,7 @@ class LazadaAdapter(Adapter):
         except OutboundError as exc:
             raise AdapterError(f"{name}: {exc}", outcome=Outcome.RETRYABLE) from None
         status = response.status_code
-        body = _body(response)
+        body = answer_json(response)
         code = str(body.get("code", "")) if body else ""
         if code == "0" and status < 400:
             return body.get("data")

@@ -35,6 +35,7 @@ from channels_sync.adapters.base import (
     StockUpdate,
     answer_digest,
     answer_int,
+    answer_json,
     answer_list,
     answer_money,
     answer_name,
@@ -284,7 +285,7 @@ class ShopeeAdapter(Adapter):
         except OutboundError as exc:
             return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
         status = response.status_code
-        payload = _json_object(response)
+        payload = answer_json(response)
         error = str(payload.get("error") or "") if payload is not None else ""
         answer = payload.get("response") if payload is not None else None
         answer = answer if isinstance(answer, dict) else {}
@@ -421,7 +422,7 @@ class ShopeeAdapter(Adapter):
             )
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-        payload = _json_object(response)
+        payload = answer_json(response)
         error = str(payload.get("error") or "") if payload is not None else ""
         if payload is not None and error in NOT_FOUND_ERRORS:
             return None
@@ -474,7 +475,7 @@ class ShopeeAdapter(Adapter):
             )
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-        payload = _json_object(response)
+        payload = answer_json(response)
         error = str(payload.get("error") or "") if payload is not None else ""
         status = response.status_code
         if payload is None or error or not 200 <= status < 300:
@@ -671,7 +672,7 @@ class ShopeeAdapter(Adapter):
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
         status = response.status_code
-        payload = _json_object(response)
+        payload = answer_json(response)
         error = str(payload.get("error") or "") if payload is not None else ""
         answer = payload.get("response") if payload is not None else None
         if payload is not None and not error and 200 <= status < 300:
@@ -728,14 +729,6 @@ def _stock_entry(update: StockUpdate) -> dict[str, Any]:
         "model_id": wire_id(update.keys.get("model_id") or "0"),
         "seller_stock": [seller_stock],
     }
-
-
-def _json_object(response: Any) -> dict | None:
-    try:
-        payload = response.json()
-    except (ValueError, RecursionError):
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 def _quantity(row: dict, location: str | None) -> int | None:

@@ -65,6 +65,7 @@ from channels_sync.adapters.base import (
     StockUpdate,
     answer_digest,
     answer_int,
+    answer_json,
     answer_list,
     answer_money,
     answer_name,
@@ -272,7 +273,7 @@ class TikTokAdapter(Adapter):
         self, response: Any, updates: Sequence[StockUpdate], latency_ms: int
     ) -> CallResult:
         status = response.status_code
-        body = _json_or_none(response)
+        body = answer_json(response)
         code = _code(body)
         error = self.excerpt(response.content)
         outcome = self._whole_call_outcome(status, body, code)
@@ -348,7 +349,7 @@ class TikTokAdapter(Adapter):
                 response, _ = self._signed("POST", path, json_body({"sku_ids": chunk}))
             except OutboundError as exc:
                 raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-            body = _json_or_none(response)
+            body = answer_json(response)
             code = _code(body)
             outcome = self._whole_call_outcome(response.status_code, body, code)
             if outcome is not None:
@@ -397,7 +398,7 @@ class TikTokAdapter(Adapter):
             )
         except OutboundError as exc:
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
-        body = _json_or_none(response)
+        body = answer_json(response)
         status = response.status_code
         if status >= 500 or status == 429 or (body is None and status < 400):
             raise AdapterError(
@@ -567,7 +568,7 @@ class TikTokAdapter(Adapter):
             response, _ = self._signed(method, path, body, params)
         except OutboundError as exc:
             raise AdapterError(f"{what}: {exc}", outcome=Outcome.RETRYABLE) from None
-        answer = _json_or_none(response)
+        answer = answer_json(response)
         code = _code(answer)
         outcome = self._whole_call_outcome(response.status_code, answer, code)
         if outcome is not None:
@@ -717,14 +718,6 @@ class TokopediaAdapter(TikTokAdapter):
 
     type = "tokopedia"
     label = "Tokopedia & Shop"
-
-
-def _json_or_none(response: Any) -> dict | None:
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _code(body: dict | None) -> int | None:

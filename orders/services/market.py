@@ -99,14 +99,19 @@ def order_apply_market(
     return row
 
 
-def _order_lock_or_create(channel: Channel, market: MarketOrder) -> tuple[Order, bool]:
-    """The channel's order with this external id, locked; inserted when first seen."""
-    external_id = market.external_id
-    found = (
+def _order_locked(channel: Channel, external_id: str) -> Order | None:
+    """The channel's order with this external id, its row locked (None: not there)."""
+    return (
         Order.objects.select_for_update(of=("self",))
         .filter(channel=channel, external_id=external_id)
         .first()
     )
+
+
+def _order_lock_or_create(channel: Channel, market: MarketOrder) -> tuple[Order, bool]:
+    """The channel's order with this external id, locked; inserted when first seen."""
+    external_id = market.external_id
+    found = _order_locked(channel, external_id)
     if found is not None:
         return found, False
     number = (market.order_number or external_id)[:100]
@@ -138,11 +143,7 @@ def _order_lock_or_create(channel: Channel, market: MarketOrder) -> tuple[Order,
         except IntegrityError:
             # Another worker inserted this order first (the insert waited for its commit),
             # or the number is taken: find out which.
-            found = (
-                Order.objects.select_for_update(of=("self",))
-                .filter(channel=channel, external_id=external_id)
-                .first()
-            )
+            found = _order_locked(channel, external_id)
             if found is not None:
                 return found, False
     raise IntegrityError(f"no free order number for {external_id} on channel {channel.pk}")
