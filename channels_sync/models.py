@@ -22,6 +22,29 @@ class ChannelType(models.TextChoices):
     TOKOPEDIA = "tokopedia", "Tokopedia & Shop"
 
 
+class ConflictStrategy(models.TextChoices):
+    """How a conflict between our figure and a channel's is settled."""
+
+    USE_OURS = "use_ours", "use ours (push our quantity)"
+    USE_THEIRS = "use_theirs", "use theirs (move our stock to theirs)"
+    MINIMUM = "minimum", "minimum of the two"
+    SET_VALUE = "set_value", "set a value"
+    LAST_WRITE_WINS = "last_write_wins", "last write wins"
+    SOURCE_PRIORITY = "source_priority", "source priority"
+    IGNORE = "ignore", "ignore"
+
+
+class ConflictPolicy(models.TextChoices):
+    """What a channel does with its conflicts as they open: a strategy, or a person."""
+
+    USE_OURS = "use_ours", "use ours (push our quantity)"
+    USE_THEIRS = "use_theirs", "use theirs"
+    MINIMUM = "minimum", "minimum of the two"
+    LAST_WRITE_WINS = "last_write_wins", "last write wins"
+    SOURCE_PRIORITY = "source_priority", "source priority"
+    MANUAL = "manual", "manual review"
+
+
 class Channel(BaseModel):
     """One shop on one marketplace, fed by the stock of some of the vendor's warehouses."""
 
@@ -67,6 +90,15 @@ class Channel(BaseModel):
         help_text="Orders updated before this have been polled (the next poll overlaps it).",
     )
     orders_polled_at = models.DateTimeField(null=True, blank=True)
+    conflict_policy = models.CharField(
+        max_length=20,
+        choices=ConflictPolicy.choices,
+        default=ConflictPolicy.USE_OURS,
+        help_text="How this channel's stock conflicts are resolved as they open.",
+    )
+    reconciled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its stock was last read back and compared."
+    )
 
     class Meta:
         ordering = ["priority", "id"]
@@ -271,3 +303,118 @@ class PushAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"push to {self.channel_id}: {self.outcome} ({self.item_count} items)"
+
+
+class Conflict(BaseModel):
+    """A disagreement between our figure and a channel's that needs settling.
+
+    At most one open conflict per (kind, listing), and per (kind, reference) for conflicts
+    about no listing (a duplicate order), by constraint: a mismatch seen again updates the
+    open conflict. Every change writes a `ConflictEvent` in the same transaction.
+    """
+
+    class Kind(models.TextChoices):
+        STOCK_MISMATCH = "stock_mismatch", "stock mismatch"
+        OVERSELL = "oversell", "oversell"
+        DUPLICATE_ORDER = "duplicate_order", "duplicate order"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        RESOLVED = "resolved", "resolved"
+        AUTO_RESOLVED = "auto_resolved", "auto-resolved"
+        IGNORED = "ignored", "ignored"
+
+    class Source(models.TextChoices):
+        RECONCILIATION = "reconciliation", "reconciliation (stock read back)"
+        WEBHOOK = "webhook", "webhook stock report"
+        ORDER = "order", "order"
+        PUSH = "push", "push"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="conflicts")
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, null=True, blank=True, related_name="conflicts"
+    )
+    listing = models.ForeignKey(
+        ChannelListing, on_delete=models.SET_NULL, null=True, blank=True, related_name="conflicts"
+    )
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, null=True, blank=True, related_name="conflicts"
+    )
+    reference = models.CharField(
+        max_length=200, blank=True, help_text="What it is about besides a listing (an order id)."
+    )
+    ours = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    theirs = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    ours_at = models.DateTimeField(
+        null=True, blank=True, help_text="When our figure last changed (last write wins)."
+    )
+    theirs_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the channel's figure was reported."
+    )
+    detected_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    strategy = models.CharField(max_length=20, choices=ConflictStrategy.choices, blank=True)
+    resolved_value = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "listing"],
+                condition=Q(status="open", listing__isnull=False),
+                name="uniq_open_conflict_listing",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "vendor", "reference"],
+                condition=Q(status="open", listing__isnull=True),
+                name="uniq_open_conflict_reference",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "kind"], name="conflict_status_idx"),
+            models.Index(fields=["channel", "status"], name="conflict_channel_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def difference(self):
+        if self.ours is None or self.theirs is None:
+            return None
+        return self.theirs - self.ours
+
+
+class ConflictEvent(models.Model):
+    """One line of a conflict's history (append-only): opened, seen again, resolved."""
+
+    class Action(models.TextChoices):
+        OPENED = "opened", "opened"
+        UPDATED = "updated", "seen again"
+        RESOLVED = "resolved", "resolved"
+        AUTO_RESOLVED = "auto_resolved", "auto-resolved"
+        IGNORED = "ignored", "ignored"
+        FAILED = "failed", "resolution failed"
+
+    conflict = models.ForeignKey(Conflict, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    strategy = models.CharField(max_length=20, blank=True)
+    ours = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    theirs = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    value = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    actor = models.CharField(max_length=150)
+    note = models.CharField(max_length=1000, blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} conflict {self.conflict_id}"

@@ -257,6 +257,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # The agent health check must not wait behind a long nightly pull on the erp queue.
     "erp_mapping.check_agents": {"queue": "default"},
+    # Orders to the ERP ride the orders queue, never behind a nightly pull.
+    "erp_mapping.erp_sync_send": {"queue": "orders"},
+    "erp_mapping.erp_sync_sweep": {"queue": "orders"},
     "erp_mapping.*": {"queue": "erp"},
     "channels_sync.*": {"queue": "push"},
     # Polls (long: list and fetch a channel's orders) wait on the orders queue, never in
@@ -497,6 +500,35 @@ CELERY_TASK_ANNOTATIONS["webhooks.poll_channel"] = {
     "soft_time_limit": ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS,
     "time_limit": ORDERS_POLL_SOFT_TIME_LIMIT_SECONDS + 60,
 }
+
+# --- orders to the ERP ---
+# A confirmed order's job is sent to the vendor's agent; a failed send is retried with
+# exponential backoff and jitter (base seconds, doubling, capped) up to the last attempt,
+# then the job is dead and dead-lettered.
+ERP_SYNC_MAX_ATTEMPTS = env.int("ERP_SYNC_MAX_ATTEMPTS", default=8)
+ERP_SYNC_RETRY_BASE_SECONDS = env.float("ERP_SYNC_RETRY_BASE_SECONDS", default=30.0)
+ERP_SYNC_RETRY_MAX_SECONDS = env.float("ERP_SYNC_RETRY_MAX_SECONDS", default=3600.0)
+# One call to an agent may take this long (seconds).
+ERP_AGENT_HTTP_TIMEOUT_SECONDS = env.float("ERP_AGENT_HTTP_TIMEOUT_SECONDS", default=15.0)
+# A job the agent took (202) and never called back about is sent again after this (seconds).
+ERP_CALLBACK_TIMEOUT = env.int("ERP_CALLBACK_TIMEOUT", default=900)
+# A job `processing` longer than this (seconds) lost its worker: the sweep queues it again.
+ERP_SYNC_STUCK_SECONDS = env.int("ERP_SYNC_STUCK_SECONDS", default=300)
+ERP_SYNC_SWEEP_INTERVAL_SECONDS = env.int("ERP_SYNC_SWEEP_INTERVAL_SECONDS", default=60)
+# The circuit breaker per vendor: this many failures in a row open it; after the reset
+# timeout one trial call is let through (half-open), and its success closes it.
+ERP_BREAKER_FAIL_MAX = env.int("ERP_BREAKER_FAIL_MAX", default=5)
+ERP_BREAKER_RESET_SECONDS = env.int("ERP_BREAKER_RESET_SECONDS", default=60)
+
+# --- reconciliation ---
+# ERP side: every vendor with an online agent, this often; the SKU space is first cut into
+# this many ranges, and a differing range with at most the leaf rows is fetched whole.
+ERP_RECONCILE_INTERVAL_SECONDS = env.int("ERP_RECONCILE_INTERVAL_SECONDS", default=3600)
+ERP_RECONCILE_RANGES = env.int("ERP_RECONCILE_RANGES", default=64)
+ERP_RECONCILE_LEAF_ROWS = env.int("ERP_RECONCILE_LEAF_ROWS", default=64)
+# Channel side: every channel's listings are read back this often, this many per call.
+CHANNEL_RECONCILE_INTERVAL_SECONDS = env.int("CHANNEL_RECONCILE_INTERVAL_SECONDS", default=4 * 3600)
+CHANNEL_RECONCILE_BATCH = env.int("CHANNEL_RECONCILE_BATCH", default=50)
 # Outside the tests and the demo, channels talk to the real marketplaces; these are the
 # defaults offered when a channel names no base URL.
 CHANNEL_DEFAULT_BASE_URLS = {

@@ -7,6 +7,7 @@ from core.fields import EncryptedTextField
 from core.models import BaseModel
 from erp_mapping.validators import http_url_validate
 from inventory.models import Vendor
+from orders.models import Order
 
 
 class ErpCodeMapping(BaseModel):
@@ -65,6 +66,12 @@ class ErpAgent(BaseModel):
         max_length=16, editable=False, help_text="The token's first characters, to tell them apart."
     )
     registered_by = models.CharField(max_length=150, blank=True)
+    outbound_secret = EncryptedTextField(
+        blank=True,
+        editable=False,
+        help_text="Signs what SyncStore sends the agent (stored encrypted; shown once, when "
+        "the agent is registered).",
+    )
 
     class Meta:
         ordering = ["vendor__name"]
@@ -147,3 +154,107 @@ class SyncRun(BaseModel):
 
     def __str__(self) -> str:
         return f"pull {self.pk} of {self.vendor_id} ({self.status})"
+
+
+class ErpSyncJob(BaseModel):
+    """One operation on one order to be carried out in the vendor's ERP through its agent.
+
+    One job per (order, operation), by constraint: a confirmed order gets its `order.create`
+    job once, whichever path confirmed it and however often. The job's id is the
+    idempotency key the agent deduplicates on.
+    """
+
+    class Operation(models.TextChoices):
+        ORDER_CREATE = "order.create", "order.create"
+        ORDER_CANCEL = "order.cancel", "order.cancel"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        PROCESSING = "processing", "processing"
+        AWAITING_CALLBACK = "awaiting_callback", "awaiting callback"
+        COMPLETED = "completed", "completed"
+        FAILED = "failed", "failed"
+        DEAD = "dead", "dead"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="erp_sync_jobs")
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="erp_sync_jobs")
+    operation = models.CharField(max_length=20, choices=Operation.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    payload = models.JSONField(default=dict, blank=True, help_text="What is sent to the agent.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is sending it until then."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    erp_reference = models.CharField(max_length=100, blank=True)
+    erp_document_id = models.CharField(max_length=100, blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "ERP sync job"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "operation"], name="uniq_erp_sync_job_order_operation"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="erp_sync_job_due_idx"),
+            models.Index(fields=["vendor", "status"], name="erp_sync_job_vendor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} of order {self.order_id} ({self.status})"
+
+
+class ReconciliationEvent(BaseModel):
+    """One comparison of a vendor's stock with its ERP's, by checksums over SKU ranges."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        COMPLETED = "completed", "completed"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        COMMAND = "command", "command"
+        ADMIN = "admin", "admin"
+        API = "api", "api"
+
+    vendor = models.ForeignKey(
+        Vendor, on_delete=models.PROTECT, related_name="reconciliation_events"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    skus_local = models.PositiveIntegerField(default=0, help_text="Stock rows held here.")
+    ranges_compared = models.PositiveIntegerField(default=0)
+    ranges_differing = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0, help_text="Calls made to the agent.")
+    rows_fetched = models.PositiveIntegerField(default=0)
+    drift_found = models.PositiveIntegerField(default=0)
+    drift_fixed = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Drifted rows (capped) and unknown SKUs."
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "ERP reconciliation"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor"], condition=Q(status="running"), name="uniq_running_reconcile"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.pk} of {self.vendor_id} ({self.status})"

@@ -731,3 +731,9 @@ class AgentSimulator:
                 row["max_stock"] = str(Decimal(200 + (h >> 40) % 800))
                 row["updated_at"] = stamp
                 yield row
+
+
+# The agent next to the ERP, as SyncStore calls it (orders in, stock out).
+from erp_mapping.agent_server import AgentServer  # noqa: E402 - the sandbox registry's entry
+
+register_sandbox("erp-agent", AgentServer)

@@ -234,6 +234,7 @@ class StockMovement(models.Model):
         COMMIT = "commit", "commit (shipped)"
         EXPIRE = "expire", "reservation expired"
         ERP_SYNC = "erp_sync", "ERP sync"
+        RECONCILIATION = "reconciliation", "reconciliation"
 
     level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=20, choices=Kind.choices)
