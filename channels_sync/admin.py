@@ -12,9 +12,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
-from channels_sync.models import AllocationRule, Channel, ChannelListing, PushAttempt
+from channels_sync import admin_conflicts  # noqa: F401 - registers the conflict console
+from channels_sync.models import AllocationRule, Channel, ChannelListing, Conflict, PushAttempt
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.channels import (
     channel_check,
@@ -46,6 +48,7 @@ _CHANNEL_SETTINGS = [
     "rate_limit_per_second",
     "rate_limit_burst",
     "batch_size",
+    "conflict_policy",
 ]
 _CHANNEL_STATE = [
     "credential_names",
@@ -218,6 +221,7 @@ class ChannelAdmin(admin.ModelAdmin):
                     ]
                 },
             ),
+            ("Conflicts", {"fields": ["conflict_policy"]}),
             *state,
         ]
 
@@ -347,6 +351,7 @@ _LISTING_FIELDS = [
     "push_failures",
     "next_push_at",
     "last_error",
+    "conflicts_link",
     "created_at",
     "updated_at",
 ]
@@ -369,6 +374,7 @@ class ChannelListingAdmin(KeptRecordAdmin):
         "push_failures",
         "next_push_at",
         "short_error",
+        "conflicts_link",
     ]
     list_filter = ["dirty", "status", "channel"]
     search_fields = [
@@ -382,9 +388,22 @@ class ChannelListingAdmin(KeptRecordAdmin):
     readonly_fields = _LISTING_FIELDS
     actions = ["retry_selected", "exclude_selected", "include_selected"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChannelListing]:
+        open_conflicts = Q(conflicts__status=Conflict.Status.OPEN)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_conflicts=Count("conflicts", filter=open_conflicts))
+        )
+
     @admin.display(description="SKU", ordering="product__sku")
     def sku(self, obj: ChannelListing) -> str:
         return obj.product.sku
+
+    @admin.display(description="open conflicts", ordering="open_conflicts")
+    def conflicts_link(self, obj: ChannelListing) -> str:
+        url = reverse("admin:channels_sync_conflict_changelist") + f"?listing={obj.pk}"
+        return format_html('<a href="{}">{} open</a>', url, getattr(obj, "open_conflicts", 0))
 
     @admin.display(description="error")
     def short_error(self, obj: ChannelListing) -> str:

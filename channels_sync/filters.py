@@ -2,7 +2,7 @@
 
 import django_filters
 
-from channels_sync.models import Channel, ChannelListing, ChannelType, PushAttempt
+from channels_sync.models import Channel, ChannelListing, ChannelType, Conflict, PushAttempt
 from core import filters
 
 
@@ -33,3 +33,31 @@ class PushAttemptFilter(filters.FilterSet):
     class Meta:
         model = PushAttempt
         fields = ["outcome"]
+
+
+class ConflictFilter(filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=Conflict.Kind.choices)
+    status = django_filters.ChoiceFilter(choices=Conflict.Status.choices)
+    source = django_filters.ChoiceFilter(choices=Conflict.Source.choices)
+    channel = django_filters.NumberFilter(field_name="channel_id")
+    listing = django_filters.NumberFilter(field_name="listing_id")
+    product = django_filters.NumberFilter(field_name="product_id")
+    sku = django_filters.CharFilter(field_name="product__sku")
+    reference = django_filters.CharFilter(field_name="reference")
+    detected_after = filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
+    detected_before = filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
+
+    class Meta:
+        model = Conflict
+        fields = [
+            "kind",
+            "status",
+            "source",
+            "channel",
+            "listing",
+            "product",
+            "sku",
+            "reference",
+            "detected_after",
+            "detected_before",
+        ]

@@ -13,7 +13,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from channels_sync.adapters import adapter_class
-from channels_sync.models import AllocationRule, Channel, ChannelListing, ChannelType, PushAttempt
+from channels_sync.models import (
+    AllocationRule,
+    Channel,
+    ChannelListing,
+    ChannelType,
+    ConflictPolicy,
+    PushAttempt,
+)
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.listings import MAX_LISTING_ROWS, ListingBatchResult
 from core.batch import (
@@ -89,6 +96,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "webhook_signature_failed_at",
             "orders_cursor",
             "orders_polled_at",
+            "conflict_policy",
             "needs_reauth",
             "reauth_reason",
             "token_expires_at",
@@ -162,6 +170,12 @@ class _ChannelSettingsSerializer(serializers.Serializer):
         allow_null=True,
         min_value=1,
         help_text="Listings per call; null: the type's default (at most the type's maximum).",
+    )
+    conflict_policy = serializers.ChoiceField(
+        choices=ConflictPolicy.choices,
+        required=False,
+        help_text="How the channel's stock conflicts are resolved as they open: a strategy, "
+        "or `manual` (left for a person). Default `use_ours`.",
     )
 
 

@@ -1,8 +1,11 @@
-"""Push tasks (queue `push`): push one channel, retry one dead-lettered listing, the sweep."""
+"""Channel tasks (queue `push`): push one channel, retry one dead-lettered listing, the sweep,
+and the automatic resolution of a stock conflict."""
 
 import structlog
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+
+from core.task_base import BaseTask, backoff_seconds
 
 logger = structlog.get_logger(__name__)
 
@@ -76,3 +79,20 @@ def sweep() -> list[int]:
     if channel_ids:
         logger.info("push.sweep", due=len(channel_ids), queued=len(queued))
     return queued
+
+
+@shared_task(bind=True, base=BaseTask, name="channels_sync.conflict_auto_resolve", max_retries=5)
+def conflict_auto_resolve(self, conflict_id: int) -> str:
+    """Resolve an open stock conflict by its channel's policy (queued after it opens).
+
+    Safe to run twice: a conflict no longer open, or whose channel's policy is now manual,
+    is left alone. A refusal (a decrease our stock cannot take) is recorded as a `failed`
+    event and leaves the conflict open for a person; other failures (the database) retry
+    with backoff, then dead-letter.
+    """
+    from channels_sync.services.conflict_resolution import conflict_auto_resolve as resolve
+
+    try:
+        return resolve(conflict_id=conflict_id)
+    except Exception as exc:
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("inventory.urls")),
     path("api/v1/erp/", include("erp_mapping.urls")),
     path("api/v1/channels/", include("channels_sync.urls")),
+    path("api/v1/conflicts/", include("channels_sync.urls_conflicts")),
     path("api/v1/orders/", include("orders.urls")),
     path("webhooks/", include("webhooks.urls")),
 ]

@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from channels_sync.models import Conflict
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from inventory.models import Product, Warehouse
@@ -141,13 +142,24 @@ class OrderAdmin(KeptRecordAdmin):
     list_filter = ["status", "channel", "needs_mapping", ShortLinesFilter]
     search_fields = ["order_number", "external_id", "lines__sku"]
     list_select_related = ["channel"]
-    fields = _ORDER_FIELDS
-    readonly_fields = _ORDER_FIELDS
+    fields = [*_ORDER_FIELDS, "conflicts_link"]
+    readonly_fields = fields
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["cancel_selected", "ship_selected", "reprocess_selected"]
 
     def save_model(self, request: HttpRequest, obj: Order, form: forms.Form, change: bool) -> None:
         return  # nothing is editable: orders change through the services (the actions)
+
+    @admin.display(description="conflicts")
+    def conflicts_link(self, obj: Order) -> str:
+        """The oversell and duplicate-order conflicts naming this order, in the console."""
+        if obj.pk is None:
+            return "-"
+        found = Conflict.objects.filter(details__orders__contains=[obj.pk])
+        total = found.count()
+        opened = found.filter(status=Conflict.Status.OPEN).count()
+        url = reverse("admin:channels_sync_conflict_changelist") + f"?order={obj.pk}"
+        return format_html('<a href="{}">{} ({} open)</a>', url, total, opened)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Order], service, done: str) -> None:
         """Run the service on each order (its own transaction); report every outcome.

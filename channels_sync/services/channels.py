@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_sync.adapters import adapter_class
-from channels_sync.models import AllocationRule, Channel, ChannelListing
+from channels_sync.models import AllocationRule, Channel, ChannelListing, ConflictPolicy
 from channels_sync.services.dirty import listings_mark_dirty
 from core.errors import ConflictError, DomainError
 from inventory.models import Product, Vendor, Warehouse
@@ -104,6 +104,16 @@ def channel_check(
     return clean, channel_warehouses(vendor, warehouses)
 
 
+def conflict_policy_check(policy: str) -> None:
+    """Refuse a policy that is neither a strategy nor manual (`invalid_conflict_policy`)."""
+    if policy not in ConflictPolicy.values:
+        raise DomainError(
+            f"Unknown conflict policy {policy!r}; one of: {', '.join(ConflictPolicy.values)}.",
+            code="invalid_conflict_policy",
+            details={"field": "conflict_policy"},
+        )
+
+
 def _channel_exists(name: str) -> ConflictError:
     return ConflictError(
         f"A channel named {name!r} exists already.",
@@ -131,9 +141,11 @@ def channel_create(
     rate_limit_per_second: float | None = None,
     rate_limit_burst: int | None = None,
     batch_size: int | None = None,
+    conflict_policy: str = ConflictPolicy.USE_OURS,
 ) -> Channel:
     """Create a channel fed by the given warehouses (codes or rows; credentials stored
     encrypted). Refuses what `channel_check` refuses, and a taken name (`channel_exists`)."""
+    conflict_policy_check(conflict_policy)
     clean, feeding = channel_check(
         vendor=vendor,
         type=type,
@@ -156,6 +168,7 @@ def channel_create(
         rate_limit_per_second=rate_limit_per_second,
         rate_limit_burst=rate_limit_burst,
         batch_size=batch_size,
+        conflict_policy=conflict_policy,
         token_expires_at=_expiry(clean),
     )
     try:
@@ -194,12 +207,15 @@ def channel_update(
             "rate_limit_per_second",
             "rate_limit_burst",
             "batch_size",
+            "conflict_policy",
         }:
             raise DomainError(
                 f"{name} cannot be changed.", code="invalid_field", details={"field": name}
             )
         if name in {"base_url", "auth_base_url"} and isinstance(value, str):
             value = value.rstrip("/")
+        if name == "conflict_policy":
+            conflict_policy_check(value)
         if getattr(channel, name) != value:
             setattr(channel, name, value)
             changed.add(name)

@@ -1,10 +1,27 @@
-"""Conflicts between our figures and a channel's: opening them, and settling them.
+"""Conflicts between our figures and a channel's: opening them (settling: `conflict_resolution`).
 
 A detector (the channel reconciliation, a webhook stock report, an order line sold short, a
 second order with the same marketplace id) calls `conflict_open`; a conflict already open
 for the same (kind, listing) (or, about no listing, (kind, vendor, reference)) is updated
-instead, so a mismatch seen again never opens a second one. After the commit the channel's
-policy may resolve it automatically (`conflict_resolve`).
+instead, so a mismatch seen again never opens a second one.
+
+What the figures mean, by kind:
+
+- `stock_mismatch`: `ours` is what we last pushed (the quantity we meant the channel to
+  show), `theirs` what the channel reports; `ours_at` / `theirs_at` are when each was
+  written (last write wins compares them).
+- `oversell`: `ours` is the level's available quantity after the sale (negative), `theirs`
+  the units sold past zero; `details` names the orders, the line's warehouse and SKU.
+- `duplicate_order`: no figures; `reference` is the marketplace order id and `details`
+  names the orders and channels that share it.
+
+After the commit, an open `stock_mismatch` of a channel whose policy is not `manual` is
+resolved by the policy's strategy (the `channels_sync.conflict_auto_resolve` task). The
+other kinds always wait for a person.
+
+Locks: a conflict row is taken after any stock level and listing rows the caller holds
+(the order services open conflicts after their stock and dirty marks, and a resolution
+locks levels, then listings, then the conflict), so the three never wait in a cycle.
 """
 
 from datetime import datetime
@@ -15,7 +32,14 @@ import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from channels_sync.models import Channel, ChannelListing, Conflict, ConflictEvent
+from channels_sync.models import (
+    Channel,
+    ChannelListing,
+    Conflict,
+    ConflictEvent,
+    ConflictPolicy,
+)
+from channels_sync.tasks import conflict_auto_resolve
 from core.correlation import get_correlation_id
 from inventory.models import Product, Vendor
 
@@ -24,7 +48,8 @@ logger = structlog.get_logger(__name__)
 SYSTEM_ACTOR = "system"
 
 
-def _event(conflict: Conflict, action: str, *, actor: str, **fields: Any) -> ConflictEvent:
+def conflict_event(conflict: Conflict, action: str, *, actor: str, **fields: Any) -> ConflictEvent:
+    """Append a line to the conflict's history (in the caller's transaction)."""
     return ConflictEvent.objects.create(
         conflict=conflict,
         action=action,
@@ -32,6 +57,20 @@ def _event(conflict: Conflict, action: str, *, actor: str, **fields: Any) -> Con
         correlation_id=get_correlation_id() or "",
         **fields,
     )
+
+
+def details_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The details of a conflict seen again: new keys replace old ones, lists are joined.
+
+    So an oversell conflict keeps every order that oversold the listing while it is open.
+    """
+    merged = dict(old)
+    for key, value in new.items():
+        if isinstance(value, list) and isinstance(old.get(key), list):
+            merged[key] = list(dict.fromkeys([*old[key], *value]))
+        else:
+            merged[key] = value
+    return merged
 
 
 def conflict_open(
@@ -51,10 +90,15 @@ def conflict_open(
 ) -> tuple[Conflict, bool]:
     """Open a conflict, or update the one already open for the same subject.
 
-    Returns `(conflict, created)`. Runs in the caller's transaction when there is one. Two
-    detectors opening the same conflict at once are settled by the unique constraint: the
-    loser updates the winner's row.
+    Returns `(conflict, created)`. Runs in the caller's transaction when there is one (in a
+    savepoint of its own). Two detectors opening the same conflict at once are settled by
+    the unique constraint: the loser waits for the winner's commit, then updates its row.
+    An update with other figures writes an `updated` event; the details are merged
+    (`details_merge`). Queues the policy's automatic resolution after the commit (see
+    `_auto_resolve_due`).
     """
+    ours = None if ours is None else Decimal(ours)
+    theirs = None if theirs is None else Decimal(theirs)
     lookup: dict[str, Any] = {"kind": kind, "status": Conflict.Status.OPEN}
     if listing is not None:
         lookup["listing"] = listing
@@ -66,7 +110,6 @@ def conflict_open(
         "ours_at": ours_at,
         "theirs_at": theirs_at,
         "source": source,
-        "details": details or {},
     }
     for _ in range(2):
         try:
@@ -76,15 +119,19 @@ def conflict_open(
                     changed = (conflict.ours, conflict.theirs) != (ours, theirs)
                     for name, value in values.items():
                         setattr(conflict, name, value)
+                    if reference:
+                        conflict.reference = reference[:200]
+                    conflict.details = details_merge(conflict.details or {}, details or {})
                     conflict.save()
                     if changed:
-                        _event(
+                        conflict_event(
                             conflict,
                             ConflictEvent.Action.UPDATED,
                             actor=SYSTEM_ACTOR,
                             ours=ours,
                             theirs=theirs,
                         )
+                    _auto_resolve_due(conflict, changed=changed)
                     return conflict, False
                 conflict = Conflict.objects.create(
                     kind=kind,
@@ -94,15 +141,17 @@ def conflict_open(
                     product=product or (listing.product if listing is not None else None),
                     reference=reference[:200],
                     detected_at=timezone.now(),
+                    details=details or {},
                     **values,
                 )
-                _event(
+                conflict_event(
                     conflict,
                     ConflictEvent.Action.OPENED,
                     actor=SYSTEM_ACTOR,
                     ours=ours,
                     theirs=theirs,
                 )
+                _auto_resolve_due(conflict, changed=True)
         except IntegrityError:
             continue  # opened meanwhile by another detector: update that one
         logger.info(
@@ -116,3 +165,42 @@ def conflict_open(
         )
         return conflict, True
     raise RuntimeError(f"could not open a {kind} conflict")
+
+
+def _auto_resolve_due(conflict: Conflict, *, changed: bool) -> None:
+    """Queue the automatic resolution of a stock mismatch after the commit, when its channel's
+    policy is not manual.
+
+    Queued when the conflict opens or its figures change, and when it is seen again with
+    the same figures unless the last automatic try failed with them (that would only fail
+    again; a person settles it). So a queueing lost with a crashed process is made good by
+    the next reconciliation that sees the mismatch.
+    """
+    if conflict.kind != Conflict.Kind.STOCK_MISMATCH or conflict.channel_id is None:
+        return
+    policy = (
+        Channel.objects.filter(pk=conflict.channel_id)
+        .values_list("conflict_policy", flat=True)
+        .first()
+    )
+    if policy in (None, ConflictPolicy.MANUAL):
+        return
+    if not changed:
+        last = conflict.events.order_by("-id").values_list("action", flat=True).first()
+        if last == ConflictEvent.Action.FAILED:
+            return
+    conflict_id = conflict.pk
+    transaction.on_commit(lambda: auto_resolve_enqueue(conflict_id), robust=True)
+
+
+def auto_resolve_enqueue(conflict_id: int) -> bool:
+    """Queue `channels_sync.conflict_auto_resolve` for a conflict; False if the queue is down.
+
+    The conflict stays open meanwhile: the next reconciliation that sees it queues it again.
+    """
+    try:
+        conflict_auto_resolve.apply_async(kwargs={"conflict_id": conflict_id})
+    except Exception:
+        logger.exception("conflict.auto_resolve_enqueue_failed", conflict_id=conflict_id)
+        return False
+    return True

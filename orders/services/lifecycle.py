@@ -28,6 +28,7 @@ from inventory.services import Origin, stock_commit, stock_release, stock_reserv
 from orders import hooks
 from orders.errors import OrderInsufficientStock
 from orders.models import Order, OrderEvent, OrderLine
+from orders.services.conflicts import oversell_conflict_open
 
 logger = structlog.get_logger(__name__)
 
@@ -240,7 +241,8 @@ def lines_stock_sync(order: Order, *, actor: Actor, allow_short: bool) -> list[O
     quantity changed), owned by it (the API and the console cannot close them), and never
     expire. A line whose quantity differs from its reservation's is held anew.
     `allow_short` (a marketplace's sale, a fact) reserves past the available stock and marks
-    the line `short` (an "oversold" alert per product and hour); otherwise every line short
+    the line `short` (an "oversold" alert per product and hour, and an `oversell` conflict
+    for the console, opened after the dirty marks); otherwise every line short
     of stock is named in one `insufficient_stock` refusal and nothing is kept. Returns the
     lines changed.
     """
@@ -254,21 +256,35 @@ def lines_stock_sync(order: Order, *, actor: Actor, allow_short: bool) -> list[O
         (line.product, line.warehouse) for line in todo if line.product_id and line.warehouse_id
     ]
     short: list[dict] = []
+    oversold: list[tuple[OrderLine, Decimal]] = []
     with stock_changes_collected():
         if pairs:
             stock_levels_lock(pairs)
         for line in todo:
             try:
-                _line_stock_sync(order, line, actor=actor, allow_short=allow_short)
+                _line_stock_sync(
+                    order, line, actor=actor, allow_short=allow_short, oversold=oversold
+                )
             except InsufficientStock as exc:
                 short.append({"line": line.line_number, **exc.details})
         if short:
             raise OrderInsufficientStock(details={"lines": short})
         OrderLine.objects.bulk_update(todo, ["status", "reservation", "revision", "updated_at"])
+    # After the dirty marks (the end of the block above): a conflict row is locked after the
+    # listings, as a conflict's resolution locks them.
+    for line, available in oversold:
+        oversell_conflict_open(order=order, line=line, available=available)
     return todo
 
 
-def _line_stock_sync(order: Order, line: OrderLine, *, actor: Actor, allow_short: bool) -> None:
+def _line_stock_sync(
+    order: Order,
+    line: OrderLine,
+    *,
+    actor: Actor,
+    allow_short: bool,
+    oversold: list[tuple[OrderLine, Decimal]],
+) -> None:
     line.updated_at = timezone.now()
     if line.product_id is None or line.warehouse_id is None:
         # Unmapped, it holds nothing; zeroed, it has nothing left to map.
@@ -319,10 +335,11 @@ def _line_stock_sync(order: Order, line: OrderLine, *, actor: Actor, allow_short
                 owner=RESERVATION_OWNER,
             )
         line.reservation = reservation
-        oversold = line.product.stock_is_enforced and reservation.level.available < 0
-        line.status = OrderLine.Status.SHORT if oversold else OrderLine.Status.RESERVED
-        if oversold and not reservation.replayed:
+        short = line.product.stock_is_enforced and reservation.level.available < 0
+        line.status = OrderLine.Status.SHORT if short else OrderLine.Status.RESERVED
+        if short and not reservation.replayed:
             _oversold(order, line, reservation, actor=actor)
+            oversold.append((line, reservation.level.available))
     if order.status in OPEN:
         return
     if reservation.status == Reservation.Status.ACTIVE:

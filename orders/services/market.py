@@ -19,6 +19,7 @@ from channels_sync.models import Channel, ChannelListing
 from inventory.models import Product
 from orders.models import Order, OrderEvent, OrderLine
 from orders.services.clean import market_order_clean
+from orders.services.conflicts import duplicate_order_conflict_open
 from orders.services.lifecycle import (
     ENDED,
     OPEN,
@@ -59,7 +60,8 @@ def order_apply_market(
     marked short: the sale happened). An order that was open takes each line's current
     quantity (a line gone from the detail: 0), unless the update cancels, returns or is a
     lower state; each change is a `quantity` event and the line is held anew. Announces
-    "order confirmed" after commit, once.
+    "order confirmed" after commit, once. A first sighting of a marketplace id another
+    channel of the vendor has already opens a `duplicate_order` conflict.
 
     The detail is cleaned first (`market_order_clean`): refuses with `unstorable_order`
     (permanent) an order id, a quantity or an amount that cannot be stored as sent.
@@ -78,6 +80,7 @@ def order_apply_market(
                 raw_status=market.raw_status,
                 source_updated_at=market.updated_at,
             )
+            duplicate_order_conflict_open(order=row)
         else:
             was_open = row.status in OPEN
             outcome = _state_apply(row, market, actor=actor)

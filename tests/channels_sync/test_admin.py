@@ -67,6 +67,7 @@ def _channel_form(warehouse, **fields) -> dict:
         "rate_limit_per_second": "",
         "rate_limit_burst": "",
         "batch_size": "",
+        "conflict_policy": "use_ours",
         **NO_RULES,
         **fields,
     }
