@@ -114,3 +114,7 @@ def wire(vendor) -> Callable[..., Channel]:
         return channel
 
     return make
+
+
+# The conflict tests' shop (a listing pushed to the Shopee sandbox); defined beside them.
+from tests.channels_sync.conflict_fixtures import make_shop  # noqa: E402, F401

@@ -15,7 +15,7 @@ from channels_sync.services.conflicts import conflict_open
 from inventory.errors import InsufficientStock
 from inventory.models import StockMovement
 from inventory.services import stock_reserve, stock_set
-from tests.channels_sync.conflict_fixtures import ORIGIN, make_shop  # noqa: F401
+from tests.channels_sync.conflict_fixtures import ORIGIN
 from tests.channels_sync.factories import ChannelFactory, ChannelListingFactory
 from tests.inventory.factories import WarehouseFactory
 
@@ -88,7 +88,8 @@ def test_conflict_use_theirs_moves_our_stock_with_a_ledger_movement(make_shop, r
     (movement,) = _conflict_movements(conflict)
     assert (movement.kind, movement.on_hand_delta, movement.source) == ("adjust", -3, "conflict")
     assert f"conflict #{conflict.pk}" in movement.reason
-    assert "ours 10" in movement.reason and "theirs 7" in movement.reason
+    assert "ours 10" in movement.reason
+    assert "theirs 7" in movement.reason
     assert movement.actor == "user:ops"
     assert (resolved.status, resolved.resolved_value) == ("resolved", 7)
     assert resolved.details["resolution"]["movements"] == [movement.pk]
@@ -281,9 +282,13 @@ def test_conflict_resolution_rolls_back_with_its_transaction(make_shop):
     shop = make_shop(10)
     conflict = shop.mismatch(7)
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        _resolve(conflict, "use_theirs")
-        raise RuntimeError("crash after the resolution, before the commit")
+    def resolve_then_crash() -> None:
+        with transaction.atomic():
+            _resolve(conflict, "use_theirs")
+            raise RuntimeError("crash after the resolution, before the commit")
+
+    with pytest.raises(RuntimeError):
+        resolve_then_crash()
 
     conflict.refresh_from_db()
     assert conflict.status == "open"
