@@ -58,7 +58,7 @@ class _LinkedFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
         value = self.value()
-        return [(value, f"{self.title} {value}")] if value and value.isdigit() else []
+        return [(value, f"{self.title} {value}")] if value else []
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Conflict]) -> QuerySet[Conflict]:
         value = self.value()

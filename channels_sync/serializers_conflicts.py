@@ -48,6 +48,12 @@ class ConflictSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="theirs - ours (null when either is unknown).",
     )
+    strategy = serializers.ChoiceField(
+        choices=ConflictStrategy.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="The strategy it was resolved with; blank while open.",
+    )
     details = serializers.DictField(read_only=True)
 
     class Meta:

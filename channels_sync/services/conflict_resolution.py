@@ -112,12 +112,13 @@ def strategy_check(conflict: Conflict, strategy: str, value: Any = None) -> Deci
     `ignore` once a stock mismatch's listing is gone; `invalid_value` (400, field `value`)
     for `set_value` without a value of 0 or more, or a value given to another strategy.
     """
-    applicable = APPLICABLE.get(conflict.kind, (S.IGNORE,))
+    strategy = str(strategy)
+    applicable = [str(name) for name in APPLICABLE.get(conflict.kind, (S.IGNORE,))]
     if strategy not in applicable:
         raise StrategyNotApplicable(
-            f"{strategy!r} does not apply to a {conflict.get_kind_display()} conflict; "
+            f"{strategy!r} does not apply to this {conflict.get_kind_display()} conflict; "
             f"use one of: {', '.join(applicable)}.",
-            details={"strategy": strategy, "applicable": list(applicable)},
+            details={"strategy": strategy, "applicable": applicable},
         )
     if conflict.kind == K.STOCK_MISMATCH and strategy != S.IGNORE and conflict.listing_id is None:
         raise StrategyNotApplicable(

@@ -129,6 +129,8 @@ def test_admin_actions_forged_posts_from_view_only_staff_do_nothing(
         "erp_mapping.ErpAgent.rotate_tokens",
         "channels_sync.Channel.push_now",
         "channels_sync.ChannelListing.retry_selected",
+        "channels_sync.Conflict.resolve_use_ours",
+        "channels_sync.Conflict.resolve_ignore",
     ]:
         assert expected in checked
 

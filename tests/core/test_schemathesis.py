@@ -26,6 +26,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from channels_sync.models import Conflict
+from channels_sync.services.conflicts import conflict_open
 from core.services import api_key_create
 from erp_mapping.models import SyncRun
 from erp_mapping.services.agents import agent_register
@@ -67,7 +69,8 @@ def admin_key(transactional_db) -> str:
 
 @pytest.fixture
 def world(transactional_db) -> dict[str, object]:
-    """A vendor with stock, a reservation, a channel, a mapping, a sync run and an order.
+    """A vendor with stock, a reservation, a channel, a mapping, a sync run, an order and a
+    conflict.
 
     Positive cases address these rows (so detail answers are checked too); negative cases
     generate their own path parameters.
@@ -79,9 +82,19 @@ def world(transactional_db) -> dict[str, object]:
     reservation = stock_reserve(
         product=product, warehouse=warehouse, quantity=Decimal("2"), origin=ORIGIN
     )
-    channel = ChannelFactory(vendor=vendor, warehouses=[warehouse])
-    ChannelListingFactory(channel=channel, product=product)
+    # Manual: the seeded conflict stays open for the resolve endpoint.
+    channel = ChannelFactory(vendor=vendor, warehouses=[warehouse], conflict_policy="manual")
+    listing = ChannelListingFactory(channel=channel, product=product)
     AllocationRuleFactory(channel=channel)
+    conflict, _ = conflict_open(
+        kind=Conflict.Kind.STOCK_MISMATCH,
+        vendor=vendor,
+        channel=channel,
+        listing=listing,
+        source=Conflict.Source.RECONCILIATION,
+        ours=10,
+        theirs=7,
+    )
     ErpCodeMappingFactory(vendor=vendor)
     run = SyncRun.objects.create(
         vendor=vendor, status=SyncRun.Status.COMPLETED, started_at=timezone.now()
@@ -92,9 +105,11 @@ def world(transactional_db) -> dict[str, object]:
         lines=[OrderLineInput(sku=product.sku, quantity=Decimal("1"))],
         actor=Actor(source="api", actor="schemathesis"),
     )
-    ids = {"/api/v1/erp/sync-runs/{id}/": run.pk} | {
-        f"/api/v1/orders/{{id}}/{tail}": order.pk for tail in ("", "cancel/", "ship/")
-    }
+    ids = (
+        {"/api/v1/erp/sync-runs/{id}/": run.pk}
+        | {f"/api/v1/orders/{{id}}/{tail}": order.pk for tail in ("", "cancel/", "ship/")}
+        | {f"/api/v1/conflicts/{{id}}/{tail}": conflict.pk for tail in ("", "resolve/")}
+    )
     return {
         "sku": product.sku,
         "code": warehouse.code,
