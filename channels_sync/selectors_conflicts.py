@@ -1,6 +1,6 @@
 """Reads of the conflict console: conflicts, one with its history, and what resolving reads."""
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from channels_sync.errors import ConflictNotFound
 from channels_sync.models import Channel, ChannelListing, Conflict, ConflictEvent
@@ -11,10 +11,8 @@ MAX_ID = 2**63
 
 def conflict_list() -> QuerySet[Conflict]:
     """Conflicts, newest first, with their channel, listing and product (one query a page)."""
-    return (
-        Conflict.objects.select_related("channel", "listing", "product")
-        .annotate(difference_value=F("theirs") - F("ours"))
-        .order_by("-detected_at", "-id")
+    return Conflict.objects.select_related("channel", "listing", "product").order_by(
+        "-detected_at", "-id"
     )
 
 
