@@ -76,3 +76,29 @@ def sweep() -> list[int]:
     if channel_ids:
         logger.info("push.sweep", due=len(channel_ids), queued=len(queued))
     return queued
+
+
+@shared_task(name="channels_sync.reconcile_channels")
+def reconcile_channels() -> list[int]:
+    """Queue a reconciliation of every active channel, one task each (beat: every
+    `CHANNEL_RECONCILE_INTERVAL_SECONDS`). Returns the channel ids queued."""
+    from channels_sync.services.reconcile import channels_to_reconcile
+
+    channel_ids = channels_to_reconcile()
+    for channel_id in channel_ids:
+        reconcile_channel.apply_async(kwargs={"channel_id": channel_id, "trigger": "schedule"})
+    logger.info("reconcile.queued", channels=len(channel_ids))
+    return channel_ids
+
+
+@shared_task(name="channels_sync.reconcile_channel")
+def reconcile_channel(channel_id: int, trigger: str = "schedule") -> dict:
+    """Read one channel's stock back and compare it with what was pushed.
+
+    Safe to run twice: one run per channel holds a lock (a second returns `busy`), and a
+    difference seen again updates its open conflict. A channel gone or inactive returns
+    quietly (the report says why).
+    """
+    from channels_sync.services.reconcile import channel_reconcile
+
+    return channel_reconcile(channel_id=channel_id, trigger=trigger).as_dict()
