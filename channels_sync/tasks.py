@@ -82,13 +82,11 @@ def sweep() -> list[int]:
 def reconcile_channels() -> list[int]:
     """Queue a reconciliation of every active channel, one task each (beat: every
     `CHANNEL_RECONCILE_INTERVAL_SECONDS`). Returns the channel ids queued."""
-    from channels_sync.services.reconcile import channels_to_reconcile
+    from channels_sync.services.reconcile import channels_to_reconcile, reconcile_enqueue
 
-    channel_ids = channels_to_reconcile()
-    for channel_id in channel_ids:
-        reconcile_channel.apply_async(kwargs={"channel_id": channel_id, "trigger": "schedule"})
-    logger.info("reconcile.queued", channels=len(channel_ids))
-    return channel_ids
+    queued = reconcile_enqueue(channel_ids=channels_to_reconcile(), trigger="schedule")
+    logger.info("reconcile.queued", channels=len(queued))
+    return queued
 
 
 @shared_task(name="channels_sync.reconcile_channel")

@@ -55,6 +55,8 @@ from channels_sync.services.tokens import (
     channel_mark_reauth,
     channel_token_refresh,
 )
+from channels_sync.tasks import reconcile_channel
+from core.errors import ServiceUnavailable
 
 logger = structlog.get_logger(__name__)
 
@@ -499,3 +501,27 @@ def channels_to_reconcile() -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def reconcile_enqueue(*, channel_ids: Sequence[int], trigger: str) -> list[int]:
+    """Queue a reconciliation of each channel (`channels_sync.reconcile_channel`).
+
+    A run already going for a channel makes the queued one return `busy`: harmless. When
+    the queue cannot take a task, raises `ServiceUnavailable` naming the channels not
+    queued (the others are). With no broker (eager mode) each run happens here and now.
+    """
+    queued, failed = [], []
+    for channel_id in channel_ids:
+        try:
+            reconcile_channel.apply_async(kwargs={"channel_id": channel_id, "trigger": trigger})
+        except Exception:
+            logger.exception("reconcile.enqueue_failed", channel_id=channel_id)
+            failed.append(channel_id)
+            continue
+        queued.append(channel_id)
+    if failed:
+        raise ServiceUnavailable(
+            "The reconciliation could not be queued; the schedule reads the channel later.",
+            details={"channel_ids": failed, "queued": queued},
+        )
+    return queued
