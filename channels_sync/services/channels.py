@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_sync.adapters import adapter_class
-from channels_sync.models import AllocationRule, Channel, ChannelListing
+from channels_sync.models import AllocationRule, Channel, ChannelListing, ConflictPolicy
 from channels_sync.services.dirty import listings_mark_dirty
 from core.errors import ConflictError, DomainError
 from inventory.models import Product, Vendor, Warehouse
@@ -194,9 +194,16 @@ def channel_update(
             "rate_limit_per_second",
             "rate_limit_burst",
             "batch_size",
+            "conflict_policy",
         }:
             raise DomainError(
                 f"{name} cannot be changed.", code="invalid_field", details={"field": name}
+            )
+        if name == "conflict_policy" and value not in ConflictPolicy.values:
+            raise DomainError(
+                f"{value!r} is not a conflict policy.",
+                code="invalid_field",
+                details={"field": name},
             )
         if name in {"base_url", "auth_base_url"} and isinstance(value, str):
             value = value.rstrip("/")

@@ -221,3 +221,41 @@ def test_adapter_fetch_stock_throttled_and_expired_are_classified(request, wire,
     with pytest.raises(AdapterError) as expired:
         adapter.fetch_stock([listing_keys(kind, 0)])
     assert (expired.value.outcome, expired.value.token_expired) == (Outcome.AUTH, True)
+
+
+def test_sandbox_control_route_edits_stock_behind_our_back(shopee, wire):
+    import requests
+
+    wire(shopee, "shopee", products=[ProductFactory()])
+    url = f"{shopee.url}/_sandbox/stock"
+
+    done = requests.post(
+        url, json={"keys": listing_keys("shopee", 0), "quantity": 7, "notify": False}, timeout=5
+    )
+    unknown = requests.post(
+        url, json={"keys": {"item_id": "1", "model_id": "2"}, "quantity": 1}, timeout=5
+    )
+    negative = requests.post(
+        url, json={"keys": listing_keys("shopee", 0), "quantity": -1}, timeout=5
+    )
+
+    assert (done.status_code, done.json()) == (200, {"quantity": 7, "delivery": None})
+    assert shopee.app.quantity(listing_keys("shopee", 0)) == 7
+    assert (unknown.status_code, negative.status_code) == (404, 400)
+    assert shopee.app.counts["external_edits"] == 1
+
+
+def test_channel_conflict_policy_is_changed_through_the_service(wire, shopee):
+    from channels_sync.models import ConflictPolicy
+    from channels_sync.services.channels import channel_update
+    from core.errors import DomainError
+
+    channel = wire(shopee, "shopee")
+
+    channel_update(channel=channel, actor="test", conflict_policy=ConflictPolicy.MANUAL)
+
+    channel.refresh_from_db()
+    assert channel.conflict_policy == ConflictPolicy.MANUAL
+    with pytest.raises(DomainError) as refused:
+        channel_update(channel=channel, actor="test", conflict_policy="coin_flip")
+    assert refused.value.code == "invalid_field"
