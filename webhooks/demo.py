@@ -250,10 +250,16 @@ def channel_reconciliation(ctx: DemoContext) -> str:
     (ours_channel, ours_app), (manual_channel, manual_app) = channels[0], channels[1]
     channel_update(channel=ours_channel, actor="demo", conflict_policy=ConflictPolicy.USE_OURS)
     channel_update(channel=manual_channel, actor="demo", conflict_policy=ConflictPolicy.MANUAL)
-    edited = {}
-    for channel, app in ((ours_channel, ours_app), (manual_channel, manual_app)):
-        # Pushes on, so that a resolution using our figure can send it.
+    # Pushes on (a resolution using our figure sends it). Switching them changes what the
+    # channels sharing a product may sell: their listings are marked, and settled here, so
+    # that every listing is clean when it is read back.
+    for channel, _app in channels:
         channel_update(channel=channel, actor="demo", push_enabled=True)
+        cache.delete(PENDING_KEY.format(channel_id=channel.pk))
+    _settle(
+        ctx, channels, {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
+    )
+    for channel, app in ((ours_channel, ours_app), (manual_channel, manual_app)):
         listing = (
             ChannelListing.objects.filter(
                 channel=channel, dirty=False, status="ok", last_pushed_quantity__isnull=False
@@ -263,7 +269,6 @@ def channel_reconciliation(ctx: DemoContext) -> str:
         )
         keys = adapter_class(channel.type).keys_from_listing(listing)
         app.stock_set_external(keys, listing.last_pushed_quantity + EDIT_DELTA, notify=False)
-        edited[channel.pk] = (listing, keys)
         ctx.say(
             f"    {channel.name:<17} listing {listing.pk}: we pushed "
             f"{listing.last_pushed_quantity}, the seller set {app.quantity(keys)} in the "
@@ -282,27 +287,41 @@ def channel_reconciliation(ctx: DemoContext) -> str:
         channel__in=[channel for channel, _ in channels],
         detected_at__gte=started,
     ).order_by("pk")
-    auto, still_open, parts = 0, 0, []
+    resolved, manual, unresolved = [], 0, 0
     apps = {channel.pk: app for channel, app in channels}
-    for conflict in conflicts:
+    for conflict in conflicts.select_related("channel", "listing"):
         app = apps[conflict.channel_id]
         shown = app.quantity(
             adapter_class(conflict.channel.type).keys_from_listing(conflict.listing)
         )
         ctx.say(
-            f"    conflict {conflict.pk} on {conflict.channel.name}: ours {conflict.ours:g}, "
-            f"theirs {conflict.theirs:g}; {conflict.status}; the sandbox shows {shown}"
+            f"    conflict {conflict.pk} on {conflict.channel.name}: ours {_whole(conflict.ours)}, "
+            f"theirs {_whole(conflict.theirs)}; {conflict.get_status_display()}; the sandbox "
+            f"shows {shown}"
         )
         if conflict.status == Conflict.Status.AUTO_RESOLVED:
-            auto += 1
-            parts.append(f"{auto} auto-resolved (pushed ours: sandbox back at {shown})")
+            resolved.append(shown)
         elif conflict.status == Conflict.Status.OPEN:
-            still_open += 1
+            if conflict.channel.conflict_policy == ConflictPolicy.MANUAL:
+                manual += 1
+            else:
+                unresolved += 1  # the channel's policy has not settled it (yet)
     for channel, _app in channels:
         channel_update(channel=channel, actor="demo", push_enabled=False)
-    if still_open:
-        parts.append(f"{still_open} open for manual review")
+    parts = []
+    if resolved:
+        back = ", ".join(str(quantity) for quantity in resolved)
+        parts.append(f"{len(resolved)} auto-resolved (pushed ours: sandbox back at {back})")
+    if manual:
+        parts.append(f"{manual} open for manual review")
+    if unresolved:
+        parts.append(f"{unresolved} open under an automatic policy")
     return f"{conflicts.count()} conflicts: " + ", ".join(parts or ["none"])
+
+
+def _whole(value) -> str:
+    """A quantity without trailing zeros (28, 2.5)."""
+    return "" if value is None else format(value.normalize(), "f")
 
 
 def _policy(channel) -> str:
