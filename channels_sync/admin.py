@@ -28,6 +28,7 @@ from channels_sync.services.channels import (
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listing_push_retry, listing_set_excluded
 from channels_sync.services.push import channel_push
+from channels_sync.services.reconcile import reconcile_enqueue
 from channels_sync.services.signature_failures import channel_signature_failures_flush
 from core.admin import KeptRecordAdmin, actor_of
 from core.cache import CACHE_ERRORS
@@ -180,7 +181,7 @@ class ChannelAdmin(admin.ModelAdmin):
     list_select_related = ["vendor"]
     filter_horizontal = ["warehouses"]
     inlines = [AllocationRuleInline]
-    actions = ["push_now", "dry_run_now"]
+    actions = ["push_now", "dry_run_now", "reconcile_now"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
         return (
@@ -327,6 +328,21 @@ class ChannelAdmin(admin.ModelAdmin):
                 f"{report.unchanged} unchanged{stopped}.",
                 messages.WARNING if report.stopped else messages.SUCCESS,
             )
+
+    @admin.action(description="Reconcile stock now (read it back, compare)", permissions=["change"])
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        ids = sorted(queryset.values_list("pk", flat=True))
+        try:
+            queued = reconcile_enqueue(channel_ids=ids, trigger="admin")
+        except ServiceUnavailable as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Stock reconciliation queued for {len(queued)} channel(s); differences open "
+            "conflicts.",
+            messages.SUCCESS,
+        )
 
 
 # --- Listings ---------------------------------------------------------------------------------

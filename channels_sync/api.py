@@ -2,7 +2,8 @@
 
 Views validate input with serializers and change state only through the channel services.
 Reads need the `read` scope; creating and changing a channel and pushing need `admin`;
-listing batches and rules need `write`. Credentials are accepted and never returned.
+listing batches, rules and a reconciliation need `write`. Credentials are accepted and never
+returned.
 """
 
 from django.db.models import Count, Q, QuerySet
@@ -30,6 +31,7 @@ from channels_sync.serializers import (
     PushQuerySerializer,
     PushQueuedSerializer,
     PushReportSerializer,
+    ReconcileQueuedSerializer,
     listing_batch_data,
     listing_rows,
 )
@@ -37,6 +39,7 @@ from channels_sync.services.channels import channel_create, channel_update, rule
 from channels_sync.services.dirty import push_enqueue
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import channel_push
+from channels_sync.services.reconcile import reconcile_enqueue
 from channels_sync.services.signature_failures import channel_signature_failures_flush
 from core.errors import NotFoundError
 from core.field_errors import service_errors
@@ -408,6 +411,33 @@ class ChannelPushView(APIView):
             report = channel_push(channel_id=channel.pk, dry_run=True)
             return Response(PushReportSerializer(report.as_dict()).data)
         queued = push_enqueue([channel.pk])
+        return Response(
+            {"channel_id": channel.pk, "queued": channel.pk in queued},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class ChannelReconcileView(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(
+        summary="Reconcile a channel's stock now (queued; scope write)",
+        description=(
+            "Queues a read-back of every listing's stock on the marketplace, compared with "
+            "what was last pushed; a confirmed difference opens (or updates) a "
+            "`stock_mismatch` conflict. Answers 202. A run already going for the channel "
+            "makes this one end at once (nothing is read twice at the same time). 503 "
+            "`service_unavailable` (with `Retry-After`) when the queue is down."
+        ),
+        request=None,
+        responses={
+            202: ReconcileQueuedSerializer,
+            **error_responses({**_NOT_FOUND, 503: ["service_unavailable"]}),
+        },
+    )
+    def post(self, request: Request, channel_id: int) -> Response:
+        channel = _channel(channel_id)
+        queued = reconcile_enqueue(channel_ids=[channel.pk], trigger="api")
         return Response(
             {"channel_id": channel.pk, "queued": channel.pk in queued},
             status=status.HTTP_202_ACCEPTED,

@@ -440,3 +440,8 @@ class PushReportSerializer(serializers.Serializer):
         "throttled, failing, token_refresh_failed; empty when it ran to the end.",
     )
     errors = serializers.ListField(child=serializers.CharField())
+
+
+class ReconcileQueuedSerializer(serializers.Serializer):
+    channel_id = serializers.IntegerField()
+    queued = serializers.BooleanField(help_text="The run is queued (or, without a broker, done).")

@@ -96,3 +96,27 @@ def conflict_auto_resolve(self, conflict_id: int) -> str:
         return resolve(conflict_id=conflict_id)
     except Exception as exc:
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+
+
+@shared_task(name="channels_sync.reconcile_channels")
+def reconcile_channels() -> list[int]:
+    """Queue a reconciliation of every active channel, one task each (beat: every
+    `CHANNEL_RECONCILE_INTERVAL_SECONDS`). Returns the channel ids queued."""
+    from channels_sync.services.reconcile import channels_to_reconcile, reconcile_enqueue
+
+    queued = reconcile_enqueue(channel_ids=channels_to_reconcile(), trigger="schedule")
+    logger.info("reconcile.queued", channels=len(queued))
+    return queued
+
+
+@shared_task(name="channels_sync.reconcile_channel")
+def reconcile_channel(channel_id: int, trigger: str = "schedule") -> dict:
+    """Read one channel's stock back and compare it with what was pushed.
+
+    Safe to run twice: one run per channel holds a lock (a second returns `busy`), and a
+    difference seen again updates its open conflict. A channel gone or inactive returns
+    quietly (the report says why).
+    """
+    from channels_sync.services.reconcile import channel_reconcile
+
+    return channel_reconcile(channel_id=channel_id, trigger=trigger).as_dict()

@@ -16,4 +16,9 @@ urlpatterns = [
         "<int:channel_id>/attempts/", api.PushAttemptListView.as_view(), name="channel-attempt-list"
     ),
     path("<int:channel_id>/push/", api.ChannelPushView.as_view(), name="channel-push"),
+    path(
+        "<int:channel_id>/reconcile/",
+        api.ChannelReconcileView.as_view(),
+        name="channel-reconcile",
+    ),
 ]

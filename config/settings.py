@@ -261,6 +261,9 @@ CELERY_TASK_ROUTES = {
     "erp_mapping.erp_sync_send": {"queue": "orders"},
     "erp_mapping.erp_sync_sweep": {"queue": "orders"},
     "erp_mapping.*": {"queue": "erp"},
+    # A reconciliation reads a whole channel back: never in front of the pushes.
+    "channels_sync.reconcile_channels": {"queue": "default"},
+    "channels_sync.reconcile_channel": {"queue": "default"},
     "channels_sync.*": {"queue": "push"},
     # Polls (long: list and fetch a channel's orders) wait on the orders queue, never in
     # front of the notifications the webhooks queue processes.
@@ -535,6 +538,9 @@ ERP_RECONCILE_LEAF_ROWS = env.int("ERP_RECONCILE_LEAF_ROWS", default=64)
 # Channel side: every channel's listings are read back this often, this many per call.
 CHANNEL_RECONCILE_INTERVAL_SECONDS = env.int("CHANNEL_RECONCILE_INTERVAL_SECONDS", default=4 * 3600)
 CHANNEL_RECONCILE_BATCH = env.int("CHANNEL_RECONCILE_BATCH", default=50)
+# A listing whose stock differs from ours is read again this many seconds after the first
+# read before a conflict opens: a sale not yet applied here has time to arrive meanwhile.
+CHANNEL_RECONCILE_SETTLE_SECONDS = env.float("CHANNEL_RECONCILE_SETTLE_SECONDS", default=30.0)
 # Outside the tests and the demo, channels talk to the real marketplaces; these are the
 # defaults offered when a channel names no base URL.
 CHANNEL_DEFAULT_BASE_URLS = {

@@ -1,4 +1,5 @@
-"""Demo step of sales coming back in: marketplace orders over webhooks, and polling.
+"""Demo steps of sales coming back in (marketplace orders over webhooks, and polling) and
+of the marketplaces' stock read back (channel reconciliation and its conflicts).
 
 The app itself is served over HTTP on a local port, and each channel's webhook URL points
 there. The four marketplace sandboxes place about 200 orders and notify them, signed as each
@@ -21,14 +22,16 @@ from django.db import connections
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from channels_sync.adapters import adapter_class
 from channels_sync.demo import _hold_push, _match, _settle
-from channels_sync.models import ChannelListing
+from channels_sync.models import Channel, ChannelListing, Conflict, ConflictPolicy
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.channels import channel_update
 from channels_sync.services.dirty import PENDING_KEY
 from channels_sync.services.listings import listings_upsert
 from channels_sync.services.push import PushReport
+from channels_sync.services.reconcile import channel_reconcile
 from core.demo import DemoContext, demo_step
 from core.sandbox import SandboxServer
 from inventory.models import Product
@@ -229,3 +232,97 @@ def _channel_line(channel, app, poll_outcome: str, *, since) -> str:
         f"{delivered - stored:>2}; found by polling {by_poll} (poll {poll_outcome}); "
         f"{_match(channel, app)}"
     )
+
+
+# The stock each edited listing is set to behind our back (its pushed figure plus this).
+EDIT_DELTA = 3
+
+
+@demo_step(198, "Channel reconciliation and conflicts")
+def channel_reconciliation(ctx: DemoContext) -> str:
+    """Edit stock in two marketplace sandboxes behind our back, read every channel back.
+
+    The first channel keeps the `use_ours` policy (its conflict is resolved by pushing our
+    figure again), the second is set to `manual` (its conflict waits for a person). Every
+    channel is reconciled; the conflicts are printed as they stand after the run.
+    """
+    channels = ctx.facts["channels"]
+    (ours_channel, ours_app), (manual_channel, manual_app) = channels[0], channels[1]
+    channel_update(channel=ours_channel, actor="demo", conflict_policy=ConflictPolicy.USE_OURS)
+    channel_update(channel=manual_channel, actor="demo", conflict_policy=ConflictPolicy.MANUAL)
+    # Pushes on (a resolution using our figure sends it). Switching them changes what the
+    # channels sharing a product may sell: their listings are marked, and settled here, so
+    # that every listing is clean when it is read back.
+    for channel, _app in channels:
+        channel_update(channel=channel, actor="demo", push_enabled=True)
+        cache.delete(PENDING_KEY.format(channel_id=channel.pk))
+    _settle(
+        ctx, channels, {channel.pk: PushReport(channel_id=channel.pk) for channel, _ in channels}
+    )
+    for channel, app in ((ours_channel, ours_app), (manual_channel, manual_app)):
+        listing = (
+            ChannelListing.objects.filter(
+                channel=channel, dirty=False, status="ok", last_pushed_quantity__isnull=False
+            )
+            .order_by("pk")
+            .first()
+        )
+        keys = adapter_class(channel.type).keys_from_listing(listing)
+        app.stock_set_external(keys, listing.last_pushed_quantity + EDIT_DELTA, notify=False)
+        ctx.say(
+            f"    {channel.name:<17} listing {listing.pk}: we pushed "
+            f"{listing.last_pushed_quantity}, the seller set {app.quantity(keys)} in the "
+            f"marketplace's console"
+        )
+    started = timezone.now()
+    for channel, _app in channels:
+        # The orders step has settled: no sale is in flight, so no confirming wait is needed.
+        report = channel_reconcile(channel_id=channel.pk, trigger="demo", settle_seconds=0)
+        ctx.say(
+            f"    {channel.name:<17} read {report.read:>3}, matching {report.matching:>3}, "
+            f"conflicts opened {report.conflicts_opened} (policy {_policy(channel)})"
+        )
+    conflicts = Conflict.objects.filter(
+        kind=Conflict.Kind.STOCK_MISMATCH,
+        channel__in=[channel for channel, _ in channels],
+        detected_at__gte=started,
+    ).order_by("pk")
+    resolved, manual, unresolved = [], 0, 0
+    apps = {channel.pk: app for channel, app in channels}
+    for conflict in conflicts.select_related("channel", "listing"):
+        app = apps[conflict.channel_id]
+        shown = app.quantity(
+            adapter_class(conflict.channel.type).keys_from_listing(conflict.listing)
+        )
+        ctx.say(
+            f"    conflict {conflict.pk} on {conflict.channel.name}: ours {_whole(conflict.ours)}, "
+            f"theirs {_whole(conflict.theirs)}; {conflict.get_status_display()}; the sandbox "
+            f"shows {shown}"
+        )
+        if conflict.status == Conflict.Status.AUTO_RESOLVED:
+            resolved.append(shown)
+        elif conflict.status == Conflict.Status.OPEN:
+            if conflict.channel.conflict_policy == ConflictPolicy.MANUAL:
+                manual += 1
+            else:
+                unresolved += 1  # the channel's policy has not settled it (yet)
+    for channel, _app in channels:
+        channel_update(channel=channel, actor="demo", push_enabled=False)
+    parts = []
+    if resolved:
+        back = ", ".join(str(quantity) for quantity in resolved)
+        parts.append(f"{len(resolved)} auto-resolved (pushed ours: sandbox back at {back})")
+    if manual:
+        parts.append(f"{manual} open for manual review")
+    if unresolved:
+        parts.append(f"{unresolved} open under an automatic policy")
+    return f"{conflicts.count()} conflicts: " + ", ".join(parts or ["none"])
+
+
+def _whole(value) -> str:
+    """A quantity without trailing zeros (28, 2.5)."""
+    return "" if value is None else format(value.normalize(), "f")
+
+
+def _policy(channel) -> str:
+    return Channel.objects.get(pk=channel.pk).get_conflict_policy_display()

@@ -12,6 +12,7 @@ from channels_sync.adapters.base import (
     OrderRef,
     OrderStatus,
     Outcome,
+    StockReport,
     StockUpdate,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "OrderRef",
     "OrderStatus",
     "Outcome",
+    "StockReport",
     "StockUpdate",
     "adapter_class",
     "adapter_classes",

@@ -146,14 +146,26 @@ class OrderStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class StockReport:
+    """One listing's stock as a webhook reports it: its keys (as `key_columns` name them)
+    and the quantity, or None when the notification only names the listing (the stock is
+    then read back through `fetch_stock`)."""
+
+    keys: dict[str, str]
+    quantity: int | None = None
+
+
+@dataclass(frozen=True)
 class ChannelEvent:
     """A verified webhook, parsed: what it is about and the key that makes it unique.
 
     `event_key` is unique per channel: the marketplace's notification id where it sends one
     (TikTok's `tts_notification_id`), else a digest of (order id, status, update time).
-    `topic` is `order` for an order's status change (then `order_id` is set), `other` for
-    notifications the product does not act on (stored and marked ignored), `unreadable` for
-    a body that is not the marketplace's JSON (its key is a digest of the body).
+    `topic` is `order` for an order's status change (then `order_id` is set), `stock` for a
+    report of listings' stock (then `stock` names them; `updated_at` is when the marketplace
+    saw that stock), `other` for notifications the product does not act on (stored and
+    marked ignored), `unreadable` for a body that is not the marketplace's JSON (its key is
+    a digest of the body).
     """
 
     topic: str
@@ -161,6 +173,7 @@ class ChannelEvent:
     order_id: str = ""
     status: str = ""  # the marketplace's raw status, as notified
     updated_at: datetime | None = None
+    stock: tuple[StockReport, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,7 @@ class Adapter(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("orders_updated", "orders_fetch"):
+        for name in ("orders_updated", "orders_fetch", "fetch_stock"):
             method = cls.__dict__.get(name)
             if callable(method) and not getattr(method, "__isabstractmethod__", False):
                 setattr(cls, name, _answers_guarded(method))
@@ -374,9 +387,20 @@ class Adapter(ABC):
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
         """Read the quantities of the given listings back from the marketplace.
 
-        Raises `AdapterError` when the call fails; listings the marketplace does not know
-        are left out of the answer.
+        Raises `AdapterError` when the call fails (classified like a stock call's outcome:
+        `throttled` with `retry_after`, `auth` with `token_expired`); listings the
+        marketplace does not know are left out of the answer. Makes as many calls as the
+        keys need: `read_batches` groups keys into one call each.
         """
+
+    def read_batches(self, keys: Sequence[dict[str, str]], size: int) -> list[list[dict[str, str]]]:
+        """Split listing keys into groups that `fetch_stock` reads in one call each (at most
+        `size` keys a group, and never more than the marketplace's read call takes)."""
+        size = max(1, min(size, self.max_read_batch_size))
+        return [list(keys[i : i + size]) for i in range(0, len(keys), size)]
+
+    # The most listings one read call takes.
+    max_read_batch_size: ClassVar[int] = 50
 
     # --- webhooks -------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from channels_sync.adapters.base import (
     Outcome,
     StockUpdate,
     answer_digest,
+    answer_int,
     answer_json,
     answer_list,
     answer_money,
@@ -626,6 +627,18 @@ class LazadaAdapter(Adapter):
             )
         return items if matched else None
 
+    def read_batches(self, keys: Sequence[dict[str, str]], size: int) -> list[list[dict[str, str]]]:
+        """One group per item (GetProductItem reads one item), at most `size` keys each."""
+        size = max(1, size)
+        by_item: dict[str, list[dict[str, str]]] = {}
+        for key in keys:
+            by_item.setdefault(str(key.get("item_id", "")), []).append(key)
+        return [
+            group[start : start + size]
+            for group in by_item.values()
+            for start in range(0, len(group), size)
+        ]
+
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
         """Read SKU quantities back with GetProductItem, one call per item.
 
@@ -651,8 +664,9 @@ class LazadaAdapter(Adapter):
                 sku = by_id.get(str(key.get("sku_id", "")))
                 if sku is None and key.get("seller_sku"):
                     sku = by_seller.get(str(key["seller_sku"]))
-                if sku is not None:
-                    observed.append(ObservedStock(keys=dict(key), quantity=_sellable(sku)))
+                quantity = _sellable(sku) if sku is not None else None
+                if quantity is not None:
+                    observed.append(ObservedStock(keys=dict(key), quantity=quantity))
         return observed
 
     def _item_skus(self, item_id: str) -> list | None:
@@ -671,10 +685,18 @@ class LazadaAdapter(Adapter):
         if code in NOT_FOUND_CODES:
             return None
         text = f"GetProductItem {item_id}: {self.excerpt(response.content)}"
+        message = str(body.get("message", "")) if body else ""
+        if code in THROTTLE_CODES or response.status_code == 429:
+            header = self.retry_after_seconds(response.headers.get("Retry-After"))
+            raise AdapterError(
+                text,
+                outcome=Outcome.THROTTLED,
+                retry_after=header if header is not None else _throttle_wait(message),
+            )
         if response.status_code >= 500 or not code:
             raise AdapterError(text, outcome=Outcome.RETRYABLE)
-        outcome, _ = classify_code(code, str(body.get("message", "")))
-        raise AdapterError(text, outcome=outcome)
+        outcome, expired = classify_code(code, message)
+        raise AdapterError(text, outcome=outcome, token_expired=expired)
 
     # --- tokens -----------------------------------------------------------------------------
 
@@ -890,18 +912,20 @@ class LazadaAdapter(Adapter):
         raise AdapterError(text, outcome=outcome, token_expired=expired)
 
 
-def _sellable(sku: dict) -> int:
-    """A SKU's sellable quantity from a GetProductItem answer (see `fetch_stock`)."""
+def _sellable(sku: dict) -> int | None:
+    """A SKU's sellable quantity from a GetProductItem answer (see `fetch_stock`); None when
+    a figure is not a whole number (no observation rather than a made-up zero)."""
     warehouses = sku.get("multiWarehouseInventories")
     if isinstance(warehouses, list) and warehouses:
-        total = 0
-        for warehouse in warehouses:
-            if isinstance(warehouse, dict):
-                total += _int(warehouse.get("sellableQuantity", warehouse.get("quantity")))
-        return total
+        figures = [
+            answer_int(warehouse.get("sellableQuantity", warehouse.get("quantity")))
+            for warehouse in warehouses
+            if isinstance(warehouse, dict)
+        ]
+        return None if not figures or None in figures else sum(figures)
     if sku.get("Available") is not None:
-        return _int(sku["Available"])
-    return _int(sku.get("quantity"))
+        return answer_int(sku["Available"])
+    return answer_int(sku.get("quantity"))
 
 
 def _int(value: Any) -> int:

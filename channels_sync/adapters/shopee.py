@@ -32,6 +32,7 @@ from channels_sync.adapters.base import (
     OrderRef,
     OrderStatus,
     Outcome,
+    StockReport,
     StockUpdate,
     answer_digest,
     answer_int,
@@ -87,6 +88,12 @@ NOT_FOUND_ERRORS = frozenset({"error_item_not_found"})
 # Push (webhook) codes, from the Push Mechanism guide (open.shopee.com, "Push Mechanism" >
 # push list): 3 is "order_status_push" (data: ordersn, status, update_time, ...).
 PUSH_ORDER_STATUS = 3
+# 8 is "reserved_stock_change_push": a model's reserved stock changed (an order placed or
+# cancelled, a promotion). Its `data` names `item_id` and the model (`variation_id`; some
+# hosts `model_id`) with `action` and `changed_values` [{name, old, new}] of the reserved
+# stock, not the seller stock `update_stock` sets (field names from community handlers: the
+# guide lists the code, not the body), so the stock is read back (`fetch_stock`).
+PUSH_RESERVED_STOCK_CHANGE = 8
 # An `ordersn` is 14 characters ("220815ABCDEFGH"); anything much longer is not one.
 MAX_IDENTIFIER = 64
 
@@ -361,6 +368,28 @@ class ShopeeAdapter(Adapter):
             outcome, response, error=text, latency_ms=latency_ms, token_expired=expired
         )
 
+    max_read_batch_size = ITEMS_PER_READ
+
+    def read_batches(self, keys: Sequence[dict[str, str]], size: int) -> list[list[dict[str, str]]]:
+        """One group per item with models (`get_model_list` reads one item), and groups of
+        at most 50 items without models (`get_item_base_info`); at most `size` keys each."""
+        size = max(1, min(size, ITEMS_PER_READ))
+        with_models: dict[str, list[dict[str, str]]] = {}
+        plain: list[dict[str, str]] = []
+        for key in keys:
+            model = str(key.get("model_id") or "0").strip()
+            if model in ("", "0"):
+                plain.append(key)
+            else:
+                with_models.setdefault(str(key.get("item_id", "")).strip(), []).append(key)
+        groups = [
+            models[start : start + size]
+            for models in with_models.values()
+            for start in range(0, len(models), size)
+        ]
+        groups.extend(plain[start : start + size] for start in range(0, len(plain), size))
+        return groups
+
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
         """Read quantities back: `get_model_list` per item with models, `get_item_base_info`
         (50 ids a call) for items without.
@@ -429,11 +458,16 @@ class ShopeeAdapter(Adapter):
         if payload is not None and not error and 200 <= response.status_code < 300:
             return payload
         message = str(payload.get("message") or "") if payload is not None else ""
-        outcome, _expired = classify(response.status_code, error, message)
+        outcome, expired = classify(response.status_code, error.rsplit(".", 1)[-1], message)
+        retry_after = None
+        if outcome == Outcome.THROTTLED:
+            retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
         detail = f"{error}: {message}" if error else response.text
         raise AdapterError(
             self.excerpt(f"Shopee {path} answered {response.status_code} {detail}"),
             outcome=outcome,
+            token_expired=expired,
+            retry_after=retry_after,
         )
 
     # --- tokens ---------------------------------------------------------------------------------
@@ -524,7 +558,9 @@ class ShopeeAdapter(Adapter):
         """Parse a verified push: `{"data": {...}, "shop_id", "code", "timestamp"}`.
 
         Code 3 (order status) becomes topic `order` with the order's `ordersn`, raw `status`
-        and `update_time`; other codes are `other`; a body that is not such an object (or a
+        and `update_time`; code 8 (reserved stock change) topic `stock` naming the item and
+        model, without a quantity (the push carries reserved stock, not seller stock: the
+        stock is read back); other codes are `other`; a body that is not such an object (or a
         code 3 push without `ordersn`/`status`) is `unreadable`, keyed by a digest of the
         body. Shopee sends no event id, so the key is a sha256 of (shop_id, code, ordersn,
         status, update_time): a redelivery of the same change gets the same key, whatever
@@ -545,6 +581,21 @@ class ShopeeAdapter(Adapter):
         order_sn = _identifier(data.get("ordersn") or data.get("order_sn"))
         status = _identifier(data.get("status"))
         update_time = answer_int(data.get("update_time"))
+        own_shop = answer_text(self.credentials.get("shop_id"))
+        if code == PUSH_RESERVED_STOCK_CHANGE:
+            key = answer_digest(
+                shop_id, code, _canonical(data), answer_text(message.get("timestamp"))
+            )
+            item_id = answer_text(data.get("item_id"))
+            model_id = answer_text(data.get("variation_id", data.get("model_id"))) or "0"
+            if not item_id or (message.get("shop_id") is not None and shop_id != own_shop):
+                return ChannelEvent(topic="other", event_key=key)
+            return ChannelEvent(
+                topic="stock",
+                event_key=key,
+                updated_at=_moment(answer_int(message.get("timestamp"))),
+                stock=(StockReport(keys={"item_id": item_id, "model_id": model_id}),),
+            )
         if code != PUSH_ORDER_STATUS:
             # Other pushes (tracking number, shop authorisation, reserved stock...) need not
             # carry an order or an update time: their whole `data` and `timestamp` tell one
@@ -556,7 +607,6 @@ class ShopeeAdapter(Adapter):
         if not order_sn or not status:
             return unreadable(body)
         key = answer_digest(shop_id, code, order_sn, status, update_time)
-        own_shop = answer_text(self.credentials.get("shop_id"))
         if message.get("shop_id") is not None and own_shop and shop_id != own_shop:
             return ChannelEvent(topic="other", event_key=key)
         updated_at = _moment(update_time)
@@ -743,10 +793,12 @@ def _quantity(row: dict, location: str | None) -> int | None:
             entries = [e for e in entries if str(e.get("location_id", "")) == str(location)]
             if not entries:
                 return None
-        return sum(int(entry.get("stock") or 0) for entry in entries)
+        stocks = [answer_int(entry.get("stock") or 0) for entry in entries]
+        # A figure that is not a whole number says nothing: no observation, not a zero.
+        return None if None in stocks else sum(stocks)
     summary = info.get("summary_info")
     if isinstance(summary, dict) and summary.get("total_available_stock") is not None:
-        return int(summary["total_available_stock"])
+        return answer_int(summary["total_available_stock"])
     return None
 
 

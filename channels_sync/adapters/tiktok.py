@@ -62,6 +62,7 @@ from channels_sync.adapters.base import (
     OrderRef,
     OrderStatus,
     Outcome,
+    StockReport,
     StockUpdate,
     answer_digest,
     answer_int,
@@ -91,6 +92,11 @@ ORDER_SEARCH_PAGES_MAX = 1000
 # Webhook types about an order (Partner Center, Webhooks > Order).
 WEBHOOK_ORDER_STATUS_CHANGE = 1
 WEBHOOK_CANCELLATION_STATUS_CHANGE = 11
+# Partner Center, Webhooks > Product > "Inventory status change" (type 27): a SKU's stock
+# fell to LOW_STOCK / OUT_OF_STOCK, or is predicted to; `data` names `product_id`, `sku_id`,
+# `inventory_distribution.available_quantity` (what can be ordered, all warehouses) and
+# `update_time`.
+WEBHOOK_INVENTORY_STATUS_CHANGE = 27
 
 # TikTok Shop order statuses (Order API "Get Order Detail": `status`; the order status change
 # webhook spells the cancelled state `CANCEL`) and the type-11 cancellation statuses.
@@ -334,6 +340,8 @@ class TikTokAdapter(Adapter):
             return Outcome.RETRYABLE
         return Outcome.PERMANENT
 
+    max_read_batch_size = SEARCH_MAX_SKU_IDS
+
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
         """Read quantities back through the inventory search, by SKU id (600 per call).
 
@@ -353,15 +361,23 @@ class TikTokAdapter(Adapter):
             code = _code(body)
             outcome = self._whole_call_outcome(response.status_code, body, code)
             if outcome is not None:
+                retry_after = None
+                if outcome == Outcome.THROTTLED:
+                    retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
                 raise AdapterError(
                     f"inventory search: HTTP {response.status_code} "
                     f"{self.excerpt(response.content)}",
                     outcome=outcome,
+                    token_expired=code in TOKEN_EXPIRED_CODES,
+                    retry_after=retry_after,
                 )
             data = body.get("data") if isinstance(body.get("data"), dict) else {}
-            for product in data.get("inventory") or []:
-                for sku in product.get("skus") or []:
-                    found[str(sku.get("id"))] = (str(product.get("product_id", "")), sku)
+            for product in answer_list(data.get("inventory")):
+                if not isinstance(product, dict):
+                    continue
+                for sku in answer_list(product.get("skus")):
+                    if isinstance(sku, dict):
+                        found[str(sku.get("id"))] = (str(product.get("product_id", "")), sku)
         observed = []
         for listing in keys:
             hit = found.get(str(listing.get("sku_id", "")))
@@ -440,7 +456,9 @@ class TikTokAdapter(Adapter):
         without one is keyed by a digest of (order id, status, update time), one whose id is
         not fit to store (`answer_text`) by a digest of the body. Types 1 (order status
         change) and 11 (cancellation status change) are `order` events (`unreadable` when
-        their order id is not fit to store); other types are `other`; a body that is not a
+        their order id is not fit to store); type 27 (inventory status change) is a `stock`
+        event with the SKU's available quantity (`other` without both ids); other types are
+        `other`; a body that is not a
         JSON envelope is `unreadable`, keyed by its digest.
         """
         try:
@@ -479,9 +497,31 @@ class TikTokAdapter(Adapter):
                 status=status,
                 updated_at=updated_at,
             )
-        return ChannelEvent(
-            topic="other", event_key=notification_id or hashlib.sha256(body).hexdigest()
-        )
+        key = notification_id or hashlib.sha256(body).hexdigest()
+        if kind == WEBHOOK_INVENTORY_STATUS_CHANGE:
+            product_id = answer_text(data.get("product_id"))
+            sku_id = answer_text(data.get("sku_id"))
+            if product_id and sku_id:
+                distribution = data.get("inventory_distribution")
+                available = (
+                    _int_or_none(distribution.get("available_quantity"))
+                    if isinstance(distribution, dict)
+                    else None
+                )
+                return ChannelEvent(
+                    topic="stock",
+                    event_key=key,
+                    updated_at=_epoch(data.get("update_time")) or _epoch(envelope.get("timestamp")),
+                    stock=(
+                        StockReport(
+                            keys={"product_id": product_id, "sku_id": sku_id},
+                            quantity=available
+                            if available is not None and available >= 0
+                            else None,
+                        ),
+                    ),
+                )
+        return ChannelEvent(topic="other", event_key=key)
 
     # --- orders -----------------------------------------------------------------------------
 

@@ -23,6 +23,11 @@ order, sign badly). Each marketplace serves its own order list and detail calls 
 control API takes `POST /_sandbox/orders` (create), `POST /_sandbox/orders/<id>` (new
 status), `POST /_sandbox/notifications/release` (deliver what was held back) and
 `GET /_sandbox/orders`.
+Stock changed on the marketplace's side: `stock_set_external(keys, quantity, notify=True)`
+(control route `POST /_sandbox/stock`) sets a listing's quantity as a seller editing it in
+the marketplace's console would, and sends the marketplace's signed stock webhook where it
+has one (`stock_notification`). Stock reads pass `gate(read=True)`: the same throttle,
+error and latency faults as stock calls.
 `expire_tokens()` makes every issued access token expired (refresh still works);
 `revoke()` makes every token and refresh token invalid (only a new authorisation helps).
 """
@@ -121,9 +126,10 @@ class MarketplaceSandbox(SandboxApp):
         self.stock_call_times: list[float] = []  # accepted stock calls (monotonic)
         self.call_times: list[float] = []  # every stock call that reached the gate
         self._window: deque[float] = deque()
+        self._read_window: deque[float] = deque()
         self.counts = {"stock_calls": 0, "throttled": 0, "errors": 0, "timeouts": 0}
         self.counts |= {"auth_refused": 0, "bad_signature": 0, "items_rejected": 0}
-        self.counts |= {"refreshes": 0}
+        self.counts |= {"refreshes": 0, "reads": 0, "read_throttled": 0, "external_edits": 0}
         self.orders: dict[str, SandboxOrder] = {}
         self.held: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.deliveries: list[Delivery] = []
@@ -142,6 +148,7 @@ class MarketplaceSandbox(SandboxApp):
             self.stock_call_times.clear()
             self.call_times.clear()
             self._window.clear()
+            self._read_window.clear()
             self.counts = dict.fromkeys(self.counts, 0)
             self.orders.clear()
             self.held.clear()
@@ -232,13 +239,17 @@ class MarketplaceSandbox(SandboxApp):
 
     # --- faults ---------------------------------------------------------------------------------
 
-    def gate(self) -> str | None:
-        """Decide the fate of a stock call before it is applied.
+    def gate(self, *, read: bool = False) -> str | None:
+        """Decide the fate of a stock call (or, `read`, a stock read) before it is answered.
 
         Returns None (go on), 'throttle' or 'error'; sleeps for latency and timeouts. An
-        accepted call's time is recorded (for the rate the sandbox saw).
+        accepted call's time is recorded (for the rate the sandbox saw). Reads have a
+        throttle window of their own (marketplaces count quotas per API) and are counted
+        apart (`reads`, `read_throttled`), so push figures stay the pushes'.
         """
         options = self.options
+        if read:
+            return self._read_gate()
         with self._lock:
             self.call_times.append(time.monotonic())
         if options["latency"]:
@@ -267,6 +278,56 @@ class MarketplaceSandbox(SandboxApp):
             self.stock_call_times.append(now)
         return None
 
+    def _read_gate(self) -> str | None:
+        options = self.options
+        if options["latency"]:
+            time.sleep(float(options["latency"]))
+        now = time.monotonic()
+        with self._lock:
+            limit = options["throttle_per_second"]
+            if limit is not None:
+                while self._read_window and now - self._read_window[0] >= 1.0:
+                    self._read_window.popleft()
+                if len(self._read_window) >= float(limit):
+                    self.counts["read_throttled"] += 1
+                    return "throttle"
+                self._read_window.append(now)
+            if self.rng.random() < float(options["error_ratio"]):
+                self.counts["errors"] += 1
+                return "error"
+            self.counts["reads"] += 1
+        return None
+
+    # --- stock changed on the marketplace's side --------------------------------------------
+
+    def stock_set_external(
+        self, keys: dict[str, Any], quantity: int, *, notify: bool = True
+    ) -> Delivery | None:
+        """Change a listing's stock as the seller would in the marketplace's own console
+        (behind our back), and, with `notify`, send the marketplace's signed stock webhook
+        to the `webhook_url` option (where the marketplace has one: `stock_notification`).
+        Returns the delivery (None: not notified). `KeyError` for an unknown listing."""
+        key = self.key_of(keys)
+        with self._lock:
+            if key not in self.stock:
+                raise KeyError(f"unknown listing {dict(keys)}")
+            self.stock[key] = int(quantity)
+            self.counts["external_edits"] += 1
+        if not notify:
+            return None
+        message = self.stock_notification(dict(zip(self.key_names, key, strict=True)), quantity)
+        if message is None:
+            return None
+        body, headers = message
+        return self._deliver("", f"stock {quantity}", body, headers)
+
+    def stock_notification(
+        self, keys: dict[str, str], quantity: int
+    ) -> tuple[bytes, dict[str, str]] | None:
+        """The raw body and signed headers of the marketplace's stock webhook for a listing
+        (None: the marketplace sends none). Subclasses that have one override this."""
+        return None
+
     def max_calls_in_window(self, window: float = 1.0, *, accepted_only: bool = False) -> int:
         """The most stock calls (or only accepted ones) seen in any `window` seconds."""
         times = sorted(self.stock_call_times if accepted_only else self.call_times)
@@ -290,6 +351,8 @@ class MarketplaceSandbox(SandboxApp):
                     for key, quantity in self.stock.items()
                 ]
             return SandboxResponse.json(200, rows)
+        if action == "stock" and request.method == "POST":
+            return self._stock_control(request)
         if action == "expire-tokens" and request.method == "POST":
             self.expire_tokens()
             return SandboxResponse.json(200, {"expired": True})
@@ -304,6 +367,31 @@ class MarketplaceSandbox(SandboxApp):
         if action.startswith("orders") or action.startswith("notifications"):
             return self._orders_control(request, action)
         return super()._control(request)
+
+    def _stock_control(self, request: SandboxRequest) -> SandboxResponse:
+        """`POST /_sandbox/stock` {"keys": {...}, "quantity": n, "notify": true}: edit a
+        listing's stock behind the seller tool's back (see `stock_set_external`)."""
+        try:
+            body = request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("keys"), dict):
+                raise ValueError("the body must be an object with keys and quantity")
+            quantity = body.get("quantity")
+            if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+                raise ValueError("quantity must be a whole number of at least 0")
+            delivery = self.stock_set_external(
+                body["keys"], quantity, notify=bool(body.get("notify", True))
+            )
+        except KeyError as exc:
+            return SandboxResponse.json(404, {"error": str(exc)})
+        except (TypeError, ValueError) as exc:
+            return SandboxResponse.json(400, {"error": str(exc)})
+        return SandboxResponse.json(
+            200,
+            {
+                "quantity": self.quantity(body["keys"]),
+                "delivery": asdict(delivery) if delivery is not None else None,
+            },
+        )
 
     # --- orders ---------------------------------------------------------------------------------
 

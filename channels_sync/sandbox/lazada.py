@@ -367,6 +367,13 @@ class LazadaSandbox(MarketplaceSandbox):
         return None
 
     def _item_get(self, params: dict[str, str]) -> SandboxResponse:
+        fate = self.gate(read=True)
+        if fate == "throttle":
+            return self._error(
+                "901", "Limit service request speed in server side temporarily.", kind="ISP"
+            )
+        if fate == "error":
+            return self._error("6", "Unexpected internal error", kind="ISP")
         item_id = params.get("item_id", "")
         if not item_id:
             return self._error("200", "E200: Empty Item Id and Seller Sku", kind="ISP")

@@ -43,6 +43,7 @@ DEFAULT_PARTNER_ID = 2001887
 DEFAULT_PARTNER_KEY = "test_partner_key"
 DEFAULT_SHOP_ID = 1
 PUSH_ORDER_STATUS = 3  # the push code of an order status change
+PUSH_RESERVED_STOCK_CHANGE = 8  # a model's reserved stock changed
 ORDER_SN_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ORDER_RANGE_MAX = 15 * 24 * 3600  # get_order_list: time_to - time_from, seconds
 ORDER_PAGE_MAX = 100
@@ -196,6 +197,25 @@ class ShopeeSandbox(MarketplaceSandbox):
         signature = _hmac_hex(key, self.options["webhook_url"].encode("utf-8") + b"|" + body)
         return body, {"Authorization": signature, "Content-Type": "application/json"}
 
+    def stock_notification(self, keys: dict[str, str], quantity: int) -> tuple[bytes, dict]:
+        """A reserved stock change push (code 8) naming the item and model, signed for the
+        `webhook_url` option. Shopee pushes code 8 when a model's reserved stock moves (an
+        order, a promotion), never the stock itself; the sandbox sends one for an edit behind
+        our back so the stock-report path can be exercised (the receiver reads the stock)."""
+        model = keys.get("model_id") or "0"
+        data = {
+            "shop_id": self.shop_id,
+            "item_id": int(keys["item_id"]) if keys["item_id"].isdigit() else keys["item_id"],
+            "variation_id": int(model) if model.isdigit() else model,
+            "action": "stock_adjust",
+            "changed_values": [{"name": "reserved_stock", "old": 0, "new": 0}],
+        }
+        body = self.push_body(PUSH_RESERVED_STOCK_CHANGE, data)
+        signature = _hmac_hex(
+            self.partner_key, self.options["webhook_url"].encode("utf-8") + b"|" + body
+        )
+        return body, {"Authorization": signature, "Content-Type": "application/json"}
+
     # --- HTTP -----------------------------------------------------------------------------------
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -336,7 +356,18 @@ class ShopeeSandbox(MarketplaceSandbox):
             "shopee_stock": [],
         }
 
+    def _read_refused(self) -> SandboxResponse | None:
+        fate = self.gate(read=True)
+        if fate == "throttle":
+            return _error(429, "error_too_many_request", "Too many requests, try again later.")
+        if fate == "error":
+            return _error(500, "error_server", "Internal server error, please try again later.")
+        return None
+
     def _model_list(self, request: SandboxRequest) -> SandboxResponse:
+        refused = self._read_refused()
+        if refused is not None:
+            return refused
         item = _param(request, "item_id")
         if not item.isdigit():
             return _error(400, "error_param", "item_id must be an integer.")
@@ -356,6 +387,9 @@ class ShopeeSandbox(MarketplaceSandbox):
         return _answer(200, {"tier_variation": [], "model": models})
 
     def _item_base_info(self, request: SandboxRequest) -> SandboxResponse:
+        refused = self._read_refused()
+        if refused is not None:
+            return refused
         ids = [part for part in _param(request, "item_id_list").split(",") if part]
         if not ids or len(ids) > 50 or not all(part.isdigit() for part in ids):
             return _error(400, "error_param", "item_id_list must hold 1 to 50 integer ids.")

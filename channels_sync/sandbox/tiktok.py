@@ -71,6 +71,7 @@ ORDER_DETAIL_PATH = "/order/202309/orders"
 ORDER_SEARCH_MAX_PAGE_SIZE = 100
 ORDER_DETAIL_MAX_IDS = 50
 ORDER_STATUS_CHANGE = 1  # webhook type
+INVENTORY_STATUS_CHANGE = 27  # webhook type
 TIME_FILTERS = ("create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt")
 
 
@@ -173,6 +174,35 @@ class TikTokSandbox(MarketplaceSandbox):
             }
         ).encode()
         return body, self._webhook_headers(body, self.app_secret)
+
+    def stock_notification(self, keys: dict[str, str], quantity: int) -> tuple[bytes, dict]:
+        """An inventory status change webhook (type 27) with the SKU's available quantity.
+
+        TikTok sends it when a SKU falls to LOW_STOCK or OUT_OF_STOCK (or is predicted to);
+        the sandbox sends it for every edit behind our back, so the path can be exercised.
+        """
+        status = (
+            "OUT_OF_STOCK"
+            if quantity <= 0
+            else "LOW_STOCK"
+            if quantity <= 5
+            else ("SUFFICIENT_STOCK")
+        )
+        data = {
+            "product_id": keys["product_id"],
+            "sku_id": keys["sku_id"],
+            "trigger_reason": {"alert_type": "REALTIME", "low_stock_threshold": 5},
+            "current_inventory_status": status,
+            "inventory_distribution": {
+                "total_quantity": quantity,
+                "available_quantity": quantity,
+                "creator_reserved_quantity": 0,
+                "campaign_reserved_quantity": 0,
+                "committed_quantity": 0,
+            },
+            "update_time": int(time.time()),
+        }
+        return self.signed_webhook(INVENTORY_STATUS_CHANGE, data)
 
     def _webhook_headers(self, body: bytes, secret: str) -> dict[str, str]:
         signature = hmac.new(secret.encode(), self.app_key.encode() + body, hashlib.sha256)
@@ -506,6 +536,15 @@ class TikTokSandbox(MarketplaceSandbox):
         return None
 
     def _inventory_search(self, request: SandboxRequest) -> SandboxResponse:
+        fate = self.gate(read=True)
+        if fate == "throttle":
+            return _answer(
+                429,
+                36009002,
+                "Too many requests. You've made too many requests in a short period of time.",
+            )
+        if fate == "error":
+            return _answer(500, 36009003, "Internal error. Please try again.")
         try:
             query = request.json()
         except ValueError:

@@ -183,15 +183,20 @@ def test_tiktok_webhook_parse_cancellation_request_is_an_order_event_that_change
 
 def test_tiktok_webhook_parse_other_types_and_unreadable_bodies():
     adapter = TikTokAdapter(base_url="http://unused", credentials={})
-    inventory = json.dumps(
+    package = json.dumps(
         {
-            "type": 27,
+            "type": 4,
             "tts_notification_id": "7327112393057371911",
-            "data": {"product_id": "1", "sku_id": "2"},
+            "data": {"package_id": "1", "update_time": 1627587600},
         }
     ).encode()
-    event = adapter.webhook_parse(body=inventory)
+    event = adapter.webhook_parse(body=package)
     assert (event.topic, event.event_key, event.order_id) == ("other", "7327112393057371911", "")
+    # an inventory status change without both ids names no listing
+    inventory = json.dumps(
+        {"type": 27, "tts_notification_id": "7327112393057371912", "data": {"sku_id": "2"}}
+    ).encode()
+    assert adapter.webhook_parse(body=inventory).topic == "other"
     for body in (b"not json", b"\xff\xfe", b"[1, 2]", b"{}", b"[" * 100_000, b""):
         event = adapter.webhook_parse(body=body)
         assert event.topic == "unreadable"

@@ -24,7 +24,7 @@ def ours():
 def test_setup_schedules_writes_code_schedules_idempotently():
     out = io.StringIO()
     call_command("setup_schedules", stdout=out)
-    assert "10 created" in out.getvalue()
+    assert "11 created" in out.getvalue()
     expire = ours().get(name="syncstore: expire reservations")
     assert expire.task == "inventory.expire_reservations"
     assert (expire.interval.every, expire.interval.period) == (60, IntervalSchedule.SECONDS)
@@ -33,8 +33,8 @@ def test_setup_schedules_writes_code_schedules_idempotently():
 
     again = io.StringIO()
     call_command("setup_schedules", stdout=again)
-    assert "0 created, 0 updated, 10 unchanged" in again.getvalue()
-    assert ours().count() == 10
+    assert "0 created, 0 updated, 11 unchanged" in again.getvalue()
+    assert ours().count() == 11
     assert set(ours().values_list("task", flat=True)) == {
         "inventory.expire_reservations",
         "core.purge_idempotency_keys",
@@ -42,6 +42,7 @@ def test_setup_schedules_writes_code_schedules_idempotently():
         "erp_mapping.check_agents",
         "erp_mapping.purge_archives",
         "channels_sync.sweep",
+        "channels_sync.reconcile_channels",
         "webhooks.sweep",
         "webhooks.purge_events",
         "webhooks.poll_orders",
@@ -52,6 +53,11 @@ def test_setup_schedules_writes_code_schedules_idempotently():
     assert str(nightly.crontab.timezone) == "UTC"
     agents = ours().get(task="erp_mapping.check_agents")
     assert (agents.interval.every, agents.interval.period) == (300, IntervalSchedule.SECONDS)
+    reconcile = ours().get(task="channels_sync.reconcile_channels")
+    assert (reconcile.interval.every, reconcile.interval.period) == (
+        14400,
+        IntervalSchedule.SECONDS,
+    )
     sweep = ours().get(task="channels_sync.sweep")
     assert (sweep.interval.every, sweep.interval.period) == (60, IntervalSchedule.SECONDS)
     parked = ours().get(task="orders.reprocess_parked_all")

@@ -26,14 +26,16 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from channels_sync.adapters import AdapterError, MarketOrder, Outcome
-from channels_sync.models import Channel
+from channels_sync.adapters import AdapterError, ChannelEvent, MarketOrder, Outcome, StockReport
+from channels_sync.models import Channel, ChannelListing, Conflict
+from channels_sync.services.reconcile import listing_observe
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from orders.services import order_apply_market
 from webhooks.metrics import WEBHOOKS
 from webhooks.models import WebhookEvent
 from webhooks.services.intake import (
     TOPIC_ORDER,
+    TOPIC_STOCK,
     TOPIC_UNREADABLE,
     storable,
     webhook_event_enqueue_or_defer,
@@ -69,8 +71,11 @@ def webhook_event_process(*, event_id: int) -> str:
         return "skipped"
     channel = event.channel
     adapter = channel_adapter(channel)
+    parsed = None
     if event.source == WebhookEvent.Source.WEBHOOK:
-        _reparse(event, adapter)
+        parsed = _reparse(event, adapter)
+    if event.topic == TOPIC_STOCK and parsed is not None:
+        return _stock_process(event, channel, adapter, parsed)
     if event.topic != TOPIC_ORDER or not event.order_id:
         _finish(event, WebhookEvent.Status.IGNORED)
         return "ignored"
@@ -94,8 +99,9 @@ def webhook_event_process(*, event_id: int) -> str:
     return "processed"
 
 
-def _reparse(event: WebhookEvent, adapter) -> None:
-    """Read the notification's fields again from its stored body (the adapter as it is now)."""
+def _reparse(event: WebhookEvent, adapter) -> ChannelEvent:
+    """Read the notification's fields again from its stored body (the adapter as it is now);
+    return the adapter's reading."""
     parsed = webhook_event_reparse(adapter=adapter, body=bytes(event.body))
     fields = {
         "topic": parsed.topic,
@@ -104,11 +110,117 @@ def _reparse(event: WebhookEvent, adapter) -> None:
     }
     changed = {name: value for name, value in fields.items() if getattr(event, name) != value}
     if not changed:
-        return
+        return parsed
     WebhookEvent.objects.filter(pk=event.pk).update(**changed, updated_at=timezone.now())
     for name, value in changed.items():
         setattr(event, name, value)
     logger.info("webhook.reparsed", event_id=event.pk, **changed)
+    return parsed
+
+
+def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: ChannelEvent) -> str:
+    """Feed a stock report to the channel reconciliation's comparison (`listing_observe`).
+
+    Each reported listing of the channel is observed with source `webhook`: at the reported
+    quantity when the report carries one for what the listing sells (a listing kept per
+    warehouse is not comparable with a report over all warehouses; nor is a report not
+    later than our last push), else as read back now through `fetch_stock` (the reading's
+    start and the listing's version taken first, as a reconciliation run takes them). A
+    report naming no listing of the channel is ignored. Idempotent: an observation older
+    than the one kept is not applied again, and a conflict seen again is updated.
+    """
+    reported = [(report, _listings_of(channel, adapter, report)) for report in parsed.stock]
+    reported = [(report, listings) for report, listings in reported if listings]
+    if not reported:
+        _finish(event, WebhookEvent.Status.IGNORED)
+        return "ignored"
+    observed_at = parsed.updated_at or event.received_at
+    to_read: list[ChannelListing] = []
+    try:
+        for report, listings in reported:
+            for listing in listings:
+                names_location = any(
+                    adapter.key_columns.get(name) == "external_location_id" for name in report.keys
+                )
+                if report.quantity is not None and (
+                    names_location or not listing.external_location_id
+                ):
+                    result = listing_observe(
+                        listing=listing,
+                        quantity=report.quantity,
+                        observed_at=observed_at,
+                        source=Conflict.Source.WEBHOOK,
+                    )
+                    if result.reason == "pushed_since":
+                        # Reports carry whole seconds: one from the second of our last push
+                        # (or older) cannot tell which came first. A reading now can.
+                        to_read.append(listing)
+                else:
+                    to_read.append(listing)
+        if to_read:
+            _stock_read(channel, adapter, to_read)
+    except (ProcessingRetry, SoftTimeLimitExceeded):
+        raise
+    except OperationalError as exc:
+        raise ProcessingRetry(f"database: {exc}") from exc
+    except Exception as exc:
+        webhook_event_fail(event_id=event.pk, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(event, WebhookEvent.Status.PROCESSED)
+    return "processed"
+
+
+def _listings_of(channel: Channel, adapter, report: StockReport) -> list[ChannelListing]:
+    """The channel's listings (not excluded) a report's keys name."""
+    try:
+        keys = adapter.keys_clean(report.keys)
+    except ValueError:
+        return []
+    columns = adapter.keys_to_columns(keys)
+    lookup = {
+        column: value
+        for column, value in columns.items()
+        if column in ("external_item_id", "external_variant_id") or value
+    }
+    return list(
+        ChannelListing.objects.filter(channel=channel, **lookup)
+        .exclude(status=ChannelListing.Status.EXCLUDED)
+        .order_by("pk")
+    )
+
+
+def _stock_read(channel: Channel, adapter, listings: list[ChannelListing]) -> None:
+    """Read these listings' stock back now and observe it (token refreshed first)."""
+    keys = {listing.pk: adapter.keys_from_listing(listing) for listing in listings}
+    versions = dict(
+        ChannelListing.objects.filter(pk__in=list(keys)).values_list("id", "dirty_version")
+    )
+    read_started = timezone.now()
+    try:
+        if not channel_token_refresh(channel=channel, adapter=adapter):
+            raise ProcessingRetry("the channel needs re-authorisation")
+        try:
+            observed = adapter.fetch_stock(list(keys.values()))
+        except AdapterError as exc:
+            if exc.outcome != Outcome.AUTH:
+                raise
+            if not channel_token_refresh(channel=channel, adapter=adapter, force=True):
+                raise ProcessingRetry("the channel needs re-authorisation") from exc
+            observed = adapter.fetch_stock(list(keys.values()))
+    except AdapterError as exc:
+        raise ProcessingRetry(f"{exc.outcome}: {exc}") from exc
+    by_keys = {tuple(sorted(k.items())): pk for pk, k in keys.items()}
+    for item in observed:
+        listing_id = by_keys.get(tuple(sorted(item.keys.items())))
+        if listing_id is not None:
+            listing_observe(
+                listing=listing_id,
+                quantity=item.quantity,
+                observed_at=timezone.now(),
+                source=Conflict.Source.WEBHOOK,
+                read_started=read_started,
+                version=versions.get(listing_id),
+            )
 
 
 def _claim(event_id: int) -> WebhookEvent | None:

@@ -45,7 +45,10 @@ logger = structlog.get_logger(__name__)
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Real-IP")
 LAST_RECEIVED_EVERY = timedelta(minutes=1)
 TOPIC_ORDER = "order"
+TOPIC_STOCK = "stock"
 TOPIC_UNREADABLE = "unreadable"
+# The topics processed (the rest are kept, marked ignored).
+PROCESSED_TOPICS = frozenset({TOPIC_ORDER, TOPIC_STOCK})
 
 _FIELD_LIMITS = {"topic": 50, "event_key": 200, "order_id": 100, "notified_status": 100}
 
@@ -265,9 +268,12 @@ def _store(
         # A header PostgreSQL cannot keep: the event is kept by its body, unreadable.
         logger.warning("webhook.unstorable_headers", channel_id=channel.id)
         event = _digest_event(body)
-    # Only order notifications are acted on: the rest are kept, marked ignored, never queued.
+    # Only order notifications and stock reports are acted on: the rest are kept, marked
+    # ignored, never queued.
     status = (
-        WebhookEvent.Status.RECEIVED if event.topic == TOPIC_ORDER else WebhookEvent.Status.IGNORED
+        WebhookEvent.Status.RECEIVED
+        if event.topic in PROCESSED_TOPICS
+        else WebhookEvent.Status.IGNORED
     )
     values = {
         "created_at": now,
@@ -291,8 +297,14 @@ def _store(
     }
     event_id = webhook_event_insert(values)
     if event_id is not None and status == WebhookEvent.Status.RECEIVED:
+        # A stock report often follows a sale whose own notification arrives alongside it:
+        # its processing waits that long, so the sale is applied first (see
+        # `channels_sync.services.reconcile`). The sweep's grace is longer than the wait.
+        countdown = settings.CHANNEL_RECONCILE_SETTLE_SECONDS if event.topic == TOPIC_STOCK else 0
         transaction.on_commit(
-            lambda: webhook_event_enqueue_or_defer(event_id, channel_type=channel.type),
+            lambda: webhook_event_enqueue_or_defer(
+                event_id, channel_type=channel.type, countdown=countdown
+            ),
             robust=True,
         )
     return event, event_id
@@ -327,7 +339,9 @@ def webhook_event_reparse(*, adapter: Adapter, body: bytes) -> ChannelEvent:
     return _parse(adapter, body)
 
 
-def webhook_event_enqueue_or_defer(event_id: int, *, channel_type: str = "") -> bool:
+def webhook_event_enqueue_or_defer(
+    event_id: int, *, channel_type: str = "", countdown: float = 0
+) -> bool:
     """Queue the processing of a stored event; when the queue is down, leave it to the sweep.
 
     The event is committed already, so a queue outage is no failure of the intake: the
@@ -336,7 +350,10 @@ def webhook_event_enqueue_or_defer(event_id: int, *, channel_type: str = "") -> 
     the reprocess's UPDATE).
     """
     try:
-        process_event.apply_async(kwargs={"event_id": event_id})
+        if countdown > 0:
+            process_event.apply_async(kwargs={"event_id": event_id}, countdown=countdown)
+        else:
+            process_event.apply_async(kwargs={"event_id": event_id})
     except Exception:
         WEBHOOKS.labels(channel_type or "unknown", "deferred").inc()
         logger.warning("webhook.enqueue_deferred", event_id=event_id, exc_info=True)

@@ -1,0 +1,318 @@
+"""Channel-side reconciliation against the marketplace sandboxes served over HTTP."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from channels_sync import tasks
+from channels_sync.adapters import adapter_class
+from channels_sync.models import Channel, ChannelListing, Conflict, ConflictEvent
+from channels_sync.services.push import channel_push
+from channels_sync.services.reconcile import (
+    RUN_LOCK_KEY,
+    channel_reconcile,
+    listing_observe,
+)
+from channels_sync.services.run_lock import RunLock
+from inventory.services import Origin, stock_set
+from tests.channels_sync.conftest import listing_keys
+from tests.helpers import wait_for
+from tests.inventory.factories import ProductFactory
+
+ORIGIN = Origin(source="test", actor="test")
+KINDS = ["shopee", "lazada", "tiktok", "tokopedia"]
+FAST = {"CHANNEL_THROTTLE_WAIT_SECONDS": 0.05, "CHANNEL_RECONCILE_SETTLE_SECONDS": 0}
+
+
+def _pushed_channel(server, wire, warehouse, kind, quantities, **fields) -> Channel:
+    """A channel whose listings were pushed (the sandbox shows `quantities`)."""
+    products = []
+    for quantity in quantities:
+        product = ProductFactory()
+        stock_set(product=product, warehouse=warehouse, quantity=Decimal(quantity), origin=ORIGIN)
+        products.append(product)
+    channel = wire(server, kind, warehouses=[warehouse], products=products, dirty=True, **fields)
+    assert channel_push(channel_id=channel.pk).pushed == len(quantities)
+    return channel
+
+
+def _listing(channel, n) -> ChannelListing:
+    cls = adapter_class(channel.type)
+    columns = cls.keys_to_columns(cls.keys_clean(listing_keys(channel.type, n)))
+    return channel.listings.get(
+        external_item_id=columns["external_item_id"],
+        external_variant_id=columns["external_variant_id"],
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@override_settings(**FAST)
+def test_reconcile_clean_channel_opens_no_conflict(request, wire, warehouse, kind):
+    server = request.getfixturevalue(kind)
+    channel = _pushed_channel(server, wire, warehouse, kind, [5, 0, 7])
+
+    report = channel_reconcile(channel_id=channel.pk, trigger="test")
+
+    assert (report.read, report.matching, report.mismatched) == (3, 3, 0), report
+    assert report.errors == []
+    assert report.stopped == ""
+    assert not Conflict.objects.exists()
+    observed = dict(channel.listings.values_list("last_pushed_quantity", "last_observed_quantity"))
+    assert observed == {5: 5, 0: 0, 7: 7}
+    channel.refresh_from_db()
+    assert channel.reconciled_at is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@override_settings(**FAST)
+def test_reconcile_edit_behind_our_back_opens_one_conflict_then_updates_it(
+    request, wire, warehouse, kind
+):
+    server = request.getfixturevalue(kind)
+    channel = _pushed_channel(server, wire, warehouse, kind, [5, 6])
+    server.app.stock_set_external(listing_keys(kind, 1), 2, notify=False)
+
+    first = channel_reconcile(channel_id=channel.pk, trigger="test")
+
+    assert (first.read, first.matching, first.mismatched, first.conflicts_opened) == (2, 1, 1, 1)
+    conflict = Conflict.objects.get()
+    listing = _listing(channel, 1)
+    assert conflict.kind == Conflict.Kind.STOCK_MISMATCH
+    assert conflict.source == Conflict.Source.RECONCILIATION
+    assert (conflict.listing_id, conflict.channel_id) == (listing.pk, channel.pk)
+    assert (conflict.ours, conflict.theirs) == (Decimal(6), Decimal(2))
+    assert conflict.ours_at == listing.last_pushed_at
+    assert listing.last_observed_quantity == 2
+
+    # a second run, the marketplace moved again: the same conflict, updated
+    server.app.stock_set_external(listing_keys(kind, 1), 1, notify=False)
+    second = channel_reconcile(channel_id=channel.pk, trigger="test")
+    assert (second.conflicts_opened, second.conflicts_updated) == (0, 1)
+    assert Conflict.objects.count() == 1
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.theirs) == (Conflict.Status.OPEN, Decimal(1))
+    assert list(conflict.events.values_list("action", flat=True)) == [
+        ConflictEvent.Action.OPENED,
+        ConflictEvent.Action.UPDATED,
+    ]
+
+
+@override_settings(**FAST)
+def test_reconcile_agreeing_again_leaves_the_open_conflict(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 9, notify=False)
+    channel_reconcile(channel_id=channel.pk)
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 5, notify=False)
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert (report.matching, report.agreeing_open) == (1, 1)
+    assert Conflict.objects.get().status == Conflict.Status.OPEN
+
+
+@override_settings(**FAST)
+def test_reconcile_skips_dirty_and_never_pushed_listings(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5, 6, 7])
+    for n in (0, 1, 2):
+        shopee.app.stock_set_external(listing_keys("shopee", n), 1, notify=False)
+    # a stock change waiting for its push, and a listing whose push is in flight
+    ChannelListing.objects.filter(pk=_listing(channel, 0).pk).update(dirty=True)
+    ChannelListing.objects.filter(pk=_listing(channel, 1).pk).update(last_pushed_quantity=None)
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert (report.read, report.skipped, report.mismatched) == (3, 2, 1)
+    assert list(Conflict.objects.values_list("listing_id", flat=True)) == [_listing(channel, 2).pk]
+    # every observation is recorded all the same
+    assert set(channel.listings.values_list("last_observed_quantity", flat=True)) == {1}
+
+
+def test_listing_observe_skips_a_listing_pushed_or_changed_after_the_read_began(
+    shopee, wire, warehouse
+):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    listing = _listing(channel, 0)
+    before_push = listing.last_pushed_at - timedelta(seconds=1)
+
+    pushed_since = listing_observe(
+        listing=listing,
+        quantity=3,
+        observed_at=timezone.now(),
+        source="reconciliation",
+        read_started=before_push,
+    )
+    changed_since = listing_observe(
+        listing=listing,
+        quantity=3,
+        observed_at=timezone.now(),
+        source="reconciliation",
+        version=listing.dirty_version - 1,
+    )
+    stale = listing_observe(
+        listing=listing,
+        quantity=3,
+        observed_at=before_push,
+        source="webhook",
+    )
+
+    assert (pushed_since.outcome, pushed_since.reason) == ("skipped", "pushed_since")
+    assert (changed_since.outcome, changed_since.reason) == ("skipped", "changed_since")
+    assert stale.outcome == "stale"
+    assert not Conflict.objects.exists()
+
+
+def test_listing_observe_never_pushed_records_without_conflict(shopee, wire, warehouse):
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=[ProductFactory()])
+    listing = channel.listings.get()
+    observed_at = timezone.now()
+
+    result = listing_observe(listing=listing, quantity=4, observed_at=observed_at, source="webhook")
+
+    assert (result.outcome, result.reason) == ("skipped", "never_pushed")
+    listing.refresh_from_db()
+    assert (listing.last_observed_quantity, listing.last_observed_at) == (4, observed_at)
+    assert not Conflict.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CHANNEL_RECONCILE_SETTLE_SECONDS=1.5)
+def test_reconcile_difference_gone_by_the_confirming_read_opens_nothing(shopee, wire, warehouse):
+    # given two listings read as different, one put back by the marketplace and one whose
+    # sale we apply (its listing turns dirty) before the confirming read
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5, 6])
+    for n in (0, 1):
+        shopee.app.stock_set_external(listing_keys("shopee", n), 1, notify=False)
+    second = _listing(channel, 1).pk
+
+    def meanwhile() -> None:
+        shopee.app.stock_set_external(listing_keys("shopee", 0), 5, notify=False)
+        ChannelListing.objects.filter(pk=second).update(dirty=True)
+
+    timer = threading.Timer(0.5, meanwhile)
+    timer.start()
+    try:
+        report = channel_reconcile(channel_id=channel.pk)
+    finally:
+        timer.join()
+
+    assert (report.read, report.unconfirmed, report.mismatched) == (2, 2, 0), report
+    assert not Conflict.objects.exists()
+
+
+def test_reconcile_listing_unknown_on_the_marketplace(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    ghost = ChannelListing.objects.create(
+        channel=channel,
+        product=ProductFactory(),
+        external_item_id="9999",
+        external_variant_id="9",
+        dirty=False,
+    )
+
+    report = channel_reconcile(channel_id=channel.pk, settle_seconds=0)
+
+    assert (report.read, report.not_found, report.not_found_ids) == (1, 1, [ghost.pk])
+    assert report.errors == []
+
+
+@override_settings(**FAST)
+def test_reconcile_waits_out_throttling_without_failing(shopee, wire, warehouse):
+    # given six items (one read call each) and a marketplace taking two reads a second
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [1, 2, 3, 4, 5, 6])
+    shopee.app.configure(throttle_per_second=2)
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert shopee.app.counts["read_throttled"] > 0
+    assert report.throttled == shopee.app.counts["read_throttled"]
+    assert (report.read, report.matching, report.stopped, report.errors) == (6, 6, "", [])
+
+
+@pytest.mark.parametrize("kind", ["shopee", "lazada", "tiktok"])
+@override_settings(**FAST)
+def test_reconcile_refreshes_an_expired_token(request, wire, warehouse, kind):
+    server = request.getfixturevalue(kind)
+    channel = _pushed_channel(server, wire, warehouse, kind, [5])
+    old_token = channel.credentials["access_token"]
+    server.app.expire_tokens()  # expired early: our clock still thinks it is good
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert (report.read, report.matching, report.stopped) == (1, 1, "")
+    channel.refresh_from_db()
+    assert channel.credentials["access_token"] != old_token
+    assert server.app.counts["refreshes"] == 1
+
+
+@override_settings(**FAST)
+def test_reconcile_revoked_credentials_flag_the_channel(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    shopee.app.revoke()
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert report.stopped == "needs_reauth"
+    channel.refresh_from_db()
+    assert channel.needs_reauth
+    assert channel.reconciled_at is None
+
+
+@override_settings(**FAST)
+def test_reconcile_stops_when_the_marketplace_keeps_failing(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [1, 2, 3, 4, 5])
+    shopee.app.configure(error_ratio=1.0)
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert report.stopped == "failing"
+    assert len(report.errors) == 3
+    assert report.read == 0
+    channel.refresh_from_db()
+    assert channel.reconciled_at is None
+
+
+def test_reconcile_one_run_per_channel(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    lock = RunLock(RUN_LOCK_KEY.format(channel_id=channel.pk), seconds=30)
+    assert lock.acquire()
+    try:
+        report = channel_reconcile(channel_id=channel.pk)
+    finally:
+        lock.release()
+    assert report.stopped == "busy"
+    assert shopee.app.counts["reads"] == 0
+
+
+def test_reconcile_inactive_or_missing_channel_reads_nothing(shopee, wire, warehouse):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+    Channel.objects.filter(pk=channel.pk).update(active=False)
+    assert channel_reconcile(channel_id=channel.pk).stopped == "inactive"
+    assert channel_reconcile(channel_id=999_999).stopped == "missing"
+    assert shopee.app.counts["reads"] == 0
+
+
+@override_settings(**FAST, CHANNEL_RECONCILE_BATCH=2)
+def test_reconcile_reads_in_batches_of_the_setting(tiktok, wire, warehouse):
+    # TikTok reads 600 SKUs a call: the setting caps it
+    channel = _pushed_channel(tiktok, wire, warehouse, "tiktok", [1, 2, 3, 4, 5])
+
+    report = channel_reconcile(channel_id=channel.pk)
+
+    assert (report.read, report.calls) == (5, 3)
+
+
+@pytest.mark.worker
+@override_settings(**FAST)
+def test_reconcile_beat_task_on_a_real_worker(shopee, wire, warehouse, celery_worker):
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5, 6])
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 3, notify=False)
+
+    tasks.reconcile_channels.delay()
+
+    wait_for(lambda: Channel.objects.get(pk=channel.pk).reconciled_at is not None)
+    conflict = Conflict.objects.get()
+    assert (conflict.ours, conflict.theirs) == (Decimal(5), Decimal(3))

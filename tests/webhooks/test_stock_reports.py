@@ -1,0 +1,188 @@
+"""Stock reports by webhook (Shopee reserved stock change, TikTok inventory status change):
+signed by the sandboxes, received over HTTP, processed through the reconciliation's
+comparison."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from channels_sync.adapters import adapter_class
+from channels_sync.models import Conflict
+from channels_sync.services.push import channel_push
+from tests.channels_sync.conftest import listing_keys
+from webhooks.models import WebhookEvent
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("_no_settle"),
+]
+
+
+@pytest.fixture
+def _no_settle(settings):
+    settings.CHANNEL_RECONCILE_SETTLE_SECONDS = 0
+
+
+@pytest.fixture
+def pushed(hooked, stocked, warehouse):
+    """A channel on a sandbox with two listings pushed at 5 and 6, webhooks to the server."""
+
+    def make(server, kind):
+        products = [stocked(5), stocked(6)]
+        channel = hooked(server, kind, warehouses=[warehouse], products=products, dirty=True)
+        assert channel_push(channel_id=channel.pk).pushed == 2
+        return channel
+
+    return make
+
+
+@pytest.mark.parametrize("kind", ["shopee", "tiktok", "tokopedia"])
+def test_stock_report_records_the_observation_and_opens_a_conflict(request, pushed, kind):
+    server = request.getfixturevalue(kind)
+    channel = pushed(server, kind)
+
+    delivery = server.app.stock_set_external(listing_keys(kind, 1), 2)
+
+    assert delivery.http_status == 200
+    event = WebhookEvent.objects.get(channel=channel)
+    assert (event.topic, event.status) == ("stock", WebhookEvent.Status.PROCESSED)
+    conflict = Conflict.objects.get()
+    assert conflict.source == Conflict.Source.WEBHOOK
+    assert (conflict.ours, conflict.theirs) == (Decimal(6), Decimal(2))
+    cls = adapter_class(kind)
+    columns = cls.keys_to_columns(cls.keys_clean(listing_keys(kind, 1)))
+    listing = channel.listings.get(external_variant_id=columns["external_variant_id"])
+    assert listing.last_observed_quantity == 2
+    assert conflict.listing_id == listing.pk
+
+
+def test_stock_report_agreeing_with_ours_opens_nothing(tiktok, pushed):
+    channel = pushed(tiktok, "tiktok")
+
+    tiktok.app.stock_set_external(listing_keys("tiktok", 0), 5)
+
+    assert WebhookEvent.objects.get(channel=channel).status == WebhookEvent.Status.PROCESSED
+    assert not Conflict.objects.exists()
+
+
+def test_stock_report_duplicate_is_kept_once(shopee, pushed, live_server):
+    channel = pushed(shopee, "shopee")
+    body, headers = shopee.app.stock_notification(listing_keys("shopee", 1), 0)
+    shopee.app.stock_set_external(listing_keys("shopee", 1), 0, notify=False)
+    url = shopee.app.options["webhook_url"]
+
+    first = shopee.app._deliver("", "stock", body, headers)
+    again = shopee.app._deliver("", "stock", body, headers)
+
+    assert (first.http_status, again.http_status) == (200, 200)
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
+    assert Conflict.objects.count() == 1
+    assert url.startswith(live_server.url)
+
+
+def test_stock_report_for_an_unknown_listing_is_ignored(tiktok, pushed):
+    channel = pushed(tiktok, "tiktok")
+    tiktok.app.seed_listings([{"product_id": "777", "sku_id": "888"}])
+
+    tiktok.app.stock_set_external({"product_id": "777", "sku_id": "888"}, 3)
+
+    event = WebhookEvent.objects.get(channel=channel)
+    assert (event.topic, event.status) == ("stock", WebhookEvent.Status.IGNORED)
+    assert not Conflict.objects.exists()
+
+
+def test_stock_report_for_a_dirty_listing_records_without_conflict(shopee, pushed):
+    channel = pushed(shopee, "shopee")
+    channel.listings.update(dirty=True)
+
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+
+    assert WebhookEvent.objects.get(channel=channel).status == WebhookEvent.Status.PROCESSED
+    assert not Conflict.objects.exists()
+    assert set(channel.listings.values_list("last_observed_quantity", flat=True)) == {1, None}
+
+
+def test_stock_report_read_back_failing_is_retried(shopee, pushed):
+    # Shopee's push names the model without its stock: the processing reads it back
+    channel = pushed(shopee, "shopee")
+    shopee.app.configure(error_ratio=1.0)
+
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+
+    event = WebhookEvent.objects.get(channel=channel)
+    assert event.status == WebhookEvent.Status.RECEIVED
+    assert event.next_attempt_at is not None
+    assert "retryable" in event.error
+    assert not Conflict.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (
+            "shopee",
+            {
+                "code": 8,
+                "shop_id": 1,
+                "timestamp": 1700000000,
+                "data": {"item_id": 1000, "variation_id": 5000, "action": "place_order"},
+            },
+        ),
+        (
+            "tiktok",
+            {
+                "type": 27,
+                "tts_notification_id": "7327112393057371910",
+                "shop_id": "1",
+                "timestamp": 1644412885,
+                "data": {
+                    "product_id": "1000",
+                    "sku_id": "5000",
+                    "inventory_distribution": {"available_quantity": 50},
+                    "update_time": 1627587600,
+                },
+            },
+        ),
+    ],
+)
+def test_adapters_parse_stock_reports(kind, body):
+    from tests.channels_sync.factories import credentials_for
+
+    adapter = adapter_class(kind)(base_url="http://127.0.0.1:9", credentials=credentials_for(kind))
+
+    event = adapter.webhook_parse(body=json.dumps(body).encode())
+
+    assert event.topic == "stock"
+    (report,) = event.stock
+    if kind == "shopee":
+        assert (report.keys, report.quantity) == ({"item_id": "1000", "model_id": "5000"}, None)
+    else:
+        assert (report.keys, report.quantity) == ({"product_id": "1000", "sku_id": "5000"}, 50)
+        assert event.event_key == "7327112393057371910"
+        assert event.updated_at.timestamp() == 1627587600
+
+
+def test_adapter_stock_report_of_another_shop_is_other():
+    from tests.channels_sync.factories import credentials_for
+
+    adapter = adapter_class("shopee")(
+        base_url="http://127.0.0.1:9", credentials=credentials_for("shopee")
+    )
+    body = {"code": 8, "shop_id": 99, "timestamp": 1, "data": {"item_id": 1, "variation_id": 2}}
+
+    assert adapter.webhook_parse(body=json.dumps(body).encode()).topic == "other"
+
+
+@override_settings(CHANNEL_RECONCILE_SETTLE_SECONDS=30)
+def test_stock_report_processing_waits_the_settle_time(shopee, pushed, monkeypatch):
+    from webhooks.services import intake
+
+    calls = []
+    monkeypatch.setattr(intake.process_event, "apply_async", lambda **kwargs: calls.append(kwargs))
+    pushed(shopee, "shopee")
+
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+
+    assert [call.get("countdown") for call in calls] == [30]
