@@ -258,4 +258,4 @@ def test_channel_conflict_policy_is_changed_through_the_service(wire, shopee):
     assert channel.conflict_policy == ConflictPolicy.MANUAL
     with pytest.raises(DomainError) as refused:
         channel_update(channel=channel, actor="test", conflict_policy="coin_flip")
-    assert refused.value.code == "invalid_field"
+    assert refused.value.code == "invalid_conflict_policy"
