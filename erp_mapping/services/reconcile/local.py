@@ -1,0 +1,199 @@
+"""The local side of the reconciliation: a vendor's stock rows, by SKU range (reads only).
+
+The vendor's rows are its stock levels with a non-zero `on_hand`, of its products (all of
+them: discontinued ones and those that do not manage stock still hold physical stock the ERP
+counts) in its warehouses, as `(sku, warehouse code, on_hand)`. Only `on_hand` is compared:
+reservations are ours alone.
+
+On PostgreSQL every read is one statement, whatever the number of ranges: each row's range
+is found with `width_bucket` over the sorted range bounds (a binary search per row, under the
+C collation), and the checksums are `string_agg` + `sha256` in the database. Elsewhere
+(SQLite, the embedded default) the rows are read and the same figures computed in Python.
+"""
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+
+from erp_mapping.services.reconcile.protocol import EMPTY, Checksum, SkuRange, checksums_of
+from inventory.models import Product, StockLevel, Vendor, Warehouse
+
+
+@dataclass(frozen=True)
+class LocalRow:
+    sku: str
+    warehouse: str
+    on_hand: Decimal
+    product_id: int
+    warehouse_id: int
+
+
+def local_stock(vendor: Vendor) -> "LocalStock":
+    """The reader for this database (SQL on PostgreSQL, Python elsewhere)."""
+    if connection.vendor == "postgresql":
+        return PostgresLocalStock(vendor)
+    return LocalStock(vendor)
+
+
+def _buckets(ranges: list[SkuRange]) -> tuple[list[str], list[int]]:
+    """The sorted finite bounds of disjoint ranges, and each range's `width_bucket` number.
+
+    For disjoint ranges, a range's bounds are neighbours among all the bounds, so the bucket
+    `[bounds[i - 1], bounds[i])` that starts at its lower bound is exactly the range.
+    """
+    bounds = sorted({b for rng in ranges for b in (rng.lo, rng.hi) if b})
+    numbers = [bisect_left(bounds, rng.lo) + 1 if rng.lo else 0 for rng in ranges]
+    return bounds, numbers
+
+
+class LocalStock:
+    """The vendor's rows, computed in Python (any database)."""
+
+    def __init__(self, vendor: Vendor) -> None:
+        self.vendor = vendor
+
+    def _rows(self) -> list[LocalRow]:
+        rows = [
+            LocalRow(sku, code, on_hand, product_id, warehouse_id)
+            for sku, code, on_hand, product_id, warehouse_id in StockLevel.objects.filter(
+                product__vendor=self.vendor, warehouse__vendor=self.vendor
+            )
+            .exclude(on_hand=0)
+            .values_list("product__sku", "warehouse__code", "on_hand", "product_id", "warehouse_id")
+        ]
+        rows.sort(key=lambda row: (row.sku, row.warehouse))
+        return rows
+
+    def row_count(self) -> int:
+        return (
+            StockLevel.objects.filter(product__vendor=self.vendor, warehouse__vendor=self.vendor)
+            .exclude(on_hand=0)
+            .count()
+        )
+
+    def cuts(self, pieces: int) -> list[str]:
+        """SKUs that cut the rows' distinct SKUs into `pieces` about equal ranges."""
+        skus = sorted({row.sku for row in self._rows()})
+        if pieces < 2 or len(skus) < 2:
+            return []
+        size = len(skus) / min(pieces, len(skus))
+        return sorted({skus[int(i * size)] for i in range(1, min(pieces, len(skus)))})
+
+    def checksums(self, ranges: list[SkuRange]) -> list[Checksum]:
+        rows = [(row.sku, row.warehouse, row.on_hand) for row in self._rows()]
+        return checksums_of(rows, ranges)
+
+    def split_points(self, ranges: list[SkuRange]) -> dict[SkuRange, str]:
+        """Per range, its median distinct SKU when it holds two or more (always above the
+        lowest one, so both halves hold rows)."""
+        skus = sorted({row.sku for row in self._rows()})
+        points = {}
+        for rng in ranges:
+            start = bisect_left(skus, rng.lo) if rng.lo else 0
+            end = bisect_left(skus, rng.hi) if rng.hi else len(skus)
+            if end - start >= 2:
+                points[rng] = skus[start + (end - start) // 2]
+        return points
+
+    def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
+        """The rows of each (disjoint) range."""
+        found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
+        ordered = sorted(ranges)
+        los = [rng.lo for rng in ordered]
+        for row in self._rows():
+            index = bisect_right(los, row.sku) - 1  # the last range starting at or below it
+            if index >= 0 and row.sku in ordered[index]:
+                found[ordered[index]].append(row)
+        return found
+
+
+class PostgresLocalStock(LocalStock):
+    """The same reads in SQL (see the module)."""
+
+    def _source(self) -> tuple[str, list]:
+        """The vendor's non-zero rows as SQL (columns sku, code, on_hand, product_id,
+        warehouse_id, sku and code under the C collation) and its parameters."""
+        sql = (
+            f'SELECT p.sku COLLATE "C" AS sku, w.code COLLATE "C" AS code, s.on_hand, '
+            f"s.product_id, s.warehouse_id "
+            f"FROM {StockLevel._meta.db_table} s "
+            f"JOIN {Product._meta.db_table} p ON p.id = s.product_id "
+            f"JOIN {Warehouse._meta.db_table} w ON w.id = s.warehouse_id "
+            f"WHERE p.vendor_id = %s AND w.vendor_id = %s AND s.on_hand <> 0"
+        )
+        return sql, [self.vendor.pk, self.vendor.pk]
+
+    def _bucketed(self, ranges: list[SkuRange]) -> tuple[str, list, list[int]]:
+        """The rows of these ranges with their bucket number `b` (SQL, parameters, numbers)."""
+        source, params = self._source()
+        bounds, numbers = _buckets(ranges)
+        sql = (
+            f"SELECT * FROM (SELECT width_bucket(r.sku, %s::text[]) AS b, r.* "
+            f"FROM ({source}) AS r) AS rb WHERE b = ANY(%s::int[])"
+        )
+        return sql, [bounds, *params, numbers], numbers
+
+    def row_count(self) -> int:
+        source, params = self._source()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM ({source}) AS r", params)
+            return cursor.fetchone()[0]
+
+    def cuts(self, pieces: int) -> list[str]:
+        if pieces < 2:
+            return []
+        source, params = self._source()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT min(sku) FROM (SELECT sku, ntile(%s) OVER (ORDER BY sku) AS t "
+                f"FROM (SELECT DISTINCT sku FROM ({source}) AS r) AS d) AS x "
+                f"GROUP BY t ORDER BY 1",
+                [pieces, *params],
+            )
+            firsts = [sku for (sku,) in cursor]
+        return firsts[1:]
+
+    def checksums(self, ranges: list[SkuRange]) -> list[Checksum]:
+        sql, params, numbers = self._bucketed(ranges)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT b, count(*), encode(sha256(convert_to(string_agg("
+                f"sku || '|' || code || '|' || on_hand::text || E'\\n', '' "
+                f"ORDER BY sku, code), 'UTF8')), 'hex') FROM ({sql}) AS q GROUP BY b",
+                params,
+            )
+            found = {b: Checksum(count, digest) for b, count, digest in cursor}
+        return [found.get(number, EMPTY) for number in numbers]
+
+    def split_points(self, ranges: list[SkuRange]) -> dict[SkuRange, str]:
+        if not ranges:
+            return {}
+        sql, params, numbers = self._bucketed(ranges)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT b, sku FROM (SELECT b, sku, row_number() OVER w AS n, "
+                f"count(*) OVER (PARTITION BY b) AS total FROM (SELECT DISTINCT b, sku "
+                f"FROM ({sql}) AS q) AS d WINDOW w AS (PARTITION BY b ORDER BY sku)) AS m "
+                f"WHERE total >= 2 AND n = total / 2 + 1",
+                params,
+            )
+            found = dict(cursor.fetchall())
+        return {rng: found[n] for rng, n in zip(ranges, numbers, strict=True) if n in found}
+
+    def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
+        found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
+        if not ranges:
+            return found
+        sql, params, numbers = self._bucketed(ranges)
+        by_number = dict(zip(numbers, ranges, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT b, sku, code, on_hand, product_id, warehouse_id FROM ({sql}) AS q "
+                f"ORDER BY sku, code",
+                params,
+            )
+            for b, *row in cursor:
+                found[by_number[b]].append(LocalRow(*row))
+        return found
