@@ -37,6 +37,23 @@ def local_stock(vendor: Vendor) -> "LocalStock":
     return LocalStock(vendor)
 
 
+def _disjoint_groups(ranges: list[SkuRange]) -> list[list[SkuRange]]:
+    """The distinct non-empty ranges in groups of disjoint ones (first fit by lower bound).
+
+    The search only ever asks about disjoint ranges (one group); overlapping ones cost one
+    statement per group.
+    """
+    groups: list[list[SkuRange]] = []
+    for rng in sorted({r for r in ranges if not r.hi or r.lo < r.hi}):
+        for group in groups:
+            if group[-1].hi and group[-1].hi <= rng.lo:
+                group.append(rng)
+                break
+        else:
+            groups.append([rng])
+    return groups
+
+
 def _buckets(ranges: list[SkuRange]) -> tuple[list[str], list[int]]:
     """The sorted finite bounds of disjoint ranges, and each range's `width_bucket` number.
 
@@ -98,14 +115,14 @@ class LocalStock:
         return points
 
     def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
-        """The rows of each (disjoint) range."""
+        """The rows of each range."""
         found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
-        ordered = sorted(ranges)
-        los = [rng.lo for rng in ordered]
-        for row in self._rows():
-            index = bisect_right(los, row.sku) - 1  # the last range starting at or below it
-            if index >= 0 and row.sku in ordered[index]:
-                found[ordered[index]].append(row)
+        for group in _disjoint_groups(ranges):
+            los = [rng.lo for rng in group]
+            for row in self._rows():
+                index = bisect_right(los, row.sku) - 1  # the last range starting at or below
+                if index >= 0 and row.sku in group[index]:
+                    found[group[index]].append(row)
         return found
 
 
@@ -156,44 +173,50 @@ class PostgresLocalStock(LocalStock):
         return firsts[1:]
 
     def checksums(self, ranges: list[SkuRange]) -> list[Checksum]:
-        sql, params, numbers = self._bucketed(ranges)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT b, count(*), encode(sha256(convert_to(string_agg("
-                f"sku || '|' || code || '|' || on_hand::text || E'\\n', '' "
-                f"ORDER BY sku, code), 'UTF8')), 'hex') FROM ({sql}) AS q GROUP BY b",
-                params,
-            )
-            found = {b: Checksum(count, digest) for b, count, digest in cursor}
-        return [found.get(number, EMPTY) for number in numbers]
+        found: dict[SkuRange, Checksum] = {}
+        for group in _disjoint_groups(ranges):
+            sql, params, numbers = self._bucketed(group)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT b, count(*), encode(sha256(convert_to(string_agg("
+                    f"sku || '|' || code || '|' || on_hand::text || E'\\n', '' "
+                    f"ORDER BY sku, code), 'UTF8')), 'hex') FROM ({sql}) AS q GROUP BY b",
+                    params,
+                )
+                by_number = {b: Checksum(count, digest) for b, count, digest in cursor}
+            for rng, number in zip(group, numbers, strict=True):
+                found[rng] = by_number.get(number, EMPTY)
+        return [found.get(rng, EMPTY) for rng in ranges]
 
     def split_points(self, ranges: list[SkuRange]) -> dict[SkuRange, str]:
-        if not ranges:
-            return {}
-        sql, params, numbers = self._bucketed(ranges)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT b, sku FROM (SELECT b, sku, row_number() OVER w AS n, "
-                f"count(*) OVER (PARTITION BY b) AS total FROM (SELECT DISTINCT b, sku "
-                f"FROM ({sql}) AS q) AS d WINDOW w AS (PARTITION BY b ORDER BY sku)) AS m "
-                f"WHERE total >= 2 AND n = total / 2 + 1",
-                params,
+        points: dict[SkuRange, str] = {}
+        for group in _disjoint_groups(ranges):
+            sql, params, numbers = self._bucketed(group)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT b, sku FROM (SELECT b, sku, row_number() OVER w AS n, "
+                    f"count(*) OVER (PARTITION BY b) AS total FROM (SELECT DISTINCT b, sku "
+                    f"FROM ({sql}) AS q) AS d WINDOW w AS (PARTITION BY b ORDER BY sku)) AS m "
+                    f"WHERE total >= 2 AND n = total / 2 + 1",
+                    params,
+                )
+                found = dict(cursor.fetchall())
+            points.update(
+                {rng: found[n] for rng, n in zip(group, numbers, strict=True) if n in found}
             )
-            found = dict(cursor.fetchall())
-        return {rng: found[n] for rng, n in zip(ranges, numbers, strict=True) if n in found}
+        return points
 
     def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
         found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
-        if not ranges:
-            return found
-        sql, params, numbers = self._bucketed(ranges)
-        by_number = dict(zip(numbers, ranges, strict=True))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT b, sku, code, on_hand, product_id, warehouse_id FROM ({sql}) AS q "
-                f"ORDER BY sku, code",
-                params,
-            )
-            for b, *row in cursor:
-                found[by_number[b]].append(LocalRow(*row))
+        for group in _disjoint_groups(ranges):
+            sql, params, numbers = self._bucketed(group)
+            by_number = dict(zip(numbers, group, strict=True))
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT b, sku, code, on_hand, product_id, warehouse_id FROM ({sql}) AS q "
+                    f"ORDER BY sku, code",
+                    params,
+                )
+                for b, *row in cursor:
+                    found[by_number[b]].append(LocalRow(*row))
         return found
