@@ -139,3 +139,25 @@ def test_agent_checksums_split_a_long_list_into_calls_the_agent_takes(vendor, ag
     assert calls == [3]
     assert theirs == checksums_of(rows, ranges)
     assert sum(c.count for c in theirs) == 3000
+
+
+@pytest.mark.django_db
+def test_sql_search_reads_match_the_python_ones(vendor, warehouse, store):
+    # given 300 SKUs, some in two warehouses
+    products = catalogue(vendor, [f"Q-{i:04d}" for i in range(300)])
+    stock((p, warehouse, i % 7 + 1) for i, p in enumerate(products.values()))
+    stock((p, store, "0.125") for i, p in enumerate(products.values()) if i % 3 == 0)
+    sql, python = PostgresLocalStock(vendor), LocalStock(vendor)
+
+    # when / then: the first cut
+    count, cuts = sql.first_cut(8)
+    assert count == python.row_count() == 400
+    assert len(cuts) == 7
+    assert cuts == sorted(cuts)
+    # and one level's checksums and split points, on disjoint ranges
+    ranges = [SkuRange(lo, hi) for lo, hi in zip(["", *cuts], [*cuts, ""], strict=True)]
+    checksums, points = sql.compare(ranges)
+    assert (checksums, points) == python.compare(ranges)
+    assert set(points) == set(ranges)
+    assert all(rng.lo < points[rng] and points[rng] in rng for rng in ranges)
+    assert sum(c.count for c in checksums) == 400

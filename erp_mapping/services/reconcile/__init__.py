@@ -186,15 +186,15 @@ def _search(*, vendor: Vendor, client: AgentClient, search: _Search) -> None:
     """Narrow the differing ranges down to leaves (`search.leaves`)."""
     leaf = settings.ERP_RECONCILE_LEAF_ROWS
     local = local_stock(vendor)
-    search.skus_local = local.row_count()
-    ranges = _initial_ranges(local.cuts(settings.ERP_RECONCILE_RANGES))
+    search.skus_local, cuts = local.first_cut(settings.ERP_RECONCILE_RANGES)
+    ranges = _initial_ranges(cuts)
     while ranges:
         if len(search.levels) >= MAX_LEVELS:
             raise ReconcileFailed(
                 f"The search went {MAX_LEVELS} levels deep.", code="search_too_deep"
             )
         theirs = agent_checksums(client, ranges, calls=search.calls)
-        ours = local.checksums(ranges)
+        ours, points = local.compare(ranges)
         differing = [
             (rng, mine, other)
             for rng, mine, other in zip(ranges, ours, theirs, strict=True)
@@ -202,13 +202,12 @@ def _search(*, vendor: Vendor, client: AgentClient, search: _Search) -> None:
         ]
         search.ranges_compared += len(ranges)
         search.ranges_differing += len(differing)
-        # Split only where both sides hold more than a leaf (see the module).
-        splitting = [rng for rng, mine, other in differing if min(mine.count, other.count) > leaf]
-        points = local.split_points(splitting)
         following: list[SkuRange] = []
         leaves = 0
-        for rng, _, _ in differing:
-            point = points.get(rng)
+        for rng, mine, other in differing:
+            # Split only where both sides hold more than a leaf (see the module), and where
+            # there is a point to split at (two SKUs or more here).
+            point = points.get(rng) if min(mine.count, other.count) > leaf else None
             if point is None:
                 search.leaves.append(rng)
                 leaves += 1

@@ -114,6 +114,14 @@ class LocalStock:
                 points[rng] = skus[start + (end - start) // 2]
         return points
 
+    def first_cut(self, pieces: int) -> tuple[int, list[str]]:
+        """The number of rows, and the SKUs that cut them into `pieces` ranges."""
+        return self.row_count(), self.cuts(pieces)
+
+    def compare(self, ranges: list[SkuRange]) -> tuple[list[Checksum], dict[SkuRange, str]]:
+        """The ranges' checksums and their split points (what one level of the search needs)."""
+        return self.checksums(ranges), self.split_points(ranges)
+
     def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
         """The rows of each range."""
         found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
@@ -158,53 +166,50 @@ class PostgresLocalStock(LocalStock):
             cursor.execute(f"SELECT count(*) FROM ({source}) AS r", params)
             return cursor.fetchone()[0]
 
-    def cuts(self, pieces: int) -> list[str]:
-        if pieces < 2:
-            return []
+    def first_cut(self, pieces: int) -> tuple[int, list[str]]:
+        # One pass: rows per SKU, the SKUs in tiles, each tile's first SKU and its rows.
         source, params = self._source()
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT min(sku) FROM (SELECT sku, ntile(%s) OVER (ORDER BY sku) AS t "
-                f"FROM (SELECT DISTINCT sku FROM ({source}) AS r) AS d) AS x "
-                f"GROUP BY t ORDER BY 1",
-                [pieces, *params],
+                f"SELECT min(sku), sum(n) FROM (SELECT sku, n, ntile(%s) OVER (ORDER BY sku) "
+                f"AS t FROM (SELECT sku, count(*) AS n FROM ({source}) AS r GROUP BY sku) AS d) "
+                f"AS x GROUP BY t ORDER BY 1",
+                [max(1, pieces), *params],
             )
-            firsts = [sku for (sku,) in cursor]
-        return firsts[1:]
+            tiles = cursor.fetchall()
+        return sum(int(rows) for _, rows in tiles), [sku for sku, _ in tiles[1:]]
 
     def checksums(self, ranges: list[SkuRange]) -> list[Checksum]:
-        found: dict[SkuRange, Checksum] = {}
-        for group in _disjoint_groups(ranges):
-            sql, params, numbers = self._bucketed(group)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT b, count(*), encode(sha256(convert_to(string_agg("
-                    f"sku || '|' || code || '|' || on_hand::text || E'\\n', '' "
-                    f"ORDER BY sku, code), 'UTF8')), 'hex') FROM ({sql}) AS q GROUP BY b",
-                    params,
-                )
-                by_number = {b: Checksum(count, digest) for b, count, digest in cursor}
-            for rng, number in zip(group, numbers, strict=True):
-                found[rng] = by_number.get(number, EMPTY)
-        return [found.get(rng, EMPTY) for rng in ranges]
+        return self.compare(ranges)[0]
 
-    def split_points(self, ranges: list[SkuRange]) -> dict[SkuRange, str]:
+    def compare(self, ranges: list[SkuRange]) -> tuple[list[Checksum], dict[SkuRange, str]]:
+        # One pass over the rows per group of disjoint ranges: each range's count and hash,
+        # and its median distinct SKU (the split point should it need splitting).
+        found: dict[SkuRange, Checksum] = {}
         points: dict[SkuRange, str] = {}
         for group in _disjoint_groups(ranges):
             sql, params, numbers = self._bucketed(group)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT b, sku FROM (SELECT b, sku, row_number() OVER w AS n, "
+                    f"WITH q AS MATERIALIZED ({sql}), "
+                    f"sums AS (SELECT b, count(*) AS n, encode(sha256(convert_to(string_agg("
+                    f"sku || '|' || code || '|' || on_hand::text || E'\\n', '' "
+                    f"ORDER BY sku, code), 'UTF8')), 'hex') AS digest FROM q GROUP BY b), "
+                    f"medians AS (SELECT b, sku FROM (SELECT b, sku, row_number() OVER w AS k, "
                     f"count(*) OVER (PARTITION BY b) AS total FROM (SELECT DISTINCT b, sku "
-                    f"FROM ({sql}) AS q) AS d WINDOW w AS (PARTITION BY b ORDER BY sku)) AS m "
-                    f"WHERE total >= 2 AND n = total / 2 + 1",
+                    f"FROM q) AS d WINDOW w AS (PARTITION BY b ORDER BY sku)) AS m "
+                    f"WHERE total >= 2 AND k = total / 2 + 1) "
+                    f"SELECT s.b, s.n, s.digest, m.sku FROM sums s "
+                    f"LEFT JOIN medians m ON m.b = s.b",
                     params,
                 )
-                found = dict(cursor.fetchall())
-            points.update(
-                {rng: found[n] for rng, n in zip(group, numbers, strict=True) if n in found}
-            )
-        return points
+                by_number = {b: (Checksum(n, digest), point) for b, n, digest, point in cursor}
+            for rng, number in zip(group, numbers, strict=True):
+                checksum, point = by_number.get(number, (EMPTY, None))
+                found[rng] = checksum
+                if point is not None:
+                    points[rng] = point
+        return [found.get(rng, EMPTY) for rng in ranges], points
 
     def rows(self, ranges: list[SkuRange]) -> dict[SkuRange, list[LocalRow]]:
         found: dict[SkuRange, list[LocalRow]] = {rng: [] for rng in ranges}
