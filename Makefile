@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-postgres test install run lint format migrate schedules sandbox bench bench-erp bench-push bench-webhooks clean
+.PHONY: demo demo-postgres test install run lint format migrate schedules sandbox bench bench-erp bench-reconcile bench-push bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: $(STAMP)
 SKUS ?= 50000
 bench-erp: $(STAMP)
 	$(BIN)/python bench/erp_pull.py --skus $(SKUS)
+
+RECONCILE_SKUS ?= 100000
+bench-reconcile: $(STAMP)
+	$(BIN)/python bench/reconcile.py --skus $(RECONCILE_SKUS)
 
 bench-push: $(STAMP)
 	$(BIN)/python bench/push.py

@@ -535,6 +535,13 @@ ERP_BREAKER_RESET_SECONDS = env.int("ERP_BREAKER_RESET_SECONDS", default=60)
 ERP_RECONCILE_INTERVAL_SECONDS = env.int("ERP_RECONCILE_INTERVAL_SECONDS", default=3600)
 ERP_RECONCILE_RANGES = env.int("ERP_RECONCILE_RANGES", default=64)
 ERP_RECONCILE_LEAF_ROWS = env.int("ERP_RECONCILE_LEAF_ROWS", default=64)
+# A vendor's reconciliation task is stopped after this (seconds; a minute earlier it records
+# itself failed, `time_limit`), and an event left running longer is marked timed out.
+ERP_RECONCILE_TIME_LIMIT_SECONDS = env.int("ERP_RECONCILE_TIME_LIMIT_SECONDS", default=1800)
+CELERY_TASK_ANNOTATIONS["erp_mapping.reconcile_vendor"] = {
+    "soft_time_limit": max(1, ERP_RECONCILE_TIME_LIMIT_SECONDS - 60),
+    "time_limit": ERP_RECONCILE_TIME_LIMIT_SECONDS,
+}
 # Channel side: every channel's listings are read back this often, this many per call.
 CHANNEL_RECONCILE_INTERVAL_SECONDS = env.int("CHANNEL_RECONCILE_INTERVAL_SECONDS", default=4 * 3600)
 CHANNEL_RECONCILE_BATCH = env.int("CHANNEL_RECONCILE_BATCH", default=50)

@@ -7,7 +7,9 @@ sandbox then serves changed stock counts and the nightly pull applies them.
 """
 
 import io
+import secrets
 import warnings
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.management import call_command
@@ -16,12 +18,16 @@ from django.test.utils import override_settings
 
 from core.demo import DemoContext, demo_step
 from core.sandbox import SandboxServer
+from core.secrets import unmark_secret
 from core.services import api_key_create
+from erp_mapping.agent_server import AgentServer
 from erp_mapping.management.commands.erp_pull import run_report
-from erp_mapping.models import SyncRun
+from erp_mapping.management.commands.erp_reconcile import event_report
+from erp_mapping.models import ErpAgent, ReconciliationEvent, SyncRun
 from erp_mapping.sandbox import DEFAULT_TOKEN, AgentSimulator, ErpSandbox
 from erp_mapping.services.pull import erp_pull_run
-from inventory.models import Vendor
+from erp_mapping.services.reconcile import erp_reconcile
+from inventory.models import StockLevel, Vendor
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "item-mapping.json"
 SAMPLE_VENDOR = "971a1d7b-8cd4-41d9-925f-f658deb6efa5"
@@ -125,4 +131,57 @@ def nightly_pull(ctx: DemoContext) -> str:
     return (
         f"run {run.pk} {run.status} on attempt {run.attempts}; the same counts again: "
         f"{again.items_changed} changed"
+    )
+
+
+def _agent_server(ctx: DemoContext, vendor: Vendor) -> AgentServer:
+    """The agent served over HTTP as the sample vendor's: the one an earlier step serves, or
+    one served here (pointing the registered agent at it)."""
+    agent = ErpAgent.objects.get(vendor=vendor)
+    secret = unmark_secret(agent.outbound_secret) or ""
+    app = ctx.facts.get("agent_server")
+    if not isinstance(app, AgentServer):
+        app = AgentServer()
+        server = ctx.stack.enter_context(SandboxServer(app))
+        agent.agent_url = server.url
+        if not secret:
+            secret = secrets.token_urlsafe(32)
+            agent.outbound_secret = secret
+        agent.save(update_fields=["agent_url", "outbound_secret", "updated_at"])
+        ctx.facts["agent_server"] = app
+    app.stock_secret = secret
+    return app
+
+
+@demo_step(197, "ERP reconciliation (five drifted SKUs)")
+def erp_reconciliation(ctx: DemoContext) -> str:
+    vendor = Vendor.objects.get(pk=SAMPLE_VENDOR)
+    app = _agent_server(ctx, vendor)
+    # The ERP counts what is held here, except five SKUs whose counts drifted.
+    levels = list(
+        StockLevel.objects.filter(product__vendor=vendor)
+        .order_by("product__sku", "warehouse__code")
+        .values_list("product__sku", "warehouse__code", "on_hand")
+    )
+    app.stock_load(levels)
+    held = [row for row in levels if row[2] > 0]
+    picks = [held[i * len(held) // 5 + 3] for i in range(5)]
+    changes = [Decimal(7), -picks[1][2], Decimal("2.5"), Decimal(1), Decimal(-1)]
+    for (sku, code, quantity), change in zip(picks, changes, strict=True):
+        app.stock_set(sku, code, max(Decimal(0), quantity + change))
+    drifted = ", ".join(pick[0] for pick in picks)
+    ctx.say(f"    the ERP holds {app.stock_count()} rows; drifted: {drifted}")
+    # A sample of a few thousand rows: a finer first cut and smaller leaves than the
+    # defaults (64 and 64), so the search has levels to go down.
+    with override_settings(ERP_RECONCILE_RANGES=16, ERP_RECONCILE_LEAF_ROWS=16):
+        event = erp_reconcile(vendor=vendor, trigger=ReconciliationEvent.Trigger.COMMAND)
+        again = erp_reconcile(vendor=vendor, trigger=ReconciliationEvent.Trigger.COMMAND)
+    for line in event_report(event).splitlines():
+        ctx.say(f"    {line}")
+    if event.status != ReconciliationEvent.Status.COMPLETED:
+        raise RuntimeError(f"the reconciliation {event.status}: {event.error_message}")
+    return (
+        f"found {event.drift_found} drifted rows, fixed {event.drift_fixed}, fetching "
+        f"{event.rows_fetched} of {event.skus_local} rows; again: {again.drift_found} drift, "
+        f"{again.rows_fetched} rows fetched"
     )

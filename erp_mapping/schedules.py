@@ -19,4 +19,11 @@ SCHEDULES = [
         description="03:30 UTC: delete raw pull payloads older than the retention period.",
         crontab="30 3 * * *",
     ),
+    Schedule(
+        name="ERP reconciliation",
+        task="erp_mapping.reconcile_all",
+        description="Every ERP_RECONCILE_INTERVAL_SECONDS (hourly): compare each vendor with "
+        "an online agent with its ERP by range checksums, and correct the drift.",
+        every_setting="ERP_RECONCILE_INTERVAL_SECONDS",
+    ),
 ]

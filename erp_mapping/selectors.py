@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from core.secrets import unmark_secret
-from erp_mapping.models import ErpCodeMapping, ErpConnection, SyncRun
+from erp_mapping.models import ErpAgent, ErpCodeMapping, ErpConnection, ReconciliationEvent, SyncRun
 from inventory.models import Vendor
 
 MAPPING_CACHE_SIZE = 10_000
@@ -159,3 +159,14 @@ def vendors_to_pull() -> list[Vendor]:
 
 def sync_runs_list() -> QuerySet[SyncRun]:
     return SyncRun.objects.select_related("vendor").order_by("-started_at", "-id")
+
+
+def vendors_to_reconcile() -> list[Vendor]:
+    """Vendors whose ERP agent is online (the hourly reconciliation's)."""
+    return list(
+        Vendor.objects.filter(erp_agent__status=ErpAgent.Status.ONLINE).order_by("name", "pk")
+    )
+
+
+def reconciliation_events_list() -> QuerySet[ReconciliationEvent]:
+    return ReconciliationEvent.objects.select_related("vendor").order_by("-started_at", "-id")

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from core.admin import actor_of
+from erp_mapping.admin.reconcile import may_reconcile, reconcile_now
 from erp_mapping.models import ErpAgent
 from erp_mapping.services.agents import agent_register, agent_token_rotate
 
@@ -43,7 +44,7 @@ class ErpAgentAdmin(admin.ModelAdmin):
     list_filter = ["status", "erp_type"]
     search_fields = ["vendor__name", "agent_url", "token_prefix"]
     list_select_related = ["vendor"]
-    actions = ["rotate_tokens"]
+    actions = ["rotate_tokens", "reconcile_stock"]
 
     def get_fields(self, request: HttpRequest, obj: ErpAgent | None = None) -> list[str]:
         return _SHOWN if obj is not None else ["vendor", "agent_url", "erp_type"]
@@ -93,3 +94,10 @@ class ErpAgentAdmin(admin.ModelAdmin):
             ),
             messages.WARNING,
         )
+
+    def has_reconcile_permission(self, request: HttpRequest) -> bool:
+        return may_reconcile(request)
+
+    @admin.action(description="Reconcile stock with the ERP now", permissions=["reconcile"])
+    def reconcile_stock(self, request: HttpRequest, queryset: QuerySet[ErpAgent]) -> None:
+        reconcile_now(request, set(queryset.values_list("vendor_id", flat=True)))

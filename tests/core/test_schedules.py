@@ -41,6 +41,7 @@ def test_setup_schedules_writes_code_schedules_idempotently():
         "erp_mapping.pull_all",
         "erp_mapping.check_agents",
         "erp_mapping.purge_archives",
+        "erp_mapping.reconcile_all",
         "channels_sync.sweep",
         "channels_sync.reconcile_channels",
         "webhooks.sweep",

@@ -27,3 +27,22 @@ def erp(vendor, warehouse, archive_dir, settings):
     with SandboxServer(app) as server:
         erp_connection_set(vendor=vendor, base_url=server.url, token=TOKEN, actor="test")
         yield app
+
+
+@pytest.fixture
+def agent_erp(vendor):
+    """The ERP agent served on a local port, registered (online) as the vendor's agent."""
+    from erp_mapping.agent_server import AgentServer
+    from erp_mapping.models import ErpAgent
+    from erp_mapping.services.agents import agent_register
+    from tests.erp_mapping.reconcile_helpers import SECRET
+
+    app = AgentServer(stock={"secret": SECRET})
+    with SandboxServer(app) as server:
+        agent = agent_register(vendor=vendor, agent_url=server.url, erp_type="convex").agent
+        agent.outbound_secret = SECRET
+        agent.status = ErpAgent.Status.ONLINE
+        agent.save()
+        app.server = server
+        app.agent = agent
+        yield app

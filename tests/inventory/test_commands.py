@@ -55,6 +55,12 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert "a second run: 102 unchanged, 0 created" in text
     assert re.search(r"Agent ingest .*: the same stock batch again: (\d+) of \1 unchanged", text)
     assert re.search(r"Nightly ERP pull .*: run \d+ completed on attempt 2", text)
+    assert re.search(
+        r"ERP reconciliation \(five drifted SKUs\): found 5 drifted rows, fixed 5, fetching "
+        r"\d+ of \d+ rows; again: 0 drift, 0 rows fetched",
+        text,
+    )
+    assert StockMovement.objects.filter(kind="reconciliation").count() == 5
     assert StockMovement.objects.filter(kind="reserve").exists()
     # every marketplace sandbox ended at the desired quantities, after faults too
     assert "First push to the marketplaces: 200 listings pushed" in text

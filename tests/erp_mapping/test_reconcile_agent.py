@@ -1,0 +1,112 @@
+"""The agent's stock endpoints (the sandbox), as an agent implementer reads the protocol."""
+
+import hashlib
+import time
+from decimal import Decimal
+
+import pytest
+import requests
+
+from core.sandbox import SandboxServer
+from erp_mapping.agent_server import AgentServer
+from erp_mapping.clients.agent import AgentCallError, AgentClient, signature_make
+from erp_mapping.services.reconcile.protocol import ROWS_PAGE, SkuRange, agent_rows
+
+SECRET = "agent-test-secret"
+
+
+@pytest.fixture
+def served():
+    app = AgentServer(stock={"secret": SECRET, "page_rows": 3})
+    with SandboxServer(app) as server:
+        app.client = AgentClient(agent_url=server.url, secret=SECRET, timeout=5)
+        app.url = server.url
+        yield app
+
+
+def test_agent_checksums_hash_the_sorted_lines(served):
+    # given rows loaded out of order, one with quantity 0 (not held)
+    served.stock_load(
+        [
+            ("B", "MAIN", Decimal("2.5")),
+            ("A", "STORE", 1),
+            ("A", "MAIN", "3.125"),
+            ("C", "MAIN", 0),
+        ]
+    )
+
+    # when
+    answer = served.client.call("GET", "stock/checksums", params={"ranges": "..B,B..,..%2E"})
+
+    # then
+    lines = b"A|MAIN|3.125\nA|STORE|1.000\n"
+    assert answer.data == {
+        "ranges": [
+            {"range": "..B", "count": 2, "sha256": hashlib.sha256(lines).hexdigest()},
+            {
+                "range": "B..",
+                "count": 1,
+                "sha256": hashlib.sha256(b"B|MAIN|2.500\n").hexdigest(),
+            },
+            {"range": "..%2E", "count": 0, "sha256": hashlib.sha256(b"").hexdigest()},
+        ]
+    }
+
+
+def test_agent_stock_pages_through_a_range_with_a_cursor(served):
+    served.stock_load([(f"S{i}", "MAIN", i + 1) for i in range(8)])
+
+    rows = list(agent_rows(served.client, SkuRange("S1", "S7"), calls=(calls := [0])))
+
+    assert [row["sku"] for row in rows] == [f"S{i}" for i in range(1, 7)]
+    assert rows[0] == {"sku": "S1", "warehouse": "MAIN", "quantity": "2.000"}
+    assert calls == [2]  # pages of 3 rows
+    assert served.stock_rows_served == 6
+    assert ROWS_PAGE > 3  # the agent's own cap wins
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "t=1,v1=00",
+        signature_make("another-secret", b"", int(time.time())),
+        signature_make(SECRET, b"", int(time.time()) - 600),  # too old
+    ],
+)
+def test_agent_refuses_a_missing_or_wrong_signature(served, header):
+    headers = {} if header is None else {"X-SyncStore-Signature": header}
+
+    answer = requests.get(f"{served.url}/stock/checksums?ranges=..", headers=headers, timeout=5)
+
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_signature"
+
+
+def test_agent_refuses_more_ranges_than_it_takes(served):
+    with pytest.raises(AgentCallError) as caught:
+        served.client.call("GET", "stock/checksums", params={"ranges": ",".join([".."] * 257)})
+
+    assert caught.value.status == 400
+    assert caught.value.body["error"] == "too_many_ranges"
+
+
+@pytest.mark.parametrize("ranges", ["", "a..b..c", "%FF.."])
+def test_agent_refuses_a_malformed_range(served, ranges):
+    with pytest.raises(AgentCallError) as caught:
+        served.client.call("GET", "stock/checksums", params={"ranges": ranges})
+
+    assert caught.value.status == 400
+
+
+def test_agent_stock_set_get_and_remove(served):
+    served.stock_generate(20, warehouses=("MAIN", "STORE"))
+    served.stock_set("ERP-0000003", "STORE", 0)
+    served.stock_set("ERP-0000003", "MAIN", "4.5")
+
+    assert served.stock_count() == 20
+    assert served.stock_get("ERP-0000003", "MAIN") == Decimal("4.5")
+    assert served.stock_get("ERP-0000003", "STORE") == 0
+    assert [r[:2] for r in served.stock_rows("ERP-0000003", "ERP-0000004")] == [
+        ("ERP-0000003", "MAIN")
+    ]
