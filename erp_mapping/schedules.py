@@ -19,4 +19,13 @@ SCHEDULES = [
         description="03:30 UTC: delete raw pull payloads older than the retention period.",
         crontab="30 3 * * *",
     ),
+    Schedule(
+        name="ERP order sync sweep",
+        task="erp_mapping.erp_sync_sweep",
+        description=(
+            "Every ERP_SYNC_SWEEP_INTERVAL_SECONDS (60 s): send due order jobs to the ERP "
+            "agents, resend overdue callbacks, requeue jobs stuck processing."
+        ),
+        every_setting="ERP_SYNC_SWEEP_INTERVAL_SECONDS",
+    ),
 ]

@@ -4,4 +4,5 @@ from erp_mapping.admin import (
     agents,  # noqa: F401
     mappings,  # noqa: F401
     pull,  # noqa: F401
+    sync,  # noqa: F401
 )

@@ -3,4 +3,5 @@
 from erp_mapping.tasks import (
     agents,  # noqa: F401
     pull,  # noqa: F401
+    sync,  # noqa: F401
 )
