@@ -237,10 +237,14 @@ class AgentOrdersMixin:
     def callbacks_replay(self) -> list[int]:
         """Send every callback already sent once more (an agent retrying its callbacks)."""
         with self.orders_lock:
-            sent = [(entry["token"], entry["body"]) for entry in self.callbacks_sent]
-        return [self._callback_send(token, body) for token, body in sent]
+            sent = [
+                (entry["token"], entry["body"])
+                for entry in self.callbacks_sent
+                if not entry["replay"]
+            ]
+        return [self._callback_send(token, body, replay=True) for token, body in sent]
 
-    def _callback_send(self, token: str, body: dict) -> int:
+    def _callback_send(self, token: str, body: dict, *, replay: bool = False) -> int:
         headers = {"Authorization": f"Bearer {token}"}
         if self.callback_client is not None:
             answer = self.callback_client.post(
@@ -257,7 +261,9 @@ class AgentOrdersMixin:
             except requests.RequestException:
                 status = 0
         with self.orders_lock:
-            self.callbacks_sent.append({"token": token, "body": body, "status": status})
+            self.callbacks_sent.append(
+                {"token": token, "body": body, "status": status, "replay": replay}
+            )
         return status
 
     # --- reading ---

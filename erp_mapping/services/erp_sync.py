@@ -42,6 +42,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from prometheus_client import Counter
 
+from channels_sync.adapters import OrderStatus
 from core.cache import QUEUE_ERRORS
 from core.correlation import get_correlation_id
 from core.errors import ConflictError, NotFoundError
@@ -834,7 +835,7 @@ def _requeue(job_id: int, status: str, kind: str, now: datetime, message: str) -
                 http_status=job.http_status,
             )
             return 1
-        job.status, job.locked_until, job.next_attempt_at = S.PENDING, None, now
+        job.status, job.locked_until, job.next_attempt_at = S.PENDING, None, None
         job.save(update_fields=["status", "locked_until", "next_attempt_at", "updated_at"])
         _event(job, kind, from_status=status, to_status=S.PENDING, message=message)
     return 1
@@ -850,7 +851,7 @@ def _jobs_backfill(now: datetime) -> int:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     missing_cancel = (
-        Order.objects.filter(status=Order.Status.CANCELLED, updated_at__gte=since)
+        Order.objects.filter(status=OrderStatus.CANCELLED, updated_at__gte=since)
         .filter(Exists(jobs.filter(operation=Op.ORDER_CREATE)))
         .exclude(Exists(jobs.filter(operation=Op.ORDER_CANCEL)))
         .values_list("pk", flat=True)[:SWEEP_BATCH]
