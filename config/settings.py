@@ -325,7 +325,6 @@ SPECTACULAR_SETTINGS = {
         "ErpAgentStatusEnum": "erp_mapping.models.ErpAgent.Status",
         "ErpSyncJobStatusEnum": "erp_mapping.models.ErpSyncJob.Status",
         "ErpSyncJobOperationEnum": "erp_mapping.models.ErpSyncJob.Operation",
-        "ErpSyncJobCompletedViaEnum": "erp_mapping.models.ErpSyncJob.CompletedVia",
         "ErpCallbackStatusEnum": "erp_mapping.serializers.sync.CALLBACK_STATUSES",
         "ErpMappingTypeEnum": "erp_mapping.models.ErpCodeMapping.Type",
         "ChannelTypeEnum": "channels_sync.models.ChannelType",

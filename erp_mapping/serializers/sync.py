@@ -49,6 +49,10 @@ class ErpSyncJobSerializer(serializers.ModelSerializer):
     order_id = serializers.IntegerField(read_only=True)
     vendor_id = serializers.UUIDField(read_only=True)
     order_number = serializers.CharField(source="order.order_number", read_only=True)
+    completed_via = serializers.CharField(
+        read_only=True,
+        help_text="`answer` or `callback`: what told us the ERP has it (empty until completed).",
+    )
 
     class Meta:
         model = ErpSyncJob

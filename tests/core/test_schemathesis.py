@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from core.services import api_key_create
 from erp_mapping.models import SyncRun
 from erp_mapping.services.agents import agent_register
+from erp_mapping.services.erp_sync import erp_sync_job_create
 from inventory.services import Origin, stock_reserve, stock_set
 from orders.services import Actor, OrderLineInput, order_create
 from tests.channels_sync.factories import (
@@ -92,7 +93,9 @@ def world(transactional_db) -> dict[str, object]:
         lines=[OrderLineInput(sku=product.sku, quantity=Decimal("1"))],
         actor=Actor(source="api", actor="schemathesis"),
     )
-    ids = {"/api/v1/erp/sync-runs/{id}/": run.pk} | {
+    # The order's ERP job (made on commit of its confirmation; it waits: no agent yet).
+    job = erp_sync_job_create(order_id=order.pk, operation="order.create")
+    ids = {"/api/v1/erp/sync-runs/{id}/": run.pk, "/api/v1/erp/sync-jobs/{id}/": job.pk} | {
         f"/api/v1/orders/{{id}}/{tail}": order.pk for tail in ("", "cancel/", "ship/")
     }
     return {
