@@ -234,6 +234,13 @@ class AgentOrdersMixin:
             held, self.callbacks_held = self.callbacks_held, []
         return [self._callback_send(token, body) for token, body in held]
 
+    def callbacks_drop(self, count: int) -> int:
+        """Lose the first `count` held callbacks (an agent that never calls back about them)."""
+        with self.orders_lock:
+            dropped = self.callbacks_held[:count]
+            del self.callbacks_held[:count]
+        return len(dropped)
+
     def callbacks_replay(self) -> list[int]:
         """Send every callback already sent once more (an agent retrying its callbacks)."""
         with self.orders_lock:

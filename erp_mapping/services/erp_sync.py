@@ -209,7 +209,10 @@ def erp_sync_job_create(*, order_id: int, operation: str) -> Job | None:
                 correlation_id=get_correlation_id() or "",
             )
             _event(job, Kind.CREATED, to_status=job.status)
-            transaction.on_commit(lambda: send_enqueue(job.pk), robust=True)
+            # A vendor without an agent has nowhere to send it: the job waits (pending, no
+            # attempt used) and the sweep sends it once an agent is registered.
+            if ErpAgent.objects.filter(vendor_id=order.vendor_id).exists():
+                transaction.on_commit(lambda: send_enqueue(job.pk), robust=True)
     except IntegrityError:
         return Job.objects.get(order_id=order_id, operation=operation)
     logger.info("erp_sync.job_created", job_id=job.pk, order_id=order_id, operation=operation)

@@ -361,8 +361,12 @@ def test_erp_sync_vendor_without_an_agent_waits_without_attempts(vendor, place, 
     order = place()
     job = job_of(order)
     assert (job.status, job.attempts, job.next_attempt_at) == (S.PENDING, 0, None)
-    assert "no ERP agent" in job.last_error
     assert erp_sync_sweep().queued == 0  # nothing to send it to
+    # sent anyway (staff's "send now"), it goes back to waiting without using an attempt
+    assert erp_sync_send(job_id=job.pk).outcome == "waiting"
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.next_attempt_at) == (S.PENDING, 0, None)
+    assert "no ERP agent" in job.last_error
 
     from core.sandbox import SandboxServer
     from erp_mapping.agent_server import AgentServer
