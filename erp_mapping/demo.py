@@ -139,8 +139,15 @@ def nightly_pull(ctx: DemoContext) -> str:
 def orders_to_erp(ctx: DemoContext) -> str:
     """Serve the agent, register it, take it down (the circuit opens, the jobs wait), bring
     it back: every order reaches the ERP once, through answers, callbacks and resends."""
-    jobs = ErpSyncJob.objects.all()
-    waiting = jobs.filter(status=ErpSyncJob.Status.PENDING, attempts=0).count()
+    # This run's jobs (a second demo run on the same database finds the first's completed).
+    S = ErpSyncJob.Status
+    open_statuses = [S.PENDING, S.FAILED, S.AWAITING_CALLBACK, S.PROCESSING]
+    jobs = ErpSyncJob.objects.filter(
+        pk__in=list(
+            ErpSyncJob.objects.filter(status__in=open_statuses).values_list("pk", flat=True)
+        )
+    )
+    waiting = jobs.filter(status=S.PENDING, attempts=0).count()
     app = AgentServer(orders={"mode": "async", "syncstore_url": settings.PUBLIC_BASE_URL})
     server = ctx.stack.enter_context(SandboxServer(app))
     ctx.facts["agent_server"] = server
