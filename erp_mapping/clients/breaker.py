@@ -3,7 +3,8 @@
 Every call to a vendor's agent runs through the vendor's breaker (`agent_client_for`). After
 `ERP_BREAKER_FAIL_MAX` failures in a row (no answer, 5xx, 408, 429: `agent_failure`) the
 circuit opens: for `ERP_BREAKER_RESET_SECONDS` no call is made and `AgentUnavailable` says
-when to try again. Then one trial call is let through (half-open): its success closes the
+when to try again (pybreaker keeps the opening time in Redis to the second, so the wait is
+up to a second shorter). Then one trial call is let through (half-open): its success closes the
 circuit, its failure opens it again for another period.
 
 The state (state, failure count, opening time) lives in Redis (`CircuitRedisStorage`), so

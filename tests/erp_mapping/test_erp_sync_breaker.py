@@ -39,8 +39,10 @@ def fail(status: int | None = None):
 def test_breaker_opens_after_repeated_failures_jobs_wait_and_a_trial_closes_it(
     agent, place, sync_settings
 ):
-    # given: a circuit that opens after 3 failures and lets a trial through after 1 s
+    # given: a circuit that opens after 3 failures and lets a trial through after 3 s (the
+    # opening time is kept to the second in Redis: between 2 and 3 s)
     sync_settings.ERP_BREAKER_FAIL_MAX = 3
+    sync_settings.ERP_BREAKER_RESET_SECONDS = 3
     agent.orders_configure(down=True)
 
     # when: five orders come in while the agent's ERP is down
@@ -64,7 +66,7 @@ def test_breaker_opens_after_repeated_failures_jobs_wait_and_a_trial_closes_it(
 
     # when: the agent is back and the reset timeout has passed
     agent.orders_configure(down=False)
-    time.sleep(1.05)
+    time.sleep(3.05)
     ErpSyncJob.objects.update(next_attempt_at=timezone.now())
     erp_sync_sweep()
 
@@ -78,6 +80,7 @@ def test_breaker_opens_after_repeated_failures_jobs_wait_and_a_trial_closes_it(
 @pytest.mark.django_db
 def test_breaker_a_failed_trial_opens_the_circuit_again(vendor, sync_settings):
     sync_settings.ERP_BREAKER_FAIL_MAX = 2
+    sync_settings.ERP_BREAKER_RESET_SECONDS = 2  # 1 to 2 s: opening times are to the second
     breaker = vendor_breaker(vendor.pk)
     for _ in range(2):
         with pytest.raises(AgentCallError):
@@ -85,7 +88,7 @@ def test_breaker_a_failed_trial_opens_the_circuit_again(vendor, sync_settings):
     assert breaker.state().state == "open"
     with pytest.raises(AgentUnavailable):
         breaker.call(lambda: pytest.fail("no call while open"))
-    time.sleep(1.05)
+    time.sleep(2.05)
     with pytest.raises(AgentCallError) as trial:
         breaker.call(fail(None))
     assert not isinstance(trial.value, AgentUnavailable)  # the trial was made, and failed
@@ -117,10 +120,11 @@ def test_breaker_counts_only_the_agent_being_unwell(vendor, sync_settings):
 @pytest.mark.django_db
 def test_breaker_only_one_trial_runs_at_a_time(vendor, sync_settings):
     sync_settings.ERP_BREAKER_FAIL_MAX = 1
+    sync_settings.ERP_BREAKER_RESET_SECONDS = 2  # 1 to 2 s: opening times are to the second
     breaker = vendor_breaker(vendor.pk)
     with pytest.raises(AgentCallError):
         breaker.call(fail(None))
-    time.sleep(1.05)
+    time.sleep(2.05)
     seen = []
 
     def trial():
