@@ -3,7 +3,9 @@
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+import structlog
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -11,6 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
+
+logger = structlog.get_logger(__name__)
 
 
 def _check_database() -> None:
@@ -45,6 +49,28 @@ def _checks() -> dict[str, Callable[[], None]]:
     return checks
 
 
+# Features that report their own state in readiness's `details` (the ERP agents' circuit
+# breakers, ...). Apps register them in `ready`, since core imports no app. A detail never
+# changes the status: a feature in trouble degrades that feature, not the process.
+_DETAILS: dict[str, Callable[[], Any]] = {}
+
+
+def register_readiness_detail(name: str, read: Callable[[], Any]) -> None:
+    """Show `read()` (JSON-serialisable) under `details.<name>` of `/health/ready`."""
+    _DETAILS[name] = read
+
+
+def _details() -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    for name, read in sorted(_DETAILS.items()):
+        try:
+            details[name] = read()
+        except Exception as exc:
+            logger.warning("health.detail_failed", detail=name, error=type(exc).__name__)
+            details[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return details
+
+
 @never_cache
 @require_GET
 def live(request: HttpRequest) -> JsonResponse:
@@ -60,6 +86,8 @@ def ready(request: HttpRequest) -> JsonResponse:
     The cache and (when configured) the broker are checked too; when one of them fails the
     status is `degraded` and the answer stays 200, because the API keeps serving without
     them and taking the process out of service would turn a degraded API into none.
+    `details` holds what features registered (`register_readiness_detail`), for people and
+    dashboards; it never changes the status.
     """
     results: dict[str, dict] = {}
     failed: set[str] = set()
@@ -79,4 +107,4 @@ def ready(request: HttpRequest) -> JsonResponse:
         status, code = "degraded", 200
     else:
         status, code = "ok", 200
-    return JsonResponse({"status": status, "checks": results}, status=code)
+    return JsonResponse({"status": status, "checks": results, "details": _details()}, status=code)

@@ -10,7 +10,7 @@ import hmac
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -89,12 +89,28 @@ def register_state_gauge(name: str, documentation: str, read: Callable[[], float
     _STATE_GAUGES[name] = (documentation, read)
 
 
+LabelledValues = Iterable[tuple[Sequence[str], float]]
+_STATE_FAMILIES: dict[str, tuple[str, list[str], Callable[[], LabelledValues]]] = {}
+
+
+def register_state_family(
+    name: str, documentation: str, labels: list[str], read: Callable[[], LabelledValues]
+) -> None:
+    """Publish a labelled gauge: `read()` yields (label values, value) pairs at scrape time."""
+    _STATE_FAMILIES[name] = (documentation, labels, read)
+
+
 class DatabaseStateCollector:
     """Gauges computed when scraped, from the readers the apps registered."""
 
     def collect(self) -> Iterable[Metric]:
         for name, (documentation, read) in sorted(_STATE_GAUGES.items()):
             yield GaugeMetricFamily(name, documentation, value=read())
+        for name, (documentation, labels, read) in sorted(_STATE_FAMILIES.items()):
+            family = GaugeMetricFamily(name, documentation, labels=labels)
+            for values, value in read():
+                family.add_metric(list(values), value)
+            yield family
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

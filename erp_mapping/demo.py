@@ -8,23 +8,29 @@ sandbox then serves changed stock counts and the nightly pull applies them.
 
 import io
 import secrets
+import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
+from django.db.models import Count
 from django.test import Client
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from core.demo import DemoContext, demo_step
 from core.sandbox import SandboxServer
 from core.secrets import unmark_secret
 from core.services import api_key_create
 from erp_mapping.agent_server import AgentServer
+from erp_mapping.clients.breaker import vendor_breaker
 from erp_mapping.management.commands.erp_pull import run_report
 from erp_mapping.management.commands.erp_reconcile import event_report
-from erp_mapping.models import ErpAgent, ReconciliationEvent, SyncRun
+from erp_mapping.models import ErpAgent, ErpSyncEvent, ErpSyncJob, ReconciliationEvent, SyncRun
 from erp_mapping.sandbox import DEFAULT_TOKEN, AgentSimulator, ErpSandbox
+from erp_mapping.services.erp_sync import erp_sync_sweep
 from erp_mapping.services.pull import erp_pull_run
 from erp_mapping.services.reconcile import erp_reconcile
 from inventory.models import StockLevel, Vendor
@@ -134,12 +140,117 @@ def nightly_pull(ctx: DemoContext) -> str:
     )
 
 
+@demo_step(196, "Orders to the ERP (agent, one outage)")
+def orders_to_erp(ctx: DemoContext) -> str:
+    """Serve the agent, register it, take it down (the circuit opens, the jobs wait), bring
+    it back: every order reaches the ERP once, through answers, callbacks and resends."""
+    # This run's jobs (a second demo run on the same database finds the first's completed).
+    S = ErpSyncJob.Status
+    open_statuses = [S.PENDING, S.FAILED, S.AWAITING_CALLBACK, S.PROCESSING]
+    jobs = ErpSyncJob.objects.filter(
+        pk__in=list(
+            ErpSyncJob.objects.filter(status__in=open_statuses).values_list("pk", flat=True)
+        )
+    )
+    waiting = jobs.filter(status=S.PENDING, attempts=0).count()
+    app = AgentServer(orders={"mode": "async", "syncstore_url": settings.PUBLIC_BASE_URL})
+    server = ctx.stack.enter_context(SandboxServer(app))
+    ctx.facts["agent_server"] = server
+    # The sample vendor's agent (whose stock the reconciliation reads) and the agent of the
+    # vendor the marketplace orders belong to: one agent process serving both, at the
+    # server's URL. Re-registering gives each a new token and outbound secret.
+    order_vendors = {str(v) for v in jobs.values_list("vendor_id", flat=True).distinct()}
+    for vendor_id in sorted({SAMPLE_VENDOR, *order_vendors}):
+        answer = _admin_client(ctx).post(
+            "/api/v1/erp/agents/",
+            {"vendor_id": vendor_id, "agent_url": server.url, "erp_type": "convex"},
+            content_type="application/json",
+        )
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"agent registration answered {answer.status_code}")
+        registered = answer.json()
+        app.credentials_add(
+            secret=registered["outbound_secret"], callback_token=registered["token"]
+        )
+        if vendor_id == SAMPLE_VENDOR and "erp_agent" in ctx.facts:
+            ctx.facts["erp_agent"].token = registered["token"]
+    quick = {
+        "ERP_BREAKER_FAIL_MAX": 3,
+        "ERP_BREAKER_RESET_SECONDS": 1,
+        "ERP_CALLBACK_TIMEOUT": 1,
+        "ERP_SYNC_RETRY_BASE_SECONDS": 0.2,
+        "ERP_SYNC_RETRY_MAX_SECONDS": 0.5,
+        # The agent calls back about every order within a second or two.
+        "API_KEY_RATE_LIMIT_PER_MINUTE": 100_000,
+    }
+    with override_settings(**quick):
+        # The outage: nothing listens at the agent's address. Three calls fail, the
+        # circuit opens, and every other job waits for it without a call.
+        server.stop()
+        erp_sync_sweep()
+        calls_failed = jobs.filter(status=ErpSyncJob.Status.FAILED).count()
+        held = jobs.filter(
+            status=ErpSyncJob.Status.PENDING, last_error__contains="circuit is open"
+        ).count()
+        states = {vendor_breaker(v).state().state for v in order_vendors}
+        ctx.say(
+            f"    agent down: {calls_failed} jobs failed (the circuit opens after 3 failures "
+            f"in a row), circuit {'/'.join(sorted(states))}, {held} jobs wait without a call"
+        )
+        # The agent is back; after the reset timeout a trial call closes the circuit.
+        server.start()
+        time.sleep(1.05)
+        _sweep_due(jobs)
+        lost = app.callbacks_drop(3)  # the agent never calls back about these
+        answers = []
+        while app.callbacks_held:  # completed creates send their orders' cancels meanwhile
+            answers += app.callbacks_release()
+        replayed = app.callbacks_replay()  # the agent sends its callbacks once more
+        time.sleep(1.05)  # past the callback timeout: the three are sent again
+        _sweep_due(jobs)
+        _sweep_due(jobs)  # cancels released by their creates, if any are left
+    by_status = dict(
+        jobs.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    creates = jobs.filter(operation=ErpSyncJob.Operation.ORDER_CREATE)
+    completed = jobs.filter(status=ErpSyncJob.Status.COMPLETED)
+    via_callback = completed.filter(completed_via=ErpSyncJob.CompletedVia.CALLBACK).count()
+    resent = ErpSyncEvent.objects.filter(kind=ErpSyncEvent.Kind.CALLBACK_TIMEOUT).count()
+    documents = app.documents_created()
+    cancelled = sum(1 for d in app.documents if d.status == "cancelled")
+    ctx.say(
+        f"    agent back: {completed.count()} of {jobs.count()} jobs completed "
+        f"({via_callback} by callback, {completed.count() - via_callback} by answer); "
+        f"{resent} resent after {lost} lost callbacks; "
+        f"{sum(1 for s in replayed if s == 200)} replayed callbacks changed nothing"
+    )
+    if any(status != 200 for status in answers + replayed):
+        raise RuntimeError(f"callbacks answered {sorted(set(answers + replayed))}")
+    if documents != creates.count() or by_status.get(ErpSyncJob.Status.COMPLETED) != len(jobs):
+        raise RuntimeError(f"not every order synced once: {by_status}, {documents} documents")
+    return (
+        f"{creates.count()} orders and {len(jobs) - creates.count()} cancellations "
+        f"({waiting} jobs waited for an agent) in the ERP once: "
+        f"{documents} documents, {cancelled} cancelled; circuit "
+        f"{'/'.join(sorted({vendor_breaker(v).state().state for v in order_vendors}))}"
+    )
+
+
+def _sweep_due(jobs) -> None:
+    """Run the sweep with every waiting job due now (the demo does not wait out backoffs)."""
+    jobs.filter(status__in=[ErpSyncJob.Status.PENDING, ErpSyncJob.Status.FAILED]).update(
+        next_attempt_at=timezone.now()
+    )
+    erp_sync_sweep()
+
+
 def _agent_server(ctx: DemoContext, vendor: Vendor) -> AgentServer:
     """The agent served over HTTP as the sample vendor's: the one an earlier step serves, or
     one served here (pointing the registered agent at it)."""
     agent = ErpAgent.objects.get(vendor=vendor)
     secret = unmark_secret(agent.outbound_secret) or ""
-    app = ctx.facts.get("agent_server")
+    served = ctx.facts.get("agent_server")
+    app = getattr(served, "app", None)
     if not isinstance(app, AgentServer):
         app = AgentServer()
         server = ctx.stack.enter_context(SandboxServer(app))
@@ -148,7 +259,7 @@ def _agent_server(ctx: DemoContext, vendor: Vendor) -> AgentServer:
             secret = secrets.token_urlsafe(32)
             agent.outbound_secret = secret
         agent.save(update_fields=["agent_url", "outbound_secret", "updated_at"])
-        ctx.facts["agent_server"] = app
+        ctx.facts["agent_server"] = server
     app.stock_secret = secret
     return app
 

@@ -3,7 +3,7 @@
 import django_filters
 
 from core import filters
-from erp_mapping.models import ErpCodeMapping, SyncRun
+from erp_mapping.models import ErpCodeMapping, ErpSyncJob, SyncRun
 
 
 class ErpCodeMappingFilter(filters.FilterSet):
@@ -27,3 +27,14 @@ class SyncRunFilter(filters.FilterSet):
     class Meta:
         model = SyncRun
         fields = ["vendor", "status", "dry_run"]
+
+
+class ErpSyncJobFilter(filters.FilterSet):
+    vendor = django_filters.UUIDFilter(field_name="vendor_id", label="Vendor id (all when omitted)")
+    status = django_filters.ChoiceFilter(choices=ErpSyncJob.Status.choices)
+    operation = django_filters.ChoiceFilter(choices=ErpSyncJob.Operation.choices)
+    order = django_filters.NumberFilter(field_name="order_id", label="Order id")
+
+    class Meta:
+        model = ErpSyncJob
+        fields = ["vendor", "status", "operation", "order"]

@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.fields import EncryptedTextField
 from core.models import BaseModel
@@ -176,6 +177,10 @@ class ErpSyncJob(BaseModel):
         FAILED = "failed", "failed"
         DEAD = "dead", "dead"
 
+    class CompletedVia(models.TextChoices):
+        ANSWER = "answer", "the agent's answer"
+        CALLBACK = "callback", "the agent's callback"
+
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="erp_sync_jobs")
     vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="erp_sync_jobs")
     operation = models.CharField(max_length=20, choices=Operation.choices)
@@ -192,6 +197,12 @@ class ErpSyncJob(BaseModel):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     erp_reference = models.CharField(max_length=100, blank=True)
     erp_document_id = models.CharField(max_length=100, blank=True)
+    completed_via = models.CharField(
+        max_length=16,
+        choices=CompletedVia.choices,
+        blank=True,
+        help_text="What told us the ERP has it: the agent's answer or its callback.",
+    )
     correlation_id = models.CharField(max_length=128, blank=True)
 
     class Meta:
@@ -209,6 +220,43 @@ class ErpSyncJob(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.operation} of order {self.order_id} ({self.status})"
+
+
+class ErpSyncEvent(models.Model):
+    """One step in the life of an ERP sync job (append-only): what happened, and why."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "created"
+        COMPLETED = "completed", "completed"
+        ACCEPTED = "accepted", "accepted (callback awaited)"
+        FAILED = "failed", "failed (retry scheduled)"
+        WAITING = "waiting", "waiting (no attempt used)"
+        DEAD = "dead", "dead (dead letter)"
+        CALLBACK_TIMEOUT = "callback_timeout", "no callback in time (sent again)"
+        STUCK = "stuck", "stuck processing (queued again)"
+        RETRIED = "retried", "retried by staff"
+        SEND_NOW = "send_now", "sent now by staff"
+        CONFLICT = "conflict", "conflicting answer ignored"
+
+    job = models.ForeignKey(ErpSyncJob, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    message = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    correlation_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["job_id", "id"]
+        verbose_name = "ERP sync event"
+        indexes = [models.Index(fields=["job", "id"], name="erp_sync_event_job_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_status or '-'} -> {self.to_status or '-'}"
 
 
 class ReconciliationEvent(BaseModel):

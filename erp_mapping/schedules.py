@@ -26,4 +26,13 @@ SCHEDULES = [
         "an online agent with its ERP by range checksums, and correct the drift.",
         every_setting="ERP_RECONCILE_INTERVAL_SECONDS",
     ),
+    Schedule(
+        name="ERP order sync sweep",
+        task="erp_mapping.erp_sync_sweep",
+        description=(
+            "Every ERP_SYNC_SWEEP_INTERVAL_SECONDS (60 s): send due order jobs to the ERP "
+            "agents, resend overdue callbacks, requeue jobs stuck processing."
+        ),
+        every_setting="ERP_SYNC_SWEEP_INTERVAL_SECONDS",
+    ),
 ]

@@ -8,10 +8,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from core.secrets import unmark_secret
-from erp_mapping.models import ErpAgent, ErpCodeMapping, ErpConnection, ReconciliationEvent, SyncRun
+from erp_mapping.models import (
+    ErpAgent,
+    ErpCodeMapping,
+    ErpConnection,
+    ErpSyncJob,
+    ReconciliationEvent,
+    SyncRun,
+)
 from inventory.models import Vendor
 
 MAPPING_CACHE_SIZE = 10_000
@@ -170,3 +177,39 @@ def vendors_to_reconcile() -> list[Vendor]:
 
 def reconciliation_events_list() -> QuerySet[ReconciliationEvent]:
     return ReconciliationEvent.objects.select_related("vendor").order_by("-started_at", "-id")
+
+
+# --- order -> ERP sync ------------------------------------------------------------------------
+
+
+def agent_vendor_ids() -> list:
+    """The vendors that have an agent (each has a circuit breaker)."""
+    return list(ErpAgent.objects.order_by("vendor_id").values_list("vendor_id", flat=True))
+
+
+def breakers_readiness() -> dict[str, dict]:
+    """Each agent's circuit, by vendor id (readiness details)."""
+    from erp_mapping.clients.breaker import breaker_states
+
+    return {state.vendor_id: state.as_dict() for state in breaker_states(agent_vendor_ids())}
+
+
+def breakers_metric() -> list[tuple[tuple[str], float]]:
+    """Each agent's circuit as a number (0 closed, 1 half-open, 2 open), by vendor id."""
+    from erp_mapping.clients.breaker import STATE_VALUES, breaker_states
+
+    return [
+        ((state.vendor_id,), float(STATE_VALUES.get(state.state, 0)))
+        for state in breaker_states(agent_vendor_ids())
+    ]
+
+
+def sync_jobs_by_status() -> list[tuple[tuple[str], float]]:
+    """How many ERP sync jobs are in each status (every status, zeros included)."""
+    counts = dict(ErpSyncJob.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    return [((status,), float(counts.get(status, 0))) for status in ErpSyncJob.Status.values]
+
+
+def sync_jobs_list() -> QuerySet[ErpSyncJob]:
+    """ERP sync jobs for the API (newest first)."""
+    return ErpSyncJob.objects.select_related("order").order_by("-created_at", "-pk")

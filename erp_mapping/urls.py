@@ -5,6 +5,7 @@ from erp_mapping.api import agents as agents_api
 from erp_mapping.api import ingest as ingest_api
 from erp_mapping.api import mappings as mappings_api
 from erp_mapping.api import pull as pull_api
+from erp_mapping.api import sync as sync_api
 
 urlpatterns: list = []
 
@@ -15,6 +16,7 @@ urlpatterns += [
 
 runs = SimpleRouter()
 runs.register("sync-runs", pull_api.SyncRunViewSet, basename="erp-sync-run")
+runs.register("sync-jobs", sync_api.ErpSyncJobViewSet, basename="erp-sync-job")
 urlpatterns += [
     path(
         "connections/<str:vendor_id>/",
@@ -27,6 +29,7 @@ urlpatterns += [
 urlpatterns += [
     path("agents/", agents_api.AgentListView.as_view(), name="erp-agent-list"),
     path("agents/heartbeat/", agents_api.AgentHeartbeatView.as_view(), name="erp-agent-heartbeat"),
+    path("agents/callback/", sync_api.AgentCallbackView.as_view(), name="erp-agent-callback"),
     path("ingest/items/", ingest_api.ItemIngestView.as_view(), name="erp-ingest-items"),
     path(
         "ingest/warehouses/", ingest_api.WarehouseIngestView.as_view(), name="erp-ingest-warehouses"

@@ -5,4 +5,5 @@ from erp_mapping.admin import (
     mappings,  # noqa: F401
     pull,  # noqa: F401
     reconcile,  # noqa: F401
+    sync,  # noqa: F401
 )

@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin import actor_of
 from erp_mapping.admin.reconcile import may_reconcile, reconcile_now
+from erp_mapping.admin.sync import breaker_label
 from erp_mapping.models import ErpAgent
 from erp_mapping.services.agents import agent_register, agent_token_rotate
 
@@ -40,6 +41,7 @@ class ErpAgentAdmin(admin.ModelAdmin):
         "token_prefix",
         "agent_version",
         "agent_url",
+        "circuit",
     ]
     list_filter = ["status", "erp_type"]
     search_fields = ["vendor__name", "agent_url", "token_prefix"]
@@ -47,10 +49,15 @@ class ErpAgentAdmin(admin.ModelAdmin):
     actions = ["rotate_tokens", "reconcile_stock"]
 
     def get_fields(self, request: HttpRequest, obj: ErpAgent | None = None) -> list[str]:
-        return _SHOWN if obj is not None else ["vendor", "agent_url", "erp_type"]
+        return [*_SHOWN, "circuit"] if obj is not None else ["vendor", "agent_url", "erp_type"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ErpAgent | None = None) -> list:
-        return _SHOWN if obj is not None else []
+        return [*_SHOWN, "circuit"] if obj is not None else []
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: ErpAgent) -> str:
+        """The circuit breaker of calls to this agent (orders, reconciliation)."""
+        return breaker_label(obj.vendor_id)
 
     def has_delete_permission(self, request: HttpRequest, obj: ErpAgent | None = None) -> bool:
         return False  # re-register or rotate instead
@@ -71,9 +78,11 @@ class ErpAgentAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             format_html(
-                "Copy this agent token now; it is not shown again: "
-                "<code id='new-agent-token'>{}</code>",
+                "Copy this agent token and outbound secret now; they are not shown again: "
+                "token <code id='new-agent-token'>{}</code>, outbound secret "
+                "<code id='new-agent-secret'>{}</code>",
                 registered.token,
+                registered.outbound_secret,
             ),
             messages.WARNING,
         )

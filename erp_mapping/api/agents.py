@@ -44,11 +44,13 @@ class AgentListView(generics.ListCreateAPIView):
         summary="Register (or re-register) a vendor's ERP agent",
         description=(
             "One agent per vendor. Answers 201 for a new agent and 200 for a re-registration, "
-            "with the agent and its bearer token in `token`: the token is shown in this answer "
-            "only (SyncStore keeps its hash). Re-registering issues a new token; the previous "
-            "one stops working at once. Needs the `admin` scope. With an `Idempotency-Key`, a "
-            "retry replays the first answer (the same token, kept encrypted for the key's 24 "
-            "hours) instead of issuing another."
+            "with the agent, its bearer token in `token` and the secret it checks SyncStore's "
+            "signed calls with in `outbound_secret`: both are shown in this answer only "
+            "(SyncStore keeps the token's hash and the secret encrypted). Re-registering issues "
+            "a new token and a new secret; the previous token stops working at once. Needs the "
+            "`admin` scope. With an `Idempotency-Key`, a retry replays the first answer (the "
+            "same token and secret, kept encrypted for the key's 24 hours) instead of issuing "
+            "others."
         ),
         request=AgentRegisterSerializer,
         parameters=[idempotency_header(required=False)],
@@ -65,7 +67,7 @@ class AgentListView(generics.ListCreateAPIView):
             ),
         },
     )
-    @idempotent(required=False, secret_fields=("token",))
+    @idempotent(required=False, secret_fields=("token", "outbound_secret"))
     def post(self, request: Request, *args, **kwargs) -> Response:
         serializer = AgentRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -77,7 +79,7 @@ class AgentListView(generics.ListCreateAPIView):
             registered_by=request.user.actor,
         )
         return Response(
-            agent_registered_data(registered.agent, registered.token),
+            agent_registered_data(registered.agent, registered.token, registered.outbound_secret),
             status=status.HTTP_201_CREATED if registered.created else status.HTTP_200_OK,
         )
 

@@ -4,16 +4,30 @@ Every call is signed so the agent can tell it comes from SyncStore: the header
 `X-SyncStore-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, keyed
 with the agent's outbound secret (issued when the agent is registered). A call without a
 body (a GET) signs `"<t>."`. The agent should refuse a signature older than five minutes.
+
+Every call to a vendor's agent goes through that vendor's circuit breaker
+(`erp_mapping.clients.breaker`): build the client with `agent_client_for(agent)`. While the
+circuit is open no call is made and `AgentUnavailable` (an `AgentCallError` saying when to
+try again) is raised instead.
 """
 
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import requests
+from django.conf import settings
 
 from core.http import OutboundError, http_session
+from core.secrets import unmark_secret
+
+if TYPE_CHECKING:
+    from erp_mapping.models import ErpAgent
 
 SIGNATURE_HEADER = "X-SyncStore-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -61,6 +75,29 @@ class AgentCallError(Exception):
         self.body = body
 
 
+class AgentUnavailable(AgentCallError):
+    """The vendor's circuit is open: no call was made; try again at `retry_at`."""
+
+    def __init__(self, message: str, *, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+def agent_failure(exc: BaseException) -> bool:
+    """Whether an error says the agent is unwell (what the circuit breaker counts).
+
+    No answer (refused, timed out), a 5xx, a 408 or a 429. Any other 4xx is the agent
+    answering, and refusing this one call: the agent is up.
+    """
+    if not isinstance(exc, AgentCallError) or isinstance(exc, AgentUnavailable):
+        return False
+    return exc.status is None or exc.status >= 500 or exc.status in (408, 429)
+
+
+class Breaker(Protocol):
+    def call(self, send: Callable[[], requests.Response]) -> requests.Response: ...
+
+
 @dataclass(frozen=True)
 class AgentAnswer:
     status: int
@@ -71,10 +108,13 @@ class AgentAnswer:
 class AgentClient:
     """Signed JSON calls to one agent."""
 
-    def __init__(self, *, agent_url: str, secret: str, timeout: float) -> None:
+    def __init__(
+        self, *, agent_url: str, secret: str, timeout: float, breaker: Breaker | None = None
+    ) -> None:
         self.base_url = agent_url.rstrip("/")
         self.secret = secret
         self.timeout = timeout
+        self.breaker = breaker
 
     def call(
         self,
@@ -85,7 +125,12 @@ class AgentClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> AgentAnswer:
-        """Send one signed call; return the 2xx answer, raise `AgentCallError` otherwise."""
+        """Send one signed call; return the 2xx answer, raise `AgentCallError` otherwise.
+
+        With a breaker, only the exchange itself runs inside it (an error of ours before the
+        call is never counted against the agent), and `AgentUnavailable` is raised without
+        a call while the circuit is open.
+        """
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         sent = {
             SIGNATURE_HEADER: signature_make(self.secret, raw, int(time.time())),
@@ -94,25 +139,50 @@ class AgentClient:
         }
         if body is not None:
             sent["Content-Type"] = "application/json"
-        try:
-            response = http_session().request(
-                method,
-                f"{self.base_url}/{path.lstrip('/')}",
-                data=raw or None,
-                params=params,
-                headers=sent,
-                timeout=self.timeout,
-            )
-        except OutboundError as exc:
-            raise AgentCallError(f"the agent did not answer: {exc}") from None
-        try:
-            data = response.json() if response.content else None
-        except ValueError:
-            data = {"raw": response.text[:300]}
-        if not 200 <= response.status_code < 300:
-            raise AgentCallError(
-                f"the agent answered {response.status_code}",
-                status=response.status_code,
-                body=data,
-            )
-        return AgentAnswer(response.status_code, data, dict(response.headers))
+
+        def exchange() -> requests.Response:
+            try:
+                response = http_session().request(
+                    method,
+                    f"{self.base_url}/{path.lstrip('/')}",
+                    data=raw or None,
+                    params=params,
+                    headers=sent,
+                    timeout=self.timeout,
+                )
+            except OutboundError as exc:
+                raise AgentCallError(f"the agent did not answer: {exc}") from None
+            if not 200 <= response.status_code < 300:
+                raise AgentCallError(
+                    f"the agent answered {response.status_code}",
+                    status=response.status_code,
+                    body=_answer_data(response),
+                )
+            return response
+
+        response = self.breaker.call(exchange) if self.breaker is not None else exchange()
+        return AgentAnswer(response.status_code, _answer_data(response), dict(response.headers))
+
+
+def _answer_data(response: requests.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return {"raw": response.text[:300]}
+
+
+def agent_client_for(agent: "ErpAgent") -> AgentClient:
+    """The client of a vendor's agent: its URL, its outbound secret, its vendor's breaker.
+
+    Every call SyncStore makes to an agent should use this (the order sync and the
+    reconciliation do), so that the vendor's circuit counts every failure and spares the
+    agent while it is open. `ERP_AGENT_HTTP_TIMEOUT_SECONDS` bounds each call.
+    """
+    from erp_mapping.clients.breaker import vendor_breaker
+
+    return AgentClient(
+        agent_url=agent.agent_url,
+        secret=unmark_secret(agent.outbound_secret or ""),
+        timeout=settings.ERP_AGENT_HTTP_TIMEOUT_SECONDS,
+        breaker=vendor_breaker(agent.vendor_id),
+    )

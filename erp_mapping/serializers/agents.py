@@ -35,9 +35,15 @@ class AgentRegisteredSerializer(ErpAgentSerializer):
     token = serializers.CharField(
         read_only=True, help_text="The agent's bearer token: shown here once, never again."
     )
+    outbound_secret = serializers.CharField(
+        read_only=True,
+        help_text="The key the agent checks SyncStore's calls with (`X-SyncStore-Signature: "
+        't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`): shown here once, '
+        "never again; a re-registration issues a new one.",
+    )
 
     class Meta(ErpAgentSerializer.Meta):
-        fields = [*ErpAgentSerializer.Meta.fields, "token"]
+        fields = [*ErpAgentSerializer.Meta.fields, "token", "outbound_secret"]
         read_only_fields = fields
 
 
@@ -58,5 +64,9 @@ class HeartbeatResultSerializer(serializers.Serializer):
     server_time = serializers.DateTimeField()
 
 
-def agent_registered_data(agent: ErpAgent, token: str) -> dict:
-    return {**ErpAgentSerializer(agent).data, "token": token}
+def agent_registered_data(agent: ErpAgent, token: str, outbound_secret: str = "") -> dict:
+    return {
+        **ErpAgentSerializer(agent).data,
+        "token": token,
+        "outbound_secret": outbound_secret,
+    }

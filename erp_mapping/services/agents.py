@@ -1,5 +1,6 @@
 """ERP agent writes: registration and token rotation, heartbeats, the health check."""
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from core.services import alert_send
 from erp_mapping.auth import agent_token_generate
+from erp_mapping.clients.breaker import vendor_breaker
 from erp_mapping.models import ErpAgent
 from inventory.models import Vendor
 
@@ -21,11 +23,21 @@ Status = ErpAgent.Status
 
 @dataclass(frozen=True)
 class RegisteredAgent:
-    """An agent and its new token: the token is returned here and nowhere else."""
+    """An agent, its new token and its new outbound secret: returned here and nowhere else.
+
+    The agent authenticates to SyncStore with the token; it checks SyncStore's calls with
+    the outbound secret (`X-SyncStore-Signature`).
+    """
 
     agent: ErpAgent
     token: str = field(repr=False)
     created: bool
+    outbound_secret: str = field(repr=False, default="")
+
+
+def outbound_secret_generate() -> str:
+    """A new outbound secret (256 random bits), with a prefix that says what it is."""
+    return f"sso_{secrets.token_urlsafe(32)}"
 
 
 def _token_set(agent: ErpAgent) -> str:
@@ -40,9 +52,12 @@ def agent_register(
     """Register the vendor's agent, or re-register it: either way a new token is issued.
 
     One agent per vendor: re-registering keeps the row (status and heartbeat included),
-    updates its URL and ERP type, and rotates the token, so the old token stops working as
-    soon as this commits. Two concurrent first registrations are settled by the unique
-    vendor: the loser re-registers the row the winner created.
+    updates its URL and ERP type, and rotates the token and the outbound secret, so the old
+    token stops working as soon as this commits and calls are signed with the new secret.
+    Two concurrent first registrations are settled by the unique vendor: the loser
+    re-registers the row the winner created. After the commit the vendor's circuit breaker
+    is closed (a new or moved agent starts afresh); its waiting order jobs go out with the
+    next sweep.
     """
     for _ in range(2):
         try:
@@ -54,7 +69,10 @@ def agent_register(
                 agent.agent_url, agent.erp_type = agent_url, erp_type
                 agent.registered_by = registered_by[:150]
                 token = _token_set(agent)
+                secret = outbound_secret_generate()
+                agent.outbound_secret = secret
                 agent.save()
+                transaction.on_commit(lambda: vendor_breaker(vendor.pk).reset(), robust=True)
         except IntegrityError:
             continue  # another registration created the row meanwhile: rotate that one
         logger.info(
@@ -65,7 +83,7 @@ def agent_register(
             rotated=not created,
             registered_by=registered_by,
         )
-        return RegisteredAgent(agent=agent, token=token, created=created)
+        return RegisteredAgent(agent=agent, token=token, created=created, outbound_secret=secret)
     raise RuntimeError(f"could not register the agent of vendor {vendor.pk}")
 
 

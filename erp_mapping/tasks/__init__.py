@@ -4,4 +4,5 @@ from erp_mapping.tasks import (
     agents,  # noqa: F401
     pull,  # noqa: F401
     reconcile,  # noqa: F401
+    sync,  # noqa: F401
 )

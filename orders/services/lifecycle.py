@@ -111,7 +111,13 @@ def event_record(
 
 
 def status_set(order: Order, new: str, *, actor: Actor, raw_status: str = "", when: Any = None):
-    """Move the order to `new` and record it (the caller checked `transition_allowed`)."""
+    """Move the order to `new` and record it (the caller checked `transition_allowed`).
+
+    Moving to cancelled announces "order cancelled" after commit (every path that cancels
+    an order comes through here: the marketplace's, the API's and the console's).
+    """
+    if new == S.CANCELLED and order.status != S.CANCELLED:
+        hooks.order_cancelled(order.pk)
     event_record(
         order,
         kind=OrderEvent.Kind.STATUS,

@@ -125,9 +125,10 @@ def test_every_api_operation_documents_its_errors():
         for status in ("401", "403", "429"):
             assert status in responses, (path, method, status)
             assert "Error codes:" in responses[status]["description"]
-        agent_only = path == "/api/v1/erp/agents/heartbeat/" or path.startswith(
-            "/api/v1/erp/ingest/"
-        )
+        agent_only = path in (
+            "/api/v1/erp/agents/heartbeat/",
+            "/api/v1/erp/agents/callback/",
+        ) or path.startswith("/api/v1/erp/ingest/")
         expected = [{"ErpAgentToken": []}] if agent_only else [{"ApiKeyAuth": []}]
         assert operation.get("security") == expected, (path, method)
     mutation = schema["paths"]["/api/v1/stock-mutations/"]["post"]

@@ -24,7 +24,7 @@ def ours():
 def test_setup_schedules_writes_code_schedules_idempotently():
     out = io.StringIO()
     call_command("setup_schedules", stdout=out)
-    assert "12 created" in out.getvalue()
+    assert "13 created" in out.getvalue()
     expire = ours().get(name="syncstore: expire reservations")
     assert expire.task == "inventory.expire_reservations"
     assert (expire.interval.every, expire.interval.period) == (60, IntervalSchedule.SECONDS)
@@ -33,8 +33,8 @@ def test_setup_schedules_writes_code_schedules_idempotently():
 
     again = io.StringIO()
     call_command("setup_schedules", stdout=again)
-    assert "0 created, 0 updated, 12 unchanged" in again.getvalue()
-    assert ours().count() == 12
+    assert "0 created, 0 updated, 13 unchanged" in again.getvalue()
+    assert ours().count() == 13
     assert set(ours().values_list("task", flat=True)) == {
         "inventory.expire_reservations",
         "core.purge_idempotency_keys",
@@ -42,6 +42,7 @@ def test_setup_schedules_writes_code_schedules_idempotently():
         "erp_mapping.check_agents",
         "erp_mapping.purge_archives",
         "erp_mapping.reconcile_all",
+        "erp_mapping.erp_sync_sweep",
         "channels_sync.sweep",
         "channels_sync.reconcile_channels",
         "webhooks.sweep",

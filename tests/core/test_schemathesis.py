@@ -31,6 +31,7 @@ from channels_sync.services.conflicts import conflict_open
 from core.services import api_key_create
 from erp_mapping.models import SyncRun
 from erp_mapping.services.agents import agent_register
+from erp_mapping.services.erp_sync import erp_sync_job_create
 from inventory.services import Origin, stock_reserve, stock_set
 from orders.services import Actor, OrderLineInput, order_create
 from tests.channels_sync.factories import (
@@ -105,8 +106,10 @@ def world(transactional_db) -> dict[str, object]:
         lines=[OrderLineInput(sku=product.sku, quantity=Decimal("1"))],
         actor=Actor(source="api", actor="schemathesis"),
     )
+    # The order's ERP job (made on commit of its confirmation; it waits: no agent yet).
+    job = erp_sync_job_create(order_id=order.pk, operation="order.create")
     ids = (
-        {"/api/v1/erp/sync-runs/{id}/": run.pk}
+        {"/api/v1/erp/sync-runs/{id}/": run.pk, "/api/v1/erp/sync-jobs/{id}/": job.pk}
         | {f"/api/v1/orders/{{id}}/{tail}": order.pk for tail in ("", "cancel/", "ship/")}
         | {f"/api/v1/conflicts/{{id}}/{tail}": conflict.pk for tail in ("", "resolve/")}
     )

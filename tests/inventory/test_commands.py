@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from core.models import ApiKey
+from erp_mapping.models import ErpSyncJob
 from inventory.models import Product, StockLevel, StockMovement
 from tests.inventory.factories import default_vendor
 
@@ -74,6 +75,16 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert re.search(r"Tokopedia & Shop .* dead-lettered 1;", text)
     assert re.search(r"Shopee ID .* throttled +[1-9]", text)
     assert re.search(r"Lazada ID .* retried +[1-9]", text)
+    # every order reached the ERP once, across the agent's outage
+    synced = re.search(
+        r"Orders to the ERP .*: (\d+) orders and \d+ cancellations .* in the ERP once: "
+        r"(\d+) documents",
+        text,
+    )
+    assert synced is not None, text
+    assert synced.group(1) == synced.group(2) == "200"
+    assert "circuit open, " in text
+    assert ErpSyncJob.objects.exclude(status="completed").count() == 0
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1
     # A second run reuses the catalogue and replaces the demo key.
     again = io.StringIO()
@@ -83,4 +94,6 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert "First push to the marketplaces: 200 listings pushed" in again.getvalue()
     assert again.getvalue().count("sandbox at desired: yes") == 12
     assert "200 orders from 4 marketplaces; 2 parked" in again.getvalue()
+    synced_again = r"200 orders and \d+ cancellations .* in the ERP once: 200 documents"
+    assert re.search(synced_again, again.getvalue())
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1

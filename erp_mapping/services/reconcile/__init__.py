@@ -28,9 +28,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ConflictError
-from core.secrets import unmark_secret
 from core.services import alert_send
-from erp_mapping.clients.agent import AgentClient
+from erp_mapping.clients.agent import AgentClient, agent_client_for
 from erp_mapping.models import ErpAgent, ReconciliationEvent
 from erp_mapping.services.reconcile.local import LocalRow, local_stock
 from erp_mapping.services.reconcile.protocol import (
@@ -66,15 +65,6 @@ MAX_LEVELS = 40
 class AgentNotRegistered(ConflictError):
     code = "erp_agent_missing"
     message = "This vendor has no ERP agent."
-
-
-def agent_client_for(agent: ErpAgent) -> AgentClient:
-    """The signed client for calls to this agent (the one place that builds it)."""
-    return AgentClient(
-        agent_url=agent.agent_url,
-        secret=unmark_secret(agent.outbound_secret) or "",
-        timeout=settings.ERP_AGENT_HTTP_TIMEOUT_SECONDS,
-    )
 
 
 @dataclass
