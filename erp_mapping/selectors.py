@@ -20,6 +20,7 @@ from erp_mapping.models import (
     SyncRun,
 )
 from inventory.models import Vendor
+from orders.models import OrderLine
 
 MAPPING_CACHE_SIZE = 10_000
 MAPPING_CACHE_TTL_SECONDS = 300.0
@@ -213,3 +214,22 @@ def sync_jobs_by_status() -> list[tuple[tuple[str], float]]:
 def sync_jobs_list() -> QuerySet[ErpSyncJob]:
     """ERP sync jobs for the API (newest first)."""
     return ErpSyncJob.objects.select_related("order").order_by("-created_at", "-pk")
+
+
+def levels_awaiting_erp(pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Of these (product, warehouse) levels, those holding shipped order lines of orders
+    not yet in the ERP (their stock left here; the ERP still counts it)."""
+    if not pairs:
+        return set()
+    rows = (
+        OrderLine.objects.filter(
+            status=OrderLine.Status.COMMITTED,
+            order__erp_synced_at__isnull=True,
+            product_id__in={p for p, _ in pairs},
+            warehouse_id__in={w for _, w in pairs},
+        )
+        .order_by()
+        .values_list("product_id", "warehouse_id")
+        .distinct()
+    )
+    return {tuple(row) for row in rows if tuple(row) in pairs}

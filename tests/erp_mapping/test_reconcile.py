@@ -361,3 +361,43 @@ def test_erp_reconcile_leaves_a_level_changed_here_since_it_was_compared(
     ]
     assert on_hand(vendor, "MOVED", "MAIN") == 6
     assert on_hand(vendor, "STILL", "MAIN") == 9
+
+
+@pytest.mark.django_db
+def test_erp_reconcile_spares_levels_of_shipped_orders_not_yet_in_the_erp(
+    vendor, warehouse, agent_erp
+):
+    # given a shipped order that took 3 units here, not yet sent to the ERP (which still
+    # counts them), and an unrelated drifted SKU
+    from orders.services import Actor, OrderLineInput, order_create, order_ship
+
+    products = catalogue(vendor, ["SOLD", "DRIFT"])
+    stock([(products["SOLD"], warehouse, 10), (products["DRIFT"], warehouse, 5)])
+    erp_from_local(agent_erp, vendor)
+    agent_erp.stock_set("DRIFT", "MAIN", 8)
+    staff = Actor(source="api", actor="test")
+    order = order_create(
+        vendor=vendor,
+        order_number="R-1",
+        lines=[OrderLineInput(sku="SOLD", quantity=Decimal(3), warehouse="MAIN")],
+        actor=staff,
+    )
+    order_ship(order=order, actor=staff)
+    assert on_hand(vendor, "SOLD", "MAIN") == 7
+
+    # when
+    event = reconcile(vendor)
+
+    # then the sale is not undone; the other drift is fixed
+    assert event.status == Status.COMPLETED
+    assert on_hand(vendor, "SOLD", "MAIN") == 7
+    assert on_hand(vendor, "DRIFT", "MAIN") == 8
+    assert (event.drift_found, event.drift_fixed) == (2, 1)
+    assert event.details["awaiting_erp_count"] == 1
+
+    # once the order is in the ERP (which then counts 7), nothing is left to fix
+    order.erp_synced_at = timezone.now()
+    order.save(update_fields=["erp_synced_at"])
+    agent_erp.stock_set("SOLD", "MAIN", 7)
+    again = reconcile(vendor)
+    assert (again.drift_found, again.drift_fixed) == (0, 0)

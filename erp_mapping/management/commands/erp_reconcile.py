@@ -47,6 +47,7 @@ def event_report(event: ReconciliationEvent) -> str:
         "unknown SKUs": details.get("unknown_sku_count", 0),
         "unknown warehouses": len(details.get("unknown_warehouses", [])),
         "changed here meanwhile": len(details.get("changed_meanwhile", [])),
+        "waiting for orders to reach the ERP": details.get("awaiting_erp_count", 0),
         "invalid ERP rows": sum(details.get("invalid_rows", {}).values()),
     }
     for label, count in extras.items():

@@ -31,6 +31,7 @@ from core.errors import ConflictError
 from core.services import alert_send
 from erp_mapping.clients.agent import AgentClient, agent_client_for
 from erp_mapping.models import ErpAgent, ReconciliationEvent
+from erp_mapping.selectors import levels_awaiting_erp
 from erp_mapping.services.reconcile.local import LocalRow, local_stock
 from erp_mapping.services.reconcile.protocol import (
     ErpRow,
@@ -105,6 +106,7 @@ class _Search:
     unknown_warehouses: set[str] = field(default_factory=set)
     inactive_warehouses: set[str] = field(default_factory=set)
     changed_meanwhile: list[dict] = field(default_factory=list)
+    awaiting_erp: list[dict] = field(default_factory=list)
     out_of_range: int = 0
     drift_fixed: int = 0
     levels_created: int = 0
@@ -287,6 +289,19 @@ def _correct(*, event: ReconciliationEvent, targets: list[_Target], search: _Sea
     """
     if not targets:
         return
+    # A shipped order the ERP has not been sent yet took stock here that the ERP still
+    # counts: its levels wait until the order reaches the ERP (the next run compares again).
+    waiting = levels_awaiting_erp({(t.product_id, t.warehouse_id) for t in targets})
+    if waiting:
+        for target in targets:
+            if (target.product_id, target.warehouse_id) in waiting:
+                row = target.row or target.erp
+                search.awaiting_erp.append(
+                    {"sku": row.sku, "warehouse": row.warehouse, "ours": str(target.ours)}
+                )
+        targets = [t for t in targets if (t.product_id, t.warehouse_id) not in waiting]
+    if not targets:
+        return
     pairs = {(t.product_id, t.warehouse_id) for t in targets}
     ids = [
         pk
@@ -422,6 +437,8 @@ def _event_figures(event: ReconciliationEvent, search: _Search, *, started: floa
         "drift": search.drift,
         "levels_created": search.levels_created,
         "changed_meanwhile": search.changed_meanwhile[:SAMPLE_CAP],
+        "awaiting_erp": search.awaiting_erp[:SAMPLE_CAP],
+        "awaiting_erp_count": len(search.awaiting_erp),
         "unknown_skus": sorted(search.unknown_skus)[:SAMPLE_CAP],
         "unknown_sku_count": len(search.unknown_skus),
         "unknown_warehouses": sorted(search.unknown_warehouses)[:SAMPLE_CAP],
