@@ -39,6 +39,31 @@ class AgentServer(AgentOrdersMixin, AgentStockMixin, SandboxApp):
             return self.handle_stock(request)
         return SandboxResponse.json(404, {"error": "not_found", "message": "unknown path"})
 
+    def configure(self, **options: Any) -> dict:
+        """Change options (also `POST /_sandbox/configure`, for an agent served on its own by
+        `manage.py sandbox serve erp-agent`): the orders options (`mode`, `syncstore_url`,
+        `callback_delay`, `down`, `latency`, `never_call_back`, `fail_callbacks`), and
+        `credentials`, a list of `{"secret", "callback_token"}`: a vendor's outbound secret
+        (from its registration) and its agent token, for the calls and callbacks of each
+        vendor this agent serves. Returns the orders options and how many vendors it serves.
+        """
+        credentials = options.pop("credentials", None)
+        well_formed = isinstance(credentials, list) and all(
+            isinstance(item, dict)
+            and isinstance(item.get("secret"), str)
+            and item["secret"]
+            and isinstance(item.get("callback_token", ""), str)
+            for item in credentials
+        )
+        if credentials is not None and not well_formed:
+            raise ValueError("credentials must be a list of {secret, callback_token}")
+        answer = self.orders_configure(**options)
+        for item in credentials or []:
+            self.credentials_add(
+                secret=item["secret"], callback_token=item.get("callback_token", "")
+            )
+        return {**answer, "vendors": len(self.credentials)}
+
     def reset(self) -> None:
         SandboxApp.reset(self)
         self.orders_reset()

@@ -20,7 +20,6 @@ callbacks report `failed`); the sandbox's generic faults (`inject`) answer any s
 """
 
 import hashlib
-import hmac
 import json
 import threading
 import time
@@ -30,8 +29,8 @@ from typing import Any
 import requests
 
 from core.sandbox import SandboxRequest, SandboxResponse
+from erp_mapping.agent_server.signing import signature_valid
 
-SIGNATURE_TOLERANCE_SECONDS = 300
 CALLBACK_PATH = "/api/v1/erp/agents/callback/"
 
 
@@ -45,23 +44,6 @@ class ErpDocument:
     lines: int
     status: str = "open"  # open, cancelled
     keys: list[str] = field(default_factory=list)  # the idempotency keys that named it
-
-
-def signature_valid(secret: str, header: str, body: bytes, *, now: float | None = None) -> bool:
-    """The agent's own check of SyncStore's signature (not SyncStore's code)."""
-    timestamp, signatures = "", []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t":
-            timestamp = value
-        elif name == "v1":
-            signatures.append(value)
-    if not timestamp.isdigit() or not signatures:
-        return False
-    if abs((now or time.time()) - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS:
-        return False
-    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return any(hmac.compare_digest(expected.hexdigest(), s) for s in signatures)
 
 
 class AgentOrdersMixin:

@@ -26,19 +26,17 @@ them takes milliseconds, without a dict lookup per row.
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import threading
-import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from urllib.parse import unquote
 
 from core.sandbox import SandboxRequest, SandboxResponse
+from erp_mapping.agent_server.signing import signature_valid
 
 DEFAULT_SECRET = "sandbox-agent-secret"  # noqa: S105 - the fake agent's well-known secret
-SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_RANGES = 256
 PAGE_ROWS = 5000
 _MILLI = Decimal("0.001")
@@ -253,9 +251,11 @@ class AgentStockMixin:
             return SandboxResponse.json(
                 405, {"error": "method_not_allowed", "message": "GET only"}, {"Allow": "GET"}
             )
-        if not _signature_valid(
-            self.stock_secret, request.headers.get("X-Syncstore-Signature", ""), request.body
-        ):
+        header = request.headers.get("X-Syncstore-Signature", "")
+        # The stock secret, or any outbound secret the orders endpoint was given (one agent
+        # serves each vendor registered with it).
+        secrets = [self.stock_secret, *getattr(self, "credentials", {})]
+        if not any(secret and signature_valid(secret, header, request.body) for secret in secrets):
             return SandboxResponse.json(
                 401, {"error": "invalid_signature", "message": "missing or invalid signature"}
             )
@@ -273,21 +273,3 @@ def _single(request: SandboxRequest, name: str) -> str:
 
 def _bad_request(error: str, message: str) -> SandboxResponse:
     return SandboxResponse.json(400, {"error": error, "message": message})
-
-
-def _signature_valid(secret: str, header: str, body: bytes) -> bool:
-    """The agent's own check of `X-SyncStore-Signature` (as an agent implementer writes it)."""
-    if not secret or not header:
-        return False
-    fields: dict[str, list[str]] = {}
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        fields.setdefault(name, []).append(value)
-    try:
-        stamp = int(fields["t"][0])
-    except (KeyError, ValueError):
-        return False
-    if abs(time.time() - stamp) > SIGNATURE_TOLERANCE_SECONDS:
-        return False
-    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))

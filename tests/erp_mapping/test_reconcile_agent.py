@@ -110,3 +110,53 @@ def test_agent_stock_set_get_and_remove(served):
     assert [r[:2] for r in served.stock_rows("ERP-0000003", "ERP-0000004")] == [
         ("ERP-0000003", "MAIN")
     ]
+
+
+def test_agent_takes_vendor_credentials_through_its_control_route():
+    """An agent served on its own is given a vendor's secret over HTTP; its orders and stock
+    endpoints then accept that vendor's signed calls."""
+    import json as _json
+    import time as _time
+
+    import requests
+
+    from core.sandbox import SandboxServer
+    from erp_mapping.agent_server import AgentServer
+    from erp_mapping.clients.agent import signature_make
+
+    app = AgentServer()
+    with SandboxServer(app) as server:
+        refused = requests.post(
+            f"{server.url}/_sandbox/configure", json={"credentials": "nope"}, timeout=5
+        )
+        assert refused.status_code == 400
+        answer = requests.post(
+            f"{server.url}/_sandbox/configure",
+            json={"credentials": [{"secret": "s3", "callback_token": "tok"}], "mode": "sync"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+        assert answer.json()["vendors"] == 1
+        signed = {"X-SyncStore-Signature": signature_make("s3", b"", int(_time.time()))}
+        stock = requests.get(f"{server.url}/stock/checksums?ranges=..", headers=signed, timeout=5)
+        assert stock.status_code == 200
+        body = _json.dumps(
+            {
+                "job_id": 1,
+                "operation": "order.create",
+                "order": {"order_number": "A-1"},
+                "lines": [],
+            }
+        ).encode()
+        order = requests.post(
+            f"{server.url}/orders",
+            data=body,
+            headers={
+                "X-SyncStore-Signature": signature_make("s3", body, int(_time.time())),
+                "Idempotency-Key": "1",
+                "Content-Type": "application/json",
+            },
+            timeout=5,
+        )
+        assert order.status_code == 200
+        assert order.json()["erp_reference"] == "SO-000001"
