@@ -524,6 +524,8 @@ ERP_SYNC_RETRY_MAX_SECONDS = env.float("ERP_SYNC_RETRY_MAX_SECONDS", default=360
 ERP_AGENT_HTTP_TIMEOUT_SECONDS = env.float("ERP_AGENT_HTTP_TIMEOUT_SECONDS", default=15.0)
 # A job the agent took (202) and never called back about is sent again after this (seconds).
 ERP_CALLBACK_TIMEOUT = env.int("ERP_CALLBACK_TIMEOUT", default=900)
+# The agents' callbacks (one per order they accepted) count in a window of their own.
+ERP_AGENT_CALLBACK_RATE_PER_MINUTE = env.int("ERP_AGENT_CALLBACK_RATE_PER_MINUTE", default=1200)
 # A job `processing` longer than this (seconds) lost its worker: the sweep queues it again.
 ERP_SYNC_STUCK_SECONDS = env.int("ERP_SYNC_STUCK_SECONDS", default=300)
 ERP_SYNC_SWEEP_INTERVAL_SECONDS = env.int("ERP_SYNC_SWEEP_INTERVAL_SECONDS", default=60)

@@ -22,6 +22,7 @@ class ErpMappingConfig(AppConfig):
         # An open circuit is a degraded feature (orders wait for the ERP), never an unready
         # process: it shows in the details, the status stays as the checks say.
         register_readiness_detail("erp_agent_breakers", selectors.breakers_readiness)
+        register_readiness_detail("erp_agents_unsigned", selectors.agents_unsigned_readiness)
         register_state_family(
             "syncstore_erp_agent_breaker_state",
             "Circuit of each vendor's ERP agent: 0 closed, 1 half-open, 2 open.",

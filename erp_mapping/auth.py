@@ -97,10 +97,16 @@ class AgentThrottle(BaseThrottle):
     """Count each agent's requests in one-minute windows, like `core.auth.ApiKeyThrottle`.
 
     The limit is `API_KEY_RATE_LIMIT_PER_MINUTE`; over it answers 429 with `Retry-After`.
+    Subclasses count another scope of an agent's requests in their own windows.
     """
+
+    scope = "erp_agent"
 
     def __init__(self) -> None:
         self.retry_after: float | None = None
+
+    def limit(self) -> int:
+        return settings.API_KEY_RATE_LIMIT_PER_MINUTE
 
     def allow_request(self, request: Request, view: object) -> bool:
         agent = request.auth if isinstance(request.auth, ErpAgent) else None
@@ -108,10 +114,10 @@ class AgentThrottle(BaseThrottle):
             return True
         now = time.time()
         count = counter_incr(
-            f"throttle:erp_agent:{agent.pk}:{int(now // 60)}", ttl=120, feature="agent_throttle"
+            f"throttle:{self.scope}:{agent.pk}:{int(now // 60)}", ttl=120, feature="agent_throttle"
         )
         # No count (the cache is down): let the request through rather than refuse service.
-        if count is not None and count > settings.API_KEY_RATE_LIMIT_PER_MINUTE:
+        if count is not None and count > self.limit():
             self.retry_after = 60 - (now % 60)
             return False
         return True
@@ -131,3 +137,14 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
             "description": "An ERP agent token (`ssa_...`), shown once when the agent is "
             "registered: `Authorization: Bearer <token>`.",
         }
+
+
+class AgentCallbackThrottle(AgentThrottle):
+    """The agent's callbacks, in windows of their own at `ERP_AGENT_CALLBACK_RATE_PER_MINUTE`:
+    an agent calls back once per accepted order, so a sales peak neither answers them 429
+    nor uses up the window its heartbeats and ingest batches count in."""
+
+    scope = "erp_agent_callback"
+
+    def limit(self) -> int:
+        return settings.ERP_AGENT_CALLBACK_RATE_PER_MINUTE

@@ -180,8 +180,6 @@ def orders_to_erp(ctx: DemoContext) -> str:
         "ERP_CALLBACK_TIMEOUT": 1,
         "ERP_SYNC_RETRY_BASE_SECONDS": 0.2,
         "ERP_SYNC_RETRY_MAX_SECONDS": 0.5,
-        # The agent calls back about every order within a second or two.
-        "API_KEY_RATE_LIMIT_PER_MINUTE": 100_000,
     }
     with override_settings(**quick):
         # The outage: nothing listens at the agent's address. Three calls fail, the

@@ -1,5 +1,7 @@
 """ERP code mappings, ERP agents and connections, and the record of each nightly pull."""
 
+import uuid
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -161,8 +163,9 @@ class ErpSyncJob(BaseModel):
     """One operation on one order to be carried out in the vendor's ERP through its agent.
 
     One job per (order, operation), by constraint: a confirmed order gets its `order.create`
-    job once, whichever path confirmed it and however often. The job's id is the
-    idempotency key the agent deduplicates on.
+    job once, whichever path confirmed it and however often. `idempotency_key` (a UUID, unique
+    across installations and restored databases) is the key the agent deduplicates on; it
+    is replaced only when the payload is rebuilt (a dead job retried from the console).
     """
 
     class Operation(models.TextChoices):
@@ -181,11 +184,29 @@ class ErpSyncJob(BaseModel):
         ANSWER = "answer", "the agent's answer"
         CALLBACK = "callback", "the agent's callback"
 
+    class WaitReason(models.TextChoices):
+        NO_AGENT = "no_agent", "the vendor has no ERP agent"
+        NO_OUTBOUND_SECRET = "no_outbound_secret", "the agent has no outbound secret"
+        NEEDS_MAPPING = "needs_mapping", "the order needs mapping"
+        DUPLICATE_ORDER = "duplicate_order", "the order is in an open duplicate-order conflict"
+        CREATE_PENDING = "create_pending", "the order's create job is not completed"
+        CREATE_DEAD = "create_dead", "the order's create job is dead"
+        CIRCUIT_OPEN = "circuit_open", "the agent's circuit is open"
+        AGENT_CONFIG = "agent_config", "the agent refused the call (401/403/404)"
+
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="erp_sync_jobs")
     vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="erp_sync_jobs")
     operation = models.CharField(max_length=20, choices=Operation.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    payload = models.JSONField(default=dict, blank=True, help_text="What is sent to the agent.")
+    idempotency_key = models.UUIDField(
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text="The key the agent deduplicates on (new when the payload is rebuilt).",
+    )
+    payload = models.JSONField(
+        default=dict, blank=True, help_text="What is sent to the agent (built at the first send)."
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(
@@ -202,6 +223,17 @@ class ErpSyncJob(BaseModel):
         choices=CompletedVia.choices,
         blank=True,
         help_text="What told us the ERP has it: the agent's answer or its callback.",
+    )
+    wait_reason = models.CharField(
+        max_length=32,
+        choices=WaitReason.choices,
+        blank=True,
+        help_text="Why the job is held without using an attempt (or, dead, why it was given up).",
+    )
+    reported_failure = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="A failed callback that arrived while the send was being recorded.",
     )
     correlation_id = models.CharField(max_length=128, blank=True)
 
@@ -237,6 +269,7 @@ class ErpSyncEvent(models.Model):
         RETRIED = "retried", "retried by staff"
         SEND_NOW = "send_now", "sent now by staff"
         CONFLICT = "conflict", "conflicting answer ignored"
+        FAILURE_REPORTED = "failure_reported", "failure reported while the send was recorded"
 
     job = models.ForeignKey(ErpSyncJob, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet
 
+from channels_sync.models import Conflict
 from core.secrets import unmark_secret
 from erp_mapping.models import (
     ErpAgent,
@@ -20,7 +21,7 @@ from erp_mapping.models import (
     SyncRun,
 )
 from inventory.models import Vendor
-from orders.models import OrderLine
+from orders.models import Order, OrderLine
 
 MAPPING_CACHE_SIZE = 10_000
 MAPPING_CACHE_TTL_SECONDS = 300.0
@@ -189,10 +190,47 @@ def agent_vendor_ids() -> list:
 
 
 def breakers_readiness() -> dict[str, dict]:
-    """Each agent's circuit, by vendor id (readiness details)."""
+    """Each agent's circuit, by vendor id (readiness details; one Redis round trip, cached
+    for a couple of seconds)."""
     from erp_mapping.clients.breaker import breaker_states
 
     return {state.vendor_id: state.as_dict() for state in breaker_states(agent_vendor_ids())}
+
+
+def agents_without_outbound_secret() -> list[str]:
+    """Vendors whose agent has no outbound secret (registered before there were any): their
+    orders wait until the agent is registered again."""
+    agents = ErpAgent.objects.order_by("vendor_id").only("vendor_id", "outbound_secret")
+    return [str(agent.vendor_id) for agent in agents if not agent.outbound_secret]
+
+
+def agents_unsigned_readiness() -> dict:
+    """Readiness detail: the agents SyncStore cannot sign calls to (register them again)."""
+    vendors = agents_without_outbound_secret()
+    return {"status": "action_needed" if vendors else "ok", "vendors": vendors}
+
+
+def order_duplicate_open(order: Order) -> bool:
+    """Whether the order is named in an open `duplicate_order` conflict (its ERP create
+    waits until staff settle it)."""
+    if not order.external_id:
+        return False
+    return Conflict.objects.filter(
+        kind=Conflict.Kind.DUPLICATE_ORDER,
+        status=Conflict.Status.OPEN,
+        vendor_id=order.vendor_id,
+        reference=order.external_id,
+    ).exists()
+
+
+def duplicate_orders_open() -> QuerySet[Conflict]:
+    """Open `duplicate_order` conflicts about a sync job's order (for `Exists` on jobs)."""
+    return Conflict.objects.filter(
+        kind=Conflict.Kind.DUPLICATE_ORDER,
+        status=Conflict.Status.OPEN,
+        vendor_id=OuterRef("order__vendor_id"),
+        reference=OuterRef("order__external_id"),
+    ).exclude(reference="")
 
 
 def breakers_metric() -> list[tuple[tuple[str], float]]:

@@ -24,6 +24,9 @@ TEST_ORIGIN = Origin(source="test", actor="test")
 def _clean_cache() -> None:
     # Throttle windows and alert suppression live in Redis; every test starts clean.
     cache.clear()
+    from erp_mapping.clients.breaker import breaker_states_forget
+
+    breaker_states_forget()
 
 
 @pytest.fixture

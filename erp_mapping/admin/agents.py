@@ -14,7 +14,9 @@ from django.utils.html import format_html, format_html_join
 from core.admin import actor_of
 from erp_mapping.admin.reconcile import may_reconcile, reconcile_now
 from erp_mapping.admin.sync import breaker_label
+from erp_mapping.clients.breaker import breaker_states
 from erp_mapping.models import ErpAgent
+from erp_mapping.selectors import agent_vendor_ids
 from erp_mapping.services.agents import agent_register, agent_token_rotate
 
 _SHOWN = [
@@ -53,6 +55,11 @@ class ErpAgentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: ErpAgent | None = None) -> list:
         return [*_SHOWN, "circuit"] if obj is not None else []
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        # Read every agent's circuit in one round trip; the rows then read the cached states.
+        breaker_states(agent_vendor_ids())
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="circuit")
     def circuit(self, obj: ErpAgent) -> str:

@@ -9,16 +9,23 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import KeptRecordAdmin, actor_of
-from erp_mapping.clients.breaker import vendor_breaker
+from erp_mapping.clients.breaker import BreakerState, breaker_states
 from erp_mapping.models import ErpSyncEvent, ErpSyncJob
+from erp_mapping.selectors import agent_vendor_ids
 from erp_mapping.services.erp_sync import erp_sync_job_retry, erp_sync_job_send_now
 
 S = ErpSyncJob.Status
+# A job's history shows its latest events only (a job waiting through a long outage could
+# otherwise render thousands of rows).
+HISTORY_LIMIT = 50
 
 
 class ErpSyncEventInline(admin.TabularInline):
+    """The job's latest `HISTORY_LIMIT` events, oldest first."""
+
     model = ErpSyncEvent
     extra = 0
+    max_num = HISTORY_LIMIT
     can_delete = False
     fields = [
         "created_at",
@@ -32,6 +39,20 @@ class ErpSyncEventInline(admin.TabularInline):
     ]
     readonly_fields = fields
     ordering = ["id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ErpSyncEvent]:
+        # The formset filters by job after this: keep the latest rows per job by id, which
+        # a slice cannot do before that filter, through a subquery on the job's events.
+        queryset = super().get_queryset(request)
+        job_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if job_id is None or not str(job_id).isdigit():
+            return queryset
+        latest = (
+            ErpSyncEvent.objects.filter(job_id=int(job_id))
+            .order_by("-id")
+            .values_list("id", flat=True)[:HISTORY_LIMIT]
+        )
+        return queryset.filter(id__in=list(latest))
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -53,9 +74,9 @@ class ErpSyncJobAdmin(KeptRecordAdmin):
         "last_error_short",
         "erp_reference",
         "completed_via",
-        "circuit",
+        "wait_reason",
     ]
-    list_filter = ["status", "operation", "completed_via", "vendor"]
+    list_filter = ["status", "operation", "wait_reason", "completed_via", "vendor"]
     search_fields = ["order__order_number", "erp_reference", "erp_document_id", "=id"]
     list_select_related = ["vendor", "order"]
     date_hierarchy = "created_at"
@@ -66,6 +87,7 @@ class ErpSyncJobAdmin(KeptRecordAdmin):
         "vendor",
         "operation",
         "status",
+        "wait_reason",
         "attempts",
         "next_attempt_at",
         "locked_until",
@@ -76,6 +98,8 @@ class ErpSyncJobAdmin(KeptRecordAdmin):
         "last_error",
         "erp_reference",
         "erp_document_id",
+        "idempotency_key",
+        "reported_failure",
         "correlation_id",
         "circuit",
         "payload_pretty",
@@ -103,6 +127,15 @@ class ErpSyncJobAdmin(KeptRecordAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        # Each vendor's circuit once above the list (one Redis round trip for all), not a
+        # read per row.
+        states = breaker_states(agent_vendor_ids())
+        if states:
+            shown = "; ".join(f"vendor {s.vendor_id[:8]}: {_label(s)}" for s in states)
+            self.message_user(request, f"Agent circuits: {shown}", messages.INFO)
+        return super().changelist_view(request, extra_context)
 
     def has_send_permission(self, request: HttpRequest) -> bool:
         # Jobs are never edited, so the actions cannot ask for "change" on them.
@@ -136,7 +169,12 @@ class ErpSyncJobAdmin(KeptRecordAdmin):
 
 def breaker_label(vendor_id: object) -> str:
     """The circuit of the vendor's agent, in a few words."""
-    state = vendor_breaker(vendor_id).state()
+    return _label(breaker_states([vendor_id])[0])
+
+
+def _label(state: BreakerState) -> str:
+    if state.error:
+        return f"unknown (Redis: {state.error[:60]})"
     if state.state == "closed":
         return f"closed ({state.failures} failure(s) in a row)" if state.failures else "closed"
     if state.retry_at is not None:

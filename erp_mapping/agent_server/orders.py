@@ -8,10 +8,12 @@ What a real agent does with an order SyncStore sends, against a fake ERP kept in
 - needs an `Idempotency-Key` (400) and keeps one ERP document per key: the same key again
   answers with the same reference (a different body under a used key: 422);
 - `order.create` makes a sales document (`SO-000001`, `DOC-000001`); `order.cancel` cancels
-  the document named by the payload's `erp_document_id` (404 when there is none);
+  the document named by the payload's `erp_document_id` (422 `unknown_document` when there
+  is none: 401, 403 and 404 are kept for what is wrong with the agent, not the order);
 - answers 200 `{"erp_reference", "erp_document_id"}` (mode `sync`) or 202 (mode `async`),
   then calls back `POST {syncstore_url}/api/v1/erp/agents/callback/` (or through an
-  in-process `callback_client`) with the vendor's agent token: when
+  in-process `callback_client`) with the vendor's agent token, the body's `job_id` and the
+  call's key as `idempotency_key`: when
   `callbacks_release()` is called, or after `callback_delay` seconds.
 
 Faults: `down` (503 to every order; to refuse connections, stop the server), `latency`
@@ -170,7 +172,7 @@ class AgentOrdersMixin:
                     None,
                 )
                 if document is None:
-                    return SandboxResponse.json(404, {"error": "unknown_document"})
+                    return SandboxResponse.json(422, {"error": "unknown_document"})
                 document.status = "cancelled"
             else:
                 return SandboxResponse.json(400, {"error": "unknown_operation"})
@@ -184,7 +186,8 @@ class AgentOrdersMixin:
             if self.orders_mode == "sync":
                 return SandboxResponse.json(200, self._answer(document))
             if not self.orders_never_call_back:
-                self._callback_queue(credentials[secret], key, document)
+                job_id = body.get("job_id") or key
+                self._callback_queue(credentials[secret], job_id, key, document)
         return SandboxResponse.json(202, {"accepted": True, "job_id": key})
 
     @staticmethod
@@ -196,13 +199,14 @@ class AgentOrdersMixin:
 
     # --- callbacks ---
 
-    def _callback_queue(self, token: str, key: str, document: ErpDocument) -> None:
+    def _callback_queue(self, token: str, job_id: str, key: str, document: ErpDocument) -> None:
         """Hold the callback of an accepted order (called with the orders lock held)."""
+        about = {"job_id": job_id, "idempotency_key": key}
         if self.orders_fail_callbacks > 0:
             self.orders_fail_callbacks -= 1
-            body = {"job_id": key, "status": "failed", "error": "the ERP refused the document"}
+            body = {**about, "status": "failed", "error": "the ERP refused the document"}
         else:
-            body = {"job_id": key, "status": "completed", **self._answer(document)}
+            body = {**about, "status": "completed", **self._answer(document)}
         if self.orders_callback_delay is None:
             self.callbacks_held.append((token, body))
             return

@@ -10,7 +10,7 @@ from rest_framework.viewsets import GenericViewSet
 from core.schema import error_responses
 from erp_mapping import selectors
 from erp_mapping.api.agents import AGENT_AUTH_ERRORS
-from erp_mapping.auth import AgentThrottle, AgentTokenAuthentication
+from erp_mapping.auth import AgentCallbackThrottle, AgentTokenAuthentication
 from erp_mapping.filters import ErpSyncJobFilter
 from erp_mapping.serializers.sync import (
     CallbackResultSerializer,
@@ -22,17 +22,19 @@ from erp_mapping.services.erp_sync import erp_sync_callback
 
 class AgentCallbackView(APIView):
     authentication_classes = [AgentTokenAuthentication]
-    throttle_classes = [AgentThrottle]
+    throttle_classes = [AgentCallbackThrottle]
     required_scopes = {"*": "agent"}
 
     @extend_schema(
         summary="Agent callback: the outcome of an order the agent accepted (202)",
         description=(
-            "Authenticated with the agent's token. `job_id` is the `Idempotency-Key` of the "
-            "`POST {agent_url}/orders` call the agent answered 202. `completed` (with "
+            "Authenticated with the agent's token. `job_id` is the `job_id` of the "
+            "`POST {agent_url}/orders` call the agent answered 202, `idempotency_key` (optional) "
+            "its `Idempotency-Key`. `completed` (with "
             "`erp_reference`, and `erp_document_id` if any) completes the job and writes the "
             "order's ERP fields; `failed` (with `error`) counts as a failed attempt: the job is "
-            "sent again after a backoff, or given up (dead letter) after the last attempt. "
+            "sent again after a backoff, or given up (dead letter) after the last attempt; "
+            "about an earlier key it changes nothing. "
             "Idempotent: the same callback again answers 200 with `changed: false`. A job of "
             "another vendor answers 404 `erp_sync_job_not_found`; `completed` with another "
             "reference than the one recorded answers 409 `erp_reference_conflict` (the first "
@@ -62,6 +64,7 @@ class AgentCallbackView(APIView):
             erp_reference=data["erp_reference"],
             erp_document_id=data.get("erp_document_id", ""),
             error=data.get("error", ""),
+            idempotency_key=data.get("idempotency_key"),
         )
         job = result.job
         return Response(

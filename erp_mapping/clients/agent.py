@@ -86,12 +86,14 @@ class AgentUnavailable(AgentCallError):
 def agent_failure(exc: BaseException) -> bool:
     """Whether an error says the agent is unwell (what the circuit breaker counts).
 
-    No answer (refused, timed out), a 5xx, a 408 or a 429. Any other 4xx is the agent
+    No answer (refused, timed out), a 5xx, a 408 or a 429; and a 401, 403 or 404, which
+    say the agent is set up wrong (a secret it lacks, a wrong URL): every call would get
+    the same, so the circuit should open. Any other 4xx (400, 409, 422) is the agent
     answering, and refusing this one call: the agent is up.
     """
     if not isinstance(exc, AgentCallError) or isinstance(exc, AgentUnavailable):
         return False
-    return exc.status is None or exc.status >= 500 or exc.status in (408, 429)
+    return exc.status is None or exc.status >= 500 or exc.status in (401, 403, 404, 408, 429)
 
 
 class Breaker(Protocol):

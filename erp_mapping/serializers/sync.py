@@ -10,7 +10,13 @@ CALLBACK_STATUSES = [("completed", "completed"), ("failed", "failed")]
 
 class CallbackSerializer(serializers.Serializer):
     job_id = serializers.IntegerField(
-        min_value=1, max_value=MAX_JOB_ID, help_text="The job id (the call's Idempotency-Key)."
+        min_value=1, max_value=MAX_JOB_ID, help_text="The job id (the `job_id` of the call)."
+    )
+    idempotency_key = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The call's Idempotency-Key: a `failed` about an earlier key changes nothing.",
     )
     status = serializers.ChoiceField(
         choices=CALLBACK_STATUSES,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.services import alert_send
 from erp_mapping.auth import agent_token_generate
 from erp_mapping.clients.breaker import vendor_breaker
-from erp_mapping.models import ErpAgent
+from erp_mapping.models import ErpAgent, ErpSyncJob
 from inventory.models import Vendor
 
 logger = structlog.get_logger(__name__)
@@ -56,8 +56,9 @@ def agent_register(
     token stops working as soon as this commits and calls are signed with the new secret.
     Two concurrent first registrations are settled by the unique vendor: the loser
     re-registers the row the winner created. After the commit the vendor's circuit breaker
-    is closed (a new or moved agent starts afresh); its waiting order jobs go out with the
-    next sweep.
+    is closed (a new or moved agent starts afresh); its waiting and failed order jobs are
+    made due now (their wait reasons forgotten), so they go out with the next sweep rather
+    than after their backoff.
     """
     for _ in range(2):
         try:
@@ -72,6 +73,9 @@ def agent_register(
                 secret = outbound_secret_generate()
                 agent.outbound_secret = secret
                 agent.save()
+                ErpSyncJob.objects.filter(
+                    vendor=vendor, status__in=[ErpSyncJob.Status.PENDING, ErpSyncJob.Status.FAILED]
+                ).update(next_attempt_at=timezone.now(), wait_reason="", updated_at=timezone.now())
                 transaction.on_commit(lambda: vendor_breaker(vendor.pk).reset(), robust=True)
         except IntegrityError:
             continue  # another registration created the row meanwhile: rotate that one

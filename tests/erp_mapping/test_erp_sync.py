@@ -12,11 +12,12 @@ from core.models import DeadLetter
 from core.sandbox import Fault
 from core.services import dead_letter_retry
 from erp_mapping.agent_server.orders import signature_valid
+from erp_mapping.clients.breaker import vendor_breaker
 from erp_mapping.models import ErpSyncEvent, ErpSyncJob
 from erp_mapping.services.agents import agent_register
 from erp_mapping.services.erp_sync import (
     erp_sync_job_create,
-    erp_sync_job_retry,
+    erp_sync_job_send_now,
     erp_sync_send,
     erp_sync_sweep,
 )
@@ -51,13 +52,14 @@ def test_erp_sync_confirmed_order_is_sent_once_signed_and_completed(agent, place
     # when: an order is confirmed (its hooks run on commit)
     order = place(2)
 
-    # then: one job, sent once with its id as the key, signed with the agent's secret
+    # then: one job, sent once with its UUID key, signed with the agent's secret
     job = job_of(order)
     assert job.status == S.COMPLETED
     assert job.completed_via == ErpSyncJob.CompletedVia.ANSWER
     assert (job.attempts, job.erp_reference, job.erp_document_id) == (1, "SO-000001", "DOC-000001")
     [call] = orders_calls(agent)
-    assert call.headers["Idempotency-Key"] == str(job.pk)
+    assert call.headers["Idempotency-Key"] == str(job.idempotency_key)
+    assert json.loads(call.body)["job_id"] == str(job.pk)
     secret = agent.registered.outbound_secret
     assert signature_valid(secret, call.headers["X-Syncstore-Signature"], call.body)
     sent = json.loads(call.body)
@@ -229,7 +231,7 @@ def test_erp_sync_callback_timeout_resends_with_the_same_key_and_one_document(ag
     job.refresh_from_db()
     assert (job.status, job.attempts, job.erp_reference) == (S.COMPLETED, 2, "SO-000001")
     keys = [call.headers["Idempotency-Key"] for call in orders_calls(agent)]
-    assert keys == [str(job.pk), str(job.pk)]
+    assert keys == [str(job.idempotency_key)] * 2
     assert agent.documents_created() == 1
     assert job.events.filter(kind=ErpSyncEvent.Kind.CALLBACK_TIMEOUT).count() == 1
 
@@ -240,7 +242,34 @@ def sync_timeout_seconds() -> int:
     return settings.ERP_CALLBACK_TIMEOUT
 
 
-def test_erp_sync_a_wrong_secret_is_refused_by_the_agent_and_the_job_is_dead(agent, place):
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_erp_sync_an_agent_setup_refusal_waits_opens_the_circuit_and_alerts_once(
+    agent, place, sync_settings, status, caplog
+):
+    # given: the agent refuses every call as a whole (a secret it lacks, a wrong URL)
+    sync_settings.ERP_BREAKER_FAIL_MAX = 2
+    agent.inject(Fault(status=status, count=10))
+
+    # when: three orders come in
+    orders = [place() for _ in range(3)]
+
+    # then: no job is dead and none used an attempt; the refusals opened the circuit, so
+    # the third job waits for the circuit without a call
+    jobs = [job_of(order) for order in orders]
+    assert [(j.status, j.attempts) for j in jobs] == [(S.PENDING, 0)] * 3
+    assert [j.wait_reason for j in jobs] == ["agent_config", "agent_config", "circuit_open"]
+    assert len(orders_calls(agent)) == 2
+    assert vendor_breaker(agent.registered.agent.vendor_id).state().state == "open"
+    assert not DeadLetter.objects.exists()
+    # and: one alert for the vendor (two refusals), saying what to fix
+    raised = [r for r in caplog.records if "alert.raised" in r.getMessage()]
+    assert len(raised) == 1
+    assert "ERP agent refuses" in raised[0].getMessage()
+
+
+def test_erp_sync_a_wrong_secret_waits_and_reregistration_sends_it_at_once(
+    agent, place, vendor, django_capture_on_commit_callbacks
+):
     # given: the agent knows another secret than SyncStore's
     agent.credentials.clear()
     agent.credentials_add(secret="sso_not-the-right-one", callback_token="x")
@@ -248,13 +277,23 @@ def test_erp_sync_a_wrong_secret_is_refused_by_the_agent_and_the_job_is_dead(age
     order = place()
 
     job = job_of(order)
-    assert (job.status, job.http_status) == (S.DEAD, 401)
-    assert "refused by the agent" in job.last_error
+    assert (job.status, job.attempts, job.http_status) == (S.PENDING, 0, 401)
+    assert job.wait_reason == "agent_config"
+    assert job.next_attempt_at > timezone.now()
     assert agent.documents_created() == 0
-    letter = DeadLetter.objects.get(task_name="erp_mapping.erp_sync_send")
-    assert letter.kwargs == {"job_id": job.pk, "revive": True}
+    assert not DeadLetter.objects.exists()
     order.refresh_from_db()
-    assert "401" in order.erp_sync_error
+    assert order.erp_sync_error == ""  # nothing is wrong with the order
+
+    # when: the agent is registered again and given the new secret
+    again = agent_register(vendor=vendor, agent_url=f"{agent.server.url}/agent", erp_type="x")
+    agent.credentials_add(secret=again.outbound_secret, callback_token=again.token)
+
+    # then: the waiting job is due now; the next sweep sends it
+    job.refresh_from_db()
+    assert job.next_attempt_at <= timezone.now()
+    assert erp_sync_sweep().queued == 1
+    assert job_of(order).status == S.COMPLETED
 
 
 def test_erp_sync_reregistration_rotates_the_outbound_secret(
@@ -271,12 +310,12 @@ def test_erp_sync_reregistration_rotates_the_outbound_secret(
     assert again.outbound_secret not in stored
     # calls are signed with the new secret: an agent knowing only the old one refuses them
     order = place()
-    assert job_of(order).status == S.DEAD
+    assert (job_of(order).status, job_of(order).http_status) == (S.PENDING, 401)
     agent.credentials_replace(
         old_secret=first, secret=again.outbound_secret, callback_token=again.token
     )
     with django_capture_on_commit_callbacks(execute=True):
-        erp_sync_job_retry(job_id=job_of(order).pk, actor="test")
+        erp_sync_job_send_now(job_id=job_of(order).pk, actor="test")
     assert job_of(order).status == S.COMPLETED
 
 
@@ -406,7 +445,8 @@ def test_erp_sync_cancel_waits_for_its_create_then_follows(
         order_cancel(order=order, actor=API)
     cancel = job_of(order, "order.cancel")
     assert (cancel.status, cancel.attempts) == (S.PENDING, 0)
-    assert "waiting for the order's create" in cancel.last_error
+    assert cancel.wait_reason == "create_pending"
+    assert cancel.next_attempt_at is None  # no timed wait: the create's completion sends it
     assert len(orders_calls(agent)) == 1  # only the create went out
 
     # when: the create's callback arrives
@@ -427,6 +467,7 @@ def test_erp_sync_an_order_never_sent_gets_no_cancel_job(place, vendor, sync_set
 
 
 def test_erp_sync_sweep_creates_jobs_a_failed_listener_missed(agent, place):
+    place()  # the first job: the sync exists from here on
     order = place()
     ErpSyncJob.objects.filter(order=order).delete()
 

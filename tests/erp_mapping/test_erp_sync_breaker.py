@@ -68,10 +68,13 @@ def test_breaker_opens_after_repeated_failures_jobs_wait_and_a_trial_closes_it(
     agent.orders_configure(down=False)
     time.sleep(3.05)
     ErpSyncJob.objects.update(next_attempt_at=timezone.now())
-    erp_sync_sweep()
 
-    # then: the trial closed the circuit and every order is in the ERP once
+    # then: the sweep sends one job, the trial, which closes the circuit; the next sweep
+    # sends the rest, and every order is in the ERP once
+    assert erp_sync_sweep().queued == 1
+    assert len(orders_calls(agent)) == 4
     assert vendor_breaker(agent.registered.agent.vendor_id).state().state == "closed"
+    assert erp_sync_sweep().queued == 4
     assert set(ErpSyncJob.objects.values_list("status", flat=True)) == {S.COMPLETED}
     assert agent.documents_created() == 5
     assert len(orders_calls(agent)) == 3 + 5
@@ -101,7 +104,7 @@ def test_breaker_a_failed_trial_opens_the_circuit_again(vendor, sync_settings):
 def test_breaker_counts_only_the_agent_being_unwell(vendor, sync_settings):
     sync_settings.ERP_BREAKER_FAIL_MAX = 2
     breaker = vendor_breaker(vendor.pk)
-    for send in (fail(404), fail(422), fail(401)):
+    for send in (fail(400), fail(422), fail(409)):
         with pytest.raises(AgentCallError):
             breaker.call(send)
 
