@@ -23,6 +23,7 @@ from erp_mapping.services.erp_sync import erp_sync_sweep
 from orders.services import OrderLineInput, order_create
 from tests.erp_mapping.sync_support import API, job_of, orders_calls
 from tests.helpers import wait_for
+from tests.inventory.factories import VendorFactory
 
 S = ErpSyncJob.Status
 ROOT = Path(__file__).resolve().parents[2]
@@ -295,3 +296,87 @@ def test_erp_sync_send_runs_on_a_real_worker_from_the_orders_queue(
     job = job_of(order)
     assert (job.status, job.attempts, job.completed_via) == (S.COMPLETED, 1, "callback")
     assert app.documents_created() == 1
+
+
+# --- a stalled Redis, a lost opening time -----------------------------------------------------
+
+
+@pytest.fixture
+def stalled_redis():
+    """A listener that accepts connections and never answers (a stalled Redis)."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    stop.set()
+    thread.join(1)
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.django_db
+def test_breaker_states_of_a_stalled_redis_answer_ready_and_metrics_within_a_second(
+    sync_settings, stalled_redis, admin_client
+):
+    # given: three agents, and the breakers' Redis accepts connections but never answers
+    for _ in range(3):
+        agent_register(vendor=VendorFactory(), agent_url="http://127.0.0.1:1", erp_type="x")
+    sync_settings.REDIS_URL = stalled_redis
+
+    # when: readiness, the metrics and the job console are read
+    timings = {}
+    for name, path in (
+        ("ready", "/health/ready"),
+        ("metrics", "/metrics"),
+        ("admin", "/admin/erp_mapping/erpsyncjob/"),
+    ):
+        started = time.perf_counter()
+        answer = admin_client.get(path)
+        timings[name] = time.perf_counter() - started
+        assert answer.status_code == 200, name
+
+    # then: each answers within about a second (one short read for all vendors)
+    assert max(timings.values()) < 1.5, timings
+    details = APIClient().get("/health/ready").json()["details"]["erp_agent_breakers"]
+    assert len(details) == 3
+    assert all(d["state"] == "closed" and "error" in d for d in details.values())
+
+
+@pytest.mark.django_db
+def test_breaker_open_without_its_opening_time_lets_a_trial_through(vendor, sync_settings):
+    import redis as redis_client
+
+    from erp_mapping.clients.breaker import _namespace
+
+    sync_settings.ERP_BREAKER_FAIL_MAX = 1
+    sync_settings.ERP_BREAKER_RESET_SECONDS = 600
+    breaker = vendor_breaker(vendor.pk)
+    with pytest.raises(AgentCallError):
+        breaker.call(fail(None))
+    assert breaker.state().state == "open"
+    # given: the opening time is lost (evicted, expired, deleted by hand)
+    redis_client.Redis.from_url(settings.REDIS_URL).delete(
+        f"{_namespace(str(vendor.pk))}:pybreaker:opened_at"
+    )
+    assert breaker.state().retry_at <= timezone.now()
+
+    # when/then: the next call is the trial, and its success closes the circuit
+    assert breaker.call(lambda: "ok") == "ok"
+    assert breaker.state().state == "closed"
