@@ -14,7 +14,6 @@ from core.sandbox import Fault
 from core.services import dead_letter_retry
 from erp_mapping.agent_server import AgentServer
 from erp_mapping.models import ErpAgent, ErpSyncEvent, ErpSyncJob
-from erp_mapping.services import erp_sync
 from erp_mapping.services.agents import agent_register
 from erp_mapping.services.erp_sync import (
     erp_sync_callback,
@@ -22,6 +21,8 @@ from erp_mapping.services.erp_sync import (
     erp_sync_send,
     erp_sync_sweep,
 )
+from erp_mapping.services.erp_sync import send as erp_sync_send_module
+from erp_mapping.services.erp_sync import sweep as erp_sync_sweep_module
 from orders.models import Order
 from orders.services import order_cancel
 from tests.erp_mapping.sync_support import API, job_of, orders_calls
@@ -181,7 +182,7 @@ def test_erp_sync_a_failed_callback_overtaking_the_accepted_record_is_applied(ag
         secret=agent.registered.outbound_secret, callback_token=agent.registered.token
     )
     ErpSyncJob.objects.filter(pk=job.pk).update(next_attempt_at=None)
-    lease = erp_sync._claim(job.pk, now=timezone.now())
+    lease = erp_sync_send_module._claim(job.pk, now=timezone.now())
     claimed = ErpSyncJob.objects.select_related("order").get(pk=job.pk)
 
     # when: the agent's failed callback arrives before the worker records the 202
@@ -191,7 +192,7 @@ def test_erp_sync_a_failed_callback_overtaking_the_accepted_record_is_applied(ag
     )
     assert answer.status_code == 200
     assert answer.json()["changed"] is True
-    assert erp_sync._send_claimed(claimed, lease) == "failed"
+    assert erp_sync_send_module._send_claimed(claimed, lease) == "failed"
 
     # then: the failure counted for the accepted attempt: retried after a backoff
     job.refresh_from_db()
@@ -279,7 +280,7 @@ def test_erp_sync_sweep_caps_each_vendor_so_one_backlog_starves_no_one(
     agent, monkeypatch, django_capture_on_commit_callbacks
 ):
     # given: vendor A has 5 due jobs, vendor B (same agent process) 1, and a cap of 2
-    monkeypatch.setattr(erp_sync, "SWEEP_VENDOR_BATCH", 2)
+    monkeypatch.setattr(erp_sync_sweep_module, "SWEEP_VENDOR_BATCH", 2)
     other = VendorFactory()
     registered = agent_register(vendor=other, agent_url=agent.server.url, erp_type="convex")
     agent.credentials_add(secret=registered.outbound_secret, callback_token=registered.token)
@@ -397,14 +398,14 @@ def test_erp_sync_send_records_a_conflicting_answer_and_returns_quietly(agent, p
         secret=agent.registered.outbound_secret, callback_token=agent.registered.token
     )
     ErpSyncJob.objects.filter(pk=job.pk).update(next_attempt_at=None)
-    lease = erp_sync._claim(job.pk, now=timezone.now())
+    lease = erp_sync_send_module._claim(job.pk, now=timezone.now())
     claimed = ErpSyncJob.objects.select_related("order").get(pk=job.pk)
     erp_sync_callback(
         agent=agent.registered.agent, job_id=job.pk, status="completed", erp_reference="SO-X"
     )
 
     # when: the worker's call is answered with the ERP's reference
-    outcome = erp_sync._send_claimed(claimed, lease)
+    outcome = erp_sync_send_module._send_claimed(claimed, lease)
 
     # then: no exception; the conflict is recorded and the first reference kept
     assert outcome == "conflict"
