@@ -177,7 +177,8 @@ def orders_to_erp(ctx: DemoContext) -> str:
     quick = {
         "ERP_BREAKER_FAIL_MAX": 3,
         "ERP_BREAKER_RESET_SECONDS": 1,
-        "ERP_CALLBACK_TIMEOUT": 1,
+        # Longer than sending every job takes, so only the lost callbacks time out.
+        "ERP_CALLBACK_TIMEOUT": 5,
         "ERP_SYNC_RETRY_BASE_SECONDS": 0.2,
         "ERP_SYNC_RETRY_MAX_SECONDS": 0.5,
     }
@@ -204,7 +205,7 @@ def orders_to_erp(ctx: DemoContext) -> str:
         while app.callbacks_held:  # completed creates send their orders' cancels meanwhile
             answers += app.callbacks_release()
         replayed = app.callbacks_replay()  # the agent sends its callbacks once more
-        time.sleep(1.05)  # past the callback timeout: the three are sent again
+        time.sleep(5.05)  # past the callback timeout: the three are sent again
         _sweep_due(jobs)
         _sweep_due(jobs)  # cancels released by their creates, if any are left
     by_status = dict(
@@ -235,11 +236,15 @@ def orders_to_erp(ctx: DemoContext) -> str:
 
 
 def _sweep_due(jobs) -> None:
-    """Run the sweep with every waiting job due now (the demo does not wait out backoffs)."""
-    jobs.filter(status__in=[ErpSyncJob.Status.PENDING, ErpSyncJob.Status.FAILED]).update(
-        next_attempt_at=timezone.now()
-    )
-    erp_sync_sweep()
+    """Run the sweep with every waiting job due now (the demo does not wait out backoffs),
+    again until it queues nothing: a circuit past its timeout gets one job (the trial)
+    first, and each vendor at most a batch per sweep."""
+    for _ in range(10):
+        jobs.filter(status__in=[ErpSyncJob.Status.PENDING, ErpSyncJob.Status.FAILED]).update(
+            next_attempt_at=timezone.now()
+        )
+        if not erp_sync_sweep().queued:
+            return
 
 
 def _agent_server(ctx: DemoContext, vendor: Vendor) -> AgentServer:
