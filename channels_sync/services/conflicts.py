@@ -46,6 +46,7 @@ from inventory.models import Product, Vendor
 logger = structlog.get_logger(__name__)
 
 SYSTEM_ACTOR = "system"
+AGREES_AGAIN = "the channel agrees again"
 
 
 def conflict_event(conflict: Conflict, action: str, *, actor: str, **fields: Any) -> ConflictEvent:
@@ -165,6 +166,45 @@ def conflict_open(
         )
         return conflict, True
     raise RuntimeError(f"could not open a {kind} conflict")
+
+
+def conflict_close_agreed(*, listing: ChannelListing, quantity: int) -> Conflict | None:
+    """Close the listing's open `stock_mismatch` as the channel agrees with us again.
+
+    Called by the reconciliation's comparison under the listing's row lock, when the
+    channel shows what we last pushed: the conflict then describes nothing anymore (moving
+    stock by its old figures would be wrong), so it is closed: status `auto_resolved`, no
+    strategy, resolved value the agreed quantity, actor `system`, note "the channel agrees
+    again", and an `auto_resolved` event. Locks the conflict's row after the listing's (the
+    resolution's order). Returns the conflict closed, or None if none was open.
+    """
+    conflict = (
+        Conflict.objects.select_for_update()
+        .filter(kind=Conflict.Kind.STOCK_MISMATCH, listing=listing, status=Conflict.Status.OPEN)
+        .first()
+    )
+    if conflict is None:
+        return None
+    conflict.status = Conflict.Status.AUTO_RESOLVED
+    conflict.strategy = ""
+    conflict.resolved_value = Decimal(quantity)
+    conflict.resolved_by = SYSTEM_ACTOR
+    conflict.resolved_at = timezone.now()
+    conflict.note = AGREES_AGAIN
+    conflict.save()
+    conflict_event(
+        conflict,
+        ConflictEvent.Action.AUTO_RESOLVED,
+        actor=SYSTEM_ACTOR,
+        ours=Decimal(quantity),
+        theirs=Decimal(quantity),
+        value=Decimal(quantity),
+        note=AGREES_AGAIN,
+    )
+    logger.info(
+        "conflict.closed_agreed", conflict_id=conflict.pk, listing_id=listing.pk, quantity=quantity
+    )
+    return conflict
 
 
 def _auto_resolve_due(conflict: Conflict, *, changed: bool) -> None:
