@@ -4,6 +4,10 @@
 they subscribe here from their `AppConfig.ready`. A listener runs in the same transaction as
 the movement, so what it writes commits or rolls back with it; anything it wants done after
 the commit it registers with `transaction.on_commit` itself.
+
+Apps that feed a vendor's physical stock from outside (the ERP) also register a reader here
+(`stock_source_register`), so callers can tell (`inventory.selectors.vendor_stock_source`)
+that a local correction would be overwritten, without importing those apps.
 """
 
 import threading

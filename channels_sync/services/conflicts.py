@@ -11,13 +11,15 @@ What the figures mean, by kind:
   show), `theirs` what the channel reports; `ours_at` / `theirs_at` are when each was
   written (last write wins compares them).
 - `oversell`: `ours` is the level's available quantity after the sale (negative), `theirs`
-  the units sold past zero; `details` names the orders, the line's warehouse and SKU.
+  the units sold past zero; `details` names the orders and their lines' warehouses
+  (`orders`, `warehouse_ids`), and the latest line, its warehouse and SKU.
 - `duplicate_order`: no figures; `reference` is the marketplace order id and `details`
   names the orders and channels that share it.
 
 After the commit, an open `stock_mismatch` of a channel whose policy is not `manual` is
 resolved by the policy's strategy (the `channels_sync.conflict_auto_resolve` task). The
-other kinds always wait for a person.
+other kinds always wait for a person. A `stock_mismatch` whose listing is seen to agree with
+what we pushed again is closed by the reconciliation (`conflict_close_agreed`).
 
 Locks: a conflict row is taken after any stock level and listing rows the caller holds
 (the order services open conflicts after their stock and dirty marks, and a resolution

@@ -482,6 +482,19 @@ def test_conflict_policy_use_theirs_resolves_by_moving_stock(make_shop, run_afte
     assert shop.on_hand() == 8
 
 
+def test_conflict_policy_last_write_wins_always_takes_theirs(make_shop, run_after_commit):
+    # An observation is always read after our last push: as a policy this is use_theirs.
+    shop = make_shop(10, policy=ConflictPolicy.LAST_WRITE_WINS)
+    conflict = run_after_commit(lambda: shop.mismatch(8))
+    conflict.refresh_from_db()
+    assert conflict.theirs_at > conflict.ours_at
+    assert (conflict.status, conflict.details["resolution"]["applied"]) == (
+        "auto_resolved",
+        "use_theirs",
+    )
+    assert shop.on_hand() == 8
+
+
 def test_conflict_policy_manual_leaves_it_open(make_shop, run_after_commit):
     shop = make_shop(10, policy=ConflictPolicy.MANUAL)
     conflict = run_after_commit(lambda: shop.mismatch(7))
