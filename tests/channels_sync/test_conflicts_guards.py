@@ -334,14 +334,12 @@ def test_conflict_oversell_count_refused_for_orders_from_several_warehouses(
     assert _resolve(oversell, "use_ours").status == "resolved"
 
 
-# --- 6. the listing deleted while a resolution waits for its locks -----------------------------
+# --- 6. changes while a resolution waits for its locks ------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("strategy", ["use_ours", "use_theirs"])
-def test_conflict_listing_deleted_during_the_resolution_is_refused_clearly(make_shop, strategy):
-    shop = make_shop(10)
-    conflict = shop.mismatch(7)
+def _while_resolving(conflict, strategy: str, change) -> object:
+    """Resolve in a thread while `change` holds its locks in an open transaction; return
+    what the resolution returned or raised."""
     outcome: list = []
 
     def resolve() -> None:
@@ -357,17 +355,49 @@ def test_conflict_listing_deleted_during_the_resolution_is_refused_clearly(make_
             cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
             return cursor.fetchone()[0] > 0
 
-    # when: a staff member deletes the listing; the resolution has checked it, then waits
     with transaction.atomic():
-        ChannelListing.objects.filter(pk=shop.listing.pk).delete()
+        change()
         worker = threading.Thread(target=resolve)
         worker.start()
-        wait_for(waiting)
+        wait_for(waiting)  # it has read the conflict and waits for a row we hold
     worker.join(15)
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_conflict_figures_changed_during_the_resolution_answer_stale(make_shop):
+    # given: ours 10, theirs 12: minimum comes down to ours when the resolution starts
+    shop = make_shop(10)
+    conflict = shop.mismatch(12)
+
+    # when: the reconciliation sees 5 meanwhile (minimum would now move our stock)
+    result = _while_resolving(conflict, "minimum", lambda: shop.mismatch(5))
+
+    # then: refused, nothing moved; resolved again, it takes the new figures
+    assert isinstance(result, ConflictStale), repr(result)
+    assert "changed while it was being resolved" in result.message
+    _still_open(conflict)
+    assert (conflict.ours, conflict.theirs) == (10, 5)
+    assert _resolve(conflict, "minimum").details["resolution"]["applied"] == "use_theirs"
+    assert shop.on_hand() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("strategy", ["use_ours", "use_theirs"])
+def test_conflict_listing_deleted_during_the_resolution_is_refused_clearly(make_shop, strategy):
+    shop = make_shop(10)
+    conflict = shop.mismatch(7)
+
+    # when: a staff member deletes the listing; the resolution has checked it, then waits
+    result = _while_resolving(
+        conflict,
+        strategy,
+        lambda: ChannelListing.objects.filter(pk=shop.listing.pk).delete(),
+    )
 
     # then: a clear refusal (never an AttributeError), nothing changed
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], StrategyNotApplicable), repr(outcome[0])
-    assert outcome[0].details["applicable"] == ["ignore"]
+    assert isinstance(result, StrategyNotApplicable), repr(result)
+    assert result.details["applicable"] == ["ignore"]
     _still_open(conflict)
     assert shop.on_hand() == 10
