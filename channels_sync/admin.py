@@ -16,7 +16,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channels_sync import admin_conflicts  # noqa: F401 - registers the conflict console
-from channels_sync.models import AllocationRule, Channel, ChannelListing, Conflict, PushAttempt
+from channels_sync.models import (
+    CONFLICT_POLICY_HELP,
+    AllocationRule,
+    Channel,
+    ChannelListing,
+    Conflict,
+    PushAttempt,
+)
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.channels import (
     channel_check,
@@ -100,6 +107,7 @@ class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
         fields = ["type", "vendor", "warehouses", *_CHANNEL_SETTINGS]
+        help_texts = {"conflict_policy": CONFLICT_POLICY_HELP}
 
     def clean_new_credentials(self) -> dict:
         text = self.cleaned_data["new_credentials"].strip()

@@ -24,7 +24,9 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from channels_sync.models import Conflict, ConflictEvent, ConflictStrategy
-from channels_sync.services.conflict_resolution import APPLICABLE, conflict_resolve
+from channels_sync.selectors_conflicts import order_conflicts
+from channels_sync.services.conflict_resolution import conflict_resolve
+from channels_sync.services.conflict_strategies import APPLICABLE
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from core.field_errors import service_errors
@@ -64,7 +66,8 @@ class _LinkedFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not value.isdigit() or int(value) >= 2**63:
+        # ASCII digits only: "²".isdigit() is true, and int("²") raises.
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**63:
             return queryset.none()
         return self.narrow(queryset, int(value))
 
@@ -85,7 +88,7 @@ class OrderFilter(_LinkedFilter):
     parameter_name = "order"
 
     def narrow(self, queryset: QuerySet[Conflict], pk: int) -> QuerySet[Conflict]:
-        return queryset.filter(details__orders__contains=[pk])
+        return queryset.filter(pk__in=order_conflicts(order_id=pk).values("pk"))
 
 
 class ConflictEventInline(admin.TabularInline):

@@ -110,6 +110,38 @@ def pool_after_buffer(pool: Decimal, rule: RuleSpec) -> int:
     return max(0, math.floor(base - units - held_percent))
 
 
+def one_for_one(rule: RuleSpec) -> bool:
+    """Whether the rule shows the pool unit for unit: strategy `all` with no buffer, no
+    maximum shown and no zero-below. Only then does a change of the channel's quantity
+    stand for the same change of our stock."""
+    return (
+        rule.strategy == ALL
+        and Decimal(rule.buffer_units) <= 0
+        and Decimal(rule.buffer_percent) <= 0
+        and rule.max_shown is None
+        and not rule.zero_below
+    )
+
+
+def rule_describe(rule: RuleSpec) -> str:
+    """The rule in a few words: "product rule: percentage 50, buffer 2 + 10%, max shown 5"."""
+    parts = [rule.strategy]
+    if rule.parameter is not None and rule.strategy != ALL:
+        parts[0] += f" {_fmt(rule.parameter)}"
+    held = []
+    if Decimal(rule.buffer_units) > 0:
+        held.append(_fmt(rule.buffer_units))
+    if Decimal(rule.buffer_percent) > 0:
+        held.append(f"{_fmt(rule.buffer_percent)}%")
+    if held:
+        parts.append(f"buffer {' + '.join(held)}")
+    if rule.max_shown is not None:
+        parts.append(f"max shown {rule.max_shown}")
+    if rule.zero_below:
+        parts.append(f"zero below {rule.zero_below}")
+    return f"{rule.scope} rule: {', '.join(parts)}"
+
+
 def allocate_one(claim: Claim) -> Allocation:
     """Allocate a claim whose strategy (all, percentage, fixed) ignores other channels.
 

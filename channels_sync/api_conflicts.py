@@ -64,11 +64,18 @@ class ConflictViewSet(mixins.ListModelMixin, GenericViewSet):
             "again), `use_theirs` (our stock moves by theirs - ours, with a ledger movement in "
             "one of the channel's warehouses), `minimum` (the lower of the two), `set_value` "
             "(`value` required: our stock moves by value - ours, then the channel is sent "
-            "its new quantity), `last_write_wins` (the newer figure), `source_priority` "
-            "(theirs when the channel comes first by priority among the vendor's channels "
-            "listing the product, else ours) and `ignore`. An oversell takes `use_ours`, "
-            "`set_value` (a stock count at the sold line's warehouse) or `ignore`; a "
-            "duplicate order `use_ours` (both orders stand) or `ignore`. The stock movement "
+            "its new quantity), `last_write_wins` (the newer figure: an observation is always "
+            "newer than our push, so in practice theirs), `source_priority` (theirs when the "
+            "channel comes first by priority among the vendor's channels listing the "
+            "product, else ours) and `ignore`. Moving our stock (`use_theirs`, `set_value`, "
+            "and the others when they come down to theirs) is refused with 409 "
+            "`conflict_stale` when the listing changed since the conflict was seen (reconcile "
+            "it again), `erp_managed_stock` when the vendor's stock comes from its ERP, and "
+            "`strategy_not_applicable` when the listing's allocation rule is not plain `all` "
+            "(no buffer, maximum shown or zero-below); `use_ours` and `ignore` always apply. "
+            "The resolved value is the quantity the channel is to show. An oversell takes "
+            "`use_ours`, `set_value` (a stock count at the sold lines' warehouse) or `ignore`; "
+            "a duplicate order `use_ours` (both orders stand) or `ignore`. The stock movement "
             "and the resolution commit together; pushes are queued after. An "
             "`Idempotency-Key` is optional; without one, a repeat answers 409 "
             "`conflict_not_open`."
@@ -79,11 +86,18 @@ class ConflictViewSet(mixins.ListModelMixin, GenericViewSet):
             200: ConflictDetailSerializer,
             **error_responses(
                 {
-                    400: ["validation_error", "invalid_value", "invalid_quantity"],
+                    400: [
+                        "validation_error",
+                        "invalid_value",
+                        "invalid_quantity",
+                        "quantity_out_of_range",
+                    ],
                     **_NOT_FOUND,
                     409: [
                         "conflict_not_open",
                         "strategy_not_applicable",
+                        "conflict_stale",
+                        "erp_managed_stock",
                         "insufficient_stock",
                         "no_channel_warehouse",
                         "warehouse_inactive",

@@ -28,3 +28,18 @@ class NoChannelWarehouse(ConflictError):
 class InvalidResolutionValue(DomainError):
     code = "invalid_value"
     message = "The value is missing or not valid for this strategy."
+
+
+class ConflictStale(ConflictError):
+    """The figures of the conflict no longer describe the listing: moving our stock by them
+    would count a change twice (a sale since, a push since)."""
+
+    code = "conflict_stale"
+    message = "The listing changed since the conflict was seen; reconcile it again."
+
+
+class ErpManagedStock(ConflictError):
+    """The vendor's physical stock comes from its ERP, which wins over a local correction."""
+
+    code = "erp_managed_stock"
+    message = "This vendor's stock comes from its ERP: correct it there, or use ours."

@@ -45,6 +45,18 @@ class ConflictPolicy(models.TextChoices):
     MANUAL = "manual", "manual review"
 
 
+# The policy's help in the console and the API (the field's own help_text is the short one).
+CONFLICT_POLICY_HELP = (
+    "How the channel's stock conflicts are resolved as they open: a strategy, or `manual` "
+    "(left for a person). Default `use_ours`. `use_theirs`, and `minimum` when the channel "
+    "shows less, move our stock; that is refused (the conflict waits for a person) when the "
+    "vendor's stock comes from its ERP, when the listing's allocation is not plain `all`, "
+    "or when the listing changed since the conflict was seen. `last_write_wins` compares "
+    "when each figure was written, and what the channel shows is always read after our last "
+    "push: as a policy it always takes theirs, like `use_theirs`."
+)
+
+
 class Channel(BaseModel):
     """One shop on one marketplace, fed by the stock of some of the vendor's warehouses."""
 

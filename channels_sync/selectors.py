@@ -91,10 +91,16 @@ def listings_to_push(
 
 def channel_rules(channel: Channel) -> tuple[RuleSpec, dict[int, RuleSpec], dict[int, RuleSpec]]:
     """The channel's default rule, and its rules by product id and by listing id."""
+    return _rules_sorted(AllocationRule.objects.filter(channel_id=channel.pk))
+
+
+def _rules_sorted(
+    rules: Iterable[AllocationRule],
+) -> tuple[RuleSpec, dict[int, RuleSpec], dict[int, RuleSpec]]:
     default = DEFAULT_RULE
     by_product: dict[int, RuleSpec] = {}
     by_listing: dict[int, RuleSpec] = {}
-    for rule in AllocationRule.objects.filter(channel_id=channel.pk):
+    for rule in rules:
         spec = rule_spec(rule)
         if rule.scope == AllocationRule.Scope.CHANNEL:
             default = spec
@@ -103,6 +109,26 @@ def channel_rules(channel: Channel) -> tuple[RuleSpec, dict[int, RuleSpec], dict
         else:
             by_listing[rule.listing_id] = spec
     return default, by_product, by_listing
+
+
+def rule_for(
+    listing_id: int,
+    product_id: int,
+    rules: tuple[RuleSpec, dict[int, RuleSpec], dict[int, RuleSpec]],
+) -> RuleSpec:
+    """The rule that applies to a listing: its own, else its product's, else the default."""
+    default, by_product, by_listing = rules
+    return by_listing.get(listing_id) or by_product.get(product_id) or default
+
+
+def listing_rule(listing: ChannelListing) -> RuleSpec:
+    """The allocation rule that applies to one listing (see `rule_for`); one query."""
+    rules = AllocationRule.objects.filter(channel_id=listing.channel_id).filter(
+        Q(scope=AllocationRule.Scope.CHANNEL)
+        | Q(scope=AllocationRule.Scope.PRODUCT, product_id=listing.product_id)
+        | Q(scope=AllocationRule.Scope.LISTING, listing_id=listing.pk)
+    )
+    return rule_for(listing.pk, listing.product_id, _rules_sorted(rules))
 
 
 def rule_spec(rule: AllocationRule) -> RuleSpec:
@@ -186,7 +212,7 @@ def plan(channel: Channel, rows: list[dict]) -> list[PlannedListing]:
     """The desired quantity of each listing row (one page of one channel)."""
     if not rows:
         return []
-    default, by_product, by_listing = channel_rules(channel)
+    rules = channel_rules(channel)
     warehouses = channel_warehouse_ids([channel.pk]).get(channel.pk, [])
     product_ids = sorted({row["product_id"] for row in rows})
     own_pools = pools(product_ids, warehouses)
@@ -194,7 +220,7 @@ def plan(channel: Channel, rows: list[dict]) -> list[PlannedListing]:
     grouped: list[tuple[dict, RuleSpec]] = []
     priority = channel.priority
     for row in rows:
-        rule = by_listing.get(row["id"]) or by_product.get(row["product_id"]) or default
+        rule = rule_for(row["id"], row["product_id"], rules)
         if rule.strategy in GROUP_STRATEGIES:
             grouped.append((row, rule))
             continue

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from channels_sync.adapters import adapter_class
 from channels_sync.models import (
+    CONFLICT_POLICY_HELP,
     AllocationRule,
     Channel,
     ChannelListing,
@@ -174,8 +175,7 @@ class _ChannelSettingsSerializer(serializers.Serializer):
     conflict_policy = serializers.ChoiceField(
         choices=ConflictPolicy.choices,
         required=False,
-        help_text="How the channel's stock conflicts are resolved as they open: a strategy, "
-        "or `manual` (left for a person). Default `use_ours`.",
+        help_text=CONFLICT_POLICY_HELP,
     )
 
 

@@ -13,7 +13,12 @@ class ErpMappingConfig(AppConfig):
             order_cancelled_listener,
             order_confirmed_listener,
         )
+        from inventory.hooks import stock_source_register
         from orders.hooks import order_cancelled_subscribe, order_confirmed_subscribe
+
+        # A vendor fed by an ERP has its physical stock corrected back to the ERP's figures:
+        # the stock services' callers (the conflict console) refuse local corrections.
+        stock_source_register(selectors.vendor_erp_stock_source)
 
         # Confirmed orders get their ERP create job, cancelled ones their cancel job (on the
         # commit of the change; the sweep creates what a failed listener missed).

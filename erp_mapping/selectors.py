@@ -155,6 +155,30 @@ def erp_source_for(vendor: Vendor) -> ErpSource | None:
     return None
 
 
+def vendor_erp_stock_source(vendor_id) -> str:
+    """Through what the vendor's physical stock comes from its ERP ("an ERP agent"), or "".
+
+    Registered as an `inventory.hooks` stock source reader. An ERP agent pushes the vendor's
+    stock and the hourly reconciliation corrects ours back to the ERP's; an enabled
+    connection (or, for the default vendor without a connection row, `ERP_BASE_URL`) has
+    the nightly pull overwrite it. Either way the ERP wins.
+    """
+    if ErpAgent.objects.filter(vendor_id=vendor_id).exists():
+        return "an ERP agent"
+    enabled = (
+        ErpConnection.objects.filter(vendor_id=vendor_id).values_list("enabled", flat=True).first()
+    )
+    if enabled:
+        return "an enabled ERP connection"
+    if (
+        enabled is None
+        and settings.ERP_BASE_URL
+        and Vendor.objects.filter(pk=vendor_id, is_default=True).exists()
+    ):
+        return "the ERP named by ERP_BASE_URL"
+    return ""
+
+
 def vendors_to_pull() -> list[Vendor]:
     """Vendors with an enabled ERP connection (and the default one when the environment
     names an ERP)."""

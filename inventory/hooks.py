@@ -4,6 +4,10 @@
 they subscribe here from their `AppConfig.ready`. A listener runs in the same transaction as
 the movement, so what it writes commits or rolls back with it; anything it wants done after
 the commit it registers with `transaction.on_commit` itself.
+
+Apps that feed a vendor's physical stock from outside (the ERP) also register a reader here
+(`stock_source_register`), so callers can tell (`inventory.selectors.vendor_stock_source`)
+that a local correction would be overwritten, without importing those apps.
 """
 
 import threading
@@ -69,3 +73,26 @@ def stock_changes_collected() -> Iterator[None]:
         _collecting.products = None
     if products:
         stock_changed(StockChange(product_ids=tuple(sorted(products))))
+
+
+# --- who sets a vendor's physical stock ---------------------------------------------------------
+
+# Each answers, for a vendor id, why an outside system sets that vendor's physical stock (a
+# short phrase such as "an ERP agent"), or "" when it does not.
+StockSourceReader = Callable[[object], str]
+
+_stock_sources: list[StockSourceReader] = []
+
+
+def stock_source_register(reader: StockSourceReader) -> None:
+    """Ask `reader(vendor_id)` whether an outside system sets a vendor's stock (once per reader).
+
+    `erp_mapping` registers here from its `AppConfig.ready`: a vendor fed by an ERP has its
+    physical stock corrected back to the ERP's figures, so a local correction would not last.
+    """
+    if reader not in _stock_sources:
+        _stock_sources.append(reader)
+
+
+def stock_sources() -> tuple[StockSourceReader, ...]:
+    return tuple(_stock_sources)

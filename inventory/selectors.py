@@ -13,6 +13,7 @@ from inventory.errors import (
     VendorNotFound,
     WarehouseNotFound,
 )
+from inventory.hooks import stock_sources
 from inventory.models import (
     ZERO,
     Product,
@@ -29,6 +30,19 @@ def vendor_default() -> Vendor:
     if vendor is None:
         raise VendorNotFound("No default vendor is configured.")
     return vendor
+
+
+def vendor_stock_source(vendor_id: uuid.UUID | str) -> str:
+    """Why an outside system sets the vendor's physical stock ("an ERP agent"), or "".
+
+    Such a vendor's stock is corrected back to the outside figures (the ERP wins), so a
+    local adjustment would not last: ask the registered readers (`inventory.hooks`).
+    """
+    for reader in stock_sources():
+        reason = reader(vendor_id)
+        if reason:
+            return reason
+    return ""
 
 
 def vendor_get(vendor_id: str | uuid.UUID | None) -> Vendor:

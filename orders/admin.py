@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from channels_sync.models import Conflict
+from channels_sync.selectors_conflicts import order_conflict_counts
 from core.admin import KeptRecordAdmin, actor_of
 from core.errors import DomainError
 from inventory.models import Product, Warehouse
@@ -155,9 +155,7 @@ class OrderAdmin(KeptRecordAdmin):
         """The oversell and duplicate-order conflicts naming this order, in the console."""
         if obj.pk is None:
             return "-"
-        found = Conflict.objects.filter(details__orders__contains=[obj.pk])
-        total = found.count()
-        opened = found.filter(status=Conflict.Status.OPEN).count()
+        total, opened = order_conflict_counts(order_id=obj.pk)
         url = reverse("admin:channels_sync_conflict_changelist") + f"?order={obj.pk}"
         return format_html('<a href="{}">{} ({} open)</a>', url, total, opened)
 

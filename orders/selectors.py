@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch, QuerySet
 
+from channels_sync.hooks import OrderFacts
 from orders.errors import OrderNotFound
 from orders.models import Order, OrderEvent, OrderLine
 
@@ -36,3 +37,27 @@ def order_get(*, order_id: int | str) -> Order:
     if order is None:
         raise OrderNotFound(details={"id": pk})
     return order
+
+
+def order_facts(order_id: int) -> OrderFacts | None:
+    """What the conflict console finds an order's conflicts by (`channels_sync.hooks`)."""
+    order = (
+        Order.objects.filter(pk=order_id)
+        .values("pk", "vendor_id", "external_id", "order_number", "created_at")
+        .first()
+    )
+    if order is None:
+        return None
+    product_ids = (
+        OrderLine.objects.filter(order_id=order_id, product_id__isnull=False)
+        .order_by("product_id")
+        .values_list("product_id", flat=True)
+        .distinct()
+    )
+    return OrderFacts(
+        order_id=order["pk"],
+        vendor_id=order["vendor_id"],
+        references=tuple(ref for ref in (order["external_id"], order["order_number"]) if ref),
+        product_ids=tuple(product_ids),
+        created_at=order["created_at"],
+    )

@@ -11,13 +11,15 @@ What the figures mean, by kind:
   show), `theirs` what the channel reports; `ours_at` / `theirs_at` are when each was
   written (last write wins compares them).
 - `oversell`: `ours` is the level's available quantity after the sale (negative), `theirs`
-  the units sold past zero; `details` names the orders, the line's warehouse and SKU.
+  the units sold past zero; `details` names the orders and their lines' warehouses
+  (`orders`, `warehouse_ids`), and the latest line, its warehouse and SKU.
 - `duplicate_order`: no figures; `reference` is the marketplace order id and `details`
   names the orders and channels that share it.
 
 After the commit, an open `stock_mismatch` of a channel whose policy is not `manual` is
 resolved by the policy's strategy (the `channels_sync.conflict_auto_resolve` task). The
-other kinds always wait for a person.
+other kinds always wait for a person. A `stock_mismatch` whose listing is seen to agree with
+what we pushed again is closed by the reconciliation (`conflict_close_agreed`).
 
 Locks: a conflict row is taken after any stock level and listing rows the caller holds
 (the order services open conflicts after their stock and dirty marks, and a resolution
@@ -46,6 +48,7 @@ from inventory.models import Product, Vendor
 logger = structlog.get_logger(__name__)
 
 SYSTEM_ACTOR = "system"
+AGREES_AGAIN = "the channel agrees again"
 
 
 def conflict_event(conflict: Conflict, action: str, *, actor: str, **fields: Any) -> ConflictEvent:
@@ -165,6 +168,45 @@ def conflict_open(
         )
         return conflict, True
     raise RuntimeError(f"could not open a {kind} conflict")
+
+
+def conflict_close_agreed(*, listing: ChannelListing, quantity: int) -> Conflict | None:
+    """Close the listing's open `stock_mismatch` as the channel agrees with us again.
+
+    Called by the reconciliation's comparison under the listing's row lock, when the
+    channel shows what we last pushed: the conflict then describes nothing anymore (moving
+    stock by its old figures would be wrong), so it is closed: status `auto_resolved`, no
+    strategy, resolved value the agreed quantity, actor `system`, note "the channel agrees
+    again", and an `auto_resolved` event. Locks the conflict's row after the listing's (the
+    resolution's order). Returns the conflict closed, or None if none was open.
+    """
+    conflict = (
+        Conflict.objects.select_for_update()
+        .filter(kind=Conflict.Kind.STOCK_MISMATCH, listing=listing, status=Conflict.Status.OPEN)
+        .first()
+    )
+    if conflict is None:
+        return None
+    conflict.status = Conflict.Status.AUTO_RESOLVED
+    conflict.strategy = ""
+    conflict.resolved_value = Decimal(quantity)
+    conflict.resolved_by = SYSTEM_ACTOR
+    conflict.resolved_at = timezone.now()
+    conflict.note = AGREES_AGAIN
+    conflict.save()
+    conflict_event(
+        conflict,
+        ConflictEvent.Action.AUTO_RESOLVED,
+        actor=SYSTEM_ACTOR,
+        ours=Decimal(quantity),
+        theirs=Decimal(quantity),
+        value=Decimal(quantity),
+        note=AGREES_AGAIN,
+    )
+    logger.info(
+        "conflict.closed_agreed", conflict_id=conflict.pk, listing_id=listing.pk, quantity=quantity
+    )
+    return conflict
 
 
 def _auto_resolve_due(conflict: Conflict, *, changed: bool) -> None:

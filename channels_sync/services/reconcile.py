@@ -28,11 +28,12 @@ When a difference is a conflict (the rule, applied under the listing's row lock)
   is applied within that time, which marks the listing dirty (or pushes it) and so cancels
   the comparison. A difference that does not survive is counted `unconfirmed`.
 - A conflict seen again is updated (`conflict_open`), never doubled.
-- When the marketplace agrees with us again while a stock conflict is open for the
-  listing, the conflict is left open for a person (or the channel's policy) to close: the
-  agreement may be the resolution's own push, or a second edit that happens to land on our
-  figure, and only a resolution records who settled what. The run counts such listings
-  (`agreeing_open`).
+- When the marketplace agrees with what we pushed again while a `stock_mismatch` conflict
+  is open for the listing, the conflict is closed (`conflict_close_agreed`: status
+  `auto_resolved`, no strategy, note "the channel agrees again"): its figures describe
+  nothing anymore, and a resolution moving our stock by them would count a change twice.
+  The run counts them (`conflicts_closed`). If the channel moves away again, the next
+  comparison opens a new conflict.
 """
 
 import time
@@ -48,7 +49,7 @@ from django.utils import timezone
 from channels_sync.adapters import Adapter, AdapterError, ObservedStock, Outcome
 from channels_sync.models import Channel, ChannelListing, Conflict
 from channels_sync.ratelimit import rate_limit_wait
-from channels_sync.services.conflicts import conflict_open
+from channels_sync.services.conflicts import conflict_close_agreed, conflict_open
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -78,7 +79,7 @@ class ListingObservation:
     reason: str = ""  # for skipped: dirty, never_pushed, pushed_since, changed_since
     conflict_id: int | None = None
     conflict_created: bool = False
-    open_conflict: bool = False  # match: a stock conflict is open for the listing
+    closed_conflict_id: int | None = None  # match: the stock conflict closed as agreed
 
 
 @dataclass
@@ -95,7 +96,7 @@ class ReconcileReport:
     not_found: int = 0  # listings the marketplace did not return
     skipped: int = 0  # read and recorded, not compared (see the module)
     unconfirmed: int = 0  # differed once, not on the confirming read
-    agreeing_open: int = 0  # agree again while a stock conflict is still open
+    conflicts_closed: int = 0  # stock conflicts closed: the channel agrees again
     calls: int = 0
     throttled: int = 0
     waited_seconds: float = 0.0
@@ -136,8 +137,10 @@ def listing_observe(
     the read, if known). On a difference opens (or updates) the listing's `stock_mismatch`
     conflict with `source` (`reconciliation` or `webhook`), unless `open_conflict` is off (a
     first read that a second one will confirm) or `expected` is given and the figure is not
-    it (the confirming read saw something else). Runs in the caller's transaction if any;
-    enqueues nothing itself (the conflict's policy acts after the commit).
+    it (the confirming read saw something else). When the figure is ours, closes the
+    listing's open `stock_mismatch` conflict (`conflict_close_agreed`). Runs in the
+    caller's transaction if any; enqueues nothing itself (the conflict's policy acts after
+    the commit).
     """
     listing_id = listing.pk if isinstance(listing, ChannelListing) else listing
     read_started = read_started or observed_at
@@ -159,10 +162,10 @@ def listing_observe(
         if reason:
             return ListingObservation(outcome=SKIPPED, reason=reason)
         if quantity == row.last_pushed_quantity:
-            still_open = Conflict.objects.filter(
-                kind=Conflict.Kind.STOCK_MISMATCH, listing=row, status=Conflict.Status.OPEN
-            ).exists()
-            return ListingObservation(outcome=MATCH, open_conflict=still_open)
+            closed = conflict_close_agreed(listing=row, quantity=quantity)
+            return ListingObservation(
+                outcome=MATCH, closed_conflict_id=closed.pk if closed is not None else None
+            )
         if not open_conflict:
             return ListingObservation(outcome=MISMATCH)
         if expected is not None and quantity != expected:
@@ -410,7 +413,7 @@ class _Run:
                     self._count(result)
                 elif result.outcome == MATCH:
                     self.report.unconfirmed += 1
-                    self.report.agreeing_open += int(result.open_conflict)
+                    self.report.conflicts_closed += int(result.closed_conflict_id is not None)
                 else:
                     self.report.unconfirmed += 1
             self.report.unconfirmed += sum(
@@ -421,7 +424,7 @@ class _Run:
         report = self.report
         if result.outcome == MATCH:
             report.matching += 1
-            report.agreeing_open += int(result.open_conflict)
+            report.conflicts_closed += int(result.closed_conflict_id is not None)
         elif result.outcome == MISMATCH:
             report.mismatched += 1
             if result.conflict_created:

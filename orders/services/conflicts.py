@@ -19,8 +19,9 @@ def oversell_conflict_open(*, order: Order, line: OrderLine, available) -> None:
 
     The conflict is about the order's channel listing of the product (none: about the
     order's marketplace id): ours is the level's available quantity after the sale
-    (negative), theirs the units sold past zero. The details name the orders (joined while
-    the conflict stays open), the line and the warehouse its stock came from.
+    (negative), theirs the units sold past zero. The details name the orders and the
+    warehouses their stock came from (`orders`, `warehouse_ids`: joined while the conflict
+    stays open), and the latest line, its SKU and warehouse.
     """
     listing = None
     if order.channel_id is not None:
@@ -35,6 +36,7 @@ def oversell_conflict_open(*, order: Order, line: OrderLine, available) -> None:
         "line": line.line_number,
         "sku": line.product.sku,
         "warehouse_id": line.warehouse_id,
+        "warehouse_ids": [line.warehouse_id],
         "warehouse": line.warehouse.code,
     }
     _open_quietly(

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from channels_sync import tasks
 from channels_sync.adapters import adapter_class
-from channels_sync.models import Channel, ChannelListing, Conflict, ConflictEvent
+from channels_sync.models import Channel, ChannelListing, Conflict, ConflictEvent, ConflictPolicy
 from channels_sync.services.push import channel_push
 from channels_sync.services.reconcile import (
     RUN_LOCK_KEY,
@@ -102,16 +102,70 @@ def test_reconcile_edit_behind_our_back_opens_one_conflict_then_updates_it(
 
 
 @override_settings(**FAST)
-def test_reconcile_agreeing_again_leaves_the_open_conflict(shopee, wire, warehouse):
-    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5])
+def test_reconcile_agreeing_again_closes_the_open_conflict(shopee, wire, warehouse):
+    # given: the seller set 9 where we pushed 5 (a manual channel: the conflict stays open)
+    channel = _pushed_channel(
+        shopee, wire, warehouse, "shopee", [5], conflict_policy=ConflictPolicy.MANUAL
+    )
     shopee.app.stock_set_external(listing_keys("shopee", 0), 9, notify=False)
     channel_reconcile(channel_id=channel.pk)
-    shopee.app.stock_set_external(listing_keys("shopee", 0), 5, notify=False)
+    conflict = Conflict.objects.get()
+    assert conflict.status == Conflict.Status.OPEN
 
+    # when: the seller puts 5 back
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 5, notify=False)
     report = channel_reconcile(channel_id=channel.pk)
 
-    assert (report.matching, report.agreeing_open) == (1, 1)
+    # then: the conflict describes nothing anymore: closed, by the system, with a note
+    assert (report.matching, report.conflicts_closed) == (1, 1)
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.strategy, conflict.resolved_by) == (
+        Conflict.Status.AUTO_RESOLVED,
+        "",
+        "system",
+    )
+    assert (conflict.resolved_value, conflict.note) == (Decimal(5), "the channel agrees again")
+    event = conflict.events.order_by("id").last()
+    assert (event.action, event.actor, event.note) == (
+        ConflictEvent.Action.AUTO_RESOLVED,
+        "system",
+        "the channel agrees again",
+    )
+    # a later difference opens a new conflict
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 3, notify=False)
+    again = channel_reconcile(channel_id=channel.pk)
+    assert (again.conflicts_opened, again.conflicts_closed) == (1, 0)
+    assert Conflict.objects.filter(status=Conflict.Status.OPEN).count() == 1
+
+
+@override_settings(**FAST)
+def test_listing_observe_agreeing_closes_only_a_comparable_listing_conflict(
+    shopee, wire, warehouse
+):
+    # given: an open mismatch; the listing then has a stock change waiting for its push
+    channel = _pushed_channel(
+        shopee, wire, warehouse, "shopee", [5], conflict_policy=ConflictPolicy.MANUAL
+    )
+    listing = _listing(channel, 0)
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 9, notify=False)
+    channel_reconcile(channel_id=channel.pk)
+    ChannelListing.objects.filter(pk=listing.pk).update(dirty=True)
+
+    # when: a webhook reports our figure while the listing is dirty: not compared
+    skipped = listing_observe(
+        listing=listing.pk, quantity=5, observed_at=timezone.now(), source="webhook"
+    )
+
+    # then: left open; once clean, the same report closes it
+    assert (skipped.outcome, skipped.closed_conflict_id) == ("skipped", None)
     assert Conflict.objects.get().status == Conflict.Status.OPEN
+    ChannelListing.objects.filter(pk=listing.pk).update(dirty=False)
+    matched = listing_observe(
+        listing=listing.pk, quantity=5, observed_at=timezone.now(), source="webhook"
+    )
+    assert matched.outcome == "match"
+    assert matched.closed_conflict_id == Conflict.objects.get().pk
+    assert Conflict.objects.get().status == Conflict.Status.AUTO_RESOLVED
 
 
 @override_settings(**FAST)

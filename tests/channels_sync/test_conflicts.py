@@ -14,10 +14,10 @@ from channels_sync.services.conflict_resolution import conflict_auto_resolve, co
 from channels_sync.services.conflicts import conflict_open
 from inventory.errors import InsufficientStock
 from inventory.models import StockMovement
-from inventory.services import stock_reserve, stock_set
+from inventory.services import stock_set
 from tests.channels_sync.conflict_fixtures import ORIGIN
 from tests.channels_sync.factories import ChannelFactory, ChannelListingFactory
-from tests.inventory.factories import WarehouseFactory
+from tests.inventory.factories import ProductFactory, WarehouseFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,15 @@ def _conflict_movements(conflict) -> list[StockMovement]:
 
 def _actions(conflict) -> list[str]:
     return list(conflict.events.order_by("id").values_list("action", flat=True))
+
+
+def _two_warehouse_shop(make_shop, warehouse, vendor, first: int, second: int, **fields):
+    """A shop selling from the default warehouse (`first` units) and SECOND (`second`)."""
+    other = WarehouseFactory(vendor=vendor, code="SECOND")
+    product = ProductFactory()
+    stock_set(product=product, warehouse=warehouse, quantity=Decimal(first), origin=ORIGIN)
+    stock_set(product=product, warehouse=other, quantity=Decimal(second), origin=ORIGIN)
+    return make_shop(first + second, product=product, warehouses=[warehouse, other], **fields)
 
 
 # --- stock mismatch: each strategy -------------------------------------------------------------
@@ -117,10 +126,8 @@ def test_conflict_use_theirs_decrease_takes_a_warehouse_that_can_cover_it(
     make_shop, warehouse, vendor, run_after_commit
 ):
     # given: the channel sells from the default warehouse (1 unit) and a second one (9)
-    second = WarehouseFactory(vendor=vendor, code="SECOND")
-    shop = make_shop(10, warehouses=[warehouse, second], product=None)
-    stock_set(product=shop.product, warehouse=warehouse, quantity=Decimal(1), origin=ORIGIN)
-    stock_set(product=shop.product, warehouse=second, quantity=Decimal(9), origin=ORIGIN)
+    shop = _two_warehouse_shop(make_shop, warehouse, vendor, 1, 9)
+    second = shop.channel.warehouses.get(code="SECOND")
     conflict = shop.mismatch(7)
 
     # when: theirs is 3 below ours
@@ -133,21 +140,21 @@ def test_conflict_use_theirs_decrease_takes_a_warehouse_that_can_cover_it(
     assert movement.level.warehouse_id == second.pk
 
 
-def test_conflict_use_theirs_decrease_refused_when_no_warehouse_has_it(make_shop):
-    # given: 10 on hand, 9 reserved by an order: available 1
-    shop = make_shop(10)
-    stock_reserve(
-        product=shop.product, warehouse=shop.warehouse, quantity=Decimal(9), origin=ORIGIN
-    )
-    conflict = shop.mismatch(5)  # (the reservation's own push is not run: still 10 pushed)
+def test_conflict_use_theirs_decrease_refused_when_no_warehouse_has_it(
+    make_shop, warehouse, vendor
+):
+    # given: 10 pushed from two warehouses of 5 each; the channel shows 2
+    shop = _two_warehouse_shop(make_shop, warehouse, vendor, 5, 5)
+    conflict = shop.mismatch(2)
 
+    # when: 8 must come out, and no one warehouse holds 8
     with pytest.raises(InsufficientStock):
         _resolve(conflict, "use_theirs")
 
     conflict.refresh_from_db()
     assert conflict.status == "open"
     assert _conflict_movements(conflict) == []
-    assert shop.on_hand() == 10
+    assert shop.on_hand() == 5
     assert _actions(conflict) == ["opened"]
 
 
@@ -475,6 +482,19 @@ def test_conflict_policy_use_theirs_resolves_by_moving_stock(make_shop, run_afte
     assert shop.on_hand() == 8
 
 
+def test_conflict_policy_last_write_wins_always_takes_theirs(make_shop, run_after_commit):
+    # An observation is always read after our last push: as a policy this is use_theirs.
+    shop = make_shop(10, policy=ConflictPolicy.LAST_WRITE_WINS)
+    conflict = run_after_commit(lambda: shop.mismatch(8))
+    conflict.refresh_from_db()
+    assert conflict.theirs_at > conflict.ours_at
+    assert (conflict.status, conflict.details["resolution"]["applied"]) == (
+        "auto_resolved",
+        "use_theirs",
+    )
+    assert shop.on_hand() == 8
+
+
 def test_conflict_policy_manual_leaves_it_open(make_shop, run_after_commit):
     shop = make_shop(10, policy=ConflictPolicy.MANUAL)
     conflict = run_after_commit(lambda: shop.mismatch(7))
@@ -492,12 +512,11 @@ def test_conflict_policy_never_resolves_other_kinds(make_shop, run_after_commit)
     assert conflict_auto_resolve(conflict_id=conflict.pk) == "skipped"
 
 
-def test_conflict_policy_refused_records_failed_and_stays_open(make_shop, run_after_commit):
-    # given: theirs asks for a decrease our available stock cannot take
-    shop = make_shop(10, policy=ConflictPolicy.USE_THEIRS)
-    stock_reserve(
-        product=shop.product, warehouse=shop.warehouse, quantity=Decimal(9), origin=ORIGIN
-    )
+def test_conflict_policy_refused_records_failed_and_stays_open(
+    make_shop, run_after_commit, warehouse, vendor
+):
+    # given: theirs asks for a decrease no one warehouse can take (5 + 5 pushed, 2 shown)
+    shop = _two_warehouse_shop(make_shop, warehouse, vendor, 5, 5, policy=ConflictPolicy.USE_THEIRS)
 
     conflict = run_after_commit(lambda: shop.mismatch(2))
 
@@ -514,7 +533,7 @@ def test_conflict_policy_refused_records_failed_and_stays_open(make_shop, run_af
     run_after_commit(lambda: shop.mismatch(9))
     conflict.refresh_from_db()
     assert conflict.status == "auto_resolved"
-    assert shop.on_hand() == 9
+    assert shop.on_hand() == 4
 
 
 def test_conflict_policy_turned_manual_before_the_task_runs(make_shop):

@@ -11,9 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from channels_sync.models import Conflict
-from inventory.services import stock_reserve
+from inventory.services import stock_set
 from orders.models import Order
 from tests.channels_sync.conflict_fixtures import ORIGIN
+from tests.inventory.factories import ProductFactory, WarehouseFactory
 
 ADMIN = "/admin/channels_sync/conflict/"
 
@@ -88,6 +89,27 @@ def test_console_lists_figures_and_filters_by_age_and_kind(make_shop, staff_clie
     assert listed(f"?listing={shop.listing.pk}") == {fresh.pk}
     assert listed("?listing=abc") == set()
     assert listed(f"?listing={2**64}") == set()
+    assert listed("?listing=0") == set()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?listing=²",
+        "?order=①",
+        "?order=٣",
+        "?listing=１",  # noqa: RUF001 - a fullwidth digit, on purpose
+        "?order=-1",
+        "?order=",
+        "?listing=1.0",
+    ],
+)
+def test_console_linked_filters_take_hostile_values_without_a_500(make_shop, staff_client, query):
+    make_shop(10).mismatch(7)
+    response = staff_client.get(ADMIN + query)
+    assert response.status_code == 200
+    expected = 1 if query.endswith("=") else 0
+    assert len(response.context["cl"].result_list) == expected
 
 
 def test_console_bulk_use_ours_reports_resolved_and_refused(
@@ -159,17 +181,19 @@ def test_console_resolve_form_sets_a_value(
     assert b"counted" in history.content
 
 
-def test_console_resolve_form_shows_a_stock_refusal(make_shop, staff_client):
-    shop = make_shop(10)
-    stock_reserve(
-        product=shop.product, warehouse=shop.warehouse, quantity=Decimal(9), origin=ORIGIN
-    )
-    conflict = shop.mismatch(7)
+def test_console_resolve_form_shows_a_stock_refusal(make_shop, staff_client, warehouse, vendor):
+    # given: 10 pushed from two warehouses of 5; the channel shows 2 (8 must come out of one)
+    second = WarehouseFactory(vendor=vendor, code="SECOND")
+    product = ProductFactory()
+    stock_set(product=product, warehouse=warehouse, quantity=Decimal(5), origin=ORIGIN)
+    stock_set(product=product, warehouse=second, quantity=Decimal(5), origin=ORIGIN)
+    shop = make_shop(10, product=product, warehouses=[warehouse, second])
+    conflict = shop.mismatch(2)
 
     response = staff_client.post(f"{ADMIN}{conflict.pk}/resolve/", {"strategy": "use_theirs"})
 
     assert response.status_code == 200
-    assert "Only 1.000" in str(response.context["form"].non_field_errors())
+    assert "Only 5.000" in str(response.context["form"].non_field_errors())
     conflict.refresh_from_db()
     assert conflict.status == "open"
 
@@ -227,3 +251,19 @@ def test_console_links_from_the_listing_and_the_order(make_shop, staff_client):
     found = staff_client.get(f"{ADMIN}?order={order.pk}")
     assert [c.pk for c in found.context["cl"].result_list] == [conflict.pk]
     assert Order.objects.count() == 1
+
+
+def test_console_resolve_form_shows_a_stale_refusal(make_shop, staff_client):
+    from channels_sync.models import ChannelListing
+
+    shop = make_shop(10)
+    conflict = shop.mismatch(7)
+    ChannelListing.objects.filter(pk=shop.listing.pk).update(dirty=True)
+
+    response = staff_client.post(f"{ADMIN}{conflict.pk}/resolve/", {"strategy": "use_theirs"})
+
+    assert response.status_code == 200
+    errors = str(response.context["form"].non_field_errors())
+    assert "The listing changed since the conflict was seen; reconcile it again." in errors
+    conflict.refresh_from_db()
+    assert conflict.status == "open"

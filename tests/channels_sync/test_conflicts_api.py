@@ -32,7 +32,10 @@ def conflicts(vendor):
     """A stock mismatch (open), an oversell (open, 3 days old), a duplicate (resolved)."""
     channel = ChannelFactory(vendor=vendor)
     other = ChannelFactory(vendor=vendor)
-    listing = ChannelListingFactory(channel=channel)
+    # pushed 10 and settled: the mismatch's figures still describe it
+    listing = ChannelListingFactory(
+        channel=channel, dirty=False, last_pushed_quantity=10, last_pushed_at=timezone.now()
+    )
     mismatch = Conflict.objects.create(
         kind="stock_mismatch",
         vendor=vendor,
@@ -103,11 +106,54 @@ def test_conflicts_list_refuses_unreadable_filters(conflicts, reader, query):
     _error(reader.get(URL, query), 400, "invalid_filter")
 
 
-def test_conflict_detail_shows_its_history(conflicts, reader):
-    mismatch = conflicts["mismatch"]
-    body = reader.get(f"{URL}{mismatch.pk}/").json()
-    assert body["id"] == mismatch.pk
-    assert body["events"] == []  # made directly, not through conflict_open
+def test_conflict_detail_shows_its_history(
+    make_shop, reader, api, django_capture_on_commit_callbacks
+):
+    # given: a mismatch opened, seen again with another figure, then resolved
+    shop = make_shop(10)
+    conflict = shop.mismatch(7)
+    shop.mismatch(6)
+    with django_capture_on_commit_callbacks(execute=True):
+        resolved = api.post(
+            f"{URL}{conflict.pk}/resolve/", {"strategy": "use_ours", "note": "n1"}, format="json"
+        )
+    assert resolved.status_code == 200, resolved.content
+
+    body = reader.get(f"{URL}{conflict.pk}/").json()
+
+    assert body["id"] == conflict.pk
+    events = [
+        {key: event[key] for key in ("action", "actor", "ours", "theirs", "strategy", "note")}
+        for event in body["events"]
+    ]
+    assert events == [
+        {
+            "action": "opened",
+            "actor": "system",
+            "ours": "10.000",
+            "theirs": "7.000",
+            "strategy": "",
+            "note": "",
+        },
+        {
+            "action": "updated",
+            "actor": "system",
+            "ours": "10.000",
+            "theirs": "6.000",
+            "strategy": "",
+            "note": "",
+        },
+        {
+            "action": "resolved",
+            "actor": "api_key:test client",
+            "ours": "10.000",
+            "theirs": "6.000",
+            "strategy": "use_ours",
+            "note": "n1",
+        },
+    ]
+    assert body["events"][2]["value"] == "10.000"
+    assert all(event["correlation_id"] for event in body["events"][2:])
 
 
 @pytest.mark.parametrize("bad", ["abc", "0", str(2**63), "-1", "1e3"])
@@ -118,6 +164,101 @@ def test_conflict_unknown_ids_are_not_found(conflicts, api, bad):
         404,
         "conflict_not_found",
     )
+
+
+def test_conflict_ids_are_found_only_when_written_canonically(conflicts, api):
+    pk = conflicts["mismatch"].pk
+    arabic = str(pk).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert api.get(f"{URL}{pk}/").status_code == 200
+    for spelling in (f"0{pk}", f"+{pk}", arabic, f"{pk}%20", f"%20{pk}", f"{pk}_0"):
+        _error(api.get(f"{URL}{spelling}/"), 404, "conflict_not_found")
+        _error(
+            api.post(f"{URL}{spelling}/resolve/", {"strategy": "ignore"}, format="json"),
+            404,
+            "conflict_not_found",
+        )
+    assert conflicts["mismatch"].events.count() == 0
+
+
+def _documented(status: int) -> str:
+    """The error codes the schema gives for the resolve endpoint's `status` answers."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/conflicts/{id}/resolve/"]["post"]
+    return operation["responses"][str(status)]["description"]
+
+
+def test_conflict_resolve_refusals_to_move_stock_are_409_and_documented(make_shop, api, vendor):
+    from channels_sync.models import ChannelListing
+    from erp_mapping.services.agents import agent_register
+    from tests.channels_sync.factories import AllocationRuleFactory
+
+    documented = _documented(409)
+    # a listing changed since the conflict was seen (a push pending)
+    stale_shop = make_shop(10)
+    stale = stale_shop.mismatch(7)
+    ChannelListing.objects.filter(pk=stale_shop.listing.pk).update(dirty=True)
+    body = _error(
+        api.post(f"{URL}{stale.pk}/resolve/", {"strategy": "use_theirs"}, format="json"),
+        409,
+        "conflict_stale",
+    )
+    assert body["message"] == "The listing changed since the conflict was seen; reconcile it again."
+    assert "`conflict_stale`" in documented
+    # an allocation rule that does not show the pool one for one
+    ruled_shop = make_shop(10)
+    ruled = ruled_shop.mismatch(7)
+    AllocationRuleFactory(channel=ruled_shop.channel, max_shown=8)
+    body = _error(
+        api.post(f"{URL}{ruled.pk}/resolve/", {"strategy": "set_value", "value": 3}, format="json"),
+        409,
+        "strategy_not_applicable",
+    )
+    assert "channel rule: all, max shown 8" in body["message"]
+    # a vendor whose stock comes from its ERP
+    agent_register(vendor=vendor, agent_url="http://agent.test", erp_type="convex")
+    body = _error(
+        api.post(f"{URL}{stale.pk}/resolve/", {"strategy": "use_theirs"}, format="json"),
+        409,
+        "erp_managed_stock",
+    )
+    assert "correct it there, or use ours" in body["message"]
+    assert "`erp_managed_stock`" in documented
+    # use ours always applies
+    assert (
+        api.post(f"{URL}{stale.pk}/resolve/", {"strategy": "use_ours"}, format="json").status_code
+        == 200
+    )
+
+
+def test_conflict_resolve_quantity_out_of_range_is_400_and_documented(make_shop, api):
+    from decimal import Decimal
+
+    from channels_sync.services.push import channel_push
+    from inventory.services import stock_reserve
+    from tests.channels_sync.conflict_fixtures import ORIGIN
+
+    # given: 5 on hand, a huge reservation (0 shown); the value asked for would take on hand
+    # past the largest quantity
+    shop = make_shop(5)
+    shop.product.allow_negative_stock = True
+    shop.product.save(update_fields=["allow_negative_stock"])
+    huge = Decimal("99999999999")
+    stock_reserve(product=shop.product, warehouse=shop.warehouse, quantity=huge, origin=ORIGIN)
+    channel_push(channel_id=shop.channel.pk)
+    conflict = shop.mismatch(3)
+
+    response = api.post(
+        f"{URL}{conflict.pk}/resolve/",
+        {"strategy": "set_value", "value": str(huge)},
+        format="json",
+    )
+
+    _error(response, 400, "quantity_out_of_range")
+    assert "`quantity_out_of_range`" in _documented(400)
+    conflict.refresh_from_db()
+    assert conflict.status == "open"
 
 
 def test_conflict_resolve_then_repeat_is_not_open(conflicts, api):

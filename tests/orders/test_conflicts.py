@@ -1,12 +1,25 @@
 """The conflicts orders find: a line sold past zero (oversell), one marketplace order id on two
 of a vendor's channels (duplicate order)."""
 
+import json
+import uuid
 from decimal import Decimal
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
+from django.db.models import sql
 
 from channels_sync.adapters import OrderStatus
+from channels_sync.hooks import OrderFacts
 from channels_sync.models import Conflict, ConflictEvent
+from channels_sync.selectors_conflicts import (
+    order_conflict_candidates,
+    order_conflict_counts,
+    order_conflicts,
+)
+from inventory.models import Product, Vendor
+from inventory.services import Origin, stock_set
 from orders.models import Order
 from orders.services import Actor, OrderLineInput, order_apply_market, order_create
 from tests.channels_sync.factories import ChannelFactory, ChannelListingFactory
@@ -15,6 +28,7 @@ from tests.inventory.test_concurrency import run_concurrently
 from tests.orders.conftest import market_line, market_order
 
 S = OrderStatus
+ORIGIN = Origin(source="test", actor="test")
 
 
 def _apply(channel, lines, **kwargs) -> Order:
@@ -177,3 +191,136 @@ def test_duplicate_first_sightings_at_once_on_two_channels_make_one_conflict(
     conflict = Conflict.objects.get(kind="duplicate_order")
     assert sorted(conflict.details["orders"]) == sorted(r.pk for r in results)
     assert sorted(conflict.details["channels"]) == sorted(c.pk for c in channels)
+
+
+# --- the conflicts naming an order (the order console's link) ----------------------------------
+
+
+def _named(order) -> list[int]:
+    return sorted(order_conflicts(order_id=order.pk).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_order_conflicts_are_exactly_those_naming_the_order(channel, second_channel, listed):
+    # given: A oversold P (conflict 1, then ignored); B oversold P again (conflict 2); C sold
+    # P with stock; D's marketplace id is also on the second channel (a duplicate)
+    product, keys = listed(2)
+    a = _apply(channel, [market_line(keys, 3)], external_id="A")
+    first = Conflict.objects.get()
+    first.status = "ignored"
+    first.save(update_fields=["status", "updated_at"])
+    b = _apply(channel, [market_line(keys, 1)], external_id="B")
+    second = Conflict.objects.exclude(pk=first.pk).get()
+    stock_set(product=product, warehouse=a.lines.get().warehouse, quantity=50, origin=ORIGIN)
+    c = _apply(channel, [market_line(keys, 1)], external_id="C")
+    other, other_keys = listed(10)
+    ChannelListingFactory(
+        channel=second_channel,
+        product=other,
+        external_item_id=other_keys["item_id"],
+        external_variant_id=other_keys["model_id"],
+        dirty=False,
+    )
+    d = _apply(channel, [market_line(other_keys, 1)], external_id="D")
+    d2 = _apply(second_channel, [market_line(other_keys, 1)], external_id="D")
+    duplicate = Conflict.objects.get(kind="duplicate_order")
+
+    # then: each order finds what names it, and nothing else
+    assert _named(a) == [first.pk]
+    assert _named(b) == [second.pk]
+    assert _named(c) == []
+    assert _named(d) == _named(d2) == [duplicate.pk]
+    assert order_conflict_counts(order_id=a.pk) == (1, 0)
+    assert order_conflict_counts(order_id=b.pk) == (1, 1)
+    assert order_conflicts(order_id=10**15).count() == 0
+
+
+@pytest.mark.django_db
+def test_oversell_conflict_keeps_the_warehouse_of_every_oversold_order(channel, listed, warehouse):
+    _, keys = listed(1)
+    _apply(channel, [market_line(keys, 2)], external_id="W1")
+    _apply(channel, [market_line(keys, 2)], external_id="W2")
+    assert Conflict.objects.get().details["warehouse_ids"] == [warehouse.pk]
+
+
+@pytest.fixture
+def sqlite():
+    """Django's SQLite backend on an in-memory database (the embedded default's engine),
+    holding the conflicts' tables: the order console's query must run there too."""
+    settings = connections.configure_settings(
+        {DEFAULT_DB_ALIAS: {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )[DEFAULT_DB_ALIAS]
+    wrapper = SQLiteWrapper(settings, alias="conflicts_sqlite")
+    with wrapper.schema_editor(atomic=False) as editor:
+        for model in (Vendor, Product, Conflict):
+            editor.create_model(model)
+    wrapper.disable_constraint_checking()  # the channels' and listings' tables are not here
+    yield wrapper
+    wrapper.close()
+
+
+def _sqlite_insert(wrapper, obj) -> None:
+    """INSERT the object's row as Django writes it on SQLite (its pk given)."""
+    query = sql.InsertQuery(type(obj))
+    query.insert_values(type(obj)._meta.concrete_fields, [obj])
+    with wrapper.cursor() as cursor:
+        for statement, params in query.get_compiler(connection=wrapper).as_sql():
+            cursor.execute(statement, params)
+
+
+def _sqlite_rows(wrapper, queryset) -> list:
+    statement, params = queryset.query.get_compiler(connection=wrapper).as_sql()
+    with wrapper.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall()
+
+
+@pytest.mark.django_db  # (the blocker would refuse any connection; this one is SQLite's)
+def test_order_conflict_query_runs_on_sqlite(sqlite):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # given: an oversell naming orders 7 and 8, and a resolved one naming 9, in SQLite
+    vendor = Vendor(pk=uuid.uuid4(), name="v", is_default=True)
+    product = Product(pk=1, vendor=vendor, sku="P", name="p")
+    named = Conflict(
+        pk=1,
+        kind="oversell",
+        vendor=vendor,
+        product=product,
+        source="order",
+        reference="X",
+        detected_at=timezone.now(),
+        details={"orders": [7, 8]},
+    )
+    other = Conflict(
+        pk=2,
+        kind="oversell",
+        vendor=vendor,
+        product=product,
+        source="order",
+        reference="Y",
+        status="resolved",
+        detected_at=timezone.now(),
+        details={"orders": [9]},
+    )
+    for obj in (vendor, product, named, other):
+        _sqlite_insert(sqlite, obj)
+    facts = OrderFacts(
+        order_id=8,
+        vendor_id=vendor.pk,
+        references=("Z", "N-8"),
+        product_ids=(product.pk,),
+        created_at=timezone.now() - timedelta(minutes=5),
+    )
+
+    # when: the console's query runs on SQLite
+    rows = _sqlite_rows(sqlite, order_conflict_candidates(facts).values_list("pk", "details"))
+
+    # then: it runs and finds both candidates; their details name order 8 in one
+    assert sorted(pk for pk, _ in rows) == [1, 2]
+    assert [pk for pk, details in rows if 8 in json.loads(details)["orders"]] == [1]
+    # (the JSON containment lookup it replaces cannot even be written for SQLite)
+    with pytest.raises(NotSupportedError):
+        _sqlite_rows(sqlite, Conflict.objects.filter(details__orders__contains=[8]))

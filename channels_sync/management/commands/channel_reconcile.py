@@ -43,9 +43,9 @@ class Command(BaseCommand):
         line = (
             f"channel {report.channel_id} ({name}): {report.read} read, {report.matching} "
             f"matching, {report.mismatched} mismatched, {report.conflicts_opened} conflicts "
-            f"opened, {report.conflicts_updated} updated, {report.not_found} not found on the "
-            f"marketplace, {report.skipped} not compared, {report.unconfirmed} unconfirmed, "
-            f"{len(report.errors)} errors"
+            f"opened, {report.conflicts_updated} updated, {report.conflicts_closed} closed, "
+            f"{report.not_found} not found on the marketplace, {report.skipped} not compared, "
+            f"{report.unconfirmed} unconfirmed, {len(report.errors)} errors"
         )
         if report.stopped:
             line += f" (stopped: {report.stopped})"
