@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.sandbox import Fault
-from erp_mapping.models import ReconciliationEvent
+from erp_mapping.models import ErpSyncJob, ReconciliationEvent
 from erp_mapping.services.reconcile import AgentNotRegistered, erp_reconcile
 from inventory.models import StockLevel, StockMovement
 from inventory.selectors import ledger_mismatches
@@ -383,6 +383,7 @@ def test_erp_reconcile_spares_levels_of_shipped_orders_not_yet_in_the_erp(
         actor=staff,
     )
     order_ship(order=order, actor=staff)
+    job(order, ErpSyncJob.Status.PENDING)
     assert on_hand(vendor, "SOLD", "MAIN") == 7
 
     # when
@@ -401,3 +402,64 @@ def test_erp_reconcile_spares_levels_of_shipped_orders_not_yet_in_the_erp(
     agent_erp.stock_set("SOLD", "MAIN", 7)
     again = reconcile(vendor)
     assert (again.drift_found, again.drift_fixed) == (0, 0)
+
+
+def job(order, status: str) -> ErpSyncJob:
+    return ErpSyncJob.objects.create(
+        order=order,
+        vendor=order.vendor,
+        operation=ErpSyncJob.Operation.ORDER_CREATE,
+        status=status,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "spared"),
+    [
+        (None, False),
+        ("dead", False),
+        ("pending", True),
+        ("processing", True),
+        ("awaiting_callback", True),
+        ("failed", True),
+    ],
+)
+def test_erp_reconcile_spares_a_shipped_order_only_while_its_create_job_lives(
+    vendor, warehouse, agent_erp, status, spared
+):
+    # given a shipped order not in the ERP, its create job in `status` (or none at all: an
+    # order shipped before the ERP sync, or whose hook failed long ago)
+    from orders.services import Actor, OrderLineInput, order_create, order_ship
+
+    products = catalogue(vendor, ["SOLD"])
+    stock([(products["SOLD"], warehouse, 10)])
+    erp_from_local(agent_erp, vendor)
+    staff = Actor(source="api", actor="test")
+    order = order_create(
+        vendor=vendor,
+        order_number="OLD-1",
+        lines=[OrderLineInput(sku="SOLD", quantity=Decimal(3), warehouse="MAIN")],
+        actor=staff,
+    )
+    order_ship(order=order, actor=staff)
+    if status is not None:
+        job(order, status)
+
+    # when
+    event = reconcile(vendor)
+
+    # then the level waits only while the job can still bring the order to the ERP
+    assert event.status == Status.COMPLETED
+    assert event.drift_found == 1
+    if spared:
+        assert on_hand(vendor, "SOLD", "MAIN") == 7
+        assert (event.drift_fixed, event.details["awaiting_erp_count"]) == (0, 1)
+        assert event.details["orders_not_sent_count"] == 0
+    else:
+        assert on_hand(vendor, "SOLD", "MAIN") == 10  # the ERP's count wins
+        assert (event.drift_fixed, event.details["awaiting_erp_count"]) == (1, 0)
+        assert event.details["orders_not_sent_count"] == 1
+        assert event.details["orders_not_sent"] == [
+            {"order_id": order.pk, "order_number": "OLD-1", "job": status or "none"}
+        ]

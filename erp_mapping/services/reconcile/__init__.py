@@ -107,6 +107,7 @@ class _Search:
     inactive_warehouses: set[str] = field(default_factory=set)
     changed_meanwhile: list[dict] = field(default_factory=list)
     awaiting_erp: list[dict] = field(default_factory=list)
+    unsent_orders: list[dict] = field(default_factory=list)
     out_of_range: int = 0
     drift_fixed: int = 0
     levels_created: int = 0
@@ -289,9 +290,20 @@ def _correct(*, event: ReconciliationEvent, targets: list[_Target], search: _Sea
     """
     if not targets:
         return
-    # A shipped order the ERP has not been sent yet took stock here that the ERP still
-    # counts: its levels wait until the order reaches the ERP (the next run compares again).
-    waiting = levels_awaiting_erp({(t.product_id, t.warehouse_id) for t in targets})
+    # A shipped order on its way to the ERP took stock here that the ERP still counts: its
+    # levels wait until the order reaches the ERP (the next run compares again). One that
+    # is not on its way (no create job, or a dead one) would hold its levels forever: the
+    # ERP's count wins there, and the order is reported.
+    awaiting = levels_awaiting_erp({(t.product_id, t.warehouse_id) for t in targets})
+    waiting = awaiting.levels
+    search.unsent_orders.extend(awaiting.unsent)
+    if awaiting.unsent:
+        logger.warning(
+            "erp_reconcile.orders_not_sent",
+            event_id=event.pk,
+            count=len(awaiting.unsent),
+            sample=[order["order_number"] for order in awaiting.unsent[:10]],
+        )
     if waiting:
         for target in targets:
             if (target.product_id, target.warehouse_id) in waiting:
@@ -439,6 +451,8 @@ def _event_figures(event: ReconciliationEvent, search: _Search, *, started: floa
         "changed_meanwhile": search.changed_meanwhile[:SAMPLE_CAP],
         "awaiting_erp": search.awaiting_erp[:SAMPLE_CAP],
         "awaiting_erp_count": len(search.awaiting_erp),
+        "orders_not_sent": search.unsent_orders[:SAMPLE_CAP],
+        "orders_not_sent_count": len(search.unsent_orders),
         "unknown_skus": sorted(search.unknown_skus)[:SAMPLE_CAP],
         "unknown_sku_count": len(search.unknown_skus),
         "unknown_warehouses": sorted(search.unknown_warehouses)[:SAMPLE_CAP],
