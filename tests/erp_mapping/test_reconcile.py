@@ -463,3 +463,69 @@ def test_erp_reconcile_spares_a_shipped_order_only_while_its_create_job_lives(
         assert event.details["orders_not_sent"] == [
             {"order_id": order.pk, "order_number": "OLD-1", "job": status or "none"}
         ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("pushed", "kept"),
+    [
+        (Decimal(7), Decimal(7)),  # the ERP counted 7 meanwhile: newer than the fetched 9
+        (Decimal(5), Decimal(5)),  # it counted 5 again (our figure): same on_hand, newer mark
+    ],
+)
+def test_erp_reconcile_never_puts_back_an_older_erp_figure_than_one_ingested_meanwhile(
+    warehouse, agent_erp, pushed, kept
+):
+    # given a level at 5 here and the ERP at 9, and the agent pushing the ERP's newer count
+    # while the reconciliation fetches the rows (applied by its own transaction)
+    from erp_mapping.services.ingest import erp_stock_ingest
+
+    vendor = warehouse.vendor
+    products = catalogue(vendor, ["COUNTED", "OTHER"])
+    stock([(products["COUNTED"], warehouse, 5), (products["OTHER"], warehouse, 5)])
+    erp_stock_ingest(
+        vendor_id=vendor.pk,
+        rows=[
+            {
+                "sku": "COUNTED",
+                "warehouse_code": "MAIN",
+                "quantity": Decimal(5),
+                "updated_at": timezone.now() - timedelta(hours=1),
+            }
+        ],
+    )
+    agent_erp.stock_load([("COUNTED", "MAIN", 9), ("OTHER", "MAIN", 8)])
+    original = agent_erp.handle_stock
+
+    def serve_then_push(request):
+        answer = original(request)  # the rows as the ERP had them
+        try:
+            erp_stock_ingest(
+                vendor_id=vendor.pk,
+                rows=[
+                    {
+                        "sku": "COUNTED",
+                        "warehouse_code": "MAIN",
+                        "quantity": pushed,
+                        "updated_at": timezone.now(),
+                    }
+                ],
+            )
+        finally:
+            connection.close()
+        return answer
+
+    agent_erp.handle_stock = serve_then_push
+
+    # when
+    event = reconcile(vendor)
+
+    # then the newer count stays; the other level takes the ERP's figure
+    assert event.status == Status.COMPLETED, event.error_message
+    assert on_hand(vendor, "COUNTED", "MAIN") == kept
+    assert on_hand(vendor, "OTHER", "MAIN") == 8
+    assert (event.drift_found, event.drift_fixed) == (2, 1)
+    assert event.details["changed_meanwhile"] == [
+        {"sku": "COUNTED", "warehouse": "MAIN", "compared": "5.000"}
+    ]
+    assert ledger_mismatches() == []
