@@ -1,5 +1,6 @@
 """ERP reconciliation against the agent served over HTTP, on PostgreSQL."""
 
+import json
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -529,3 +530,48 @@ def test_erp_reconcile_never_puts_back_an_older_erp_figure_than_one_ingested_mea
         {"sku": "COUNTED", "warehouse": "MAIN", "compared": "5.000"}
     ]
     assert ledger_mismatches() == []
+
+
+@pytest.mark.django_db
+def test_erp_reconcile_applies_negative_erp_counts_and_leaves_duplicated_rows_alone(
+    vendor, warehouse, agent_erp
+):
+    # given the ERP counts one SKU below zero, and lists another one twice (4 and 6)
+    products = catalogue(vendor, ["NEG", "TWICE", "FINE"])
+    stock([(products[sku], warehouse, 5) for sku in ("NEG", "TWICE", "FINE")])
+    agent_erp.stock_load([("NEG", "MAIN", "-2.5"), ("TWICE", "MAIN", 4), ("FINE", "MAIN", 8)])
+    original = agent_erp.handle_stock
+
+    def doubled(request):
+        answer = original(request)
+        data = json.loads(answer.body)
+        data["rows"] += [
+            dict(row, quantity="6.000") for row in data["rows"] if row["sku"] == "TWICE"
+        ]
+        answer.body = json.dumps(data)
+        return answer
+
+    agent_erp.handle_stock = doubled
+
+    # when
+    event = reconcile(vendor)
+
+    # then the negative count is applied as the ERP's; the doubled key is drift found, not
+    # fixed, and reported
+    assert event.status == Status.COMPLETED, event.error_message
+    assert on_hand(vendor, "NEG", "MAIN") == Decimal("-2.5")
+    assert on_hand(vendor, "TWICE", "MAIN") == 5
+    assert on_hand(vendor, "FINE", "MAIN") == 8
+    assert (event.drift_found, event.drift_fixed) == (3, 2)
+    assert event.details["duplicates"] == [
+        {"sku": "TWICE", "warehouse": "MAIN", "erp": ["4.000", "6.000"]}
+    ]
+    assert event.details["duplicate_count"] == 1
+    assert event.details["invalid_rows"] == {}
+    assert ledger_mismatches() == []
+
+    # and once the ERP lists it once, the next run fixes it; the negative count agrees
+    agent_erp.handle_stock = original
+    again = reconcile(vendor)
+    assert (again.drift_found, again.drift_fixed) == (1, 1)
+    assert on_hand(vendor, "TWICE", "MAIN") == 4

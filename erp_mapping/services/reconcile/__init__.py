@@ -110,6 +110,9 @@ class _Search:
     invalid_samples: list[dict] = field(default_factory=list)
     # (sku, warehouse) pairs whose ERP row could not be read: left alone.
     unreadable: set[tuple[str, str]] = field(default_factory=set)
+    # (sku, warehouse) pairs the ERP sent more than once, with each quantity sent: which one
+    # is its count is unknown, so they are drift found, never fixed.
+    duplicates: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     drift: list[dict] = field(default_factory=list)
     drift_found: int = 0
     unknown_skus: set[str] = field(default_factory=set)
@@ -230,16 +233,21 @@ def _fetch(*, vendor: Vendor, client: AgentClient, search: _Search) -> None:
         search.local_read_at[rng] = timezone.now()
         search.local_rows[rng] = local.rows([rng])[rng]
         rows: dict[tuple[str, str], ErpRow] = {}
+        doubled: set[tuple[str, str]] = set()
         for raw in agent_rows(client, rng, calls=search.calls):
             search.rows_fetched += 1
             row = erp_row_read(raw, rng, MAX_QUANTITY)
             if isinstance(row, str):
                 search.reject(row, raw)
-            elif (row.sku, row.warehouse) in rows:
-                search.reject("duplicate", raw)
+                continue
+            key = (row.sku, row.warehouse)
+            if key in rows:
+                doubled.add(key)
+                search.duplicates.setdefault(key, [str(rows[key].quantity)])
+                search.duplicates[key].append(str(row.quantity))
             else:
-                rows[(row.sku, row.warehouse)] = row
-        search.erp_rows[rng] = list(rows.values())
+                rows[key] = row
+        search.erp_rows[rng] = [row for key, row in rows.items() if key not in doubled]
 
 
 def _compare(*, vendor: Vendor, search: _Search) -> list[_Target]:
@@ -253,12 +261,20 @@ def _compare(*, vendor: Vendor, search: _Search) -> list[_Target]:
         ours = {(row.sku, row.warehouse): row for row in search.local_rows[rng]}
         theirs = {(row.sku, row.warehouse): row for row in search.erp_rows[rng]}
         for key in sorted(ours.keys() | theirs.keys()):
+            if key in search.duplicates:
+                continue  # counted below: the ERP's count is unknown
             if key in search.unreadable and key not in theirs:
                 continue  # the ERP's row was unreadable: its quantity is unknown
             mine, other = ours.get(key), theirs.get(key)
             if (mine.on_hand if mine else 0) != (other.quantity if other else 0):
                 pairs.append((mine, other, search.local_read_at[rng]))
-    search.drift_found = len(pairs)
+    search.drift_found = len(pairs) + len(search.duplicates)
+    if search.duplicates:
+        logger.warning(
+            "erp_reconcile.duplicate_rows",
+            count=len(search.duplicates),
+            sample=[f"{sku}@{code}" for sku, code in sorted(search.duplicates)[:10]],
+        )
     wanted = {other.sku for mine, other, _ in pairs if mine is None and other is not None}
     products = dict(Product.objects.filter(vendor=vendor, sku__in=wanted).values_list("sku", "id"))
     warehouses = {w.code: w for w in Warehouse.objects.filter(vendor=vendor)}
@@ -477,6 +493,11 @@ def _event_figures(event: ReconciliationEvent, search: _Search, *, started: floa
         "unknown_sku_count": len(search.unknown_skus),
         "unknown_warehouses": sorted(search.unknown_warehouses)[:SAMPLE_CAP],
         "inactive_warehouses": sorted(search.inactive_warehouses)[:SAMPLE_CAP],
+        "duplicates": [
+            {"sku": sku, "warehouse": code, "erp": quantities}
+            for (sku, code), quantities in sorted(search.duplicates.items())[:SAMPLE_CAP]
+        ],
+        "duplicate_count": len(search.duplicates),
         "invalid_rows": search.invalid,
         "invalid_samples": search.invalid_samples,
         "out_of_range": search.out_of_range,
