@@ -6,7 +6,9 @@ marketplace's read call takes fewer, see `Adapter.read_batches`), one rate-limit
 call from the channel's shared bucket (the push's). Throttled answers wait (Retry-After,
 else `CHANNEL_THROTTLE_WAIT_SECONDS`) and ask again; they never fail the run. The token is
 refreshed as the push does (before the run, and once when a call is refused as expired).
-One run per channel at a time (`RunLock`). Webhook stock reports feed the same comparison
+One run per channel at a time (`RunLock`). A quantity outside 0..2^31-1 is no observation
+(the adapters leave it out), and a listing whose observation fails is recorded in the
+report's errors: one listing never stops the others. Webhook stock reports feed the same comparison
 through `listing_observe` (see `webhooks.services.events`).
 
 When a difference is a conflict (the rule, applied under the listing's row lock):
@@ -41,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -352,7 +355,7 @@ class _Run:
                     continue
                 seen.add(listing_id)
                 self.report.read += 1
-                result = listing_observe(
+                result = self._observe(
                     listing=listing_id,
                     quantity=item.quantity,
                     observed_at=timezone.now(),
@@ -361,6 +364,8 @@ class _Run:
                     version=versions.get(listing_id),
                     open_conflict=False,
                 )
+                if result is None:
+                    continue
                 if result.outcome == MISMATCH:
                     self.suspects.append(
                         _Suspect(
@@ -397,7 +402,7 @@ class _Run:
                 if suspect is None or suspect.listing_id in seen:
                     continue
                 seen.add(suspect.listing_id)
-                result = listing_observe(
+                result = self._observe(
                     listing=suspect.listing_id,
                     quantity=item.quantity,
                     observed_at=timezone.now(),
@@ -406,6 +411,8 @@ class _Run:
                     version=suspect.version,
                     expected=suspect.quantity,
                 )
+                if result is None:
+                    continue
                 if result.outcome == MISMATCH:
                     self._count(result)
                 elif result.outcome == MATCH:
@@ -416,6 +423,24 @@ class _Run:
             self.report.unconfirmed += sum(
                 1 for keys in group if by_keys[_keys_id(keys)].listing_id not in seen
             )
+
+    def _observe(self, **observation) -> ListingObservation | None:
+        """`listing_observe` for one listing; a failure is recorded on the report (None), so
+        one listing never stops the others. Running out of time still ends the run."""
+        try:
+            return listing_observe(**observation)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "reconcile.observe_failed",
+                channel_id=self.channel.pk,
+                listing_id=observation["listing"],
+            )
+            self.report.errors.append(
+                f"listing {observation['listing']}: {type(exc).__name__}: {exc}"[:300]
+            )
+            return None
 
     def _count(self, result: ListingObservation) -> None:
         report = self.report

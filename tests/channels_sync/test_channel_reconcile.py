@@ -316,3 +316,62 @@ def test_reconcile_beat_task_on_a_real_worker(shopee, wire, warehouse, celery_wo
     wait_for(lambda: Channel.objects.get(pk=channel.pk).reconciled_at is not None)
     conflict = Conflict.objects.get()
     assert (conflict.ours, conflict.theirs) == (Decimal(5), Decimal(3))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@override_settings(**FAST)
+def test_reconcile_an_absurd_quantity_is_no_observation_and_the_run_goes_on(
+    request, wire, warehouse, kind
+):
+    # given one listing the marketplace shows at 10^12, another edited behind our back
+    server = request.getfixturevalue(kind)
+    channel = _pushed_channel(server, wire, warehouse, kind, [5, 6])
+    server.app.stock_set_external(listing_keys(kind, 0), 10**12, notify=False)
+    server.app.stock_set_external(listing_keys(kind, 1), 2, notify=False)
+
+    # when
+    report = channel_reconcile(channel_id=channel.pk, trigger="test")
+
+    # then the absurd figure says nothing (not an observation); the other opens its conflict
+    assert report.stopped == ""
+    assert report.errors == []
+    assert (report.read, report.mismatched, report.conflicts_opened) == (1, 1, 1), report
+    assert report.not_found_ids == [_listing(channel, 0).pk]
+    assert _listing(channel, 0).last_observed_quantity is None
+    assert Conflict.objects.get().listing_id == _listing(channel, 1).pk
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(**FAST)
+def test_reconcile_one_listing_failing_never_stops_the_others(shopee, wire, warehouse):
+    # given the database refuses any write to one listing's observation (a trigger)
+    from django.db import connection
+
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5, 6])
+    broken = _listing(channel, 0)
+    for n in (0, 1):
+        shopee.app.stock_set_external(listing_keys("shopee", n), 1, notify=False)
+    table = ChannelListing._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_listing() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'listing refused' USING ERRCODE = '22003'; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER refuse_listing BEFORE UPDATE ON {table} FOR EACH ROW "
+            f"WHEN (NEW.id = {int(broken.pk)}) EXECUTE FUNCTION refuse_listing()"
+        )
+    try:
+        # when
+        report = channel_reconcile(channel_id=channel.pk, trigger="test")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER refuse_listing ON {table}")
+            cursor.execute("DROP FUNCTION refuse_listing()")
+
+    # then the failure is on the report and the other listing's conflict opened
+    assert report.stopped == ""
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith(f"listing {broken.pk}: DataError")
+    assert report.conflicts_opened == 1
+    assert Conflict.objects.get().listing_id == _listing(channel, 1).pk

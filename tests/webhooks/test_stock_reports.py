@@ -186,3 +186,18 @@ def test_stock_report_processing_waits_the_settle_time(shopee, pushed, monkeypat
     shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
 
     assert [call.get("countdown") for call in calls] == [30]
+
+
+def test_stock_report_with_an_absurd_quantity_is_read_back_and_never_fails(tiktok, pushed):
+    # given TikTok reports (and then shows) 10^12 units of one listing
+    channel = pushed(tiktok, "tiktok")
+
+    # when
+    delivery = tiktok.app.stock_set_external(listing_keys("tiktok", 0), 10**12)
+
+    # then the event is processed: no observation, no conflict, nothing failed
+    assert delivery.http_status == 200
+    event = WebhookEvent.objects.get(channel=channel)
+    assert (event.topic, event.status, event.error) == ("stock", WebhookEvent.Status.PROCESSED, "")
+    assert not Conflict.objects.exists()
+    assert set(channel.listings.values_list("last_observed_quantity", flat=True)) == {None}

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from channels_sync.adapters import AdapterError, ChannelEvent, MarketOrder, Outcome, StockReport
 from channels_sync.models import Channel, ChannelListing, Conflict
-from channels_sync.services.reconcile import listing_observe
+from channels_sync.services.reconcile import ListingObservation, listing_observe
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from orders.services import order_apply_market
 from webhooks.metrics import WEBHOOKS
@@ -136,6 +136,7 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
         return "ignored"
     observed_at = parsed.updated_at or event.received_at
     to_read: list[ChannelListing] = []
+    failures: list[str] = []
     try:
         for report, listings in reported:
             for listing in listings:
@@ -145,20 +146,21 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
                 if report.quantity is not None and (
                     names_location or not listing.external_location_id
                 ):
-                    result = listing_observe(
+                    result = _observe(
+                        failures,
                         listing=listing,
                         quantity=report.quantity,
                         observed_at=observed_at,
                         source=Conflict.Source.WEBHOOK,
                     )
-                    if result.reason == "pushed_since":
+                    if result is not None and result.reason == "pushed_since":
                         # Reports carry whole seconds: one from the second of our last push
                         # (or older) cannot tell which came first. A reading now can.
                         to_read.append(listing)
                 else:
                     to_read.append(listing)
         if to_read:
-            _stock_read(channel, adapter, to_read)
+            _stock_read(channel, adapter, to_read, failures)
     except (ProcessingRetry, SoftTimeLimitExceeded):
         raise
     except OperationalError as exc:
@@ -166,8 +168,24 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
     except Exception as exc:
         webhook_event_fail(event_id=event.pk, error=f"{type(exc).__name__}: {exc}")
         raise
-    _finish(event, WebhookEvent.Status.PROCESSED)
+    _finish(event, WebhookEvent.Status.PROCESSED, error="; ".join(failures))
     return "processed"
+
+
+def _observe(failures: list[str], **observation) -> ListingObservation | None:
+    """`listing_observe` for one listing of a report. A failure of that listing's own (not
+    the database's: that retries the event) is logged and kept on the event, never failing
+    the others nor the event for good: a report is one observation among many."""
+    try:
+        return listing_observe(**observation)
+    except (OperationalError, SoftTimeLimitExceeded):
+        raise
+    except Exception as exc:
+        listing = observation["listing"]
+        listing_id = listing.pk if isinstance(listing, ChannelListing) else listing
+        logger.exception("webhook.stock_observe_failed", listing_id=listing_id)
+        failures.append(f"listing {listing_id}: {type(exc).__name__}: {exc}"[:300])
+        return None
 
 
 def _listings_of(channel: Channel, adapter, report: StockReport) -> list[ChannelListing]:
@@ -189,7 +207,9 @@ def _listings_of(channel: Channel, adapter, report: StockReport) -> list[Channel
     )
 
 
-def _stock_read(channel: Channel, adapter, listings: list[ChannelListing]) -> None:
+def _stock_read(
+    channel: Channel, adapter, listings: list[ChannelListing], failures: list[str]
+) -> None:
     """Read these listings' stock back now and observe it (token refreshed first)."""
     keys = {listing.pk: adapter.keys_from_listing(listing) for listing in listings}
     versions = dict(
@@ -213,7 +233,8 @@ def _stock_read(channel: Channel, adapter, listings: list[ChannelListing]) -> No
     for item in observed:
         listing_id = by_keys.get(tuple(sorted(item.keys.items())))
         if listing_id is not None:
-            listing_observe(
+            _observe(
+                failures,
                 listing=listing_id,
                 quantity=item.quantity,
                 observed_at=timezone.now(),
@@ -267,10 +288,14 @@ def _fetch(channel: Channel, adapter, order_id: str) -> MarketOrder:
     raise ProcessingRetry(f"the marketplace did not return order {order_id} (yet)")
 
 
-def _finish(event: WebhookEvent, status: str) -> None:
+def _finish(event: WebhookEvent, status: str, *, error: str = "") -> None:
     now = timezone.now()
     WebhookEvent.objects.filter(pk=event.pk).update(
-        status=status, processed_at=now, error="", locked_until=None, updated_at=now
+        status=status,
+        processed_at=now,
+        error=error[:ERROR_LIMIT],
+        locked_until=None,
+        updated_at=now,
     )
     WEBHOOKS.labels(event.channel.type, status).inc()
     logger.info("webhook.processed", event_id=event.pk, status=status, order_id=event.order_id)
