@@ -4,7 +4,10 @@
 adapter's `fetch_stock`, in groups of `CHANNEL_RECONCILE_BATCH` keys (fewer where the
 marketplace's read call takes fewer, see `Adapter.read_batches`), one rate-limit token per
 call from the channel's shared bucket (the push's). Throttled answers wait (Retry-After,
-else `CHANNEL_THROTTLE_WAIT_SECONDS`) and ask again; they never fail the run. The token is
+else `CHANNEL_THROTTLE_WAIT_SECONDS`) and ask again, up to
+`CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS` of such waits per run: then the run stops
+(`throttled`) and the next run reads the rest. Past the task's soft time limit the run stops
+(`time_limit`) with what it read, its lock given back. The token is
 refreshed as the push does (before the run, and once when a call is refused as expired).
 One run per channel at a time (`RunLock`). A quantity outside 0..2^31-1 is no observation
 (the adapters leave it out), and a listing whose observation fails is recorded in the
@@ -102,7 +105,8 @@ class ReconcileReport:
     calls: int = 0
     throttled: int = 0
     waited_seconds: float = 0.0
-    stopped: str = ""  # why the run ended early: busy, inactive, needs_reauth, failing, ...
+    # why the run ended early: busy, inactive, needs_reauth, failing, throttled, time_limit, ...
+    stopped: str = ""
     errors: list[str] = field(default_factory=list)
     not_found_ids: list[int] = field(default_factory=list)
     conflict_ids: list[int] = field(default_factory=list)
@@ -250,6 +254,9 @@ def channel_reconcile(
         settle = settings.CHANNEL_RECONCILE_SETTLE_SECONDS
         run = _Run(channel, report, lock, settle if settle_seconds is None else settle_seconds)
         run.go()
+    except SoftTimeLimitExceeded:
+        # Out of time: what was read is recorded already; the next run reads the rest.
+        report.stopped = "time_limit"
     finally:
         lock.release()
     logger.info("reconcile.finished", **report.as_dict())
@@ -286,6 +293,8 @@ class _Run:
         self.refreshed = False
         self.failure_streak = 0
         self.suspects: list[_Suspect] = []
+        self.throttle_budget = max(0.0, settings.CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS)
+        self.throttle_waited = 0.0
 
     def go(self) -> None:
         report = self.report
@@ -478,7 +487,13 @@ class _Run:
                 if exc.outcome == Outcome.THROTTLED:
                     report.throttled += 1
                     wait = exc.retry_after
-                    self._sleep(settings.CHANNEL_THROTTLE_WAIT_SECONDS if wait is None else wait)
+                    wait = settings.CHANNEL_THROTTLE_WAIT_SECONDS if wait is None else wait
+                    if self.throttle_waited + wait > self.throttle_budget:
+                        # The marketplace keeps refusing: stop here, not wait without end.
+                        report.stopped = "throttled"
+                        raise _Stop from exc
+                    self.throttle_waited += wait
+                    self._sleep(wait)
                     continue
                 if exc.outcome == Outcome.AUTH:
                     if not self.refreshed and self._refresh():
