@@ -6,13 +6,18 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.test import override_settings
 
 from channels_sync.adapters import adapter_class
-from channels_sync.models import Conflict
+from channels_sync.models import Channel, Conflict
+from channels_sync.ratelimit import rate_limit_take
 from channels_sync.services.push import channel_push
+from core.models import DeadLetter
+from core.sandbox import Fault
 from tests.channels_sync.conftest import listing_keys
 from webhooks.models import WebhookEvent
+from webhooks.tasks import process_event
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -201,3 +206,47 @@ def test_stock_report_with_an_absurd_quantity_is_read_back_and_never_fails(tikto
     assert (event.topic, event.status, event.error) == ("stock", WebhookEvent.Status.PROCESSED, "")
     assert not Conflict.objects.exists()
     assert set(channel.listings.values_list("last_observed_quantity", flat=True)) == {None}
+
+
+def test_stock_report_read_back_takes_a_token_from_the_channels_bucket(shopee, pushed):
+    # given a channel whose bucket (shared with its pushes and reconciliations) is spent
+    channel = pushed(shopee, "shopee")
+    Channel.objects.filter(pk=channel.pk).update(rate_limit_per_second=0.01, rate_limit_burst=1)
+    assert rate_limit_take(f"channel:{channel.pk}", rate=0.01, burst=1) == 0
+    reads = shopee.app.counts["reads"]
+    try:
+        # when a report needing a read-back arrives
+        shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+
+        # then nothing is read now: the event waits for a token, its attempt given back
+        event = WebhookEvent.objects.get(channel=channel)
+        assert shopee.app.counts["reads"] == reads
+        assert (event.status, event.attempts) == (WebhookEvent.Status.RECEIVED, 0)
+        assert event.next_attempt_at is not None
+        assert "rate limit" in event.error
+    finally:
+        cache.delete(f"ratelimit:channel:{channel.pk}")
+
+
+def test_stock_report_throttled_read_back_never_uses_up_attempts(shopee, pushed, settings):
+    # given a marketplace throttling the next reads, more than the event's retries
+    channel = pushed(shopee, "shopee")
+    throttled = settings.WEBHOOK_PROCESS_MAX_RETRIES + 3
+    shopee.app.inject(Fault(status=429, count=throttled))
+
+    # when the report arrives and its processing is tried again and again
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+    event = WebhookEvent.objects.get(channel=channel)
+    outcomes = [process_event.apply(args=[event.pk]).get() for _ in range(throttled - 1)]
+
+    # then it was never failed nor dead-lettered, and no attempt was used up
+    assert outcomes == ["throttled"] * (throttled - 1)
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == (WebhookEvent.Status.RECEIVED, 0)
+    assert not DeadLetter.objects.exists()
+
+    # and once the marketplace answers, it is processed
+    assert process_event.apply(args=[event.pk]).get() == "processed"
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert Conflict.objects.get().theirs == Decimal(1)
