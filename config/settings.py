@@ -553,6 +553,20 @@ CHANNEL_RECONCILE_BATCH = env.int("CHANNEL_RECONCILE_BATCH", default=50)
 # A listing whose stock differs from ours is read again this many seconds after the first
 # read before a conflict opens: a sale not yet applied here has time to arrive meanwhile.
 CHANNEL_RECONCILE_SETTLE_SECONDS = env.float("CHANNEL_RECONCILE_SETTLE_SECONDS", default=30.0)
+# A run waits at most this long in all on throttled reads, then stops (`throttled`): the rest
+# is read by the next run.
+CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS = env.float(
+    "CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS", default=600.0
+)
+# A run past its soft limit stops with what it read (its lock given back); past the hard limit
+# its process is killed (the lock lapses by itself). Both under the broker's visibility timeout.
+CHANNEL_RECONCILE_SOFT_TIME_LIMIT_SECONDS = env.int(
+    "CHANNEL_RECONCILE_SOFT_TIME_LIMIT_SECONDS", default=1800
+)
+CELERY_TASK_ANNOTATIONS["channels_sync.reconcile_channel"] = {
+    "soft_time_limit": CHANNEL_RECONCILE_SOFT_TIME_LIMIT_SECONDS,
+    "time_limit": CHANNEL_RECONCILE_SOFT_TIME_LIMIT_SECONDS + 60,
+}
 # Outside the tests and the demo, channels talk to the real marketplaces; these are the
 # defaults offered when a channel names no base URL.
 CHANNEL_DEFAULT_BASE_URLS = {

@@ -29,17 +29,41 @@ def process_event(self, event_id: int) -> str:
     place, which would call the marketplace several times before the answer: the event is
     left `received` with its next attempt's time, and the minute sweep is its retry. The
     attempts are then counted on the event (a dead letter's retry gets one more attempt).
+
+    A throttled read (`ProcessingThrottled`: the channel's bucket or the marketplace said
+    "wait") uses up no attempt and never dead-letters: the task is queued again after the
+    wait with its retry count unchanged.
     """
     from webhooks.services.events import (
         ProcessingRetry,
+        ProcessingThrottled,
         webhook_event_attempts,
         webhook_event_fail,
         webhook_event_process,
         webhook_event_retry_at,
+        webhook_event_retry_throttled,
     )
 
     try:
         return webhook_event_process(event_id=event_id)
+    except ProcessingThrottled as exc:
+        # "Wait", not a failure: the attempt is given back and the event tried again later
+        # (this task queued again with its retries unchanged; eager: the sweep, when due).
+        queued = False
+        if not self.request.is_eager:
+            try:
+                process_event.apply_async(
+                    kwargs={"event_id": event_id},
+                    countdown=exc.countdown,
+                    retries=self.request.retries,
+                )
+                queued = True
+            except Exception:
+                logger.warning("webhook.throttled_requeue_failed", event_id=event_id)
+        webhook_event_retry_throttled(
+            event_id=event_id, countdown=exc.countdown, error=str(exc), queued=queued
+        )
+        return "throttled"
     except (ProcessingRetry, SoftTimeLimitExceeded) as exc:
         error = str(exc) or type(exc).__name__
         eager = bool(self.request.is_eager)

@@ -560,6 +560,30 @@ def answer_text(value: Any, *, limit: int = ANSWER_ID_MAX) -> str:
     return text
 
 
+# The largest stock figure read back from a marketplace that is taken as an observation (a
+# PostgreSQL integer): anything beyond, or below zero, says nothing true about the listing.
+STOCK_MAX = 2**31 - 1
+
+
+def stock_observed(quantity: int | None, *, channel_type: str, keys: Any) -> int | None:
+    """A quantity read back (or reported) for a listing, or None when there is none to take.
+
+    A figure outside 0..`STOCK_MAX` is "no observation" (logged `adapter.stock_out_of_range`),
+    never a comparison: one absurd answer must not open a conflict or fail a run.
+    """
+    if quantity is None:
+        return None
+    if not 0 <= quantity <= STOCK_MAX:
+        logger.warning(
+            "adapter.stock_out_of_range",
+            channel_type=channel_type,
+            keys=repr(keys)[:200],
+            quantity=str(quantity)[:40],
+        )
+        return None
+    return quantity
+
+
 def answer_int(value: Any) -> int | None:
     """An integer from an answer or a webhook (a code, an epoch time): a JSON number with no
     fraction or a string of ASCII digits, at most 30 of them; else None."""

@@ -51,6 +51,7 @@ from channels_sync.adapters.base import (
     answer_object,
     answer_rows,
     answer_text,
+    stock_observed,
     unreadable,
 )
 from core.http import OutboundError
@@ -665,6 +666,7 @@ class LazadaAdapter(Adapter):
                 if sku is None and key.get("seller_sku"):
                     sku = by_seller.get(str(key["seller_sku"]))
                 quantity = _sellable(sku) if sku is not None else None
+                quantity = stock_observed(quantity, channel_type=self.type, keys=key)
                 if quantity is not None:
                     observed.append(ObservedStock(keys=dict(key), quantity=quantity))
         return observed

@@ -44,6 +44,7 @@ from channels_sync.adapters.base import (
     answer_quantity,
     answer_rows,
     answer_text,
+    stock_observed,
     unreadable,
 )
 from core.http import OutboundError
@@ -421,6 +422,7 @@ class ShopeeAdapter(Adapter):
             for key in wanted:
                 row = models.get(str(wire_id(key.get("model_id"))))
                 quantity = _quantity(row, key.get("location_id")) if row else None
+                quantity = stock_observed(quantity, channel_type=self.type, keys=key)
                 if quantity is not None:
                     observed.append(ObservedStock(keys=dict(key), quantity=quantity))
 
@@ -439,6 +441,7 @@ class ShopeeAdapter(Adapter):
                 row = found.get(str(wire_id(item)))
                 for key in without_models[item]:
                     quantity = _quantity(row, key.get("location_id")) if row else None
+                    quantity = stock_observed(quantity, channel_type=self.type, keys=key)
                     if quantity is not None:
                         observed.append(ObservedStock(keys=dict(key), quantity=quantity))
         return observed

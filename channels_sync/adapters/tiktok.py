@@ -73,6 +73,7 @@ from channels_sync.adapters.base import (
     answer_object,
     answer_rows,
     answer_text,
+    stock_observed,
     unreadable,
 )
 from core.http import OutboundError
@@ -387,6 +388,7 @@ class TikTokAdapter(Adapter):
             if listing.get("product_id") and product_id and product_id != listing["product_id"]:
                 continue
             quantity = _sku_quantity(sku, listing.get("warehouse_id") or "")
+            quantity = stock_observed(quantity, channel_type=self.type, keys=listing)
             if quantity is not None:
                 observed.append(ObservedStock(keys=dict(listing), quantity=quantity))
         return observed
@@ -508,6 +510,12 @@ class TikTokAdapter(Adapter):
                     if isinstance(distribution, dict)
                     else None
                 )
+                # Out of bounds: no figure (the stock is read back instead).
+                available = stock_observed(
+                    available,
+                    channel_type=self.type,
+                    keys={"product_id": product_id, "sku_id": sku_id},
+                )
                 return ChannelEvent(
                     topic="stock",
                     event_key=key,
@@ -515,9 +523,7 @@ class TikTokAdapter(Adapter):
                     stock=(
                         StockReport(
                             keys={"product_id": product_id, "sku_id": sku_id},
-                            quantity=available
-                            if available is not None and available >= 0
-                            else None,
+                            quantity=available,
                         ),
                     ),
                 )

@@ -75,6 +75,7 @@ from channels_sync.services.conflict_strategies import (
     strategy_check,
 )
 from channels_sync.services.conflicts import SYSTEM_ACTOR, conflict_event
+from channels_sync.services.reconcile_guard import auto_resolve_deferred
 from core.errors import DomainError
 from inventory.locks import stock_levels_lock
 
@@ -178,6 +179,8 @@ def conflict_auto_resolve(*, conflict_id: int) -> str:
     """Resolve an open stock mismatch by its channel's policy; say what happened.
 
     `skipped`: gone, no longer open, not a stock mismatch, or the policy is now manual.
+    `deferred`: the channel shows less than ours and no order poll has covered the
+    observation yet (`reconcile_guard`).
     `failed`: the strategy was refused (e.g. a decrease our stock cannot take); a `failed`
     event records why and the conflict stays open for a person. `resolved` otherwise.
     Other errors propagate (the task retries them).
@@ -193,6 +196,8 @@ def conflict_auto_resolve(*, conflict_id: int) -> str:
     policy = conflict.channel.conflict_policy
     if policy == ConflictPolicy.MANUAL:
         return "skipped"
+    if auto_resolve_deferred(conflict):
+        return "deferred"  # a late sale? the channel's next order poll queues it again
     try:
         conflict_resolve(conflict_id=conflict.pk, strategy=policy, actor=SYSTEM_ACTOR, auto=True)
     except ConflictNotOpen:

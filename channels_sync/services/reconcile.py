@@ -4,9 +4,14 @@
 adapter's `fetch_stock`, in groups of `CHANNEL_RECONCILE_BATCH` keys (fewer where the
 marketplace's read call takes fewer, see `Adapter.read_batches`), one rate-limit token per
 call from the channel's shared bucket (the push's). Throttled answers wait (Retry-After,
-else `CHANNEL_THROTTLE_WAIT_SECONDS`) and ask again; they never fail the run. The token is
+else `CHANNEL_THROTTLE_WAIT_SECONDS`) and ask again, up to
+`CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS` of such waits per run: then the run stops
+(`throttled`) and the next run reads the rest. Past the task's soft time limit the run stops
+(`time_limit`) with what it read, its lock given back. The token is
 refreshed as the push does (before the run, and once when a call is refused as expired).
-One run per channel at a time (`RunLock`). Webhook stock reports feed the same comparison
+One run per channel at a time (`RunLock`). A quantity outside 0..2^31-1 is no observation
+(the adapters leave it out), and a listing whose observation fails is recorded in the
+report's errors: one listing never stops the others. Webhook stock reports feed the same comparison
 through `listing_observe` (see `webhooks.services.events`).
 
 When a difference is a conflict (the rule, applied under the listing's row lock):
@@ -42,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -100,7 +106,8 @@ class ReconcileReport:
     calls: int = 0
     throttled: int = 0
     waited_seconds: float = 0.0
-    stopped: str = ""  # why the run ended early: busy, inactive, needs_reauth, failing, ...
+    # why the run ended early: busy, inactive, needs_reauth, failing, throttled, time_limit, ...
+    stopped: str = ""
     errors: list[str] = field(default_factory=list)
     not_found_ids: list[int] = field(default_factory=list)
     conflict_ids: list[int] = field(default_factory=list)
@@ -250,6 +257,9 @@ def channel_reconcile(
         settle = settings.CHANNEL_RECONCILE_SETTLE_SECONDS
         run = _Run(channel, report, lock, settle if settle_seconds is None else settle_seconds)
         run.go()
+    except SoftTimeLimitExceeded:
+        # Out of time: what was read is recorded already; the next run reads the rest.
+        report.stopped = "time_limit"
     finally:
         lock.release()
     logger.info("reconcile.finished", **report.as_dict())
@@ -286,6 +296,8 @@ class _Run:
         self.refreshed = False
         self.failure_streak = 0
         self.suspects: list[_Suspect] = []
+        self.throttle_budget = max(0.0, settings.CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS)
+        self.throttle_waited = 0.0
 
     def go(self) -> None:
         report = self.report
@@ -355,7 +367,7 @@ class _Run:
                     continue
                 seen.add(listing_id)
                 self.report.read += 1
-                result = listing_observe(
+                result = self._observe(
                     listing=listing_id,
                     quantity=item.quantity,
                     observed_at=timezone.now(),
@@ -364,6 +376,8 @@ class _Run:
                     version=versions.get(listing_id),
                     open_conflict=False,
                 )
+                if result is None:
+                    continue
                 if result.outcome == MISMATCH:
                     self.suspects.append(
                         _Suspect(
@@ -400,7 +414,7 @@ class _Run:
                 if suspect is None or suspect.listing_id in seen:
                     continue
                 seen.add(suspect.listing_id)
-                result = listing_observe(
+                result = self._observe(
                     listing=suspect.listing_id,
                     quantity=item.quantity,
                     observed_at=timezone.now(),
@@ -409,6 +423,8 @@ class _Run:
                     version=suspect.version,
                     expected=suspect.quantity,
                 )
+                if result is None:
+                    continue
                 if result.outcome == MISMATCH:
                     self._count(result)
                 elif result.outcome == MATCH:
@@ -419,6 +435,24 @@ class _Run:
             self.report.unconfirmed += sum(
                 1 for keys in group if by_keys[_keys_id(keys)].listing_id not in seen
             )
+
+    def _observe(self, **observation) -> ListingObservation | None:
+        """`listing_observe` for one listing; a failure is recorded on the report (None), so
+        one listing never stops the others. Running out of time still ends the run."""
+        try:
+            return listing_observe(**observation)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "reconcile.observe_failed",
+                channel_id=self.channel.pk,
+                listing_id=observation["listing"],
+            )
+            self.report.errors.append(
+                f"listing {observation['listing']}: {type(exc).__name__}: {exc}"[:300]
+            )
+            return None
 
     def _count(self, result: ListingObservation) -> None:
         report = self.report
@@ -456,7 +490,13 @@ class _Run:
                 if exc.outcome == Outcome.THROTTLED:
                     report.throttled += 1
                     wait = exc.retry_after
-                    self._sleep(settings.CHANNEL_THROTTLE_WAIT_SECONDS if wait is None else wait)
+                    wait = settings.CHANNEL_THROTTLE_WAIT_SECONDS if wait is None else wait
+                    if self.throttle_waited + wait > self.throttle_budget:
+                        # The marketplace keeps refusing: stop here, not wait without end.
+                        report.stopped = "throttled"
+                        raise _Stop from exc
+                    self.throttle_waited += wait
+                    self._sleep(wait)
                     continue
                 if exc.outcome == Outcome.AUTH:
                     if not self.refreshed and self._refresh():

@@ -5,6 +5,7 @@ Import the fixtures into a test module (`from tests.channels_sync.conflict_fixtu
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -106,3 +107,8 @@ def make_shop(shopee, wire, warehouse):
         return Shop(shopee, channel, listing, product, warehouse)
 
     return make
+
+
+# A channel whose orders were polled after any observation a test makes (the automatic
+# resolution of a conflict where the channel shows less is held back until then).
+POLLED = timezone.now() + timedelta(days=1)

@@ -1,10 +1,13 @@
 """Channel-side reconciliation against the marketplace sandboxes served over HTTP."""
 
+import signal
 import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -18,6 +21,7 @@ from channels_sync.services.reconcile import (
     listing_observe,
 )
 from channels_sync.services.run_lock import RunLock
+from core.sandbox import Fault
 from inventory.services import Origin, stock_set
 from tests.channels_sync.conftest import listing_keys
 from tests.helpers import wait_for
@@ -370,3 +374,114 @@ def test_reconcile_beat_task_on_a_real_worker(shopee, wire, warehouse, celery_wo
     wait_for(lambda: Channel.objects.get(pk=channel.pk).reconciled_at is not None)
     conflict = Conflict.objects.get()
     assert (conflict.ours, conflict.theirs) == (Decimal(5), Decimal(3))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@override_settings(**FAST)
+def test_reconcile_an_absurd_quantity_is_no_observation_and_the_run_goes_on(
+    request, wire, warehouse, kind
+):
+    # given one listing the marketplace shows at 10^12, another edited behind our back
+    server = request.getfixturevalue(kind)
+    channel = _pushed_channel(server, wire, warehouse, kind, [5, 6])
+    server.app.stock_set_external(listing_keys(kind, 0), 10**12, notify=False)
+    server.app.stock_set_external(listing_keys(kind, 1), 2, notify=False)
+
+    # when
+    report = channel_reconcile(channel_id=channel.pk, trigger="test")
+
+    # then the absurd figure says nothing (not an observation); the other opens its conflict
+    assert report.stopped == ""
+    assert report.errors == []
+    assert (report.read, report.mismatched, report.conflicts_opened) == (1, 1, 1), report
+    assert report.not_found_ids == [_listing(channel, 0).pk]
+    assert _listing(channel, 0).last_observed_quantity is None
+    assert Conflict.objects.get().listing_id == _listing(channel, 1).pk
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(**FAST)
+def test_reconcile_one_listing_failing_never_stops_the_others(shopee, wire, warehouse):
+    # given the database refuses any write to one listing's observation (a trigger)
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [5, 6])
+    broken = _listing(channel, 0)
+    for n in (0, 1):
+        shopee.app.stock_set_external(listing_keys("shopee", n), 1, notify=False)
+    table = ChannelListing._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_listing() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'listing refused' USING ERRCODE = '22003'; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER refuse_listing BEFORE UPDATE ON {table} FOR EACH ROW "
+            f"WHEN (NEW.id = {int(broken.pk)}) EXECUTE FUNCTION refuse_listing()"
+        )
+    try:
+        # when
+        report = channel_reconcile(channel_id=channel.pk, trigger="test")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER refuse_listing ON {table}")
+            cursor.execute("DROP FUNCTION refuse_listing()")
+
+    # then the failure is on the report and the other listing's conflict opened
+    assert report.stopped == ""
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith(f"listing {broken.pk}: DataError")
+    assert report.conflicts_opened == 1
+    assert Conflict.objects.get().listing_id == _listing(channel, 1).pk
+
+
+@override_settings(**FAST, CHANNEL_RECONCILE_THROTTLE_BUDGET_SECONDS=0.3)
+def test_reconcile_throttled_past_its_budget_stops_and_leaves_the_rest(shopee, wire, warehouse):
+    # given a marketplace refusing the next 40 reads as throttled (each waits 0.05 s)
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [1, 2])
+    shopee.app.inject(Fault(status=429, count=40))
+
+    # when
+    report = channel_reconcile(channel_id=channel.pk)
+
+    # then the run stopped once its throttle waits reached the budget, not after 40 of them
+    assert report.stopped == "throttled"
+    assert report.throttled <= 7
+    assert report.read == 0
+    channel.refresh_from_db()
+    assert channel.reconciled_at is None
+    # and the lock is free for the next run
+    assert RunLock(RUN_LOCK_KEY.format(channel_id=channel.pk), seconds=5).acquire()
+
+
+@override_settings(**FAST)
+def test_reconcile_stops_at_the_soft_time_limit_and_gives_the_lock_back(shopee, wire, warehouse):
+    # given a slow marketplace, and the soft limit arriving mid-run as billiard delivers it (a
+    # signal whose handler raises SoftTimeLimitExceeded in the running code)
+    channel = _pushed_channel(shopee, wire, warehouse, "shopee", [1, 2, 3, 4])
+    shopee.app.configure(latency=0.3)
+
+    def soft_limit(signum, frame):
+        raise SoftTimeLimitExceeded
+
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        # when
+        report = channel_reconcile(channel_id=channel.pk)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    # then the run ended with what it read, and its lock is free again
+    assert report.stopped == "time_limit"
+    assert 0 < report.read < 4
+    shopee.app.configure(latency=0)
+    assert channel_reconcile(channel_id=channel.pk).stopped == ""
+
+
+def test_reconcile_task_has_time_limits(settings):
+    from config.celery import app
+
+    task = app.tasks["channels_sync.reconcile_channel"]
+    sent = task._get_exec_options()
+    assert sent["soft_time_limit"] == settings.CHANNEL_RECONCILE_SOFT_TIME_LIMIT_SECONDS
+    assert sent["soft_time_limit"] < sent["time_limit"]

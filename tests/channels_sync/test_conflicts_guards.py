@@ -17,7 +17,7 @@ from erp_mapping.services.agents import agent_register
 from erp_mapping.services.connections import erp_connection_set
 from inventory.models import StockLevel, StockMovement
 from inventory.services import stock_reserve
-from tests.channels_sync.conflict_fixtures import ORIGIN
+from tests.channels_sync.conflict_fixtures import ORIGIN, POLLED
 from tests.channels_sync.factories import AllocationRuleFactory
 from tests.helpers import wait_for
 from tests.inventory.factories import WarehouseFactory
@@ -112,7 +112,8 @@ def test_conflict_stale_push_in_flight_is_refused(make_shop):
 @pytest.mark.django_db
 def test_conflict_stale_policy_writes_failed_and_leaves_it_open(make_shop, run_after_commit):
     # given: a use_theirs channel; the conflict is seen while a sale's push is pending
-    shop = make_shop(10, policy=ConflictPolicy.USE_THEIRS)
+    # the orders were polled after the observation: the policy is not held back
+    shop = make_shop(10, policy=ConflictPolicy.USE_THEIRS, orders_cursor=POLLED)
     stock_reserve(product=shop.product, warehouse=shop.warehouse, quantity=1, origin=ORIGIN)
 
     conflict = run_after_commit(lambda: shop.mismatch(7))
@@ -186,7 +187,8 @@ def test_conflict_erp_vendor_may_use_ours_and_minimum_falling_to_ours(
 @pytest.mark.django_db
 def test_conflict_erp_vendor_policy_writes_failed(make_shop, vendor, run_after_commit):
     agent_register(vendor=vendor, agent_url="http://agent.test", erp_type="convex")
-    shop = make_shop(10, policy=ConflictPolicy.USE_THEIRS)
+    # the orders were polled after the observation: the policy is not held back
+    shop = make_shop(10, policy=ConflictPolicy.USE_THEIRS, orders_cursor=POLLED)
 
     conflict = run_after_commit(lambda: shop.mismatch(7))
 

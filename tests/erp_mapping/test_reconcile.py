@@ -1,5 +1,6 @@
 """ERP reconciliation against the agent served over HTTP, on PostgreSQL."""
 
+import json
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -9,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.sandbox import Fault
-from erp_mapping.models import ReconciliationEvent
+from erp_mapping.models import ErpSyncJob, ReconciliationEvent
 from erp_mapping.services.reconcile import AgentNotRegistered, erp_reconcile
 from inventory.models import StockLevel, StockMovement
 from inventory.selectors import ledger_mismatches
@@ -383,6 +384,7 @@ def test_erp_reconcile_spares_levels_of_shipped_orders_not_yet_in_the_erp(
         actor=staff,
     )
     order_ship(order=order, actor=staff)
+    job(order, ErpSyncJob.Status.PENDING)
     assert on_hand(vendor, "SOLD", "MAIN") == 7
 
     # when
@@ -401,3 +403,175 @@ def test_erp_reconcile_spares_levels_of_shipped_orders_not_yet_in_the_erp(
     agent_erp.stock_set("SOLD", "MAIN", 7)
     again = reconcile(vendor)
     assert (again.drift_found, again.drift_fixed) == (0, 0)
+
+
+def job(order, status: str) -> ErpSyncJob:
+    return ErpSyncJob.objects.create(
+        order=order,
+        vendor=order.vendor,
+        operation=ErpSyncJob.Operation.ORDER_CREATE,
+        status=status,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "spared"),
+    [
+        (None, False),
+        ("dead", False),
+        ("pending", True),
+        ("processing", True),
+        ("awaiting_callback", True),
+        ("failed", True),
+    ],
+)
+def test_erp_reconcile_spares_a_shipped_order_only_while_its_create_job_lives(
+    vendor, warehouse, agent_erp, status, spared
+):
+    # given a shipped order not in the ERP, its create job in `status` (or none at all: an
+    # order shipped before the ERP sync, or whose hook failed long ago)
+    from orders.services import Actor, OrderLineInput, order_create, order_ship
+
+    products = catalogue(vendor, ["SOLD"])
+    stock([(products["SOLD"], warehouse, 10)])
+    erp_from_local(agent_erp, vendor)
+    staff = Actor(source="api", actor="test")
+    order = order_create(
+        vendor=vendor,
+        order_number="OLD-1",
+        lines=[OrderLineInput(sku="SOLD", quantity=Decimal(3), warehouse="MAIN")],
+        actor=staff,
+    )
+    order_ship(order=order, actor=staff)
+    if status is not None:
+        job(order, status)
+
+    # when
+    event = reconcile(vendor)
+
+    # then the level waits only while the job can still bring the order to the ERP
+    assert event.status == Status.COMPLETED
+    assert event.drift_found == 1
+    if spared:
+        assert on_hand(vendor, "SOLD", "MAIN") == 7
+        assert (event.drift_fixed, event.details["awaiting_erp_count"]) == (0, 1)
+        assert event.details["orders_not_sent_count"] == 0
+    else:
+        assert on_hand(vendor, "SOLD", "MAIN") == 10  # the ERP's count wins
+        assert (event.drift_fixed, event.details["awaiting_erp_count"]) == (1, 0)
+        assert event.details["orders_not_sent_count"] == 1
+        assert event.details["orders_not_sent"] == [
+            {"order_id": order.pk, "order_number": "OLD-1", "job": status or "none"}
+        ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("pushed", "kept"),
+    [
+        (Decimal(7), Decimal(7)),  # the ERP counted 7 meanwhile: newer than the fetched 9
+        (Decimal(5), Decimal(5)),  # it counted 5 again (our figure): same on_hand, newer mark
+    ],
+)
+def test_erp_reconcile_never_puts_back_an_older_erp_figure_than_one_ingested_meanwhile(
+    warehouse, agent_erp, pushed, kept
+):
+    # given a level at 5 here and the ERP at 9, and the agent pushing the ERP's newer count
+    # while the reconciliation fetches the rows (applied by its own transaction)
+    from erp_mapping.services.ingest import erp_stock_ingest
+
+    vendor = warehouse.vendor
+    products = catalogue(vendor, ["COUNTED", "OTHER"])
+    stock([(products["COUNTED"], warehouse, 5), (products["OTHER"], warehouse, 5)])
+    erp_stock_ingest(
+        vendor_id=vendor.pk,
+        rows=[
+            {
+                "sku": "COUNTED",
+                "warehouse_code": "MAIN",
+                "quantity": Decimal(5),
+                "updated_at": timezone.now() - timedelta(hours=1),
+            }
+        ],
+    )
+    agent_erp.stock_load([("COUNTED", "MAIN", 9), ("OTHER", "MAIN", 8)])
+    original = agent_erp.handle_stock
+
+    def serve_then_push(request):
+        answer = original(request)  # the rows as the ERP had them
+        try:
+            erp_stock_ingest(
+                vendor_id=vendor.pk,
+                rows=[
+                    {
+                        "sku": "COUNTED",
+                        "warehouse_code": "MAIN",
+                        "quantity": pushed,
+                        "updated_at": timezone.now(),
+                    }
+                ],
+            )
+        finally:
+            connection.close()
+        return answer
+
+    agent_erp.handle_stock = serve_then_push
+
+    # when
+    event = reconcile(vendor)
+
+    # then the newer count stays; the other level takes the ERP's figure
+    assert event.status == Status.COMPLETED, event.error_message
+    assert on_hand(vendor, "COUNTED", "MAIN") == kept
+    assert on_hand(vendor, "OTHER", "MAIN") == 8
+    assert (event.drift_found, event.drift_fixed) == (2, 1)
+    assert event.details["changed_meanwhile"] == [
+        {"sku": "COUNTED", "warehouse": "MAIN", "compared": "5.000"}
+    ]
+    assert ledger_mismatches() == []
+
+
+@pytest.mark.django_db
+def test_erp_reconcile_applies_negative_erp_counts_and_leaves_duplicated_rows_alone(
+    vendor, warehouse, agent_erp
+):
+    # given the ERP counts one SKU below zero, and lists another one twice (4 and 6)
+    products = catalogue(vendor, ["NEG", "TWICE", "FINE"])
+    stock([(products[sku], warehouse, 5) for sku in ("NEG", "TWICE", "FINE")])
+    agent_erp.stock_load([("NEG", "MAIN", "-2.5"), ("TWICE", "MAIN", 4), ("FINE", "MAIN", 8)])
+    original = agent_erp.handle_stock
+
+    def doubled(request):
+        answer = original(request)
+        data = json.loads(answer.body)
+        data["rows"] += [
+            dict(row, quantity="6.000") for row in data["rows"] if row["sku"] == "TWICE"
+        ]
+        answer.body = json.dumps(data)
+        return answer
+
+    agent_erp.handle_stock = doubled
+
+    # when
+    event = reconcile(vendor)
+
+    # then the negative count is applied as the ERP's; the doubled key is drift found, not
+    # fixed, and reported
+    assert event.status == Status.COMPLETED, event.error_message
+    assert on_hand(vendor, "NEG", "MAIN") == Decimal("-2.5")
+    assert on_hand(vendor, "TWICE", "MAIN") == 5
+    assert on_hand(vendor, "FINE", "MAIN") == 8
+    assert (event.drift_found, event.drift_fixed) == (3, 2)
+    assert event.details["duplicates"] == [
+        {"sku": "TWICE", "warehouse": "MAIN", "erp": ["4.000", "6.000"]}
+    ]
+    assert event.details["duplicate_count"] == 1
+    assert event.details["invalid_rows"] == {}
+    assert ledger_mismatches() == []
+
+    # and once the ERP lists it once, the next run fixes it; the negative count agrees
+    agent_erp.handle_stock = original
+    again = reconcile(vendor)
+    assert (again.drift_found, again.drift_fixed) == (1, 1)
+    assert on_hand(vendor, "TWICE", "MAIN") == 4

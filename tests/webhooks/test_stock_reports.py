@@ -6,13 +6,18 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.test import override_settings
 
 from channels_sync.adapters import adapter_class
-from channels_sync.models import Conflict
+from channels_sync.models import Channel, Conflict
+from channels_sync.ratelimit import rate_limit_take
 from channels_sync.services.push import channel_push
+from core.models import DeadLetter
+from core.sandbox import Fault
 from tests.channels_sync.conftest import listing_keys
 from webhooks.models import WebhookEvent
+from webhooks.tasks import process_event
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -186,3 +191,68 @@ def test_stock_report_processing_waits_the_settle_time(shopee, pushed, monkeypat
     shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
 
     assert [call.get("countdown") for call in calls] == [30]
+
+
+def test_stock_report_with_an_absurd_quantity_is_read_back_and_never_fails(tiktok, pushed):
+    # given TikTok reports (and then shows) 10^12 units of one listing
+    channel = pushed(tiktok, "tiktok")
+
+    # when
+    delivery = tiktok.app.stock_set_external(listing_keys("tiktok", 0), 10**12)
+
+    # then the event is processed: no observation, no conflict, nothing failed
+    assert delivery.http_status == 200
+    event = WebhookEvent.objects.get(channel=channel)
+    assert (event.topic, event.status, event.error) == ("stock", WebhookEvent.Status.PROCESSED, "")
+    assert not Conflict.objects.exists()
+    assert set(channel.listings.values_list("last_observed_quantity", flat=True)) == {None}
+
+
+def test_stock_report_read_back_takes_a_token_from_the_channels_bucket(shopee, pushed):
+    # given a channel whose bucket (shared with its pushes and reconciliations) is spent
+    channel = pushed(shopee, "shopee")
+    Channel.objects.filter(pk=channel.pk).update(rate_limit_per_second=0.01, rate_limit_burst=1)
+    assert rate_limit_take(f"channel:{channel.pk}", rate=0.01, burst=1) == 0
+    reads = shopee.app.counts["reads"]
+    try:
+        # when a report needing a read-back arrives
+        shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+
+        # then nothing is read now: the event waits for a token, its attempt given back
+        event = WebhookEvent.objects.get(channel=channel)
+        assert shopee.app.counts["reads"] == reads
+        assert (event.status, event.attempts) == (WebhookEvent.Status.RECEIVED, 0)
+        assert event.next_attempt_at is not None
+        assert "rate limit" in event.error
+    finally:
+        cache.delete(f"ratelimit:channel:{channel.pk}")
+
+
+def test_stock_report_throttled_read_back_never_uses_up_attempts(shopee, pushed, settings):
+    # given a marketplace throttling the next reads, more than the event's retries
+    channel = pushed(shopee, "shopee")
+    throttled = settings.WEBHOOK_PROCESS_MAX_RETRIES + 3
+    shopee.app.inject(Fault(status=429, count=throttled))
+
+    # when the report arrives and its processing is tried again until it goes through (a
+    # read may also wait on the channel's own bucket after a 429: how many tries that takes
+    # depends on timing, not on attempts)
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+    event = WebhookEvent.objects.get(channel=channel)
+    outcomes = []
+    while "processed" not in outcomes and len(outcomes) < 3 * throttled:
+        outcomes.append(process_event.apply(args=[event.pk]).get())
+        if outcomes[-1] == "throttled":
+            event.refresh_from_db()
+            # then it is never failed nor dead-lettered, and no attempt is used up
+            assert (event.status, event.attempts) == (WebhookEvent.Status.RECEIVED, 0)
+            assert not DeadLetter.objects.exists()
+
+    # and once the marketplace answers, it is processed: more throttled tries than the
+    # event's retries went by without failing it
+    assert outcomes[-1] == "processed"
+    assert set(outcomes[:-1]) == {"throttled"}
+    assert len(outcomes) - 1 > settings.WEBHOOK_PROCESS_MAX_RETRIES
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED
+    assert Conflict.objects.get().theirs == Decimal(1)

@@ -15,6 +15,7 @@ back off and dead-letter exactly like notifications.
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +29,8 @@ from django.utils import timezone
 
 from channels_sync.adapters import AdapterError, ChannelEvent, MarketOrder, Outcome, StockReport
 from channels_sync.models import Channel, ChannelListing, Conflict
-from channels_sync.services.reconcile import listing_observe
+from channels_sync.ratelimit import rate_limit_take
+from channels_sync.services.reconcile import ListingObservation, listing_observe
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from orders.services import order_apply_market
 from webhooks.metrics import WEBHOOKS
@@ -53,6 +55,20 @@ SWEEP_LIMIT = 1000
 class ProcessingRetry(Exception):
     """This attempt failed; a later one may succeed (a 5xx, a timeout, an order not yet
     returned by the marketplace). The task retries it with backoff."""
+
+
+class ProcessingThrottled(Exception):
+    """The marketplace (or the channel's own rate limit) says "wait": not a failure. The task
+    tries again after `countdown` seconds without using up an attempt, however often."""
+
+    def __init__(self, message: str, *, countdown: float) -> None:
+        super().__init__(message)
+        self.countdown = max(0.0, float(countdown))
+
+
+# A stock read-back waits in place at most this long for a token of the channel's bucket;
+# beyond, the event is retried later (`ProcessingThrottled`).
+STOCK_READ_INLINE_WAIT_SECONDS = 5.0
 
 
 def webhook_event_process(*, event_id: int) -> str:
@@ -136,6 +152,7 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
         return "ignored"
     observed_at = parsed.updated_at or event.received_at
     to_read: list[ChannelListing] = []
+    failures: list[str] = []
     try:
         for report, listings in reported:
             for listing in listings:
@@ -145,29 +162,46 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
                 if report.quantity is not None and (
                     names_location or not listing.external_location_id
                 ):
-                    result = listing_observe(
+                    result = _observe(
+                        failures,
                         listing=listing,
                         quantity=report.quantity,
                         observed_at=observed_at,
                         source=Conflict.Source.WEBHOOK,
                     )
-                    if result.reason == "pushed_since":
+                    if result is not None and result.reason == "pushed_since":
                         # Reports carry whole seconds: one from the second of our last push
                         # (or older) cannot tell which came first. A reading now can.
                         to_read.append(listing)
                 else:
                     to_read.append(listing)
         if to_read:
-            _stock_read(channel, adapter, to_read)
-    except (ProcessingRetry, SoftTimeLimitExceeded):
+            _stock_read(channel, adapter, to_read, failures)
+    except (ProcessingRetry, ProcessingThrottled, SoftTimeLimitExceeded):
         raise
     except OperationalError as exc:
         raise ProcessingRetry(f"database: {exc}") from exc
     except Exception as exc:
         webhook_event_fail(event_id=event.pk, error=f"{type(exc).__name__}: {exc}")
         raise
-    _finish(event, WebhookEvent.Status.PROCESSED)
+    _finish(event, WebhookEvent.Status.PROCESSED, error="; ".join(failures))
     return "processed"
+
+
+def _observe(failures: list[str], **observation) -> ListingObservation | None:
+    """`listing_observe` for one listing of a report. A failure of that listing's own (not
+    the database's: that retries the event) is logged and kept on the event, never failing
+    the others nor the event for good: a report is one observation among many."""
+    try:
+        return listing_observe(**observation)
+    except (OperationalError, SoftTimeLimitExceeded):
+        raise
+    except Exception as exc:
+        listing = observation["listing"]
+        listing_id = listing.pk if isinstance(listing, ChannelListing) else listing
+        logger.exception("webhook.stock_observe_failed", listing_id=listing_id)
+        failures.append(f"listing {listing_id}: {type(exc).__name__}: {exc}"[:300])
+        return None
 
 
 def _listings_of(channel: Channel, adapter, report: StockReport) -> list[ChannelListing]:
@@ -189,38 +223,77 @@ def _listings_of(channel: Channel, adapter, report: StockReport) -> list[Channel
     )
 
 
-def _stock_read(channel: Channel, adapter, listings: list[ChannelListing]) -> None:
-    """Read these listings' stock back now and observe it (token refreshed first)."""
+def _stock_read(
+    channel: Channel, adapter, listings: list[ChannelListing], failures: list[str]
+) -> None:
+    """Read these listings' stock back now and observe it (token refreshed first).
+
+    Each read call takes a token from the channel's bucket first (the push's and the
+    reconciliation's: `read_batches` makes one group per call). A bucket empty for longer than
+    `STOCK_READ_INLINE_WAIT_SECONDS`, or a throttled answer, raises `ProcessingThrottled`:
+    the event waits and tries again without using up an attempt. What was observed before
+    stays observed (a later observation of the same listing simply replaces it).
+    """
     keys = {listing.pk: adapter.keys_from_listing(listing) for listing in listings}
     versions = dict(
         ChannelListing.objects.filter(pk__in=list(keys)).values_list("id", "dirty_version")
     )
     read_started = timezone.now()
+    if not channel_token_refresh(channel=channel, adapter=adapter):
+        raise ProcessingRetry("the channel needs re-authorisation")
+    by_keys = {tuple(sorted(k.items())): pk for pk, k in keys.items()}
+    for group in adapter.read_batches(list(keys.values()), settings.CHANNEL_RECONCILE_BATCH):
+        for item in _stock_read_call(channel, adapter, group):
+            listing_id = by_keys.get(tuple(sorted(item.keys.items())))
+            if listing_id is not None:
+                _observe(
+                    failures,
+                    listing=listing_id,
+                    quantity=item.quantity,
+                    observed_at=timezone.now(),
+                    source=Conflict.Source.WEBHOOK,
+                    read_started=read_started,
+                    version=versions.get(listing_id),
+                )
+
+
+def _stock_read_call(channel: Channel, adapter, group: list[dict[str, str]]) -> list:
+    """One read call under the channel's rate limit (an expired token refreshed once)."""
+    _rate_token(channel, adapter)
     try:
-        if not channel_token_refresh(channel=channel, adapter=adapter):
-            raise ProcessingRetry("the channel needs re-authorisation")
         try:
-            observed = adapter.fetch_stock(list(keys.values()))
+            return adapter.fetch_stock(group)
         except AdapterError as exc:
             if exc.outcome != Outcome.AUTH:
                 raise
             if not channel_token_refresh(channel=channel, adapter=adapter, force=True):
                 raise ProcessingRetry("the channel needs re-authorisation") from exc
-            observed = adapter.fetch_stock(list(keys.values()))
+            _rate_token(channel, adapter)
+            return adapter.fetch_stock(group)
     except AdapterError as exc:
+        if exc.outcome == Outcome.THROTTLED:
+            wait = exc.retry_after
+            raise ProcessingThrottled(
+                f"the marketplace throttled the stock read: {exc}",
+                countdown=settings.CHANNEL_THROTTLE_WAIT_SECONDS if wait is None else wait,
+            ) from exc
         raise ProcessingRetry(f"{exc.outcome}: {exc}") from exc
-    by_keys = {tuple(sorted(k.items())): pk for pk, k in keys.items()}
-    for item in observed:
-        listing_id = by_keys.get(tuple(sorted(item.keys.items())))
-        if listing_id is not None:
-            listing_observe(
-                listing=listing_id,
-                quantity=item.quantity,
-                observed_at=timezone.now(),
-                source=Conflict.Source.WEBHOOK,
-                read_started=read_started,
-                version=versions.get(listing_id),
-            )
+
+
+def _rate_token(channel: Channel, adapter) -> None:
+    """Take a token from the channel's bucket, waiting in place a little at most."""
+    cls = type(adapter)
+    rate = channel.rate_limit_per_second or cls.default_rate_per_second
+    burst = channel.rate_limit_burst or cls.default_burst
+    waited = 0.0
+    while True:
+        wait = rate_limit_take(f"channel:{channel.pk}", rate=rate, burst=burst)
+        if wait <= 0:
+            return
+        if waited + wait > STOCK_READ_INLINE_WAIT_SECONDS:
+            raise ProcessingThrottled("the channel's rate limit is spent", countdown=wait)
+        time.sleep(wait)
+        waited += wait
 
 
 def _claim(event_id: int) -> WebhookEvent | None:
@@ -267,10 +340,14 @@ def _fetch(channel: Channel, adapter, order_id: str) -> MarketOrder:
     raise ProcessingRetry(f"the marketplace did not return order {order_id} (yet)")
 
 
-def _finish(event: WebhookEvent, status: str) -> None:
+def _finish(event: WebhookEvent, status: str, *, error: str = "") -> None:
     now = timezone.now()
     WebhookEvent.objects.filter(pk=event.pk).update(
-        status=status, processed_at=now, error="", locked_until=None, updated_at=now
+        status=status,
+        processed_at=now,
+        error=error[:ERROR_LIMIT],
+        locked_until=None,
+        updated_at=now,
     )
     WEBHOOKS.labels(event.channel.type, status).inc()
     logger.info("webhook.processed", event_id=event.pk, status=status, order_id=event.order_id)
@@ -296,6 +373,19 @@ def webhook_event_retry_at(
     logger.warning(
         "webhook.process_retry", event_id=event_id, countdown=countdown, queued=queued, error=error
     )
+
+
+def webhook_event_retry_throttled(
+    *, event_id: int, countdown: float, error: str, queued: bool
+) -> None:
+    """Give back the attempt this claim took and schedule the event in `countdown` seconds.
+
+    A throttled event ("wait", not a failure) is never failed nor dead-lettered for it:
+    however often it is throttled, its attempts count only real failures. `queued` as for
+    `webhook_event_retry_at`.
+    """
+    WebhookEvent.objects.filter(pk=event_id, attempts__gt=0).update(attempts=F("attempts") - 1)
+    webhook_event_retry_at(event_id=event_id, countdown=countdown, error=error, queued=queued)
 
 
 def webhook_event_attempts(*, event_id: int) -> int:

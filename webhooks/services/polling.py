@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from channels_sync.adapters import Adapter, AdapterError, Outcome
 from channels_sync.models import Channel
+from channels_sync.services.reconcile_guard import deferred_conflicts_enqueue
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
 from core.cache import QUEUE_ERRORS
@@ -131,6 +132,10 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
                     report.outcome = "deferred"
             moved = {"orders_cursor": report.until}
         Channel.objects.filter(pk=channel_id).update(orders_polled_at=now, **moved)
+        if moved:
+            # The orders up to `now` are applied (or kept as events): stock conflicts held
+            # back as possible late sales can be resolved now.
+            deferred_conflicts_enqueue(channel_id=channel_id, polled_until=now)
     finally:
         lock.release()
     ORDER_POLLS.labels(channel.type, report.outcome).inc()

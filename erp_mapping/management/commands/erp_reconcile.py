@@ -48,6 +48,7 @@ def event_report(event: ReconciliationEvent) -> str:
         "unknown warehouses": len(details.get("unknown_warehouses", [])),
         "changed here meanwhile": len(details.get("changed_meanwhile", [])),
         "waiting for orders to reach the ERP": details.get("awaiting_erp_count", 0),
+        "shipped orders never sent to the ERP": details.get("orders_not_sent_count", 0),
         "invalid ERP rows": sum(details.get("invalid_rows", {}).values()),
     }
     for label, count in extras.items():

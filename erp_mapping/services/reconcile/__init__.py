@@ -13,6 +13,12 @@ A leaf is fetched whole when either side holds at most the leaf size: if the ERP
 rows, few are fetched; if we have few, every ERP row beyond them is drift that must be
 fetched to be fixed anyway. So the rows fetched stay within about `leaf size x differing
 leaves + drift`.
+
+Each leaf's local rows are read BEFORE its ERP rows are fetched, with each level's
+`updated_at` and `source_updated_at`: an agent push or a nightly pull applied while the
+fetch runs is newer than the fetched figure, and the correction (under the levels' locks)
+leaves every level whose on_hand or marks moved since that read (`changed_meanwhile`) for
+the next run, never putting the older figure back.
 """
 
 import time
@@ -32,7 +38,7 @@ from core.services import alert_send
 from erp_mapping.clients.agent import AgentClient, agent_client_for
 from erp_mapping.models import ErpAgent, ReconciliationEvent
 from erp_mapping.selectors import levels_awaiting_erp
-from erp_mapping.services.reconcile.local import LocalRow, local_stock
+from erp_mapping.services.reconcile.local import LocalRow, level_marker, local_stock
 from erp_mapping.services.reconcile.protocol import (
     ErpRow,
     ReconcileFailed,
@@ -70,10 +76,11 @@ class AgentNotRegistered(ConflictError):
 
 @dataclass
 class _Target:
-    row: LocalRow | None
+    row: LocalRow | None  # the level as read before the fetch (None: no non-zero level)
     erp: ErpRow | None
     product_id: int
     warehouse_id: int
+    read_at: datetime  # when the local rows of its leaf were read
 
     @property
     def ours(self) -> Decimal:
@@ -96,10 +103,16 @@ class _Search:
     leaves: list[SkuRange] = field(default_factory=list)
     rows_fetched: int = 0
     erp_rows: dict[SkuRange, list[ErpRow]] = field(default_factory=dict)
+    # Each leaf's local rows, read just before its ERP rows were fetched, and when.
+    local_rows: dict[SkuRange, list[LocalRow]] = field(default_factory=dict)
+    local_read_at: dict[SkuRange, datetime] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
     invalid_samples: list[dict] = field(default_factory=list)
     # (sku, warehouse) pairs whose ERP row could not be read: left alone.
     unreadable: set[tuple[str, str]] = field(default_factory=set)
+    # (sku, warehouse) pairs the ERP sent more than once, with each quantity sent: which one
+    # is its count is unknown, so they are drift found, never fixed.
+    duplicates: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     drift: list[dict] = field(default_factory=list)
     drift_found: int = 0
     unknown_skus: set[str] = field(default_factory=set)
@@ -107,6 +120,7 @@ class _Search:
     inactive_warehouses: set[str] = field(default_factory=set)
     changed_meanwhile: list[dict] = field(default_factory=list)
     awaiting_erp: list[dict] = field(default_factory=list)
+    unsent_orders: list[dict] = field(default_factory=list)
     out_of_range: int = 0
     drift_fixed: int = 0
     levels_created: int = 0
@@ -148,7 +162,7 @@ def erp_reconcile(
     try:
         client = agent_client_for(agent)
         _search(vendor=vendor, client=client, search=search)
-        _fetch(client=client, search=search)
+        _fetch(vendor=vendor, client=client, search=search)
         with transaction.atomic():
             targets = _compare(vendor=vendor, search=search)
             _correct(event=event, targets=targets, search=search)
@@ -211,47 +225,62 @@ def _search(*, vendor: Vendor, client: AgentClient, search: _Search) -> None:
         ranges = following
 
 
-def _fetch(*, client: AgentClient, search: _Search) -> None:
-    """Fetch the ERP's rows of every leaf (checked: bad rows are counted, never applied)."""
+def _fetch(*, vendor: Vendor, client: AgentClient, search: _Search) -> None:
+    """Fetch the ERP's rows of every leaf (checked: bad rows are counted, never applied),
+    each leaf's local rows read just before (see the module)."""
+    local = local_stock(vendor)
     for rng in search.leaves:
+        search.local_read_at[rng] = timezone.now()
+        search.local_rows[rng] = local.rows([rng])[rng]
         rows: dict[tuple[str, str], ErpRow] = {}
+        doubled: set[tuple[str, str]] = set()
         for raw in agent_rows(client, rng, calls=search.calls):
             search.rows_fetched += 1
             row = erp_row_read(raw, rng, MAX_QUANTITY)
             if isinstance(row, str):
                 search.reject(row, raw)
-            elif (row.sku, row.warehouse) in rows:
-                search.reject("duplicate", raw)
+                continue
+            key = (row.sku, row.warehouse)
+            if key in rows:
+                doubled.add(key)
+                search.duplicates.setdefault(key, [str(rows[key].quantity)])
+                search.duplicates[key].append(str(row.quantity))
             else:
-                rows[(row.sku, row.warehouse)] = row
-        search.erp_rows[rng] = list(rows.values())
+                rows[key] = row
+        search.erp_rows[rng] = [row for key, row in rows.items() if key not in doubled]
 
 
 def _compare(*, vendor: Vendor, search: _Search) -> list[_Target]:
     """The levels to correct: ERP and local rows of each leaf that differ.
 
-    Local rows are read here, after the fetch and in the correcting transaction, so the
-    window in which a local change can slip in is as short as it can be (and `_correct`
-    still checks each level under its lock).
+    The local rows are those read before the leaf's fetch; `_correct` checks under the lock
+    that each level is still as read.
     """
-    local = local_stock(vendor).rows(search.leaves)
-    pairs: list[tuple[LocalRow | None, ErpRow | None]] = []
+    pairs: list[tuple[LocalRow | None, ErpRow | None, datetime]] = []
     for rng in search.leaves:
-        ours = {(row.sku, row.warehouse): row for row in local[rng]}
+        ours = {(row.sku, row.warehouse): row for row in search.local_rows[rng]}
         theirs = {(row.sku, row.warehouse): row for row in search.erp_rows[rng]}
         for key in sorted(ours.keys() | theirs.keys()):
+            if key in search.duplicates:
+                continue  # counted below: the ERP's count is unknown
             if key in search.unreadable and key not in theirs:
                 continue  # the ERP's row was unreadable: its quantity is unknown
             mine, other = ours.get(key), theirs.get(key)
             if (mine.on_hand if mine else 0) != (other.quantity if other else 0):
-                pairs.append((mine, other))
-    search.drift_found = len(pairs)
-    wanted = {other.sku for mine, other in pairs if mine is None and other is not None}
+                pairs.append((mine, other, search.local_read_at[rng]))
+    search.drift_found = len(pairs) + len(search.duplicates)
+    if search.duplicates:
+        logger.warning(
+            "erp_reconcile.duplicate_rows",
+            count=len(search.duplicates),
+            sample=[f"{sku}@{code}" for sku, code in sorted(search.duplicates)[:10]],
+        )
+    wanted = {other.sku for mine, other, _ in pairs if mine is None and other is not None}
     products = dict(Product.objects.filter(vendor=vendor, sku__in=wanted).values_list("sku", "id"))
     warehouses = {w.code: w for w in Warehouse.objects.filter(vendor=vendor)}
     inactive = {w.pk for w in warehouses.values() if not w.active}
     targets = []
-    for mine, other in pairs:
+    for mine, other, read_at in pairs:
         if len(search.drift) < SAMPLE_CAP:
             row = mine or other
             search.drift.append(
@@ -277,21 +306,35 @@ def _compare(*, vendor: Vendor, search: _Search) -> list[_Target]:
         if warehouse_id in inactive:
             search.inactive_warehouses.add((mine or other).warehouse)
             continue
-        targets.append(_Target(mine, other, product_id, warehouse_id))
+        targets.append(_Target(mine, other, product_id, warehouse_id, read_at))
     return targets
 
 
 def _correct(*, event: ReconciliationEvent, targets: list[_Target], search: _Search) -> None:
     """Set each target level to the ERP's quantity (inside the caller's transaction).
 
-    The levels are locked (primary-key order) and a level whose on_hand is no longer what was
-    compared is left out: something changed it here since, and the next run compares again.
+    The levels are locked (primary-key order) and a level no longer as read before the
+    fetch is left out (`changed_meanwhile`): an ingest, a pull, a sale or a count changed it
+    here since, perhaps to a figure newer than the fetched one; the next run compares again.
+    A level read as such compares its on_hand and marks (`LocalRow.marker`); one that had no
+    non-zero row must still have none, unwritten since the read.
     """
     if not targets:
         return
-    # A shipped order the ERP has not been sent yet took stock here that the ERP still
-    # counts: its levels wait until the order reaches the ERP (the next run compares again).
-    waiting = levels_awaiting_erp({(t.product_id, t.warehouse_id) for t in targets})
+    # A shipped order on its way to the ERP took stock here that the ERP still counts: its
+    # levels wait until the order reaches the ERP (the next run compares again). One that
+    # is not on its way (no create job, or a dead one) would hold its levels forever: the
+    # ERP's count wins there, and the order is reported.
+    awaiting = levels_awaiting_erp({(t.product_id, t.warehouse_id) for t in targets})
+    waiting = awaiting.levels
+    search.unsent_orders.extend(awaiting.unsent)
+    if awaiting.unsent:
+        logger.warning(
+            "erp_reconcile.orders_not_sent",
+            event_id=event.pk,
+            count=len(awaiting.unsent),
+            sample=[order["order_number"] for order in awaiting.unsent[:10]],
+        )
     if waiting:
         for target in targets:
             if (target.product_id, target.warehouse_id) in waiting:
@@ -311,13 +354,18 @@ def _correct(*, event: ReconciliationEvent, targets: list[_Target], search: _Sea
         if (product_id, warehouse_id) in pairs
     ]
     current = {
-        (level.product_id, level.warehouse_id): level.on_hand
-        for level in stock_levels_lock_by_id(ids)
+        (level.product_id, level.warehouse_id): level for level in stock_levels_lock_by_id(ids)
     }
     kept = []
     for target in targets:
-        now = current.get((target.product_id, target.warehouse_id), Decimal(0))
-        if now != target.ours:
+        level = current.get((target.product_id, target.warehouse_id))
+        if target.row is not None:
+            moved = level is None or level_marker(level) != target.row.marker
+        else:
+            moved = level is not None and (
+                level.on_hand != 0 or level.updated_at is None or level.updated_at >= target.read_at
+            )
+        if moved:
             row = target.row or target.erp
             search.changed_meanwhile.append(
                 {"sku": row.sku, "warehouse": row.warehouse, "compared": str(target.ours)}
@@ -439,10 +487,17 @@ def _event_figures(event: ReconciliationEvent, search: _Search, *, started: floa
         "changed_meanwhile": search.changed_meanwhile[:SAMPLE_CAP],
         "awaiting_erp": search.awaiting_erp[:SAMPLE_CAP],
         "awaiting_erp_count": len(search.awaiting_erp),
+        "orders_not_sent": search.unsent_orders[:SAMPLE_CAP],
+        "orders_not_sent_count": len(search.unsent_orders),
         "unknown_skus": sorted(search.unknown_skus)[:SAMPLE_CAP],
         "unknown_sku_count": len(search.unknown_skus),
         "unknown_warehouses": sorted(search.unknown_warehouses)[:SAMPLE_CAP],
         "inactive_warehouses": sorted(search.inactive_warehouses)[:SAMPLE_CAP],
+        "duplicates": [
+            {"sku": sku, "warehouse": code, "erp": quantities}
+            for (sku, code), quantities in sorted(search.duplicates.items())[:SAMPLE_CAP]
+        ],
+        "duplicate_count": len(search.duplicates),
         "invalid_rows": search.invalid,
         "invalid_samples": search.invalid_samples,
         "out_of_range": search.out_of_range,

@@ -13,6 +13,7 @@ C collation), and the checksums are `string_agg` + `sha256` in the database. Els
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -28,6 +29,20 @@ class LocalRow:
     on_hand: Decimal
     product_id: int
     warehouse_id: int
+    # What the correction checks under the lock (see `LocalRow.marker`): any write to the
+    # level moves `updated_at`; an agent re-sending the same content moves `source_updated_at`.
+    updated_at: datetime | None = None
+    source_updated_at: datetime | None = None
+
+    @property
+    def marker(self) -> tuple:
+        """The level as read: it changed since when this differs from the level's now."""
+        return (self.on_hand, self.updated_at, self.source_updated_at)
+
+
+def level_marker(level: StockLevel) -> tuple:
+    """A locked level's `LocalRow.marker`."""
+    return (level.on_hand, level.updated_at, level.source_updated_at)
 
 
 def local_stock(vendor: Vendor) -> "LocalStock":
@@ -73,12 +88,20 @@ class LocalStock:
 
     def _rows(self) -> list[LocalRow]:
         rows = [
-            LocalRow(sku, code, on_hand, product_id, warehouse_id)
-            for sku, code, on_hand, product_id, warehouse_id in StockLevel.objects.filter(
+            LocalRow(sku, code, on_hand, product_id, warehouse_id, *marks)
+            for sku, code, on_hand, product_id, warehouse_id, *marks in StockLevel.objects.filter(
                 product__vendor=self.vendor, warehouse__vendor=self.vendor
             )
             .exclude(on_hand=0)
-            .values_list("product__sku", "warehouse__code", "on_hand", "product_id", "warehouse_id")
+            .values_list(
+                "product__sku",
+                "warehouse__code",
+                "on_hand",
+                "product_id",
+                "warehouse_id",
+                "updated_at",
+                "source_updated_at",
+            )
         ]
         rows.sort(key=lambda row: (row.sku, row.warehouse))
         return rows
@@ -139,10 +162,11 @@ class PostgresLocalStock(LocalStock):
 
     def _source(self) -> tuple[str, list]:
         """The vendor's non-zero rows as SQL (columns sku, code, on_hand, product_id,
-        warehouse_id, sku and code under the C collation) and its parameters."""
+        warehouse_id, updated_at, source_updated_at; sku and code under the C collation) and
+        its parameters."""
         sql = (
             f'SELECT p.sku COLLATE "C" AS sku, w.code COLLATE "C" AS code, s.on_hand, '
-            f"s.product_id, s.warehouse_id "
+            f"s.product_id, s.warehouse_id, s.updated_at, s.source_updated_at "
             f"FROM {StockLevel._meta.db_table} s "
             f"JOIN {Product._meta.db_table} p ON p.id = s.product_id "
             f"JOIN {Warehouse._meta.db_table} w ON w.id = s.warehouse_id "
@@ -218,7 +242,8 @@ class PostgresLocalStock(LocalStock):
             by_number = dict(zip(numbers, group, strict=True))
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT b, sku, code, on_hand, product_id, warehouse_id FROM ({sql}) AS q "
+                    f"SELECT b, sku, code, on_hand, product_id, warehouse_id, updated_at, "
+                    f"source_updated_at FROM ({sql}) AS q "
                     f"ORDER BY sku, code",
                     params,
                 )

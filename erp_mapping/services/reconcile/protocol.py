@@ -225,10 +225,10 @@ def erp_row_read(row: object, rng: SkuRange, max_quantity: Decimal) -> ErpRow | 
         quantity = Decimal(str(raw))
     except InvalidOperation:
         return "invalid_quantity"
-    if not quantity.is_finite() or quantity > max_quantity:
+    # A negative count is the ERP's figure like any other (the agent ingest takes it too,
+    # within the same bounds): the ERP wins for physical stock.
+    if not quantity.is_finite() or abs(quantity) > max_quantity:
         return "invalid_quantity"
-    if quantity < 0:
-        return "negative_quantity"
     if quantity != quantity.quantize(_MILLI):
         return "invalid_quantity"  # more than three decimals
     return ErpRow(sku, code, quantity.quantize(_MILLI))
