@@ -70,3 +70,23 @@ def order_facts(order_id: int) -> OrderFacts | None:
         if facts is not None:
             return facts
     return None
+
+
+# --- orders a channel has not applied yet -----------------------------------------------------
+
+OrdersPendingReader = Callable[[int, datetime], bool]
+
+_pending_readers: list[OrdersPendingReader] = []
+
+
+def orders_pending_register(reader: OrdersPendingReader) -> None:
+    """Ask `reader(channel_id, before)` whether the channel has orders notified or listed
+    before that moment and not applied yet; `webhooks` registers its reader (its stored,
+    unprocessed order events) from its `AppConfig.ready`."""
+    if reader not in _pending_readers:
+        _pending_readers.append(reader)
+
+
+def orders_pending(channel_id: int, before: datetime) -> bool:
+    """Whether any reader knows of orders of the channel from before `before` still to apply."""
+    return any(reader(channel_id, before) for reader in _pending_readers)

@@ -1,6 +1,16 @@
 """Reads of webhook events: what the admin shows."""
 
 import json
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+
+from webhooks.models import WebhookEvent
+from webhooks.services.intake import TOPIC_ORDER
+
+# A failed order event received this long before a stock observation (or after it) may be
+# the sale behind it: the conflict's automatic resolution waits for a person meanwhile.
+FAILED_ORDERS_HOLD = timedelta(days=3)
 
 # The console shows this much of a body: a page must stay a page whatever was sent.
 PREVIEW_LIMIT = 64 * 1024
@@ -24,3 +34,21 @@ def _capped(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n… ({len(text) - limit} more characters)"
+
+
+def orders_pending(channel_id: int, before: datetime) -> bool:
+    """Whether the channel has order events that may hold a sale made before `before` and
+    are not applied yet: any still to process (a poll stores the orders it could not apply
+    when it runs, after the sale: their time says nothing), and those failed around then
+    (dead-lettered; older failures no longer hold anything back)."""
+    return (
+        WebhookEvent.objects.filter(channel_id=channel_id, topic=TOPIC_ORDER)
+        .filter(
+            Q(status=WebhookEvent.Status.RECEIVED)
+            | Q(
+                status=WebhookEvent.Status.FAILED,
+                received_at__gte=before - FAILED_ORDERS_HOLD,
+            )
+        )
+        .exists()
+    )

@@ -8,14 +8,18 @@ or count the sale twice (`use_theirs`: our stock moves down, then the order take
 So a conflict with theirs below ours waits ("deferred") until an order poll of the channel
 whose listing covered the moment of the observation has applied the orders up to then
 (`Channel.orders_cursor` past `theirs_at`: the cursor moves only when a poll's listing
-succeeded, unlike `orders_polled_at`, which a failed poll stamps too). That poll queues the
-resolution of the channel's deferred conflicts (`deferred_conflicts_enqueue`).
+succeeded, unlike `orders_polled_at`, which a failed poll stamps too) and no order the channel
+notified or listed before then is still waiting to be applied (`channels_sync.hooks.
+orders_pending`: the webhooks app's stored, unprocessed order events). A poll that applied
+everything it listed queues the resolution of the channel's deferred conflicts
+(`deferred_conflicts_enqueue`).
 """
 
 from datetime import datetime
 
 import structlog
 
+from channels_sync.hooks import orders_pending
 from channels_sync.models import Channel, Conflict, ConflictPolicy
 from channels_sync.services.conflicts import auto_resolve_enqueue
 
@@ -34,7 +38,14 @@ def auto_resolve_deferred(conflict: Conflict) -> bool:
         .values_list("orders_cursor", flat=True)
         .first()
     )
-    deferred = cursor is None or conflict.theirs_at is None or cursor <= conflict.theirs_at
+    deferred = (
+        cursor is None
+        or conflict.theirs_at is None
+        or cursor <= conflict.theirs_at
+        # Listed or notified before the observation, not applied yet (a detail call failing,
+        # an apply that raised): the sale may be among them.
+        or orders_pending(conflict.channel_id, conflict.theirs_at)
+    )
     if deferred:
         logger.info(
             "conflict.auto_resolve_deferred",

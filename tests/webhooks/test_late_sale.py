@@ -58,3 +58,44 @@ def test_late_sale_waits_for_the_order_poll_then_use_ours_pushes_what_is_left(
     conflict.refresh_from_db()
     assert conflict.status == Conflict.Status.AUTO_RESOLVED
     assert tiktok.app.quantity(keys) == 8
+
+
+def test_late_sale_stays_held_while_an_order_of_the_channel_is_still_to_apply(
+    tiktok, hooked, stocked, warehouse, settings
+):
+    # given a use_ours channel whose listing shows 8 where we pushed 10
+    from django.utils import timezone
+
+    from webhooks.models import WebhookEvent
+
+    settings.CHANNEL_RECONCILE_SETTLE_SECONDS = 0
+    product = stocked(10)
+    channel = hooked(tiktok, "tiktok", warehouses=[warehouse], products=[product], dirty=True)
+    Channel.objects.filter(pk=channel.pk).update(conflict_policy=ConflictPolicy.USE_OURS)
+    assert channel_push(channel_id=channel.pk).pushed == 1
+    keys = listing_keys("tiktok", 0)
+    tiktok.app.stock_set_external(keys, 8, notify=False)
+    report = channel_reconcile(channel_id=channel.pk, trigger="test")
+    assert report.conflicts_opened == 1
+    conflict = Conflict.objects.get()
+
+    # and an order the last poll listed but could not apply (kept as an event to retry),
+    # while the poll's cursor moved past the observation
+    event = WebhookEvent.objects.create(
+        channel=channel,
+        source=WebhookEvent.Source.POLL,
+        topic="order",
+        event_key="poll:ORDER-1:v1",
+        order_id="ORDER-1",
+        body=b"{}",
+        status=WebhookEvent.Status.RECEIVED,
+    )
+    Channel.objects.filter(pk=channel.pk).update(orders_cursor=timezone.now())
+
+    # then the policy still waits: that order may be the sale
+    assert conflict_auto_resolve(conflict_id=conflict.pk) == "deferred"
+    assert tiktok.app.quantity(keys) == 8
+
+    # once it is applied (here: processed), the policy resolves it
+    WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PROCESSED)
+    assert conflict_auto_resolve(conflict_id=conflict.pk) == "resolved"

@@ -132,9 +132,10 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
                     report.outcome = "deferred"
             moved = {"orders_cursor": report.until}
         Channel.objects.filter(pk=channel_id).update(orders_polled_at=now, **moved)
-        if moved:
-            # The orders up to `now` are applied (or kept as events): stock conflicts held
-            # back as possible late sales can be resolved now.
+        if moved and not report.deferred:
+            # The orders up to `now` are applied: stock conflicts held back as possible late
+            # sales can be resolved now. (Orders kept as events to retry may be the very
+            # sales they wait for: a later poll queues them once those are applied.)
             deferred_conflicts_enqueue(channel_id=channel_id, polled_until=now)
     finally:
         lock.release()
