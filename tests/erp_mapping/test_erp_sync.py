@@ -248,6 +248,7 @@ def test_erp_sync_an_agent_setup_refusal_waits_opens_the_circuit_and_alerts_once
 ):
     # given: the agent refuses every call as a whole (a secret it lacks, a wrong URL)
     sync_settings.ERP_BREAKER_FAIL_MAX = 2
+    sync_settings.ERP_BREAKER_RESET_SECONDS = 60  # no trial while the test runs, however slow
     agent.inject(Fault(status=status, count=10))
 
     # when: three orders come in

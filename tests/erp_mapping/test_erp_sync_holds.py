@@ -18,6 +18,7 @@ from erp_mapping.services.agents import agent_register
 from erp_mapping.services.erp_sync import (
     erp_sync_callback,
     erp_sync_job_create,
+    erp_sync_job_retry,
     erp_sync_send,
     erp_sync_sweep,
 )
@@ -424,3 +425,32 @@ def test_erp_sync_a_cancel_refused_by_the_agent_is_dead_not_waiting(
         order_cancel(order=order, actor=API)
     cancel = job_of(order, "order.cancel")
     assert (cancel.status, cancel.http_status) == (S.DEAD, 422)
+
+
+def test_erp_sync_a_dead_job_retried_unchanged_keeps_its_key_and_the_erp_one_document(
+    agent, place, sync_settings, django_capture_on_commit_callbacks
+):
+    # given: the agent took the order (202) but its callbacks never came, until the job died
+    sync_settings.ERP_SYNC_MAX_ATTEMPTS = 1
+    agent.orders_configure(mode="async", never_call_back=True)
+    order = place()
+    job = job_of(order)
+    assert job.status == S.AWAITING_CALLBACK
+    assert agent.documents_created() == 1
+    first_key = job.idempotency_key
+    Job = type(job)
+    Job.objects.filter(pk=job.pk).update(status=S.DEAD, attempts=1)
+    job.refresh_from_db()
+
+    # when: staff retry it without changing the order (the agent answers at once now)
+    agent.orders_configure(mode="sync", never_call_back=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        erp_sync_job_retry(job_id=job.pk, actor="user:ops")
+
+    # then: the same key went out, and the agent answered with the document it had made
+    job.refresh_from_db()
+    assert job.idempotency_key == first_key
+    assert (job.status, job.erp_reference) == (S.COMPLETED, "SO-000001")
+    assert agent.documents_created() == 1
+    first, second = orders_calls(agent)
+    assert second.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]

@@ -544,11 +544,17 @@ def _cancel_release(create: Job) -> None:
 
 
 def _revive_locked(job: Job, *, actor: str, message: str = "") -> None:
-    """Bring the locked dead job back: fresh attempts, and its payload rebuilt at the next
-    send from the order as it is then, under a new idempotency key (the agent would refuse
-    another body under the old key)."""
+    """Bring the locked dead job back with fresh attempts.
+
+    A create whose order changed since its payload was built (a line mapped, an address
+    corrected) gets its payload rebuilt at the next send under a new idempotency key (the
+    agent would refuse another body under the old key). An unchanged one keeps its key: the
+    agent may have taken it already (a 202 whose callback never came), and the same key lets
+    it answer with the document it made instead of making a second one.
+    """
     job.status, job.attempts, job.next_attempt_at, job.locked_until = S.PENDING, 0, None, None
-    job.payload, job.idempotency_key = {}, uuid.uuid4()
+    if job.operation == Op.ORDER_CREATE and job.payload != order_payload(job.order):
+        job.payload, job.idempotency_key = {}, uuid.uuid4()
     job.wait_reason = job.reported_failure = ""
     job.save(
         update_fields=[

@@ -19,9 +19,11 @@ logger = structlog.get_logger(__name__)
 def erp_sync_job_retry(*, job_id: int, actor: str, enqueue: bool = True) -> Job:
     """Give a dead job a fresh set of attempts and queue it (the console's retry).
 
-    The payload is rebuilt from the order as it is now (at the send) and sent under a new
-    idempotency key. A job that is not dead is sent now instead (`erp_sync_job_send_now`);
-    a completed job is left as it is. Locks the job.
+    When the order changed since the payload was built, the payload is rebuilt from the order
+    as it is now (at the send) and sent under a new idempotency key; an unchanged one keeps
+    its key (the agent answers with the document it may have made already). A job that is
+    not dead is sent now instead (`erp_sync_job_send_now`); a completed job is left as it is.
+    Locks the job.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
