@@ -294,6 +294,9 @@ _JOB_ON_ITS_WAY = (
     ErpSyncJob.Status.PROCESSING,
     ErpSyncJob.Status.AWAITING_CALLBACK,
     ErpSyncJob.Status.FAILED,
+    # Dead: waiting for staff to retry it from the console (its dead letter is open). Setting
+    # its levels to the ERP's count meanwhile would put the shipped units back on sale.
+    ErpSyncJob.Status.DEAD,
 )
 
 
@@ -302,10 +305,11 @@ def levels_awaiting_erp(pairs: set[tuple[int, int]]) -> AwaitingErp:
     their way to the ERP (their stock left here; the ERP still counts it).
 
     An order is on its way while its `order.create` job exists and is pending, processing,
-    awaiting the agent's callback or failed (a retry is due). A shipped order not in the ERP
-    with no such job (none: shipped before the ERP sync existed, or its hook failed long ago;
-    or a dead one) will not get there by itself: its levels are not spared (the ERP's count
-    wins) and the order is listed in `unsent`. Two queries.
+    awaiting the agent's callback or failed (a retry is due), or dead (its dead letter waits
+    for staff; it is also listed in `unsent`). A shipped order not in the ERP with no job at
+    all (shipped before the ERP sync existed, or its hook failed long ago) will not get there:
+    its levels are not spared (the ERP's count wins) and it is listed in `unsent`. Two
+    queries.
     """
     found = AwaitingErp()
     if not pairs:
@@ -337,7 +341,7 @@ def levels_awaiting_erp(pairs: set[tuple[int, int]]) -> AwaitingErp:
         status = jobs.get(order_id)
         if status in _JOB_ON_ITS_WAY:
             found.levels |= levels
-        elif status != ErpSyncJob.Status.COMPLETED:
+        if status is None or status == ErpSyncJob.Status.DEAD:
             job = "none" if status is None else status
             found.unsent.append({"order_id": order_id, "order_number": number, "job": job})
     return found
