@@ -49,20 +49,21 @@ def process_event(self, event_id: int) -> str:
     except ProcessingThrottled as exc:
         # "Wait", not a failure: the attempt is given back and the event tried again later
         # (this task queued again with its retries unchanged; eager: the sweep, when due).
-        queued = False
-        if not self.request.is_eager:
+        # The claim is released before the task is queued again, so the next run never finds
+        # the event still held; if queueing fails, the sweep takes it once it is overdue.
+        eager = bool(self.request.is_eager)
+        webhook_event_retry_throttled(
+            event_id=event_id, countdown=exc.countdown, error=str(exc), queued=not eager
+        )
+        if not eager:
             try:
                 process_event.apply_async(
                     kwargs={"event_id": event_id},
                     countdown=exc.countdown,
                     retries=self.request.retries,
                 )
-                queued = True
             except Exception:
                 logger.warning("webhook.throttled_requeue_failed", event_id=event_id)
-        webhook_event_retry_throttled(
-            event_id=event_id, countdown=exc.countdown, error=str(exc), queued=queued
-        )
         return "throttled"
     except (ProcessingRetry, SoftTimeLimitExceeded) as exc:
         error = str(exc) or type(exc).__name__
