@@ -140,7 +140,8 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
     Each reported listing of the channel is observed with source `webhook`: at the reported
     quantity when the report carries one for what the listing sells (a listing kept per
     warehouse is not comparable with a report over all warehouses; nor is a report not
-    later than our last push), else as read back now through `fetch_stock` (the reading's
+    later than our last push; a report is dated at its own time, at the latest when it was
+    received), else as read back now through `fetch_stock` (the reading's
     start and the listing's version taken first, as a reconciliation run takes them). A
     report naming no listing of the channel is ignored. Idempotent: an observation older
     than the one kept is not applied again, and a conflict seen again is updated.
@@ -150,7 +151,12 @@ def _stock_process(event: WebhookEvent, channel: Channel, adapter, parsed: Chann
     if not reported:
         _finish(event, WebhookEvent.Status.IGNORED)
         return "ignored"
-    observed_at = parsed.updated_at or event.received_at
+    # The report's own time, never later than its arrival: a marketplace clock ahead of ours
+    # would otherwise date the observation in our future, and every reading until then
+    # (a reconciliation run, the next report) would be refused as older than it.
+    observed_at = event.received_at
+    if parsed.updated_at is not None:
+        observed_at = min(parsed.updated_at, event.received_at)
     to_read: list[ChannelListing] = []
     failures: list[str] = []
     try:
