@@ -55,6 +55,7 @@ class SandboxRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes = field(repr=False)
+    query_string: str = ""  # as received, still encoded (what a signature over it covers)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -162,6 +163,7 @@ class SandboxApp:
             query=parse_qs(environ.get("QUERY_STRING", "")),
             headers=headers,
             body=body,
+            query_string=environ.get("QUERY_STRING", ""),
         )
         if request.path.startswith("/_sandbox/"):
             response = self._control(request)

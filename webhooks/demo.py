@@ -244,10 +244,18 @@ def channel_reconciliation(ctx: DemoContext) -> str:
 
     The first channel keeps the `use_ours` policy (its conflict is resolved by pushing our
     figure again), the second is set to `manual` (its conflict waits for a person). Every
-    channel is reconciled; the conflicts are printed as they stand after the run.
+    channel is reconciled; the conflicts it opened or updated are printed as they stand
+    after the run. Each channel's policy and push switch are restored at the end, so a second
+    demo run on the same database starts from the same settings (the manual conflict it left
+    open is updated then, and still counted).
     """
     channels = ctx.facts["channels"]
     (ours_channel, ours_app), (manual_channel, manual_app) = channels[0], channels[1]
+    # Each channel's settings as they were, put back at the end of the step.
+    before = {
+        channel.pk: Channel.objects.values("conflict_policy", "push_enabled").get(pk=channel.pk)
+        for channel, _app in channels
+    }
     channel_update(channel=ours_channel, actor="demo", conflict_policy=ConflictPolicy.USE_OURS)
     channel_update(channel=manual_channel, actor="demo", conflict_policy=ConflictPolicy.MANUAL)
     # Pushes on (a resolution using our figure sends it). Switching them changes what the
@@ -274,19 +282,20 @@ def channel_reconciliation(ctx: DemoContext) -> str:
             f"{listing.last_pushed_quantity}, the seller set {app.quantity(keys)} in the "
             f"marketplace's console"
         )
-    started = timezone.now()
+    # This run's conflicts are the ones its reconciliations opened or updated: a conflict
+    # a previous demo run left open for manual review is seen again and updated, not opened
+    # (and keeps its first detection time).
+    conflict_ids = []
     for channel, _app in channels:
         # The orders step has settled: no sale is in flight, so no confirming wait is needed.
         report = channel_reconcile(channel_id=channel.pk, trigger="demo", settle_seconds=0)
+        conflict_ids += report.conflict_ids
         ctx.say(
             f"    {channel.name:<17} read {report.read:>3}, matching {report.matching:>3}, "
-            f"conflicts opened {report.conflicts_opened} (policy {_policy(channel)})"
+            f"conflicts opened {report.conflicts_opened}, updated {report.conflicts_updated} "
+            f"(policy {_policy(channel)})"
         )
-    conflicts = Conflict.objects.filter(
-        kind=Conflict.Kind.STOCK_MISMATCH,
-        channel__in=[channel for channel, _ in channels],
-        detected_at__gte=started,
-    ).order_by("pk")
+    conflicts = Conflict.objects.filter(pk__in=conflict_ids).order_by("pk")
     resolved, manual, unresolved = [], 0, 0
     apps = {channel.pk: app for channel, app in channels}
     for conflict in conflicts.select_related("channel", "listing"):
@@ -307,7 +316,7 @@ def channel_reconciliation(ctx: DemoContext) -> str:
             else:
                 unresolved += 1  # the channel's policy has not settled it (yet)
     for channel, _app in channels:
-        channel_update(channel=channel, actor="demo", push_enabled=False)
+        channel_update(channel=channel, actor="demo", **before[channel.pk])
     parts = []
     if resolved:
         back = ", ".join(str(quantity) for quantity in resolved)

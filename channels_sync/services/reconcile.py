@@ -12,7 +12,7 @@ refreshed as the push does (before the run, and once when a call is refused as e
 One run per channel at a time (`RunLock`). A quantity outside 0..2^31-1 is no observation
 (the adapters leave it out), and a listing whose observation fails is recorded in the
 report's errors: one listing never stops the others. Webhook stock reports feed the same comparison
-through `listing_observe` (see `webhooks.services.events`).
+through `listing_observe` (see `webhooks.services.stock_reports`).
 
 When a difference is a conflict (the rule, applied under the listing's row lock):
 

@@ -1,6 +1,7 @@
 """The agent's own check of `X-SyncStore-Signature` (as an agent implementer writes it from
-the protocol: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, the body empty for
-a GET), deliberately not SyncStore's code, so the sandbox checks what SyncStore sends."""
+the protocol: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, and for a call
+without a body `"<t>.<METHOD> <path>?<query>"`, the request target as received),
+deliberately not SyncStore's code, so the sandbox checks what SyncStore sends."""
 
 import hashlib
 import hmac
@@ -9,8 +10,25 @@ import time
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-def signature_valid(secret: str, header: str, body: bytes, *, now: float | None = None) -> bool:
-    """The agent's own check of SyncStore's signature (not SyncStore's code)."""
+def signature_valid(
+    secret: str,
+    header: str,
+    body: bytes,
+    *,
+    method: str = "",
+    path: str = "",
+    query_string: str = "",
+    now: float | None = None,
+) -> bool:
+    """The agent's own check of SyncStore's signature (not SyncStore's code).
+
+    A call without a body is checked against its request target: `method`, `path` and the
+    raw `query_string` as received (without one, such a call never passes).
+    """
+    if not body:
+        if not method or not path:
+            return False
+        body = f"{method.upper()} {path}{'?' + query_string if query_string else ''}".encode()
     timestamp, signatures = "", []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")

@@ -15,8 +15,8 @@ from the protocol alone so that it checks SyncStore's side rather than sharing i
 
 Rows with quantity 0 are not held: setting a row to 0 removes it. Every call must carry a
 valid `X-SyncStore-Signature` (`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`,
-the body empty for a GET) made with the configured `secret` within five minutes; otherwise
-401 `invalid_signature`.
+for a GET `"<t>.GET <path>?<query>"` as received) made with the configured `secret` within
+five minutes; otherwise 401 `invalid_signature`.
 
 The stock is held as two sorted lists (keys and lines), so a range is two bisections and one
 hash over a slice: 100,000 rows load in a fraction of a second and a checksum call over all of
@@ -255,7 +255,18 @@ class AgentStockMixin:
         # The stock secret, or any outbound secret the orders endpoint was given (one agent
         # serves each vendor registered with it).
         secrets = [self.stock_secret, *getattr(self, "credentials", {})]
-        if not any(secret and signature_valid(secret, header, request.body) for secret in secrets):
+        if not any(
+            secret
+            and signature_valid(
+                secret,
+                header,
+                request.body,
+                method=request.method,
+                path=request.path,
+                query_string=request.query_string,
+            )
+            for secret in secrets
+        ):
             return SandboxResponse.json(
                 401, {"error": "invalid_signature", "message": "missing or invalid signature"}
             )

@@ -3,7 +3,10 @@
 Every call is signed so the agent can tell it comes from SyncStore: the header
 `X-SyncStore-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, keyed
 with the agent's outbound secret (issued when the agent is registered). A call without a
-body (a GET) signs `"<t>."`. The agent should refuse a signature older than five minutes.
+body (a GET) signs its request target instead, `"<t>.<METHOD> <path>?<query>"` exactly as
+sent (the path as in the URL, the query string as encoded; no `?` without a query), so a
+signature cannot be replayed on another path or with other parameters. The agent should
+refuse a signature older than five minutes.
 
 Every call to a vendor's agent goes through that vendor's circuit breaker
 (`erp_mapping.clients.breaker`): build the client with `agent_client_for(agent)`. While the
@@ -34,7 +37,8 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 def signature_make(secret: str, body: bytes, timestamp: int) -> str:
-    """The signature header's value for `body` sent at `timestamp` (unix seconds)."""
+    """The signature header's value for `body` sent at `timestamp` (unix seconds); for a
+    call without a body, `body` is its request target (`request_target`)."""
     digest = hmac.new(
         secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256
     ).hexdigest()
@@ -64,6 +68,11 @@ def signature_check(
         return False
     expected = signature_make(secret, body, timestamp).split("v1=", 1)[1]
     return any(hmac.compare_digest(expected.encode(), v.encode()) for v in parts.get("v1", []))
+
+
+def request_target(method: str, path_url: str) -> bytes:
+    """What a call without a body signs: `"<METHOD> <path>?<query>"` as sent."""
+    return f"{method.upper()} {path_url}".encode()
 
 
 class AgentCallError(Exception):
@@ -134,8 +143,14 @@ class AgentClient:
         a call while the circuit is open.
         """
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        # The URL is encoded here, once, and sent as it is: a call without a body signs its
+        # request target, which must be the one the agent receives.
+        url = requests.Request(
+            method, f"{self.base_url}/{path.lstrip('/')}", params=params
+        ).prepare()
+        signed = raw or request_target(method, url.path_url)
         sent = {
-            SIGNATURE_HEADER: signature_make(self.secret, raw, int(time.time())),
+            SIGNATURE_HEADER: signature_make(self.secret, signed, int(time.time())),
             "Accept": "application/json",
             **(headers or {}),
         }
@@ -146,9 +161,8 @@ class AgentClient:
             try:
                 response = http_session().request(
                     method,
-                    f"{self.base_url}/{path.lstrip('/')}",
+                    url.url,
                     data=raw or None,
-                    params=params,
                     headers=sent,
                     timeout=self.timeout,
                 )

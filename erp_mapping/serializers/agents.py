@@ -38,7 +38,8 @@ class AgentRegisteredSerializer(ErpAgentSerializer):
     outbound_secret = serializers.CharField(
         read_only=True,
         help_text="The key the agent checks SyncStore's calls with (`X-SyncStore-Signature: "
-        't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`): shown here once, '
+        't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, for a call without a '
+        'body "<t>.<METHOD> <path>?<query>" as sent): shown here once, '
         "never again; a re-registration issues a new one.",
     )
 

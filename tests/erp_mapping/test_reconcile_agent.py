@@ -13,6 +13,7 @@ from erp_mapping.clients.agent import AgentCallError, AgentClient, signature_mak
 from erp_mapping.services.reconcile.protocol import ROWS_PAGE, SkuRange, agent_rows
 
 SECRET = "agent-test-secret"
+CHECKSUMS_TARGET = b"GET /stock/checksums?ranges=.."
 
 
 @pytest.fixture
@@ -70,8 +71,9 @@ def test_agent_stock_pages_through_a_range_with_a_cursor(served):
     [
         None,
         "t=1,v1=00",
-        signature_make("another-secret", b"", int(time.time())),
-        signature_make(SECRET, b"", int(time.time()) - 600),  # too old
+        signature_make("another-secret", CHECKSUMS_TARGET, int(time.time())),
+        signature_make(SECRET, CHECKSUMS_TARGET, int(time.time()) - 600),  # too old
+        signature_make(SECRET, b"", int(time.time())),  # the time alone
     ],
 )
 def test_agent_refuses_a_missing_or_wrong_signature(served, header):
@@ -81,6 +83,42 @@ def test_agent_refuses_a_missing_or_wrong_signature(served, header):
 
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_signature"
+
+
+def test_agent_signed_get_binds_its_path_and_query(served):
+    # given: the request target of one call, as requests encodes it ("," as %2C)
+    served.stock_load([("A", "MAIN", 1), ("B", "MAIN", 2)])
+    signed = {
+        "X-SyncStore-Signature": signature_make(
+            SECRET, b"GET /stock/checksums?ranges=..B%2CB..", int(time.time())
+        )
+    }
+
+    # when: the call as signed, then replayed with another query and on another path
+    url = f"{served.url}/stock/checksums"
+    sent = requests.get(url, {"ranges": "..B,B.."}, headers=signed, timeout=5)
+    other_query = requests.get(url, {"ranges": ".."}, headers=signed, timeout=5)
+    other_path = requests.get(f"{served.url}/stock?from_sku=&to_sku=", headers=signed, timeout=5)
+
+    # then
+    assert sent.status_code == 200
+    assert [r["count"] for r in sent.json()["ranges"]] == [1, 1]
+    assert other_query.status_code == 401
+    assert other_path.status_code == 401
+    assert other_query.json()["error"] == "invalid_signature"
+
+
+def test_agent_client_signs_the_request_target_of_a_get(served):
+    served.client.call("GET", "stock/checksums", params={"ranges": "..B,B.."})
+
+    # the signature the client sent covers what the agent received, and nothing else
+    call = served.requests[-1]
+    header = call.headers["X-Syncstore-Signature"]
+    timestamp = int(header.split(",")[0].removeprefix("t="))
+    target = f"GET {call.path}?{call.query_string}".encode()
+    assert call.query_string == "ranges=..B%2CB.."
+    assert header == signature_make(SECRET, target, timestamp)
+    assert header != signature_make(SECRET, b"", timestamp)
 
 
 def test_agent_refuses_more_ranges_than_it_takes(served):
@@ -137,7 +175,9 @@ def test_agent_takes_vendor_credentials_through_its_control_route():
         )
         assert answer.status_code == 200
         assert answer.json()["vendors"] == 1
-        signed = {"X-SyncStore-Signature": signature_make("s3", b"", int(_time.time()))}
+        signed = {
+            "X-SyncStore-Signature": signature_make("s3", CHECKSUMS_TARGET, int(_time.time()))
+        }
         stock = requests.get(f"{server.url}/stock/checksums?ranges=..", headers=signed, timeout=5)
         assert stock.status_code == 200
         body = _json.dumps(

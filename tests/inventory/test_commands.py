@@ -12,6 +12,12 @@ from tests.inventory.factories import default_vendor
 
 pytestmark = pytest.mark.django_db
 
+# The demo's channel reconciliation: one conflict resolved by `use_ours`, one left for staff.
+RECONCILED = (
+    r"Channel reconciliation and conflicts: 2 conflicts: 1 auto-resolved \(pushed ours: "
+    r"sandbox back at \d+\), 1 open for manual review  \("
+)
+
 
 def test_check_ledger_passes_when_levels_match(stocked):
     stocked(5)
@@ -85,6 +91,7 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert synced.group(1) == synced.group(2) == "200"
     assert "circuit open, " in text
     assert ErpSyncJob.objects.exclude(status="completed").count() == 0
+    assert re.search(RECONCILED, text), text
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1
     # A second run reuses the catalogue and replaces the demo key.
     again = io.StringIO()
@@ -96,4 +103,6 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert "200 orders from 4 marketplaces; 2 parked" in again.getvalue()
     synced_again = r"200 orders and \d+ cancellations .* in the ERP once: 200 documents"
     assert re.search(synced_again, again.getvalue())
+    # the conflict the first run left open for manual review is updated, and still counted
+    assert re.search(RECONCILED, again.getvalue()), again.getvalue()
     assert ApiKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 1

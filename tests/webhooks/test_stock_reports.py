@@ -3,6 +3,7 @@ signed by the sandboxes, received over HTTP, processed through the reconciliatio
 comparison."""
 
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,9 @@ from django.test import override_settings
 from channels_sync.adapters import adapter_class
 from channels_sync.models import Channel, Conflict
 from channels_sync.ratelimit import rate_limit_take
+from channels_sync.sandbox.tiktok import INVENTORY_STATUS_CHANGE
 from channels_sync.services.push import channel_push
+from channels_sync.services.reconcile import channel_reconcile
 from core.models import DeadLetter
 from core.sandbox import Fault
 from tests.channels_sync.conftest import listing_keys
@@ -256,3 +259,35 @@ def test_stock_report_throttled_read_back_never_uses_up_attempts(shopee, pushed,
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED
     assert Conflict.objects.get().theirs == Decimal(1)
+
+
+def test_stock_report_dated_ahead_of_our_clock_is_observed_when_received(tiktok, pushed):
+    # given: a report whose update time is an hour ahead of ours (the marketplace's clock)
+    channel = pushed(tiktok, "tiktok")
+    keys = listing_keys("tiktok", 1)
+    tiktok.app.stock_set_external(keys, 2, notify=False)
+    body, headers = tiktok.app.signed_webhook(
+        INVENTORY_STATUS_CHANGE,
+        {
+            "product_id": keys["product_id"],
+            "sku_id": keys["sku_id"],
+            "current_inventory_status": "LOW_STOCK",
+            "inventory_distribution": {"total_quantity": 2, "available_quantity": 2},
+            "update_time": int(time.time()) + 3600,
+        },
+    )
+
+    # when
+    assert tiktok.app._deliver("", "stock", body, headers).http_status == 200
+
+    # then: observed no later than received, so a read back after it is not stale
+    event = WebhookEvent.objects.get(channel=channel)
+    assert event.status == WebhookEvent.Status.PROCESSED
+    listing = Conflict.objects.get(status=Conflict.Status.OPEN).listing
+    assert listing.last_observed_at <= event.received_at
+    tiktok.app.stock_set_external(keys, 6, notify=False)
+    report = channel_reconcile(channel_id=channel.pk, trigger="test")
+    listing.refresh_from_db()
+    assert listing.last_observed_quantity == 6
+    assert report.conflicts_closed == 1
+    assert not Conflict.objects.filter(status=Conflict.Status.OPEN).exists()
