@@ -291,3 +291,23 @@ def test_stock_report_dated_ahead_of_our_clock_is_observed_when_received(tiktok,
     assert listing.last_observed_quantity == 6
     assert report.conflicts_closed == 1
     assert not Conflict.objects.filter(status=Conflict.Status.OPEN).exists()
+
+
+def test_stock_report_read_back_with_the_cache_down_waits_without_failing(shopee, pushed, settings):
+    # given a Shopee stock report (its quantity is read back under the channel's rate limit)
+    channel = pushed(shopee, "shopee")
+    shopee.app.stock_set_external(listing_keys("shopee", 0), 1)
+    event = WebhookEvent.objects.get(channel=channel)
+    WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.RECEIVED)
+    attempts = WebhookEvent.objects.get(pk=event.pk).attempts
+
+    # when the cache holding the rate limit's bucket is unreachable
+    down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
+    with override_settings(CACHES={**settings.CACHES, "default": down}):
+        outcome = process_event.apply(args=[event.pk]).get()
+
+    # then the event waits like a throttled one: no attempt used, not failed, no dead letter
+    assert outcome == "throttled"
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == (WebhookEvent.Status.RECEIVED, attempts)
+    assert not DeadLetter.objects.exists()

@@ -15,6 +15,7 @@ from channels_sync.models import Channel, ChannelListing, Conflict
 from channels_sync.ratelimit import rate_limit_take
 from channels_sync.services.reconcile import ListingObservation, listing_observe
 from channels_sync.services.tokens import channel_token_refresh
+from core.cache import CACHE_ERRORS, cache_degraded
 from webhooks.models import WebhookEvent
 from webhooks.services.events import (
     ProcessingRetry,
@@ -184,6 +185,10 @@ def _stock_read_call(channel: Channel, adapter, group: list[dict[str, str]]) -> 
         raise ProcessingRetry(f"{exc.outcome}: {exc}") from exc
 
 
+# While the cache (the rate limit's bucket) is down, a stock read waits this long.
+CACHE_DOWN_RETRY_SECONDS = 30.0
+
+
 def _rate_token(channel: Channel, adapter) -> None:
     """Take a token from the channel's bucket, waiting in place a little at most."""
     cls = type(adapter)
@@ -191,7 +196,16 @@ def _rate_token(channel: Channel, adapter) -> None:
     burst = channel.rate_limit_burst or cls.default_burst
     waited = 0.0
     while True:
-        wait = rate_limit_take(f"channel:{channel.pk}", rate=rate, burst=burst)
+        try:
+            wait = rate_limit_take(f"channel:{channel.pk}", rate=rate, burst=burst)
+        except CACHE_ERRORS as exc:
+            # The bucket lives in Redis: while it is unreachable the read waits as if
+            # throttled (no attempt used), rather than failing the event for good.
+            cache_degraded("stock_report_rate_limit", exc)
+            raise ProcessingThrottled(
+                "the channel's rate limit cannot be read (cache down)",
+                countdown=CACHE_DOWN_RETRY_SECONDS,
+            ) from exc
         if wait <= 0:
             return
         if waited + wait > STOCK_READ_INLINE_WAIT_SECONDS:
