@@ -244,7 +244,7 @@ def test_stock_report_throttled_read_back_never_uses_up_attempts(shopee, pushed,
     event = WebhookEvent.objects.get(channel=channel)
     outcomes = []
     while "processed" not in outcomes and len(outcomes) < 3 * throttled:
-        outcomes.append(process_event.apply(args=[event.pk]).get())
+        outcomes.append(process_event.apply(args=[event.pk]).result)
         if outcomes[-1] == "throttled":
             event.refresh_from_db()
             # then it is never failed nor dead-lettered, and no attempt is used up
@@ -304,7 +304,7 @@ def test_stock_report_read_back_with_the_cache_down_waits_without_failing(shopee
     # when the cache holding the rate limit's bucket is unreachable
     down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
     with override_settings(CACHES={**settings.CACHES, "default": down}):
-        outcome = process_event.apply(args=[event.pk]).get()
+        outcome = process_event.apply(args=[event.pk]).result
 
     # then the event waits like a throttled one: no attempt used, not failed, no dead letter
     assert outcome == "throttled"

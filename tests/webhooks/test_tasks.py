@@ -56,6 +56,8 @@ def test_worker_retries_a_failed_processing_through_the_broker_then_dead_letters
     wait_for(lambda: WebhookEvent.objects.filter(status="failed").exists(), timeout=30)
     event = WebhookEvent.objects.get()
     assert event.attempts == 3
+    # (the dead letter is written by the task's failure handler, just after the event)
+    wait_for(lambda: DeadLetter.objects.filter(task_name="webhooks.process_event").exists())
     letter = DeadLetter.objects.get(task_name="webhooks.process_event")
     assert letter.kwargs == {"event_id": event.pk}
 
