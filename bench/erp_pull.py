@@ -113,12 +113,9 @@ def start_sandbox(env: dict, port: int) -> subprocess.Popen:
     raise SystemExit("the ERP sandbox did not start")
 
 
-SEED = """
-from django.db import connection
-from inventory import selectors, services
-vendor = selectors.vendor_default()
-services.warehouse_create(vendor=vendor, code="MAIN", name="Main", is_default=True)
-with connection.cursor() as cursor:
+# Seed code (run by `manage.py shell -c`): SKUS products ERP-0000000... of the default vendor
+# in one set-based statement, inside `with connection.cursor() as cursor:`.
+PRODUCTS_INSERT = """
     cursor.execute(
         "INSERT INTO inventory_product (created_at, updated_at, vendor_id, sku, name, erp_id, "
         "barcode, variant_group, attributes, unit_code, vat_code, family, subfamily, "
@@ -128,8 +125,19 @@ with connection.cursor() as cursor:
         "FROM generate_series(0, %s - 1) AS i",
         [vendor.pk, SKUS],
     )
-    cursor.execute("ANALYZE")
 """
+
+SEED = (
+    """
+from django.db import connection
+from inventory import selectors, services
+vendor = selectors.vendor_default()
+services.warehouse_create(vendor=vendor, code="MAIN", name="Main", is_default=True)
+with connection.cursor() as cursor:"""
+    + PRODUCTS_INSERT
+    + """    cursor.execute("ANALYZE")
+"""
+)
 
 FLOOR = """
 import io, time, ijson, requests

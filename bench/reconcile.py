@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from erp_pull import run_measured  # noqa: E402
+from erp_pull import PRODUCTS_INSERT, run_measured  # noqa: E402
 from stock_api import manage  # noqa: E402
 
 from core.sandbox import SandboxServer  # noqa: E402
@@ -44,7 +44,8 @@ PYTHON = sys.executable
 DB_NAME = "syncstore_bench_reconcile"
 SECRET = "bench-agent-secret"
 
-SEED = """
+SEED = (
+    """
 from django.db import connection, transaction
 from erp_mapping.models import ErpAgent
 from erp_mapping.services.agents import agent_register
@@ -53,17 +54,9 @@ from inventory.services.bulk import TARGET_COLUMNS, staging_table_create, stock_
 vendor = selectors.vendor_default()
 services.warehouse_create(vendor=vendor, code="MAIN", name="Main", is_default=True)
 services.warehouse_create(vendor=vendor, code="STORE", name="Store")
-with connection.cursor() as cursor:
-    cursor.execute(
-        "INSERT INTO inventory_product (created_at, updated_at, vendor_id, sku, name, erp_id, "
-        "barcode, variant_group, attributes, unit_code, vat_code, family, subfamily, "
-        "manage_stock, allow_negative_stock, is_discontinued, content_hash) "
-        "SELECT now(), now(), %s, 'ERP-' || lpad(i::text, 7, '0'), 'Bench item ' || i, '', '', "
-        "'', '{}'::jsonb, '', '', '', '', true, false, false, '' "
-        "FROM generate_series(0, %s - 1) AS i",
-        [vendor.pk, SKUS],
-    )
-with transaction.atomic():
+with connection.cursor() as cursor:"""
+    + PRODUCTS_INSERT
+    + """with transaction.atomic():
     raw = staging_table_create("sku varchar(100), code varchar(50), qty numeric(14, 3)")
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {raw} (sku, code, qty) FROM STDIN") as copy:
@@ -83,6 +76,7 @@ agent.save()
 with connection.cursor() as cursor:
     cursor.execute("ANALYZE")
 """
+)
 
 FULL_FETCH = """
 import time

@@ -7,7 +7,6 @@ sandbox then serves changed stock counts and the nightly pull applies them.
 """
 
 import io
-import secrets
 import time
 import warnings
 from decimal import Decimal
@@ -22,13 +21,12 @@ from django.utils import timezone
 
 from core.demo import DemoContext, demo_step
 from core.sandbox import SandboxServer
-from core.secrets import unmark_secret
 from core.services import api_key_create
 from erp_mapping.agent_server import AgentServer
 from erp_mapping.clients.breaker import vendor_breaker
 from erp_mapping.management.commands.erp_pull import run_report
 from erp_mapping.management.commands.erp_reconcile import event_report
-from erp_mapping.models import ErpAgent, ErpSyncEvent, ErpSyncJob, ReconciliationEvent, SyncRun
+from erp_mapping.models import ErpSyncEvent, ErpSyncJob, ReconciliationEvent, SyncRun
 from erp_mapping.sandbox import DEFAULT_TOKEN, AgentSimulator, ErpSandbox
 from erp_mapping.services.erp_sync import erp_sync_sweep
 from erp_mapping.services.pull import erp_pull_run
@@ -247,30 +245,16 @@ def _sweep_due(jobs) -> None:
             return
 
 
-def _agent_server(ctx: DemoContext, vendor: Vendor) -> AgentServer:
-    """The agent served over HTTP as the sample vendor's: the one an earlier step serves, or
-    one served here (pointing the registered agent at it)."""
-    agent = ErpAgent.objects.get(vendor=vendor)
-    secret = unmark_secret(agent.outbound_secret) or ""
-    served = ctx.facts.get("agent_server")
-    app = getattr(served, "app", None)
-    if not isinstance(app, AgentServer):
-        app = AgentServer()
-        server = ctx.stack.enter_context(SandboxServer(app))
-        agent.agent_url = server.url
-        if not secret:
-            secret = secrets.token_urlsafe(32)
-            agent.outbound_secret = secret
-        agent.save(update_fields=["agent_url", "outbound_secret", "updated_at"])
-        ctx.facts["agent_server"] = server
-    app.stock_secret = secret
-    return app
+def _agent_server(ctx: DemoContext) -> AgentServer:
+    """The agent step 196 serves over HTTP: the sample vendor's agent is registered there with
+    its outbound secret, which the agent's stock endpoints check too."""
+    return ctx.facts["agent_server"].app
 
 
 @demo_step(197, "ERP reconciliation (five drifted SKUs)")
 def erp_reconciliation(ctx: DemoContext) -> str:
     vendor = Vendor.objects.get(pk=SAMPLE_VENDOR)
-    app = _agent_server(ctx, vendor)
+    app = _agent_server(ctx)
     # The ERP counts what is held here, except five SKUs whose counts drifted.
     levels = list(
         StockLevel.objects.filter(product__vendor=vendor)

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from erp_mapping.models import ErpAgent
 
 SIGNATURE_HEADER = "X-SyncStore-Signature"
-SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 def signature_make(secret: str, body: bytes, timestamp: int) -> str:
@@ -43,31 +42,6 @@ def signature_make(secret: str, body: bytes, timestamp: int) -> str:
         secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256
     ).hexdigest()
     return f"t={timestamp},v1={digest}"
-
-
-def signature_check(
-    secret: str,
-    header: str,
-    body: bytes,
-    *,
-    now: float | None = None,
-    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
-) -> bool:
-    """Whether `header` is a valid signature of `body` made within `tolerance` seconds."""
-    if not secret or not header:
-        return False
-    parts: dict[str, list[str]] = {}
-    for item in header.split(","):
-        name, _, value = item.strip().partition("=")
-        parts.setdefault(name, []).append(value)
-    try:
-        timestamp = int(parts.get("t", [""])[0])
-    except ValueError:
-        return False
-    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
-        return False
-    expected = signature_make(secret, body, timestamp).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected.encode(), v.encode()) for v in parts.get("v1", []))
 
 
 def request_target(method: str, path_url: str) -> bytes:
