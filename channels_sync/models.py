@@ -20,6 +20,11 @@ class ChannelType(models.TextChoices):
     LAZADA = "lazada", "Lazada"
     TIKTOK = "tiktok", "TikTok Shop"
     TOKOPEDIA = "tokopedia", "Tokopedia & Shop"
+    SHOPIFY = "shopify", "Shopify"
+    AMAZON = "amazon", "Amazon Seller Central"
+    EBAY = "ebay", "eBay"
+    SQUARE = "square", "Square"
+    REST = "rest", "Custom REST shop"
 
 
 class ConflictStrategy(models.TextChoices):
@@ -72,6 +77,12 @@ class Channel(BaseModel):
         help_text="Where tokens are refreshed, when not the API base (blank: the default).",
     )
     credentials = EncryptedJSONField(default=dict, blank=True)
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The type's settings that are not secrets (a custom REST shop's endpoints, "
+        "templates and answer paths; each type checks its own).",
+    )
     webhook_secret = EncryptedTextField(blank=True, default="")
     warehouses = models.ManyToManyField(Warehouse, related_name="channels", blank=True)
     priority = models.PositiveIntegerField(

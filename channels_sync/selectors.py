@@ -40,6 +40,7 @@ LISTING_FIELDS = (
     "external_location_id",
     "dirty_version",
     "last_pushed_quantity",
+    "last_observed_quantity",
     "push_failures",
     "status",
 )

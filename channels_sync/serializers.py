@@ -98,6 +98,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "orders_cursor",
             "orders_polled_at",
             "conflict_policy",
+            "options",
             "needs_reauth",
             "reauth_reason",
             "token_expires_at",
@@ -176,6 +177,11 @@ class _ChannelSettingsSerializer(serializers.Serializer):
         choices=ConflictPolicy.choices,
         required=False,
         help_text=CONFLICT_POLICY_HELP,
+    )
+    options = serializers.DictField(
+        required=False,
+        help_text="The type's settings that are not secrets (a custom REST shop's endpoints, "
+        "body template and answer paths); checked by the type.",
     )
 
 

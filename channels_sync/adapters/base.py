@@ -93,6 +93,10 @@ class StockUpdate:
     listing_id: int
     keys: dict[str, str]  # the marketplace's keys, as `Adapter.key_fields` names them
     quantity: int
+    # What the channel showed for this listing as far as we know (the last confirmed push,
+    # else the last read-back; None: unknown). Adapters with compare-and-set send it as the
+    # expected current value.
+    expected: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ class ItemResult:
     # A per-item failure is permanent (dead-lettered at once) unless the marketplace says
     # to try again (a per-row rate limit, a busy item).
     retryable: bool = False
+    # Compare-and-set refused: the channel's quantity was not `StockUpdate.expected`; it
+    # shows `observed` (None: not read). The push records it and plans the listing again.
+    stale: bool = False
+    observed: int | None = None
 
 
 @dataclass
@@ -118,6 +126,9 @@ class CallResult:
     error: str = ""  # excerpt of the marketplace's error, for the attempt row
     latency_ms: int = 0
     token_expired: bool = False  # auth: an expired (not revoked) token; refresh and resend
+    # The calls per second the marketplace says apply to this call (Amazon's
+    # `x-amzn-RateLimit-Limit`): the push keeps under it for the rest of the run.
+    rate_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +261,8 @@ class Adapter(ABC):
     default_rate_per_second: ClassVar[float]
     default_burst: ClassVar[int]
     default_auth_base_url: ClassVar[str] = ""
+    # Non-secret settings (`Channel.options`) the type takes; `options_clean` checks them.
+    option_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -268,10 +281,12 @@ class Adapter(ABC):
         credentials: dict[str, Any],
         auth_base_url: str = "",
         timeout: float | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth_base_url = (auth_base_url or self.default_auth_base_url or base_url).rstrip("/")
         self.credentials = dict(credentials)
+        self.options = dict(options or {})
         self.timeout = timeout
         self.session = http_session()
 
@@ -340,6 +355,17 @@ class Adapter(ABC):
             raise ValueError("access_token_expires_at must be an ISO-8601 date and time")
         return {key: value for key, value in credentials.items() if value not in (None, "")}
 
+    @classmethod
+    def options_clean(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the type's settings (`Channel.options`) checked, or raise `ValueError`
+        naming what is wrong. By default only `option_fields` are known (none)."""
+        if not isinstance(options, dict):
+            raise ValueError("options must be an object")
+        unknown = sorted(set(options) - set(cls.option_fields))
+        if unknown:
+            raise ValueError(f"unknown options: {', '.join(unknown)}")
+        return dict(options)
+
     def token_expires_at(self) -> datetime | None:
         raw = self.credentials.get("access_token_expires_at")
         if not raw:
@@ -376,11 +402,16 @@ class Adapter(ABC):
         return [list(updates[i : i + size]) for i in range(0, len(updates), size)]
 
     @abstractmethod
-    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+    def push_stock(
+        self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
+    ) -> CallResult:
         """Send one batch (as made by `batches`) and classify the answer.
 
-        Never raises for the marketplace's answers or transport failures: those become the
-        result's outcome. For `ok` and `partial`, `items` has one result per update.
+        `idempotency_key` is unique to this call's attempt row (at most 64 characters):
+        marketplaces that take one (Shopify's `@idempotent`, Square's `idempotency_key`)
+        send it. Never raises for the marketplace's answers or transport failures: those
+        become the result's outcome. For `ok` and `partial`, `items` has one result per
+        update.
         """
 
     @abstractmethod
@@ -428,11 +459,23 @@ class Adapter(ABC):
     webhook_key_fields: ClassVar[tuple[str, ...]] = ()
     # What the marketplace wants back for an accepted webhook: (status, body, content type).
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
+    # Headers the parsing reads (a topic, a delivery id), kept with the stored event so that
+    # it can be parsed again later; never a signature.
+    webhook_kept_headers: ClassVar[tuple[str, ...]] = ()
+
+    def webhook_challenge(
+        self, *, query: dict[str, str], url: str
+    ) -> tuple[int, bytes, str] | None:
+        """The answer to a marketplace's `GET` of the webhook URL (an endpoint check, as
+        eBay's `challenge_code`): (status, body, content type), or None when the type has
+        no such check (the endpoint then answers 405)."""
+        return None
 
     @abstractmethod
-    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
-        """Parse a verified webhook's raw body. Never raises: a body that cannot be read is
-        a `ChannelEvent` of topic `unreadable` keyed by a digest of the body (`unreadable`).
+    def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
+        """Parse a verified webhook's raw body (and the headers the type keeps, see
+        `webhook_kept_headers`). Never raises: a body that cannot be read is a
+        `ChannelEvent` of topic `unreadable` keyed by a digest of the body (`unreadable`).
 
         Ids, statuses and keys in the event are fit to store (`answer_text`); an order
         event whose order id is not is `unreadable`.
@@ -758,9 +801,11 @@ def _parse_guarded(method: Callable[..., ChannelEvent]) -> Callable[..., Channel
         return method
 
     @functools.wraps(method)
-    def guarded(self: "Adapter", *, body: bytes) -> ChannelEvent:
+    def guarded(
+        self: "Adapter", *, body: bytes, headers: dict[str, str] | None = None
+    ) -> ChannelEvent:
         try:
-            return method(self, body=body)
+            return method(self, body=body, headers=headers)
         except Exception as exc:
             logger.warning(
                 "adapter.webhook_unreadable",

@@ -534,7 +534,9 @@ class LazadaAdapter(Adapter):
         """Split updates into plain chunks: one call may mix SKUs of different products."""
         return super().batches(updates, min(batch_size, MAX_SKUS_PER_CALL))
 
-    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+    def push_stock(
+        self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
+    ) -> CallResult:
         """Set the sellable quantity of a batch of SKUs (UpdateSellableQuantity).
 
         Code 501 with a `detail` naming SKUs is `partial`: the listed SKUs failed and the
@@ -748,7 +750,7 @@ class LazadaAdapter(Adapter):
             body=body,
         )
 
-    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+    def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Parse a verified push (see `push_event`); never raises."""
         return push_event(body)
 

@@ -261,7 +261,9 @@ class ShopeeAdapter(Adapter):
             for start in range(0, len(group), size)
         ]
 
-    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+    def push_stock(
+        self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
+    ) -> CallResult:
         """Set the stock of one item's models with `product/update_stock`.
 
         The batch must hold one item and at most 50 updates (as `batches` makes them); any
@@ -557,7 +559,7 @@ class ShopeeAdapter(Adapter):
     # retried, and a low success rate disables the subscription (Push Mechanism guide).
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
 
-    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+    def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Parse a verified push: `{"data": {...}, "shop_id", "code", "timestamp"}`.
 
         Code 3 (order status) becomes topic `order` with the order's `ordersn`, raw `status`

@@ -239,7 +239,9 @@ class TikTokAdapter(Adapter):
 
     # --- stock ------------------------------------------------------------------------------
 
-    def push_stock(self, updates: Sequence[StockUpdate]) -> CallResult:
+    def push_stock(
+        self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
+    ) -> CallResult:
         """Set the quantities of one product's SKUs; classify the answer (never raises).
 
         Quantities go as given: the documented range [1, 99999] is UNCONFIRMED for 0 (sellers
@@ -451,7 +453,7 @@ class TikTokAdapter(Adapter):
     # webhooks"); anything else is retried at +2 min, +30 min, +3 h and +12 h.
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
 
-    def webhook_parse(self, *, body: bytes) -> ChannelEvent:
+    def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Parse a verified notification's raw body (never raises).
 
         The key is `tts_notification_id` (TikTok keeps it across its retries); a notification

@@ -39,6 +39,15 @@ def credentials_clean(channel_type: str, credentials: dict[str, Any]) -> dict[st
         ) from exc
 
 
+def options_clean(channel_type: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The channel type's settings (`Channel.options`), or `invalid_options` naming what is
+    wrong."""
+    try:
+        return adapter_class(channel_type).options_clean(options or {})
+    except ValueError as exc:
+        raise DomainError(str(exc), code="invalid_options", details={"field": "options"}) from exc
+
+
 def batch_size_check(channel_type: str, batch_size: int | None) -> None:
     """Refuse a batch size the marketplace does not take (`invalid_batch_size`)."""
     cls = adapter_class(channel_type)
@@ -142,10 +151,12 @@ def channel_create(
     rate_limit_burst: int | None = None,
     batch_size: int | None = None,
     conflict_policy: str = ConflictPolicy.USE_OURS,
+    options: dict[str, Any] | None = None,
 ) -> Channel:
     """Create a channel fed by the given warehouses (codes or rows; credentials stored
     encrypted). Refuses what `channel_check` refuses, and a taken name (`channel_exists`)."""
     conflict_policy_check(conflict_policy)
+    clean_options = options_clean(type, options)
     clean, feeding = channel_check(
         vendor=vendor,
         type=type,
@@ -160,6 +171,7 @@ def channel_create(
         base_url=base_url.rstrip("/"),
         auth_base_url=auth_base_url.rstrip("/"),
         credentials=clean,
+        options=clean_options,
         webhook_secret=webhook_secret,
         priority=priority,
         active=active,
@@ -208,6 +220,7 @@ def channel_update(
             "rate_limit_burst",
             "batch_size",
             "conflict_policy",
+            "options",
         }:
             raise DomainError(
                 f"{name} cannot be changed.", code="invalid_field", details={"field": name}
@@ -216,6 +229,8 @@ def channel_update(
             value = value.rstrip("/")
         if name == "conflict_policy":
             conflict_policy_check(value)
+        if name == "options":
+            value = options_clean(channel.type, value)
         if getattr(channel, name) != value:
             setattr(channel, name, value)
             changed.add(name)
@@ -246,7 +261,7 @@ def channel_update(
     if "base_url" in changed:
         # Another endpoint (another shop) has never received our pushes: send everything.
         ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)
-    if changed & ALLOCATION_FIELDS or changed & {"credentials", "base_url"}:
+    if changed & ALLOCATION_FIELDS or changed & {"credentials", "base_url", "options"}:
         _mark_sharing_products(channel)
     logger.info("channel.updated", channel_id=channel.pk, changed=sorted(changed), actor=actor)
     return channel

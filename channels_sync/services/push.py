@@ -35,6 +35,7 @@ while the run lives, so a dead run's lock lapses within `CHANNEL_PUSH_LOCK_SECON
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -252,6 +253,7 @@ class _Run:
                 listing_id=item.id,
                 keys=self.adapter.keys_from_listing(item.row),
                 quantity=item.quantity,
+                expected=_expected(item),
             )
             for item in to_send
         ]
@@ -310,8 +312,11 @@ class _Run:
             else:  # the same batch sent again (after a throttle or a token refresh)
                 row_id = _attempt_open(self.channel, items, attempt=attempt)
             first = False
-            result = self.adapter.push_stock(batch)
+            result = self.adapter.push_stock(batch, idempotency_key=_call_key(row_id, items))
             report.calls += 1
+            if result.rate_per_second:
+                # The marketplace named the rate that applies: keep under it from now on.
+                self.rate = min(self.rate, result.rate_per_second)
             if result.outcome not in (Outcome.OK, Outcome.PARTIAL):
                 _attempt_close(row_id, items, result)
             if result.outcome == Outcome.THROTTLED:
@@ -526,6 +531,19 @@ def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
             rows.append(row)
         fields["items"] = rows
     return fields
+
+
+def _expected(item: PlannedListing) -> int | None:
+    """What the channel shows for a listing as far as we know (read before the send clears
+    `last_pushed_quantity`): the last confirmed push, else the last read-back."""
+    pushed = item.row["last_pushed_quantity"]
+    return pushed if pushed is not None else item.row.get("last_observed_quantity")
+
+
+def _call_key(row_id: int, items: list[PlannedListing]) -> str:
+    """The idempotency key sent with one call: unique to its attempt row (a UUID)."""
+    content = f"syncstore:push:{row_id}:{_idempotency_key(0, items)}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, content))
 
 
 def _idempotency_key(channel_id: int, items: list[PlannedListing]) -> str:

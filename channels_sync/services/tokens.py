@@ -31,6 +31,7 @@ def channel_adapter(channel: Channel, *, timeout: float | None = None) -> Adapte
         base_url=channel.base_url,
         auth_base_url=channel.auth_base_url,
         credentials=dict(channel.credentials or {}),
+        options=dict(channel.options or {}),
         timeout=timeout if timeout is not None else settings.CHANNEL_HTTP_TIMEOUT_SECONDS,
     )
 

@@ -143,7 +143,7 @@ def test_channel_create_defaults_and_errors(warehouse, admin_api, api):
     refused = api.post(URL, _shopee_body(), format="json")
     assert _error(refused) == (403, "insufficient_scope")
 
-    bad_type = admin_api.post(URL, _shopee_body(type="ebay"), format="json")
+    bad_type = admin_api.post(URL, _shopee_body(type="etsy"), format="json")
     assert _error(bad_type) == (400, "validation_error")
     assert "type" in bad_type.json()["details"]
 
@@ -299,7 +299,7 @@ def test_channel_list_filters(warehouse, reader, django_assert_num_queries):
     assert [row["id"] for row in inactive] == [lazada.pk]
     assert reader.get(URL).json()["count"] == 3
     assert shopee.pk in [row["id"] for row in reader.get(URL).json()["results"]]
-    assert _error(reader.get(URL, {"type": "ebay"})) == (400, "invalid_filter")
+    assert _error(reader.get(URL, {"type": "etsy"})) == (400, "invalid_filter")
 
 
 # --- Listings ---------------------------------------------------------------------------------

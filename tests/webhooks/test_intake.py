@@ -391,7 +391,9 @@ def test_intake_unstorable_parsed_field_is_kept_unreadable_never_a_500(
     values = {"topic": "order", "event_key": "k-1", "order_id": "5001", "status": "paid"}
     values[field] = UNSTORABLE[bad]
     parsed = ChannelEvent(**values)
-    monkeypatch.setattr(adapter_class(channel_type), "webhook_parse", lambda self, body: parsed)
+    monkeypatch.setattr(
+        adapter_class(channel_type), "webhook_parse", lambda self, body, headers=None: parsed
+    )
     body = lazada_message() if channel_type == "lazada" else tiktok_message()
     # when
     response = Client().post(

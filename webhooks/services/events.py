@@ -113,7 +113,9 @@ def webhook_event_process(*, event_id: int) -> str:
 def _reparse(event: WebhookEvent, adapter) -> ChannelEvent:
     """Read the notification's fields again from its stored body (the adapter as it is now);
     return the adapter's reading."""
-    parsed = webhook_event_reparse(adapter=adapter, body=bytes(event.body))
+    parsed = webhook_event_reparse(
+        adapter=adapter, body=bytes(event.body), headers=dict(event.headers or {})
+    )
     fields = {
         "topic": parsed.topic,
         "order_id": parsed.order_id or "",

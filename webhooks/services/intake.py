@@ -90,7 +90,9 @@ def intake_cache_clear() -> None:
 
 def _channel_load(channel_id: int) -> IntakeChannel | None:
     channel = (
-        Channel.objects.only("id", "type", "active", "base_url", "auth_base_url", "credentials")
+        Channel.objects.only(
+            "id", "type", "active", "base_url", "auth_base_url", "credentials", "options"
+        )
         .filter(pk=channel_id)
         .first()
     )
@@ -154,7 +156,7 @@ def webhook_receive(
                 code="invalid_signature",
                 status_code=401,
             )
-    event = _parse(channel.adapter, body)
+    event = _parse(channel.adapter, body, _kept_headers(headers, channel.adapter)[0])
     event, event_id = _store(channel, event, headers, body)
     _last_received_touch(channel.id)
     duplicate = event_id is None
@@ -206,11 +208,12 @@ def _digest_event(body: bytes) -> ChannelEvent:
     )
 
 
-def _parse(adapter: Adapter, body: bytes) -> ChannelEvent:
-    """The adapter's reading of the body, checked storable; a body it cannot read, or whose
-    reading cannot be stored as it is, is still kept (unreadable, under its digest)."""
+def _parse(adapter: Adapter, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
+    """The adapter's reading of the body (and of the headers kept with it), checked
+    storable; a body it cannot read, or whose reading cannot be stored as it is, is still
+    kept (unreadable, under its digest)."""
     try:
-        event = adapter.webhook_parse(body=body)
+        event = adapter.webhook_parse(body=body, headers=headers or {})
         if len(event.event_key) > _FIELD_LIMITS["event_key"]:
             # Inside the try: a key that will not encode (a lone surrogate) is unreadable.
             digest = hashlib.sha256(event.event_key.encode()).hexdigest()
@@ -250,9 +253,14 @@ def storable(value: object, limit: int | None = None) -> bool:
     return True
 
 
-def _kept_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
-    """The headers kept with an event, and whether every one of them could be stored."""
-    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+def _kept_headers(
+    headers: Mapping[str, str], adapter: Adapter | None = None
+) -> tuple[dict[str, str], bool]:
+    """The headers kept with an event (the common ones and those the channel's type reads),
+    and whether every one of them could be stored."""
+    names = KEPT_HEADERS + (adapter.webhook_kept_headers if adapter is not None else ())
+    lowered = {str(key).lower(): value for key, value in headers.items()}
+    kept = {name: lowered[name.lower()] for name in names if lowered.get(name.lower())}
     good = {name: value for name, value in kept.items() if storable(value, 1000)}
     return good, len(good) == len(kept)
 
@@ -263,7 +271,7 @@ def _store(
     """INSERT the event unless the channel has its key; return the event as stored and the
     new id (None: a duplicate)."""
     now = timezone.now()
-    kept, all_kept = _kept_headers(headers)
+    kept, all_kept = _kept_headers(headers, channel.adapter)
     if not all_kept and event.topic != TOPIC_UNREADABLE:
         # A header PostgreSQL cannot keep: the event is kept by its body, unreadable.
         logger.warning("webhook.unstorable_headers", channel_id=channel.id)
@@ -333,10 +341,31 @@ def webhook_event_insert(values: dict) -> int | None:
     return None if row is None else row[0]
 
 
-def webhook_event_reparse(*, adapter: Adapter, body: bytes) -> ChannelEvent:
-    """Read a stored body again with the adapter (as the intake would now): a parser fixed
-    since makes events kept as unreadable or another topic processable."""
-    return _parse(adapter, body)
+def webhook_event_reparse(
+    *, adapter: Adapter, body: bytes, headers: dict[str, str] | None = None
+) -> ChannelEvent:
+    """Read a stored body (with its kept headers) again with the adapter (as the intake
+    would now): a parser fixed since makes events kept as unreadable or another topic
+    processable."""
+    return _parse(adapter, body, headers)
+
+
+def webhook_challenge(
+    *, channel_type: str, channel_id: int, query: Mapping[str, str]
+) -> tuple[int, bytes, str]:
+    """Answer a marketplace's `GET` check of a channel's webhook URL (eBay's endpoint
+    validation). Raises `NotFoundError` (`channel_not_found`) for an unknown channel or one
+    of another type, and `DomainError` 405 (`method_not_allowed`) when the type has no such
+    check."""
+    channel = _channel_get(channel_id)
+    if channel is None or channel.type != channel_type:
+        raise NotFoundError("No such channel.", code="channel_not_found")
+    answer = channel.adapter.webhook_challenge(
+        query={str(k): str(v) for k, v in query.items()}, url=channel.webhook_url
+    )
+    if answer is None:
+        raise DomainError("Method GET not allowed.", code="method_not_allowed", status_code=405)
+    return answer
 
 
 def webhook_event_enqueue_or_defer(
