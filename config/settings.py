@@ -574,4 +574,10 @@ CHANNEL_DEFAULT_BASE_URLS = {
     "lazada": env("LAZADA_BASE_URL", default="https://api.lazada.co.id/rest"),
     "tiktok": env("TIKTOK_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
     "tokopedia": env("TOKOPEDIA_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
+    # eBay's OAuth token endpoint is on the same host: a channel with no auth base URL uses
+    # its base URL for tokens too.
+    "ebay": env("EBAY_BASE_URL", default="https://api.ebay.com"),
 }
+# How long eBay's notification public keys are kept in the cache, by key id (seconds). A key
+# fetch costs an application token and a Notification API call (10,000 a day per app).
+EBAY_PUBLIC_KEY_CACHE_SECONDS = env.int("EBAY_PUBLIC_KEY_CACHE_SECONDS", default=3600)
