@@ -36,6 +36,11 @@ def _tokopedia_server() -> Iterator[SandboxServer]:
     yield from _serve("TokopediaSandbox")
 
 
+@pytest.fixture(scope="session")
+def _ebay_server() -> Iterator[SandboxServer]:
+    yield from _serve("EbaySandbox")
+
+
 @pytest.fixture
 def shopee(_shopee_server) -> SandboxServer:
     _shopee_server.app.reset()
@@ -60,11 +65,22 @@ def tokopedia(_tokopedia_server) -> SandboxServer:
     return _tokopedia_server
 
 
+@pytest.fixture
+def ebay(_ebay_server) -> SandboxServer:
+    from channels_sync.adapters.ebay import app_tokens_forget
+
+    _ebay_server.app.reset()
+    app_tokens_forget()  # application tokens are kept per process; the sandbox forgot them
+    return _ebay_server
+
+
 def listing_keys(channel_type: str, n: int, *, per_item: int = 1) -> dict[str, str]:
     """Made-up marketplace keys for the n-th listing (`per_item` listings share an item)."""
     item, variant = 1000 + n // per_item, 5000 + n
     if channel_type == "shopee":
         return {"item_id": str(item), "model_id": str(variant)}
+    if channel_type == "ebay":
+        return {"sku": f"SKU-{item}", "offer_id": str(variant)}
     if channel_type == "lazada":
         return {"item_id": str(item), "sku_id": str(variant), "seller_sku": f"SELLER-{n}"}
     return {"product_id": str(item), "sku_id": str(variant)}
