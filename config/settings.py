@@ -574,4 +574,8 @@ CHANNEL_DEFAULT_BASE_URLS = {
     "lazada": env("LAZADA_BASE_URL", default="https://api.lazada.co.id/rest"),
     "tiktok": env("TIKTOK_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
     "tokopedia": env("TOKOPEDIA_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
+    "square": env("SQUARE_BASE_URL", default="https://connect.squareup.com"),
 }
+# The `Square-Version` every Square call sends: the API version its request and answer
+# shapes are read in (https://developer.squareup.com/docs/build-basics/versioning-overview).
+SQUARE_API_VERSION = env("SQUARE_API_VERSION", default="2025-10-16")
