@@ -259,6 +259,7 @@ def test_square_sandbox_takes_counts_from_the_last_24_hours_only(square, sandbox
             "changes[0].physical_count.occurred_at",
         )
         assert sandbox.quantity(A) == 7
+        assert sandbox.counts["bad_timestamp"] == 1
 
 
 def test_square_replaying_a_request_a_day_later_fails_and_a_new_push_is_accepted(

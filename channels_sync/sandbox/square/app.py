@@ -83,6 +83,7 @@ class SquareSandbox(SquareOrders, MarketplaceSandbox):
         self.signature_key = signature_key
         self.client_id = client_id
         self.client_secret = client_secret
+        self.counts |= {"replays": 0, "bad_timestamp": 0}
         self._reset_square()
 
     def _reset_square(self) -> None:
@@ -302,6 +303,8 @@ class SquareSandbox(SquareOrders, MarketplaceSandbox):
                 parsed.append(count)
         if errors:
             self.count("items_rejected")
+            if any(error["field"].endswith("occurred_at") for error in errors):
+                self.count("bad_timestamp")
             return SandboxResponse.json(400, {"errors": errors})
         answer = SandboxResponse.json(
             200, {"counts": self._apply(parsed, key, body.get("ignore_unchanged_counts") is True)}
