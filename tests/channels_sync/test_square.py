@@ -564,7 +564,8 @@ def test_square_fetch_stock_reads_counts_through_every_page(adapter, sandbox):
 
 
 @pytest.mark.parametrize(
-    ("quantity", "expected"), [("7.5", 7), ("0.99999", 0), ("-2", None), ("abc", None)]
+    ("quantity", "expected"),
+    [("7.5", 7), ("0.99999", 0), ("-2", None), ("abc", None), ("1e999999", None)],
 )
 def test_square_fetch_stock_rounds_decimal_counts_down(adapter, sandbox, quantity, expected):
     count = {

@@ -105,7 +105,9 @@ def count_quantity(value: Any) -> int | None:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    if not number.is_finite():
+    # `1e999999` is 40 characters that would take a minute to turn into an int: no count
+    # comes near 10^18 units.
+    if not number.is_finite() or number.adjusted() > 18:
         return None
     return int(number.to_integral_value(rounding=ROUND_FLOOR))
 
