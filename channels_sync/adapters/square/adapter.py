@@ -47,6 +47,7 @@ from channels_sync.adapters.base import (
     stock_observed,
 )
 from channels_sync.adapters.square import orders as square_orders
+from channels_sync.adapters.square.tokens import token_refresh
 from channels_sync.adapters.square.wire import (
     SIGNATURE_HEADER,
     body_json,
@@ -63,7 +64,6 @@ from core.http import OutboundError
 
 CHANGES_PATH = "/v2/inventory/changes/batch-create"
 COUNTS_PATH = "/v2/inventory/counts/batch-retrieve"
-TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 ORDER_SEARCH_PATH = "/v2/orders/search"
 ORDER_RETRIEVE_PATH = "/v2/orders/batch-retrieve"
 MAX_CHANGES = 100  # per BatchChangeInventory call (connect-python-sdk BatchChangeInventoryRequest)
@@ -299,53 +299,7 @@ class SquareAdapter(Adapter):
         `auth` AdapterError, so the channel is flagged for a new token. Square answers the
         refresh token with every refresh (the code flow keeps the same one); it is kept.
         """
-        credentials = self.credentials
-        if not credentials.get("refresh_token"):
-            raise AdapterError(
-                "no refresh token (a personal access token cannot be refreshed): "
-                "authorise the seller again or enter a new access token",
-                outcome=Outcome.AUTH,
-            )
-        body = body_json(
-            {
-                "client_id": str(credentials.get("client_id", "")),
-                "client_secret": str(credentials.get("client_secret", "")),
-                "grant_type": "refresh_token",
-                "refresh_token": str(credentials["refresh_token"]),
-            }
-        )
-        try:
-            response, _ = self._request(
-                "POST",
-                f"{self.auth_base_url}{TOKEN_PATH}",
-                data=body,
-                headers={"Square-Version": _api_version(), "Content-Type": "application/json"},
-            )
-        except OutboundError as exc:
-            raise AdapterError(f"token refresh: {exc}", outcome=Outcome.RETRYABLE) from None
-        status = response.status_code
-        answer = answer_json(response)
-        if status >= 500 or status == 429 or (answer is None and status < 400):
-            raise AdapterError(
-                f"token refresh: HTTP {status} {self.excerpt(response.content)}",
-                outcome=Outcome.RETRYABLE,
-            )
-        access = answer_text((answer or {}).get("access_token"), limit=1000)
-        if status >= 400 or not access:
-            raise AdapterError(
-                f"token refresh refused: HTTP {status} {self.excerpt(response.content)}",
-                outcome=Outcome.AUTH,
-            )
-        credentials["access_token"] = access
-        refresh = answer_text(answer.get("refresh_token"), limit=1000)
-        if refresh:
-            credentials["refresh_token"] = refresh
-        expires = when(answer.get("expires_at"))
-        if expires is not None:
-            credentials["access_token_expires_at"] = expires.isoformat()
-        else:
-            credentials.pop("access_token_expires_at", None)
-        return dict(credentials)
+        return token_refresh(self)
 
     # --- webhooks ---------------------------------------------------------------------------
 
