@@ -577,7 +577,11 @@ CHANNEL_DEFAULT_BASE_URLS = {
     # eBay's OAuth token endpoint is on the same host: a channel with no auth base URL uses
     # its base URL for tokens too.
     "ebay": env("EBAY_BASE_URL", default="https://api.ebay.com"),
+    "square": env("SQUARE_BASE_URL", default="https://connect.squareup.com"),
 }
 # How long eBay's notification public keys are kept in the cache, by key id (seconds). A key
 # fetch costs an application token and a Notification API call (10,000 a day per app).
 EBAY_PUBLIC_KEY_CACHE_SECONDS = env.int("EBAY_PUBLIC_KEY_CACHE_SECONDS", default=3600)
+# The `Square-Version` every Square call sends: the API version its request and answer
+# shapes are read in (https://developer.squareup.com/docs/build-basics/versioning-overview).
+SQUARE_API_VERSION = env("SQUARE_API_VERSION", default="2025-10-16")

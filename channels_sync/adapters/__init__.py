@@ -22,11 +22,19 @@ def adapter_classes() -> dict[str, type[Adapter]]:
     from channels_sync.adapters.ebay import EbayAdapter
     from channels_sync.adapters.lazada import LazadaAdapter
     from channels_sync.adapters.shopee import ShopeeAdapter
+    from channels_sync.adapters.square import SquareAdapter
     from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
 
     return {
         cls.type: cls
-        for cls in (ShopeeAdapter, LazadaAdapter, TikTokAdapter, TokopediaAdapter, EbayAdapter)
+        for cls in (
+            ShopeeAdapter,
+            LazadaAdapter,
+            TikTokAdapter,
+            TokopediaAdapter,
+            EbayAdapter,
+            SquareAdapter,
+        )
     }
 
 

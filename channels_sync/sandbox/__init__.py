@@ -1,4 +1,4 @@
-"""The marketplace sandboxes (Shopee, Lazada, TikTok Shop, Tokopedia & Shop, eBay).
+"""The marketplace sandboxes (Shopee, Lazada, TikTok Shop, Tokopedia & Shop, eBay, Square).
 
 Importing this module registers them with `core.sandbox`, so `manage.py sandbox serve`,
 the tests, the demo and the benchmarks find them.
@@ -8,6 +8,7 @@ from channels_sync.sandbox.base import MarketplaceSandbox
 from channels_sync.sandbox.ebay import EbaySandbox
 from channels_sync.sandbox.lazada import LazadaSandbox
 from channels_sync.sandbox.shopee import ShopeeSandbox
+from channels_sync.sandbox.square import SquareSandbox
 from channels_sync.sandbox.tiktok import TikTokSandbox, TokopediaSandbox
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "LazadaSandbox",
     "MarketplaceSandbox",
     "ShopeeSandbox",
+    "SquareSandbox",
     "TikTokSandbox",
     "TokopediaSandbox",
 ]
