@@ -110,7 +110,7 @@ def rest_channel(
     channel.warehouses.set(warehouses)
     app.seed_listings([{"sku": sku(n)} for n in range(len(products))])
     ChannelListing.objects.bulk_create(
-        ChannelListing(channel=channel, product=product, dirty=dirty, external_sku=sku(n))
+        ChannelListing(channel=channel, product=product, dirty=dirty, external_item_id=sku(n))
         for n, product in enumerate(products)
     )
     return channel

@@ -32,11 +32,11 @@ Options (checked by `options_clean`; a refusal names the option, as `invalid_opt
     }
 
 Placeholders: stock templates and a per_item path take `{{sku}}`, `{{quantity}}`,
-`{{location}}`, `{{item_id}}`, `{{variant_id}}`, `{{expected}}` (what the shop showed last
+`{{location}}`, `{{variant_id}}`, `{{expected}}` (what the shop showed last
 as far as we know, null when unknown: a shop may use it as compare-and-set) and
 `{{idempotency_key}}`; a batch envelope takes `{{items}}`, `{{count}}`,
-`{{idempotency_key}}`. A per_item read takes the listing's keys; a batch read `{{skus}}` and
-`{{item_ids}}` (lists; joined with commas in a query). The order list takes `{{since}}`,
+`{{idempotency_key}}`. A per_item read takes the listing's keys; a batch read `{{skus}}`
+(a list; joined with commas in a query). The order list takes `{{since}}`,
 `{{until}}` (ISO-8601 UTC), `{{since_unix}}`, `{{until_unix}}`, and pages by `{{page}}`
 (1, 2, ... until an empty page) or `{{cursor}}` (with the answer path `cursor`); the
 detail takes `{{order_id}}`. Answer paths and templates: `paths`.

@@ -86,9 +86,10 @@ class RestAdapter(Adapter):
     secret_fields = credential_fields
     # Which ones are needed depends on `options.auth`: a missing one refuses the call (auth).
     required_credentials = ()
+    # The SKU is the shop's listing id: it is stored as the listing's item id (what makes a
+    # listing unique on its channel, with its location).
     key_columns: ClassVar[dict[str, str]] = {
-        "sku": "external_sku",
-        "item_id": "external_item_id",
+        "sku": "external_item_id",
         "variant_id": "external_variant_id",
         "location": "external_location_id",
     }
@@ -277,7 +278,6 @@ class RestAdapter(Adapter):
         keys = update.keys
         return {
             "sku": keys.get("sku"),
-            "item_id": keys.get("item_id"),
             "variant_id": keys.get("variant_id"),
             "location": keys.get("location"),
             "quantity": max(int(update.quantity), 0),
@@ -359,10 +359,7 @@ class RestAdapter(Adapter):
             if read["mode"] == "per_item":
                 values: dict[str, Any] = {name: group[0].get(name) for name in self.key_columns}
             else:
-                values = {
-                    "skus": [k.get("sku") for k in group],
-                    "item_ids": [k.get("item_id") for k in group],
-                }
+                values = {"skus": [k.get("sku") for k in group]}
             answer = self._read_call(read, values, quantity_path)
             if answer is None:
                 continue
@@ -461,7 +458,7 @@ class RestAdapter(Adapter):
         if kind in STOCK_TYPES:
             reports = []
             for row in data.get("items") if isinstance(data.get("items"), list) else []:
-                sku = answer_text(row.get("sku"), limit=200) if isinstance(row, dict) else ""
+                sku = answer_text(row.get("sku")) if isinstance(row, dict) else ""
                 if not sku:
                     continue
                 keys = {"sku": sku}

@@ -29,11 +29,11 @@ ENDPOINT_MAX = 300
 
 # What each template may name.
 ITEM_VALUES = frozenset(
-    {"sku", "quantity", "location", "item_id", "variant_id", "expected", "idempotency_key"}
+    {"sku", "quantity", "location", "variant_id", "expected", "idempotency_key"}
 )
 ENVELOPE_VALUES = frozenset({"items", "count", "idempotency_key"})
-READ_ITEM_VALUES = frozenset({"sku", "location", "item_id", "variant_id"})
-READ_BATCH_VALUES = frozenset({"skus", "item_ids"})
+READ_ITEM_VALUES = frozenset({"sku", "location", "variant_id"})
+READ_BATCH_VALUES = frozenset({"skus"})
 LIST_VALUES = frozenset({"since", "until", "since_unix", "until_unix", "page", "cursor"})
 FETCH_VALUES = frozenset({"order_id"})
 

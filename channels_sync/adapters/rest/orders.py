@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from channels_sync.adapters.base import (
+    ANSWER_ID_MAX,
     ANSWER_SKU_MAX,
     AdapterError,
     MarketOrder,
@@ -147,7 +148,7 @@ def _order(adapter: "RestAdapter", answer: Any, paths: dict[str, AnswerPath]) ->
             MarketOrderLine(
                 line_key=answer_text(values.get("line_id")) or f"{sku}:{index}"[:100],
                 sku=sku,
-                keys={"sku": sku},
+                keys={"sku": sku} if len(sku) <= ANSWER_ID_MAX else {},
                 quantity=quantity,
                 unit_price=answer_money(values.get("price")),
                 name=answer_name(values.get("name"), limit=255),
