@@ -20,6 +20,7 @@ from channels_sync.adapters.base import (
     answer_quantity,
     answer_text,
 )
+from channels_sync.adapters.rest.answers import moment
 from channels_sync.adapters.rest.paths import (
     AnswerPath,
     AnswerUnreadable,
@@ -47,8 +48,6 @@ def orders_updated(adapter: "RestAdapter", *, since: datetime, until: datetime) 
     """Every order the list names for [since, until), through its pages: by `{{page}}`
     (1, 2, ... until an empty page), by `{{cursor}}` (until the cursor path is empty), or one
     call when the list names neither. Raises `AdapterError`."""
-    from channels_sync.adapters.rest.adapter import moment
-
     conf = adapter.conf["orders"]["list"]
     paths = {
         n: path_parse(conf[n], where=f"options.orders.list.{n}")
@@ -124,8 +123,6 @@ def orders_fetch(adapter: "RestAdapter", external_ids: Sequence[str]) -> list[Ma
 
 
 def _order(adapter: "RestAdapter", answer: Any, paths: dict[str, AnswerPath]) -> MarketOrder | None:
-    from channels_sync.adapters.rest.adapter import moment
-
     def one(name: str) -> Any:
         return path_value(answer, paths[name], required=False) if name in paths else None
 
