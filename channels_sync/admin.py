@@ -29,6 +29,7 @@ from channels_sync.services.channels import (
     channel_check,
     channel_create,
     channel_update,
+    options_clean,
     rule_check,
     rule_set,
 )
@@ -77,7 +78,7 @@ _CHANNEL_STATE = [
 
 
 # The services' argument names that the channel form names otherwise.
-_CHANNEL_FIELDS = {"credentials": "new_credentials"}
+_CHANNEL_FIELDS = {"credentials": "new_credentials", "options": "options_json"}
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -96,6 +97,13 @@ class ChannelForm(forms.ModelForm):
         "Merged into the stored credentials (null removes a field); stored encrypted and "
         "never shown. Leave empty to keep the stored ones.",
     )
+    options_json = forms.CharField(
+        label="Options",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        help_text="The type's settings that are not secrets, as a JSON object (a custom REST "
+        "shop's endpoints, templates and answer paths). Empty: none.",
+    )
     new_webhook_secret = forms.CharField(
         label="New webhook secret",
         required=False,
@@ -108,6 +116,20 @@ class ChannelForm(forms.ModelForm):
         model = Channel
         fields = ["type", "vendor", "warehouses", *_CHANNEL_SETTINGS]
         help_texts = {"conflict_policy": CONFLICT_POLICY_HELP}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
+
+    def clean_options_json(self) -> dict:
+        text = self.cleaned_data["options_json"].strip()
+        if not text:
+            return {}
+        value = json_text_load(text)
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The options must be a JSON object.")
+        return value
 
     def clean_new_credentials(self) -> dict:
         text = self.cleaned_data["new_credentials"].strip()
@@ -132,6 +154,7 @@ class ChannelForm(forms.ModelForm):
             return data
         # The service's own checks, shown on the fields (`channel_create` runs them again).
         with service_errors(form=self, fields=_CHANNEL_FIELDS):
+            options_clean(instance.type if instance.pk else data["type"], data.get("options_json"))
             channel_check(
                 vendor=vendor,
                 type=instance.type if instance.pk else data["type"],
@@ -214,6 +237,7 @@ class ChannelAdmin(admin.ModelAdmin):
         state = [("State", {"fields": _CHANNEL_STATE})] if obj is not None else []
         return [
             (None, {"fields": ["name", "type", "vendor", "base_url", "auth_base_url"]}),
+            ("Options", {"fields": ["options_json"]}),
             ("Stock", {"fields": ["warehouses"]}),
             ("Secrets (write-only)", {"fields": ["new_credentials", "new_webhook_secret"]}),
             (
@@ -270,6 +294,7 @@ class ChannelAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         warehouses = list(data["warehouses"])
         settings_ = {name: data[name] for name in _CHANNEL_SETTINGS}
+        settings_["options"] = data["options_json"]
         if data["new_webhook_secret"]:
             settings_["webhook_secret"] = data["new_webhook_secret"]
         if change:

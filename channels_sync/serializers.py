@@ -180,8 +180,15 @@ class _ChannelSettingsSerializer(serializers.Serializer):
     )
     options = serializers.DictField(
         required=False,
-        help_text="The type's settings that are not secrets (a custom REST shop's endpoints, "
-        "body template and answer paths); checked by the type.",
+        help_text="The type's settings that are not secrets, checked by the type (400 "
+        "`invalid_options` naming the option). Other types take none. Type `rest` takes "
+        "`auth` (bearer, basic, api_key, hmac), `api_key_header`, `stock` {path, method "
+        "(POST, PUT, PATCH), mode (per_item, batch), body (a JSON template with {{sku}}, "
+        "{{quantity}}, {{location}}, {{variant_id}}, {{expected}}, {{idempotency_key}}; in "
+        "batch the envelope with {{items}}), item (batch: each item's template), ok, ok_value, "
+        "error, sku (answer paths such as results[].ok)}, `read` {path, method (GET, POST), "
+        "mode, query, body, sku, quantity, batch_size} and `orders` {list, fetch, "
+        "status_map}.",
     )
 
 

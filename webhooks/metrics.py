@@ -6,7 +6,7 @@ from prometheus_client import Counter
 WEBHOOKS = Counter(
     "syncstore_webhooks_total",
     "Inbound webhooks by channel type and outcome (received, duplicate, processed, ignored, "
-    "failed, deferred: stored but not queued).",
+    "failed, deferred: stored but not queued, replayed: a signed request seen before, refused).",
     ["channel_type", "outcome"],
 )
 SIGNATURE_FAILURES = Counter(

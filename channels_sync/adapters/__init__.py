@@ -21,6 +21,7 @@ def adapter_classes() -> dict[str, type[Adapter]]:
     """Every adapter by channel type."""
     from channels_sync.adapters.ebay import EbayAdapter
     from channels_sync.adapters.lazada import LazadaAdapter
+    from channels_sync.adapters.rest import RestAdapter
     from channels_sync.adapters.shopee import ShopeeAdapter
     from channels_sync.adapters.square import SquareAdapter
     from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
@@ -34,6 +35,7 @@ def adapter_classes() -> dict[str, type[Adapter]]:
             TokopediaAdapter,
             EbayAdapter,
             SquareAdapter,
+            RestAdapter,
         )
     }
 

@@ -463,6 +463,15 @@ class Adapter(ABC):
     # it can be parsed again later; never a signature.
     webhook_kept_headers: ClassVar[tuple[str, ...]] = ()
 
+    # How long the intake remembers a webhook's nonce (`webhook_nonce`) against replays.
+    webhook_nonce_seconds: ClassVar[int] = 600
+
+    def webhook_nonce(self, *, headers: dict[str, str], body: bytes) -> str | None:
+        """What makes a verified webhook request unique, for types that refuse a replay of
+        the same signed request (the intake remembers it `webhook_nonce_seconds`); None: the
+        type has none (the event key alone keeps an event once)."""
+        return None
+
     def webhook_challenge(
         self, *, query: dict[str, str], url: str
     ) -> tuple[int, bytes, str] | None:

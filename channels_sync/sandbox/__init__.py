@@ -1,4 +1,5 @@
-"""The marketplace sandboxes (Shopee, Lazada, TikTok Shop, Tokopedia & Shop, eBay, Square).
+"""The marketplace sandboxes: one per channel type (Shopee, Lazada, TikTok Shop, Tokopedia &
+Shop, eBay, Square, custom REST shop).
 
 Importing this module registers them with `core.sandbox`, so `manage.py sandbox serve`,
 the tests, the demo and the benchmarks find them.
@@ -7,6 +8,7 @@ the tests, the demo and the benchmarks find them.
 from channels_sync.sandbox.base import MarketplaceSandbox
 from channels_sync.sandbox.ebay import EbaySandbox
 from channels_sync.sandbox.lazada import LazadaSandbox
+from channels_sync.sandbox.rest import RestShopSandbox
 from channels_sync.sandbox.shopee import ShopeeSandbox
 from channels_sync.sandbox.square import SquareSandbox
 from channels_sync.sandbox.tiktok import TikTokSandbox, TokopediaSandbox
@@ -15,6 +17,7 @@ __all__ = [
     "EbaySandbox",
     "LazadaSandbox",
     "MarketplaceSandbox",
+    "RestShopSandbox",
     "ShopeeSandbox",
     "SquareSandbox",
     "TikTokSandbox",

@@ -24,6 +24,7 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -33,6 +34,7 @@ from channels_sync.models import Channel
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.signature_failures import channel_signature_failure_record
 from channels_sync.services.tokens import channel_adapter
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.correlation import get_correlation_id
 from core.errors import DomainError, NotFoundError
 from webhooks.metrics import SIGNATURE_FAILURES, WEBHOOKS
@@ -49,6 +51,9 @@ TOPIC_STOCK = "stock"
 TOPIC_UNREADABLE = "unreadable"
 # The topics processed (the rest are kept, marked ignored).
 PROCESSED_TOPICS = frozenset({TOPIC_ORDER, TOPIC_STOCK})
+
+# A verified request's nonce, remembered against replays (`Adapter.webhook_nonce`).
+NONCE_KEY = "webhooks:nonce:{channel_id}:{digest}"
 
 _FIELD_LIMITS = {"topic": 50, "event_key": 200, "order_id": 100, "notified_status": 100}
 
@@ -156,8 +161,14 @@ def webhook_receive(
                 code="invalid_signature",
                 status_code=401,
             )
+    nonce_key = _nonce_claim(channel, headers, body)
     event = _parse(channel.adapter, body, _kept_headers(headers, channel.adapter)[0])
-    event, event_id = _store(channel, event, headers, body)
+    try:
+        event, event_id = _store(channel, event, headers, body)
+    except Exception:
+        # Not stored: the same signed request sent again must be taken, not called a replay.
+        _nonce_release(nonce_key)
+        raise
     _last_received_touch(channel.id)
     duplicate = event_id is None
     WEBHOOKS.labels(channel.type, "duplicate" if duplicate else "received").inc()
@@ -182,6 +193,41 @@ def _verified(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -
         # Credentials without the signing secret can verify nothing.
         logger.warning("webhook.verify_unavailable", channel_id=channel.id)
         return False
+
+
+def _nonce_claim(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -> str | None:
+    """Remember a verified request's nonce (where its type has one); raise `DomainError`
+    409 `webhook_replayed` when it was seen within `webhook_nonce_seconds`. Returns the cache
+    key claimed (None: nothing claimed). With the cache down the check is skipped (logged and
+    counted): the signature's own time window and the event-key deduplication still hold."""
+    nonce = channel.adapter.webhook_nonce(headers=dict(headers), body=body)
+    if not nonce:
+        return None
+    digest = hashlib.sha256(nonce.encode("utf-8", "replace")).hexdigest()
+    key = NONCE_KEY.format(channel_id=channel.id, digest=digest)
+    try:
+        fresh = cache.add(key, 1, timeout=channel.adapter.webhook_nonce_seconds)
+    except CACHE_ERRORS as exc:
+        cache_degraded("webhook_nonce", exc)
+        return None
+    if not fresh:
+        WEBHOOKS.labels(channel.type, "replayed").inc()
+        logger.warning("webhook.replayed", channel_id=channel.id, channel_type=channel.type)
+        raise DomainError(
+            "This signed request was received before (a replay); sign every delivery afresh.",
+            code="webhook_replayed",
+            status_code=409,
+        )
+    return key
+
+
+def _nonce_release(key: str | None) -> None:
+    if key is None:
+        return
+    try:
+        cache.delete(key)
+    except CACHE_ERRORS as exc:
+        cache_degraded("webhook_nonce", exc)
 
 
 def _reread_due(channel_id: int) -> bool:
