@@ -574,4 +574,9 @@ CHANNEL_DEFAULT_BASE_URLS = {
     "lazada": env("LAZADA_BASE_URL", default="https://api.lazada.co.id/rest"),
     "tiktok": env("TIKTOK_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
     "tokopedia": env("TOKOPEDIA_BASE_URL", default="https://open-api.tiktokglobalshop.com"),
+    # Blank: each Shopify channel talks to its own shop, https://{shop_domain}.
+    "shopify": env("SHOPIFY_BASE_URL", default=""),
 }
+# The Shopify Admin API version a channel calls unless its credentials name one
+# (`api_version`); 2026-01 brings `changeFromQuantity` (compare-and-set) and `@idempotent`.
+SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-01")

@@ -21,10 +21,18 @@ def adapter_classes() -> dict[str, type[Adapter]]:
     """Every adapter by channel type."""
     from channels_sync.adapters.lazada import LazadaAdapter
     from channels_sync.adapters.shopee import ShopeeAdapter
+    from channels_sync.adapters.shopify import ShopifyAdapter
     from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
 
     return {
-        cls.type: cls for cls in (ShopeeAdapter, LazadaAdapter, TikTokAdapter, TokopediaAdapter)
+        cls.type: cls
+        for cls in (
+            ShopeeAdapter,
+            LazadaAdapter,
+            TikTokAdapter,
+            TokopediaAdapter,
+            ShopifyAdapter,
+        )
     }
 
 
