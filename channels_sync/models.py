@@ -173,6 +173,11 @@ class ChannelListing(BaseModel):
     next_push_at = models.DateTimeField(
         null=True, blank=True, help_text="Backing off after a failure until then."
     )
+    push_stale_streak = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Pushes in a row the channel refused as stale (its compare-and-set saw "
+        "another quantity); from the second one the listing backs off.",
+    )
 
     class Meta:
         ordering = ["channel_id", "id"]

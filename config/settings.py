@@ -578,6 +578,8 @@ CHANNEL_DEFAULT_BASE_URLS = {
     # its base URL for tokens too.
     "ebay": env("EBAY_BASE_URL", default="https://api.ebay.com"),
     "square": env("SQUARE_BASE_URL", default="https://connect.squareup.com"),
+    # Blank: each Shopify channel talks to its own shop, https://{shop_domain}.
+    "shopify": env("SHOPIFY_BASE_URL", default=""),
 }
 # How long eBay's notification public keys are kept in the cache, by key id (seconds). A key
 # fetch costs an application token and a Notification API call (10,000 a day per app).
@@ -585,3 +587,6 @@ EBAY_PUBLIC_KEY_CACHE_SECONDS = env.int("EBAY_PUBLIC_KEY_CACHE_SECONDS", default
 # The `Square-Version` every Square call sends: the API version its request and answer
 # shapes are read in (https://developer.squareup.com/docs/build-basics/versioning-overview).
 SQUARE_API_VERSION = env("SQUARE_API_VERSION", default="2025-10-16")
+# The Shopify Admin API version a channel calls unless its credentials name one
+# (`api_version`); 2026-01 brings `changeFromQuantity` (compare-and-set) and `@idempotent`.
+SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-01")

@@ -23,6 +23,7 @@ def adapter_classes() -> dict[str, type[Adapter]]:
     from channels_sync.adapters.lazada import LazadaAdapter
     from channels_sync.adapters.rest import RestAdapter
     from channels_sync.adapters.shopee import ShopeeAdapter
+    from channels_sync.adapters.shopify import ShopifyAdapter
     from channels_sync.adapters.square import SquareAdapter
     from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
 
@@ -33,6 +34,7 @@ def adapter_classes() -> dict[str, type[Adapter]]:
             LazadaAdapter,
             TikTokAdapter,
             TokopediaAdapter,
+            ShopifyAdapter,
             EbayAdapter,
             SquareAdapter,
             RestAdapter,

@@ -1,5 +1,5 @@
 """The marketplace sandboxes: one per channel type (Shopee, Lazada, TikTok Shop, Tokopedia &
-Shop, eBay, Square, custom REST shop).
+Shop, Shopify, eBay, Square, custom REST shop).
 
 Importing this module registers them with `core.sandbox`, so `manage.py sandbox serve`,
 the tests, the demo and the benchmarks find them.
@@ -10,6 +10,7 @@ from channels_sync.sandbox.ebay import EbaySandbox
 from channels_sync.sandbox.lazada import LazadaSandbox
 from channels_sync.sandbox.rest import RestShopSandbox
 from channels_sync.sandbox.shopee import ShopeeSandbox
+from channels_sync.sandbox.shopify import ShopifySandbox
 from channels_sync.sandbox.square import SquareSandbox
 from channels_sync.sandbox.tiktok import TikTokSandbox, TokopediaSandbox
 
@@ -19,6 +20,7 @@ __all__ = [
     "MarketplaceSandbox",
     "RestShopSandbox",
     "ShopeeSandbox",
+    "ShopifySandbox",
     "SquareSandbox",
     "TikTokSandbox",
     "TokopediaSandbox",

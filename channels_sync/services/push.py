@@ -16,6 +16,11 @@ Every call is a `PushAttempt` row. Outcomes:
   dead-lettered at the `CHANNEL_PUSH_MAX_ATTEMPTS`-th failure in a row; a streak of such
   failures ends the run early (the marketplace is down: no point sending the rest now);
 - permanent: the batch's listings are dead-lettered;
+- stale (a channel with compare-and-set saw another quantity than the one we expected):
+  no attempt is used up and nothing is dead-lettered; the observation is recorded and, when
+  the channel moved away from our last confirmed push, a stock-mismatch conflict opens
+  under the channel's policy (`push_stale`). An observation equal to the desired quantity
+  is our own earlier write: recorded as pushed;
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
 
@@ -37,7 +42,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
@@ -46,10 +51,18 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_sync import selectors
-from channels_sync.adapters import Adapter, AdapterError, CallResult, Outcome, StockUpdate
+from channels_sync.adapters import (
+    Adapter,
+    AdapterError,
+    CallResult,
+    ItemResult,
+    Outcome,
+    StockUpdate,
+)
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
+from channels_sync.services.push_stale import listing_push_stale
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -86,6 +99,7 @@ class PushReport:
     failed: int = 0
     throttled: int = 0
     retried: int = 0
+    stale: int = 0  # refused by the channel's compare-and-set (see `push_stale`)
     dead_lettered: int = 0
     calls: int = 0
     waited_seconds: float = 0.0
@@ -100,7 +114,7 @@ class PushReport:
         return data
 
     def add(self, other: "PushReport") -> None:
-        for name in ("planned", "pushed", "unchanged", "failed", "throttled", "retried"):
+        for name in ("planned", "pushed", "unchanged", "failed", "throttled", "retried", "stale"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dead_lettered += other.dead_lettered
         self.calls += other.calls
@@ -312,6 +326,7 @@ class _Run:
             else:  # the same batch sent again (after a throttle or a token refresh)
                 row_id = _attempt_open(self.channel, items, attempt=attempt)
             first = False
+            call_started = timezone.now()
             result = self.adapter.push_stock(batch, idempotency_key=_call_key(row_id, items))
             report.calls += 1
             if result.rate_per_second:
@@ -339,7 +354,7 @@ class _Run:
             break
         if result.outcome in (Outcome.OK, Outcome.PARTIAL):
             self.failure_streak = 0
-            self._items_done(row_id, items, result)
+            self._items_done(row_id, items, result, call_started)
         elif result.outcome == Outcome.RETRYABLE:
             self.failure_streak += 1
             self._retry_later(items, result.error or "retryable error")
@@ -373,15 +388,27 @@ class _Run:
         self.report.stopped = "needs_reauth"
         self.report.errors.append(reason)
 
-    def _items_done(self, row_id: int, items: list[PlannedListing], result: CallResult) -> None:
+    def _items_done(
+        self,
+        row_id: int,
+        items: list[PlannedListing],
+        result: CallResult,
+        call_started: datetime | None = None,
+    ) -> None:
         by_id = {item.id: item for item in items}
         answered = {item_result.listing_id: item_result for item_result in result.items}
-        pushed, retry, dead = [], [], []
+        pushed, retry, dead, stale = [], [], [], []
         for item in items:
             item_result = answered.get(item.id)
             if item_result is None or item_result.ok:
                 # An item the answer does not mention was not refused: the call succeeded.
                 pushed.append(item)
+            elif item_result.stale and item_result.observed == item.quantity:
+                # The channel shows what we want: an earlier write of ours (a call that
+                # timed out) landed after all.
+                pushed.append(item)
+            elif item_result.stale:
+                stale.append((item, item_result))
             elif item_result.retryable:
                 retry.append((by_id[item.id], item_result.error))
             else:
@@ -397,6 +424,25 @@ class _Run:
             self._retry_later([item], error or "item refused, retry")
         for item, error in dead:
             self._dead_letter([item], error or "item refused")
+        for item, item_result in stale:
+            self._stale(item, item_result, call_started or timezone.now())
+
+    def _stale(self, item: PlannedListing, item_result: ItemResult, call_started: datetime) -> None:
+        """A refusal by the channel's compare-and-set: no attempt used (see `push_stale`)."""
+        self.report.stale += 1
+        self.report.errors.append(f"listing {item.id}: stale: {item_result.error}"[:200])
+        listing_push_stale(
+            listing_id=item.id,
+            version=item.row["dirty_version"],
+            last_pushed=item.row["last_pushed_quantity"],
+            observed=item_result.observed,
+            read_started=call_started,
+            error=item_result.error,
+        )
+        # Planned again once the conflict's policy (or the backoff) lets it.
+        wait = settings.CHANNEL_PUSH_RETRY_BASE_SECONDS
+        current = self.report.requeue_after
+        self.report.requeue_after = wait if current is None else min(current, wait)
 
     def _retry_later(self, items: list[PlannedListing], error: str) -> None:
         limit = settings.CHANNEL_PUSH_MAX_ATTEMPTS
@@ -568,7 +614,7 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
     ]
     pushed_sql = (
         "last_pushed_quantity = v.quantity, last_pushed_at = %s, push_failures = 0, "
-        "next_push_at = NULL, last_error = '', "
+        "next_push_at = NULL, last_error = '', push_stale_streak = 0, "
         "status = CASE WHEN l.status = 'excluded' THEN l.status ELSE 'ok' END, "
         if pushed
         else ""

@@ -41,6 +41,17 @@ def _ebay_server() -> Iterator[SandboxServer]:
     yield from _serve("EbaySandbox")
 
 
+@pytest.fixture(scope="session")
+def _shopify_server() -> Iterator[SandboxServer]:
+    yield from _serve("ShopifySandbox")
+
+
+@pytest.fixture
+def shopify(_shopify_server) -> SandboxServer:
+    _shopify_server.app.reset()
+    return _shopify_server
+
+
 @pytest.fixture
 def shopee(_shopee_server) -> SandboxServer:
     _shopee_server.app.reset()
@@ -81,6 +92,11 @@ def listing_keys(channel_type: str, n: int, *, per_item: int = 1) -> dict[str, s
         return {"item_id": str(item), "model_id": str(variant)}
     if channel_type == "ebay":
         return {"sku": f"SKU-{item}", "offer_id": str(variant)}
+    if channel_type == "shopify":
+        return {
+            "inventory_item_id": str(43000000 + n),
+            "location_id": str(61000000 + n // per_item),
+        }
     if channel_type == "lazada":
         return {"item_id": str(item), "sku_id": str(variant), "seller_sku": f"SELLER-{n}"}
     return {"product_id": str(item), "sku_id": str(variant)}
