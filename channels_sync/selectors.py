@@ -90,6 +90,35 @@ def listings_to_push(
     return list(query.order_by("id").values(*LISTING_FIELDS)[:limit])
 
 
+def listings_in_push_groups(
+    channel: Channel, adapter, rows: Sequence[dict], *, exclude_ids: Iterable[int] = ()
+) -> list[dict]:
+    """The channel's other listings (not excluded, dirty or not; neither `rows` nor
+    `exclude_ids`) in the push groups of these listing rows (`Adapter.push_group`): one
+    query, narrowed by the columns of the type's `push_group_keys`, then matched group by
+    group. [] for a type without groups."""
+    group_of = adapter.push_group
+
+    def group(row: dict) -> str | None:
+        return group_of(adapter.keys_from_listing(row))
+
+    groups = {group(row) for row in rows} - {None}
+    if not groups or not adapter.push_group_keys:
+        return []
+    query = ChannelListing.objects.filter(channel_id=channel.pk).exclude(
+        status=ChannelListing.Status.EXCLUDED
+    )
+    for name in adapter.push_group_keys:
+        column = adapter.key_columns[name]
+        query = query.filter(**{f"{column}__in": sorted({str(row[column]) for row in rows})})
+    known = {row["id"] for row in rows} | set(exclude_ids)
+    return [
+        row
+        for row in query.order_by("id").values(*LISTING_FIELDS)
+        if row["id"] not in known and group(row) in groups
+    ]
+
+
 def channel_rules(channel: Channel) -> tuple[RuleSpec, dict[int, RuleSpec], dict[int, RuleSpec]]:
     """The channel's default rule, and its rules by product id and by listing id."""
     return _rules_sorted(AllocationRule.objects.filter(channel_id=channel.pk))

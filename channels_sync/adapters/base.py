@@ -397,9 +397,34 @@ class Adapter(ABC):
     # --- stock ----------------------------------------------------------------------------------
 
     def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
-        """Split updates into calls the marketplace accepts (at most `batch_size` each)."""
+        """Split updates into calls the marketplace accepts (at most `batch_size` each).
+
+        The updates of one push group (`push_group`) always share a call: a group is placed
+        whole, in the order of its first update, and one bigger than the size goes alone.
+        """
         size = max(1, min(batch_size, self.max_batch_size))
-        return [list(updates[i : i + size]) for i in range(0, len(updates), size)]
+        return chunk_groups(updates_grouped(updates, self.push_group), size)
+
+    # The listing keys (names, as `key_columns` has them) whose values make a push group;
+    # empty: the type has no groups. See `push_group`.
+    push_group_keys: ClassVar[tuple[str, ...]] = ()
+
+    def push_group(self, keys: dict[str, str]) -> str | None:
+        """The push group of a listing's keys, or None (the listing stands alone).
+
+        Listings of one group are the rows of one marketplace record (TikTok: a SKU's
+        warehouses) that the marketplace wants updated together: every call names all of
+        them, whichever changed. The push pipeline completes a group it sends with the
+        channel's other listings of that group (at their desired quantities) and `batches`
+        never splits one. By default a group is the values of `push_group_keys`, when the
+        listing has all of them.
+        """
+        if not self.push_group_keys:
+            return None
+        values = [str(keys.get(name) or "").strip() for name in self.push_group_keys]
+        if not all(values):
+            return None
+        return json.dumps(values)
 
     @abstractmethod
     def push_stock(
@@ -579,6 +604,33 @@ class Adapter(ABC):
         else:
             moment = timezone.now() + timedelta(seconds=seconds_from_now or 0)
         return moment.isoformat()
+
+
+def updates_grouped(
+    updates: Sequence[StockUpdate], group_of: Callable[[dict[str, str]], str | None]
+) -> list[list[StockUpdate]]:
+    """The updates in groups: those of one group (`group_of` their keys) together, in the
+    order of the group's first update; an update without a group is a group of one."""
+    groups: dict[Any, list[StockUpdate]] = {}
+    for index, update in enumerate(updates):
+        group = group_of(update.keys)
+        groups.setdefault(index if group is None else ("group", group), []).append(update)
+    return list(groups.values())
+
+
+def chunk_groups(groups: Sequence[Sequence[StockUpdate]], size: int) -> list[list[StockUpdate]]:
+    """Pack whole groups, in order, into chunks of at most `size` updates (a group bigger
+    than `size` makes a chunk of its own: a group is never split)."""
+    chunks: list[list[StockUpdate]] = []
+    current: list[StockUpdate] = []
+    for group in groups:
+        if current and len(current) + len(group) > size:
+            chunks.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _header(headers: dict[str, str], name: str) -> str:

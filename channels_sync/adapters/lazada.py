@@ -9,6 +9,15 @@ signature covers the API path only (no `/rest`).
 
 Stock is set with UpdateSellableQuantity (absolute sellable quantity, up to 50 SKUs of any
 products per call, XML in the form parameter `payload`) and read back with GetProductItem.
+A listing keyed by a `warehouse_code` (a multi-warehouse seller's listing of one warehouse)
+goes in the multi-warehouse form, every warehouse listing of a SKU in one `<Sku>`:
+`<MultiWarehouseInventories><MultiWarehouseInventory><WarehouseCode>..</WarehouseCode>
+<SellableQuantity>..</SellableQuantity></MultiWarehouseInventory>...`; the single-warehouse
+form (`<SellableQuantity>` under `<Sku>`) only updates the dropshipping warehouse (Lazada
+Open Platform, UpdateSellableQuantity and "Inventory management API"). Read-back compares
+like with like: a warehouse listing reads its own `multiWarehouseInventories[]` entry, a
+listing without one the dropshipping warehouse's, never the sum over all warehouses (which
+a single-warehouse write could never match).
 Lazada answers errors in the JSON body of an HTTP 200: `code` "0" is success, anything else
 is classified by `classify_code`.
 
@@ -51,8 +60,10 @@ from channels_sync.adapters.base import (
     answer_object,
     answer_rows,
     answer_text,
+    chunk_groups,
     stock_observed,
     unreadable,
+    updates_grouped,
 )
 from core.http import OutboundError
 
@@ -73,6 +84,9 @@ ORDERS_PAGES_MAX = 1000
 ORDER_NOT_FOUND_CODES = frozenset({"16", "39"})
 SIGN_METHOD = "sha256"
 MAX_SKUS_PER_CALL = 50  # UpdateSellableQuantity refuses more with code 204
+# The code of the seller's own (dropshipping) warehouse in `multiWarehouseInventories`: what
+# the single-warehouse form of UpdateSellableQuantity sets.
+DROPSHIPPING_WAREHOUSE = "dropshipping"
 
 # Throttling arrives as a body code: 901 is the API-level QPS limit ("retry in the next
 # second"); ApiCallLimit / AppCallLimit are the gateway's bans ("ban will last N seconds").
@@ -196,21 +210,49 @@ def now_ms() -> int:
 def stock_payload(updates: Sequence[StockUpdate]) -> str:
     """Return the UpdateSellableQuantity XML `payload` setting each update's quantity.
 
-    Text is XML-escaped; `SellerSku` is left out when the listing has none.
+    An update without a `warehouse_code` is a `<Sku>` of its own in the single-warehouse form;
+    the updates of one SKU that name warehouses make one `<Sku>` in the multi-warehouse form,
+    a `<MultiWarehouseInventory>` per warehouse (a warehouse named twice keeps its last
+    quantity). Text is XML-escaped; `SellerSku` is left out when the listing has none.
     """
+    entries: dict[Any, list[StockUpdate]] = {}
+    for index, update in enumerate(updates):
+        entries.setdefault(_warehouse_sku(update.keys) or index, []).append(update)
     skus = []
-    for update in updates:
-        keys = update.keys
+    for group in entries.values():
+        keys = group[0].keys
         parts = [
             f"<ItemId>{escape(str(keys['item_id']))}</ItemId>",
             f"<SkuId>{escape(str(keys['sku_id']))}</SkuId>",
         ]
-        if keys.get("seller_sku"):
-            parts.append(f"<SellerSku>{escape(str(keys['seller_sku']))}</SellerSku>")
-        # An oversold listing offers nothing: Lazada refuses a negative sellable quantity.
-        parts.append(f"<SellableQuantity>{max(0, int(update.quantity))}</SellableQuantity>")
+        seller_sku = next((u.keys["seller_sku"] for u in group if u.keys.get("seller_sku")), "")
+        if seller_sku:
+            parts.append(f"<SellerSku>{escape(str(seller_sku))}</SellerSku>")
+        if not keys.get("warehouse_code"):
+            parts.append(f"<SellableQuantity>{_sellable_quantity(group[0])}</SellableQuantity>")
+        else:
+            warehouses = {str(u.keys["warehouse_code"]): _sellable_quantity(u) for u in group}
+            rows = "".join(
+                f"<MultiWarehouseInventory><WarehouseCode>{escape(code)}</WarehouseCode>"
+                f"<SellableQuantity>{quantity}</SellableQuantity></MultiWarehouseInventory>"
+                for code, quantity in warehouses.items()
+            )
+            parts.append(f"<MultiWarehouseInventories>{rows}</MultiWarehouseInventories>")
         skus.append(f"<Sku>{''.join(parts)}</Sku>")
     return f"<Request><Product><Skus>{''.join(skus)}</Skus></Product></Request>"
+
+
+def _sellable_quantity(update: StockUpdate) -> int:
+    # An oversold listing offers nothing: Lazada refuses a negative sellable quantity.
+    return max(0, int(update.quantity))
+
+
+def _warehouse_sku(keys: Mapping[str, Any]) -> str | None:
+    """The SKU a warehouse listing belongs to (its updates share one `<Sku>` and one call);
+    None for a listing that names no warehouse."""
+    if not keys.get("warehouse_code"):
+        return None
+    return json.dumps([str(keys.get("item_id", "")), str(keys.get("sku_id", ""))])
 
 
 def push_signature(*, app_key: str, app_secret: str, body: bytes) -> str:
@@ -500,6 +542,8 @@ class LazadaAdapter(Adapter):
         "item_id": "external_item_id",
         "sku_id": "external_variant_id",
         "seller_sku": "external_sku",
+        # A multi-warehouse seller's warehouse (`WarehouseCode`): one listing per warehouse.
+        "warehouse_code": "external_location_id",
     }
     required_keys = ("item_id", "sku_id")
     default_batch_size = 20  # Lazada recommends 20; more raises internal errors (code 513)
@@ -531,8 +575,10 @@ class LazadaAdapter(Adapter):
     # --- stock ------------------------------------------------------------------------------
 
     def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
-        """Split updates into plain chunks: one call may mix SKUs of different products."""
-        return super().batches(updates, min(batch_size, MAX_SKUS_PER_CALL))
+        """Split updates into chunks (one call may mix SKUs of different products); the
+        warehouse updates of one SKU stay in one call, as they make one `<Sku>`."""
+        size = max(1, min(batch_size, self.max_batch_size, MAX_SKUS_PER_CALL))
+        return chunk_groups(updates_grouped(updates, _warehouse_sku), size)
 
     def push_stock(
         self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
@@ -645,9 +691,10 @@ class LazadaAdapter(Adapter):
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
         """Read SKU quantities back with GetProductItem, one call per item.
 
-        The quantity is the sellable quantity (what UpdateSellableQuantity sets): the sum of
-        `multiWarehouseInventories[].sellableQuantity` when present, else `Available`, else
-        `quantity`. Items (208) or SKUs (207) the shop does not know are left out.
+        The quantity is the sellable quantity (what UpdateSellableQuantity sets), per
+        warehouse (`_sellable`): a listing's own warehouse's entry in
+        `multiWarehouseInventories[]`, the dropshipping warehouse's for a listing naming
+        none. Items (208) or SKUs (207) the shop does not know are left out.
         """
         wanted: dict[str, list[dict[str, str]]] = {}
         for key in keys:
@@ -667,7 +714,11 @@ class LazadaAdapter(Adapter):
                 sku = by_id.get(str(key.get("sku_id", "")))
                 if sku is None and key.get("seller_sku"):
                     sku = by_seller.get(str(key["seller_sku"]))
-                quantity = _sellable(sku) if sku is not None else None
+                quantity = (
+                    _sellable(sku, str(key.get("warehouse_code") or ""))
+                    if sku is not None
+                    else None
+                )
                 quantity = stock_observed(quantity, channel_type=self.type, keys=key)
                 if quantity is not None:
                     observed.append(ObservedStock(keys=dict(key), quantity=quantity))
@@ -916,17 +967,35 @@ class LazadaAdapter(Adapter):
         raise AdapterError(text, outcome=outcome, token_expired=expired)
 
 
-def _sellable(sku: dict) -> int | None:
-    """A SKU's sellable quantity from a GetProductItem answer (see `fetch_stock`); None when
-    a figure is not a whole number (no observation rather than a made-up zero)."""
-    warehouses = sku.get("multiWarehouseInventories")
-    if isinstance(warehouses, list) and warehouses:
-        figures = [
-            answer_int(warehouse.get("sellableQuantity", warehouse.get("quantity")))
-            for warehouse in warehouses
-            if isinstance(warehouse, dict)
-        ]
-        return None if not figures or None in figures else sum(figures)
+def _sellable(sku: dict, warehouse_code: str = "") -> int | None:
+    """A SKU's sellable quantity in one warehouse from a GetProductItem answer.
+
+    `warehouse_code` names the warehouse (a multi-warehouse listing): its
+    `multiWarehouseInventories[]` entry, None when the SKU has none there. Without one, the
+    warehouse the single-warehouse form writes: the dropshipping warehouse's entry, else the
+    only entry; with several warehouses and no dropshipping one there is nothing to compare
+    with (None). A SKU without `multiWarehouseInventories` reads `Available`, else
+    `quantity`. None when a figure is not a whole number (no observation rather than a
+    made-up zero).
+    """
+    warehouses = [
+        warehouse
+        for warehouse in answer_list(sku.get("multiWarehouseInventories"))
+        if isinstance(warehouse, dict)
+    ]
+    if warehouses:
+        by_code = {str(warehouse.get("warehouseCode", "")): warehouse for warehouse in warehouses}
+        if warehouse_code:
+            chosen = by_code.get(warehouse_code)
+        else:
+            chosen = by_code.get(DROPSHIPPING_WAREHOUSE)
+            if chosen is None and len(warehouses) == 1:
+                chosen = warehouses[0]
+        if chosen is None:
+            return None
+        return answer_int(chosen.get("sellableQuantity", chosen.get("quantity")))
+    if warehouse_code:
+        return None
     if sku.get("Available") is not None:
         return answer_int(sku["Available"])
     return answer_int(sku.get("quantity"))

@@ -47,6 +47,13 @@ from channels_sync.adapters.base import (
     stock_observed,
     unreadable,
 )
+from channels_sync.adapters.shopee_errors import (
+    NOT_FOUND_ERRORS,
+    PARTIAL_ERROR,
+    SIGN_ERROR,
+    classify,
+    error_code,
+)
 from core.http import OutboundError
 
 UPDATE_STOCK_PATH = "/api/v2/product/update_stock"
@@ -74,18 +81,6 @@ ORDER_DETAIL_FIELDS = (
     "buyer_user_id,buyer_username,recipient_address,item_list,pay_time,total_amount,payment_method"
 )
 
-# The body `error` values and what they mean for a push.
-THROTTLE_ERRORS = frozenset({"error_too_many_request"})  # UNCONFIRMED name (community fixtures)
-AUTH_ERRORS = frozenset(
-    {"error_auth", "error_sign", "invalid_access_token", "invalid_acceess_token"}
-)
-# Shopee answers an expired access token with `invalid_access_token` (some hosts spell it
-# `invalid_acceess_token`); refreshing is the cure, so both count as expired. A revoked
-# token comes back as `error_auth`, and then the refresh is refused too.
-EXPIRED_ERRORS = frozenset({"invalid_access_token", "invalid_acceess_token"})
-SERVER_ERRORS = frozenset({"error_server", "error_inner"})
-PARTIAL_ERROR = "error_busi_update_stock_failed"
-NOT_FOUND_ERRORS = frozenset({"error_item_not_found"})
 # Push (webhook) codes, from the Push Mechanism guide (open.shopee.com, "Push Mechanism" >
 # push list): 3 is "order_status_push" (data: ordersn, status, update_time, ...).
 PUSH_ORDER_STATUS = 3
@@ -249,39 +244,45 @@ class ShopeeAdapter(Adapter):
     def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
         """Group updates by item (one item per call), at most `batch_size` models a call.
 
-        Items keep the order in which they first appear; so do the models within an item.
+        A model's updates (one per `location_id` of a multi-location seller) stay in one
+        call: they make one `stock_list` entry. Items keep the order in which they first
+        appear; so do the models within an item.
         """
         size = max(1, min(batch_size, self.max_batch_size, MODELS_PER_CALL))
-        by_item: dict[str, list[StockUpdate]] = {}
+        by_item: dict[str, dict[str, list[StockUpdate]]] = {}
         for update in updates:
-            by_item.setdefault(str(update.keys.get("item_id", "")).strip(), []).append(update)
-        return [
-            group[start : start + size]
-            for group in by_item.values()
-            for start in range(0, len(group), size)
-        ]
+            models = by_item.setdefault(str(update.keys.get("item_id", "")).strip(), {})
+            models.setdefault(_model_of(update), []).append(update)
+        batches = []
+        for models in by_item.values():
+            groups = list(models.values())
+            for start in range(0, len(groups), size):
+                batches.append(
+                    [update for group in groups[start : start + size] for update in group]
+                )
+        return batches
 
     def push_stock(
         self, updates: Sequence[StockUpdate], *, idempotency_key: str = ""
     ) -> CallResult:
         """Set the stock of one item's models with `product/update_stock`.
 
-        The batch must hold one item and at most 50 updates (as `batches` makes them); any
-        other batch is answered `permanent` without a call. Models named in `failure_list`
-        fail with Shopee's `failed_reason`; the rest of the batch applied.
+        The batch must hold one item and at most 50 models (as `batches` makes them); any
+        other batch is answered `permanent` without a call. A model's updates go as one
+        `stock_list` entry, a `seller_stock` row per location (Shopee refuses a model named
+        twice in one `stock_list`). Models named in `failure_list` fail with Shopee's
+        `failed_reason`; the rest of the batch applied. Error codes are read without their
+        module prefix (`product.error_busi_update_stock_failed`).
         """
         if not updates:
             return CallResult(outcome=Outcome.OK)
         items = {str(update.keys.get("item_id", "")).strip() for update in updates}
-        if len(items) != 1 or len(updates) > MODELS_PER_CALL:
+        if len(items) != 1 or len({_model_of(update) for update in updates}) > MODELS_PER_CALL:
             return CallResult(
                 outcome=Outcome.PERMANENT,
                 error="a Shopee stock call holds one item_id and at most 50 models",
             )
-        body = {
-            "item_id": wire_id(items.pop()),
-            "stock_list": [_stock_entry(update) for update in updates],
-        }
+        body = {"item_id": wire_id(items.pop()), "stock_list": stock_list(updates)}
         url = self.base_url + UPDATE_STOCK_PATH
         started = time.perf_counter()
         try:
@@ -296,7 +297,7 @@ class ShopeeAdapter(Adapter):
             return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
         status = response.status_code
         payload = answer_json(response)
-        error = str(payload.get("error") or "") if payload is not None else ""
+        error = error_code(payload.get("error") or "") if payload is not None else ""
         answer = payload.get("response") if payload is not None else None
         answer = answer if isinstance(answer, dict) else {}
         failure_list = answer.get("failure_list") or []
@@ -321,6 +322,7 @@ class ShopeeAdapter(Adapter):
         it fails with the call's message.
         """
         error = str(payload.get("error") or "")
+        partial = error_code(error) == PARTIAL_ERROR
         message = str(payload.get("message") or error)
         failed: dict[str, str] = {}
         for row in answer.get("failure_list") or []:
@@ -345,7 +347,7 @@ class ShopeeAdapter(Adapter):
                         retryable=_reason_is_retryable(reason),
                     )
                 )
-            elif not error or model in succeeded:
+            elif not partial or model in succeeded:
                 results.append(ItemResult(update.listing_id, ok=True))
             else:
                 results.append(ItemResult(update.listing_id, ok=False, error=self.excerpt(message)))
@@ -365,7 +367,7 @@ class ShopeeAdapter(Adapter):
         message = str(payload.get("message") or "") if payload is not None else ""
         text = self.excerpt(f"{error}: {message}" if error else response.text)
         outcome, expired = classify(status, error, message)
-        if outcome == Outcome.AUTH and error == "error_sign":
+        if outcome == Outcome.AUTH and error_code(error) == SIGN_ERROR:
             text = self.excerpt(f"signature refused ({error}: {message})")
         return self.call_failed(
             outcome, response, error=text, latency_ms=latency_ms, token_expired=expired
@@ -458,12 +460,12 @@ class ShopeeAdapter(Adapter):
             raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
         payload = answer_json(response)
         error = str(payload.get("error") or "") if payload is not None else ""
-        if payload is not None and error in NOT_FOUND_ERRORS:
+        if payload is not None and error_code(error) in NOT_FOUND_ERRORS:
             return None
         if payload is not None and not error and 200 <= response.status_code < 300:
             return payload
         message = str(payload.get("message") or "") if payload is not None else ""
-        outcome, expired = classify(response.status_code, error.rsplit(".", 1)[-1], message)
+        outcome, expired = classify(response.status_code, error, message)
         retry_after = None
         if outcome == Outcome.THROTTLED:
             retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
@@ -736,8 +738,9 @@ class ShopeeAdapter(Adapter):
             if answer is None:
                 return {}
         message = str(payload.get("message") or "") if payload is not None else ""
-        # Error codes may carry a module prefix (`order.error_param`): classify the last part.
-        outcome, expired = classify(status, error.rsplit(".", 1)[-1], message)
+        # Error codes may carry a module prefix (`order.error_param`): `classify` reads the
+        # last part.
+        outcome, expired = classify(status, error, message)
         retry_after = None
         if outcome == Outcome.THROTTLED:
             retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
@@ -750,40 +753,29 @@ class ShopeeAdapter(Adapter):
         )
 
 
-def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
-    """The outcome of a failed Shopee answer, and whether it says the token expired.
-
-    The body's `error` decides; the HTTP status only when the body names no error. An
-    unknown error on a non-5xx answer is `permanent`: sending the same request again will
-    not change Shopee's mind, and the desired-state pipeline pushes a fresh one later.
-    """
-    if error in THROTTLE_ERRORS or status == 429:
-        return Outcome.THROTTLED, False
-    if error in AUTH_ERRORS:
-        expired = error in EXPIRED_ERRORS or "expire" in message.lower()
-        return Outcome.AUTH, expired
-    if error in SERVER_ERRORS or status >= 500:
-        return Outcome.RETRYABLE, False
-    if "timestamp" in message.lower():
-        # Our clock is off (or the call waited too long): the items are not at fault.
-        return Outcome.RETRYABLE, False
-    if not error and status in (401, 403):
-        return Outcome.AUTH, False
-    if not error and 200 <= status < 300:
-        # A 2xx answer that is not Shopee's JSON: a proxy or a half-written answer.
-        return Outcome.RETRYABLE, False
-    return Outcome.PERMANENT, False
+def stock_list(updates: Sequence[StockUpdate]) -> list[dict[str, Any]]:
+    """The `stock_list` of an `update_stock` call: one entry per model, in the order of its
+    first update, with a `seller_stock` row per update (`location_id` in it when the listing
+    names one; a location named twice keeps its last quantity). Shopee refuses a model named
+    twice in one `stock_list`, so a multi-location model's stock goes as one entry:
+    `{"model_id": m, "seller_stock": [{"location_id": a, "stock": x}, {"location_id": b, ...}]}`
+    (v2.product.update_stock, `stock_list[].seller_stock[].location_id`)."""
+    models: dict[str, dict[str, dict[str, Any]]] = {}
+    for update in updates:
+        row: dict[str, Any] = {"stock": int(update.quantity)}
+        location = str(update.keys.get("location_id") or "").strip()
+        if location:
+            row = {"location_id": location, **row}
+        models.setdefault(_model_of(update), {})[location] = row
+    return [
+        {"model_id": wire_id(model), "seller_stock": list(rows.values())}
+        for model, rows in models.items()
+    ]
 
 
-def _stock_entry(update: StockUpdate) -> dict[str, Any]:
-    seller_stock: dict[str, Any] = {"stock": int(update.quantity)}
-    location = str(update.keys.get("location_id") or "").strip()
-    if location:
-        seller_stock = {"location_id": location, **seller_stock}
-    return {
-        "model_id": wire_id(update.keys.get("model_id") or "0"),
-        "seller_stock": [seller_stock],
-    }
+def _model_of(update: StockUpdate) -> str:
+    """The model an update sets, as Shopee names it ("0" for an item without models)."""
+    return str(wire_id(update.keys.get("model_id") or "0"))
 
 
 def _quantity(row: dict, location: str | None) -> int | None:

@@ -8,7 +8,11 @@ Wire format (reference/marketplaces.md section 3):
   (without sign and access_token) + raw body + app_secret` (`sign_request`).
 - Stock: `POST /product/202309/products/{product_id}/inventory/update` with
   `{"skus": [{"id", "inventory": [{"warehouse_id", "quantity"}]}]}`; all SKUs of one call
-  belong to one product, so `batches()` groups by product. A SKU's warehouses travel together.
+  belong to one product, so `batches()` groups by product. Every warehouse assigned to a SKU
+  must be in each update of it (Partner Center, Products API "Update Inventory": "You must
+  include all warehouse IDs assigned to this SKU ... Do not omit any"; an omission fails with
+  12019028 / 12052037): a SKU's warehouse listings are one push group (`push_group`), which
+  the push pipeline completes and `batches()` never splits.
 - Read-back: `POST /product/202309/inventory/search` with `{"sku_ids": [...]}` (<= 600).
 - Tokens: `GET {auth}/api/v2/token/refresh` (not signed); `access_token_expire_in` is an
   absolute Unix time, not a lifetime.
@@ -26,16 +30,24 @@ Wire format (reference/marketplaces.md section 3):
   `GET /order/202309/orders?ids=a,b` (<= 50 ids, "Get Order Detail") answers `data.orders[]`.
   A line item has no quantity: the order carries one `line_items[]` row per unit.
 
-Answer codes and how they are classified (UNCONFIRMED ones are choices, not documented):
+Answer codes and how they are classified (Partner Center, "Common errors" and the Update
+Inventory error table; UNCONFIRMED ones are choices, not documented), the same for the stock
+update, the read-back and the order calls (`whole_call_outcome`):
 - 0: success; per-SKU failures sit in `data.errors[]` with top-level code 0 (documented).
 - HTTP 429 or 36009002: throttled (documented); no Retry-After is documented, one is honoured.
-- HTTP 5xx, 36009003 (internal error, community): retryable.
-- 105002 expired access token: auth with `token_expired` (UNCONFIRMED, community code).
-- 105001 invalid access token, 106001 invalid signature, 105005 scope refused, 106013 missing
-  or unknown shop_cipher, 36009004 naming the app_key: auth (UNCONFIRMED, community codes);
-  HTTP 401/403 without a known code: auth.
+- HTTP 5xx, 36009003 (internal error) and 36009007 ("Request timeout ... try again"):
+  retryable.
+- A bad or expired access token: auth with `token_expired` (refresh and send again; a refused
+  refresh then asks for re-authorisation): 105002 (expired), 36009004 when its message names
+  the `x-tts-access-token` header (the code also covers other invalid parameters), 101000
+  (invalid x-tts-access-token, or a shop_cipher that does not match it), and 105001 (invalid
+  access token, a community code not in the documentation).
+- 106001 invalid signature, 105005 scope refused, 106013 missing or unknown shop_cipher,
+  36009004 naming the app_key: auth (the credentials themselves); HTTP 401/403 without a
+  known code: auth.
+- 36009004 naming the timestamp: retryable (our clock, not the request).
 - Any other non-zero code for the whole call, e.g. 12052048 (the product is not listed in the
-  shop, from the product API's error table): permanent.
+  shop, from the product API's error table) or another invalid parameter: permanent.
 """
 
 import hashlib
@@ -73,8 +85,10 @@ from channels_sync.adapters.base import (
     answer_object,
     answer_rows,
     answer_text,
+    chunk_groups,
     stock_observed,
     unreadable,
+    updates_grouped,
 )
 from core.http import OutboundError
 
@@ -131,12 +145,16 @@ THROTTLE_CODES = frozenset({36009002})
 # 36009003 internal error; 36009007 "Request timeout ... try again" (Partner Center, common
 # error codes).
 RETRYABLE_CODES = frozenset({36009003, 36009007})
-TOKEN_EXPIRED_CODES = frozenset({105002})
-AUTH_CODES = frozenset({105001, 105005, 106001, 106013})
-INVALID_PARAM_CODE = 36009004  # invalid parameter; auth when it names the app_key
+# A bad or expired access token: refresh and send again.
+TOKEN_EXPIRED_CODES = frozenset({105001, 105002, 101000})
+AUTH_CODES = frozenset({105005, 106001, 106013})
+# Invalid parameter: a bad access token when it names the token header, the credentials when
+# it names the app_key, our clock when it names the timestamp, else the request.
+INVALID_PARAM_CODE = 36009004
+TOKEN_HEADER_MARKERS = ("x-tts-access-token", "access token", "access_token")
 # Per-SKU codes worth trying again soon: "number of requests from merchants over limit" and a
-# per-SKU echo of the throttle / internal error codes.
-ITEM_RETRYABLE_CODES = frozenset({12052109, 36009002, 36009003})
+# per-SKU echo of the throttle / internal error / timeout codes.
+ITEM_RETRYABLE_CODES = frozenset({12052109, 36009002, 36009003, 36009007})
 
 
 def sign_base_string(
@@ -194,6 +212,8 @@ class TikTokAdapter(Adapter):
         "warehouse_id": "external_location_id",
     }
     required_keys = ("product_id", "sku_id")
+    # A SKU's warehouse listings are updated together (see the module docstring).
+    push_group_keys = ("product_id", "sku_id")
     # One call updates the SKUs of one product, and a product has at most 100 SKUs.
     default_batch_size = 100
     max_batch_size = 100
@@ -211,30 +231,17 @@ class TikTokAdapter(Adapter):
     def batches(self, updates: Sequence[StockUpdate], batch_size: int) -> list[list[StockUpdate]]:
         """Group updates by product (one call each), then by SKU, in chunks of `batch_size`.
 
-        A SKU's updates (one per warehouse) stay in one call unless they alone exceed the
-        size: the API wants every warehouse of a SKU listed together. Order of first
+        A SKU's updates (one per warehouse) always share a call, even past the size: the API
+        refuses an update that leaves out one of the SKU's warehouses. Order of first
         appearance is kept, for products and for SKUs.
         """
         size = max(1, min(batch_size, self.max_batch_size))
-        products: dict[str, dict[str, list[StockUpdate]]] = {}
+        products: dict[str, list[StockUpdate]] = {}
         for update in updates:
-            skus = products.setdefault(str(update.keys.get("product_id", "")), {})
-            skus.setdefault(str(update.keys.get("sku_id", "")), []).append(update)
+            products.setdefault(str(update.keys.get("product_id", "")), []).append(update)
         batches: list[list[StockUpdate]] = []
-        for skus in products.values():
-            current: list[StockUpdate] = []
-            for group in skus.values():
-                if current and len(current) + len(group) > size:
-                    batches.append(current)
-                    current = []
-                for start in range(0, len(group), size):
-                    part = group[start : start + size]
-                    if current and len(current) + len(part) > size:
-                        batches.append(current)
-                        current = []
-                    current.extend(part)
-            if current:
-                batches.append(current)
+        for product_updates in products.values():
+            batches.extend(chunk_groups(updates_grouped(product_updates, self.push_group), size))
         return batches
 
     # --- stock ------------------------------------------------------------------------------
@@ -283,16 +290,12 @@ class TikTokAdapter(Adapter):
     ) -> CallResult:
         status = response.status_code
         body = answer_json(response)
-        code = _code(body)
         error = self.excerpt(response.content)
-        outcome = self._whole_call_outcome(status, body, code)
-        if outcome is not None:
+        failed = whole_call_outcome(status, body)
+        if failed is not None:
+            outcome, expired = failed
             return self.call_failed(
-                outcome,
-                response,
-                error=error,
-                latency_ms=latency_ms,
-                token_expired=code in TOKEN_EXPIRED_CODES,
+                outcome, response, error=error, latency_ms=latency_ms, token_expired=expired
             )
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         failures = _item_failures(data.get("errors") or [], updates)
@@ -319,30 +322,6 @@ class TikTokAdapter(Adapter):
             latency_ms=latency_ms,
         )
 
-    @staticmethod
-    def _whole_call_outcome(status: int, body: dict | None, code: int | None) -> Outcome | None:
-        """The outcome of a call that failed as a whole, or None when items were processed."""
-        if status == 429 or code in THROTTLE_CODES:
-            return Outcome.THROTTLED
-        if status >= 500 or code in RETRYABLE_CODES:
-            return Outcome.RETRYABLE
-        if code in TOKEN_EXPIRED_CODES or code in AUTH_CODES:
-            return Outcome.AUTH
-        message = str((body or {}).get("message", ""))
-        if code == INVALID_PARAM_CODE and "app_key" in message:
-            return Outcome.AUTH
-        if code == INVALID_PARAM_CODE and "timestamp" in message.lower():
-            # Our clock is off (or the call waited too long): the items are not at fault.
-            return Outcome.RETRYABLE
-        if status in (401, 403) and not code:
-            return Outcome.AUTH
-        if 200 <= status < 300 and code == 0:
-            return None
-        if body is None and 200 <= status < 300:
-            # A 2xx we cannot read: the gateway, not the API, answered; try again later.
-            return Outcome.RETRYABLE
-        return Outcome.PERMANENT
-
     max_read_batch_size = SEARCH_MAX_SKU_IDS
 
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
@@ -361,9 +340,9 @@ class TikTokAdapter(Adapter):
             except OutboundError as exc:
                 raise AdapterError(str(exc), outcome=Outcome.RETRYABLE) from None
             body = answer_json(response)
-            code = _code(body)
-            outcome = self._whole_call_outcome(response.status_code, body, code)
-            if outcome is not None:
+            failed = whole_call_outcome(response.status_code, body)
+            if failed is not None:
+                outcome, expired = failed
                 retry_after = None
                 if outcome == Outcome.THROTTLED:
                     retry_after = self.retry_after_seconds(response.headers.get("Retry-After"))
@@ -371,7 +350,7 @@ class TikTokAdapter(Adapter):
                     f"inventory search: HTTP {response.status_code} "
                     f"{self.excerpt(response.content)}",
                     outcome=outcome,
-                    token_expired=code in TOKEN_EXPIRED_CODES,
+                    token_expired=expired,
                     retry_after=retry_after,
                 )
             data = body.get("data") if isinstance(body.get("data"), dict) else {}
@@ -617,13 +596,13 @@ class TikTokAdapter(Adapter):
         except OutboundError as exc:
             raise AdapterError(f"{what}: {exc}", outcome=Outcome.RETRYABLE) from None
         answer = answer_json(response)
-        code = _code(answer)
-        outcome = self._whole_call_outcome(response.status_code, answer, code)
-        if outcome is not None:
+        failed = whole_call_outcome(response.status_code, answer)
+        if failed is not None:
+            outcome, expired = failed
             raise AdapterError(
                 f"{what}: HTTP {response.status_code} {self.excerpt(response.content)}",
                 outcome=outcome,
-                token_expired=code in TOKEN_EXPIRED_CODES,
+                token_expired=expired,
                 retry_after=(
                     self.retry_after_seconds(response.headers.get("Retry-After"))
                     if outcome == Outcome.THROTTLED
@@ -770,6 +749,41 @@ class TokopediaAdapter(TikTokAdapter):
 
 def _code(body: dict | None) -> int | None:
     return None if body is None else answer_int(body.get("code"))
+
+
+def whole_call_outcome(status: int, body: dict | None) -> tuple[Outcome, bool] | None:
+    """How a call failed as a whole, and whether its access token went bad (refresh and
+    send again); None when the call was processed (its items may still have failed).
+
+    Used alike by the stock update, the read-back and the order calls; the codes are listed
+    in the module docstring.
+    """
+    code = _code(body)
+    message = str((body or {}).get("message", "")).lower()
+    if status == 429 or code in THROTTLE_CODES:
+        return Outcome.THROTTLED, False
+    if status >= 500 or code in RETRYABLE_CODES:
+        return Outcome.RETRYABLE, False
+    if code in TOKEN_EXPIRED_CODES:
+        return Outcome.AUTH, True
+    if code in AUTH_CODES:
+        return Outcome.AUTH, False
+    if code == INVALID_PARAM_CODE:
+        if any(marker in message for marker in TOKEN_HEADER_MARKERS):
+            return Outcome.AUTH, True
+        if "app_key" in message:
+            return Outcome.AUTH, False
+        if "timestamp" in message:
+            # Our clock is off (or the call waited too long): the items are not at fault.
+            return Outcome.RETRYABLE, False
+    if status in (401, 403) and not code:
+        return Outcome.AUTH, False
+    if 200 <= status < 300 and code == 0:
+        return None
+    if body is None and 200 <= status < 300:
+        # A 2xx we cannot read: the gateway, not the API, answered; try again later.
+        return Outcome.RETRYABLE, False
+    return Outcome.PERMANENT, False
 
 
 def _item_failures(

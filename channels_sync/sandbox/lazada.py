@@ -5,10 +5,17 @@ one server is both the regional API base `{url}/rest` and the auth base):
 
 - `POST /product/stock/sellable/update` (UpdateSellableQuantity): form parameter `payload`
   = `<Request><Product><Skus><Sku><ItemId/><SkuId/><SellerSku/>?<SellableQuantity/></Sku>
-  ...</Skus></Product></Request>`; at most 50 SKUs (else code 204).
-- `GET /product/item/get?item_id=` (GetProductItem): the item's SKUs with `quantity`,
-  `Available` and one `dropshipping` warehouse in `multiWarehouseInventories`; an unknown
-  item answers code 208.
+  ...</Skus></Product></Request>`; at most 50 SKUs (else code 204). A `<Sku>` may carry
+  `<MultiWarehouseInventories><MultiWarehouseInventory><WarehouseCode/><SellableQuantity/>
+  </MultiWarehouseInventory>...</MultiWarehouseInventories>` instead of its own
+  `<SellableQuantity>`: each named warehouse of the SKU is set. The single-warehouse form sets
+  only the `dropshipping` warehouse, as Lazada's does.
+- `GET /product/item/get?item_id=` (GetProductItem): the item's SKUs with `quantity` and
+  `Available` (the sum over warehouses) and a `multiWarehouseInventories` entry per
+  warehouse; an unknown item answers code 208.
+
+Stock is kept per (item_id, sku_id, warehouse_code): a seeded listing naming no
+`warehouse_code` is the SKU's `dropshipping` warehouse.
 - `GET /orders/get` (GetOrders): `created_after` or `update_after` required, the bounds
   inclusive; `sort_by` `created_at`/`updated_at`, `sort_direction`, `offset` (<= 5000),
   `limit` (<= 100; pages are also cut to the `orders_page_size` option); answers
@@ -102,7 +109,7 @@ class LazadaSandbox(MarketplaceSandbox):
     """A fake Lazada seller (one app, one shop); see the module docstring for the wire."""
 
     name = "lazada"
-    key_names = ("item_id", "sku_id")
+    key_names = ("item_id", "sku_id", "warehouse_code")
     # Lazada's order statuses before payment (`unpaid`: the buyer has not paid; a cash on
     # delivery order goes straight to `pending`).
     unpaid_statuses = ("unpaid",)
@@ -154,7 +161,32 @@ class LazadaSandbox(MarketplaceSandbox):
         with self._lock:
             for listing in listings:
                 if listing.get("seller_sku"):
-                    self.seller_skus[self.key_of(listing)] = str(listing["seller_sku"])
+                    self.seller_skus[self.key_of(listing)[:2]] = str(listing["seller_sku"])
+
+    def key_of(self, keys: dict[str, Any]) -> tuple[str, ...]:
+        """(item_id, sku_id, warehouse_code); no warehouse code is the dropshipping one."""
+        item, sku = (str(keys.get(name) or "") for name in ("item_id", "sku_id"))
+        return (item, sku, str(keys.get("warehouse_code") or WAREHOUSE))
+
+    def is_rejected(self, keys: dict[str, Any]) -> bool:
+        """Whether a `reject` entry names this SKU (and its warehouse, when it names one)."""
+        return any(
+            self.key_of(rejected)[:2] == self.key_of(keys)[:2]
+            and (
+                not rejected.get("warehouse_code")
+                or self.key_of(rejected)[2] == self.key_of(keys)[2]
+            )
+            for rejected in self.options["reject"]
+        )
+
+    def sku_warehouses(self, item_id: str, sku_id: str) -> dict[str, int]:
+        """A SKU's sellable quantity by warehouse code ({} for an unknown SKU)."""
+        with self._lock:
+            return {
+                key[2]: quantity
+                for key, quantity in self.stock.items()
+                if key[:2] == (item_id, sku_id)
+            }
 
     def credentials(self) -> dict[str, str]:
         """Fresh channel credentials: this app's keys and tokens just issued."""
@@ -343,27 +375,43 @@ class LazadaSandbox(MarketplaceSandbox):
             return self._error("501", "Update product failed", kind="ISP", detail=detail)
         return SandboxResponse.json(200, {"code": "0", "data": {}, "request_id": _request_id()})
 
-    def _apply(self, row: dict[str, str]) -> tuple[str, str] | None:
-        """Apply one SKU's quantity; return (field, message) when it fails."""
+    def _apply(self, row: dict[str, Any]) -> tuple[str, str] | None:
+        """Apply one SKU's quantities, all or none; return (field, message) when it fails.
+
+        The single-warehouse form sets the dropshipping warehouse only; the multi-warehouse
+        form sets each warehouse it names, which must be the SKU's.
+        """
         keys = {"item_id": row["item_id"], "sku_id": row["sku_id"]}
         if not keys["item_id"] or not keys["sku_id"]:
             return "SkuId", "ItemId and SkuId are required"
-        raw = row["quantity"]
-        if not raw.isdigit():
+        targets = (
+            row["warehouses"] if row["warehouses"] is not None else [(WAREHOUSE, row["quantity"])]
+        )
+        if any(not raw.isdigit() for _, raw in targets):
             return "SellableQuantity", "SellableQuantity must be a non-negative integer"
-        key = self.key_of(keys)
-        with self._lock:
-            known = key in self.stock
-        if not known:
+        held = self.sku_warehouses(keys["item_id"], keys["sku_id"])
+        if not held:
             return "SkuId", "SKU not exist"
-        if self.is_rejected(keys):
+        if row["warehouses"] is not None:
+            unknown = [code for code, _ in targets if code not in held]
+            if unknown:
+                return "WarehouseCode", f"Warehouse {unknown[0]} is not a warehouse of this SKU"
+        if any(self.is_rejected({**keys, "warehouse_code": code}) for code, _ in targets):
             return "SellableQuantity", "The sellable quantity of this SKU cannot be updated"
         applied = dict(keys)
         if row["seller_sku"]:
             applied["seller_sku"] = row["seller_sku"]
         with self._lock:
-            self.stock[key] = int(raw)
-            self.updates.append((applied, int(raw)))
+            for code, raw in targets:
+                self.stock[self.key_of({**keys, "warehouse_code": code})] = int(raw)
+                self.updates.append(
+                    (
+                        {**applied, "warehouse_code": code}
+                        if row["warehouses"] is not None
+                        else applied,
+                        int(raw),
+                    )
+                )
         return None
 
     def _item_get(self, params: dict[str, str]) -> SandboxResponse:
@@ -378,20 +426,26 @@ class LazadaSandbox(MarketplaceSandbox):
         if not item_id:
             return self._error("200", "E200: Empty Item Id and Seller Sku", kind="ISP")
         with self._lock:
-            rows = [(key, qty) for key, qty in self.stock.items() if key[0] == item_id]
+            sku_ids = list(dict.fromkeys(key[1] for key in self.stock if key[0] == item_id))
             seller_skus = dict(self.seller_skus)
-        if not rows:
+        if not sku_ids:
             return self._error("208", "E208: Item not exist", kind="ISP")
         skus = []
-        for key, quantity in rows:
-            warehouse = {
-                "warehouseCode": WAREHOUSE,
-                "quantity": quantity,
-                "totalQuantity": quantity,
-                "sellableQuantity": quantity,
-                "occupyQuantity": 0,
-                "withholdQuantity": 0,
-            }
+        for sku_id in sku_ids:
+            key = (item_id, sku_id)
+            held = self.sku_warehouses(item_id, sku_id)
+            quantity = sum(held.values())
+            warehouses = [
+                {
+                    "warehouseCode": code,
+                    "quantity": held[code],
+                    "totalQuantity": held[code],
+                    "sellableQuantity": held[code],
+                    "occupyQuantity": 0,
+                    "withholdQuantity": 0,
+                }
+                for code in sorted(held)
+            ]
             skus.append(
                 {
                     "SkuId": _number(key[1]),
@@ -400,7 +454,7 @@ class LazadaSandbox(MarketplaceSandbox):
                     "Status": "active",
                     "quantity": quantity,
                     "Available": quantity,
-                    "multiWarehouseInventories": [warehouse],
+                    "multiWarehouseInventories": warehouses,
                     "channelInventories": [],
                 }
             )
@@ -578,7 +632,7 @@ class LazadaSandbox(MarketplaceSandbox):
         items = []
         for line, item_ids in zip(order.lines, self.order_item_ids(order), strict=True):
             item_id, sku_id = line.keys.get("item_id", ""), line.keys.get("sku_id", "")
-            seller_sku = line.sku or seller_skus.get(self.key_of(line.keys), "")
+            seller_sku = line.sku or seller_skus.get(self.key_of(line.keys)[:2], "")
             for order_item_id in item_ids:
                 items.append(
                     {
@@ -680,7 +734,7 @@ def _params(request: SandboxRequest) -> dict[str, str]:
     return params
 
 
-def _parse_payload(payload: str) -> list[dict[str, str]]:
+def _parse_payload(payload: str) -> list[dict[str, Any]]:
     """The SKUs of an UpdateSellableQuantity payload; `ValueError` for a malformed one."""
     if not payload.strip():
         raise ValueError("payload is empty")
@@ -692,15 +746,29 @@ def _parse_payload(payload: str) -> list[dict[str, str]]:
     skus = root.find("Product/Skus") if root.tag == "Request" else None
     if skus is None:
         raise ValueError("payload must be Request/Product/Skus")
-    rows = [
-        {
-            "item_id": (sku.findtext("ItemId") or "").strip(),
-            "sku_id": (sku.findtext("SkuId") or "").strip(),
-            "seller_sku": (sku.findtext("SellerSku") or "").strip(),
-            "quantity": (sku.findtext("SellableQuantity") or "").strip(),
-        }
-        for sku in skus.findall("Sku")
-    ]
+    rows = []
+    for sku in skus.findall("Sku"):
+        multi = sku.find("MultiWarehouseInventories")
+        warehouses = None
+        if multi is not None:
+            warehouses = [
+                (
+                    (entry.findtext("WarehouseCode") or "").strip(),
+                    (entry.findtext("SellableQuantity") or "").strip(),
+                )
+                for entry in multi.findall("MultiWarehouseInventory")
+            ]
+            if not warehouses or not all(code for code, _ in warehouses):
+                raise ValueError("MultiWarehouseInventories needs a WarehouseCode per entry")
+        rows.append(
+            {
+                "item_id": (sku.findtext("ItemId") or "").strip(),
+                "sku_id": (sku.findtext("SkuId") or "").strip(),
+                "seller_sku": (sku.findtext("SellerSku") or "").strip(),
+                "quantity": (sku.findtext("SellableQuantity") or "").strip(),
+                "warehouses": warehouses,
+            }
+        )
     if not rows:
         raise ValueError("payload has no Sku")
     return rows

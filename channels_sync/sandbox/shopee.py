@@ -24,8 +24,20 @@ The sandbox checks `sign` with its own HMAC code, the timestamp (Unix seconds, w
 minutes), the partner, the shop and the access token. Shopee documents the body shapes but
 not its HTTP statuses, so these are the sandbox's choice: success and per-model failures
 200, parameter errors 400, auth and sign errors 403, throttle 429 (`error_too_many_request`,
-itself UNCONFIRMED), server errors 500. Stock is held per (item_id, model_id); model "0" is
-an item without models. The last `location_id` pushed for a model is echoed on read-back.
+itself UNCONFIRMED), server errors 500. With the `module_prefix` option every error code
+carries its API module, as Shopee's often do (`product.error_param`,
+`product.error_busi_update_stock_failed`). An expired access token is answered in Shopee's
+documented wording, `error_auth` "Invalid access_token." (the same as an unknown token), or,
+with `token_errors="community"`, as the `invalid_access_token` code community clients check.
+
+Stock is held per (item_id, model_id, location_id); model "0" is an item without models and
+location "" a model of a seller without locations. `update_stock` checks as Shopee does
+(v2.product.update_stock): a model named twice in one `stock_list` is refused
+(`error_param`); a model kept at locations must name one of them in every `seller_stock` row,
+and a model without locations must name none; the stock cannot go below the model's reserved
+(promotion) stock (`reserved_stock` option); a shop in holiday mode (`holiday_mode`) edits
+nothing. Those refusals are `error_auth` with Shopee's messages, for the whole call.
+Read-back reports `seller_stock[]` per location.
 """
 
 import hashlib
@@ -69,6 +81,16 @@ PUBLIC_ROUTES = {REFRESH: "POST", CODE_EXCHANGE: "POST"}
 
 REJECTED_REASON = "Stock can not be less than the reserved stock of an ongoing promotion."
 UNKNOWN_MODEL_REASON = "Model not found."
+# update_stock's `error_auth` messages for refusals that are not about credentials
+# (v2.product.update_stock, error codes).
+RESERVED_MESSAGE = "Stock should be larger than reserved stock."
+LOCATION_MISSING_MESSAGE = "Lack of location_id, please double check."
+LOCATION_WRONG_MESSAGE = (
+    "The location_id input is not matched the shop's location_id(more/wrong), please double check."
+)
+LOCATION_FORBIDDEN_MESSAGE = "You do not have right to use seller location_id, please check."
+HOLIDAY_MESSAGE = "Please wait for the holiday mode set then to edit item."
+TOKEN_ERROR_STYLES = ("official", "community")
 
 
 def _hmac_hex(key: str, message: bytes) -> str:
@@ -83,7 +105,7 @@ class ShopeeSandbox(MarketplaceSandbox):
     """
 
     name = "shopee"
-    key_names = ("item_id", "model_id")
+    key_names = ("item_id", "model_id", "location_id")
 
     def __init__(
         self,
@@ -97,26 +119,61 @@ class ShopeeSandbox(MarketplaceSandbox):
         self.partner_key = partner_key
         self.shop_id = int(shop_id)
         self.updates: list[tuple[dict[str, str], int]] = []
-        self.locations: dict[tuple[str, ...], str] = {}
         self.codes: dict[str, float] = {}  # authorisation code -> expiry (epoch seconds)
+        self.options.update(_SHOPEE_OPTIONS)
 
     def reset(self) -> None:
         super().reset()
         with self._lock:
             self.updates.clear()
-            self.locations.clear()
             self.codes.clear()
+            self.options.update(_SHOPEE_OPTIONS)
 
     def configure(self, **options: Any) -> dict:
-        """The shared options, and `order_page_size`: at most this many orders a list page
-        (None: the `page_size` asked for)."""
-        page_size = options.pop("order_page_size", self.options.get("order_page_size"))
+        """The shared options, and Shopee's own: `order_page_size` (at most this many orders
+        a list page; None: the `page_size` asked for), `module_prefix` (error codes carry
+        their module), `token_errors` ("official" or "community", see the module docstring),
+        `reserved_stock` (a list of `{"item_id", "model_id", "reserved"}`: a model's reserved
+        promotion stock) and `holiday_mode` (the shop edits no stock)."""
+        own = {name: options.pop(name) for name in list(options) if name in _SHOPEE_OPTIONS}
+        page_size = own.get("order_page_size")
         if page_size is not None and (not _is_int(page_size) or page_size < 1):
             raise ValueError("order_page_size must be a positive integer")
+        if own.get("token_errors", "official") not in TOKEN_ERROR_STYLES:
+            raise ValueError(f"token_errors must be one of {', '.join(TOKEN_ERROR_STYLES)}")
+        reserved = own.get("reserved_stock", [])
+        if not isinstance(reserved, list) or not all(
+            isinstance(row, dict) and _is_int(row.get("reserved")) for row in reserved
+        ):
+            raise ValueError("reserved_stock must be a list of {item_id, model_id, reserved}")
         configured = super().configure(**options)
         with self._lock:
-            self.options["order_page_size"] = page_size
-        return {**configured, "order_page_size": page_size}
+            self.options.update(own)
+        return {**configured, **{name: self.options[name] for name in _SHOPEE_OPTIONS}}
+
+    def is_rejected(self, keys: dict[str, Any]) -> bool:
+        """Whether a `reject` entry names this model (and its location, when it names one)."""
+        return any(
+            _same(rejected, keys, ("item_id", "model_id"))
+            and (not rejected.get("location_id") or _same(rejected, keys, ("location_id",)))
+            for rejected in self.options["reject"]
+        )
+
+    def reserved(self, item: str, model: str) -> int:
+        """A model's reserved (promotion) stock, as the `reserved_stock` option sets it."""
+        for row in self.options["reserved_stock"]:
+            if _same(row, {"item_id": item, "model_id": model}, ("item_id", "model_id")):
+                return int(row["reserved"])
+        return 0
+
+    def model_locations(self, item: str, model: str) -> dict[str, int]:
+        """A model's stock by location ("" for a model without locations); {} if unknown."""
+        with self._lock:
+            return {
+                key[2]: quantity
+                for key, quantity in self.stock.items()
+                if key[0] == item and key[1] == model
+            }
 
     def describe(self) -> str:
         return (
@@ -219,6 +276,12 @@ class ShopeeSandbox(MarketplaceSandbox):
     # --- HTTP -----------------------------------------------------------------------------------
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
+        response = self._route(request)
+        if not self.options["module_prefix"]:
+            return response
+        return _module_prefixed(response, request.path)
+
+    def _route(self, request: SandboxRequest) -> SandboxResponse:
         path = request.path.rstrip("/")
         method = SHOP_ROUTES.get(path) or PUBLIC_ROUTES.get(path)
         if method is None or request.method != method:
@@ -267,7 +330,8 @@ class ShopeeSandbox(MarketplaceSandbox):
             self.count("auth_refused")
             return _error(403, "error_auth", "The shop is not authorised by this partner.")
         state = self.token_state(values["access_token"])
-        if state == "expired":
+        community = self.options["token_errors"] == "community"  # noqa: S105 - a style name
+        if state == "expired" and community:
             self.count("auth_refused")
             return _error(403, "invalid_access_token", "access_token expired")
         if state != "ok":
@@ -296,10 +360,18 @@ class ShopeeSandbox(MarketplaceSandbox):
             known_item = any(key[0] == item for key in self.stock)
         if not known_item:
             return _error(400, "error_item_not_found", "Item not found.")
+        models = [
+            entry.get("model_id", 0) if isinstance(entry, dict) else None for entry in stock_list
+        ]
+        named = [str(model) for model in models if _is_int(model)]
+        if len(named) != len(set(named)):
+            return _error(400, "error_param", "Duplicate model_id in stock_list.")
+        if self.options["holiday_mode"]:
+            self.count("items_rejected")
+            return _error(403, "error_auth", HOLIDAY_MESSAGE)
 
-        success_list, failure_list = [], []
-        for entry in stock_list:
-            model_id = entry.get("model_id", 0) if isinstance(entry, dict) else None
+        failure_list, accepted = [], []
+        for entry, model_id in zip(stock_list, models, strict=True):
             if not _is_int(model_id):
                 failure_list.append({"model_id": model_id, "failed_reason": "Invalid model_id."})
                 continue
@@ -315,22 +387,39 @@ class ShopeeSandbox(MarketplaceSandbox):
                 failure_list.append({"model_id": model_id, "failed_reason": "Invalid stock."})
                 continue
             keys = {"item_id": item, "model_id": str(model_id)}
-            if self.quantity(keys) is None:
+            locations = self.model_locations(item, str(model_id))
+            if not locations:
                 failure_list.append({"model_id": model_id, "failed_reason": UNKNOWN_MODEL_REASON})
                 continue
+            rows = {str(row.get("location_id") or ""): row["stock"] for row in seller_stock}
+            refusal = _location_refusal(
+                set(locations), [str(r.get("location_id") or "") for r in seller_stock]
+            )
+            if refusal is not None:
+                self.count("items_rejected")
+                return _error(403, "error_auth", refusal)
+            if sum({**locations, **rows}.values()) < self.reserved(item, str(model_id)):
+                self.count("items_rejected")
+                return _error(403, "error_auth", RESERVED_MESSAGE)
             if self.is_rejected(keys):
                 self.count("items_rejected")
                 failure_list.append({"model_id": model_id, "failed_reason": REJECTED_REASON})
                 continue
-            stock = sum(row["stock"] for row in seller_stock)
-            location = str(seller_stock[-1].get("location_id") or "")
-            with self._lock:
-                self.stock[self.key_of(keys)] = stock
-                self.locations[self.key_of(keys)] = location
-                self.updates.append(
-                    ({**keys, "location_id": location} if location else keys, stock)
-                )
-            success_list.append({"model_id": model_id, "location_id": location, "stock": stock})
+            accepted.append((model_id, rows))
+
+        success_list = []
+        for model_id, rows in accepted:
+            for location, stock in rows.items():
+                keys = {"item_id": item, "model_id": str(model_id), "location_id": location}
+                with self._lock:
+                    self.stock[self.key_of(keys)] = stock
+                    self.updates.append(
+                        (
+                            {**keys} if location else {"item_id": item, "model_id": str(model_id)},
+                            stock,
+                        )
+                    )
+                success_list.append({"model_id": model_id, "location_id": location, "stock": stock})
 
         error, message = "", ""
         if failure_list:
@@ -343,15 +432,19 @@ class ShopeeSandbox(MarketplaceSandbox):
             message=message,
         )
 
-    def _stock_info(self, key: tuple[str, ...], quantity: int) -> dict[str, Any]:
+    def _stock_info(self, item: str, model: str) -> dict[str, Any]:
+        """A model's `stock_info_v2`: a `seller_stock` row per location."""
+        locations = self.model_locations(item, model)
+        reserved = self.reserved(item, model)
+        total = sum(locations.values())
         return {
-            "summary_info": {"total_reserved_stock": 0, "total_available_stock": quantity},
+            "summary_info": {
+                "total_reserved_stock": reserved,
+                "total_available_stock": max(0, total - reserved),
+            },
             "seller_stock": [
-                {
-                    "location_id": self.locations.get(key, ""),
-                    "stock": quantity,
-                    "if_saleable": True,
-                }
+                {"location_id": location, "stock": stock, "if_saleable": True}
+                for location, stock in sorted(locations.items())
             ],
             "shopee_stock": [],
         }
@@ -372,18 +465,18 @@ class ShopeeSandbox(MarketplaceSandbox):
         if not item.isdigit():
             return _error(400, "error_param", "item_id must be an integer.")
         with self._lock:
-            rows = [(key, qty) for key, qty in self.stock.items() if key[0] == item]
-            if not rows:
-                return _error(400, "error_item_not_found", "Item not found.")
-            models = [
-                {
-                    "model_id": int(key[1]) if key[1].isdigit() else key[1],
-                    "model_sku": f"SKU-{key[0]}-{key[1]}",
-                    "stock_info_v2": self._stock_info(key, qty),
-                }
-                for key, qty in rows
-                if key[1] != "0"
-            ]
+            model_ids = list(dict.fromkeys(key[1] for key in self.stock if key[0] == item))
+        if not model_ids:
+            return _error(400, "error_item_not_found", "Item not found.")
+        models = [
+            {
+                "model_id": int(model) if model.isdigit() else model,
+                "model_sku": f"SKU-{item}-{model}",
+                "stock_info_v2": self._stock_info(item, model),
+            }
+            for model in model_ids
+            if model != "0"
+        ]
         return _answer(200, {"tier_variation": [], "model": models})
 
     def _item_base_info(self, request: SandboxRequest) -> SandboxResponse:
@@ -394,19 +487,19 @@ class ShopeeSandbox(MarketplaceSandbox):
         if not ids or len(ids) > 50 or not all(part.isdigit() for part in ids):
             return _error(400, "error_param", "item_id_list must hold 1 to 50 integer ids.")
         item_list = []
-        with self._lock:
-            for item in ids:
-                models = {key[1]: (key, qty) for key, qty in self.stock.items() if key[0] == item}
-                if not models:
-                    continue  # Shopee leaves unknown items out of the list
-                row: dict[str, Any] = {
-                    "item_id": int(item),
-                    "item_status": "NORMAL",
-                    "has_model": any(model != "0" for model in models),
-                }
-                if "0" in models:
-                    row["stock_info_v2"] = self._stock_info(*models["0"])
-                item_list.append(row)
+        for item in ids:
+            with self._lock:
+                models = {key[1] for key in self.stock if key[0] == item}
+            if not models:
+                continue  # Shopee leaves unknown items out of the list
+            row: dict[str, Any] = {
+                "item_id": int(item),
+                "item_status": "NORMAL",
+                "has_model": any(model != "0" for model in models),
+            }
+            if "0" in models:
+                row["stock_info_v2"] = self._stock_info(item, "0")
+            item_list.append(row)
         return _answer(200, {"item_list": item_list})
 
     def _order_list(self, request: SandboxRequest) -> SandboxResponse:
@@ -587,6 +680,49 @@ def _item_row(line: SandboxOrderLine) -> dict[str, Any]:
         "promotion_group_id": 0,
         "image_info": {"image_url": ""},
     }
+
+
+_SHOPEE_OPTIONS: dict[str, Any] = {
+    "order_page_size": None,
+    "module_prefix": False,
+    "token_errors": "official",
+    "reserved_stock": [],
+    "holiday_mode": False,
+}
+
+
+def _same(first: dict[str, Any], second: dict[str, Any], names: tuple[str, ...]) -> bool:
+    """Whether two sets of keys agree on `names` (an integer id and its string are one)."""
+    return all(str(first.get(name, "")) == str(second.get(name, "")) for name in names)
+
+
+def _location_refusal(locations: set[str], named: list[str]) -> str | None:
+    """update_stock's refusal of a model's `seller_stock` locations, if any: a model kept at
+    locations must name one of them in every row, one without locations names none."""
+    kept = locations - {""}
+    if not kept:
+        return LOCATION_FORBIDDEN_MESSAGE if any(named) else None
+    if not all(named):
+        return LOCATION_MISSING_MESSAGE
+    if not set(named) <= kept:
+        return LOCATION_WRONG_MESSAGE
+    return None
+
+
+def _module_prefixed(response: SandboxResponse, path: str) -> SandboxResponse:
+    """The answer with its error code prefixed by the API module (`/api/v2/product/...` ->
+    `product.error_param`), as Shopee often answers."""
+    parts = path.strip("/").split("/")
+    module = parts[2] if len(parts) > 3 and parts[:2] == ["api", "v2"] else ""
+    try:
+        data = json.loads(response.body) if isinstance(response.body, str | bytes) else None
+    except ValueError:
+        return response
+    error = data.get("error") if isinstance(data, dict) else None
+    if not module or not isinstance(error, str) or not error or "." in error:
+        return response
+    data["error"] = f"{module}.{error}"
+    return SandboxResponse(response.status, json.dumps(data), response.headers)
 
 
 def _param(request: SandboxRequest, name: str) -> str:

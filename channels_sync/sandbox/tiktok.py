@@ -28,17 +28,22 @@ Shop calls are checked in this order, with this module's own signing code: app_k
 timestamp (Unix seconds, within [now - 5 min, now + 30 s]), `sign`, `shop_cipher`, then the
 `x-tts-access-token` header. Answer codes: 36009002 throttle (HTTP 429, documented),
 36009003 internal error, 36009004 invalid parameter / app_key / timestamp, 106001 bad
-signature, 106013 shop_cipher (community codes), 105002 expired and 105001 invalid access
-token (HTTP 401; UNCONFIRMED choices), 12052048 product not in the shop, 12052393 promotion
-lock (used for `reject`), 12052097 unknown warehouse, 12052055 quantity out of range (codes
-from the product API's error tables). Refresh and auth-code refusals use 36004004, a made-up
-code (the token API's refusal codes are undocumented).
+signature, 106013 shop_cipher (community codes), 105002 expired access token (HTTP 401), an
+unknown access token 36009004 "The x-tts-access-token header is invalid" (documented; the
+`invalid_token_code` option answers 101000, also documented, or the community 105001
+instead), 12052048 product not in the shop, 12052393 promotion lock (used for `reject`),
+12052097 unknown warehouse, 12019028 a warehouse assigned to the SKU left out, 12052055
+quantity out of range (codes from the product API's error tables). Refresh and auth-code
+refusals use 36004004, a made-up code (the token API's refusal codes are undocumented).
 
-The shop keeps one warehouse per SKU: the one a seeded listing names (`warehouse_id`), or
-`DEFAULT_WAREHOUSE_ID`. An update that omits `warehouse_id` goes to that warehouse, as the
-API allows for single-warehouse SKUs. Quantities 0..99,999 are accepted (0 is UNCONFIRMED on
-the real API: the documented range starts at 1). Refresh tokens are not single use: TikTok
-documents no rotation, so a refresh answers the same refresh token.
+Stock is kept per (product, SKU, warehouse). A SKU's warehouses are the ones its seeded
+listings name (`warehouse_id`), or `DEFAULT_WAREHOUSE_ID` for a listing that names none. An
+update of a SKU must list every one of its warehouses, as TikTok requires ("You must include
+all warehouse IDs assigned to this SKU ... Do not omit any"); a row without `warehouse_id`
+is taken only for a SKU with one warehouse. A SKU's rows apply all or none. Quantities
+0..99,999 are accepted (0 is UNCONFIRMED on the real API: the documented range starts at 1).
+Refresh tokens are not single use: TikTok documents no rotation, so a refresh answers the
+same refresh token.
 """
 
 import base64
@@ -73,13 +78,19 @@ ORDER_DETAIL_MAX_IDS = 50
 ORDER_STATUS_CHANGE = 1  # webhook type
 INVENTORY_STATUS_CHANGE = 27  # webhook type
 TIME_FILTERS = ("create_time_ge", "create_time_lt", "update_time_ge", "update_time_lt")
+INVALID_TOKEN_ANSWERS = {
+    36009004: "Invalid credentials. The x-tts-access-token header is invalid.",
+    101000: "Invalid x-tts-access-token or the shop_cipher does not match it.",
+    105001: "Invalid credentials. The access token is invalid.",
+}
+WAREHOUSE_OMITTED = 12019028
 
 
 class TikTokSandbox(MarketplaceSandbox):
     """TikTok Shop: signed shop calls, stock per (product, SKU), tokens, faults."""
 
     name = "tiktok"
-    key_names = ("product_id", "sku_id")
+    key_names = ("product_id", "sku_id", "warehouse_id")
     region = "MY"
     currency = "MYR"
     commerce_platform = "TIKTOK_SHOP"
@@ -98,42 +109,85 @@ class TikTokSandbox(MarketplaceSandbox):
         self.app_key = app_key
         self.app_secret = app_secret
         self.shop_cipher = shop_cipher
-        self.warehouses: dict[tuple[str, ...], str] = {}
+        # Each SKU's warehouses, (product_id, sku_id) -> warehouse ids in seeding order.
+        self.sku_warehouses: dict[tuple[str, str], list[str]] = {}
         self.auth_codes: set[str] = set()
         self.updates: list[tuple[dict[str, str], int]] = []
         self.order_page_size: int | None = None
+        self.invalid_token_code = 36009004
 
     # --- state ------------------------------------------------------------------------------
 
     def reset(self) -> None:
         super().reset()
         with self._lock:
-            self.warehouses.clear()
+            self.sku_warehouses.clear()
             self.auth_codes.clear()
             self.updates.clear()
             self.order_page_size = None
+            self.invalid_token_code = 36009004
 
     def configure(self, **options: Any) -> dict:
-        """The shared options, and `order_page_size`: the most orders a search page holds
-        (None: as many as `page_size` asks)."""
+        """The shared options, `order_page_size` (the most orders a search page holds; None:
+        as many as `page_size` asks) and `invalid_token_code` (the code an unknown access
+        token is answered with: 36009004, 101000 or 105001)."""
         page_size = options.pop("order_page_size", self.order_page_size)
         if page_size is not None and (
             isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
         ):
             raise ValueError("order_page_size must be a positive integer or null")
+        token_code = options.pop("invalid_token_code", self.invalid_token_code)
+        if token_code not in INVALID_TOKEN_ANSWERS:
+            raise ValueError(f"invalid_token_code must be one of {sorted(INVALID_TOKEN_ANSWERS)}")
         configured = super().configure(**options)
         with self._lock:
             self.order_page_size = page_size
-        return {**configured, "order_page_size": page_size}
+            self.invalid_token_code = token_code
+        return {**configured, "order_page_size": page_size, "invalid_token_code": token_code}
+
+    def key_of(self, keys: dict[str, Any]) -> tuple[str, ...]:
+        """(product_id, sku_id, warehouse_id); keys naming no warehouse name the SKU's first
+        (its only one, for a single-warehouse SKU; `DEFAULT_WAREHOUSE_ID` if unknown)."""
+        product, sku = (str(keys.get(name) or "") for name in ("product_id", "sku_id"))
+        warehouse = str(keys.get("warehouse_id") or "")
+        if not warehouse:
+            assigned = self.sku_warehouses.get((product, sku))
+            warehouse = assigned[0] if assigned else DEFAULT_WAREHOUSE_ID
+        return (product, sku, warehouse)
 
     def seed_listings(self, listings: Any, quantity: int = 0) -> None:
-        """Make listings known; a listing's `warehouse_id` becomes its SKU's warehouse."""
+        """Make listings known; the warehouses a SKU's listings name (`warehouse_id`, else
+        `DEFAULT_WAREHOUSE_ID`) are the warehouses assigned to it."""
         listings = list(listings)
-        super().seed_listings(listings, quantity)
         with self._lock:
             for listing in listings:
+                sku = (str(listing.get("product_id") or ""), str(listing.get("sku_id") or ""))
                 warehouse_id = str(listing.get("warehouse_id") or DEFAULT_WAREHOUSE_ID)
-                self.warehouses.setdefault(self.key_of(listing), warehouse_id)
+                assigned = self.sku_warehouses.setdefault(sku, [])
+                if warehouse_id not in assigned:
+                    assigned.append(warehouse_id)
+        super().seed_listings(listings, quantity)
+
+    def is_rejected(self, keys: dict[str, Any]) -> bool:
+        """Whether a `reject` entry names this SKU (and its warehouse, when it names one)."""
+        names = ("product_id", "sku_id")
+        return any(
+            all(str(rejected.get(n, "")) == str(keys.get(n, "")) for n in names)
+            and (
+                not rejected.get("warehouse_id")
+                or str(rejected["warehouse_id"]) == str(keys.get("warehouse_id", ""))
+            )
+            for rejected in self.options["reject"]
+        )
+
+    def sku_quantity(self, product_id: str, sku_id: str) -> int:
+        """A SKU's stock over all its warehouses."""
+        with self._lock:
+            return sum(
+                quantity
+                for (product, sku, _), quantity in self.stock.items()
+                if (product, sku) == (product_id, sku_id)
+            )
 
     def credentials(self) -> dict[str, str]:
         """Fresh channel credentials: this shop's app and cipher, newly issued tokens."""
@@ -180,7 +234,9 @@ class TikTokSandbox(MarketplaceSandbox):
 
         TikTok sends it when a SKU falls to LOW_STOCK or OUT_OF_STOCK (or is predicted to);
         the sandbox sends it for every edit behind our back, so the path can be exercised.
+        The quantity is the SKU's, over all its warehouses.
         """
+        quantity = self.sku_quantity(keys["product_id"], keys["sku_id"])
         status = (
             "OUT_OF_STOCK"
             if quantity <= 0
@@ -433,7 +489,8 @@ class TikTokSandbox(MarketplaceSandbox):
             return _answer(401, 105002, "Expired credentials. The access token has expired.")
         if state == "invalid":
             self.count("auth_refused")
-            return _answer(401, 105001, "Invalid credentials. The access token is invalid.")
+            code = self.invalid_token_code
+            return _answer(401, code, INVALID_TOKEN_ANSWERS[code])
         return None
 
     def _expected_sign(self, request: SandboxRequest, query: dict[str, str]) -> str:
@@ -485,9 +542,10 @@ class TikTokSandbox(MarketplaceSandbox):
         """Apply one SKU's inventory rows, all or none; return its error entry if refused."""
         sku_id = str(sku.get("id", "")) if isinstance(sku, dict) else ""
         keys = {"product_id": product_id, "sku_id": sku_id}
-        key = self.key_of(keys)
         rows = sku.get("inventory") if isinstance(sku, dict) else None
-        if key not in self.stock:
+        with self._lock:
+            assigned = list(self.sku_warehouses.get((product_id, sku_id), []))
+        if not assigned:
             return _sku_error(sku_id, 12052048, "The SKU isn't listed in your account or shop.", [])
         if self.is_rejected(keys):
             return _sku_error(
@@ -498,20 +556,22 @@ class TikTokSandbox(MarketplaceSandbox):
             )
         if not isinstance(rows, list) or not rows:
             return _sku_error(sku_id, 36009004, "Invalid parameter: inventory is required.", [])
-        warehouse_id = self.warehouses.get(key, DEFAULT_WAREHOUSE_ID)
-        quantity = None
+        # A row may leave out `warehouse_id` only when the SKU has a single warehouse.
+        implied = assigned[0] if len(assigned) == 1 else ""
+        quantities: dict[str, int] = {}
         extra_errors = []
         for row in rows:
-            named = str(row.get("warehouse_id") or warehouse_id) if isinstance(row, dict) else ""
+            named = str(row.get("warehouse_id") or implied) if isinstance(row, dict) else ""
             value = row.get("quantity") if isinstance(row, dict) else None
-            if named != warehouse_id:
-                extra_errors.append(
-                    {
-                        "warehouse_id": named,
-                        "code": 12052097,
-                        "message": "The warehouse does not exist",
-                    }
-                )
+            if named not in assigned:
+                if named:
+                    extra_errors.append(
+                        {
+                            "warehouse_id": named,
+                            "code": 12052097,
+                            "message": "The warehouse does not exist",
+                        }
+                    )
             elif (
                 isinstance(value, bool)
                 or not isinstance(value, int)
@@ -526,13 +586,26 @@ class TikTokSandbox(MarketplaceSandbox):
                     }
                 )
             else:
-                quantity = value
+                quantities[named] = value
+        for warehouse_id in assigned:
+            if warehouse_id not in quantities and not any(
+                error["warehouse_id"] == warehouse_id for error in extra_errors
+            ):
+                extra_errors.append(
+                    {
+                        "warehouse_id": warehouse_id,
+                        "code": WAREHOUSE_OMITTED,
+                        "message": "You must include all warehouse IDs assigned to this SKU. "
+                        "Do not omit any.",
+                    }
+                )
         if extra_errors:
             first = extra_errors[0]
             return _sku_error(sku_id, first["code"], first["message"], extra_errors)
         with self._lock:
-            self.stock[key] = quantity
-            self.updates.append(({**keys, "warehouse_id": warehouse_id}, quantity))
+            for warehouse_id, quantity in quantities.items():
+                self.stock[(product_id, sku_id, warehouse_id)] = quantity
+                self.updates.append(({**keys, "warehouse_id": warehouse_id}, quantity))
         return None
 
     def _inventory_search(self, request: SandboxRequest) -> SandboxResponse:
@@ -557,30 +630,34 @@ class TikTokSandbox(MarketplaceSandbox):
             return _answer(400, 36009004, "Invalid parameter: 1-600 sku_ids or 1-100 product_ids.")
         with self._lock:
             rows = sorted(self.stock.items())
-            warehouses = dict(self.warehouses)
-        products: dict[str, list[dict[str, Any]]] = {}
-        for (product_id, sku_id), quantity in rows:
+        skus: dict[tuple[str, str], dict[str, Any]] = {}
+        for (product_id, sku_id, warehouse_id), quantity in rows:
             # sku_ids win when both are given, as documented.
             wanted = sku_id in sku_ids if sku_ids else product_id in product_ids
             if not wanted:
                 continue
-            warehouse_id = warehouses.get((product_id, sku_id), DEFAULT_WAREHOUSE_ID)
-            products.setdefault(product_id, []).append(
+            entry = skus.setdefault(
+                (product_id, sku_id),
                 {
                     "id": sku_id,
                     "seller_sku": f"SELLER-{sku_id}",
-                    "total_available_quantity": quantity,
+                    "total_available_quantity": 0,
                     "total_committed_quantity": 0,
-                    "warehouse_inventory": [
-                        {
-                            "warehouse_id": warehouse_id,
-                            "available_quantity": quantity,
-                            "committed_quantity": 0,
-                        }
-                    ],
+                    "warehouse_inventory": [],
+                },
+            )
+            entry["total_available_quantity"] += quantity
+            entry["warehouse_inventory"].append(
+                {
+                    "warehouse_id": warehouse_id,
+                    "available_quantity": quantity,
+                    "committed_quantity": 0,
                 }
             )
-        inventory = [{"product_id": pid, "skus": skus} for pid, skus in products.items()]
+        products: dict[str, list[dict[str, Any]]] = {}
+        for (product_id, _sku_id), entry in skus.items():
+            products.setdefault(product_id, []).append(entry)
+        inventory = [{"product_id": pid, "skus": entries} for pid, entries in products.items()]
         return _answer(200, 0, "Success", {"inventory": inventory})
 
     # --- tokens -----------------------------------------------------------------------------

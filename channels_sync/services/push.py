@@ -24,6 +24,10 @@ Every call is a `PushAttempt` row. Outcomes:
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
 
+Push groups (`Adapter.push_group`, TikTok's warehouses of one SKU): when a listing of a group
+is sent, the channel's other listings of that group go with it (planned at their desired
+quantities, dirty or not, changed or not), in the same call (`batches` never splits a group).
+
 Every call's attempt row is committed, as `sending`, before the call goes out (the rows of
 a round of `ROUND_CALLS` calls in one statement, before its first call; a run that stops
 early deletes the rows of calls it did not make), and its answer is written with the
@@ -202,6 +206,9 @@ class _Run:
         self.failure_streak = 0
         self.lock: RunLock | None = None
         self.unsent: list[int] = []  # attempt rows inserted for calls not made yet
+        # Listings this run pushed, at (dirty version, quantity): a group's sibling pushed
+        # with an earlier page is not sent again by its own page unless it changed.
+        self.sent: dict[int, tuple[int, int]] = {}
 
     def go(self) -> None:
         report = self.report
@@ -244,10 +251,12 @@ class _Run:
         report.planned += len(planned)
         to_send, unchanged = [], []
         for item in planned:
-            if item.quantity == item.row["last_pushed_quantity"] and not self.include_clean:
+            shown = item.quantity == item.row["last_pushed_quantity"] and not self.include_clean
+            if shown or self.sent.get(item.id) == (item.row["dirty_version"], item.quantity):
                 unchanged.append(item)
             else:
                 to_send.append(item)
+        to_send, unchanged = self._groups_completed(to_send, unchanged)
         report.unchanged += len(unchanged)
         if report.dry_run:
             self._record_dry_run(planned, to_send)
@@ -283,6 +292,32 @@ class _Run:
                     self._send(items, batch)
             finally:
                 self._unsent_drop()
+
+    def _groups_completed(
+        self, to_send: list[PlannedListing], unchanged: list[PlannedListing]
+    ) -> tuple[list[PlannedListing], list[PlannedListing]]:
+        """Add to the listings to send the rest of their push groups: the page's unchanged
+        members, and the channel's other members (one query, then planned like a page)."""
+        if not to_send or not self.adapter.push_group_keys:
+            return to_send, unchanged
+
+        def group(item: PlannedListing) -> str | None:
+            return self.adapter.push_group(self.adapter.keys_from_listing(item.row))
+
+        wanted = {group(item) for item in to_send} - {None}
+        if not wanted:
+            return to_send, unchanged
+        joining = [item for item in unchanged if group(item) in wanted]
+        unchanged = [item for item in unchanged if group(item) not in wanted]
+        siblings = selectors.listings_in_push_groups(
+            self.channel,
+            self.adapter,
+            [item.row for item in (*to_send, *joining)],
+            exclude_ids=[item.id for item in unchanged],
+        )
+        planned = selectors.plan(self.channel, siblings)
+        self.report.planned += len(planned)
+        return [*to_send, *joining, *planned], unchanged
 
     def _unsent_drop(self) -> None:
         """Delete the rows of calls this run will not make (it stops early)."""
@@ -418,6 +453,7 @@ class _Run:
         with transaction.atomic():
             _attempt_close(row_id, items, result)
             _listings_settle(pushed, pushed=True)
+        self.sent.update({item.id: (item.row["dirty_version"], item.quantity) for item in pushed})
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
         for item, error in retry:

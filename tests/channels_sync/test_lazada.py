@@ -537,28 +537,50 @@ def test_lazada_fetch_stock_returns_pushed_quantities(adapter, sandbox):
     assert all(r.method == "GET" for r in item_calls)
 
 
-def test_lazada_fetch_stock_sums_warehouse_sellable_then_falls_back(adapter, sandbox):
+def test_lazada_fetch_stock_reads_each_warehouse_not_the_sum_then_falls_back(adapter, sandbox):
+    warehouses = [
+        {"warehouseCode": "dropshipping", "sellableQuantity": 4},
+        {"warehouseCode": "SG-WH-2", "sellableQuantity": 5},
+    ]
     skus = [
         {
             "SkuId": 5001,
             "SellerSku": "TEE-RED-S",
             "quantity": 99,
             "Available": 99,
-            "multiWarehouseInventories": [{"sellableQuantity": 4}, {"sellableQuantity": 5}],
+            "multiWarehouseInventories": warehouses,
         },
         {"SkuId": 5002, "SellerSku": "TEE-RED-M", "quantity": 50, "Available": 7},
         {"SkuId": 5003, "SellerSku": "TEE-RED-L", "quantity": 2},
+        {
+            "SkuId": 5004,
+            "multiWarehouseInventories": [
+                {"warehouseCode": "SG-WH-1", "sellableQuantity": 1},
+                {"warehouseCode": "SG-WH-2", "sellableQuantity": 2},
+            ],
+        },
     ]
     inject_answer(sandbox, {"code": "0", "data": {"itemId": 1001, "skus": skus}})
     keys = [
         {"item_id": "1001", "sku_id": "5001"},
+        {"item_id": "1001", "sku_id": "5001", "warehouse_code": "SG-WH-2"},
+        {"item_id": "1001", "sku_id": "5001", "warehouse_code": "SG-WH-9"},
         {"item_id": "1001", "sku_id": "5002"},
         {"item_id": "1001", "sku_id": "0", "seller_sku": "TEE-RED-L"},
+        {"item_id": "1001", "sku_id": "5004"},
     ]
 
     observed = adapter.fetch_stock(keys)
 
-    assert [o.quantity for o in observed] == [9, 7, 2]
+    # A listing without a warehouse reads the dropshipping warehouse (what the single form
+    # writes), a warehouse listing its own entry; an unknown warehouse, and a SKU kept in
+    # several warehouses none of which is the dropshipping one, say nothing.
+    assert [(o.keys, o.quantity) for o in observed] == [
+        ({"item_id": "1001", "sku_id": "5001"}, 4),
+        ({"item_id": "1001", "sku_id": "5001", "warehouse_code": "SG-WH-2"}, 5),
+        ({"item_id": "1001", "sku_id": "5002"}, 7),
+        ({"item_id": "1001", "sku_id": "0", "seller_sku": "TEE-RED-L"}, 2),
+    ]
 
 
 def test_lazada_fetch_stock_with_an_expired_token_raises_auth(adapter, sandbox):

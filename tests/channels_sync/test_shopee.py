@@ -165,16 +165,17 @@ def test_shopee_push_stock_ok_updates_the_sandbox(shop):
 
 
 def test_shopee_push_stock_item_without_models_sends_model_0_and_the_location(shop):
+    shop.seed_listings([{"item_id": "600", "model_id": "0", "location_id": "IDZ"}], quantity=5)
     adapter = adapter_for(shop)
 
-    result = adapter.push_stock([update(9, 12, item_id="200", model_id="0", location_id="IDZ")])
+    result = adapter.push_stock([update(9, 12, item_id="600", model_id="0", location_id="IDZ")])
 
     assert result.outcome == Outcome.OK
     assert shop.requests[-1].json() == {
-        "item_id": 200,
+        "item_id": 600,
         "stock_list": [{"model_id": 0, "seller_stock": [{"location_id": "IDZ", "stock": 12}]}],
     }
-    assert shop.updates == [({"item_id": "200", "model_id": "0", "location_id": "IDZ"}, 12)]
+    assert shop.updates == [({"item_id": "600", "model_id": "0", "location_id": "IDZ"}, 12)]
 
 
 def test_shopee_sandbox_seeded_with_integer_model_id_0_takes_the_push(shop):
@@ -339,7 +340,15 @@ def test_shopee_push_stock_timeout_is_retryable(shop):
     assert 400 <= result.latency_ms < 2000
 
 
-def test_shopee_push_stock_expired_token_refreshes_then_succeeds(shop):
+@pytest.mark.parametrize(
+    ("style", "error"),
+    [
+        ("official", "error_auth: Invalid access_token."),
+        ("community", "invalid_access_token: access_token expired"),
+    ],
+)
+def test_shopee_push_stock_expired_token_refreshes_then_succeeds(shop, style, error):
+    shop.configure(token_errors=style)
     adapter = adapter_for(shop)
     old = dict(adapter.credentials)
     shop.expire_tokens()
@@ -350,7 +359,7 @@ def test_shopee_push_stock_expired_token_refreshes_then_succeeds(shop):
 
     assert refused.outcome == Outcome.AUTH
     assert refused.token_expired is True
-    assert refused.error == "invalid_access_token: access_token expired"
+    assert refused.error == error
     assert credentials == adapter.credentials
     assert credentials["access_token"] != old["access_token"]
     assert credentials["refresh_token"] != old["refresh_token"]
@@ -391,8 +400,9 @@ def test_shopee_revoked_tokens_are_auth_and_cannot_be_refreshed(shop):
     with pytest.raises(AdapterError) as reading:
         adapter.fetch_stock([{"item_id": "100", "model_id": "1"}])
 
+    # Shopee words a revoked token as an expired one: the refresh tells them apart.
     assert result.outcome == Outcome.AUTH
-    assert result.token_expired is False
+    assert result.token_expired is True
     assert result.error == "error_auth: Invalid access_token."
     assert refused.value.outcome == Outcome.AUTH
     assert reading.value.outcome == Outcome.AUTH
@@ -470,13 +480,14 @@ def test_shopee_sandbox_refuses_a_stale_timestamp_and_missing_params(shop):
 def test_shopee_fetch_stock_returns_pushed_quantities(shop):
     adapter = adapter_for(shop)
     adapter.push_stock(item_100(7, 8))
-    adapter.push_stock([update(4, 11, item_id="200", model_id="0", location_id="IDZ")])
+    shop.seed_listings([{"item_id": "600", "model_id": "0", "location_id": "IDZ"}], quantity=5)
+    adapter.push_stock([update(4, 11, item_id="600", model_id="0", location_id="IDZ")])
     keys = [
         {"item_id": "100", "model_id": "1"},
         {"item_id": "100", "model_id": "2"},
         {"item_id": "100", "model_id": "3"},
         {"item_id": "100", "model_id": "77"},  # unknown model
-        {"item_id": "200", "model_id": "0", "location_id": "IDZ"},
+        {"item_id": "600", "model_id": "0", "location_id": "IDZ"},
         {"item_id": "300", "model_id": "0"},
         {"item_id": "400", "model_id": "0"},  # unknown item without models
         {"item_id": "500", "model_id": "5"},  # unknown item with models
@@ -488,7 +499,7 @@ def test_shopee_fetch_stock_returns_pushed_quantities(shop):
         ({"item_id": "100", "model_id": "1"}, 7),
         ({"item_id": "100", "model_id": "2"}, 8),
         ({"item_id": "100", "model_id": "3"}, 5),
-        ({"item_id": "200", "model_id": "0", "location_id": "IDZ"}, 11),
+        ({"item_id": "600", "model_id": "0", "location_id": "IDZ"}, 11),
         ({"item_id": "300", "model_id": "0"}, 5),
     ]
     paths = [(r.method, r.path) for r in shop.requests[-3:]]
@@ -497,7 +508,7 @@ def test_shopee_fetch_stock_returns_pushed_quantities(shop):
         ("GET", "/api/v2/product/get_model_list"),
         ("GET", "/api/v2/product/get_item_base_info"),
     ]
-    assert shop.requests[-1].query["item_id_list"] == ["200,300,400"]
+    assert shop.requests[-1].query["item_id_list"] == ["600,300,400"]
 
 
 def test_shopee_fetch_stock_reads_items_without_models_50_at_a_time(shop):
@@ -522,7 +533,7 @@ def test_shopee_fetch_stock_reads_items_without_models_50_at_a_time(shop):
         (200, "error_param", "item_id is invalid", (Outcome.PERMANENT, False)),
         (400, "error_item_not_found", "", (Outcome.PERMANENT, False)),
         (403, "error_sign", "Wrong sign.", (Outcome.AUTH, False)),
-        (403, "error_auth", "Invalid access_token.", (Outcome.AUTH, False)),
+        (403, "error_auth", "Invalid access_token.", (Outcome.AUTH, True)),
         (200, "invalid_acceess_token", "Invalid access_token.", (Outcome.AUTH, True)),
         (200, "error_server", "", (Outcome.RETRYABLE, False)),
         (502, "", "", (Outcome.RETRYABLE, False)),

@@ -311,9 +311,11 @@ def test_tiktok_revoked_token_is_auth_and_refresh_is_refused(adapter, sandbox):
     with pytest.raises(AdapterError) as refused:
         adapter.token_refresh()
 
+    # An unknown token is answered 36009004 "x-tts-access-token header is invalid": a bad
+    # token to refresh; the refresh is what tells a revoked grant.
     assert result.outcome == Outcome.AUTH
-    assert result.token_expired is False
-    assert '"code": 105001' in result.error
+    assert result.token_expired is True
+    assert '"code": 36009004' in result.error
     assert refused.value.outcome == Outcome.AUTH
 
 
