@@ -19,12 +19,14 @@ from channels_sync.adapters.base import (
 
 def adapter_classes() -> dict[str, type[Adapter]]:
     """Every adapter by channel type."""
+    from channels_sync.adapters.amazon import AmazonAdapter
     from channels_sync.adapters.lazada import LazadaAdapter
     from channels_sync.adapters.shopee import ShopeeAdapter
     from channels_sync.adapters.tiktok import TikTokAdapter, TokopediaAdapter
 
     return {
-        cls.type: cls for cls in (ShopeeAdapter, LazadaAdapter, TikTokAdapter, TokopediaAdapter)
+        cls.type: cls
+        for cls in (ShopeeAdapter, LazadaAdapter, TikTokAdapter, TokopediaAdapter, AmazonAdapter)
     }
 
 
