@@ -15,10 +15,12 @@ _shopee_server = channels_conftest._shopee_server
 _lazada_server = channels_conftest._lazada_server
 _tiktok_server = channels_conftest._tiktok_server
 _tokopedia_server = channels_conftest._tokopedia_server
+_amazon_server = channels_conftest._amazon_server
 shopee = channels_conftest.shopee
 lazada = channels_conftest.lazada
 tiktok = channels_conftest.tiktok
 tokopedia = channels_conftest.tokopedia
+amazon = channels_conftest.amazon
 wire = channels_conftest.wire
 
 
