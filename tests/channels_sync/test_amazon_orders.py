@@ -232,8 +232,13 @@ def test_amazon_poll_window_stops_at_the_list_lag(amazon, wire, settings):
     since, until = poll_window(channel, now)
     assert until == now - timedelta(minutes=2)
     assert since == now - timedelta(seconds=settings.ORDERS_POLL_FIRST_LOOKBACK_SECONDS)
-    # the overlap of later polls reaches back past the lag: nothing falls between polls
-    assert settings.ORDERS_POLL_OVERLAP_SECONDS > 120
+    # the next poll starts from that cursor (less the overlap): nothing falls between polls
+    channel.orders_cursor = until
+    since, _ = poll_window(channel, now + timedelta(minutes=5))
+    assert since == until - timedelta(seconds=settings.ORDERS_POLL_OVERLAP_SECONDS)
+    # a channel without a lag polls up to now
+    tiktok_channel = wire(amazon, "tiktok", products=())
+    assert poll_window(tiktok_channel, now)[1] == now
 
 
 @pytest.mark.django_db

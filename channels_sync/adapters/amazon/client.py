@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+
 from channels_sync.adapters.base import AdapterError, Outcome, answer_json, answer_text
 from channels_sync.ratelimit import rate_limit_take
 from core.http import OutboundError
@@ -159,8 +161,6 @@ class SpApiClient:
 
     def limits(self, operation: str) -> tuple[float, int]:
         """(rate per second, burst) in force for an operation."""
-        from django.conf import settings
-
         rate, burst = OPERATION_LIMITS[operation]
         if operation == "patchListingsItem":
             burst = max(1, int(settings.AMAZON_PATCH_BURST))
