@@ -2,6 +2,7 @@
 (patches, feeds) converge under errors and throttling."""
 
 import random
+import time
 from decimal import Decimal
 
 import pytest
@@ -33,11 +34,16 @@ def first_call_fails(ratio: float) -> int:
 
 
 def converge(channel, rounds: int = 40) -> list:
+    """Push until nothing is dirty; a run stopped by throttles is requeued after its wait, as
+    the push task does (cut to a second: the sandbox counts throttles per second)."""
     reports = []
     for _ in range(rounds):
-        reports.append(channel_push(channel_id=channel.pk, respect_backoff=False))
+        report = channel_push(channel_id=channel.pk, respect_backoff=False)
+        reports.append(report)
         if not ChannelListing.objects.filter(channel=channel, dirty=True).exists():
             break
+        if report.stopped == "throttled":
+            time.sleep(min(report.requeue_after or 0.0, 1.1))
     return reports
 
 
