@@ -580,6 +580,8 @@ CHANNEL_DEFAULT_BASE_URLS = {
     "square": env("SQUARE_BASE_URL", default="https://connect.squareup.com"),
     # Blank: each Shopify channel talks to its own shop, https://{shop_domain}.
     "shopify": env("SHOPIFY_BASE_URL", default=""),
+    # The North America SP-API host; a channel's `endpoint` credential names another region's.
+    "amazon": env("AMAZON_BASE_URL", default="https://sellingpartnerapi-na.amazon.com"),
 }
 # How long eBay's notification public keys are kept in the cache, by key id (seconds). A key
 # fetch costs an application token and a Notification API call (10,000 a day per app).
@@ -590,3 +592,16 @@ SQUARE_API_VERSION = env("SQUARE_API_VERSION", default="2025-10-16")
 # The Shopify Admin API version a channel calls unless its credentials name one
 # (`api_version`); 2026-01 brings `changeFromQuantity` (compare-and-set) and `@idempotent`.
 SHOPIFY_API_VERSION = env("SHOPIFY_API_VERSION", default="2026-01")
+# Amazon: where Login with Amazon refreshes tokens (`{base}/auth/o2/token`) when a channel
+# names no auth base URL.
+AMAZON_AUTH_BASE_URL = env("AMAZON_AUTH_BASE_URL", default="https://api.amazon.com")
+# A push of more listings than this goes as one JSON_LISTINGS_FEED instead of one
+# patchListingsItem call per SKU.
+AMAZON_FEED_THRESHOLD = env.int("AMAZON_FEED_THRESHOLD", default=20)
+# A submitted feed is asked for its processing status this often (seconds), for at most the
+# max wait; a feed still queued or running then is sent again later (it sets absolute
+# quantities). The wait stays well under CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS.
+AMAZON_FEED_POLL_SECONDS = env.float("AMAZON_FEED_POLL_SECONDS", default=15.0)
+AMAZON_FEED_MAX_WAIT_SECONDS = env.float("AMAZON_FEED_MAX_WAIT_SECONDS", default=180.0)
+# patchListingsItem's burst (Amazon lowered it from 10 to 5 on 2024-12-18; its rate is 5/s).
+AMAZON_PATCH_BURST = env.int("AMAZON_PATCH_BURST", default=5)

@@ -19,6 +19,7 @@ from channels_sync.adapters.base import (
 
 def adapter_classes() -> dict[str, type[Adapter]]:
     """Every adapter by channel type."""
+    from channels_sync.adapters.amazon import AmazonAdapter
     from channels_sync.adapters.ebay import EbayAdapter
     from channels_sync.adapters.lazada import LazadaAdapter
     from channels_sync.adapters.rest import RestAdapter
@@ -35,6 +36,7 @@ def adapter_classes() -> dict[str, type[Adapter]]:
             TikTokAdapter,
             TokopediaAdapter,
             ShopifyAdapter,
+            AmazonAdapter,
             EbayAdapter,
             SquareAdapter,
             RestAdapter,

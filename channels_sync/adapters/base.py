@@ -263,6 +263,10 @@ class Adapter(ABC):
     default_auth_base_url: ClassVar[str] = ""
     # Non-secret settings (`Channel.options`) the type takes; `options_clean` checks them.
     option_fields: ClassVar[tuple[str, ...]] = ()
+    # How far behind now the marketplace's order list reaches (Amazon's getOrders takes no
+    # `LastUpdatedBefore` within two minutes of the request): a poll lists up to
+    # now - lag and moves its cursor there, so the newest orders are listed by the next one.
+    orders_lag_seconds: ClassVar[float] = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -52,6 +52,11 @@ def shopify(_shopify_server) -> SandboxServer:
     return _shopify_server
 
 
+@pytest.fixture(scope="session")
+def _amazon_server() -> Iterator[SandboxServer]:
+    yield from _serve("AmazonSandbox")
+
+
 @pytest.fixture
 def shopee(_shopee_server) -> SandboxServer:
     _shopee_server.app.reset()
@@ -85,8 +90,16 @@ def ebay(_ebay_server) -> SandboxServer:
     return _ebay_server
 
 
+@pytest.fixture
+def amazon(_amazon_server) -> SandboxServer:
+    _amazon_server.app.reset()
+    return _amazon_server
+
+
 def listing_keys(channel_type: str, n: int, *, per_item: int = 1) -> dict[str, str]:
     """Made-up marketplace keys for the n-th listing (`per_item` listings share an item)."""
+    if channel_type == "amazon":
+        return {"seller_sku": f"SKU-{n}"}
     item, variant = 1000 + n // per_item, 5000 + n
     if channel_type == "shopee":
         return {"item_id": str(item), "model_id": str(variant)}

@@ -18,11 +18,13 @@ _tokopedia_server = channels_conftest._tokopedia_server
 _ebay_server = channels_conftest._ebay_server
 _shopify_server = channels_conftest._shopify_server
 shopify = channels_conftest.shopify
+_amazon_server = channels_conftest._amazon_server
 shopee = channels_conftest.shopee
 lazada = channels_conftest.lazada
 tiktok = channels_conftest.tiktok
 tokopedia = channels_conftest.tokopedia
 ebay = channels_conftest.ebay
+amazon = channels_conftest.amazon
 wire = channels_conftest.wire
 
 

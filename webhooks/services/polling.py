@@ -19,7 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from channels_sync.adapters import Adapter, AdapterError, Outcome
+from channels_sync.adapters import Adapter, AdapterError, Outcome, adapter_class
 from channels_sync.models import Channel
 from channels_sync.services.reconcile_guard import deferred_conflicts_enqueue
 from channels_sync.services.run_lock import RunLock
@@ -133,10 +133,10 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
             moved = {"orders_cursor": report.until}
         Channel.objects.filter(pk=channel_id).update(orders_polled_at=now, **moved)
         if moved and not report.deferred:
-            # The orders up to `now` are applied: stock conflicts held back as possible late
+            # The orders up to `until` are applied: stock conflicts held back as possible late
             # sales can be resolved now. (Orders kept as events to retry may be the very
             # sales they wait for: a later poll queues them once those are applied.)
-            deferred_conflicts_enqueue(channel_id=channel_id, polled_until=now)
+            deferred_conflicts_enqueue(channel_id=channel_id, polled_until=report.until)
     finally:
         lock.release()
     ORDER_POLLS.labels(channel.type, report.outcome).inc()
@@ -150,12 +150,15 @@ class DetailsFailing(Exception):
 
 
 def poll_window(channel: Channel, now: datetime) -> tuple[datetime, datetime]:
-    """The [since, until) a poll of the channel covers now."""
+    """The [since, until) a poll of the channel covers now: until is now, less the lag of
+    the marketplace's order list (`Adapter.orders_lag_seconds`, Amazon's two minutes), so
+    the cursor never passes orders the list cannot show yet."""
+    until = now - timedelta(seconds=adapter_class(channel.type).orders_lag_seconds)
     if channel.orders_cursor is None:
         since = now - timedelta(seconds=settings.ORDERS_POLL_FIRST_LOOKBACK_SECONDS)
     else:
         since = channel.orders_cursor - timedelta(seconds=settings.ORDERS_POLL_OVERLAP_SECONDS)
-    return since, now
+    return since, until
 
 
 def _list(channel: Channel, adapter: Adapter, report: PollReport) -> dict[str, PollMiss]:

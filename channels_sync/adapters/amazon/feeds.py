@@ -1,0 +1,350 @@
+"""Amazon Feeds API v2021-06-30: many quantities in one `JSON_LISTINGS_FEED`.
+
+The steps ("Feeds API v2021-06-30 use case guide"; "Listings Feed Message Schema v2"):
+
+1. `POST /feeds/2021-06-30/documents` `{"contentType"}` (createFeedDocument) answers
+   `feedDocumentId` and a pre-signed `url`;
+2. `PUT` the JSON document to that `url` with the same Content-Type (no SP-API token);
+3. `POST /feeds/2021-06-30/feeds` `{"feedType": "JSON_LISTINGS_FEED", "marketplaceIds",
+   "inputFeedDocumentId"}` (createFeed) answers `feedId`;
+4. `GET /feeds/2021-06-30/feeds/{feedId}` (getFeed) until `processingStatus` is `DONE`,
+   `FATAL` or `CANCELLED` (`IN_QUEUE`, `IN_PROGRESS` before);
+5. `GET /feeds/2021-06-30/documents/{resultFeedDocumentId}` (getFeedDocument) answers the
+   processing report's `url` (and `compressionAlgorithm: GZIP` when it is compressed). The
+   report lists `issues[]` by `messageId` (severity `ERROR`: that message failed) and a
+   `summary` (`messagesProcessed`, `messagesAccepted`, `messagesInvalid`, ...).
+
+A document holds at most 25,000 messages (`messages` maxItems). Each message is a `PATCH` of
+one SKU's `fulfillment_availability`, so the feed sets absolute quantities: a feed sent again
+(after a wait that ran out, a `FATAL` or `CANCELLED` feed, a report that could not be read)
+sets the same figures and is harmless. That is why every such case is `retryable`.
+"""
+
+import gzip
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from channels_sync.adapters.amazon.client import Answer, SpApiClient, Throttled
+from channels_sync.adapters.amazon.listings import item_errors, quantity_patch
+from channels_sync.adapters.base import (
+    CallResult,
+    ItemResult,
+    Outcome,
+    StockUpdate,
+    answer_int,
+    answer_list,
+    answer_text,
+)
+from core.http import OutboundError
+
+logger = structlog.get_logger(__name__)
+
+FEEDS_PATH = "/feeds/2021-06-30"
+FEED_TYPE = "JSON_LISTINGS_FEED"
+FEED_MAX_MESSAGES = 25_000
+CONTENT_TYPE = "application/json; charset=UTF-8"
+PENDING_STATUSES = frozenset({"IN_QUEUE", "IN_PROGRESS"})
+ENDED_STATUSES = frozenset({"FATAL", "CANCELLED"})
+# A processing report bigger than this is not read (25,000 messages with an issue each stay
+# far under it).
+REPORT_MAX_BYTES = 64 * 1024 * 1024
+
+
+class FeedFailed(Exception):
+    """A step of the feed failed; `result` is what the push call answers."""
+
+    def __init__(self, result: CallResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+def feed_document(
+    *, seller_id: str, product_type: str, op: str, quantities: Sequence[tuple[str, int]]
+) -> bytes:
+    """The JSON_LISTINGS_FEED document: one PATCH message per (SKU, quantity), messageId
+    1, 2, ... in order."""
+    messages = [
+        {
+            "messageId": number,
+            "sku": sku,
+            "operationType": "PATCH",
+            "productType": product_type,
+            "patches": [quantity_patch(op=op, quantity=quantity)],
+        }
+        for number, (sku, quantity) in enumerate(quantities, start=1)
+    ]
+    document = {
+        "header": {"sellerId": seller_id, "version": "2.0", "issueLocale": "en_US"},
+        "messages": messages,
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def report_failures(report: dict[str, Any]) -> dict[int, str]:
+    """The messages a processing report refuses: messageId -> its `ERROR` issues."""
+    failures: dict[int, list[str]] = {}
+    for issue in answer_list(report.get("issues")):
+        if not isinstance(issue, dict):
+            continue
+        message_id = answer_int(issue.get("messageId"))
+        errors = item_errors({"issues": [issue]})
+        if message_id is not None and errors:
+            failures.setdefault(message_id, []).extend(errors)
+    return {message_id: "; ".join(errors)[:500] for message_id, errors in failures.items()}
+
+
+def feed_push(
+    adapter: Any,
+    client: SpApiClient,
+    updates: Sequence[StockUpdate],
+    *,
+    product_type: str,
+    op: str,
+    poll_seconds: float,
+    max_wait: float,
+) -> CallResult:
+    """Send the updates as one feed, wait for it (at most `max_wait` s), read its report.
+
+    Never raises. Until the feed is submitted, a throttle, an auth refusal or a failure is
+    the call's outcome (nothing was sent). Once submitted: a feed still queued or running
+    past `max_wait`, a `FATAL` or `CANCELLED` one and a report that cannot be had are
+    `retryable` (sending the absolute quantities again is harmless); a report gives one
+    item result per update, a message with an `ERROR` issue failing that item alone.
+    """
+    started = time.perf_counter()
+    by_sku: dict[str, list[StockUpdate]] = {}
+    for update in updates:
+        by_sku.setdefault(str(update.keys.get("seller_sku", "")), []).append(update)
+    if len(by_sku) > FEED_MAX_MESSAGES:
+        return CallResult(
+            outcome=Outcome.PERMANENT,
+            error=f"a feed holds at most {FEED_MAX_MESSAGES} messages: split with batches()",
+        )
+    skus = list(by_sku)
+    document = feed_document(
+        seller_id=str(adapter.credentials.get("seller_id", "")),
+        product_type=product_type,
+        op=op,
+        quantities=[(sku, max(0, int(by_sku[sku][-1].quantity))) for sku in skus],
+    )
+    try:
+        feed_id = _submit(adapter, client, document)
+        report = _await_report(adapter, client, feed_id, poll_seconds, max_wait)
+    except FeedFailed as exc:
+        result = exc.result
+        result.latency_ms = int((time.perf_counter() - started) * 1000)
+        result.rate_per_second = client.rates.get("createFeed")
+        return result
+    failures = report_failures(report)
+    items = []
+    for number, sku in enumerate(skus, start=1):
+        error = failures.get(number, "")
+        items.extend(
+            ItemResult(
+                listing_id=u.listing_id,
+                ok=not error,
+                error=f"feed {feed_id} message {number}: {error}"[:500] if error else "",
+            )
+            for u in by_sku[sku]
+        )
+    summary = report.get("summary") if isinstance(report.get("summary"), dict) else {}
+    logger.info(
+        "amazon.feed_done",
+        feed_id=feed_id,
+        messages=len(skus),
+        processed=answer_int(summary.get("messagesProcessed")),
+        accepted=answer_int(summary.get("messagesAccepted")),
+        invalid=answer_int(summary.get("messagesInvalid")),
+    )
+    failed = [item for item in items if not item.ok]
+    return CallResult(
+        outcome=Outcome.PARTIAL if failed else Outcome.OK,
+        http_status=200,
+        items=items,
+        error=failed[0].error if failed else "",
+        latency_ms=int((time.perf_counter() - started) * 1000),
+        rate_per_second=client.rates.get("createFeed"),
+    )
+
+
+def _submit(adapter: Any, client: SpApiClient, document: bytes) -> str:
+    """Create the feed document, upload it, create the feed; return the feed id."""
+    created = _step(
+        adapter,
+        client,
+        "POST",
+        f"{FEEDS_PATH}/documents",
+        operation="createFeedDocument",
+        json_body={"contentType": CONTENT_TYPE},
+    )
+    document_id = answer_text(created.body.get("feedDocumentId"))
+    url = created.body.get("url")
+    if not document_id or not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise FeedFailed(_failed(Outcome.RETRYABLE, "createFeedDocument: no document id or url"))
+    try:
+        response, _ = adapter._request(
+            "PUT", url, data=document, headers={"content-type": CONTENT_TYPE}
+        )
+    except OutboundError as exc:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed upload: {exc}")) from None
+    if not 200 <= response.status_code < 300:
+        # The upload URL is a pre-signed storage URL: any refusal (expired, a storage
+        # hiccup) is solved by a new document.
+        raise FeedFailed(
+            _failed(
+                Outcome.RETRYABLE,
+                f"feed upload: HTTP {response.status_code} {adapter.excerpt(response.content)}",
+            )
+        )
+    feed = _step(
+        adapter,
+        client,
+        "POST",
+        f"{FEEDS_PATH}/feeds",
+        operation="createFeed",
+        json_body={
+            "feedType": FEED_TYPE,
+            "marketplaceIds": [str(adapter.credentials.get("marketplace_id", ""))],
+            "inputFeedDocumentId": document_id,
+        },
+    )
+    feed_id = answer_text(feed.body.get("feedId"))
+    if not feed_id:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, "createFeed: no feedId in the answer"))
+    logger.info("amazon.feed_created", feed_id=feed_id, document_id=document_id)
+    return feed_id
+
+
+def _await_report(
+    adapter: Any, client: SpApiClient, feed_id: str, poll_seconds: float, max_wait: float
+) -> dict[str, Any]:
+    """Poll the feed until it ends, then read its processing report (a JSON object)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        status, result_id = _feed_status(adapter, client, feed_id)
+        if status == "DONE":
+            break
+        if status in ENDED_STATUSES:
+            raise FeedFailed(
+                _failed(
+                    Outcome.RETRYABLE,
+                    f"feed {feed_id} ended {status}; it is sent again (absolute quantities)",
+                )
+            )
+        if time.monotonic() + poll_seconds > deadline:
+            raise FeedFailed(
+                _failed(
+                    Outcome.RETRYABLE,
+                    f"feed {feed_id} still {status or 'unanswered'} after {max_wait:.0f} s; it "
+                    "is sent again later (it sets absolute quantities: a resend is harmless)",
+                )
+            )
+        time.sleep(poll_seconds)
+    if not result_id:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id} is DONE without a report"))
+    located = _step(
+        adapter,
+        client,
+        "GET",
+        f"{FEEDS_PATH}/documents/{result_id}",
+        operation="getFeedDocument",
+        after_submit=True,
+    )
+    return _report_download(adapter, located.body, feed_id)
+
+
+def _feed_status(adapter: Any, client: SpApiClient, feed_id: str) -> tuple[str, str]:
+    """(processingStatus, resultFeedDocumentId) of the feed; ('', '') when this poll got no
+    answer (a throttle, a 5xx, a transport failure: the next poll asks again). An auth
+    refusal ends the wait (the push refreshes the token and sends the feed again)."""
+    try:
+        answer = client.call("GET", f"{FEEDS_PATH}/feeds/{feed_id}", operation="getFeed")
+    except (Throttled, OutboundError):
+        return "", ""
+    if answer.outcome == Outcome.AUTH:
+        raise FeedFailed(_answer_failed(adapter, answer, "getFeed"))
+    if answer.outcome is not None or answer.body is None:
+        return "", ""
+    return (
+        answer_text(answer.body.get("processingStatus")).upper(),
+        answer_text(answer.body.get("resultFeedDocumentId")),
+    )
+
+
+def _report_download(adapter: Any, located: dict[str, Any], feed_id: str) -> dict[str, Any]:
+    url = located.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id}: the report has no url"))
+    try:
+        response, _ = adapter._request("GET", url)
+    except OutboundError as exc:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id} report: {exc}")) from None
+    content = response.content
+    try:
+        if not 200 <= response.status_code < 300:
+            raise ValueError(f"HTTP {response.status_code}")
+        if answer_text(located.get("compressionAlgorithm")).upper() == "GZIP":
+            content = gzip.decompress(content)
+        if len(content) > REPORT_MAX_BYTES:
+            raise ValueError("the report is too big")
+        report = json.loads(content)
+    except (ValueError, OSError, EOFError, RecursionError) as exc:
+        raise FeedFailed(
+            _failed(Outcome.RETRYABLE, f"feed {feed_id} report unreadable: {exc}"[:500])
+        ) from None
+    if not isinstance(report, dict):
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id}: the report is no object"))
+    return report
+
+
+def _step(
+    adapter: Any,
+    client: SpApiClient,
+    method: str,
+    path: str,
+    *,
+    operation: str,
+    json_body: Any = None,
+    after_submit: bool = False,
+) -> Answer:
+    """One SP-API step of the feed; its answer, or `FeedFailed` with the call's outcome.
+
+    `after_submit`: the feed is submitted already, so a throttle or a refusal can no longer
+    be "nothing happened": it is `retryable` (the feed is sent again).
+    """
+    try:
+        answer = client.call(method, path, operation=operation, json_body=json_body)
+    except Throttled as exc:
+        outcome = Outcome.RETRYABLE if after_submit else Outcome.THROTTLED
+        raise FeedFailed(_failed(outcome, f"{operation}: {exc}", retry_after=exc.wait)) from None
+    except OutboundError as exc:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"{operation}: {exc}")) from None
+    if answer.outcome is not None:
+        result = _answer_failed(adapter, answer, operation)
+        if after_submit and result.outcome != Outcome.AUTH:
+            result.outcome, result.retry_after = Outcome.RETRYABLE, None
+        elif result.outcome == Outcome.THROTTLED:
+            result.retry_after = client.throttle_wait(operation)
+        raise FeedFailed(result)
+    if answer.body is None:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"{operation}: the answer is no JSON object"))
+    return answer
+
+
+def _answer_failed(adapter: Any, answer: Answer, operation: str) -> CallResult:
+    return CallResult(
+        outcome=answer.outcome or Outcome.RETRYABLE,
+        http_status=answer.status,
+        error=f"{operation}: {adapter.excerpt(answer.response.content)}"[:500],
+        token_expired=answer.token_expired,
+    )
+
+
+def _failed(outcome: Outcome, error: str, *, retry_after: float | None = None) -> CallResult:
+    if outcome != Outcome.THROTTLED:
+        retry_after = None
+    return CallResult(outcome=outcome, error=error[:500], retry_after=retry_after)

@@ -1,0 +1,286 @@
+"""Amazon JSON_LISTINGS_FEED pushes: document, upload, feed, status polls and the processing
+report, through the adapter against the sandbox over real HTTP."""
+
+import json
+
+import pytest
+import requests
+
+from channels_sync.adapters.amazon import AmazonAdapter
+from channels_sync.adapters.amazon.feeds import feed_document, report_failures
+from channels_sync.adapters.base import Outcome, StockUpdate
+from channels_sync.sandbox.amazon import AmazonSandbox
+from core.sandbox import SandboxServer
+
+SKUS = [f"FEED-{n:02d}" for n in range(25)]
+
+
+def updates(quantities: dict[str, int]) -> list[StockUpdate]:
+    return [
+        StockUpdate(listing_id=n, keys={"seller_sku": sku}, quantity=q)
+        for n, (sku, q) in enumerate(quantities.items(), start=1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with SandboxServer(AmazonSandbox()) as running:
+        yield running
+
+
+@pytest.fixture
+def sandbox(server, settings) -> AmazonSandbox:
+    settings.AMAZON_FEED_POLL_SECONDS = 0.05
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 5.0
+    app = server.app
+    app.reset()
+    app.configure(listings=[{"seller_sku": sku, "quantity": 1} for sku in SKUS])
+    return app
+
+
+@pytest.fixture
+def adapter(server, sandbox) -> AmazonAdapter:
+    return AmazonAdapter(base_url=server.url, credentials=sandbox.credentials())
+
+
+def calls(sandbox: AmazonSandbox) -> list[tuple[str, str]]:
+    shown = []
+    for request in sandbox.requests:
+        path = request.path
+        for prefix in ("/feeds-upload/", "/feeds-download/", "/feeds/2021-06-30/feeds/"):
+            if path.startswith(prefix):
+                path = prefix + "*"
+        if path.startswith("/feeds/2021-06-30/documents/"):
+            path = "/feeds/2021-06-30/documents/*"
+        shown.append((request.method, path))
+    return shown
+
+
+def test_amazon_feed_push_applies_every_message_but_the_refused_one(adapter, sandbox):
+    # given 25 SKUs (over the threshold of 20), one of them locked on Amazon's side
+    sandbox.configure(reject=[{"seller_sku": "FEED-07"}])
+    wanted = {sku: n + 10 for n, sku in enumerate(SKUS)}
+
+    result = adapter.push_stock(updates(wanted))
+
+    # then that item alone failed, for good, and every other one is applied
+    assert result.outcome == Outcome.PARTIAL
+    failed = [item for item in result.items if not item.ok]
+    assert [(item.listing_id, item.retryable) for item in failed] == [(8, False)]
+    assert failed[0].error.startswith("feed ")
+    assert "message 8: 90001001: The offer for this SKU is locked" in failed[0].error
+    assert len(result.items) == 25
+    for sku, quantity in wanted.items():
+        expected = 1 if sku == "FEED-07" else quantity
+        assert sandbox.quantity({"seller_sku": sku}) == expected
+    # and the calls were the feed's, in order, none of them a patch
+    steps = calls(sandbox)
+    assert steps[:3] == [
+        ("POST", "/feeds/2021-06-30/documents"),
+        ("PUT", "/feeds-upload/*"),
+        ("POST", "/feeds/2021-06-30/feeds"),
+    ]
+    assert steps[-2:] == [("GET", "/feeds/2021-06-30/documents/*"), ("GET", "/feeds-download/*")]
+    assert all(method != "PATCH" for method, _ in steps)
+    assert result.rate_per_second == pytest.approx(0.0083)
+
+
+def test_amazon_feed_document_and_requests_are_what_amazon_documents(adapter, sandbox):
+    adapter.push_stock(updates(dict.fromkeys(SKUS[:21], 3)))
+
+    upload = next(r for r in sandbox.requests if r.method == "PUT")
+    assert upload.headers["Content-Type"] == "application/json; charset=UTF-8"
+    assert "X-Amz-Access-Token" not in upload.headers  # a pre-signed URL takes no token
+    document = json.loads(upload.body)
+    assert document["header"] == {
+        "sellerId": "A2SANDBOXSELLER",
+        "version": "2.0",
+        "issueLocale": "en_US",
+    }
+    assert [m["messageId"] for m in document["messages"]] == list(range(1, 22))
+    assert document["messages"][0] == {
+        "messageId": 1,
+        "sku": "FEED-00",
+        "operationType": "PATCH",
+        "productType": "PRODUCT",
+        "patches": [
+            {
+                "op": "replace",
+                "path": "/attributes/fulfillment_availability",
+                "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}],
+            }
+        ],
+    }
+    created = json.loads(
+        next(r for r in sandbox.requests if r.path == "/feeds/2021-06-30/feeds").body
+    )
+    assert created["feedType"] == "JSON_LISTINGS_FEED"
+    assert created["marketplaceIds"] == ["ATVPDKIKX0DER"]
+    assert created["inputFeedDocumentId"].startswith("amzn1.tortuga.4.na.")
+
+
+def test_amazon_feed_waits_through_queued_and_running_then_reads_a_gzip_report(adapter, sandbox):
+    sandbox.configure(feed_delay=0.4, report_gzip=True, reject=[{"seller_sku": "FEED-01"}])
+
+    result = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    assert result.outcome == Outcome.PARTIAL
+    assert [item.listing_id for item in result.items if not item.ok] == [2]
+    polls = [r for r in sandbox.requests if r.path.startswith("/feeds/2021-06-30/feeds/")]
+    assert len(polls) >= 3  # IN_QUEUE, IN_PROGRESS, ..., DONE
+
+
+def test_amazon_feed_still_running_past_the_wait_is_retryable(adapter, sandbox, settings):
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.3
+    sandbox.configure(feed_delay=60)
+
+    result = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    assert result.outcome == Outcome.RETRYABLE
+    assert "still IN_" in result.error
+    assert "a resend is harmless" in result.error
+    assert sandbox.updates == []
+
+
+@pytest.mark.parametrize("ending", ["FATAL", "CANCELLED"])
+def test_amazon_feed_that_ends_badly_is_retryable(adapter, sandbox, ending):
+    sandbox.configure(feed_outcome=ending)
+
+    result = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    assert result.outcome == Outcome.RETRYABLE
+    assert f"ended {ending}" in result.error
+    assert sandbox.updates == []
+
+
+def test_amazon_feed_throttled_or_failing_before_submission_is_the_calls_outcome(adapter, sandbox):
+    sandbox.configure(throttle_per_second=0)  # createFeed answers 429
+    throttled = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+    assert throttled.outcome == Outcome.THROTTLED
+    assert throttled.http_status == 429
+    assert throttled.retry_after == pytest.approx(1 / (0.0083 * 0.8))
+
+    sandbox.configure(throttle_per_second=None, error_ratio=1)
+    failing = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+    assert failing.outcome == Outcome.RETRYABLE
+    assert failing.http_status == 500
+
+    sandbox.configure(error_ratio=0)
+    sandbox.expire_tokens()
+    expired = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+    assert (expired.outcome, expired.token_expired) == (Outcome.AUTH, True)
+    assert sandbox.updates == []
+
+
+def test_amazon_feed_rate_named_by_amazon_paces_the_adapter(adapter, sandbox):
+    sandbox.configure(rate_limits={"createFeed": [40.0, 40]})
+
+    adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    assert adapter.client.rates["createFeed"] == 40.0
+    assert adapter.client.limits("createFeed") == (40.0, 15)
+
+
+def test_amazon_feed_batches_hold_at_most_25000_messages(adapter):
+    many = [
+        StockUpdate(listing_id=n, keys={"seller_sku": str(n)}, quantity=1) for n in range(30_001)
+    ]
+
+    assert [len(b) for b in adapter.batches(many, 100_000)] == [25_000, 5_001]
+    assert AmazonAdapter.default_batch_size == 5000
+
+
+def test_amazon_feed_document_and_report_reading_hand_built():
+    document = json.loads(
+        feed_document(
+            seller_id="S1", product_type="SHOES", op="merge", quantities=[("a", 1), ("b", 0)]
+        )
+    )
+    report = {
+        "issues": [
+            {"messageId": 2, "code": "1", "severity": "ERROR", "message": "bad"},
+            {"messageId": 2, "code": "2", "severity": "ERROR", "message": "worse"},
+            {"messageId": 1, "code": "3", "severity": "WARNING", "message": "fine"},
+            {"code": "4", "severity": "ERROR", "message": "no message id"},
+            "junk",
+        ]
+    }
+
+    assert document["header"]["sellerId"] == "S1"
+    assert [(m["sku"], m["patches"][0]["op"], m["productType"]) for m in document["messages"]] == [
+        ("a", "merge", "SHOES"),
+        ("b", "merge", "SHOES"),
+    ]
+    assert report_failures(report) == {2: "1: bad; 2: worse"}
+
+
+def test_amazon_sandbox_upload_needs_the_declared_content_type_and_its_signature(server, sandbox):
+    token = sandbox.credentials()["access_token"]
+    created = requests.post(
+        f"{server.url}/feeds/2021-06-30/documents",
+        json={"contentType": "application/json; charset=UTF-8"},
+        headers={"x-amz-access-token": token},
+        timeout=5,
+    )
+    url = created.json()["url"]
+
+    wrong_type = requests.put(url, data=b"{}", headers={"content-type": "text/plain"}, timeout=5)
+    wrong_signature = requests.put(
+        url.split("?")[0] + "?X-Amz-Signature=0",
+        data=b"{}",
+        headers={"content-type": "application/json; charset=UTF-8"},
+        timeout=5,
+    )
+    not_uploaded = requests.post(
+        f"{server.url}/feeds/2021-06-30/feeds",
+        json={
+            "feedType": "JSON_LISTINGS_FEED",
+            "marketplaceIds": ["ATVPDKIKX0DER"],
+            "inputFeedDocumentId": created.json()["feedDocumentId"],
+        },
+        headers={"x-amz-access-token": token},
+        timeout=5,
+    )
+
+    assert created.status_code == 201
+    assert (wrong_type.status_code, wrong_signature.status_code) == (403, 403)
+    assert not_uploaded.status_code == 400
+
+
+def test_amazon_sandbox_feed_with_another_sellers_header_is_fatal(server, sandbox):
+    token = sandbox.credentials()["access_token"]
+    auth = {"x-amz-access-token": token}
+    doc = requests.post(
+        f"{server.url}/feeds/2021-06-30/documents",
+        json={"contentType": "application/json"},
+        headers=auth,
+        timeout=5,
+    ).json()
+    body = feed_document(
+        seller_id="A0OTHER", product_type="PRODUCT", op="replace", quantities=[("FEED-00", 9)]
+    )
+    requests.put(doc["url"], data=body, headers={"content-type": "application/json"}, timeout=5)
+    feed = requests.post(
+        f"{server.url}/feeds/2021-06-30/feeds",
+        json={
+            "feedType": "JSON_LISTINGS_FEED",
+            "marketplaceIds": ["ATVPDKIKX0DER"],
+            "inputFeedDocumentId": doc["feedDocumentId"],
+        },
+        headers=auth,
+        timeout=5,
+    ).json()
+
+    status = requests.get(
+        f"{server.url}/feeds/2021-06-30/feeds/{feed['feedId']}", headers=auth, timeout=5
+    ).json()
+    located = requests.get(
+        f"{server.url}/feeds/2021-06-30/documents/{status['resultFeedDocumentId']}",
+        headers=auth,
+        timeout=5,
+    ).json()
+    report = requests.get(located["url"], timeout=5).content
+
+    assert status["processingStatus"] == "FATAL"
+    assert json.loads(report)["summary"]["messagesProcessed"] == 0
+    assert sandbox.quantity({"seller_sku": "FEED-00"}) == 1
