@@ -138,7 +138,7 @@ def nightly_pull(ctx: DemoContext) -> str:
     )
 
 
-@demo_step(196, "Orders to the ERP (agent, one outage)")
+@demo_step(197, "Orders to the ERP (agent, one outage)")
 def orders_to_erp(ctx: DemoContext) -> str:
     """Serve the agent, register it, take it down (the circuit opens, the jobs wait), bring
     it back: every order reaches the ERP once, through answers, callbacks and resends."""
@@ -246,12 +246,12 @@ def _sweep_due(jobs) -> None:
 
 
 def _agent_server(ctx: DemoContext) -> AgentServer:
-    """The agent step 196 serves over HTTP: the sample vendor's agent is registered there with
+    """The agent step 197 serves over HTTP: the sample vendor's agent is registered there with
     its outbound secret, which the agent's stock endpoints check too."""
     return ctx.facts["agent_server"].app
 
 
-@demo_step(197, "ERP reconciliation (five drifted SKUs)")
+@demo_step(198, "ERP reconciliation (five drifted SKUs)")
 def erp_reconciliation(ctx: DemoContext) -> str:
     vendor = Vendor.objects.get(pk=SAMPLE_VENDOR)
     app = _agent_server(ctx)

@@ -222,7 +222,8 @@ def _channel_line(channel, app, poll_outcome: str, *, since) -> str:
     ):
         first_sources.setdefault(order_id, source)
     by_poll = sum(1 for source in first_sources.values() if source == OrderEvent.Source.POLL)
-    delivered = sum(1 for d in app.deliveries if d.http_status == 200)
+    # Acknowledged deliveries (eBay answers 204, the others 200).
+    delivered = sum(1 for d in app.deliveries if 200 <= (d.http_status or 0) < 300)
     stored = WebhookEvent.objects.filter(channel=channel, received_at__gte=since).count()
     parked = orders.filter(events__kind=OrderEvent.Kind.PARKED).distinct().count()
     return (
@@ -238,7 +239,7 @@ def _channel_line(channel, app, poll_outcome: str, *, since) -> str:
 EDIT_DELTA = 3
 
 
-@demo_step(198, "Channel reconciliation and conflicts")
+@demo_step(199, "Channel reconciliation and conflicts")
 def channel_reconciliation(ctx: DemoContext) -> str:
     """Edit stock in two marketplace sandboxes behind our back, read every channel back.
 

@@ -395,6 +395,13 @@ class MarketplaceSandbox(SandboxApp):
 
     # --- orders ---------------------------------------------------------------------------------
 
+    def orders_numbered_after(self, count: int) -> None:
+        """Number the next orders after `count` earlier ones: a shop that has sold before (a
+        new sandbox standing in for the same shop goes on where the last one stopped, so the
+        shop's order numbers stay unique)."""
+        with self._lock:
+            self._order_seq = max(self._order_seq, int(count))
+
     def order_id_new(self) -> str:
         """A new order id in the marketplace's style (subclasses override)."""
         with self._lock:

@@ -1,85 +1,13 @@
-"""Options of custom REST shop channels that speak to the REST shop sandbox, and a channel
-wired to it."""
+"""Custom REST shop channels wired to the REST shop sandbox, with the sandbox's channel
+options (`channels_sync.sandbox.rest_options`)."""
 
 import copy
 from typing import Any
 
 from channels_sync.models import Channel, ChannelListing
 from channels_sync.sandbox.rest import RestShopSandbox
+from channels_sync.sandbox.rest_options import PER_ITEM
 from core.sandbox import SandboxServer
-
-READ = {
-    "path": "/api/v1/inventory",
-    "mode": "batch",
-    "query": {"skus": "{{skus}}"},
-    "sku": "items[].sku",
-    "quantity": "items[].available",
-}
-ORDERS = {
-    "list": {
-        "path": "/api/v1/orders",
-        "query": {
-            "updated_since": "{{since}}",
-            "updated_until": "{{until}}",
-            "page": "{{page}}",
-        },
-        "id": "orders[].id",
-        "status": "orders[].status",
-        "updated_at": "orders[].updated_at",
-    },
-    "fetch": {
-        "path": "/api/v1/orders/{{order_id}}",
-        "id": "id",
-        "status": "status",
-        "number": "number",
-        "placed_at": "created_at",
-        "paid_at": "paid_at",
-        "updated_at": "updated_at",
-        "currency": "currency",
-        "sku": "lines[].sku",
-        "quantity": "lines[].quantity",
-        "line_id": "lines[].id",
-        "price": "lines[].price",
-        "name": "lines[].title",
-    },
-    "status_map": {
-        "pending": "pending_payment",
-        "paid": "paid",
-        "packed": "ready_to_ship",
-        "shipped": "shipped",
-        "delivered": "delivered",
-        "completed": "completed",
-        "cancelled": "cancelled",
-    },
-}
-PER_ITEM = {
-    "auth": "bearer",
-    "stock": {
-        "path": "/api/v1/inventory/{{sku}}",
-        "method": "PUT",
-        "mode": "per_item",
-        "body": {"quantity": "{{quantity}}"},
-        "ok": "ok",
-        "error": "error",
-    },
-    "read": READ,
-    "orders": ORDERS,
-}
-BATCH = {
-    "auth": "bearer",
-    "stock": {
-        "path": "/api/v1/inventory/batch",
-        "method": "POST",
-        "mode": "batch",
-        "body": {"request_id": "{{idempotency_key}}", "items": "{{items}}"},
-        "item": {"sku": "{{sku}}", "qty": "{{quantity}}"},
-        "ok": "results[].ok",
-        "error": "results[].error",
-        "sku": "results[].sku",
-    },
-    "read": READ,
-    "orders": ORDERS,
-}
 
 
 def options(base: dict[str, Any] = PER_ITEM, **changes: Any) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from channels_sync.adapters.rest.signing import signature_hex, signature_match
 from channels_sync.sandbox import rest as sandbox_module
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.sandbox.rest import RestShopSandbox
+from channels_sync.sandbox.rest_options import BATCH, PER_ITEM
 from core.sandbox import Fault, SandboxServer, sandboxes
-from tests.channels_sync.rest_shop import BATCH, PER_ITEM, options, sku
+from tests.channels_sync.rest_shop import options, sku
 
 # Section 10 vector (Stripe v1, made-up secret).
 VECTOR_SECRET = "whsec_test"

@@ -11,11 +11,12 @@ from rest_framework.test import APIClient
 
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.sandbox.rest import RestShopSandbox
+from channels_sync.sandbox.rest_options import BATCH, PER_ITEM
 from channels_sync.services.push import channel_push
 from core.models import DeadLetter
 from core.sandbox import SandboxServer
 from inventory.services import Origin, stock_adjust, stock_set
-from tests.channels_sync.rest_shop import BATCH, PER_ITEM, options, rest_channel, sku
+from tests.channels_sync.rest_shop import options, rest_channel, sku
 from tests.inventory.factories import ProductFactory
 
 URL = "/api/v1/channels/"

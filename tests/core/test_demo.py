@@ -77,6 +77,6 @@ def test_demo_runs_with_the_allowed_hosts_of_env_example():
 
     # then the in-process API calls (agent registration, ingest) were answered
     text = out.getvalue()
-    assert "[6/19] ERP agent ...\n" in text
+    assert "[6/20] ERP agent ...\n" in text
     assert "ERP agent: registered for vendor 971a1d7b" in text
     assert "heartbeat: online" in text

@@ -19,6 +19,41 @@ RECONCILED = (
 )
 
 
+def assert_more_channels(text: str) -> None:
+    """The step of the five other channel types: pushed through faults, ten orders each."""
+    assert re.search(
+        r"More channels \(Shopify, Amazon, eBay, Square, custom REST shop\): 5 channels, "
+        r"120 listings, 50 orders; channels left with push disabled",
+        text,
+    ), text
+    # the push: every listing at its quantity, the REST shop's locked SKU dead-lettered
+    for name in ("Shopify Store", "Amazon US", "eBay US", "Square POS"):
+        assert re.search(
+            name + r" +pushed  24 in .* dead-lettered 0; sandbox at desired: yes "
+            r"\(24/24\)",
+            text,
+        ), name
+    assert re.search(
+        r"Own web shop +pushed  23 in .* dead-lettered 1; sandbox at desired: "
+        r"yes \(23/23, 1 dead-lettered\)",
+        text,
+    )
+    assert re.search(r"eBay US +pushed  24 in +\d\d calls", text)  # one SKU a call
+    # the orders: each notification copied three times leaves two duplicates, the dropped
+    # one is found by polling; Amazon's ten come by polling alone
+    for name in ("Shopify Store", "eBay US", "Square POS", "Own web shop"):
+        assert re.search(
+            name + r" +orders  10, .* released +[1-9]; parked 0; duplicates ignored  2; found "
+            r"by polling 1 \(poll ok\); sandbox at desired: yes \(24/24\)",
+            text,
+        ), name
+    assert re.search(
+        r"Amazon US +orders  10, .* released +[1-9]; parked 0; duplicates ignored  0; found by "
+        r"polling 10 \(poll ok\); sandbox at desired: yes \(24/24\)",
+        text,
+    )
+
+
 def test_check_ledger_passes_when_levels_match(stocked):
     stocked(5)
     out = io.StringIO()
@@ -71,13 +106,18 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert StockMovement.objects.filter(kind="reserve").exists()
     # every marketplace sandbox ended at the desired quantities, after faults too
     assert "First push to the marketplaces: 200 listings pushed" in text
-    assert text.count("sandbox at desired: yes") == 12
+    # (four marketplaces after three steps, five more channels after their push and orders)
+    assert text.count("sandbox at desired: yes") == 12 + 10
     assert "sandbox at desired: NO" not in text
     # orders came back in over webhooks and polling (five dropped notifications in all)
     assert re.search(r"200 orders from 4 marketplaces; 2 parked order\(s\) mapped", text)
-    polled = re.findall(r"found by polling (\d+) \(poll ok\)", text)
+    marketplaces = r"(?:Shopee ID|Lazada ID|TikTok Shop|Tokopedia & Shop) +orders"
+    polled = re.findall(marketplaces + r".* found by polling (\d+) \(poll ok\)", text)
     assert sum(int(n) for n in polled) == 5
-    assert all(int(n) > 0 for n in re.findall(r"duplicates ignored +(\d+)", text))
+    duplicates = re.findall(marketplaces + r".* duplicates ignored +(\d+)", text)
+    assert len(duplicates) == 4
+    assert all(int(n) > 0 for n in duplicates)
+    assert_more_channels(text)
     assert re.search(r"Tokopedia & Shop .* dead-lettered 1;", text)
     assert re.search(r"Shopee ID .* throttled +[1-9]", text)
     assert re.search(r"Lazada ID .* retried +[1-9]", text)
@@ -88,7 +128,7 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
         text,
     )
     assert synced is not None, text
-    assert synced.group(1) == synced.group(2) == "200"
+    assert synced.group(1) == synced.group(2) == "250"  # 200 + the five channels' 50
     assert "circuit open, " in text
     assert ErpSyncJob.objects.exclude(status="completed").count() == 0
     assert re.search(RECONCILED, text), text
@@ -99,9 +139,10 @@ def test_demo_runs_every_step_and_leaves_a_consistent_ledger():
     assert Product.objects.filter(vendor__is_default=True).count() == 50
     # the channels are pointed at the new run's sandboxes and pushed in full again
     assert "First push to the marketplaces: 200 listings pushed" in again.getvalue()
-    assert again.getvalue().count("sandbox at desired: yes") == 12
+    assert again.getvalue().count("sandbox at desired: yes") == 12 + 10
     assert "200 orders from 4 marketplaces; 2 parked" in again.getvalue()
-    synced_again = r"200 orders and \d+ cancellations .* in the ERP once: 200 documents"
+    assert_more_channels(again.getvalue())
+    synced_again = r"250 orders and \d+ cancellations .* in the ERP once: 250 documents"
     assert re.search(synced_again, again.getvalue())
     # the conflict the first run left open for manual review is updated, and still counted
     assert re.search(RECONCILED, again.getvalue()), again.getvalue()

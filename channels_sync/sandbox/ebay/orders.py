@@ -65,6 +65,13 @@ def _iso_epoch(text: str) -> float | None:
     return moment.timestamp()
 
 
+def _sales_record(order_id: str) -> str:
+    """The seller's sales record number: a sequence of the seller's own (here the order id's
+    last part), so no two of the seller's orders share one."""
+    tail = order_id.rsplit("-", 1)[-1]
+    return str(1000 + int(tail)) if tail.isdigit() else order_id
+
+
 def errors_answer(status: int, error_id: int, message: str) -> SandboxResponse:
     """An eBay error answer: `{"errors": [ErrorDetailV3]}`."""
     category = "APPLICATION" if status >= 500 else "REQUEST"
@@ -211,7 +218,7 @@ class EbayOrdersMixin:
             "orderFulfillmentStatus": fulfillment,
             "orderPaymentStatus": payment,
             "cancelStatus": {"cancelState": cancel, "cancelRequests": []},
-            "salesRecordReference": str(1000 + int(order.created) % 9000),
+            "salesRecordReference": _sales_record(order.order_id),
             "buyer": {
                 "username": "sandbox_buyer",
                 "buyerRegistrationAddress": {
