@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/push.py [--listings 10000] [--channels 10] [--naive-sample 1000]
 
-Creates a throwaway PostgreSQL database (`syncstore_bench_push`), serves the four
-marketplace sandboxes in their own process (`manage.py sandbox serve`), and creates the
-products, their stock, and the channels (Shopee, Lazada, TikTok Shop, Tokopedia & Shop in
-turn) with one listing per product each. Rate limits are set high, so what is measured is
-our own overhead plus the sandboxes' answers. Then, in this process:
+Creates a throwaway PostgreSQL database (`syncstore_bench_push`), serves the nine channel
+sandboxes in their own process (`manage.py sandbox serve`), and creates the products, their
+stock, and the channels (Shopee, Lazada, TikTok Shop, Tokopedia & Shop, Shopify, Amazon,
+eBay, Square, custom REST shop in turn) with one listing per product each, each type in its
+own batch shape (`BATCH_SIZES`: Amazon's batches go as feeds, eBay sends one SKU a call, the
+REST shop its batch mode). Rate limits are set high (the channels' and the sandboxes' own:
+Shopify's cost bucket, Amazon's operation quotas), so what is measured is our own overhead
+plus the sandboxes' answers. Then, in this process:
 
   first push   every listing is new: plan and push all of them
   change       every product's stock changes (one set-based sync, which marks every
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -40,9 +44,41 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 DB_NAME = "syncstore_bench_push"
-TYPES = ("shopee", "lazada", "tiktok", "tokopedia")
+TYPES = ("shopee", "lazada", "tiktok", "tokopedia", "shopify", "amazon", "ebay", "square", "rest")
 # Listings sharing one marketplace item (Shopee models of an item, TikTok SKUs of a product).
 PER_ITEM = {"shopee": 50, "lazada": 1, "tiktok": 100, "tokopedia": 100}
+# Listings per call: each marketplace's batch shape. Amazon's are past AMAZON_FEED_THRESHOLD,
+# so each is one JSON_LISTINGS_FEED; eBay takes one SKU a call whatever the size.
+BATCH_SIZES = {
+    "shopee": 50,
+    "lazada": 50,
+    "tiktok": 100,
+    "tokopedia": 100,
+    "shopify": 250,
+    "amazon": 5000,
+    "ebay": 25,  # offers of one SKU: one SKU a call
+    "square": 100,
+    "rest": 100,
+}
+# Each sandbox's own limits, lifted (the shared faults are off by default).
+UNLIMITED = 1_000_000
+SANDBOX_OPTIONS = {
+    "shopify": {"cost_maximum": UNLIMITED, "cost_restore_rate": UNLIMITED},
+    "amazon": {
+        "rate_limits": {
+            operation: [UNLIMITED, UNLIMITED]
+            for operation in (
+                "patchListingsItem",
+                "getListingsItem",
+                "createFeedDocument",
+                "createFeed",
+                "getFeed",
+                "getFeedDocument",
+            )
+        }
+    },
+    "ebay": {"revision_limit": UNLIMITED},
+}
 
 
 def free_port() -> int:
@@ -86,7 +122,17 @@ def start_sandboxes(env: dict, port: int) -> subprocess.Popen:
 
 def keys_for(kind: str, channel_no: int, n: int) -> dict:
     base = channel_no * 10_000_000
-    item, variant = base + n // PER_ITEM[kind], base + 5_000_000 + n
+    item, variant = base + n // PER_ITEM.get(kind, 1), base + 5_000_000 + n
+    if kind == "shopify":
+        return {"inventory_item_id": str(variant), "location_id": str(60_000_000 + channel_no)}
+    if kind == "amazon":
+        return {"seller_sku": f"S{variant}"}
+    if kind == "ebay":
+        return {"sku": f"S{variant}", "offer_id": str(variant)}
+    if kind == "square":
+        return {"catalog_object_id": f"SQ{variant}", "location_id": "LSANDBOXMAIN01"}
+    if kind == "rest":
+        return {"sku": f"S{variant}"}
     if kind == "shopee":
         return {"item_id": str(item), "model_id": str(variant)}
     if kind == "lazada":
@@ -106,16 +152,26 @@ def hold_pending(channel_ids) -> None:
 
 
 def push_all(channels) -> tuple[float, dict]:
+    """Push every channel; the seconds, the summed report, and per type its seconds and calls
+    (under `by_type`)."""
     from channels_sync.services.push import PushReport, channel_push
 
     total = PushReport(channel_id=0)
+    by_type: dict[str, dict] = {}
     started = time.perf_counter()
     for channel in channels:
+        channel_started = time.perf_counter()
         report = channel_push(channel_id=channel.pk)
         if report.stopped:
             raise SystemExit(f"push of {channel.name} stopped: {report.stopped} {report.errors}")
+        if report.failed or report.dead_lettered:
+            raise SystemExit(f"push of {channel.name} failed: {report.errors[:3]}")
         total.add(report)
-    return time.perf_counter() - started, total.as_dict()
+        kind = by_type.setdefault(channel.type, {"seconds": 0.0, "calls": 0, "pushed": 0})
+        kind["seconds"] += time.perf_counter() - channel_started
+        kind["calls"] += report.calls
+        kind["pushed"] += report.pushed
+    return time.perf_counter() - started, {**total.as_dict(), "by_type": by_type}
 
 
 def main() -> None:
@@ -161,7 +217,9 @@ def run(options: argparse.Namespace, urls: dict[str, str]) -> None:
 
     from channels_sync.adapters import StockUpdate
     from channels_sync.models import Channel, ChannelListing
+    from channels_sync.sandbox.rest_options import BATCH
     from channels_sync.selectors import listings_to_push, plan, pools
+    from channels_sync.services.channels import options_clean
     from channels_sync.services.tokens import channel_adapter
     from inventory import selectors as inventory_selectors
     from inventory import services
@@ -196,11 +254,12 @@ def run(options: argparse.Namespace, urls: dict[str, str]) -> None:
             credentials=control(url, "credentials"),
             rate_limit_per_second=100_000,
             rate_limit_burst=100_000,
-            batch_size={"shopee": 50, "lazada": 50, "tiktok": 100, "tokopedia": 100}[kind],
+            batch_size=BATCH_SIZES[kind],
+            options=options_clean(kind, BATCH if kind == "rest" else {}),
         )
         channel.warehouses.set([warehouse])
         keys = [keys_for(kind, number, n) for n in range(count)]
-        control(url, "configure", {"listings": keys})
+        control(url, "configure", {"listings": keys, **SANDBOX_OPTIONS.get(kind, {})})
         columns = channel_adapter(channel).keys_to_columns
         ChannelListing.objects.bulk_create(
             (
@@ -264,24 +323,42 @@ def run(options: argparse.Namespace, urls: dict[str, str]) -> None:
     quantities = {p.pk: q.on_hand for p, q in zip(products, targets, strict=True)}
     floor_calls = 0
     floor_time = 0.0
+    floor_by_type: dict[str, dict] = {}
     for channel in channels:
         adapter = channel_adapter(channel)
+        # The quantity the channel shows is the one last pushed: the expectation the push
+        # sends (compare-and-set channels need it; without it Shopify reads every level).
         updates = [
             StockUpdate(
-                row["id"], adapter.keys_from_listing(row), int(quantities[row["product_id"]])
+                row["id"],
+                adapter.keys_from_listing(row),
+                int(quantities[row["product_id"]]),
+                expected=row["last_pushed_quantity"],
             )
             for row in ChannelListing.objects.filter(channel=channel)
             .order_by("id")
-            .values("id", "product_id", *adapter.keys_to_columns({}))
+            .values("id", "product_id", "last_pushed_quantity", *adapter.keys_to_columns({}))
         ]
         started = time.perf_counter()
+        calls = 0
         for batch in adapter.batches(updates, channel.batch_size):
-            result = adapter.push_stock(batch)
-            floor_calls += 1
+            # A key per call, as the push sends one (Shopify and Square take it, the REST shop
+            # sends it as Idempotency-Key).
+            result = adapter.push_stock(batch, idempotency_key=str(uuid.uuid4()))
+            calls += 1
             if result.outcome != "ok":
                 raise SystemExit(f"floor call failed: {result}")
-        floor_time += time.perf_counter() - started
-    results["phases"]["floor"] = {"seconds": floor_time, "calls": floor_calls}
+        elapsed = time.perf_counter() - started
+        floor_calls += calls
+        floor_time += elapsed
+        kind = floor_by_type.setdefault(channel.type, {"seconds": 0.0, "calls": 0})
+        kind["seconds"] += elapsed
+        kind["calls"] += calls
+    results["phases"]["floor"] = {
+        "seconds": floor_time,
+        "calls": floor_calls,
+        "by_type": floor_by_type,
+    }
 
     # The naive loop: one listing at a time through the ORM, one call each.
     sample = list(
@@ -336,6 +413,16 @@ def report_results(results: dict) -> None:
         f"ratio push / floor: {change['seconds'] / floor['seconds']:.2f}x; "
         f"naive / push: {naive['seconds'] / change['seconds']:.1f}x"
     )
+    print()
+    print(f"{'type':<10} {'push s':>8} {'calls':>7} {'listings/s':>11} {'floor s':>8} {'ratio':>6}")
+    for kind, pushed in change["by_type"].items():
+        floored = floor["by_type"][kind]
+        rate = pushed["pushed"] / pushed["seconds"] if pushed["seconds"] else 0
+        ratio = pushed["seconds"] / floored["seconds"] if floored["seconds"] else 0
+        print(
+            f"{kind:<10} {pushed['seconds']:>8.2f} {pushed['calls']:>7,} {rate:>11,.0f} "
+            f"{floored['seconds']:>8.2f} {ratio:>5.2f}x"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"push-{results['when'].replace(':', '')}.json"

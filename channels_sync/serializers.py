@@ -275,7 +275,9 @@ class ListingRowSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="Shopee: item_id, model_id ('0' without models), location_id; Lazada: "
         "item_id, sku_id, seller_sku; TikTok Shop / Tokopedia: product_id, sku_id, "
-        "warehouse_id.",
+        "warehouse_id; Shopify: inventory_item_id, location_id; Amazon: seller_sku; eBay: "
+        "sku, offer_id; Square: catalog_object_id, location_id; custom REST shop: sku, "
+        "variant_id, location.",
     )
 
 
