@@ -2,8 +2,9 @@
 
 One channel of each type is set up on its own sandbox with listings for some of the demo's
 T-shirts, pushed while each sandbox throttles and fails in its own way (Shopify's cost
-bucket, Amazon's per-operation quotas and a feed for the first push, eBay one SKU per call,
-Square's rate limit, the REST shop's 429s and a SKU it locks), then sells about ten orders:
+bucket and a 429, Amazon's outages while its first push goes as a feed, eBay one SKU per call
+under a throttle, Square's and the REST shop's rate limits, a SKU the REST shop locks), then
+sells about ten orders:
 notified by webhook, signed as each platform signs (Shopify, eBay, Square, the REST shop;
 one notification delivered three times, one dropped for polling to find), or found by
 polling alone (Amazon, which sends no HTTP notifications). Orders are cancelled and shipped,
@@ -162,6 +163,8 @@ def _channel(ctx: DemoContext, vendor, spec, index: int, products) -> tuple[Chan
 
 @demo_step(196, "More channels (Shopify, Amazon, eBay, Square, custom REST shop)")
 def more_channels(ctx: DemoContext) -> str:
+    """Set up the five channels, push through faults, sell, poll, settle; print each one's
+    figures. A second run updates the channels (new sandboxes) and sells ten more orders."""
     vendor = ctx.facts["warehouses"]["MAIN"].vendor
     products = list(
         Product.objects.filter(vendor=vendor, variant_group__startswith="TEE-").order_by(
@@ -170,7 +173,6 @@ def more_channels(ctx: DemoContext) -> str:
     )
     started = timezone.now()
     channels = [_channel(ctx, vendor, spec, index, products) for index, spec in enumerate(CHANNELS)]
-    ctx.facts["more_channels"] = channels
 
     # The push, through each sandbox's faults.
     for channel, app in channels:
@@ -238,7 +240,8 @@ def more_channels(ctx: DemoContext) -> str:
 
 
 def _place_orders(channel: Channel, app, rng: random.Random) -> None:
-    """The channel's orders, paid, of one or two of its listings each."""
+    """The channel's orders, paid, of one or two of its listings each: one notified three
+    times (`COPIED`), one whose notification is dropped (`DROPPED`)."""
     paid, _, _ = STATUSES[channel.type]
     cls = adapter_class(channel.type)
     listed = [
