@@ -41,6 +41,7 @@ LISTING_FIELDS = (
     "dirty_version",
     "last_pushed_quantity",
     "last_observed_quantity",
+    "channel_quantity",
     "push_failures",
     "status",
 )

@@ -93,9 +93,10 @@ class StockUpdate:
     listing_id: int
     keys: dict[str, str]  # the marketplace's keys, as `Adapter.key_fields` names them
     quantity: int
-    # What the channel showed for this listing as far as we know (the last confirmed push,
-    # else the last read-back; None: unknown). Adapters with compare-and-set send it as the
-    # expected current value.
+    # What the channel shows for this listing as far as we know (`ChannelListing.
+    # channel_quantity`: the last confirmed push or a later observation; never cleared by a
+    # failed call; None: unknown). Adapters with compare-and-set send it as the expected
+    # current value.
     expected: int | None = None
 
 
@@ -113,6 +114,10 @@ class ItemResult:
     # shows `observed` (None: not read). The push records it and plans the listing again.
     stale: bool = False
     observed: int | None = None
+    # Not applied, through no fault of its own: another update of the same call was refused
+    # and the marketplace applied none of them. Sent again soon, no attempt used (with
+    # `ok=False, retryable=True`; a call whose every update says so counts as retryable).
+    requeue: bool = False
 
 
 @dataclass
@@ -267,6 +272,10 @@ class Adapter(ABC):
     # `LastUpdatedBefore` within two minutes of the request): a poll lists up to
     # now - lag and moves its cursor there, so the newest orders are listed by the next one.
     orders_lag_seconds: ClassVar[float] = 0.0
+    # The stock update sends `StockUpdate.expected` and the marketplace refuses it (`stale`)
+    # when the quantity is another: the push then holds increases of a listing whose stock
+    # conflict is open (see `push_stale.listings_held`).
+    compare_and_set: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -259,8 +259,11 @@ def channel_update(
     except IntegrityError as exc:
         raise _channel_exists(channel.name) from exc
     if "base_url" in changed:
-        # Another endpoint (another shop) has never received our pushes: send everything.
-        ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)
+        # Another endpoint (another shop) has never received our pushes: send everything,
+        # expecting nothing known of it.
+        ChannelListing.objects.filter(channel=channel).update(
+            last_pushed_quantity=None, channel_quantity=None
+        )
     if changed & ALLOCATION_FIELDS or changed & {"credentials", "base_url", "options"}:
         _mark_sharing_products(channel)
     logger.info("channel.updated", channel_id=channel.pk, changed=sorted(changed), actor=actor)

@@ -16,13 +16,30 @@ Every call is a `PushAttempt` row. Outcomes:
   dead-lettered at the `CHANNEL_PUSH_MAX_ATTEMPTS`-th failure in a row; a streak of such
   failures ends the run early (the marketplace is down: no point sending the rest now);
 - permanent: the batch's listings are dead-lettered;
+- not applied (`ItemResult.requeue`: another item of the same call was refused and the
+  marketplace applied none): the item stays dirty, no attempt is used up, and the run asks
+  to be requeued soon. Only honoured when some item of the call failed for its own reason
+  (a call whose every item says so is a retryable failure): the refused item is then
+  dead-lettered, backing off or held, so the requeue cannot loop;
 - stale (a channel with compare-and-set saw another quantity than the one we expected):
-  no attempt is used up and nothing is dead-lettered; the observation is recorded and, when
-  the channel moved away from our last confirmed push, a stock-mismatch conflict opens
-  under the channel's policy (`push_stale`). An observation equal to the desired quantity
-  is our own earlier write: recorded as pushed;
+  no attempt is used up and nothing is dead-lettered; the observation is recorded, the
+  listing stays dirty and, when it had a confirmed push, its stock-mismatch conflict opens
+  (ours: the quantity sent; theirs: the one observed; `push_stale`). An observation equal
+  to the desired quantity is our own earlier write: recorded as pushed;
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
+
+The expected quantity (compare-and-set channels, `StockUpdate.expected`) is what the
+channel shows as far as we know (`ChannelListing.channel_quantity`): set by a confirmed push
+and by every observation, never cleared before a send, so a call that failed leaves the
+next one still expecting the last known figure (an edit made in the channel meanwhile is
+refused, not overwritten; a timed-out write that landed comes back stale showing the
+desired quantity: pushed). On such channels, after a stale refusal (or any observed
+difference) the rule is: a lowering (desired <= observed) is sent at once, expecting the
+observed quantity; an increase of a listing whose stock-mismatch conflict is open is held
+(no call, no attempt used, the listing stays dirty) until the conflict is resolved, unless
+the channel's policy is `use_ours` (then sent, expecting the observed quantity). See
+`push_stale`.
 
 Push groups (`Adapter.push_group`, TikTok's warehouses of one SKU): when a listing of a group
 is sent, the channel's other listings of that group go with it (planned at their desired
@@ -66,7 +83,7 @@ from channels_sync.adapters import (
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
-from channels_sync.services.push_stale import listing_push_stale
+from channels_sync.services.push_stale import listing_push_stale, listings_held
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -104,6 +121,8 @@ class PushReport:
     throttled: int = 0
     retried: int = 0
     stale: int = 0  # refused by the channel's compare-and-set (see `push_stale`)
+    held: int = 0  # increases waiting for an open stock conflict (see `push_stale`)
+    requeued: int = 0  # not applied because another item of the call was refused
     dead_lettered: int = 0
     calls: int = 0
     waited_seconds: float = 0.0
@@ -118,7 +137,17 @@ class PushReport:
         return data
 
     def add(self, other: "PushReport") -> None:
-        for name in ("planned", "pushed", "unchanged", "failed", "throttled", "retried", "stale"):
+        for name in (
+            "planned",
+            "pushed",
+            "unchanged",
+            "failed",
+            "throttled",
+            "retried",
+            "stale",
+            "held",
+            "requeued",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dead_lettered += other.dead_lettered
         self.calls += other.calls
@@ -262,11 +291,15 @@ class _Run:
             self._record_dry_run(planned, to_send)
             return
         _listings_settle(unchanged, pushed=False)
+        if self.adapter.compare_and_set and to_send:
+            held = listings_held(self.channel, to_send)
+            to_send = [item for item in to_send if item.id not in held]
+            report.held += len(held)
         if to_send:
-            # Until a send is confirmed, what the marketplace shows is unknown: a timeout
-            # the marketplace applied anyway, or a crash before the results are written,
-            # must not leave a stale "last pushed" that makes a later quantity look
-            # unchanged.
+            # Until a send is confirmed, whether the marketplace shows it is unknown: a
+            # timeout the marketplace applied anyway, or a crash before the results are
+            # written, must not leave a stale "last pushed" that makes a later quantity look
+            # unchanged. (`channel_quantity`, the expected quantity, stays: see the module.)
             ChannelListing.objects.filter(pk__in=[item.id for item in to_send]).update(
                 last_pushed_quantity=None
             )
@@ -432,7 +465,11 @@ class _Run:
     ) -> None:
         by_id = {item.id: item for item in items}
         answered = {item_result.listing_id: item_result for item_result in result.items}
-        pushed, retry, dead, stale = [], [], [], []
+        pushed, retry, dead, stale, requeue = [], [], [], [], []
+        # Rows "not applied because another row was refused" are sent again for free only
+        # when some row was refused for its own reason (that one is dead-lettered, backing
+        # off or held next time): otherwise they would be requeued without end.
+        own_failure = any(not r.ok and not r.requeue for r in result.items)
         for item in items:
             item_result = answered.get(item.id)
             if item_result is None or item_result.ok:
@@ -444,6 +481,8 @@ class _Run:
                 pushed.append(item)
             elif item_result.stale:
                 stale.append((item, item_result))
+            elif item_result.requeue and own_failure:
+                requeue.append(item)
             elif item_result.retryable:
                 retry.append((by_id[item.id], item_result.error))
             else:
@@ -462,6 +501,10 @@ class _Run:
             self._dead_letter([item], error or "item refused")
         for item, item_result in stale:
             self._stale(item, item_result, call_started or timezone.now())
+        if requeue:
+            # Left dirty, failures unchanged: the next run sends them again.
+            self.report.requeued += len(requeue)
+            self._requeue_soon()
 
     def _stale(self, item: PlannedListing, item_result: ItemResult, call_started: datetime) -> None:
         """A refusal by the channel's compare-and-set: no attempt used (see `push_stale`)."""
@@ -469,13 +512,16 @@ class _Run:
         self.report.errors.append(f"listing {item.id}: stale: {item_result.error}"[:200])
         listing_push_stale(
             listing_id=item.id,
-            version=item.row["dirty_version"],
-            last_pushed=item.row["last_pushed_quantity"],
+            desired=item.quantity,
             observed=item_result.observed,
             read_started=call_started,
             error=item_result.error,
         )
-        # Planned again once the conflict's policy (or the backoff) lets it.
+        # Planned again: a lowering goes at once, an increase when its conflict allows it
+        # (`listings_held`), and a second refusal in a row backs off.
+        self._requeue_soon()
+
+    def _requeue_soon(self) -> None:
         wait = settings.CHANNEL_PUSH_RETRY_BASE_SECONDS
         current = self.report.requeue_after
         self.report.requeue_after = wait if current is None else min(current, wait)
@@ -616,10 +662,9 @@ def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
 
 
 def _expected(item: PlannedListing) -> int | None:
-    """What the channel shows for a listing as far as we know (read before the send clears
-    `last_pushed_quantity`): the last confirmed push, else the last read-back."""
-    pushed = item.row["last_pushed_quantity"]
-    return pushed if pushed is not None else item.row.get("last_observed_quantity")
+    """What the channel shows for a listing as far as we know (`channel_quantity`: the last
+    confirmed push or a later observation; a failed call leaves it as it was)."""
+    return item.row["channel_quantity"]
 
 
 def _call_key(row_id: int, items: list[PlannedListing]) -> str:
@@ -649,7 +694,8 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
         for item in items
     ]
     pushed_sql = (
-        "last_pushed_quantity = v.quantity, last_pushed_at = %s, push_failures = 0, "
+        "last_pushed_quantity = v.quantity, channel_quantity = v.quantity, "
+        "last_pushed_at = %s, push_failures = 0, "
         "next_push_at = NULL, last_error = '', push_stale_streak = 0, "
         "status = CASE WHEN l.status = 'excluded' THEN l.status ELSE 'ok' END, "
         if pushed
