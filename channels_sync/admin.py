@@ -394,6 +394,7 @@ _LISTING_FIELDS = [
     "last_pushed_at",
     "last_observed_quantity",
     "last_observed_at",
+    "channel_quantity",
     "dirty",
     "dirty_version",
     "dirty_since",
