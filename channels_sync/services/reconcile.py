@@ -140,7 +140,8 @@ def listing_observe(
 ) -> ListingObservation:
     """Record a listing's quantity as the marketplace showed it; compare it with ours.
 
-    Locks the listing's row; records the observation (unless a later one is kept); compares
+    Locks the listing's row; records the observation (unless a later one is kept), also as
+    what the channel shows (`observation_fields`); compares
     it with the last pushed quantity under the rule of the module (`read_started`: when the
     read began, default `observed_at`; `version`: the listing's `dirty_version` seen before
     the read, if known). On a difference opens (or updates) the listing's `stock_mismatch`

@@ -3,10 +3,14 @@ refusal does to our stock and to the conflict, which quantities are held, and ro
 applied because another row of their call was refused."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.test import override_settings
+from django.utils import timezone
 
 from channels_sync.adapters import CallResult, ItemResult, Outcome, adapter_class
 from channels_sync.adapters.shopify import ShopifyAdapter
@@ -17,9 +21,10 @@ from channels_sync.models import (
     ConflictPolicy,
     PushAttempt,
 )
+from channels_sync.services.channels import channel_update
 from channels_sync.services.conflict_resolution import conflict_resolve
 from channels_sync.services.push import channel_push
-from channels_sync.services.reconcile import channel_reconcile
+from channels_sync.services.reconcile import channel_reconcile, listing_observe
 from core.sandbox import Fault
 from inventory.models import StockLevel
 from inventory.services import Origin, stock_adjust, stock_set
@@ -162,10 +167,6 @@ def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, wa
 
 
 def test_channel_quantity_migration_fills_from_the_last_push_else_the_read_back(pushed):
-    from importlib import import_module
-
-    from django.apps import apps
-
     migration = import_module("channels_sync.migrations.0007_listing_channel_quantity")
     channel, listings, _products, _keys = pushed(ConflictPolicy.MANUAL, count=3)
     pushed_one, observed_one, unknown = listings
@@ -379,3 +380,41 @@ def test_a_call_whose_every_row_asks_to_be_requeued_counts_as_failed(
     listing.refresh_from_db()
     assert listing.push_failures == 1
     assert listing.next_push_at is not None
+
+
+def test_an_observation_read_before_our_last_push_is_not_taken_as_shown(pushed):
+    # given a listing whose push of 10 was confirmed after a read began
+    _channel, (listing,), _products, _keys = pushed(ConflictPolicy.MANUAL)
+    listing.refresh_from_db()
+    before = listing.last_pushed_at - timedelta(seconds=1)
+
+    listing_observe(
+        listing=listing.pk,
+        quantity=3,
+        observed_at=timezone.now(),
+        source=Conflict.Source.RECONCILIATION,
+        read_started=before,
+    )
+
+    # then it is recorded as an observation, but the push's figure is the newer knowledge
+    listing.refresh_from_db()
+    assert (listing.last_observed_quantity, listing.channel_quantity) == (3, 10)
+
+    # and a read begun after the push is what the channel shows
+    listing_observe(
+        listing=listing.pk,
+        quantity=4,
+        observed_at=timezone.now(),
+        source=Conflict.Source.RECONCILIATION,
+    )
+    listing.refresh_from_db()
+    assert (listing.last_observed_quantity, listing.channel_quantity) == (4, 4)
+
+
+def test_another_shop_behind_the_channel_forgets_what_it_showed(pushed):
+    channel, (listing,), _products, _keys = pushed(ConflictPolicy.MANUAL)
+
+    channel_update(channel=channel, actor="staff", base_url="https://other-shop.example")
+
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity) == (None, None)
