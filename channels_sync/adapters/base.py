@@ -97,6 +97,11 @@ class StockUpdate:
     # else the last read-back; None: unknown). Adapters with compare-and-set send it as the
     # expected current value.
     expected: int | None = None
+    # Sent only because its push group must be whole (`Adapter.push_group`): a listing the
+    # push does not manage (excluded), at `quantity`, the figure the channel shows as far as
+    # we know. An adapter that reads the group just before the write sends the figure read
+    # instead. Its result is never recorded as a push of ours.
+    passenger: bool = False
 
 
 @dataclass(frozen=True)
