@@ -86,6 +86,20 @@ def test_tiktok_failed_read_makes_the_batch_retryable_and_sends_no_update(tiktok
     assert tiktok.app.quantity(AT_EAST) == 1
 
 
+def test_tiktok_read_throttled_or_token_expired_keeps_its_outcome(tiktok):
+    tiktok.app.seed_listings([{**AT_EAST, "quantity": 1}])
+    adapter = adapter_for(tiktok)
+    tiktok.app.inject(Fault(status=429, body='{"code":36009002,"message":"Too many requests"}'))
+    throttled = adapter.push_stock([update(1, AT_EAST, 5)])
+    tiktok.app.expire_tokens()
+    expired = adapter.push_stock([update(1, AT_EAST, 5)])
+
+    assert (throttled.outcome, throttled.token_expired) == (Outcome.THROTTLED, False)
+    assert (expired.outcome, expired.token_expired) == (Outcome.AUTH, True)
+    assert [request.path for request in tiktok.app.requests] == [SEARCH, SEARCH]
+    assert tiktok.app.quantity(AT_EAST) == 1
+
+
 def test_tiktok_single_warehouse_listing_is_sent_without_a_read(tiktok):
     keys = {"product_id": PRODUCT, "sku_id": SKU}
     tiktok.app.seed_listings([{**keys, "quantity": 1}])
