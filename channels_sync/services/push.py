@@ -687,11 +687,13 @@ def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
 def _expected(item: PlannedListing) -> int | None:
     """What the channel shows for a listing as far as we know (read before the send clears
     `last_pushed_quantity`): the last confirmed push, else the last read-back."""
-    return _expected_row(item.row)
+    pushed = item.row["last_pushed_quantity"]
+    return pushed if pushed is not None else item.row.get("last_observed_quantity")
 
 
 def _expected_row(row: dict) -> int | None:
-    """`_expected` of a listing row."""
+    """What the channel shows for a listing row as far as we know (as `_expected`): a push
+    group's excluded member goes at this figure."""
     pushed = row["last_pushed_quantity"]
     return pushed if pushed is not None else row.get("last_observed_quantity")
 
