@@ -427,8 +427,8 @@ class Adapter(ABC):
         channel's other listings of that group (at their desired quantities; excluded ones
         as passengers, at the figure the channel shows as far as we know) and `batches`
         never splits one. Members with no listing here, or no known figure, are the
-        adapter's to add (TikTok reads the SKU just before the update). By default a group is the values of `push_group_keys`, when the
-        listing has all of them.
+        adapter's to add (TikTok reads the SKU just before the update). By default a group
+        is the values of `push_group_keys`, when the listing has all of them.
         """
         if not self.push_group_keys:
             return None
