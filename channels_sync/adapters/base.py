@@ -98,6 +98,11 @@ class StockUpdate:
     # failed call; None: unknown). Adapters with compare-and-set send it as the expected
     # current value.
     expected: int | None = None
+    # Sent only because its push group must be whole (`Adapter.push_group`): a listing the
+    # push does not manage (excluded), at `quantity`, the figure the channel shows as far as
+    # we know. An adapter that reads the group just before the write sends the figure read
+    # instead. Its result is never recorded as a push of ours.
+    passenger: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,9 +433,11 @@ class Adapter(ABC):
         Listings of one group are the rows of one marketplace record (TikTok: a SKU's
         warehouses) that the marketplace wants updated together: every call names all of
         them, whichever changed. The push pipeline completes a group it sends with the
-        channel's other listings of that group (at their desired quantities) and `batches`
-        never splits one. By default a group is the values of `push_group_keys`, when the
-        listing has all of them.
+        channel's other listings of that group (at their desired quantities; excluded ones
+        as passengers, at the figure the channel shows as far as we know) and `batches`
+        never splits one. Members with no listing here, or no known figure, are the
+        adapter's to add (TikTok reads the SKU just before the update). By default a group
+        is the values of `push_group_keys`, when the listing has all of them.
         """
         if not self.push_group_keys:
             return None

@@ -44,6 +44,11 @@ the channel's policy is `use_ours` (then sent, expecting the observed quantity).
 Push groups (`Adapter.push_group`, TikTok's warehouses of one SKU): when a listing of a group
 is sent, the channel's other listings of that group go with it (planned at their desired
 quantities, dirty or not, changed or not), in the same call (`batches` never splits a group).
+Excluded listings of the group go as passengers (`StockUpdate.passenger`) at the figure the
+channel shows as far as we know (last pushed, else last read back; left out when unknown,
+for the adapter to read) and are never recorded as pushed. A member sent only to complete
+its group (unchanged, or not dirty) is not at fault when the group is refused: it is neither
+dead-lettered nor backed off, and keeps its status and last pushed quantity.
 
 Every call's attempt row is committed, as `sending`, before the call goes out (the rows of
 a round of `ROUND_CALLS` calls in one statement, before its first call; a run that stops
@@ -80,6 +85,7 @@ from channels_sync.adapters import (
     Outcome,
     StockUpdate,
 )
+from channels_sync.allocation import Allocation
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
@@ -238,6 +244,9 @@ class _Run:
         # Listings this run pushed, at (dirty version, quantity): a group's sibling pushed
         # with an earlier page is not sent again by its own page unless it changed.
         self.sent: dict[int, tuple[int, int]] = {}
+        # This page's listings sent only to complete their push group (see `_groups_completed`).
+        self.pulled: set[int] = set()
+        self.passengers: set[int] = set()
 
     def go(self) -> None:
         report = self.report
@@ -280,11 +289,7 @@ class _Run:
         report.planned += len(planned)
         to_send, unchanged = [], []
         for item in planned:
-            shown = item.quantity == item.row["last_pushed_quantity"] and not self.include_clean
-            if shown or self.sent.get(item.id) == (item.row["dirty_version"], item.quantity):
-                unchanged.append(item)
-            else:
-                to_send.append(item)
+            (unchanged if self._unchanged(item) else to_send).append(item)
         to_send, unchanged = self._groups_completed(to_send, unchanged)
         report.unchanged += len(unchanged)
         if report.dry_run:
@@ -296,13 +301,20 @@ class _Run:
             to_send = [item for item in to_send if item.id not in held]
             report.held += len(held)
         if to_send:
-            # Until a send is confirmed, whether the marketplace shows it is unknown: a
-            # timeout the marketplace applied anyway, or a crash before the results are
-            # written, must not leave a stale "last pushed" that makes a later quantity look
+            # Until a send is confirmed, what the marketplace shows is unknown: a timeout
+            # the marketplace applied anyway, or a crash before the results are written,
+            # must not leave a stale "last pushed" that makes a later quantity look
             # unchanged. (`channel_quantity`, the expected quantity, stays: see the module.)
-            ChannelListing.objects.filter(pk__in=[item.id for item in to_send]).update(
-                last_pushed_quantity=None
-            )
+            # (A passenger is not ours to record, and a member pulled in at the quantity it
+            # already shows is certain whatever the answer.)
+            ChannelListing.objects.filter(
+                pk__in=[
+                    item.id
+                    for item in to_send
+                    if item.id not in self.passengers
+                    and not (item.id in self.pulled and self._unchanged(item))
+                ]
+            ).update(last_pushed_quantity=None)
         by_id = {item.id: item for item in to_send}
         updates = [
             StockUpdate(
@@ -310,6 +322,7 @@ class _Run:
                 keys=self.adapter.keys_from_listing(item.row),
                 quantity=item.quantity,
                 expected=_expected(item),
+                passenger=item.id in self.passengers,
             )
             for item in to_send
         ]
@@ -326,11 +339,24 @@ class _Run:
             finally:
                 self._unsent_drop()
 
+    def _unchanged(self, item: PlannedListing) -> bool:
+        """Whether the channel shows the listing's planned quantity already (our last
+        confirmed push, or this run sent it at this version); never in a full resync."""
+        shown = item.quantity == item.row["last_pushed_quantity"] and not self.include_clean
+        return shown or self.sent.get(item.id) == (item.row["dirty_version"], item.quantity)
+
     def _groups_completed(
         self, to_send: list[PlannedListing], unchanged: list[PlannedListing]
     ) -> tuple[list[PlannedListing], list[PlannedListing]]:
         """Add to the listings to send the rest of their push groups: the page's unchanged
-        members, and the channel's other members (one query, then planned like a page)."""
+        members, and the channel's other members (one query, then planned like a page).
+
+        Members sent only to complete a group (the page's unchanged ones; others not dirty
+        or unchanged) go in `self.pulled`; excluded members are passengers (`self.passengers`)
+        at the figure the channel shows as far as we know, or left out when there is none
+        (the adapter fills in what it must, see `Adapter.push_group`).
+        """
+        self.pulled, self.passengers = set(), set()
         if not to_send or not self.adapter.push_group_keys:
             return to_send, unchanged
 
@@ -348,9 +374,21 @@ class _Run:
             [item.row for item in (*to_send, *joining)],
             exclude_ids=[item.id for item in unchanged],
         )
-        planned = selectors.plan(self.channel, siblings)
+        excluded = ChannelListing.Status.EXCLUDED
+        planned = selectors.plan(
+            self.channel, [row for row in siblings if row["status"] != excluded]
+        )
         self.report.planned += len(planned)
-        return [*to_send, *joining, *planned], unchanged
+        passengers = [
+            PlannedListing(row, Allocation(known, "excluded: sent as the channel shows it"))
+            for row in siblings
+            if row["status"] == excluded and (known := _expected_row(row)) is not None
+        ]
+        self.pulled = {item.id for item in joining} | {
+            item.id for item in planned if not item.row["dirty"] or self._unchanged(item)
+        }
+        self.passengers = {item.id for item in passengers}
+        return [*to_send, *joining, *planned, *passengers], unchanged
 
     def _unsent_drop(self) -> None:
         """Delete the rows of calls this run will not make (it stops early)."""
@@ -423,14 +461,40 @@ class _Run:
         if result.outcome in (Outcome.OK, Outcome.PARTIAL):
             self.failure_streak = 0
             self._items_done(row_id, items, result, call_started)
-        elif result.outcome == Outcome.RETRYABLE:
+            return
+        own = self._group_refused(items)
+        if result.outcome == Outcome.RETRYABLE:
             self.failure_streak += 1
-            self._retry_later(items, result.error or "retryable error")
+            if own:
+                self._retry_later(own, result.error or "retryable error")
             if self.failure_streak >= settings.CHANNEL_PUSH_FAILURE_STREAK:
                 report.stopped = "failing"
                 raise _Stop
-        else:  # permanent: sending the same request again cannot help
-            self._dead_letter(items, result.error or "refused by the marketplace")
+        elif own:  # permanent: sending the same request again cannot help
+            self._dead_letter(own, result.error or "refused by the marketplace")
+
+    def _group_refused(self, items: list[PlannedListing]) -> list[PlannedListing]:
+        """Of refused items, return those whose refusal is their own; put the others back.
+
+        A passenger is left as it is. A member pulled in only to complete its group gets its
+        last pushed quantity back (cleared before the send) and, when that is its planned
+        quantity, is settled as unchanged, as it would have been without the group.
+        """
+        own, pulled = [], []
+        for item in items:
+            if item.id in self.pulled:
+                pulled.append(item)
+            elif item.id not in self.passengers:
+                own.append(item)
+        for item in pulled:
+            ChannelListing.objects.filter(pk=item.id).update(
+                last_pushed_quantity=item.row["last_pushed_quantity"]
+            )
+        _listings_settle(
+            [item for item in pulled if item.quantity == item.row["last_pushed_quantity"]],
+            pushed=False,
+        )
+        return own
 
     def _keep_lock(self) -> None:
         """Stop before a call if the run lock is no longer ours (it lapsed, another run has it)."""
@@ -472,6 +536,8 @@ class _Run:
         own_failure = any(not r.ok and not r.requeue for r in result.items)
         for item in items:
             item_result = answered.get(item.id)
+            if item.id in self.passengers:
+                continue  # not ours: never recorded, whatever the answer
             if item_result is None or item_result.ok:
                 # An item the answer does not mention was not refused: the call succeeded.
                 pushed.append(item)
@@ -495,10 +561,13 @@ class _Run:
         self.sent.update({item.id: (item.row["dirty_version"], item.quantity) for item in pushed})
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
+        own = {item.id for item in self._group_refused([item for item, _ in (*retry, *dead)])}
         for item, error in retry:
-            self._retry_later([item], error or "item refused, retry")
+            if item.id in own:
+                self._retry_later([item], error or "item refused, retry")
         for item, error in dead:
-            self._dead_letter([item], error or "item refused")
+            if item.id in own:
+                self._dead_letter([item], error or "item refused")
         for item, item_result in stale:
             self._stale(item, item_result, call_started or timezone.now())
         if requeue:
@@ -665,6 +734,13 @@ def _expected(item: PlannedListing) -> int | None:
     """What the channel shows for a listing as far as we know (`channel_quantity`: the last
     confirmed push or a later observation; a failed call leaves it as it was)."""
     return item.row["channel_quantity"]
+
+
+def _expected_row(row: dict) -> int | None:
+    """What the channel shows for a listing row as far as we know (as `_expected`): a push
+    group's excluded member goes at this figure."""
+    pushed = row["last_pushed_quantity"]
+    return pushed if pushed is not None else row.get("last_observed_quantity")
 
 
 def _call_key(row_id: int, items: list[PlannedListing]) -> str:
