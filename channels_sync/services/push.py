@@ -739,8 +739,7 @@ def _expected(item: PlannedListing) -> int | None:
 def _expected_row(row: dict) -> int | None:
     """What the channel shows for a listing row as far as we know (as `_expected`): a push
     group's excluded member goes at this figure."""
-    pushed = row["last_pushed_quantity"]
-    return pushed if pushed is not None else row.get("last_observed_quantity")
+    return row["channel_quantity"]
 
 
 def _call_key(row_id: int, items: list[PlannedListing]) -> str:
