@@ -16,7 +16,11 @@ from channels_sync.adapters.base import AdapterError, OrderStatus, Outcome, Stoc
 from channels_sync.adapters.rest import RestAdapter
 from channels_sync.adapters.rest import adapter as rest_module
 from channels_sync.adapters.rest.paths import text_fill
-from channels_sync.adapters.rest.signing import signature_hex, signature_match
+from channels_sync.adapters.rest.signing import (
+    signature_hex,
+    signature_match,
+    signature_verified,
+)
 from channels_sync.sandbox import rest as sandbox_module
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.sandbox.rest import RestShopSandbox
@@ -89,6 +93,63 @@ def test_stripe_v1_vector_on_the_adapter_webhook_verify(monkeypatch):
     assert adapter.webhook_nonce(headers=good, body=VECTOR_BODY) == f"{VECTOR_T}.{VECTOR_V1}"
     assert not adapter.webhook_verify(headers=good, body=VECTOR_BODY + b" ")
     assert not adapter.webhook_verify(headers={}, body=VECTOR_BODY)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"xt=1,t={VECTOR_T},v1={VECTOR_V1}",
+        f"xt=2,t={VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},xt=3,v1={VECTOR_V1}",
+        f"v0=abc,t={VECTOR_T},v1={VECTOR_V1}",
+        f"t=00{VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},v1={VECTOR_V1.upper()}",
+        f" t={VECTOR_T} , v1={VECTOR_V1} ",
+        f"t={VECTOR_T},v1={'0' * 64},v1={VECTOR_V1}",
+    ],
+)
+def test_the_nonce_is_the_verified_timestamp_and_signature_whatever_else_the_header_holds(
+    monkeypatch, header
+):
+    # Parts the check ignores, or another spelling of the same timestamp, must not make
+    # the same signed request look new to the replay check.
+    monkeypatch.setattr(rest_module.time, "time", lambda: VECTOR_T + 10)
+    adapter = RestAdapter(
+        base_url="http://shop.test", credentials={"webhook_secret": VECTOR_SECRET}
+    )
+    headers = {"X-SyncStore-Signature": header}
+    assert adapter.webhook_nonce(headers=headers, body=VECTOR_BODY) == f"{VECTOR_T}.{VECTOR_V1}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={VECTOR_T},t={VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},v1={VECTOR_V1},t={VECTOR_T + 1}",
+        f"t={VECTOR_T + 1},t={VECTOR_T},v1={VECTOR_V1}",
+        f"v1={VECTOR_V1}",
+        f"t=,v1={VECTOR_V1}",
+    ],
+)
+def test_a_header_with_a_repeated_or_missing_timestamp_does_not_verify(monkeypatch, header):
+    monkeypatch.setattr(rest_module.time, "time", lambda: VECTOR_T + 10)
+    adapter = RestAdapter(
+        base_url="http://shop.test", credentials={"webhook_secret": VECTOR_SECRET}
+    )
+    headers = {"X-SyncStore-Signature": header}
+    assert adapter.webhook_nonce(headers=headers, body=VECTOR_BODY) is None
+    assert not adapter.webhook_verify(headers=headers, body=VECTOR_BODY)
+    assert (
+        signature_verified(secret=VECTOR_SECRET, header=header, body=VECTOR_BODY, now=VECTOR_T)
+        is None
+    )
+
+
+def test_signature_verified_gives_the_parsed_timestamp_and_the_matching_v1():
+    header = f"xt=9,t=0{VECTOR_T},v1={'0' * 64},v1={VECTOR_V1}"
+    assert signature_verified(
+        secret=VECTOR_SECRET, header=header, body=VECTOR_BODY, now=VECTOR_T
+    ) == (VECTOR_T, VECTOR_V1)
 
 
 def test_stripe_v1_vector_on_the_sandbox(monkeypatch):

@@ -101,6 +101,20 @@ def test_a_replayed_request_is_refused_but_a_redelivered_event_is_a_duplicate(ho
     assert WebhookEvent.objects.filter(channel=channel).count() == 1
 
 
+@pytest.mark.parametrize("disguise", ["xt=1,{}", "{},xt=2", "v0=00,{}"])
+def test_a_replay_with_parts_the_check_ignores_is_still_a_replay(hooked, disguise):
+    channel, shop = hooked
+    shop.order_create(lines=_line(), status="pending")
+    body, headers = shop.sent[-1]
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
+    header = headers["X-SyncStore-Signature"]
+    stamp = header.split(",")[0].removeprefix("t=")
+    for variant in (disguise.format(header), header.replace(f"t={stamp}", f"t=00{stamp}")):
+        answer = _post(channel, body, {**headers, "X-SyncStore-Signature": variant})
+        assert (answer.status_code, answer.json()["code"]) == (409, "webhook_replayed"), variant
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
+
+
 def test_with_redis_down_the_intake_still_answers_and_dedupes_by_event(hooked, settings):
     channel, shop = hooked
     down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}

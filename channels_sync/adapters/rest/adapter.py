@@ -40,7 +40,7 @@ from channels_sync.adapters.rest.paths import (
 )
 from channels_sync.adapters.rest.signing import (
     signature_header,
-    signature_match,
+    signature_verified,
 )
 from core.http import OutboundError
 
@@ -369,17 +369,20 @@ class RestAdapter(Adapter):
 
     def webhook_nonce(self, *, headers: dict[str, str], body: bytes) -> str | None:
         """What makes this signed request unique, remembered against replays: its timestamp
-        and the `v1` signature that matched (None: it does not verify). A redelivery of the
-        same event is signed afresh (another timestamp), so it is not a replay."""
+        and the `v1` signature that matched, both as the signature check read them (None: it
+        does not verify). Nothing else in the header counts, so a request cannot be made
+        "new" by adding parts the check ignores, or by writing the same timestamp another
+        way. A redelivery of the same event is signed afresh (another timestamp), so it is
+        not a replay."""
         header = next(
             (v for k, v in headers.items() if str(k).lower() == SIGNATURE_HEADER.lower()), ""
         )
         secret = str(self.credentials.get("webhook_secret") or "")
-        matched = signature_match(secret=secret, header=header, body=body, now=time.time())
-        if matched is None:
+        verified = signature_verified(secret=secret, header=header, body=body, now=time.time())
+        if verified is None:
             return None
-        timestamp = header.split("t=", 1)[1].split(",", 1)[0].strip()
-        return f"{timestamp}.{matched}"
+        timestamp, signature = verified
+        return f"{timestamp}.{signature}"
 
     def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Read `{"id", "type", "created", "data"}` (see the package docstring)."""
