@@ -44,7 +44,10 @@ detail takes `{{order_id}}`. Answer paths and templates: `paths`.
 Credentials by auth: `bearer` -> `token` (`Authorization: Bearer`); `basic` -> `username`,
 `password`; `api_key` -> `api_key` (sent in `api_key_header`); `hmac` -> `hmac_secret`:
 `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>` (an empty body
-for GET). `webhook_secret` signs the shop's webhooks. Every call also carries
+for GET). `webhook_secret` signs the shop's webhooks. The credentials the auth mode needs
+are required when a channel is saved (`settings_check`); `token` and `api_key` travel in a
+header as they are, so they must be printable Latin-1 without line breaks
+(`credentials_clean`, `auth.credential_problem`). Every call also carries
 `Idempotency-Key` (Stripe's convention: https://docs.stripe.com/api/idempotent_requests),
 unique to the call's attempt.
 
