@@ -193,6 +193,16 @@ def _verified(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -
         # Credentials without the signing secret can verify nothing.
         logger.warning("webhook.verify_unavailable", channel_id=channel.id)
         return False
+    except Exception as exc:
+        # A check that breaks verifies nothing: 401 (the sender retries), never a 500.
+        logger.warning(
+            "webhook.verify_failed",
+            channel_id=channel.id,
+            channel_type=channel.type,
+            error=type(exc).__name__,
+            exc_info=True,
+        )
+        return False
 
 
 def _nonce_claim(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -> str | None:
