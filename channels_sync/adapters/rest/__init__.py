@@ -69,10 +69,12 @@ old or ahead is refused (401). The body:
      "data": {"items": [{"sku": "TEE-RED-M", "quantity": 5, "location": "main"}]}}
 
 `id` is the event's key: an event delivered again is answered 200 and stored once. The
-signature (its `t` and matching `v1`) is the request's nonce, remembered 10 minutes: the
-same signed request received twice is a replay, refused 409 `webhook_replayed`. A shop
-therefore signs every delivery attempt afresh (a new `t`), as Stripe does, so that a
-redelivery of an event is a duplicate (200), never a replay. Without Redis the nonce is not
+signature (its `t` and the matching `v1`, as the check read them: other parts of the header
+make no difference) is the request's nonce, remembered 10 minutes: the same signed request
+received twice is a replay, answered from the event store (200 when its event is stored,
+else taken as a first delivery: the first one never stored it), so a replay never stores an
+event twice nor loses one. A header with two `t` is refused (401). A shop signs every
+delivery attempt afresh (a new `t`), as Stripe does. Without Redis the nonce is not
 remembered; the timestamp window and the event-id deduplication still hold. `quantity`
 null in a stock event: the stock is read back. Other types are kept and ignored; order
 events need `orders` configured (else they are ignored too).
