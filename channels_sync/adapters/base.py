@@ -384,6 +384,13 @@ class Adapter(ABC):
             raise ValueError(f"unknown options: {', '.join(unknown)}")
         return dict(options)
 
+    @classmethod  # noqa: B027 - a hook that types override; none by default
+    def settings_check(cls, options: dict[str, Any], credentials: dict[str, Any]) -> None:
+        """Check what depends on the options and the credentials together (both already
+        cleaned by `options_clean` and `credentials_clean`), e.g. the credentials an auth mode
+        chosen in the options needs; raise `ValueError` naming the missing or wrong
+        credential. By default nothing depends on both."""
+
     def token_expires_at(self) -> datetime | None:
         raw = self.credentials.get("access_token_expires_at")
         if not raw:
