@@ -267,6 +267,11 @@ class Adapter(ABC):
     # `LastUpdatedBefore` within two minutes of the request): a poll lists up to
     # now - lag and moves its cursor there, so the newest orders are listed by the next one.
     orders_lag_seconds: ClassVar[float] = 0.0
+    # The longest window one `orders_updated` call may cover (None: any). A marketplace whose
+    # order list is paced so slowly that a busy window's pages could outlast the rate limit
+    # (Amazon's getOrders) sets it: the poll walks its window in slices this long, moving its
+    # cursor after each one, so a throttle mid-way loses only the slice it hit.
+    orders_max_window_seconds: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
