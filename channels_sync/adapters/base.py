@@ -281,6 +281,11 @@ class Adapter(ABC):
     # when the quantity is another: the push then holds increases of a listing whose stock
     # conflict is open (see `push_stale.listings_held`).
     compare_and_set: ClassVar[bool] = False
+    # The longest window one `orders_updated` call may cover (None: any). A marketplace whose
+    # order list is paced so slowly that a busy window's pages could outlast the rate limit
+    # (Amazon's getOrders) sets it: the poll walks its window in slices this long, moving its
+    # cursor after each one, so a throttle mid-way loses only the slice it hit.
+    orders_max_window_seconds: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
