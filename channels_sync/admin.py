@@ -154,7 +154,9 @@ class ChannelForm(forms.ModelForm):
             return data
         # The service's own checks, shown on the fields (`channel_create` runs them again).
         with service_errors(form=self, fields=_CHANNEL_FIELDS):
-            options_clean(instance.type if instance.pk else data["type"], data.get("options_json"))
+            options = options_clean(
+                instance.type if instance.pk else data["type"], data.get("options_json")
+            )
             channel_check(
                 vendor=vendor,
                 type=instance.type if instance.pk else data["type"],
@@ -162,6 +164,7 @@ class ChannelForm(forms.ModelForm):
                 credentials=data.get("new_credentials"),
                 batch_size=data.get("batch_size"),
                 channel=instance if instance.pk else None,
+                options=options,
             )
         return data
 
@@ -394,6 +397,7 @@ _LISTING_FIELDS = [
     "last_pushed_at",
     "last_observed_quantity",
     "last_observed_at",
+    "channel_quantity",
     "dirty",
     "dirty_version",
     "dirty_since",

@@ -1,7 +1,8 @@
-"""System checks: the push task's time limits must agree with its run lock and the broker."""
+"""System checks: the push task's time limits must agree with its run lock and the broker;
+the default Shopify API version must take the stock calls the adapter makes."""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -29,3 +30,19 @@ def push_time_limits_check(app_configs, **kwargs):
             )
         )
     return problems
+
+
+@register()
+def shopify_api_version_check(app_configs, **kwargs):
+    from channels_sync.adapters.shopify import api_version_problem
+
+    problem = api_version_problem(str(settings.SHOPIFY_API_VERSION))
+    if not problem:
+        return []
+    return [
+        Error(
+            f"SHOPIFY_API_VERSION: {problem}.",
+            hint="Every Shopify channel without an api_version of its own calls this version.",
+            id="channels_sync.E001",
+        )
+    ]

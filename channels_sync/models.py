@@ -162,6 +162,13 @@ class ChannelListing(BaseModel):
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     last_observed_quantity = models.IntegerField(null=True, blank=True)
     last_observed_at = models.DateTimeField(null=True, blank=True)
+    channel_quantity = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="What the channel shows as far as we know: set by a confirmed push and by "
+        "every observation (read-back, stock webhook, stale refusal), never cleared before a "
+        "send; the push sends it as the expected quantity to a channel with compare-and-set.",
+    )
     dirty = models.BooleanField(default=True)
     dirty_version = models.PositiveBigIntegerField(default=0)
     dirty_since = models.DateTimeField(null=True, blank=True)

@@ -41,6 +41,7 @@ LISTING_FIELDS = (
     "dirty_version",
     "last_pushed_quantity",
     "last_observed_quantity",
+    "channel_quantity",
     "push_failures",
     "status",
 )
@@ -93,10 +94,11 @@ def listings_to_push(
 def listings_in_push_groups(
     channel: Channel, adapter, rows: Sequence[dict], *, exclude_ids: Iterable[int] = ()
 ) -> list[dict]:
-    """The channel's other listings (not excluded, dirty or not; neither `rows` nor
-    `exclude_ids`) in the push groups of these listing rows (`Adapter.push_group`): one
-    query, narrowed by the columns of the type's `push_group_keys`, then matched group by
-    group. [] for a type without groups."""
+    """The channel's other listings (dirty or not, excluded ones too: the marketplace wants
+    the whole group in each update; neither `rows` nor `exclude_ids`) in the push groups of
+    these listing rows (`Adapter.push_group`), with their `dirty` mark: one query, narrowed
+    by the columns of the type's `push_group_keys`, then matched group by group. [] for a
+    type without groups."""
     group_of = adapter.push_group
 
     def group(row: dict) -> str | None:
@@ -105,16 +107,14 @@ def listings_in_push_groups(
     groups = {group(row) for row in rows} - {None}
     if not groups or not adapter.push_group_keys:
         return []
-    query = ChannelListing.objects.filter(channel_id=channel.pk).exclude(
-        status=ChannelListing.Status.EXCLUDED
-    )
+    query = ChannelListing.objects.filter(channel_id=channel.pk)
     for name in adapter.push_group_keys:
         column = adapter.key_columns[name]
         query = query.filter(**{f"{column}__in": sorted({str(row[column]) for row in rows})})
     known = {row["id"] for row in rows} | set(exclude_ids)
     return [
         row
-        for row in query.order_by("id").values(*LISTING_FIELDS)
+        for row in query.order_by("id").values(*LISTING_FIELDS, "dirty")
         if row["id"] not in known and group(row) in groups
     ]
 

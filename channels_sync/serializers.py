@@ -251,6 +251,7 @@ class ChannelListingSerializer(serializers.ModelSerializer):
             "last_pushed_at",
             "last_observed_quantity",
             "last_observed_at",
+            "channel_quantity",
             "dirty",
             "dirty_since",
             "status",

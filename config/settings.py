@@ -599,9 +599,10 @@ AMAZON_AUTH_BASE_URL = env("AMAZON_AUTH_BASE_URL", default="https://api.amazon.c
 # patchListingsItem call per SKU.
 AMAZON_FEED_THRESHOLD = env.int("AMAZON_FEED_THRESHOLD", default=20)
 # A submitted feed is asked for its processing status this often (seconds), for at most the
-# max wait; a feed still queued or running then is sent again later (it sets absolute
-# quantities). The wait stays well under CHANNEL_PUSH_SOFT_TIME_LIMIT_SECONDS.
-AMAZON_FEED_POLL_SECONDS = env.float("AMAZON_FEED_POLL_SECONDS", default=15.0)
-AMAZON_FEED_MAX_WAIT_SECONDS = env.float("AMAZON_FEED_MAX_WAIT_SECONDS", default=180.0)
+# max wait (never more than CHANNEL_PUSH_INLINE_WAIT_SECONDS); a feed still queued or running
+# then is left to Amazon and remembered, and the seller's pushes wait (throttled, asking
+# again every poll interval) until it ends.
+AMAZON_FEED_POLL_SECONDS = env.float("AMAZON_FEED_POLL_SECONDS", default=5.0)
+AMAZON_FEED_MAX_WAIT_SECONDS = env.float("AMAZON_FEED_MAX_WAIT_SECONDS", default=20.0)
 # patchListingsItem's burst (Amazon lowered it from 10 to 5 on 2024-12-18; its rate is 5/s).
 AMAZON_PATCH_BURST = env.int("AMAZON_PATCH_BURST", default=5)

@@ -12,11 +12,11 @@ from webhooks.services.intake import webhook_challenge, webhook_receive
 def webhook_receive_view(request: HttpRequest, channel_type: str, channel_id: int) -> HttpResponse:
     """`POST /webhooks/<channel_type>/<channel_id>/`: verify, store, answer the marketplace.
 
-    2xx with the marketplace's acknowledgement (also for a duplicate); 401
-    `invalid_signature`; 404 `channel_not_found`; 405 for another method; 409
-    `webhook_replayed` for a signed request seen before (types with a nonce); 413 past the
-    request body limit. `GET` is a marketplace's check of the endpoint (eBay's
-    `challenge_code`), answered where the channel's type has one (else 405).
+    2xx with the marketplace's acknowledgement (also for a duplicate, and for a signed
+    request seen before: see `webhooks.services.replays`); 401 `invalid_signature`; 404
+    `channel_not_found`; 405 for another method; 413 past the request body limit. `GET`
+    is a marketplace's check of the endpoint (eBay's `challenge_code`), answered where the
+    channel's type has one (else 405).
     """
     if request.method == "GET":
         try:

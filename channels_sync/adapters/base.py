@@ -93,10 +93,16 @@ class StockUpdate:
     listing_id: int
     keys: dict[str, str]  # the marketplace's keys, as `Adapter.key_fields` names them
     quantity: int
-    # What the channel showed for this listing as far as we know (the last confirmed push,
-    # else the last read-back; None: unknown). Adapters with compare-and-set send it as the
-    # expected current value.
+    # What the channel shows for this listing as far as we know (`ChannelListing.
+    # channel_quantity`: the last confirmed push or a later observation; never cleared by a
+    # failed call; None: unknown). Adapters with compare-and-set send it as the expected
+    # current value.
     expected: int | None = None
+    # Sent only because its push group must be whole (`Adapter.push_group`): a listing the
+    # push does not manage (excluded), at `quantity`, the figure the channel shows as far as
+    # we know. An adapter that reads the group just before the write sends the figure read
+    # instead. Its result is never recorded as a push of ours.
+    passenger: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,10 @@ class ItemResult:
     # shows `observed` (None: not read). The push records it and plans the listing again.
     stale: bool = False
     observed: int | None = None
+    # Not applied, through no fault of its own: another update of the same call was refused
+    # and the marketplace applied none of them. Sent again soon, no attempt used (with
+    # `ok=False, retryable=True`; a call whose every update says so counts as retryable).
+    requeue: bool = False
 
 
 @dataclass
@@ -267,6 +277,15 @@ class Adapter(ABC):
     # `LastUpdatedBefore` within two minutes of the request): a poll lists up to
     # now - lag and moves its cursor there, so the newest orders are listed by the next one.
     orders_lag_seconds: ClassVar[float] = 0.0
+    # The stock update sends `StockUpdate.expected` and the marketplace refuses it (`stale`)
+    # when the quantity is another: the push then holds increases of a listing whose stock
+    # conflict is open (see `push_stale.listings_held`).
+    compare_and_set: ClassVar[bool] = False
+    # The longest window one `orders_updated` call may cover (None: any). A marketplace whose
+    # order list is paced so slowly that a busy window's pages could outlast the rate limit
+    # (Amazon's getOrders) sets it: the poll walks its window in slices this long, moving its
+    # cursor after each one, so a throttle mid-way loses only the slice it hit.
+    orders_max_window_seconds: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -370,6 +389,13 @@ class Adapter(ABC):
             raise ValueError(f"unknown options: {', '.join(unknown)}")
         return dict(options)
 
+    @classmethod  # noqa: B027 - a hook that types override; none by default
+    def settings_check(cls, options: dict[str, Any], credentials: dict[str, Any]) -> None:
+        """Check what depends on the options and the credentials together (both already
+        cleaned by `options_clean` and `credentials_clean`), e.g. the credentials an auth mode
+        chosen in the options needs; raise `ValueError` naming the missing or wrong
+        credential. By default nothing depends on both."""
+
     def token_expires_at(self) -> datetime | None:
         raw = self.credentials.get("access_token_expires_at")
         if not raw:
@@ -419,9 +445,11 @@ class Adapter(ABC):
         Listings of one group are the rows of one marketplace record (TikTok: a SKU's
         warehouses) that the marketplace wants updated together: every call names all of
         them, whichever changed. The push pipeline completes a group it sends with the
-        channel's other listings of that group (at their desired quantities) and `batches`
-        never splits one. By default a group is the values of `push_group_keys`, when the
-        listing has all of them.
+        channel's other listings of that group (at their desired quantities; excluded ones
+        as passengers, at the figure the channel shows as far as we know) and `batches`
+        never splits one. Members with no listing here, or no known figure, are the
+        adapter's to add (TikTok reads the SKU just before the update). By default a group
+        is the values of `push_group_keys`, when the listing has all of them.
         """
         if not self.push_group_keys:
             return None

@@ -37,6 +37,8 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
+import structlog
+
 from channels_sync.adapters.base import (
     ANSWER_SKU_MAX,
     Adapter,
@@ -67,6 +69,8 @@ from channels_sync.adapters.base import (
 )
 from core.http import OutboundError
 
+logger = structlog.get_logger(__name__)
+
 API_STOCK_UPDATE = "/product/stock/sellable/update"
 API_ITEM_GET = "/product/item/get"
 API_TOKEN_REFRESH = "/auth/token/refresh"  # noqa: S105 - a path, not a secret
@@ -85,8 +89,12 @@ ORDER_NOT_FOUND_CODES = frozenset({"16", "39"})
 SIGN_METHOD = "sha256"
 MAX_SKUS_PER_CALL = 50  # UpdateSellableQuantity refuses more with code 204
 # The code of the seller's own (dropshipping) warehouse in `multiWarehouseInventories`: what
-# the single-warehouse form of UpdateSellableQuantity sets.
+# the single-warehouse form of UpdateSellableQuantity sets. UNCONFIRMED: the Lazada Open
+# Platform pages read (UpdateSellableQuantity, GetProductItem, "Inventory management API")
+# say the single form "only updates the dropshipping warehouse" but show no code for it; the
+# channel option `dropshipping_warehouse` names another.
 DROPSHIPPING_WAREHOUSE = "dropshipping"
+WAREHOUSE_CODE_MAX = 100  # the listing column that holds a warehouse code
 
 # Throttling arrives as a body code: 901 is the API-level QPS limit ("retry in the next
 # second"); ApiCallLimit / AppCallLimit are the gateway's bans ("ban will last N seconds").
@@ -558,6 +566,30 @@ class LazadaAdapter(Adapter):
     # Lazada wants an HTTP 200 within 500 ms and reads nothing from the body; anything else
     # (or a slower answer) is resent every 30 minutes, up to 12 times.
     webhook_ack: ClassVar[tuple[int, bytes, str]] = (200, b"", "text/plain")
+    option_fields = ("dropshipping_warehouse",)
+
+    @classmethod
+    def options_clean(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """`dropshipping_warehouse`: the code of the seller's own warehouse in
+        GetProductItem's `multiWarehouseInventories[]` (default `dropshipping`, UNCONFIRMED:
+        see `DROPSHIPPING_WAREHOUSE`), a text of 1 to 100 characters."""
+        cleaned = super().options_clean(options)
+        if "dropshipping_warehouse" in cleaned:
+            code = cleaned["dropshipping_warehouse"]
+            text = code.strip() if isinstance(code, str) else ""
+            if not text or len(text) > WAREHOUSE_CODE_MAX:
+                raise ValueError(
+                    "dropshipping_warehouse must be a warehouse code of 1 to "
+                    f"{WAREHOUSE_CODE_MAX} characters"
+                )
+            cleaned["dropshipping_warehouse"] = text
+        return cleaned
+
+    @property
+    def dropshipping_warehouse(self) -> str:
+        """The dropshipping warehouse's code: the channel option, else `dropshipping`."""
+        code = self.options.get("dropshipping_warehouse")
+        return code.strip() if isinstance(code, str) and code.strip() else DROPSHIPPING_WAREHOUSE
 
     # --- signing ----------------------------------------------------------------------------
 
@@ -693,8 +725,10 @@ class LazadaAdapter(Adapter):
 
         The quantity is the sellable quantity (what UpdateSellableQuantity sets), per
         warehouse (`_sellable`): a listing's own warehouse's entry in
-        `multiWarehouseInventories[]`, the dropshipping warehouse's for a listing naming
-        none. Items (208) or SKUs (207) the shop does not know are left out.
+        `multiWarehouseInventories[]`, the dropshipping warehouse's (`dropshipping_warehouse`)
+        for a listing naming none. Items (208) or SKUs (207) the shop does not know are left
+        out, and so is a listing naming no warehouse of a SKU in several warehouses none of
+        which has the dropshipping code (logged as `lazada.dropshipping_unmatched`).
         """
         wanted: dict[str, list[dict[str, str]]] = {}
         for key in keys:
@@ -715,7 +749,12 @@ class LazadaAdapter(Adapter):
                 if sku is None and key.get("seller_sku"):
                     sku = by_seller.get(str(key["seller_sku"]))
                 quantity = (
-                    _sellable(sku, str(key.get("warehouse_code") or ""))
+                    _sellable(
+                        sku,
+                        str(key.get("warehouse_code") or ""),
+                        dropshipping=self.dropshipping_warehouse,
+                        item_id=item_id,
+                    )
                     if sku is not None
                     else None
                 )
@@ -967,14 +1006,22 @@ class LazadaAdapter(Adapter):
         raise AdapterError(text, outcome=outcome, token_expired=expired)
 
 
-def _sellable(sku: dict, warehouse_code: str = "") -> int | None:
+def _sellable(
+    sku: dict,
+    warehouse_code: str = "",
+    *,
+    dropshipping: str = DROPSHIPPING_WAREHOUSE,
+    item_id: str = "",
+) -> int | None:
     """A SKU's sellable quantity in one warehouse from a GetProductItem answer.
 
     `warehouse_code` names the warehouse (a multi-warehouse listing): its
     `multiWarehouseInventories[]` entry, None when the SKU has none there. Without one, the
-    warehouse the single-warehouse form writes: the dropshipping warehouse's entry, else the
-    only entry; with several warehouses and no dropshipping one there is nothing to compare
-    with (None). A SKU without `multiWarehouseInventories` reads `Available`, else
+    warehouse the single-warehouse form writes: the entry coded `dropshipping` (the channel's
+    code for it, UNCONFIRMED by the vendor docs), else the only entry; with several
+    warehouses and none so coded there is nothing to compare with (None, logged as
+    `lazada.dropshipping_unmatched`: the channel's `dropshipping_warehouse` option is likely
+    wrong). A SKU without `multiWarehouseInventories` reads `Available`, else
     `quantity`. None when a figure is not a whole number (no observation rather than a
     made-up zero).
     """
@@ -988,9 +1035,17 @@ def _sellable(sku: dict, warehouse_code: str = "") -> int | None:
         if warehouse_code:
             chosen = by_code.get(warehouse_code)
         else:
-            chosen = by_code.get(DROPSHIPPING_WAREHOUSE)
+            chosen = by_code.get(dropshipping)
             if chosen is None and len(warehouses) == 1:
                 chosen = warehouses[0]
+            elif chosen is None:
+                logger.warning(
+                    "lazada.dropshipping_unmatched",
+                    item_id=item_id,
+                    sku_id=answer_text(sku.get("SkuId")),
+                    dropshipping_warehouse=dropshipping,
+                    warehouse_codes=sorted(by_code),
+                )
         if chosen is None:
             return None
         return answer_int(chosen.get("sellableQuantity", chosen.get("quantity")))

@@ -16,8 +16,14 @@ shop can not use model level dts", "cnsc shop not upgraded", "No permission to c
 api.". Only a message about the access token (the official wording is
 "Invalid access_token.") means the token is bad: refresh, then re-authorise if the refresh is
 refused too. A message about the partner or the shop's authorisation means the credentials
-are wrong. Anything else is a refusal of the request (`permanent`): never a reason to flag
-the shop for re-authorisation.
+are wrong. Holiday mode ("Please wait for the holiday mode set then to edit item") is a
+shop-wide refusal that ends when the seller's holiday does: it is `retryable`, so each
+listing of the call backs off with the push's backoff and is sent again (as `permanent` it
+would be dead-lettered and the shop would keep its old stock after the holiday until the
+next stock change). Past `CHANNEL_PUSH_MAX_ATTEMPTS` failures in a row a listing is still
+dead-lettered: a holiday longer than the backoff's reach ends like any lasting refusal.
+Anything else is a refusal of the request (`permanent`): never a reason to flag the shop for
+re-authorisation.
 """
 
 from channels_sync.adapters.base import Outcome
@@ -38,6 +44,8 @@ NOT_FOUND_ERRORS = frozenset({"error_item_not_found"})
 TOKEN_MARKERS = ("access_token", "access token")
 # `error_auth` messages about the app or the shop's grant: the credentials themselves.
 CREDENTIAL_MARKERS = ("partner", "not authori", "deauthori", "shop_id", "refresh_token")
+# `error_auth` messages of a shop-wide refusal that lasts for a time (holiday mode).
+TIME_BOUND_MARKERS = ("holiday mode",)
 
 
 def error_code(error: str) -> str:
@@ -51,7 +59,8 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
     The body's `error` (module prefix ignored) decides; the HTTP status only when the body
     names no error. `error_auth` is read by its message (see the module docstring): a bad
     access token is `auth` with the token expired (refresh and send again), the partner or
-    the shop's grant refused is `auth`, any other message a business refusal (`permanent`).
+    the shop's grant refused is `auth`, holiday mode (refused until the holiday ends)
+    `retryable`, any other message a business refusal (`permanent`).
     An unknown error on a non-5xx answer is `permanent`: sending the same request again will
     not change Shopee's mind, and the desired-state pipeline pushes a fresh one later.
     """
@@ -66,6 +75,8 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
             return Outcome.AUTH, True
         if any(marker in lowered for marker in CREDENTIAL_MARKERS):
             return Outcome.AUTH, False
+        if any(marker in lowered for marker in TIME_BOUND_MARKERS):
+            return Outcome.RETRYABLE, False
         return Outcome.PERMANENT, False
     if code == SIGN_ERROR:
         return Outcome.AUTH, False

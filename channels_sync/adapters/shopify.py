@@ -20,7 +20,8 @@ Wire format (Shopify Admin GraphQL reference and the changelogs cited in `shopif
   `IDEMPOTENCY_KEY_PARAMETER_MISMATCH`, `IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED` -> the whole
   call is retryable (the next attempt row brings a new key). Whether a refused row stops
   the others is not documented: when the answer has errors and no adjustment group, the
-  other rows are reported not applied (retryable); with a group they are applied.
+  other rows are reported not applied (`requeue`: sent again without using an attempt);
+  with a group they are applied.
 - Throttling is by calculated query cost (`extensions.cost`): a `THROTTLED` error waits
   for the points the call needs at the shop's restore rate; before each call, when the
   last reported bucket cannot pay the call's last requested cost, the adapter sleeps for
@@ -117,6 +118,11 @@ ORDER_TOPICS = frozenset(
 STOCK_TOPIC = "inventory_levels/update"
 _SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}(\.[a-z0-9][a-z0-9-]{0,62})+")
 _API_VERSION = re.compile(r"[0-9]{4}-(01|04|07|10)|unstable")
+# `changeFromQuantity` and `@idempotent` on `inventorySetQuantities` arrive with 2026-01
+# (https://shopify.dev/changelog/compare-and-swap-redesign-for-inventory-set-quantities,
+# https://shopify.dev/changelog/adding-idempotency-for-inventory-adjustments-and-refund-mutations):
+# an older version refuses every stock call the adapter sends.
+FIRST_API_VERSION = "2026-01"
 
 
 @dataclass
@@ -141,6 +147,7 @@ class ShopifyAdapter(Adapter):
     """Shopify: `inventorySetQuantities` with compare-and-set and an idempotency key."""
 
     type = "shopify"
+    compare_and_set = True
     label = "Shopify"
     credential_fields = ("shop_domain", "access_token", "client_secret", "api_version")
     secret_fields = ("access_token", "client_secret")
@@ -193,15 +200,16 @@ class ShopifyAdapter(Adapter):
     @classmethod
     def credentials_clean(cls, credentials: dict[str, Any]) -> dict[str, Any]:
         """Also checks `shop_domain` (a host name, `shop.myshopify.com`) and `api_version`
-        (`YYYY-MM` of a quarterly release, or `unstable`)."""
+        (`api_version_problem`)."""
         cleaned = super().credentials_clean(credentials)
         domain = str(cleaned["shop_domain"]).strip().lower()
         if not _SHOP_DOMAIN.fullmatch(domain):
             raise ValueError("shop_domain must be the shop's host name (shop.myshopify.com)")
         cleaned["shop_domain"] = domain
         version = cleaned.get("api_version")
-        if version is not None and not _API_VERSION.fullmatch(str(version)):
-            raise ValueError("api_version must look like 2026-01")
+        problem = api_version_problem(str(version)) if version is not None else ""
+        if problem:
+            raise ValueError(problem)
         return cleaned
 
     @property
@@ -392,6 +400,7 @@ class ShopifyAdapter(Adapter):
                         ok=False,
                         error="not applied: another row of the call was refused",
                         retryable=True,
+                        requeue=True,
                     )
                 )
             elif code in STALE_CODES:
@@ -671,6 +680,20 @@ def _market_order(node: dict[str, Any]) -> MarketOrder | None:
         currency=answer_text(node.get("currencyCode"), limit=3),
         raw=node,
     )
+
+
+def api_version_problem(version: str) -> str:
+    """Why an Admin API version cannot be used ('' when it can): it must be a quarterly
+    release (`YYYY-01`, `-04`, `-07`, `-10`) from `FIRST_API_VERSION` on, or `unstable`."""
+    if not _API_VERSION.fullmatch(version):
+        return f"api_version must be a quarterly release such as {FIRST_API_VERSION}, or unstable"
+    if version != "unstable" and version < FIRST_API_VERSION:
+        return (
+            f"api_version {version} is too old: inventorySetQuantities takes "
+            f"changeFromQuantity and @idempotent from {FIRST_API_VERSION}, and every stock "
+            f"update would be refused; use {FIRST_API_VERSION} or later"
+        )
+    return ""
 
 
 def _level_id(keys: dict[str, Any]) -> str:

@@ -12,7 +12,9 @@ Wire format (reference/marketplaces.md section 3):
   must be in each update of it (Partner Center, Products API "Update Inventory": "You must
   include all warehouse IDs assigned to this SKU ... Do not omit any"; an omission fails with
   12019028 / 12052037): a SKU's warehouse listings are one push group (`push_group`), which
-  the push pipeline completes and `batches()` never splits.
+  the push pipeline completes and `batches()` never splits, and the SKU's warehouses that
+  have no listing here are added from a read just before the update
+  (`channels_sync.adapters.tiktok_warehouses`).
 - Read-back: `POST /product/202309/inventory/search` with `{"sku_ids": [...]}` (<= 600).
 - Tokens: `GET {auth}/api/v2/token/refresh` (not signed); `access_token_expire_in` is an
   absolute Unix time, not a lifetime.
@@ -61,6 +63,8 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import structlog
+
 from channels_sync.adapters.base import (
     ANSWER_SKU_MAX,
     Adapter,
@@ -90,7 +94,14 @@ from channels_sync.adapters.base import (
     unreadable,
     updates_grouped,
 )
+from channels_sync.adapters.tiktok_warehouses import (
+    WarehouseReadError,
+    sku_warehouses,
+    warehouses_completed,
+)
 from core.http import OutboundError
+
+logger = structlog.get_logger(__name__)
 
 API_VERSION = "202309"
 # Query parameters that never enter the signature.
@@ -253,6 +264,12 @@ class TikTokAdapter(Adapter):
 
         Quantities go as given: the documented range [1, 99999] is UNCONFIRMED for 0 (sellers
         report 0 is accepted) and anything the API refuses comes back per SKU.
+
+        When an update names a warehouse, the batch's SKUs are read first (one inventory
+        search): every warehouse of a SKU that no update names goes in at the figure read,
+        and passengers at theirs (`tiktok_warehouses`, which also states the race this
+        leaves). A read that fails makes the batch retryable (throttled and token refusals
+        keep their own outcome); nothing is sent.
         """
         if not updates:
             return CallResult(outcome=Outcome.OK)
@@ -264,13 +281,53 @@ class TikTokAdapter(Adapter):
             )
         product_id = product_ids.pop()
         path = f"/product/{API_VERSION}/products/{product_id}/inventory/update"
-        body = json_body({"skus": self._skus_payload(updates)})
         started = time.perf_counter()
+        rows = self._warehouses_completed(product_id, updates, started)
+        if isinstance(rows, CallResult):
+            return rows
+        body = json_body({"skus": self._skus_payload(rows)})
         try:
             response, latency_ms = self._signed("POST", path, body)
         except OutboundError as exc:
             return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
         return self._classify_push(response, updates, latency_ms)
+
+    def _warehouses_completed(
+        self, product_id: str, updates: Sequence[StockUpdate], started: float
+    ) -> list[StockUpdate] | CallResult:
+        """The rows to send, every warehouse of each SKU in (see `push_stock`), or the
+        failed read's result."""
+        sku_ids = list(
+            dict.fromkeys(
+                str(update.keys.get("sku_id", ""))
+                for update in updates
+                if update.keys.get("warehouse_id")
+            )
+        )
+        if not sku_ids:
+            return list(updates)
+        try:
+            found = self._inventory_search(sku_ids)
+            read = {
+                sku_id: sku_warehouses(sku)
+                for sku_id, (found_product, sku) in found.items()
+                if not found_product or found_product == product_id
+            }
+        except (AdapterError, WarehouseReadError) as exc:
+            outcome = getattr(exc, "outcome", Outcome.RETRYABLE)
+            if outcome not in (Outcome.THROTTLED, Outcome.AUTH):
+                outcome = Outcome.RETRYABLE
+            return CallResult(
+                outcome=outcome,
+                error=f"inventory read before the update: {exc}"[:1000],
+                retry_after=getattr(exc, "retry_after", None),
+                token_expired=getattr(exc, "token_expired", False),
+                latency_ms=int((time.perf_counter() - started) * 1000),
+            )
+        rows, added = warehouses_completed(updates, read)
+        if added:
+            logger.info("tiktok.warehouses_added", product_id=product_id, warehouses=added)
+        return rows
 
     @staticmethod
     def _skus_payload(updates: Sequence[StockUpdate]) -> list[dict[str, Any]]:
@@ -331,6 +388,24 @@ class TikTokAdapter(Adapter):
         without reads the SKU's `total_available_quantity`. Raises `AdapterError`.
         """
         sku_ids = list(dict.fromkeys(str(k["sku_id"]) for k in keys if k.get("sku_id")))
+        found = self._inventory_search(sku_ids)
+        observed = []
+        for listing in keys:
+            hit = found.get(str(listing.get("sku_id", "")))
+            if hit is None:
+                continue
+            product_id, sku = hit
+            if listing.get("product_id") and product_id and product_id != listing["product_id"]:
+                continue
+            quantity = _sku_quantity(sku, listing.get("warehouse_id") or "")
+            quantity = stock_observed(quantity, channel_type=self.type, keys=listing)
+            if quantity is not None:
+                observed.append(ObservedStock(keys=dict(listing), quantity=quantity))
+        return observed
+
+    def _inventory_search(self, sku_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """SKU id -> (product id, `skus[]` entry) of the inventory search, 600 ids a call.
+        Raises a classified `AdapterError`."""
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         path = f"/product/{API_VERSION}/inventory/search"
         for start in range(0, len(sku_ids), SEARCH_MAX_SKU_IDS):
@@ -360,19 +435,7 @@ class TikTokAdapter(Adapter):
                 for sku in answer_list(product.get("skus")):
                     if isinstance(sku, dict):
                         found[str(sku.get("id"))] = (str(product.get("product_id", "")), sku)
-        observed = []
-        for listing in keys:
-            hit = found.get(str(listing.get("sku_id", "")))
-            if hit is None:
-                continue
-            product_id, sku = hit
-            if listing.get("product_id") and product_id and product_id != listing["product_id"]:
-                continue
-            quantity = _sku_quantity(sku, listing.get("warehouse_id") or "")
-            quantity = stock_observed(quantity, channel_type=self.type, keys=listing)
-            if quantity is not None:
-                observed.append(ObservedStock(keys=dict(listing), quantity=quantity))
-        return observed
+        return found
 
     # --- tokens -----------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ one server is both the regional API base `{url}/rest` and the auth base):
   `<MultiWarehouseInventories><MultiWarehouseInventory><WarehouseCode/><SellableQuantity/>
   </MultiWarehouseInventory>...</MultiWarehouseInventories>` instead of its own
   `<SellableQuantity>`: each named warehouse of the SKU is set. The single-warehouse form sets
-  only the `dropshipping` warehouse, as Lazada's does.
+  only the dropshipping warehouse, as Lazada's does; its code is `dropshipping` unless the
+  `dropshipping_code` option names another (Lazada's own code for it is not documented).
 - `GET /product/item/get?item_id=` (GetProductItem): the item's SKUs with `quantity` and
   `Available` (the sum over warehouses) and a `multiWarehouseInventories` entry per
   warehouse; an unknown item answers code 208.
 
 Stock is kept per (item_id, sku_id, warehouse_code): a seeded listing naming no
-`warehouse_code` is the SKU's `dropshipping` warehouse.
+`warehouse_code` is the SKU's dropshipping warehouse.
 - `GET /orders/get` (GetOrders): `created_after` or `update_after` required, the bounds
   inclusive; `sort_by` `created_at`/`updated_at`, `sort_direction`, `offset` (<= 5000),
   `limit` (<= 100; pages are also cut to the `orders_page_size` option); answers
@@ -131,6 +132,7 @@ class LazadaSandbox(MarketplaceSandbox):
         # GetOrders answers at most this many orders per page (Lazada: `limit`, at most 100);
         # a smaller value makes tests page.
         self.orders_page_size = ORDERS_MAX_LIMIT
+        self.dropshipping_code = WAREHOUSE
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -141,17 +143,29 @@ class LazadaSandbox(MarketplaceSandbox):
             self.seller_skus.clear()
             self.auth_codes.clear()
             self.orders_page_size = ORDERS_MAX_LIMIT
+            self.dropshipping_code = WAREHOUSE
 
     def configure(self, **options: Any) -> dict:
-        """The shared options, and `orders_page_size` (1..100: most orders per GetOrders page,
-        whatever `limit` asks)."""
+        """The shared options, `orders_page_size` (1..100: most orders per GetOrders page,
+        whatever `limit` asks) and `dropshipping_code` (the dropshipping warehouse's code; set
+        it before seeding listings that name no warehouse)."""
+        code = options.pop("dropshipping_code", None)
+        if code is not None:
+            if not isinstance(code, str) or not code.strip():
+                raise ValueError("dropshipping_code must be a non-empty text")
+            with self._lock:
+                self.dropshipping_code = code.strip()
         page_size = options.pop("orders_page_size", None)
         if page_size is not None:
             if isinstance(page_size, bool) or not 1 <= int(page_size) <= ORDERS_MAX_LIMIT:
                 raise ValueError(f"orders_page_size must be between 1 and {ORDERS_MAX_LIMIT}")
             with self._lock:
                 self.orders_page_size = int(page_size)
-        return {**super().configure(**options), "orders_page_size": self.orders_page_size}
+        return {
+            **super().configure(**options),
+            "orders_page_size": self.orders_page_size,
+            "dropshipping_code": self.dropshipping_code,
+        }
 
     def seed_listings(self, listings: Any, quantity: int = 0) -> None:
         """Make listings known (dicts of `item_id`, `sku_id`, optional `seller_sku`,
@@ -166,7 +180,7 @@ class LazadaSandbox(MarketplaceSandbox):
     def key_of(self, keys: dict[str, Any]) -> tuple[str, ...]:
         """(item_id, sku_id, warehouse_code); no warehouse code is the dropshipping one."""
         item, sku = (str(keys.get(name) or "") for name in ("item_id", "sku_id"))
-        return (item, sku, str(keys.get("warehouse_code") or WAREHOUSE))
+        return (item, sku, str(keys.get("warehouse_code") or self.dropshipping_code))
 
     def is_rejected(self, keys: dict[str, Any]) -> bool:
         """Whether a `reject` entry names this SKU (and its warehouse, when it names one)."""
@@ -385,7 +399,9 @@ class LazadaSandbox(MarketplaceSandbox):
         if not keys["item_id"] or not keys["sku_id"]:
             return "SkuId", "ItemId and SkuId are required"
         targets = (
-            row["warehouses"] if row["warehouses"] is not None else [(WAREHOUSE, row["quantity"])]
+            row["warehouses"]
+            if row["warehouses"] is not None
+            else [(self.dropshipping_code, row["quantity"])]
         )
         if any(not raw.isdigit() for _, raw in targets):
             return "SellableQuantity", "SellableQuantity must be a non-negative integer"
@@ -616,7 +632,7 @@ class LazadaSandbox(MarketplaceSandbox):
             "voucher_platform": 0.0,
             "voucher_seller": 0.0,
             "shipping_fee": 0.0,
-            "warehouse_code": WAREHOUSE,
+            "warehouse_code": self.dropshipping_code,
             "gift_option": False,
             "gift_message": "",
             "remarks": "",
@@ -653,7 +669,7 @@ class LazadaSandbox(MarketplaceSandbox):
                         "created_at": self._time(order.created),
                         "updated_at": self._time(order.updated),
                         "shipping_type": "Dropshipping",
-                        "warehouse_code": WAREHOUSE,
+                        "warehouse_code": self.dropshipping_code,
                         "tracking_code": "",
                         "shipment_provider": "",
                         "reason": "",

@@ -31,8 +31,9 @@ timestamp (Unix seconds, within [now - 5 min, now + 30 s]), `sign`, `shop_cipher
 signature, 106013 shop_cipher (community codes), 105002 expired access token (HTTP 401), an
 unknown access token 36009004 "The x-tts-access-token header is invalid" (documented; the
 `invalid_token_code` option answers 101000, also documented, or the community 105001
-instead), 12052048 product not in the shop, 12052393 promotion lock (used for `reject`),
-12052097 unknown warehouse, 12019028 a warehouse assigned to the SKU left out, 12052055
+instead), 12052048 product not in the shop, 12052393 promotion lock (used for `reject`: for
+the whole SKU, or for one warehouse's row when the entry names a `warehouse_id`), 12052097
+unknown warehouse, 12019028 a warehouse assigned to the SKU left out, 12052055
 quantity out of range (codes from the product API's error tables). Refresh and auth-code
 refusals use 36004004, a made-up code (the token API's refusal codes are undocumented).
 
@@ -84,6 +85,7 @@ INVALID_TOKEN_ANSWERS = {
     105001: "Invalid credentials. The access token is invalid.",
 }
 WAREHOUSE_OMITTED = 12019028
+PROMOTION_LOCKED = 12052393
 
 
 class TikTokSandbox(MarketplaceSandbox):
@@ -550,7 +552,7 @@ class TikTokSandbox(MarketplaceSandbox):
         if self.is_rejected(keys):
             return _sku_error(
                 sku_id,
-                12052393,
+                PROMOTION_LOCKED,
                 "The SKU is in a running promotion; its inventory is locked.",
                 [],
             )
@@ -563,7 +565,16 @@ class TikTokSandbox(MarketplaceSandbox):
         for row in rows:
             named = str(row.get("warehouse_id") or implied) if isinstance(row, dict) else ""
             value = row.get("quantity") if isinstance(row, dict) else None
-            if named not in assigned:
+            if named in assigned and self.is_rejected({**keys, "warehouse_id": named}):
+                extra_errors.append(
+                    {
+                        "warehouse_id": named,
+                        "code": PROMOTION_LOCKED,
+                        "message": "The SKU inventory in this warehouse is locked by a "
+                        "running promotion.",
+                    }
+                )
+            elif named not in assigned:
                 if named:
                     extra_errors.append(
                         {

@@ -48,6 +48,18 @@ def options_clean(channel_type: str, options: dict[str, Any] | None) -> dict[str
         raise DomainError(str(exc), code="invalid_options", details={"field": "options"}) from exc
 
 
+def settings_check(channel_type: str, options: dict[str, Any], credentials: dict[str, Any]) -> None:
+    """Refuse credentials that do not suit the options (both cleaned), e.g. a custom REST
+    shop whose `options.auth` needs a credential that is missing: `invalid_credentials`
+    naming it."""
+    try:
+        adapter_class(channel_type).settings_check(options, credentials)
+    except ValueError as exc:
+        raise DomainError(
+            str(exc), code="invalid_credentials", details={"field": "credentials"}
+        ) from exc
+
+
 def batch_size_check(channel_type: str, batch_size: int | None) -> None:
     """Refuse a batch size the marketplace does not take (`invalid_batch_size`)."""
     cls = adapter_class(channel_type)
@@ -98,17 +110,26 @@ def channel_check(
     credentials: dict[str, Any] | None,
     batch_size: int | None,
     channel: Channel | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any] | None, list[Warehouse]]:
     """Check a new channel's settings, or the changed settings of `channel`; write nothing.
 
     Returns the cleaned credentials (merged into the channel's stored ones; None when none
-    are given for an existing channel) and the warehouses. `channel_create` and
-    `channel_update` run the same checks.
+    are given for an existing channel) and the warehouses. `options` are the cleaned
+    options (`options_clean`; None for an existing channel: unchanged): when the channel is
+    new, or its credentials or options change, the two are checked together
+    (`settings_check`). `channel_create` and `channel_update` run the same checks.
     """
     clean = None
     if channel is None or credentials:
         stored = channel.credentials if channel is not None else {}
         clean = credentials_clean(type, {**(stored or {}), **(credentials or {})})
+    if channel is None or clean is not None or options is not None:
+        settings_check(
+            type,
+            options if options is not None else (channel.options if channel else {}) or {},
+            clean if clean is not None else (channel.credentials if channel else {}) or {},
+        )
     batch_size_check(type, batch_size)
     return clean, channel_warehouses(vendor, warehouses)
 
@@ -163,6 +184,7 @@ def channel_create(
         warehouses=warehouses,
         credentials=credentials,
         batch_size=batch_size,
+        options=clean_options,
     )
     channel = Channel(
         vendor=vendor,
@@ -206,6 +228,7 @@ def channel_update(
     re-authorisation flag; changes that move allocations mark the listings dirty."""
     channel = Channel.objects.select_for_update().get(pk=channel.pk)
     changed: set[str] = set()
+    new_options = None
     for name, value in changes.items():
         if name not in {
             "name",
@@ -230,7 +253,7 @@ def channel_update(
         if name == "conflict_policy":
             conflict_policy_check(value)
         if name == "options":
-            value = options_clean(channel.type, value)
+            value = new_options = options_clean(channel.type, value)
         if getattr(channel, name) != value:
             setattr(channel, name, value)
             changed.add(name)
@@ -241,6 +264,7 @@ def channel_update(
         credentials=credentials,
         batch_size=channel.batch_size,
         channel=channel,
+        options=new_options,
     )
     if merged is not None:
         channel.credentials = merged
@@ -259,8 +283,11 @@ def channel_update(
     except IntegrityError as exc:
         raise _channel_exists(channel.name) from exc
     if "base_url" in changed:
-        # Another endpoint (another shop) has never received our pushes: send everything.
-        ChannelListing.objects.filter(channel=channel).update(last_pushed_quantity=None)
+        # Another endpoint (another shop) has never received our pushes: send everything,
+        # expecting nothing known of it.
+        ChannelListing.objects.filter(channel=channel).update(
+            last_pushed_quantity=None, channel_quantity=None
+        )
     if changed & ALLOCATION_FIELDS or changed & {"credentials", "base_url", "options"}:
         _mark_sharing_products(channel)
     logger.info("channel.updated", channel_id=channel.pk, changed=sorted(changed), actor=actor)

@@ -1,8 +1,8 @@
 """Settling conflicts: one strategy per resolution, by a person or by the channel's policy.
 
 The rules of each strategy live in `conflict_strategies`; this module runs them under the
-locks. Strategies for a `stock_mismatch` (ours: what we last pushed; theirs: what the
-channel shows):
+locks. Strategies for a `stock_mismatch` (ours: what we last pushed, or what a push
+refused as stale tried to show; theirs: what the channel shows):
 
 - `use_ours`: the channel must show our quantity again. The observed quantity is recorded
   as the listing's last pushed one and the listing is marked dirty, so the push sends the

@@ -8,8 +8,10 @@ instead, so a mismatch seen again never opens a second one.
 What the figures mean, by kind:
 
 - `stock_mismatch`: `ours` is what we last pushed (the quantity we meant the channel to
-  show), `theirs` what the channel reports; `ours_at` / `theirs_at` are when each was
-  written (last write wins compares them).
+  show), or, for one a push refused as stale opened (source `push`), the quantity that
+  push tried to show (every stock change recorded here included); `theirs` what the
+  channel reports; `ours_at` / `theirs_at` are when each was written (last write wins
+  compares them).
 - `oversell`: `ours` is the level's available quantity after the sale (negative), `theirs`
   the units sold past zero; `details` names the orders and their lines' warehouses
   (`orders`, `warehouse_ids`), and the latest line, its warehouse and SKU.

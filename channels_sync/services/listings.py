@@ -152,8 +152,10 @@ def listings_upsert(
                 elif any(getattr(listing, name) != value for name, value in columns.items()):
                     for name, value in columns.items():
                         setattr(listing, name, value)
-                    # New keys: the marketplace entry behind them has never been pushed.
+                    # New keys: the marketplace entry behind them has never been pushed,
+                    # and what it shows is not known.
                     listing.last_pushed_quantity = None
+                    listing.channel_quantity = None
                     listing.save()
                     outcome.status = "updated"
                     created.append(listing)

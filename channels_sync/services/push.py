@@ -16,17 +16,39 @@ Every call is a `PushAttempt` row. Outcomes:
   dead-lettered at the `CHANNEL_PUSH_MAX_ATTEMPTS`-th failure in a row; a streak of such
   failures ends the run early (the marketplace is down: no point sending the rest now);
 - permanent: the batch's listings are dead-lettered;
+- not applied (`ItemResult.requeue`: another item of the same call was refused and the
+  marketplace applied none): the item stays dirty, no attempt is used up, and the run asks
+  to be requeued soon. Only honoured when some item of the call failed for its own reason
+  (a call whose every item says so is a retryable failure): the refused item is then
+  dead-lettered, backing off or held, so the requeue cannot loop;
 - stale (a channel with compare-and-set saw another quantity than the one we expected):
-  no attempt is used up and nothing is dead-lettered; the observation is recorded and, when
-  the channel moved away from our last confirmed push, a stock-mismatch conflict opens
-  under the channel's policy (`push_stale`). An observation equal to the desired quantity
-  is our own earlier write: recorded as pushed;
+  no attempt is used up and nothing is dead-lettered; the observation is recorded, the
+  listing stays dirty and, when it had a confirmed push, its stock-mismatch conflict opens
+  (ours: the quantity sent; theirs: the one observed; `push_stale`). An observation equal
+  to the desired quantity is our own earlier write: recorded as pushed;
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
+
+The expected quantity (compare-and-set channels, `StockUpdate.expected`) is what the
+channel shows as far as we know (`ChannelListing.channel_quantity`): set by a confirmed push
+and by every observation, never cleared before a send, so a call that failed leaves the
+next one still expecting the last known figure (an edit made in the channel meanwhile is
+refused, not overwritten; a timed-out write that landed comes back stale showing the
+desired quantity: pushed). On such channels, after a stale refusal (or any observed
+difference) the rule is: a lowering (desired <= observed) is sent at once, expecting the
+observed quantity; an increase of a listing whose stock-mismatch conflict is open is held
+(no call, no attempt used, the listing stays dirty) until the conflict is resolved, unless
+the channel's policy is `use_ours` (then sent, expecting the observed quantity). See
+`push_stale`.
 
 Push groups (`Adapter.push_group`, TikTok's warehouses of one SKU): when a listing of a group
 is sent, the channel's other listings of that group go with it (planned at their desired
 quantities, dirty or not, changed or not), in the same call (`batches` never splits a group).
+Excluded listings of the group go as passengers (`StockUpdate.passenger`) at the figure the
+channel shows as far as we know (last pushed, else last read back; left out when unknown,
+for the adapter to read) and are never recorded as pushed. A member sent only to complete
+its group (unchanged, or not dirty) is not at fault when the group is refused: it is neither
+dead-lettered nor backed off, and keeps its status and last pushed quantity.
 
 Every call's attempt row is committed, as `sending`, before the call goes out (the rows of
 a round of `ROUND_CALLS` calls in one statement, before its first call; a run that stops
@@ -63,10 +85,11 @@ from channels_sync.adapters import (
     Outcome,
     StockUpdate,
 )
+from channels_sync.allocation import Allocation
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
-from channels_sync.services.push_stale import listing_push_stale
+from channels_sync.services.push_stale import listing_push_stale, listings_held
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -104,6 +127,8 @@ class PushReport:
     throttled: int = 0
     retried: int = 0
     stale: int = 0  # refused by the channel's compare-and-set (see `push_stale`)
+    held: int = 0  # increases waiting for an open stock conflict (see `push_stale`)
+    requeued: int = 0  # not applied because another item of the call was refused
     dead_lettered: int = 0
     calls: int = 0
     waited_seconds: float = 0.0
@@ -118,7 +143,17 @@ class PushReport:
         return data
 
     def add(self, other: "PushReport") -> None:
-        for name in ("planned", "pushed", "unchanged", "failed", "throttled", "retried", "stale"):
+        for name in (
+            "planned",
+            "pushed",
+            "unchanged",
+            "failed",
+            "throttled",
+            "retried",
+            "stale",
+            "held",
+            "requeued",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dead_lettered += other.dead_lettered
         self.calls += other.calls
@@ -209,6 +244,9 @@ class _Run:
         # Listings this run pushed, at (dirty version, quantity): a group's sibling pushed
         # with an earlier page is not sent again by its own page unless it changed.
         self.sent: dict[int, tuple[int, int]] = {}
+        # This page's listings sent only to complete their push group (see `_groups_completed`).
+        self.pulled: set[int] = set()
+        self.passengers: set[int] = set()
 
     def go(self) -> None:
         report = self.report
@@ -251,25 +289,32 @@ class _Run:
         report.planned += len(planned)
         to_send, unchanged = [], []
         for item in planned:
-            shown = item.quantity == item.row["last_pushed_quantity"] and not self.include_clean
-            if shown or self.sent.get(item.id) == (item.row["dirty_version"], item.quantity):
-                unchanged.append(item)
-            else:
-                to_send.append(item)
+            (unchanged if self._unchanged(item) else to_send).append(item)
         to_send, unchanged = self._groups_completed(to_send, unchanged)
         report.unchanged += len(unchanged)
         if report.dry_run:
             self._record_dry_run(planned, to_send)
             return
         _listings_settle(unchanged, pushed=False)
+        if self.adapter.compare_and_set and to_send:
+            held = listings_held(self.channel, to_send)
+            to_send = [item for item in to_send if item.id not in held]
+            report.held += len(held)
         if to_send:
             # Until a send is confirmed, what the marketplace shows is unknown: a timeout
             # the marketplace applied anyway, or a crash before the results are written,
             # must not leave a stale "last pushed" that makes a later quantity look
-            # unchanged.
-            ChannelListing.objects.filter(pk__in=[item.id for item in to_send]).update(
-                last_pushed_quantity=None
-            )
+            # unchanged. (`channel_quantity`, the expected quantity, stays: see the module.)
+            # (A passenger is not ours to record, and a member pulled in at the quantity it
+            # already shows is certain whatever the answer.)
+            ChannelListing.objects.filter(
+                pk__in=[
+                    item.id
+                    for item in to_send
+                    if item.id not in self.passengers
+                    and not (item.id in self.pulled and self._unchanged(item))
+                ]
+            ).update(last_pushed_quantity=None)
         by_id = {item.id: item for item in to_send}
         updates = [
             StockUpdate(
@@ -277,6 +322,7 @@ class _Run:
                 keys=self.adapter.keys_from_listing(item.row),
                 quantity=item.quantity,
                 expected=_expected(item),
+                passenger=item.id in self.passengers,
             )
             for item in to_send
         ]
@@ -293,11 +339,24 @@ class _Run:
             finally:
                 self._unsent_drop()
 
+    def _unchanged(self, item: PlannedListing) -> bool:
+        """Whether the channel shows the listing's planned quantity already (our last
+        confirmed push, or this run sent it at this version); never in a full resync."""
+        shown = item.quantity == item.row["last_pushed_quantity"] and not self.include_clean
+        return shown or self.sent.get(item.id) == (item.row["dirty_version"], item.quantity)
+
     def _groups_completed(
         self, to_send: list[PlannedListing], unchanged: list[PlannedListing]
     ) -> tuple[list[PlannedListing], list[PlannedListing]]:
         """Add to the listings to send the rest of their push groups: the page's unchanged
-        members, and the channel's other members (one query, then planned like a page)."""
+        members, and the channel's other members (one query, then planned like a page).
+
+        Members sent only to complete a group (the page's unchanged ones; others not dirty
+        or unchanged) go in `self.pulled`; excluded members are passengers (`self.passengers`)
+        at the figure the channel shows as far as we know, or left out when there is none
+        (the adapter fills in what it must, see `Adapter.push_group`).
+        """
+        self.pulled, self.passengers = set(), set()
         if not to_send or not self.adapter.push_group_keys:
             return to_send, unchanged
 
@@ -315,9 +374,21 @@ class _Run:
             [item.row for item in (*to_send, *joining)],
             exclude_ids=[item.id for item in unchanged],
         )
-        planned = selectors.plan(self.channel, siblings)
+        excluded = ChannelListing.Status.EXCLUDED
+        planned = selectors.plan(
+            self.channel, [row for row in siblings if row["status"] != excluded]
+        )
         self.report.planned += len(planned)
-        return [*to_send, *joining, *planned], unchanged
+        passengers = [
+            PlannedListing(row, Allocation(known, "excluded: sent as the channel shows it"))
+            for row in siblings
+            if row["status"] == excluded and (known := _expected_row(row)) is not None
+        ]
+        self.pulled = {item.id for item in joining} | {
+            item.id for item in planned if not item.row["dirty"] or self._unchanged(item)
+        }
+        self.passengers = {item.id for item in passengers}
+        return [*to_send, *joining, *planned, *passengers], unchanged
 
     def _unsent_drop(self) -> None:
         """Delete the rows of calls this run will not make (it stops early)."""
@@ -390,14 +461,40 @@ class _Run:
         if result.outcome in (Outcome.OK, Outcome.PARTIAL):
             self.failure_streak = 0
             self._items_done(row_id, items, result, call_started)
-        elif result.outcome == Outcome.RETRYABLE:
+            return
+        own = self._group_refused(items)
+        if result.outcome == Outcome.RETRYABLE:
             self.failure_streak += 1
-            self._retry_later(items, result.error or "retryable error")
+            if own:
+                self._retry_later(own, result.error or "retryable error")
             if self.failure_streak >= settings.CHANNEL_PUSH_FAILURE_STREAK:
                 report.stopped = "failing"
                 raise _Stop
-        else:  # permanent: sending the same request again cannot help
-            self._dead_letter(items, result.error or "refused by the marketplace")
+        elif own:  # permanent: sending the same request again cannot help
+            self._dead_letter(own, result.error or "refused by the marketplace")
+
+    def _group_refused(self, items: list[PlannedListing]) -> list[PlannedListing]:
+        """Of refused items, return those whose refusal is their own; put the others back.
+
+        A passenger is left as it is. A member pulled in only to complete its group gets its
+        last pushed quantity back (cleared before the send) and, when that is its planned
+        quantity, is settled as unchanged, as it would have been without the group.
+        """
+        own, pulled = [], []
+        for item in items:
+            if item.id in self.pulled:
+                pulled.append(item)
+            elif item.id not in self.passengers:
+                own.append(item)
+        for item in pulled:
+            ChannelListing.objects.filter(pk=item.id).update(
+                last_pushed_quantity=item.row["last_pushed_quantity"]
+            )
+        _listings_settle(
+            [item for item in pulled if item.quantity == item.row["last_pushed_quantity"]],
+            pushed=False,
+        )
+        return own
 
     def _keep_lock(self) -> None:
         """Stop before a call if the run lock is no longer ours (it lapsed, another run has it)."""
@@ -432,9 +529,15 @@ class _Run:
     ) -> None:
         by_id = {item.id: item for item in items}
         answered = {item_result.listing_id: item_result for item_result in result.items}
-        pushed, retry, dead, stale = [], [], [], []
+        pushed, retry, dead, stale, requeue = [], [], [], [], []
+        # Rows "not applied because another row was refused" are sent again for free only
+        # when some row was refused for its own reason (that one is dead-lettered, backing
+        # off or held next time): otherwise they would be requeued without end.
+        own_failure = any(not r.ok and not r.requeue for r in result.items)
         for item in items:
             item_result = answered.get(item.id)
+            if item.id in self.passengers:
+                continue  # not ours: never recorded, whatever the answer
             if item_result is None or item_result.ok:
                 # An item the answer does not mention was not refused: the call succeeded.
                 pushed.append(item)
@@ -444,6 +547,8 @@ class _Run:
                 pushed.append(item)
             elif item_result.stale:
                 stale.append((item, item_result))
+            elif item_result.requeue and own_failure:
+                requeue.append(item)
             elif item_result.retryable:
                 retry.append((by_id[item.id], item_result.error))
             else:
@@ -456,12 +561,19 @@ class _Run:
         self.sent.update({item.id: (item.row["dirty_version"], item.quantity) for item in pushed})
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
+        own = {item.id for item in self._group_refused([item for item, _ in (*retry, *dead)])}
         for item, error in retry:
-            self._retry_later([item], error or "item refused, retry")
+            if item.id in own:
+                self._retry_later([item], error or "item refused, retry")
         for item, error in dead:
-            self._dead_letter([item], error or "item refused")
+            if item.id in own:
+                self._dead_letter([item], error or "item refused")
         for item, item_result in stale:
             self._stale(item, item_result, call_started or timezone.now())
+        if requeue:
+            # Left dirty, failures unchanged: the next run sends them again.
+            self.report.requeued += len(requeue)
+            self._requeue_soon()
 
     def _stale(self, item: PlannedListing, item_result: ItemResult, call_started: datetime) -> None:
         """A refusal by the channel's compare-and-set: no attempt used (see `push_stale`)."""
@@ -469,13 +581,16 @@ class _Run:
         self.report.errors.append(f"listing {item.id}: stale: {item_result.error}"[:200])
         listing_push_stale(
             listing_id=item.id,
-            version=item.row["dirty_version"],
-            last_pushed=item.row["last_pushed_quantity"],
+            desired=item.quantity,
             observed=item_result.observed,
             read_started=call_started,
             error=item_result.error,
         )
-        # Planned again once the conflict's policy (or the backoff) lets it.
+        # Planned again: a lowering goes at once, an increase when its conflict allows it
+        # (`listings_held`), and a second refusal in a row backs off.
+        self._requeue_soon()
+
+    def _requeue_soon(self) -> None:
         wait = settings.CHANNEL_PUSH_RETRY_BASE_SECONDS
         current = self.report.requeue_after
         self.report.requeue_after = wait if current is None else min(current, wait)
@@ -616,10 +731,15 @@ def _attempt_answer(items: list[PlannedListing], result: CallResult) -> dict:
 
 
 def _expected(item: PlannedListing) -> int | None:
-    """What the channel shows for a listing as far as we know (read before the send clears
-    `last_pushed_quantity`): the last confirmed push, else the last read-back."""
-    pushed = item.row["last_pushed_quantity"]
-    return pushed if pushed is not None else item.row.get("last_observed_quantity")
+    """What the channel shows for a listing as far as we know (`channel_quantity`: the last
+    confirmed push or a later observation; a failed call leaves it as it was)."""
+    return item.row["channel_quantity"]
+
+
+def _expected_row(row: dict) -> int | None:
+    """What the channel shows for a listing row as far as we know (as `_expected`): a push
+    group's excluded member goes at this figure."""
+    return row["channel_quantity"]
 
 
 def _call_key(row_id: int, items: list[PlannedListing]) -> str:
@@ -649,7 +769,8 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
         for item in items
     ]
     pushed_sql = (
-        "last_pushed_quantity = v.quantity, last_pushed_at = %s, push_failures = 0, "
+        "last_pushed_quantity = v.quantity, channel_quantity = v.quantity, "
+        "last_pushed_at = %s, push_failures = 0, "
         "next_push_at = NULL, last_error = '', push_stale_streak = 0, "
         "status = CASE WHEN l.status = 'excluded' THEN l.status ELSE 'ok' END, "
         if pushed

@@ -17,7 +17,9 @@ through `listing_observe` (see `webhooks.services.stock_reports`).
 When a difference is a conflict (the rule, applied under the listing's row lock):
 
 - every observation is recorded (`last_observed_quantity`/`_at`), unless a later one is
-  recorded already (a late webhook never overwrites a newer read);
+  recorded already (a late webhook never overwrites a newer read), and becomes what the
+  channel shows as far as we know (`channel_quantity`, the push's expected quantity)
+  unless a push was confirmed since the read began;
 - it is compared only with what we last pushed, and only when that figure is settled: the
   listing is clean (no stock change waiting to be pushed), has a confirmed push
   (`last_pushed_quantity` is cleared while a push is in flight), that push was confirmed
@@ -138,7 +140,8 @@ def listing_observe(
 ) -> ListingObservation:
     """Record a listing's quantity as the marketplace showed it; compare it with ours.
 
-    Locks the listing's row; records the observation (unless a later one is kept); compares
+    Locks the listing's row; records the observation (unless a later one is kept), also as
+    what the channel shows (`observation_fields`); compares
     it with the last pushed quantity under the rule of the module (`read_started`: when the
     read began, default `observed_at`; `version`: the listing's `dirty_version` seen before
     the read, if known). On a difference opens (or updates) the listing's `stock_mismatch`
@@ -163,7 +166,7 @@ def listing_observe(
         if row.last_observed_at is not None and row.last_observed_at > observed_at:
             return ListingObservation(outcome=STALE)
         ChannelListing.objects.filter(pk=row.pk).update(
-            last_observed_quantity=quantity, last_observed_at=observed_at
+            **observation_fields(row, quantity, observed_at=observed_at, read_started=read_started)
         )
         reason = _not_comparable(row, read_started=read_started, version=version)
         if reason:
@@ -209,6 +212,18 @@ def listing_observe(
         created=created,
     )
     return ListingObservation(outcome=MISMATCH, conflict_id=conflict.pk, conflict_created=created)
+
+
+def observation_fields(
+    row: ChannelListing, quantity: int, *, observed_at: datetime, read_started: datetime
+) -> dict:
+    """The listing fields an observation writes: `last_observed_quantity`/`_at`, and what
+    the channel shows as far as we know (`channel_quantity`), unless a push confirmed since
+    the read began says something newer (the read may have seen the channel before it)."""
+    fields = {"last_observed_quantity": quantity, "last_observed_at": observed_at}
+    if row.last_pushed_at is None or row.last_pushed_at < read_started:
+        fields["channel_quantity"] = quantity
+    return fields
 
 
 def _not_comparable(row: ChannelListing, *, read_started: datetime, version: int | None) -> str:

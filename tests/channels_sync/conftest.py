@@ -84,9 +84,11 @@ def tokopedia(_tokopedia_server) -> SandboxServer:
 @pytest.fixture
 def ebay(_ebay_server) -> SandboxServer:
     from channels_sync.adapters.ebay import app_tokens_forget
+    from channels_sync.adapters.ebay.keys import public_keys_forget
 
     _ebay_server.app.reset()
     app_tokens_forget()  # application tokens are kept per process; the sandbox forgot them
+    public_keys_forget()  # so are the public keys (under the sandbox's fixed kid)
     return _ebay_server
 
 

@@ -2,12 +2,18 @@
 report, through the adapter against the sandbox over real HTTP."""
 
 import json
+import time
 
 import pytest
 import requests
 
 from channels_sync.adapters.amazon import AmazonAdapter
-from channels_sync.adapters.amazon.feeds import feed_document, report_failures
+from channels_sync.adapters.amazon.feed_report import (
+    report_failures,
+    report_feed_errors,
+    report_shortfall,
+)
+from channels_sync.adapters.amazon.feeds import feed_document
 from channels_sync.adapters.base import Outcome, StockUpdate
 from channels_sync.sandbox.amazon import AmazonSandbox
 from core.sandbox import SandboxServer
@@ -130,16 +136,128 @@ def test_amazon_feed_waits_through_queued_and_running_then_reads_a_gzip_report(a
     assert len(polls) >= 3  # IN_QUEUE, IN_PROGRESS, ..., DONE
 
 
-def test_amazon_feed_still_running_past_the_wait_is_retryable(adapter, sandbox, settings):
+def feed_creations(sandbox: AmazonSandbox) -> int:
+    return sum(1 for r in sandbox.requests if r.path == "/feeds/2021-06-30/feeds")
+
+
+def test_amazon_feed_still_running_past_the_wait_is_throttled_and_holds_the_seller(
+    adapter, sandbox, settings
+):
+    # given feeds that take a second to process, and a push that waits 0.3 s for them
     settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.3
-    sandbox.configure(feed_delay=60)
+    sandbox.configure(feed_delay=1.0)
+
+    first = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    # then the call is throttled (no attempt used), to be asked again every poll interval
+    assert first.outcome == Outcome.THROTTLED
+    assert first.retry_after == pytest.approx(0.05)
+    assert "still IN_" in first.error
+    assert first.items == []
+    assert sandbox.updates == []
+
+    # when newer quantities are pushed while that feed is live, by feed or by patch
+    newer = adapter.push_stock(updates(dict.fromkeys(SKUS, 9)))
+    patch = adapter.push_stock(updates({"FEED-00": 7}))
+
+    # then nothing is sent: no second feed, no document, no patch
+    assert (newer.outcome, patch.outcome) == (Outcome.THROTTLED, Outcome.THROTTLED)
+    assert newer.retry_after == patch.retry_after == pytest.approx(0.05)
+    assert feed_creations(sandbox) == 1
+    assert sum(1 for r in sandbox.requests if r.path == "/feeds/2021-06-30/documents") == 1
+    assert all(r.method != "PATCH" for r in sandbox.requests)
+
+    # when the feed lands on Amazon's clock, nobody asking about it
+    asked = len(sandbox.requests)
+    time.sleep(1.2)
+    assert len(sandbox.requests) == asked
+    assert sandbox.updates == [(sku, 5) for sku in SKUS]
+
+    # then the next push forgets it and sends the current quantities, which land last
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 5.0
+    sandbox.configure(feed_delay=0)
+    done = adapter.push_stock(updates(dict.fromkeys(SKUS, 9)))
+    assert done.outcome == Outcome.OK
+    assert feed_creations(sandbox) == 2
+    assert sandbox.updates == [(sku, 5) for sku in SKUS] + [(sku, 9) for sku in SKUS]
+    assert {sandbox.quantity({"seller_sku": sku}) for sku in SKUS} == {9}
+    # and with nothing live any more, the next push asks about no feed
+    before = len(sandbox.requests)
+    assert adapter.push_stock(updates({"FEED-00": 3})).outcome == Outcome.OK
+    assert [r.method for r in sandbox.requests[before:]] == ["PATCH"]
+
+
+def test_amazon_live_feed_is_remembered_across_adapters_and_a_refused_status_is_auth(
+    server, sandbox, settings
+):
+    # given a feed left live by one worker's adapter
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.1
+    sandbox.configure(feed_delay=30)
+    credentials = sandbox.credentials()
+    one = AmazonAdapter(base_url=server.url, credentials=dict(credentials))
+    assert one.push_stock(updates(dict.fromkeys(SKUS, 5))).outcome == Outcome.THROTTLED
+
+    # then another worker's adapter of the same seller waits for it too
+    other = AmazonAdapter(base_url=server.url, credentials=dict(credentials))
+    assert other.push_stock(updates({"FEED-01": 2})).outcome == Outcome.THROTTLED
+    assert feed_creations(sandbox) == 1
+
+    # an expired token while asking about it is an auth answer (refresh, then ask again)
+    sandbox.expire_tokens()
+    expired = other.push_stock(updates({"FEED-01": 2}))
+    assert (expired.outcome, expired.token_expired) == (Outcome.AUTH, True)
+    assert all(r.method != "PATCH" for r in sandbox.requests)
+
+
+def test_amazon_feed_status_unknown_to_amazon_is_forgotten(adapter, sandbox, settings):
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.1
+    sandbox.configure(feed_delay=30)
+    assert adapter.push_stock(updates(dict.fromkeys(SKUS, 5))).outcome == Outcome.THROTTLED
+
+    sandbox.feeds.clear()  # Amazon no longer knows the feed (404)
+
+    assert adapter.push_stock(updates({"FEED-01": 2})).outcome == Outcome.OK
+    assert sandbox.quantity({"seller_sku": "FEED-01"}) == 2
+
+
+def test_amazon_feed_report_with_an_error_of_the_whole_feed_is_retryable(adapter, sandbox):
+    sandbox.configure(feed_report="feed_error")
 
     result = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
 
     assert result.outcome == Outcome.RETRYABLE
-    assert "still IN_" in result.error
-    assert "a resend is harmless" in result.error
+    assert result.items == []
+    assert "refused as a whole: 90000900: The feed could not be processed" in result.error
     assert sandbox.updates == []
+    # the sandbox's report names no message for that issue
+    (report_id,) = [d for d, doc in sandbox.documents.items() if doc.get("report")]
+    report = json.loads(sandbox.documents[report_id]["content"])
+    assert report["issues"] == [
+        {
+            "code": "90000900",
+            "severity": "ERROR",
+            "message": "The feed could not be processed: the document is malformed.",
+        }
+    ]
+    assert report["summary"]["messagesProcessed"] == 0
+
+
+def test_amazon_feed_report_counting_fewer_messages_leaves_them_retryable(adapter, sandbox):
+    sandbox.configure(feed_report="short", reject=[{"seller_sku": "FEED-03"}])
+
+    result = adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
+
+    # then only the refused message fails for good; no other one is confirmed
+    assert result.outcome == Outcome.PARTIAL
+    assert [(i.listing_id, i.ok, i.retryable) for i in result.items if i.listing_id == 4] == [
+        (4, False, False)
+    ]
+    others = [i for i in result.items if i.listing_id != 4]
+    assert len(others) == 24
+    assert all(not i.ok and i.retryable for i in others)
+    assert others[0].error.endswith("the report counts 12 of 25 messages processed")
+    # the sandbox processed the first twelve alone
+    assert [sku for sku, _ in sandbox.updates] == [s for s in SKUS[:12] if s != "FEED-03"]
 
 
 @pytest.mark.parametrize("ending", ["FATAL", "CANCELLED"])
@@ -173,12 +291,12 @@ def test_amazon_feed_throttled_or_failing_before_submission_is_the_calls_outcome
 
 
 def test_amazon_feed_rate_named_by_amazon_paces_the_adapter(adapter, sandbox):
-    sandbox.configure(rate_limits={"createFeed": [40.0, 40]})
+    sandbox.configure(rate_limits={"createFeed": [0.0125, 40]})
 
     adapter.push_stock(updates(dict.fromkeys(SKUS, 5)))
 
-    assert adapter.client.rates["createFeed"] == 40.0
-    assert adapter.client.limits("createFeed") == (40.0, 15)
+    assert adapter.client.rates["createFeed"] == 0.0125
+    assert adapter.client.limits("createFeed") == (0.0125, 15)
 
 
 def test_amazon_feed_batches_hold_at_most_25000_messages(adapter):
@@ -212,6 +330,19 @@ def test_amazon_feed_document_and_report_reading_hand_built():
         ("b", "merge", "SHOES"),
     ]
     assert report_failures(report) == {2: "1: bad; 2: worse"}
+    # the issue naming no message (or one the feed did not hold) is the whole feed's
+    assert report_feed_errors(report, 2) == ["4: no message id"]
+    assert report_feed_errors(report, 1) == ["1: bad", "2: worse", "4: no message id"]
+    # a summary falling short of the messages sent confirms none of them
+    counts = {"messagesProcessed": 2, "messagesAccepted": 1}
+    assert report_shortfall({"summary": counts}, 2, 1) == ""
+    assert report_shortfall({"summary": counts}, 2, 0) == (
+        "the report counts 1 messages accepted, 2 were sent without an issue"
+    )
+    assert report_shortfall({"summary": counts}, 3, 0) == (
+        "the report counts 2 of 3 messages processed"
+    )
+    assert report_shortfall({}, 2, 0) == "the report's summary has no message counts"
 
 
 def test_amazon_sandbox_upload_needs_the_declared_content_type_and_its_signature(server, sandbox):

@@ -141,23 +141,44 @@ def test_amazon_push_by_feed_converges_and_dead_letters_only_the_refused_sku(
     assert not channel.listings.filter(dirty=True).exists()
 
 
-def test_amazon_push_feed_still_running_is_retried_and_then_confirmed(
+def test_amazon_push_never_sends_over_a_live_feed_so_the_newest_quantities_land_last(
     amazon, wire, warehouse, fast, settings
 ):
+    # given feeds for pushes of more than 2 SKUs, taking 2.5 s on Amazon's side, a push
+    # waiting 0.2 s for one, and a run allowed 0.3 s of throttle waits in place
     settings.AMAZON_FEED_THRESHOLD = 2
     settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.2
-    amazon.app.configure(feed_delay=60)
+    settings.CHANNEL_PUSH_INLINE_WAIT_SECONDS = 0.3
+    amazon.app.configure(feed_delay=2.5)
     products = _products(warehouse, [3, 4, 5])
     channel = wire(amazon, "amazon", warehouses=[warehouse], products=products, dirty=True)
 
+    # when the first push leaves its feed running, and the stock changes meanwhile
+    started = time.monotonic()
     first = channel_push(channel_id=channel.pk)
-    assert (first.pushed, first.failed) == (0, 3)
-    assert PushAttempt.objects.get(channel=channel).outcome == "retryable"
-
-    amazon.app.configure(feed_delay=0)
+    for product in products:
+        stock_adjust(product=product, warehouse=warehouse, delta=Decimal(10), origin=ORIGIN)
     second = channel_push(channel_id=channel.pk, respect_backoff=False)
-    assert second.pushed == 3
-    assert sorted(_sandbox_quantities(amazon, channel).values()) == [3, 4, 5]
+
+    # then both runs stopped throttled, using no attempt, and sent one feed in all
+    for report in (first, second):
+        assert (report.pushed, report.failed, report.stopped) == (0, 0, "throttled")
+        assert report.requeue_after == pytest.approx(0.05)
+    assert set(PushAttempt.objects.filter(channel=channel).values_list("outcome", flat=True)) == {
+        "throttled"
+    }
+    assert not channel.listings.filter(push_failures__gt=0).exists()
+    created = [r for r in amazon.app.requests if r.path == "/feeds/2021-06-30/feeds"]
+    assert len(created) == 1
+    assert time.monotonic() - started < 2.5  # (the test's own timing: still live by now)
+
+    # when the feed has landed, the next run sends the new quantities, and they stay
+    time.sleep(max(0.0, started + 2.6 - time.monotonic()))
+    amazon.app.configure(feed_delay=0)  # (the new feed is processed at once)
+    third = channel_push(channel_id=channel.pk, respect_backoff=False)
+    assert third.pushed == 3
+    assert sorted(_sandbox_quantities(amazon, channel).values()) == [13, 14, 15]
+    assert [q for _sku, q in amazon.app.updates] == sorted([3, 4, 5]) + sorted([13, 14, 15])
 
 
 def test_amazon_adapter_is_the_channels_adapter(amazon, wire):

@@ -2,13 +2,28 @@
 
 import base64
 import json
+import time
+import uuid
 
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.core.cache import cache
 from django.test import override_settings
 
 from channels_sync.adapters import AdapterError, Outcome, StockUpdate
 from channels_sync.adapters.ebay import EbayAdapter
+from channels_sync.adapters.ebay import client as ebay_client
+from channels_sync.adapters.ebay.client import APP_TOKEN_REFUSAL_SECONDS
+from channels_sync.adapters.ebay.keys import (
+    KID_LOOKUPS_PER_MINUTE,
+    kid_lookup_allowed,
+    public_keys_forget,
+)
 from channels_sync.adapters.ebay.notifications import (
+    KEY_CACHE,
     challenge_response,
     ecdsa_sha1_valid,
     pem_rebuild,
@@ -168,15 +183,95 @@ def test_ebay_keys_and_the_app_token_are_fetched_once_for_many_notifications(eba
     assert adapter.webhook_verify(headers=bad_headers, body=bad_body) is False
 
 
-def test_ebay_key_cache_down_degrades_to_fetching(ebay, settings):
+def _cache_down(settings):
+    down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
+    return override_settings(CACHES={**settings.CACHES, "default": down})
+
+
+def test_ebay_key_cache_down_refuses_unknown_kids_and_keeps_verifying_known_ones(ebay, settings):
     adapter = _adapter(ebay)
     body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
-    down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
-    with override_settings(CACHES={**settings.CACHES, "default": down}):
-        assert adapter.webhook_verify(headers=headers, body=body) is True
-        assert adapter.webhook_verify(headers=headers, body=body) is True
-    assert ebay.app.counts["key_fetches"] == 2
+    # without the cache no lookup budget can be kept: a kid not known here is refused
+    with _cache_down(settings):
+        assert adapter.webhook_verify(headers=headers, body=body) is False
+    assert ebay.app.counts["key_fetches"] == 0
+    # the cache back, the key is fetched once and kept in process memory as well
+    assert adapter.webhook_verify(headers=headers, body=body) is True
+    with _cache_down(settings):
+        assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+        assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == 1
     assert ebay.app.counts["app_tokens"] == 1
+
+
+def test_ebay_forged_kids_cost_at_most_the_lookup_budget(ebay):
+    adapter = _adapter(ebay)
+    body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
+    assert adapter.webhook_verify(headers=headers, body=body) is True  # the real kid, kept
+    assert ebay.app.counts["key_fetches"] == 1
+    # forged headers, each naming a fresh kid
+    decoded = json.loads(base64.b64decode(headers["X-EBAY-SIGNATURE"]))
+    for _ in range(KID_LOOKUPS_PER_MINUTE + 10):
+        forged = {**decoded, "kid": str(uuid.uuid4())}
+        header = base64.b64encode(json.dumps(forged).encode()).decode()
+        assert adapter.webhook_verify(headers={"X-EBAY-SIGNATURE": header}, body=body) is False
+    # the real kid's lookup was the first of the minute's budget
+    assert ebay.app.counts["key_fetches"] == KID_LOOKUPS_PER_MINUTE
+    # the known kid still verifies, from another process's point of view too (shared cache)
+    public_keys_forget()
+    assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == KID_LOOKUPS_PER_MINUTE
+
+
+def test_ebay_lookup_budget_is_per_application(ebay):
+    body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
+    decoded = json.loads(base64.b64decode(headers["X-EBAY-SIGNATURE"]))
+    for _ in range(KID_LOOKUPS_PER_MINUTE):
+        forged = {**decoded, "kid": str(uuid.uuid4())}
+        header = base64.b64encode(json.dumps(forged).encode()).decode()
+        _adapter(ebay).webhook_verify(headers={"X-EBAY-SIGNATURE": header}, body=body)
+    assert ebay.app.counts["key_fetches"] == KID_LOOKUPS_PER_MINUTE
+    assert _adapter(ebay).webhook_verify(headers=headers, body=body) is False  # spent
+    # another application (client id) has its own budget
+    other = EbayAdapter(base_url=ebay.url, credentials={"client_id": "other-app"}, timeout=5)
+    assert other.app_digest() != _adapter(ebay).app_digest()
+    assert kid_lookup_allowed(other.app_digest()) is True
+    assert kid_lookup_allowed(_adapter(ebay).app_digest()) is False
+
+
+def _unsupported_curve_pem() -> str:
+    """A P-256 point declared on sect163k1 (OID 1.3.132.0.1), a curve `cryptography` does not
+    support: loading it raises `UnsupportedAlgorithm`, not `ValueError`."""
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    algorithm = bytes.fromhex("06072a8648ce3d0201") + bytes.fromhex("06052b81040001")
+    body = bytes([0x30, len(algorithm)]) + algorithm + bytes([0x03, len(point) + 1, 0]) + point
+    der = bytes([0x30, len(body)]) + body
+    return f"-----BEGIN PUBLIC KEY-----{base64.b64encode(der).decode()}-----END PUBLIC KEY-----"
+
+
+def test_ebay_key_on_an_unsupported_curve_is_no_valid_signature():
+    pem = pem_rebuild(_unsupported_curve_pem())
+    with pytest.raises(UnsupportedAlgorithm):
+        load_pem_public_key(pem.encode())
+    _kid, der = signature_header_read(VENDOR_HEADER)
+    assert ecdsa_sha1_valid(pem, der, VENDOR_BODY) is False
+    assert ecdsa_sha1_valid("-----BEGIN PUBLIC KEY-----\n\u20ac\n-----END", der, b"") is False
+
+
+def test_ebay_unusable_key_is_unavailable_and_never_cached(ebay):
+    ebay.app.public_key_serve(ebay.app.kid, _unsupported_curve_pem())
+    adapter = _adapter(ebay)
+    body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
+    assert adapter.webhook_verify(headers=headers, body=body) is False
+    assert cache.get(KEY_CACHE.format(kid=ebay.app.kid)) is None
+    # eBay serving the right key again: it is fetched (nothing bad was kept) and verifies
+    ebay.app.reset()
+    assert adapter.webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == 1
 
 
 def test_ebay_key_fetch_failure_is_not_verified_and_logged(ebay, caplog):
@@ -196,6 +291,28 @@ def test_ebay_unknown_kid_is_looked_up_once(ebay):
     for _ in range(3):
         assert adapter.webhook_verify(headers=headers, body=body) is False
     assert ebay.app.counts["key_fetches"] == 1
+
+
+def test_ebay_refused_app_token_grant_is_remembered_for_a_minute(ebay, monkeypatch):
+    adapter = _adapter(ebay, client_secret="wrong-secret")
+    body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
+    grants = lambda: sum(r.path == "/identity/v1/oauth2/token" for r in ebay.app.requests)  # noqa: E731
+    for _ in range(5):
+        assert adapter.webhook_verify(headers=headers, body=body) is False
+    assert grants() == 1
+    with pytest.raises(AdapterError) as refused:
+        _adapter(ebay, client_secret="wrong-secret").app_token()
+    assert refused.value.outcome == Outcome.AUTH
+    assert grants() == 1
+    # the right secret is another app key: asked at once
+    assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+    assert grants() == 2
+    # a minute later the refused one is asked again
+    later = time.monotonic() + APP_TOKEN_REFUSAL_SECONDS + 1
+    monkeypatch.setattr(ebay_client.time, "monotonic", lambda: later)
+    with pytest.raises(AdapterError):
+        adapter.app_token()
+    assert grants() == 3
 
 
 def test_ebay_refused_app_token_is_replaced_once(ebay):

@@ -4,13 +4,16 @@ warehouse, and a channel of warehouse listings converging (no drift against a su
 from decimal import Decimal
 
 import pytest
+from structlog.testing import capture_logs
 
 from channels_sync.adapters.base import Outcome, StockUpdate
 from channels_sync.adapters.lazada import LazadaAdapter, stock_payload
 from channels_sync.models import ChannelListing
 from channels_sync.sandbox.lazada import LazadaSandbox
+from channels_sync.services.channels import options_clean
 from channels_sync.services.push import channel_push
 from channels_sync.services.tokens import channel_adapter
+from core.errors import DomainError
 from core.sandbox import SandboxServer
 from inventory.services import Origin, stock_set
 from tests.inventory.factories import ProductFactory
@@ -171,3 +174,58 @@ def test_push_warehouse_listings_converge_and_read_back_as_pushed(lazada, wire, 
     assert [o.quantity for o in observed] == [4, 11]
     assert again.calls == 0
     assert not channel.listings.filter(dirty=True).exists()
+
+
+# --- the dropshipping warehouse's code ----------------------------------------------------------
+
+DS_CODE = "DS-SG-01"
+
+
+def test_lazada_options_clean_checks_the_dropshipping_warehouse_code():
+    assert LazadaAdapter.options_clean({}) == {}
+    assert LazadaAdapter.options_clean({"dropshipping_warehouse": f" {DS_CODE} "}) == {
+        "dropshipping_warehouse": DS_CODE
+    }
+    for bad in ("", "  ", 5, None, "x" * 101):
+        with pytest.raises(ValueError, match=r"^dropshipping_warehouse must be"):
+            LazadaAdapter.options_clean({"dropshipping_warehouse": bad})
+    with pytest.raises(DomainError) as refused:
+        options_clean("lazada", {"dropshipping_warehouse": 5})
+    assert refused.value.code == "invalid_options"
+
+
+def test_lazada_dropshipping_warehouse_code_comes_from_the_channel_option(server):
+    # given: a seller whose own warehouse is not coded `dropshipping`
+    app = server.app
+    app.reset()
+    app.configure(dropshipping_code=DS_CODE)
+    app.seed_listings([{**SKU, "warehouse_code": DS_CODE, "quantity": 3}, {**NORTH, "quantity": 8}])
+    credentials = app.credentials()
+    default = LazadaAdapter(base_url=f"{server.url}/rest", credentials=credentials)
+    named = LazadaAdapter(
+        base_url=f"{server.url}/rest",
+        credentials=credentials,
+        options={"dropshipping_warehouse": DS_CODE},
+    )
+
+    with capture_logs() as logs:
+        unmatched = default.fetch_stock([SKU])
+    pushed = named.push_stock([update(1, SKU, 6)])
+    matched = named.fetch_stock([SKU])
+
+    # then: the default code matches no entry (said in the log, no figure made up); the
+    # option's code reads the warehouse the single-warehouse form writes
+    assert unmatched == []
+    assert [entry for entry in logs if entry["event"] == "lazada.dropshipping_unmatched"] == [
+        {
+            "event": "lazada.dropshipping_unmatched",
+            "log_level": "warning",
+            "item_id": "3001",
+            "sku_id": "9001",
+            "dropshipping_warehouse": "dropshipping",
+            "warehouse_codes": [DS_CODE, "SG-NORTH"],
+        }
+    ]
+    assert pushed.outcome == Outcome.OK
+    assert (app.quantity({**SKU, "warehouse_code": DS_CODE}), app.quantity(NORTH)) == (6, 8)
+    assert [o.quantity for o in matched] == [6]

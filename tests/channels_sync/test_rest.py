@@ -16,7 +16,11 @@ from channels_sync.adapters.base import AdapterError, OrderStatus, Outcome, Stoc
 from channels_sync.adapters.rest import RestAdapter
 from channels_sync.adapters.rest import adapter as rest_module
 from channels_sync.adapters.rest.paths import text_fill
-from channels_sync.adapters.rest.signing import signature_hex, signature_match
+from channels_sync.adapters.rest.signing import (
+    signature_hex,
+    signature_match,
+    signature_verified,
+)
 from channels_sync.sandbox import rest as sandbox_module
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.sandbox.rest import RestShopSandbox
@@ -90,6 +94,63 @@ def test_stripe_v1_vector_on_the_adapter_webhook_verify(monkeypatch):
     assert adapter.webhook_nonce(headers=good, body=VECTOR_BODY) == f"{VECTOR_T}.{VECTOR_V1}"
     assert not adapter.webhook_verify(headers=good, body=VECTOR_BODY + b" ")
     assert not adapter.webhook_verify(headers={}, body=VECTOR_BODY)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"xt=1,t={VECTOR_T},v1={VECTOR_V1}",
+        f"xt=2,t={VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},xt=3,v1={VECTOR_V1}",
+        f"v0=abc,t={VECTOR_T},v1={VECTOR_V1}",
+        f"t=00{VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},v1={VECTOR_V1.upper()}",
+        f" t={VECTOR_T} , v1={VECTOR_V1} ",
+        f"t={VECTOR_T},v1={'0' * 64},v1={VECTOR_V1}",
+    ],
+)
+def test_the_nonce_is_the_verified_timestamp_and_signature_whatever_else_the_header_holds(
+    monkeypatch, header
+):
+    # Parts the check ignores, or another spelling of the same timestamp, must not make
+    # the same signed request look new to the replay check.
+    monkeypatch.setattr(rest_module.time, "time", lambda: VECTOR_T + 10)
+    adapter = RestAdapter(
+        base_url="http://shop.test", credentials={"webhook_secret": VECTOR_SECRET}
+    )
+    headers = {"X-SyncStore-Signature": header}
+    assert adapter.webhook_nonce(headers=headers, body=VECTOR_BODY) == f"{VECTOR_T}.{VECTOR_V1}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={VECTOR_T},t={VECTOR_T},v1={VECTOR_V1}",
+        f"t={VECTOR_T},v1={VECTOR_V1},t={VECTOR_T + 1}",
+        f"t={VECTOR_T + 1},t={VECTOR_T},v1={VECTOR_V1}",
+        f"v1={VECTOR_V1}",
+        f"t=,v1={VECTOR_V1}",
+    ],
+)
+def test_a_header_with_a_repeated_or_missing_timestamp_does_not_verify(monkeypatch, header):
+    monkeypatch.setattr(rest_module.time, "time", lambda: VECTOR_T + 10)
+    adapter = RestAdapter(
+        base_url="http://shop.test", credentials={"webhook_secret": VECTOR_SECRET}
+    )
+    headers = {"X-SyncStore-Signature": header}
+    assert adapter.webhook_nonce(headers=headers, body=VECTOR_BODY) is None
+    assert not adapter.webhook_verify(headers=headers, body=VECTOR_BODY)
+    assert (
+        signature_verified(secret=VECTOR_SECRET, header=header, body=VECTOR_BODY, now=VECTOR_T)
+        is None
+    )
+
+
+def test_signature_verified_gives_the_parsed_timestamp_and_the_matching_v1():
+    header = f"xt=9,t=0{VECTOR_T},v1={'0' * 64},v1={VECTOR_V1}"
+    assert signature_verified(
+        secret=VECTOR_SECRET, header=header, body=VECTOR_BODY, now=VECTOR_T
+    ) == (VECTOR_T, VECTOR_V1)
 
 
 def test_stripe_v1_vector_on_the_sandbox(monkeypatch):
@@ -175,6 +236,105 @@ def test_a_missing_credential_is_auth_without_a_call(server, shop):
         adapter.token_refresh()
     assert refused.value.outcome == Outcome.AUTH
     assert adapter.token_needs_refresh() is False
+
+
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [
+        ({"token": "tok\u20ac"}, "credential token is sent in an HTTP header"),
+        ({"token": "tok\r\nX-Evil: 1"}, "credential token is sent in an HTTP header"),
+        ({"token": "tok\n"}, "credential token is sent in an HTTP header"),
+        ({"token": " tok"}, "credential token is sent in an HTTP header"),
+        ({"api_key": "k\x00"}, "credential api_key is sent in an HTTP header"),
+        ({"api_key": "\u4e2d\u6587"}, "credential api_key is sent in an HTTP header"),
+        ({"token": 12345}, "credential token must be text"),
+        ({"hmac_secret": ["s"]}, "credential hmac_secret must be text"),
+        ({"webhook_secret": "\ud800"}, "credential webhook_secret is not valid text"),
+        ({"username": "a:b", "password": "p"}, "credential username must not hold a colon"),
+        ({"username": "u", "password": "p\r\n"}, "credential password must hold printable"),
+    ],
+)
+def test_credentials_clean_refuses_what_cannot_be_sent(credentials, message):
+    with pytest.raises(ValueError, match=r"^credential ") as refused:
+        RestAdapter.credentials_clean(credentials)
+    assert str(refused.value).startswith(message)
+
+
+def test_credentials_clean_takes_latin_1_header_values_and_any_text_elsewhere():
+    credentials = {
+        "token": "tok-\u00e4\u00df",  # Latin-1: sent as such
+        "username": "m\u00fcller",
+        "password": "p\u00e4ss \u20ac",  # base64 of UTF-8 in Basic
+        "hmac_secret": "\u20ac-secret",  # a key, never a header
+        "webhook_secret": "whsec \u4e2d",
+    }
+    assert RestAdapter.credentials_clean(credentials) == credentials
+
+
+@pytest.mark.parametrize(
+    ("options_auth", "credentials", "missing"),
+    [
+        ("bearer", {"api_key": "k"}, "token"),
+        ("basic", {"username": "u"}, "password"),
+        ("basic", {"token": "t"}, "username, password"),
+        ("api_key", {"token": "t"}, "api_key"),
+        ("hmac", {"webhook_secret": "w"}, "hmac_secret"),
+    ],
+)
+def test_settings_check_names_the_credentials_the_auth_mode_needs(
+    options_auth, credentials, missing
+):
+    extra = {"api_key_header": "X-K"} if options_auth == "api_key" else {}
+    checked = RestAdapter.options_clean(options(PER_ITEM, auth=options_auth, **extra))
+    with pytest.raises(ValueError, match=r"^auth ") as refused:
+        RestAdapter.settings_check(checked, credentials)
+    assert str(refused.value) == f"auth {options_auth} needs the credential {missing}"
+
+
+@pytest.mark.parametrize(
+    ("mode", "credentials"),
+    [
+        ("bearer", {"token": "tok\u20ac"}),
+        ("bearer", {"token": "tok\r\nX-Evil: 1"}),
+        ("api_key", {"api_key": "key\n"}),
+        ("basic", {"username": "a:b", "password": "p"}),
+    ],
+)
+def test_stored_credentials_that_cannot_be_sent_are_auth_without_a_call(
+    server, shop, mode, credentials
+):
+    # Stored before they were checked: refused as credentials to replace, never an
+    # exception out of the push nor a transport failure retried forever.
+    extra = {"api_key_header": "X-Shop-Key"} if mode == "api_key" else {}
+    adapter = make(server, shop, credentials=credentials, auth=mode, **extra)
+    result = adapter.push_stock([update(1, 3)], idempotency_key="key-1")
+    assert result.outcome == Outcome.AUTH
+    assert result.error.startswith("credential ")
+    assert shop.requests == []
+    with pytest.raises(AdapterError) as refused:
+        adapter.fetch_stock([{"sku": sku(1)}])
+    assert refused.value.outcome == Outcome.AUTH
+
+
+@pytest.mark.parametrize("stage", ["item_failures", "_stock_request"])
+def test_an_unforeseen_exception_in_push_stock_is_a_retryable_result(
+    server, shop, monkeypatch, stage
+):
+    def boom(*args, **kwargs):
+        raise RuntimeError("unforeseen")
+
+    if stage == "item_failures":
+        monkeypatch.setattr(rest_module, "item_failures", boom)
+    else:
+        monkeypatch.setattr(RestAdapter, "_stock_request", boom)
+    result = make(server, shop).push_stock([update(1, 3)], idempotency_key="key-1")
+    assert result.outcome == Outcome.RETRYABLE
+    assert result.error == (
+        f"{'answer' if stage == 'item_failures' else 'request'}: unexpected RuntimeError: "
+        "unforeseen"
+    )
+    assert result.http_status == (200 if stage == "item_failures" else None)
+    assert len(shop.requests) == (1 if stage == "item_failures" else 0)
 
 
 # --- stock calls ----------------------------------------------------------------------------

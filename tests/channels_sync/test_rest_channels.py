@@ -214,6 +214,69 @@ def test_channel_update_checks_options_and_rejects_them_for_other_types(warehous
     assert (refused.status_code, refused.json()["code"]) == (400, "invalid_options")
 
 
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [
+        ({"token": "tok\u20ac"}, "credential token is sent in an HTTP header"),
+        ({"token": "tok\r\nX-Evil: 1"}, "credential token is sent in an HTTP header"),
+        ({"token": {"nested": True}}, "credential token must be text"),
+    ],
+)
+def test_channel_create_refuses_credentials_that_cannot_be_sent(
+    warehouse, admin_api, credentials, message
+):
+    answer = admin_api.post(URL, _body(credentials=credentials), format="json")
+    assert answer.status_code == 400, answer.content
+    body = answer.json()
+    assert (body["code"], body["details"]["field"]) == ("invalid_credentials", "credentials")
+    assert body["message"].startswith(message)
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("auth", "credentials", "message"),
+    [
+        ("bearer", {"webhook_secret": "w"}, "auth bearer needs the credential token"),
+        ("basic", {"token": "t"}, "auth basic needs the credential username, password"),
+        ("api_key", {"token": "t"}, "auth api_key needs the credential api_key"),
+        ("hmac", {"token": "t"}, "auth hmac needs the credential hmac_secret"),
+    ],
+)
+def test_channel_create_refuses_credentials_missing_for_the_auth_mode(
+    warehouse, admin_api, auth, credentials, message
+):
+    answer = admin_api.post(
+        URL, _body(credentials=credentials, options=options(auth=auth)), format="json"
+    )
+    assert answer.status_code == 400, answer.content
+    assert (answer.json()["code"], answer.json()["message"]) == ("invalid_credentials", message)
+    assert not Channel.objects.exists()
+
+
+def test_channel_update_checks_credentials_against_the_options(warehouse, admin_api):
+    channel_id = admin_api.post(URL, _body(), format="json").json()["id"]
+    url = f"{URL}{channel_id}/"
+    # another auth mode whose credential the channel does not hold
+    refused = admin_api.patch(url, {"options": options(auth="hmac")}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_credentials")
+    assert refused.json()["message"] == "auth hmac needs the credential hmac_secret"
+    # the credential removed (null removes a stored field) while bearer needs it
+    removed = admin_api.patch(url, {"credentials": {"token": None}}, format="json")
+    assert (removed.status_code, removed.json()["code"]) == (400, "invalid_credentials")
+    assert removed.json()["message"] == "auth bearer needs the credential token"
+    unsafe = admin_api.patch(url, {"credentials": {"token": "a\r\nb"}}, format="json")
+    assert (unsafe.status_code, unsafe.json()["code"]) == (400, "invalid_credentials")
+    channel = Channel.objects.get(pk=channel_id)
+    assert (channel.options["auth"], channel.credentials["token"]) == ("bearer", "tok-secret-1")
+    # both at once: taken
+    both = admin_api.patch(
+        url, {"options": options(auth="hmac"), "credentials": {"hmac_secret": "s"}}, format="json"
+    )
+    assert both.status_code == 200, both.content
+    channel.refresh_from_db()
+    assert (channel.options["auth"], channel.credentials["hmac_secret"]) == ("hmac", "s")
+
+
 # --- the console ---------------------------------------------------------------------------
 
 
@@ -281,6 +344,18 @@ def test_admin_edits_options_as_json_and_shows_errors_on_the_form(warehouse, sta
     assert changed.status_code == 302, changed.content.decode()[:2000]
     channel.refresh_from_db()
     assert channel.options["stock"]["mode"] == "batch"
+
+
+def test_admin_shows_credentials_missing_for_the_auth_mode_on_the_credentials(
+    warehouse, staff_client
+):
+    page = staff_client.post(
+        "/admin/channels_sync/channel/add/",
+        _form(warehouse, options_json=json.dumps(options(auth="basic"))),
+    )
+    assert page.status_code == 200
+    assert "auth basic needs the credential username, password" in page.content.decode()
+    assert not Channel.objects.exists()
 
 
 # --- the push pipeline ---------------------------------------------------------------------
@@ -370,3 +445,19 @@ def test_push_refused_credentials_flag_the_channel_for_reauthorisation(server, v
     )
     assert report.pushed == 0
     assert server.app.quantity({"sku": sku(0)}) == 0
+
+
+def test_push_with_stored_credentials_that_cannot_be_sent_flags_the_channel(
+    server, vendor, warehouse
+):
+    # Credentials stored before they were checked: the push ends cleanly, the channel is
+    # flagged for new credentials, and nothing reached the shop.
+    products = _products(warehouse, [4])
+    channel = rest_channel(vendor, server, warehouses=[warehouse], products=products, dirty=True)
+    Channel.objects.filter(pk=channel.pk).update(credentials={"token": "tok\u20ac"})
+    report = channel_push(channel_id=channel.pk)
+    channel.refresh_from_db()
+    assert channel.needs_reauth is True
+    assert "credential token is sent in an HTTP header" in channel.reauth_reason
+    assert report.pushed == 0
+    assert server.app.requests == []

@@ -123,7 +123,7 @@ def shopee_answer(error: str, message: str, response: dict | None = None) -> str
             200,
             "error_auth",
             "Please wait for the holiday mode set then to edit item",
-            (Outcome.PERMANENT, False),
+            (Outcome.RETRYABLE, False),
         ),
         (200, "error_auth", "Your shop can not use model level dts", (Outcome.PERMANENT, False)),
         (200, "error_auth", "cnsc shop not upgraded", (Outcome.PERMANENT, False)),
@@ -239,13 +239,14 @@ def test_shopee_stock_below_reserved_is_a_permanent_refusal_not_bad_credentials(
     assert [shop.quantity({"item_id": "100", "model_id": m}) for m in "12"] == [7, 6]
 
 
-def test_shopee_holiday_mode_refuses_every_item_without_touching_stock(shop):
+def test_shopee_holiday_mode_refuses_every_item_for_now_without_touching_stock(shop):
     shop.configure(holiday_mode=True)
     adapter = adapter_for(shop)
 
     result = adapter.push_stock(item_100(1))
 
-    assert (result.outcome, result.token_expired) == (Outcome.PERMANENT, False)
+    # the refusal lasts as long as the holiday: the push backs off and tries again
+    assert (result.outcome, result.token_expired) == (Outcome.RETRYABLE, False)
     assert result.error == "error_auth: Please wait for the holiday mode set then to edit item."
     assert shop.quantity({"item_id": "100", "model_id": "1"}) == 5
 
@@ -480,3 +481,30 @@ def test_push_multi_location_listings_of_one_model_converge(shopee, wire, wareho
     assert (report.pushed, report.calls, report.dead_lettered) == (2, 1, 0)
     assert [shopee.app.quantity(key) for key in keys] == [6, 9]
     assert again.calls == 0
+
+
+def test_push_holiday_mode_backs_off_then_converges_after_the_holiday(shopee, wire, warehouse):
+    # given: a shop in holiday mode edits no stock
+    products = _stocked(warehouse, [3, 4])
+    channel = wire(shopee, "shopee", warehouses=[warehouse], products=products, dirty=True)
+    shopee.app.configure(holiday_mode=True, module_prefix=True)
+
+    during = channel_push(channel_id=channel.pk)
+
+    # then: nothing is dead-lettered; each listing backs off and stays dirty
+    assert (during.pushed, during.dead_lettered, during.failed) == (0, 0, 2)
+    assert not DeadLetter.objects.exists()
+    rows = list(channel.listings.order_by("pk").values_list("status", "push_failures", "dirty"))
+    assert rows == [("ok", 1, True), ("ok", 1, True)]
+    assert all(channel.listings.values_list("next_push_at", flat=True))
+    assert channel.listings.first().last_error == (
+        "product.error_auth: Please wait for the holiday mode set then to edit item."
+    )
+
+    # when: the holiday ends and the backoff is over
+    shopee.app.configure(holiday_mode=False)
+    after = channel_push(channel_id=channel.pk, respect_backoff=False)
+
+    assert (after.pushed, after.dead_lettered) == (2, 0)
+    assert [shopee.app.quantity(listing_keys("shopee", n)) for n in (0, 1)] == [3, 4]
+    assert not channel.listings.filter(dirty=True).exists()

@@ -98,6 +98,14 @@ def test_shopify_credentials_clean_checks_domain_and_version():
         ShopifyAdapter.credentials_clean({**good, "shop_domain": "https://x/"})
     with pytest.raises(ValueError, match="api_version"):
         ShopifyAdapter.credentials_clean({**good, "api_version": "2026-02"})
+    # Before 2026-01 `inventorySetQuantities` has no changeFromQuantity nor @idempotent.
+    with pytest.raises(ValueError, match="api_version 2025-10 is too old"):
+        ShopifyAdapter.credentials_clean({**good, "api_version": "2025-10"})
+    for version in ("2026-01", "2026-04", "2027-10", "unstable"):
+        assert (
+            ShopifyAdapter.credentials_clean({**good, "api_version": version})["api_version"]
+            == version
+        )
     with pytest.raises(ValueError, match="missing"):
         ShopifyAdapter.credentials_clean({"shop_domain": "a.myshopify.com", "access_token": "t"})
 
@@ -196,7 +204,7 @@ def test_shopify_push_stale_row_comes_back_with_the_quantity_read_back(adapter, 
     assert blue.error.startswith("CHANGE_FROM_QUANTITY_STALE")
     assert blue.retryable is False
     # The sandbox applies nothing when a row is refused: the other row is not confirmed.
-    assert (red.ok, red.retryable, red.stale) == (False, True, False)
+    assert (red.ok, red.retryable, red.stale, red.requeue) == (False, True, False, True)
     assert sandbox.quantity(RED) == 7
     assert sandbox.quantity(BLUE) == 4
 

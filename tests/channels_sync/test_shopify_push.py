@@ -93,11 +93,12 @@ def test_shopify_stale_push_under_use_ours_opens_a_conflict_and_converges(
     with django_capture_on_commit_callbacks(execute=True):
         report = channel_push(channel_id=channel.pk)
 
-    # then the refusal used no attempt and opened a conflict that the policy resolved
+    # then the refusal used no attempt and opened a conflict (ours: what the push tried to
+    # show) that the policy resolved
     assert (report.stale, report.pushed, report.failed, report.dead_lettered) == (1, 0, 0, 0)
     conflict = Conflict.objects.get(listing=listing)
     assert (conflict.kind, conflict.source) == (Conflict.Kind.STOCK_MISMATCH, "push")
-    assert (conflict.ours, conflict.theirs) == (Decimal(10), Decimal(4))
+    assert (conflict.ours, conflict.theirs) == (Decimal(12), Decimal(4))
     assert conflict.status == Conflict.Status.AUTO_RESOLVED
     assert conflict.strategy == ConflictPolicy.USE_OURS
     assert not DeadLetter.objects.exists()
@@ -113,11 +114,12 @@ def test_shopify_stale_push_under_use_ours_opens_a_conflict_and_converges(
     assert shopify.app.quantity(keys) == 12
     listing.refresh_from_db()
     assert (listing.last_pushed_quantity, listing.last_observed_quantity) == (12, 4)
+    assert listing.channel_quantity == 12
     assert (listing.dirty, listing.push_failures, listing.push_stale_streak) == (False, 0, 0)
     assert channel_push(channel_id=channel.pk).calls == 0
 
 
-def test_shopify_stale_push_under_manual_leaves_the_conflict_and_the_shop_alone(
+def test_shopify_stale_push_under_manual_holds_the_increase_and_leaves_the_shop_alone(
     shopify, pushed, warehouse
 ):
     channel, listing, product, keys = pushed(ConflictPolicy.MANUAL)
@@ -129,27 +131,32 @@ def test_shopify_stale_push_under_manual_leaves_the_conflict_and_the_shop_alone(
     assert report.stale == 1
     conflict = Conflict.objects.get(listing=listing)
     assert conflict.status == Conflict.Status.OPEN
-    assert (conflict.ours, conflict.theirs) == (Decimal(10), Decimal(4))
+    assert (conflict.ours, conflict.theirs) == (Decimal(12), Decimal(4))
     listing.refresh_from_db()
-    # Handed to the conflict as a reconciliation leaves it: clean, last push restored.
+    # The observation is recorded; the change stays pending (dirty), nothing taken as shown.
     assert (listing.dirty, listing.last_pushed_quantity, listing.last_observed_quantity) == (
-        False,
-        10,
+        True,
+        None,
         4,
     )
+    assert listing.channel_quantity == 4
     assert listing.next_push_at is None
-    # Nothing more is sent for it while a person decides.
-    assert channel_push(channel_id=channel.pk).calls == 0
+    # The increase is held while a person decides: no call.
+    again = channel_push(channel_id=channel.pk)
+    assert (again.calls, again.held, again.pushed) == (0, 1, 0)
     assert shopify.app.quantity(keys) == 4
 
 
 def test_shopify_stale_again_and_again_backs_off_and_never_dead_letters(shopify, pushed, warehouse):
-    channel, listing, product, keys = pushed(ConflictPolicy.MANUAL)
+    # given a shop whose level keeps moving under `use_ours` (increases are not held); the
+    # policy's resolution is not run here (no commit callbacks)
+    channel, listing, product, keys = pushed(ConflictPolicy.USE_OURS)
     shopify.app.stock_set_external(keys, 4, notify=False)
     _stock(product, warehouse, 12)
     channel_push(channel_id=channel.pk)  # first stale: no hold
 
-    # when our stock changes again while the shop still disagrees
+    # when our stock changes again and the shop moved again meanwhile
+    shopify.app.stock_set_external(keys, 5, notify=False)
     _stock(product, warehouse, 13)
     before = timezone.now()
     report = channel_push(channel_id=channel.pk)
@@ -165,7 +172,8 @@ def test_shopify_stale_again_and_again_backs_off_and_never_dead_letters(shopify,
     calls = len(shopify.app.requests)
     assert channel_push(channel_id=channel.pk).calls == 0  # held back: no call
     assert len(shopify.app.requests) == calls
-    assert Conflict.objects.filter(listing=listing).count() == 1
+    conflict = Conflict.objects.get(listing=listing)  # refreshed, never doubled
+    assert (conflict.ours, conflict.theirs) == (Decimal(13), Decimal(5))
     assert not DeadLetter.objects.exists()
     assert ChannelListing.objects.get(pk=listing.pk).status == ChannelListing.Status.OK
 
@@ -183,7 +191,11 @@ def test_shopify_stale_showing_the_desired_quantity_is_recorded_as_pushed(
     assert (report.stale, report.pushed) == (0, 1)
     assert not Conflict.objects.exists()
     listing.refresh_from_db()
-    assert (listing.last_pushed_quantity, listing.dirty) == (12, False)
+    assert (listing.last_pushed_quantity, listing.channel_quantity, listing.dirty) == (
+        12,
+        12,
+        False,
+    )
 
 
 def test_shopify_stale_against_a_read_back_is_recorded_and_retried_with_it(
@@ -194,7 +206,9 @@ def test_shopify_stale_against_a_read_back_is_recorded_and_retried_with_it(
     _stock(product, warehouse, 8)
     channel = wire(shopify, "shopify", warehouses=[warehouse], products=[product], dirty=True)
     listing = channel.listings.get()
-    ChannelListing.objects.filter(pk=listing.pk).update(last_observed_quantity=3)
+    ChannelListing.objects.filter(pk=listing.pk).update(
+        last_observed_quantity=3, channel_quantity=3
+    )
     keys = adapter_class("shopify").keys_from_listing(listing)
     shopify.app.stock_set_external(keys, 5, notify=False)
 
@@ -208,6 +222,7 @@ def test_shopify_stale_against_a_read_back_is_recorded_and_retried_with_it(
         5,
         None,
     )
+    assert listing.channel_quantity == 5
 
     second = channel_push(channel_id=channel.pk)
 

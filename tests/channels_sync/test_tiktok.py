@@ -214,17 +214,18 @@ def test_tiktok_push_stock_wrong_warehouse_fails_per_item_and_too_much_shows_the
 
 
 def test_tiktok_push_stock_throttled_when_over_the_rate(adapter, sandbox):
+    # (a SKU of one warehouse: its update goes without a read first)
     sandbox.configure(throttle_per_second=1)
 
-    first = adapter.push_stock([update(1, RED, 1)])
-    second = adapter.push_stock([update(1, RED, 2)])
+    first = adapter.push_stock([update(1, BLUE, 1)])
+    second = adapter.push_stock([update(1, BLUE, 2)])
 
     assert first.outcome == Outcome.OK
     assert second.outcome == Outcome.THROTTLED
     assert second.http_status == 429
     assert second.retry_after is None  # TikTok documents no Retry-After
     assert '"code": 36009002' in second.error
-    assert sandbox.quantity(RED) == 1
+    assert sandbox.quantity(BLUE) == 1
 
 
 def test_tiktok_push_stock_throttled_honours_a_retry_after_header(adapter, sandbox):
@@ -249,11 +250,11 @@ def test_tiktok_push_stock_server_errors_are_retryable(adapter, sandbox, status)
     else:
         sandbox.inject(Fault(status=503, body="upstream overloaded"))
 
-    result = adapter.push_stock([update(1, RED, 1)])
+    result = adapter.push_stock([update(1, BLUE, 1)])
 
     assert result.outcome == Outcome.RETRYABLE
     assert result.http_status == status
-    assert sandbox.quantity(RED) == 7
+    assert sandbox.quantity(BLUE) == 7
 
 
 def test_tiktok_push_stock_timeout_is_retryable(server, sandbox):
@@ -274,9 +275,9 @@ def test_tiktok_expired_token_is_auth_then_refresh_lets_the_push_through(adapter
     sandbox.expire_tokens()
     old_refresh = adapter.credentials["refresh_token"]
 
-    expired = adapter.push_stock([update(1, RED, 3)])
+    expired = adapter.push_stock([update(1, BLUE, 3)])
     credentials = adapter.token_refresh()
-    retried = adapter.push_stock([update(1, RED, 3)])
+    retried = adapter.push_stock([update(1, BLUE, 3)])
 
     assert expired.outcome == Outcome.AUTH
     assert expired.token_expired is True
@@ -287,7 +288,7 @@ def test_tiktok_expired_token_is_auth_then_refresh_lets_the_push_through(adapter
     expiry = sandbox.access_tokens[credentials["access_token"]]
     assert adapter.token_expires_at().timestamp() == expiry  # an absolute time, kept as is
     assert retried.outcome == Outcome.OK
-    assert sandbox.quantity(RED) == 3
+    assert sandbox.quantity(BLUE) == 3
     refresh = sandbox.requests[-2]
     assert refresh.path == "/api/v2/token/refresh"
     assert refresh.query["grant_type"] == ["refresh_token"]
@@ -542,7 +543,10 @@ def test_tokopedia_push_goes_through_the_tiktok_shop_endpoints(tokopedia_server)
 
     assert result.outcome == Outcome.OK
     assert app.quantity(RED) == 4
-    assert app.requests[0].path == f"/product/202309/products/{PRODUCT}/inventory/update"
+    assert [request.path for request in app.requests[:2]] == [
+        "/product/202309/inventory/search",  # the SKU's warehouses, read before the update
+        f"/product/202309/products/{PRODUCT}/inventory/update",
+    ]
     assert app.requests[-1].path == "/api/v2/token/refresh"
     refresh = requests.get(
         tokopedia_server.url + "/api/v2/token/refresh",

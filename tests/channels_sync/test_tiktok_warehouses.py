@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from channels_sync import selectors
 from channels_sync.adapters.base import AdapterError, Outcome, StockUpdate
-from channels_sync.adapters.tiktok import TikTokAdapter, whole_call_outcome
+from channels_sync.adapters.tiktok import TikTokAdapter, json_body, whole_call_outcome
 from channels_sync.models import ChannelListing, PushAttempt
 from channels_sync.sandbox.tiktok import TikTokSandbox
 from channels_sync.services.push import channel_push
@@ -57,7 +57,18 @@ def adapter(server, sandbox) -> TikTokAdapter:
 
 
 def test_tiktok_sandbox_refuses_an_update_that_leaves_out_a_warehouse(adapter, sandbox):
-    result = adapter.push_stock([update(1, TWO_EAST, 3), update(2, ONE, 4)])
+    # a body the adapter would not send (it adds the SKU's other warehouses), sent as is
+    body = json_body(
+        {
+            "skus": [
+                {"id": TWO_EAST["sku_id"], "inventory": [{"warehouse_id": EAST, "quantity": 3}]},
+                {"id": ONE["sku_id"], "inventory": [{"quantity": 4}]},
+            ]
+        }
+    )
+    path = f"/product/202309/products/{PRODUCT}/inventory/update"
+    response, _ = adapter._signed("POST", path, body)
+    result = adapter._classify_push(response, [update(1, TWO_EAST, 3), update(2, ONE, 4)], 0)
 
     assert result.outcome == Outcome.PARTIAL
     assert [(item.listing_id, item.ok) for item in result.items] == [(1, False), (2, True)]
@@ -249,7 +260,9 @@ def test_push_one_changed_warehouse_sends_the_whole_sku_and_converges(tiktok, wi
     # then: one call names both warehouses of the SKU (west at its unchanged quantity), the
     # other SKU is not sent, and every listing shows its desired quantity
     assert (report.pushed, report.calls, report.dead_lettered) == (2, 1, 0)
-    sent = json.loads(tiktok.app.requests[calls].body)
+    read, write = tiktok.app.requests[calls:]
+    assert json.loads(read.body) == {"sku_ids": [TWO_EAST["sku_id"]]}  # any unlisted warehouse
+    sent = json.loads(write.body)
     assert sent == {
         "skus": [
             {

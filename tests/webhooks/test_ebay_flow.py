@@ -1,5 +1,6 @@
 """eBay end to end: the endpoint check, signed notifications into orders, polling."""
 
+import hashlib
 import json
 import time
 from decimal import Decimal
@@ -151,3 +152,41 @@ def test_ebay_hostile_bodies_signed_by_ebay_are_stored_unreadable(shop, body):
     event = WebhookEvent.objects.get(channel=channel)
     assert event.topic == "unreadable"
     assert json.dumps(event.headers)  # kept headers are storable
+
+
+def test_ebay_key_on_an_unsupported_curve_is_a_401_never_a_500(shop):
+    from tests.channels_sync.test_ebay import _unsupported_curve_pem
+
+    server, channel, _product = shop
+    server.app.public_key_serve(server.app.kid, _unsupported_curve_pem())
+    body, headers = server.app.signed_notification({"metadata": {}, "notification": {}})
+    for _ in range(2):
+        response = Client().post(
+            f"/webhooks/ebay/{channel.pk}/",
+            data=body,
+            content_type="application/json",
+            HTTP_X_EBAY_SIGNATURE=headers["X-EBAY-SIGNATURE"],
+        )
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_signature")
+    assert not WebhookEvent.objects.exists()
+
+
+def test_ebay_notification_without_an_id_re_spaced_is_one_event(shop):
+    server, channel, _product = shop
+    message = {
+        "metadata": {"topic": "ITEM_AVAILABILITY"},
+        "notification": {"eventDate": "2026-01-01T00:00:00.000Z", "data": {"itemId": "1"}},
+    }
+    # eBay signs the compact form; a body re-spaced in transit verifies through it too
+    compact = json.dumps(message, separators=(",", ":")).encode()
+    signature = server.app.signature_header(compact)
+    for body in (compact, json.dumps(message).encode(), json.dumps(message, indent=2).encode()):
+        response = Client().post(
+            f"/webhooks/ebay/{channel.pk}/",
+            data=body,
+            content_type="application/json",
+            HTTP_X_EBAY_SIGNATURE=signature,
+        )
+        assert response.status_code == 204
+    [event] = WebhookEvent.objects.filter(channel=channel)
+    assert event.event_key == hashlib.sha256(compact).hexdigest()

@@ -96,6 +96,24 @@ def test_intake_sandbox_bad_signature_is_refused(tiktok, hooked):
     assert channel.webhook_signature_failures == 1
 
 
+@pytest.mark.parametrize("error", [RuntimeError, ArithmeticError, AssertionError])
+def test_intake_a_signature_check_that_raises_is_a_401_never_a_500(
+    lazada, hooked, monkeypatch, error
+):
+    from channels_sync.adapters.lazada import LazadaAdapter
+
+    def broken(self, **kwargs):
+        raise error("the check broke")
+
+    monkeypatch.setattr(LazadaAdapter, "webhook_verify", broken)
+    channel = hooked(lazada, "lazada")
+    body = lazada_message()
+    response = post(channel_webhook_url(channel), body, lazada_signed(channel, body))
+    assert (response.status_code, response.json()["code"]) == (401, "invalid_signature")
+    assert response.json()["correlation_id"]
+    assert WebhookEvent.objects.count() == 0
+
+
 def test_intake_missing_signature_answers_401(lazada, hooked):
     channel = hooked(lazada, "lazada")
     response = post(channel_webhook_url(channel), lazada_message(), {})

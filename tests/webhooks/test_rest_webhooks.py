@@ -7,16 +7,19 @@ import time
 import pytest
 import requests
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from channels_sync.sandbox.base import NotifyFaults
 from channels_sync.sandbox.rest import RestShopSandbox
 from channels_sync.selectors import channel_webhook_url
+from channels_sync.services.tokens import channel_adapter
 from core.sandbox import SandboxServer
 from orders.models import Order
 from tests.channels_sync.rest_shop import rest_channel, sku
 from tests.inventory.factories import ProductFactory
 from webhooks.models import WebhookEvent
 from webhooks.services.polling import orders_poll_channel
+from webhooks.services.replays import nonce_claim
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,21 +87,74 @@ def test_a_timestamp_outside_five_minutes_is_refused(hooked, offset):
     assert not WebhookEvent.objects.exists()
 
 
-def test_a_replayed_request_is_refused_but_a_redelivered_event_is_a_duplicate(hooked):
+def replays_counted() -> float:
+    value = REGISTRY.get_sample_value(
+        "syncstore_webhooks_total", {"channel_type": "rest", "outcome": "replayed"}
+    )
+    return value or 0.0
+
+
+def test_a_replay_of_a_stored_event_gets_the_duplicate_answer(hooked):
     channel, shop = hooked
     # the shop delivers an order change twice, each delivery signed afresh
     shop.order_create(lines=_line(), status="pending", faults=NotifyFaults(copies=2))
     assert [d.http_status for d in shop.deliveries] == [200, 200]
     assert WebhookEvent.objects.filter(channel=channel).count() == 1
+    before = replays_counted()
 
-    # the same signed bytes sent again: a replay
+    # the same signed bytes sent again: a replay, answered as the duplicate it is
     replay = shop.redeliver_last()
-    assert replay.http_status == 409
+    assert replay.http_status == 200
     body, headers = shop.sent[-1]
     answer = _post(channel, body, headers)
-    assert answer.json()["code"] == "webhook_replayed"
-    assert answer.json()["correlation_id"]
+    assert (answer.status_code, answer.json()) == (200, {"received": True})
+    assert replays_counted() == before + 2
     assert WebhookEvent.objects.filter(channel=channel).count() == 1
+
+
+@pytest.mark.parametrize("disguise", ["xt=1,{}", "{},xt=2", "v0=00,{}"])
+def test_a_replay_with_parts_the_check_ignores_is_still_a_replay(hooked, disguise):
+    channel, shop = hooked
+    shop.order_create(lines=_line(), status="pending")
+    body, headers = shop.sent[-1]
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
+    before = replays_counted()
+    header = headers["X-SyncStore-Signature"]
+    stamp = header.split(",")[0].removeprefix("t=")
+    variants = (disguise.format(header), header.replace(f"t={stamp}", f"t=00{stamp}"))
+    for variant in variants:
+        answer = _post(channel, body, {**headers, "X-SyncStore-Signature": variant})
+        assert (answer.status_code, answer.json()) == (200, {"received": True}), variant
+    # each one recognised as the same signed request, not a new one
+    assert replays_counted() == before + len(variants)
+    assert WebhookEvent.objects.filter(channel=channel).count() == 1
+
+
+def test_a_replay_whose_first_delivery_never_stored_its_event_is_taken(hooked):
+    channel, shop = hooked
+    body = json.dumps(
+        {
+            "id": "evt_lost",
+            "type": "customer.created",
+            "created": int(time.time()),
+            "data": {},
+        }
+    ).encode()
+    headers = shop.signed(body)
+    # a worker claimed this request's nonce, then stopped before the INSERT
+    adapter = channel_adapter(channel)
+    key, replayed = nonce_claim(channel_id=channel.pk, adapter=adapter, headers=headers, body=body)
+    assert (key is not None, replayed) == (True, False)
+    assert not WebhookEvent.objects.filter(channel=channel).exists()
+    before = replays_counted()
+
+    # the same signed request sent again: a replay, and its event is taken, once
+    for _ in range(2):
+        answer = _post(channel, body, headers)
+        assert (answer.status_code, answer.json()) == (200, {"received": True})
+    assert replays_counted() == before + 2
+    stored = WebhookEvent.objects.filter(channel=channel)
+    assert list(stored.values_list("event_key", flat=True)) == ["evt_lost"]
 
 
 def test_with_redis_down_the_intake_still_answers_and_dedupes_by_event(hooked, settings):

@@ -120,6 +120,8 @@ def test_shopify_inventory_level_update_is_recorded_on_the_listing(shop):
     assert event.status == WebhookEvent.Status.PROCESSED
     listing = ChannelListing.objects.get(pk=listing.pk)
     assert listing.last_observed_quantity == 6
+    # and it is what the next push expects the shop to show (its compare-and-set)
+    assert listing.channel_quantity == 6
 
 
 def test_shopify_polling_finds_a_dropped_order(shop):

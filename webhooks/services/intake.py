@@ -24,7 +24,6 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -34,11 +33,11 @@ from channels_sync.models import Channel
 from channels_sync.selectors import channel_webhook_url
 from channels_sync.services.signature_failures import channel_signature_failure_record
 from channels_sync.services.tokens import channel_adapter
-from core.cache import CACHE_ERRORS, cache_degraded
 from core.correlation import get_correlation_id
 from core.errors import DomainError, NotFoundError
 from webhooks.metrics import SIGNATURE_FAILURES, WEBHOOKS
 from webhooks.models import WebhookEvent
+from webhooks.services.replays import nonce_claim, nonce_release, replay_stored
 from webhooks.tasks import process_event
 
 logger = structlog.get_logger(__name__)
@@ -51,9 +50,6 @@ TOPIC_STOCK = "stock"
 TOPIC_UNREADABLE = "unreadable"
 # The topics processed (the rest are kept, marked ignored).
 PROCESSED_TOPICS = frozenset({TOPIC_ORDER, TOPIC_STOCK})
-
-# A verified request's nonce, remembered against replays (`Adapter.webhook_nonce`).
-NONCE_KEY = "webhooks:nonce:{channel_id}:{digest}"
 
 _FIELD_LIMITS = {"topic": 50, "event_key": 200, "order_id": 100, "notified_status": 100}
 
@@ -139,6 +135,9 @@ def webhook_receive(
     nothing and gets the same answer. The event is committed before this returns; its
     processing (`webhooks.process_event`) is queued after the commit, and when the queue
     is down the event stays `received` for the minute sweep. No marketplace is called.
+    The same signed request received again (types with a nonce) is answered from the
+    event store, never refused: the duplicate answer when its event is stored, else it is
+    taken as a first delivery (`webhooks.services.replays`).
     """
     channel = _channel_get(channel_id)
     if channel is None or channel.type != channel_type:
@@ -161,13 +160,27 @@ def webhook_receive(
                 code="invalid_signature",
                 status_code=401,
             )
-    nonce_key = _nonce_claim(channel, headers, body)
+    nonce_key, replayed = nonce_claim(
+        channel_id=channel.id, adapter=channel.adapter, headers=headers, body=body
+    )
     event = _parse(channel.adapter, body, _kept_headers(headers, channel.adapter)[0])
+    event = _storable(channel, event, headers) or _digest_event(body)
+    if replayed:
+        # Answered from the event store, never refused (see `replays`).
+        WEBHOOKS.labels(channel.type, "replayed").inc()
+        stored = replay_stored(channel_id=channel.id, event_key=event.event_key)
+        logger.warning(
+            "webhook.replayed", channel_id=channel.id, channel_type=channel.type, stored=stored
+        )
+        if stored:
+            return IntakeResult(
+                event_id=None, duplicate=True, topic=event.topic, ack=channel.adapter.webhook_ack
+            )
     try:
-        event, event_id = _store(channel, event, headers, body)
+        event_id = _store(channel, event, headers, body)
     except Exception:
-        # Not stored: the same signed request sent again must be taken, not called a replay.
-        _nonce_release(nonce_key)
+        # Not stored: the same signed request sent again must be taken as a first delivery.
+        nonce_release(nonce_key)
         raise
     _last_received_touch(channel.id)
     duplicate = event_id is None
@@ -193,41 +206,16 @@ def _verified(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -
         # Credentials without the signing secret can verify nothing.
         logger.warning("webhook.verify_unavailable", channel_id=channel.id)
         return False
-
-
-def _nonce_claim(channel: IntakeChannel, headers: Mapping[str, str], body: bytes) -> str | None:
-    """Remember a verified request's nonce (where its type has one); raise `DomainError`
-    409 `webhook_replayed` when it was seen within `webhook_nonce_seconds`. Returns the cache
-    key claimed (None: nothing claimed). With the cache down the check is skipped (logged and
-    counted): the signature's own time window and the event-key deduplication still hold."""
-    nonce = channel.adapter.webhook_nonce(headers=dict(headers), body=body)
-    if not nonce:
-        return None
-    digest = hashlib.sha256(nonce.encode("utf-8", "replace")).hexdigest()
-    key = NONCE_KEY.format(channel_id=channel.id, digest=digest)
-    try:
-        fresh = cache.add(key, 1, timeout=channel.adapter.webhook_nonce_seconds)
-    except CACHE_ERRORS as exc:
-        cache_degraded("webhook_nonce", exc)
-        return None
-    if not fresh:
-        WEBHOOKS.labels(channel.type, "replayed").inc()
-        logger.warning("webhook.replayed", channel_id=channel.id, channel_type=channel.type)
-        raise DomainError(
-            "This signed request was received before (a replay); sign every delivery afresh.",
-            code="webhook_replayed",
-            status_code=409,
+    except Exception as exc:
+        # A check that breaks verifies nothing: 401 (the sender retries), never a 500.
+        logger.warning(
+            "webhook.verify_failed",
+            channel_id=channel.id,
+            channel_type=channel.type,
+            error=type(exc).__name__,
+            exc_info=True,
         )
-    return key
-
-
-def _nonce_release(key: str | None) -> None:
-    if key is None:
-        return
-    try:
-        cache.delete(key)
-    except CACHE_ERRORS as exc:
-        cache_degraded("webhook_nonce", exc)
+        return False
 
 
 def _reread_due(channel_id: int) -> bool:
@@ -311,17 +299,24 @@ def _kept_headers(
     return good, len(good) == len(kept)
 
 
+def _storable(
+    channel: IntakeChannel, event: ChannelEvent, headers: Mapping[str, str]
+) -> ChannelEvent | None:
+    """The event as it will be stored: None when a header kept with it cannot be stored
+    (the event is then kept by its body, unreadable: `_digest_event`)."""
+    if not _kept_headers(headers, channel.adapter)[1] and event.topic != TOPIC_UNREADABLE:
+        logger.warning("webhook.unstorable_headers", channel_id=channel.id)
+        return None
+    return event
+
+
 def _store(
     channel: IntakeChannel, event: ChannelEvent, headers: Mapping[str, str], body: bytes
-) -> tuple[ChannelEvent, int | None]:
-    """INSERT the event unless the channel has its key; return the event as stored and the
+) -> int | None:
+    """INSERT the event (as `_storable` made it) unless the channel has its key; return the
     new id (None: a duplicate)."""
     now = timezone.now()
-    kept, all_kept = _kept_headers(headers, channel.adapter)
-    if not all_kept and event.topic != TOPIC_UNREADABLE:
-        # A header PostgreSQL cannot keep: the event is kept by its body, unreadable.
-        logger.warning("webhook.unstorable_headers", channel_id=channel.id)
-        event = _digest_event(body)
+    kept = _kept_headers(headers, channel.adapter)[0]
     # Only order notifications and stock reports are acted on: the rest are kept, marked
     # ignored, never queued.
     status = (
@@ -361,7 +356,7 @@ def _store(
             ),
             robust=True,
         )
-    return event, event_id
+    return event_id
 
 
 def webhook_event_insert(values: dict) -> int | None:

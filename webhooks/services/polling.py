@@ -9,6 +9,14 @@ one bad order never holds the cursor back (the window would grow every poll), an
 listed order is dropped. Only a failed listing keeps the cursor: the next poll covers the
 same range again. The order services make a second sighting of an order (by a webhook or
 by an overlapping poll) harmless.
+
+A marketplace whose order list may cover only so long a window in one go
+(`Adapter.orders_max_window_seconds`, Amazon's hour) is polled slice by slice, oldest
+first: each slice is listed, its orders applied (or kept as events), and only then the
+cursor moves to the slice's end. The first failing listing (a throttle, most often) stops
+the poll there; the next poll resumes from the cursor. So a window too busy for one
+listing (a first look-back of days, the time after an outage) is covered over a few polls
+instead of failing whole every time.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -46,6 +54,10 @@ class PollReport:
     outcome: str = "ok"
     since: datetime | None = None
     until: datetime | None = None
+    # Where the cursor is after this poll (None: it did not move); before `until` when the
+    # poll stopped after some of its slices.
+    reached: datetime | None = None
+    slices: int = 0  # slices of the window listed and applied
     listed: int = 0
     applied: int = 0
     missing: list[str] = field(default_factory=list)  # listed, but not returned by the detail
@@ -55,7 +67,7 @@ class PollReport:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        for name in ("since", "until"):
+        for name in ("since", "until", "reached"):
             data[name] = data[name].isoformat() if data[name] else None
         return data
 
@@ -84,14 +96,17 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     """Apply the channel's orders updated since its cursor (minus the overlap) until now.
 
     One poll per channel at a time (a run lock in the shared cache: a second one returns
-    `busy`). Lists through `orders_updated`, fetches details in batches
-    (`ORDERS_POLL_FETCH_BATCH`) and applies each with `order_apply_market(source="poll")`;
-    no transaction spans the outside calls. Once the listing succeeded the cursor moves to
-    the poll's `until`, and every listed order not applied (left out by the detail call, a
-    detail call refused for good, an apply that raised, or the task's soft time limit
-    reached first) is kept by `webhook_events_poll_defer` as an event with retries of its own.
-    A failed listing, or a detail call failing other than for good (5xx, throttled, auth),
-    is reported (`failed`), not raised, and keeps the cursor (what was applied stays).
+    `busy`). The window is walked in slices of at most the adapter's
+    `orders_max_window_seconds` (one slice when it has none), oldest first. Each slice is
+    listed through `orders_updated`, its details fetched in batches
+    (`ORDERS_POLL_FETCH_BATCH`) and each applied with `order_apply_market(source="poll")`;
+    no transaction spans the outside calls. Once a slice's listing succeeded the cursor
+    moves to the slice's end, and every listed order not applied (left out by the detail
+    call, a detail call refused for good, an apply that raised, or the task's soft time
+    limit reached first) is kept by `webhook_events_poll_defer` as an event with retries of
+    its own. A failed listing, or a detail call failing other than for good (5xx,
+    throttled, auth), is reported (`failed`), not raised, and stops the poll with the
+    cursor at the end of the last slice done (what was applied stays).
     """
     report = PollReport(channel_id=channel_id)
     channel = Channel.objects.filter(pk=channel_id).first()
@@ -106,43 +121,85 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     try:
         now = timezone.now()
         report.since, report.until = poll_window(channel, now)
-        listed: dict[str, PollMiss] | None = None
         try:
             adapter = channel_adapter(channel)
-            listed = _list(channel, adapter, report)
-            _apply(channel, adapter, report, listed)
-        except AdapterError as exc:  # only the listing raises it (_apply keeps the rest)
+            if not channel_token_refresh(channel=channel, adapter=adapter):
+                raise AdapterError("the channel needs re-authorisation")
+        except AdapterError as exc:
             report.outcome = "failed"
             report.error = f"{exc.outcome}: {exc}"[:500]
-        except DetailsFailing as exc:
-            # Orders applied so far stay applied; the cursor stays for the rest.
-            report.outcome = "failed"
-            report.error = f"details: {exc}"[:500]
-            listed = None
-        except SoftTimeLimitExceeded:
-            # Out of time: stop cleanly. What was listed and not applied yet is kept below.
-            report.outcome = "stopped"
-            report.error = "the poll ran out of time"
-        moved = {}
-        if listed is not None:
-            misses = list(listed.values())
-            if misses:
-                report.deferred = webhook_events_poll_defer(channel=channel, misses=misses)
-                if report.outcome == "ok":
-                    report.outcome = "deferred"
-            moved = {"orders_cursor": report.until}
-        Channel.objects.filter(pk=channel_id).update(orders_polled_at=now, **moved)
-        if moved and not report.deferred:
-            # The orders up to `until` are applied: stock conflicts held back as possible late
-            # sales can be resolved now. (Orders kept as events to retry may be the very
+            adapter = None
+        if adapter is not None:
+            for start, end in poll_slices(report.since, report.until, type(adapter)):
+                if not _poll_slice(channel, adapter, report, start, end):
+                    break
+        Channel.objects.filter(pk=channel_id).update(orders_polled_at=now)
+        if report.reached is not None and not report.deferred:
+            # The orders up to the cursor are applied: stock conflicts held back as possible
+            # late sales can be resolved now. (Orders kept as events to retry may be the very
             # sales they wait for: a later poll queues them once those are applied.)
-            deferred_conflicts_enqueue(channel_id=channel_id, polled_until=report.until)
+            deferred_conflicts_enqueue(channel_id=channel_id, polled_until=report.reached)
     finally:
         lock.release()
     ORDER_POLLS.labels(channel.type, report.outcome).inc()
     log = logger.info if report.outcome == "ok" else logger.warning
     log("orders_poll.finished", **report.as_dict())
     return report
+
+
+def poll_slices(
+    since: datetime, until: datetime, adapter_cls: type[Adapter]
+) -> list[tuple[datetime, datetime]]:
+    """The window [since, until) cut into slices of at most the adapter's
+    `orders_max_window_seconds`, oldest first (the whole window when it has none)."""
+    longest = adapter_cls.orders_max_window_seconds
+    if not longest or longest <= 0 or until <= since:
+        return [(since, until)]
+    step = timedelta(seconds=longest)
+    slices = []
+    start = since
+    while start < until:
+        end = min(start + step, until)
+        slices.append((start, end))
+        start = end
+    return slices
+
+
+def _poll_slice(
+    channel: Channel, adapter: Adapter, report: PollReport, start: datetime, end: datetime
+) -> bool:
+    """List and apply one slice; move the cursor to its end once listed. False: stop here."""
+    listed: dict[str, PollMiss] | None = None
+    go_on = True
+    try:
+        listed = _list(adapter, report, start, end)
+        _apply(channel, adapter, report, listed, end)
+    except AdapterError as exc:  # only the listing raises it (_apply keeps the rest)
+        report.outcome = "failed"
+        report.error = f"{exc.outcome}: {exc}"[:500]
+        go_on = False
+    except DetailsFailing as exc:
+        # Orders applied so far stay applied; the cursor stays for the rest.
+        report.outcome = "failed"
+        report.error = f"details: {exc}"[:500]
+        listed = None
+        go_on = False
+    except SoftTimeLimitExceeded:
+        # Out of time: stop cleanly. What was listed and not applied yet is kept below.
+        report.outcome = "stopped"
+        report.error = "the poll ran out of time"
+        go_on = False
+    if listed is None:
+        return False
+    misses = list(listed.values())
+    if misses:
+        report.deferred.extend(webhook_events_poll_defer(channel=channel, misses=misses))
+        if report.outcome == "ok":
+            report.outcome = "deferred"
+    Channel.objects.filter(pk=channel.pk).update(orders_cursor=end)
+    report.reached = end
+    report.slices += 1
+    return go_on
 
 
 class DetailsFailing(Exception):
@@ -161,11 +218,11 @@ def poll_window(channel: Channel, now: datetime) -> tuple[datetime, datetime]:
     return since, until
 
 
-def _list(channel: Channel, adapter: Adapter, report: PollReport) -> dict[str, PollMiss]:
-    """The orders updated in the window, each as a miss until it is applied."""
-    if not channel_token_refresh(channel=channel, adapter=adapter):
-        raise AdapterError("the channel needs re-authorisation")
-    refs = adapter.orders_updated(since=report.since, until=report.until)
+def _list(
+    adapter: Adapter, report: PollReport, since: datetime, until: datetime
+) -> dict[str, PollMiss]:
+    """The orders updated in [since, until), each as a miss until it is applied."""
+    refs = adapter.orders_updated(since=since, until=until)
     listed: dict[str, PollMiss] = {}
     for ref in refs:
         # One retry per version of an order: overlapping polls keep it once. A list without
@@ -176,16 +233,20 @@ def _list(channel: Channel, adapter: Adapter, report: PollReport) -> dict[str, P
         listed[ref.external_id] = PollMiss(
             order_id=ref.external_id, version=version, reason="missing", raw_status=ref.raw_status
         )
-    report.listed = len(listed)
+    report.listed += len(listed)
     return listed
 
 
 def _apply(
-    channel: Channel, adapter: Adapter, report: PollReport, listed: dict[str, PollMiss]
+    channel: Channel,
+    adapter: Adapter,
+    report: PollReport,
+    listed: dict[str, PollMiss],
+    until: datetime,
 ) -> None:
     """Fetch and apply the listed orders; each applied one leaves `listed`."""
     size = max(1, settings.ORDERS_POLL_FETCH_BATCH)
-    event_ref = f"orders_poll:{channel.pk}:{report.until.isoformat()}"
+    event_ref = f"orders_poll:{channel.pk}:{until.isoformat()}"
     ids = list(listed)
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]

@@ -29,11 +29,13 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from channels_sync.adapters.amazon.client import SpApiClient
-from channels_sync.adapters.amazon.feeds import FEED_MAX_MESSAGES, feed_push
+from channels_sync.adapters.amazon.feeds import FEED_MAX_MESSAGES, feed_push, feeds_pending
 from channels_sync.adapters.amazon.listings import fetch_quantities, patch_push
 from channels_sync.adapters.amazon.orders import (
     ORDER_STATUSES,
     ORDERS_LAG,
+    ORDERS_LAG_MARGIN,
+    ORDERS_MAX_WINDOW,
     OrdersReader,
     order_status,
     when,
@@ -101,8 +103,11 @@ class AmazonAdapter(Adapter):
     default_auth_base_url = "https://api.amazon.com"
     max_read_batch_size = 10  # one paced getListingsItem per key; burst 10
     webhook_signature_header = ""
-    # getOrders lists nothing updated in the last two minutes: polls stop short of it.
-    orders_lag_seconds = ORDERS_LAG.total_seconds()
+    # getOrders lists nothing updated in the last two minutes: polls stop short of it (and
+    # of a margin for clocks apart).
+    orders_lag_seconds = (ORDERS_LAG + ORDERS_LAG_MARGIN).total_seconds()
+    # getOrders' 20-call burst must cover a window's pages: the poll walks hour by hour.
+    orders_max_window_seconds = ORDERS_MAX_WINDOW.total_seconds()
 
     def __init__(self, *, base_url: str, auth_base_url: str = "", **kwargs: Any) -> None:
         super().__init__(
@@ -165,22 +170,38 @@ class AmazonAdapter(Adapter):
     ) -> CallResult:
         """Set the quantities: patches up to `AMAZON_FEED_THRESHOLD` SKUs, a feed beyond.
 
+        First the seller's feeds still remembered as live are asked about (`feeds_pending`):
+        while one is queued or processing, nothing is sent and the call is `throttled`
+        (retry-after `AMAZON_FEED_POLL_SECONDS`, no attempt used), so its older quantities
+        can never land after newer ones. A feed is waited for in place at most
+        `AMAZON_FEED_MAX_WAIT_SECONDS` (never past `CHANNEL_PUSH_INLINE_WAIT_SECONDS`), then
+        left to Amazon and remembered: the call is `throttled` the same way. The memory is
+        the shared cache; with the cache down it is this process's (see `inflight`).
+
         `idempotency_key` is not sent (Amazon takes none; every message sets an absolute
         quantity). `rate_per_second` is the rate Amazon named for the operation that
         decides the call's pace: patchListingsItem, or createFeed for a feed.
         """
         if not updates:
             return CallResult(outcome=Outcome.OK)
+        poll_seconds = max(0.0, float(settings.AMAZON_FEED_POLL_SECONDS))
+        pending = feeds_pending(self, self.client, poll_seconds=poll_seconds)
+        if pending is not None:
+            return pending
         skus = {str(update.keys.get("seller_sku", "")) for update in updates}
         if len(skus) > max(1, int(settings.AMAZON_FEED_THRESHOLD)):
+            max_wait = min(
+                float(settings.AMAZON_FEED_MAX_WAIT_SECONDS),
+                float(settings.CHANNEL_PUSH_INLINE_WAIT_SECONDS),
+            )
             return feed_push(
                 self,
                 self.client,
                 updates,
                 product_type=self.product_type,
                 op=self.quantity_op,
-                poll_seconds=max(0.0, float(settings.AMAZON_FEED_POLL_SECONDS)),
-                max_wait=max(0.0, float(settings.AMAZON_FEED_MAX_WAIT_SECONDS)),
+                poll_seconds=poll_seconds,
+                max_wait=max(0.0, max_wait),
             )
         return patch_push(
             self, self.client, updates, product_type=self.product_type, op=self.quantity_op
@@ -270,7 +291,7 @@ class AmazonAdapter(Adapter):
 
     def orders_updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
         """Merchant-fulfilled orders updated in [since, until) (until cut to two minutes
-        ago, as getOrders requires)."""
+        and `ORDERS_LAG_MARGIN` ago, as getOrders requires)."""
         return self.orders.updated(since=since, until=until)
 
     def orders_fetch(self, external_ids: Sequence[str]) -> list[MarketOrder]:

@@ -18,9 +18,18 @@
   waits one token's time at the rate in force. Calls are paced here, through the project's
   shared token buckets (`channels_sync.ratelimit`), so every process calling one seller's
   operation draws from one bucket.
+
+A named rate is taken only within [documented / 10, documented * 2] (`RATE_FLOOR_RATIO`,
+`RATE_CEILING_RATIO`): a header that says 1e-300 must not stall a worker for hours, nor one
+that says 1e300 lift the pace past what Amazon documents. No wait is slept in place for longer
+than `INLINE_SLEEP_MAX_SECONDS`: a longer one goes back to the caller as a throttle with the
+wait as its retry-after. When the shared cache (Redis) is unreachable the buckets fall back to
+this process's memory (`cache.degraded` `amazon_rate_limit`): the calls go on, paced per
+process, and a 429 Amazon answers is still a throttle.
 """
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +39,7 @@ from django.conf import settings
 
 from channels_sync.adapters.base import AdapterError, Outcome, answer_json, answer_text
 from channels_sync.ratelimit import rate_limit_take
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.http import OutboundError
 
 TOKEN_PATH = "/auth/o2/token"  # noqa: S105 - a path, not a secret
@@ -54,9 +64,17 @@ OPERATION_LIMITS: dict[str, tuple[float, int]] = {
 # Calls are paced this far under the quota: the bucket is shared with whatever else the
 # seller runs on the same application, and clocks and network delays differ a little.
 PACE_MARGIN = 0.8
-# A call waits at most this long in place for its token; past it the caller reports a
-# throttle (with the wait as Retry-After) instead of holding a worker.
-PACE_MAX_WAIT_SECONDS = 10.0
+# No wait (for a token, after a 429) is slept in place for longer than this; past it the
+# caller reports a throttle (with the wait as retry-after) instead of holding a worker.
+INLINE_SLEEP_MAX_SECONDS = 5.0
+PACE_MAX_WAIT_SECONDS = INLINE_SLEEP_MAX_SECONDS
+# The rate an answer names is kept within these multiples of the documented rate.
+RATE_FLOOR_RATIO = 0.1
+RATE_CEILING_RATIO = 2.0
+
+# Token buckets of this process, used while the shared cache cannot be reached.
+_local_lock = threading.Lock()
+_local_buckets: dict[str, tuple[float, float]] = {}
 
 
 @dataclass
@@ -105,6 +123,27 @@ def rate_of(response: Any) -> float | None:
     if rate is None or not math.isfinite(rate) or rate <= 0:
         return None
     return rate
+
+
+def rate_clamped(operation: str, rate: float) -> float:
+    """A rate an answer named, kept within [documented / 10, documented * 2]."""
+    documented, _burst = OPERATION_LIMITS[operation]
+    return min(max(rate, documented * RATE_FLOOR_RATIO), documented * RATE_CEILING_RATIO)
+
+
+def local_take(key: str, *, rate: float, burst: int) -> float:
+    """Take a token of this process's bucket; 0 when taken, else the seconds to wait."""
+    now = time.monotonic()
+    with _local_lock:
+        tokens, at = _local_buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / rate
+        _local_buckets[key] = (tokens, now)
+    return wait
 
 
 def error_codes(body: dict | None) -> list[str]:
@@ -169,13 +208,26 @@ class SpApiClient:
     def throttle_wait(self, operation: str) -> float:
         """Seconds to wait after a 429 (none documented): one token at the rate in force."""
         rate, _burst = self.limits(operation)
-        return max(0.05, min(1.0 / (rate * PACE_MARGIN), 3600.0))
+        return max(0.05, 1.0 / (rate * PACE_MARGIN))
+
+    def throttle_pause(self, operation: str) -> float | None:
+        """Sleep one token's time after a 429 and return it, when that is short; None (no
+        sleep) when it is longer than `INLINE_SLEEP_MAX_SECONDS`: the caller gives the
+        throttle back (with `throttle_wait` as retry-after)."""
+        wait = self.throttle_wait(operation)
+        if wait > INLINE_SLEEP_MAX_SECONDS:
+            return None
+        time.sleep(wait)
+        return wait
 
     def pace(self, operation: str, *, max_wait: float = PACE_MAX_WAIT_SECONDS) -> float:
         """Take a token of the operation's shared bucket, sleeping for it when the wait is
-        short; return the seconds slept. Raises `Throttled` when the wait exceeds `max_wait`.
+        short; return the seconds slept. Raises `Throttled` when the wait exceeds `max_wait`
+        (at most `INLINE_SLEEP_MAX_SECONDS`). A cache that cannot be reached makes the bucket
+        this process's own (logged as `cache.degraded`), never an error.
         """
         rate, burst = self.limits(operation)
+        max_wait = min(max_wait, INLINE_SLEEP_MAX_SECONDS)
         credentials = self.adapter.credentials
         key = (
             f"amazon:{credentials.get('lwa_client_id', '')}:"
@@ -183,7 +235,11 @@ class SpApiClient:
         )
         slept = 0.0
         while True:
-            wait = rate_limit_take(key, rate=rate * PACE_MARGIN, burst=burst)
+            try:
+                wait = rate_limit_take(key, rate=rate * PACE_MARGIN, burst=burst)
+            except CACHE_ERRORS as exc:
+                cache_degraded("amazon_rate_limit", exc)
+                wait = local_take(key, rate=rate * PACE_MARGIN, burst=burst)
             if wait <= 0:
                 return slept
             if slept + wait > max_wait:
@@ -223,6 +279,7 @@ class SpApiClient:
         )
         rate = rate_of(response)
         if rate is not None:
+            rate = rate_clamped(operation, rate)
             self.rates[operation] = rate
         body = answer_json(response)
         outcome, expired = classify(response.status_code, body)

@@ -15,12 +15,16 @@ The steps ("Feeds API v2021-06-30 use case guide"; "Listings Feed Message Schema
    `summary` (`messagesProcessed`, `messagesAccepted`, `messagesInvalid`, ...).
 
 A document holds at most 25,000 messages (`messages` maxItems). Each message is a `PATCH` of
-one SKU's `fulfillment_availability`, so the feed sets absolute quantities: a feed sent again
-(after a wait that ran out, a `FATAL` or `CANCELLED` feed, a report that could not be read)
-sets the same figures and is harmless. That is why every such case is `retryable`.
+one SKU's `fulfillment_availability`, so the feed sets absolute quantities: a feed that has
+ended (`FATAL`, `CANCELLED`, or `DONE` with a report that could not be read or that does not
+account for its messages) may be sent again, and every such case is `retryable`.
+
+A feed still processing is another matter: Amazon applies it on its own time, so a new feed
+(or patch) of the same SKUs sent meanwhile could land first and be overwritten by the older
+figures. A submitted feed is therefore remembered (`inflight`) until it is seen ended, and
+while one is live nothing of the seller is sent (`feeds_pending`: the push is `throttled`).
 """
 
-import gzip
 import json
 import time
 from collections.abc import Sequence
@@ -29,14 +33,21 @@ from typing import Any
 import structlog
 
 from channels_sync.adapters.amazon.client import Answer, SpApiClient, Throttled
-from channels_sync.adapters.amazon.listings import item_errors, quantity_patch
+from channels_sync.adapters.amazon.feed_report import (
+    ReportUnreadable,
+    report_download,
+    report_failures,
+    report_feed_errors,
+    report_shortfall,
+)
+from channels_sync.adapters.amazon.inflight import feed_forget, feed_remember, feeds_inflight
+from channels_sync.adapters.amazon.listings import quantity_patch
 from channels_sync.adapters.base import (
     CallResult,
     ItemResult,
     Outcome,
     StockUpdate,
     answer_int,
-    answer_list,
     answer_text,
 )
 from core.http import OutboundError
@@ -49,9 +60,6 @@ FEED_MAX_MESSAGES = 25_000
 CONTENT_TYPE = "application/json; charset=UTF-8"
 PENDING_STATUSES = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 ENDED_STATUSES = frozenset({"FATAL", "CANCELLED"})
-# A processing report bigger than this is not read (25,000 messages with an issue each stay
-# far under it).
-REPORT_MAX_BYTES = 64 * 1024 * 1024
 
 
 class FeedFailed(Exception):
@@ -84,17 +92,44 @@ def feed_document(
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def report_failures(report: dict[str, Any]) -> dict[int, str]:
-    """The messages a processing report refuses: messageId -> its `ERROR` issues."""
-    failures: dict[int, list[str]] = {}
-    for issue in answer_list(report.get("issues")):
-        if not isinstance(issue, dict):
+def feeds_pending(adapter: Any, client: SpApiClient, *, poll_seconds: float) -> CallResult | None:
+    """Ask about the seller's remembered feeds (getFeed each); the push's answer while one
+    is live, else None (send).
+
+    A feed `IN_QUEUE` or `IN_PROGRESS`, or one whose status could not be had (a throttle, a
+    5xx, a transport failure, an odd answer), makes the push `throttled` with the poll
+    interval as retry-after: nothing is sent, no attempt is used. A feed that ended
+    (`DONE`, `FATAL`, `CANCELLED`) or that Amazon does not know (404) is forgotten: what it
+    set, if anything, is on Amazon now, and the push sends the current quantities. An auth
+    refusal is the push's answer (the token is refreshed, then the feeds asked again).
+    """
+    for feed_id in feeds_inflight(adapter):
+        try:
+            answer = client.call("GET", f"{FEEDS_PATH}/feeds/{feed_id}", operation="getFeed")
+        except (Throttled, OutboundError) as exc:
+            return _pending(feed_id, f"unanswered ({exc})", poll_seconds)
+        if answer.outcome == Outcome.AUTH:
+            return _answer_failed(adapter, answer, "getFeed")
+        if answer.status == 404:
+            feed_forget(adapter, feed_id)
+            logger.warning("amazon.feed_unknown", feed_id=feed_id)
             continue
-        message_id = answer_int(issue.get("messageId"))
-        errors = item_errors({"issues": [issue]})
-        if message_id is not None and errors:
-            failures.setdefault(message_id, []).extend(errors)
-    return {message_id: "; ".join(errors)[:500] for message_id, errors in failures.items()}
+        status = answer_text((answer.body or {}).get("processingStatus")).upper()
+        if answer.outcome is None and (status == "DONE" or status in ENDED_STATUSES):
+            feed_forget(adapter, feed_id)
+            logger.info("amazon.feed_landed", feed_id=feed_id, status=status)
+            continue
+        return _pending(feed_id, status or f"unanswered (HTTP {answer.status})", poll_seconds)
+    return None
+
+
+def _pending(feed_id: str, status: str, poll_seconds: float) -> CallResult:
+    return _failed(
+        Outcome.THROTTLED,
+        f"feed {feed_id} is still {status}: nothing is sent until it ends (a new update "
+        "could land before its older quantities)",
+        retry_after=max(poll_seconds, 0.05),
+    )
 
 
 def feed_push(
@@ -110,10 +145,15 @@ def feed_push(
     """Send the updates as one feed, wait for it (at most `max_wait` s), read its report.
 
     Never raises. Until the feed is submitted, a throttle, an auth refusal or a failure is
-    the call's outcome (nothing was sent). Once submitted: a feed still queued or running
-    past `max_wait`, a `FATAL` or `CANCELLED` one and a report that cannot be had are
-    `retryable` (sending the absolute quantities again is harmless); a report gives one
-    item result per update, a message with an `ERROR` issue failing that item alone.
+    the call's outcome (nothing was sent). Once submitted the feed is remembered
+    (`inflight`): one still queued or running past `max_wait` makes the call `throttled`
+    (retry-after `poll_seconds`; `feeds_pending` holds every later push of the seller until
+    it ends). A `FATAL` or `CANCELLED` feed, a report that cannot be had and a report with
+    an `ERROR` issue of the whole feed (no `messageId`) are `retryable` (the feed ended:
+    sending the absolute quantities again is harmless). Otherwise the report gives one item
+    result per update: a message with an `ERROR` issue fails that item alone, for good; when
+    the summary's counts fall short of the messages sent, the others are retryable items
+    (which of them were applied is not said).
     """
     started = time.perf_counter()
     by_sku: dict[str, list[StockUpdate]] = {}
@@ -139,18 +179,6 @@ def feed_push(
         result.latency_ms = int((time.perf_counter() - started) * 1000)
         result.rate_per_second = client.rates.get("createFeed")
         return result
-    failures = report_failures(report)
-    items = []
-    for number, sku in enumerate(skus, start=1):
-        error = failures.get(number, "")
-        items.extend(
-            ItemResult(
-                listing_id=u.listing_id,
-                ok=not error,
-                error=f"feed {feed_id} message {number}: {error}"[:500] if error else "",
-            )
-            for u in by_sku[sku]
-        )
     summary = report.get("summary") if isinstance(report.get("summary"), dict) else {}
     logger.info(
         "amazon.feed_done",
@@ -160,6 +188,31 @@ def feed_push(
         accepted=answer_int(summary.get("messagesAccepted")),
         invalid=answer_int(summary.get("messagesInvalid")),
     )
+    feed_errors = report_feed_errors(report, len(skus))
+    if feed_errors:
+        logger.warning("amazon.feed_refused", feed_id=feed_id, errors=feed_errors[:5])
+        return CallResult(
+            outcome=Outcome.RETRYABLE,
+            http_status=200,
+            error=f"feed {feed_id} refused as a whole: {'; '.join(feed_errors)}"[:500],
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            rate_per_second=client.rates.get("createFeed"),
+        )
+    failures = report_failures(report)
+    shortfall = report_shortfall(report, len(skus), len(failures))
+    if shortfall:
+        logger.warning("amazon.feed_short", feed_id=feed_id, reason=shortfall)
+    items = []
+    for number, sku in enumerate(skus, start=1):
+        error = failures.get(number, "")
+        if error:
+            item = {"ok": False, "error": f"feed {feed_id} message {number}: {error}"}
+        elif shortfall:
+            item = {"ok": False, "retryable": True, "error": f"feed {feed_id}: {shortfall}"}
+        else:
+            item = {"ok": True, "error": ""}
+        item["error"] = item["error"][:500]
+        items.extend(ItemResult(listing_id=u.listing_id, **item) for u in by_sku[sku])
     failed = [item for item in items if not item.ok]
     return CallResult(
         outcome=Outcome.PARTIAL if failed else Outcome.OK,
@@ -215,6 +268,8 @@ def _submit(adapter: Any, client: SpApiClient, document: bytes) -> str:
     feed_id = answer_text(feed.body.get("feedId"))
     if not feed_id:
         raise FeedFailed(_failed(Outcome.RETRYABLE, "createFeed: no feedId in the answer"))
+    # Live from now on: remembered before anything else can end the call.
+    feed_remember(adapter, feed_id)
     logger.info("amazon.feed_created", feed_id=feed_id, document_id=document_id)
     return feed_id
 
@@ -222,10 +277,13 @@ def _submit(adapter: Any, client: SpApiClient, document: bytes) -> str:
 def _await_report(
     adapter: Any, client: SpApiClient, feed_id: str, poll_seconds: float, max_wait: float
 ) -> dict[str, Any]:
-    """Poll the feed until it ends, then read its processing report (a JSON object)."""
+    """Poll the feed until it ends (then forget it), and read its processing report (a JSON
+    object). Still live past `max_wait`: `throttled`, the feed stays remembered."""
     deadline = time.monotonic() + max_wait
     while True:
         status, result_id = _feed_status(adapter, client, feed_id)
+        if status == "DONE" or status in ENDED_STATUSES:
+            feed_forget(adapter, feed_id)
         if status == "DONE":
             break
         if status in ENDED_STATUSES:
@@ -236,12 +294,9 @@ def _await_report(
                 )
             )
         if time.monotonic() + poll_seconds > deadline:
+            logger.info("amazon.feed_pending", feed_id=feed_id, status=status, waited=max_wait)
             raise FeedFailed(
-                _failed(
-                    Outcome.RETRYABLE,
-                    f"feed {feed_id} still {status or 'unanswered'} after {max_wait:.0f} s; it "
-                    "is sent again later (it sets absolute quantities: a resend is harmless)",
-                )
+                _pending(feed_id, f"{status or 'unanswered'} after {max_wait:.0f} s", poll_seconds)
             )
         time.sleep(poll_seconds)
     if not result_id:
@@ -254,7 +309,10 @@ def _await_report(
         operation="getFeedDocument",
         after_submit=True,
     )
-    return _report_download(adapter, located.body, feed_id)
+    try:
+        return report_download(adapter, located.body)
+    except ReportUnreadable as exc:
+        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id} report: {exc}")) from None
 
 
 def _feed_status(adapter: Any, client: SpApiClient, feed_id: str) -> tuple[str, str]:
@@ -273,32 +331,6 @@ def _feed_status(adapter: Any, client: SpApiClient, feed_id: str) -> tuple[str, 
         answer_text(answer.body.get("processingStatus")).upper(),
         answer_text(answer.body.get("resultFeedDocumentId")),
     )
-
-
-def _report_download(adapter: Any, located: dict[str, Any], feed_id: str) -> dict[str, Any]:
-    url = located.get("url")
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id}: the report has no url"))
-    try:
-        response, _ = adapter._request("GET", url)
-    except OutboundError as exc:
-        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id} report: {exc}")) from None
-    content = response.content
-    try:
-        if not 200 <= response.status_code < 300:
-            raise ValueError(f"HTTP {response.status_code}")
-        if answer_text(located.get("compressionAlgorithm")).upper() == "GZIP":
-            content = gzip.decompress(content)
-        if len(content) > REPORT_MAX_BYTES:
-            raise ValueError("the report is too big")
-        report = json.loads(content)
-    except (ValueError, OSError, EOFError, RecursionError) as exc:
-        raise FeedFailed(
-            _failed(Outcome.RETRYABLE, f"feed {feed_id} report unreadable: {exc}"[:500])
-        ) from None
-    if not isinstance(report, dict):
-        raise FeedFailed(_failed(Outcome.RETRYABLE, f"feed {feed_id}: the report is no object"))
-    return report
 
 
 def _step(

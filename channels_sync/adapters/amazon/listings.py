@@ -82,6 +82,14 @@ def patch_push(
     item), so the SKUs applied are confirmed. An auth refusal always ends the call: the push
     refreshes the token and sends the batch again (absolute quantities: harmless). A SKU
     Amazon refuses (`INVALID` with an `ERROR` issue, 404, 400) fails alone, for good.
+
+    `ACCEPTED` means queued for processing, not applied ("Listings Items API v2021-08-01
+    reference": the submission is validated and processed later). It is the only answer
+    the call gets, so the SKU is reported pushed. A submission that fails later (the
+    listing's processing finds an issue) changes nothing on Amazon: the channel's
+    reconciliation (`channel_reconcile`) reads the quantity back with getListingsItem,
+    finds it differs from the confirmed push, and opens a stock conflict for it, which the
+    channel's conflict policy resolves.
     """
     by_sku: dict[str, list[StockUpdate]] = {}
     for update in updates:
@@ -129,7 +137,8 @@ def _patch_one(
     """Patch one SKU: (its item result, None, status) or (None, the call's stop, status).
 
     With `may_wait` (part of the call is answered already) a 429 waits one token's time
-    and asks again, `THROTTLE_RETRIES` times, rather than give the whole call back.
+    and asks again, `THROTTLE_RETRIES` times, rather than give the whole call back (unless
+    that time is longer than a worker may sleep in place: then the throttle is the stop).
     """
     path = listing_path(str(adapter.credentials.get("seller_id", "")), sku)
     params = {"marketplaceIds": str(adapter.credentials.get("marketplace_id", ""))}
@@ -142,8 +151,12 @@ def _patch_one(
             return None, CallResult(Outcome.THROTTLED, error=str(exc), retry_after=exc.wait), None
         except OutboundError as exc:
             return None, CallResult(Outcome.RETRYABLE, error=str(exc)[:500]), None
-        if answer.outcome == Outcome.THROTTLED and may_wait and attempt < THROTTLE_RETRIES:
-            time.sleep(client.throttle_wait("patchListingsItem"))
+        if (
+            answer.outcome == Outcome.THROTTLED
+            and may_wait
+            and attempt < THROTTLE_RETRIES
+            and client.throttle_pause("patchListingsItem") is not None
+        ):
             continue
         break
     excerpt = adapter.excerpt(answer.response.content)
@@ -178,7 +191,8 @@ def fetch_quantities(
     """Read each listing's `DEFAULT` quantity back, one paced call per SKU.
 
     A SKU Amazon does not know (404), or one without a merchant-fulfilled entry, is left
-    out. A 429 waits one token's time and asks again (`THROTTLE_RETRIES` times); raises
+    out. A 429 waits one token's time and asks again (`THROTTLE_RETRIES` times, when that
+    time is short enough to sleep in place); raises
     `AdapterError` (throttled with the wait, auth, retryable, permanent) otherwise.
     """
     seller_id = str(adapter.credentials.get("seller_id", ""))
@@ -203,8 +217,11 @@ def fetch_quantities(
                 ) from None
             except OutboundError as exc:
                 raise AdapterError(f"{what}: {exc}", outcome=Outcome.RETRYABLE) from None
-            if answer.outcome == Outcome.THROTTLED and attempt < THROTTLE_RETRIES:
-                time.sleep(client.throttle_wait("getListingsItem"))
+            if (
+                answer.outcome == Outcome.THROTTLED
+                and attempt < THROTTLE_RETRIES
+                and client.throttle_pause("getListingsItem") is not None
+            ):
                 continue
             break
         if answer.status == 404:

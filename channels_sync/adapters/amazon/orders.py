@@ -4,8 +4,11 @@
   &MaxResultsPerPage` answers `payload.Orders[]` and `payload.NextToken` (the next page is
   asked with `NextToken` and `MarketplaceIds` alone). `LastUpdatedBefore` must be at least two
   minutes before the request ("Orders API v0 reference", getOrders): the newest two minutes
-  are listed by a later poll (`ORDERS_LAG`). getOrders allows 0.0167 calls a second (burst
-  20), so it is called only by the order poll, one page per token.
+  and `ORDERS_LAG_MARGIN` more (our clock may run a little ahead of Amazon's) are listed by
+  a later poll (`ORDERS_LAG`). A 400 that names the time anyway is `retryable`: the next
+  poll asks with a later clock. getOrders allows 0.0167 calls a second (burst 20), so it is
+  called only by the order poll, one page per token, over windows of at most an hour
+  (`ORDERS_MAX_WINDOW`: the poll walks a longer one in slices, moving its cursor after each).
 - `GET /orders/v0/orders/{orderId}` (getOrder) answers `payload` (the order);
   `GET /orders/v0/orders/{orderId}/orderItems` (getOrderItems) answers
   `payload.OrderItems[]` (`OrderItemId`, `SellerSKU`, `QuantityOrdered`, `ItemPrice`, ...)
@@ -17,6 +20,7 @@ Amazon sends order notifications only to SQS or EventBridge, never to an HTTP en
 this poll is how Amazon orders arrive.
 """
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,8 +48,15 @@ from channels_sync.adapters.base import (
 )
 
 ORDERS_PATH = "/orders/v0/orders"
-# getOrders refuses a `LastUpdatedBefore` later than two minutes before the request.
+# getOrders refuses a `LastUpdatedBefore` later than two minutes before the request; the
+# margin covers a clock of ours a little ahead of Amazon's.
 ORDERS_LAG = timedelta(minutes=2)
+ORDERS_LAG_MARGIN = timedelta(seconds=10)
+# The longest window one listing covers: at most ~20 pages (getOrders' burst) of a busy
+# hour, so a throttle loses little and the poll's cursor moves slice by slice.
+ORDERS_MAX_WINDOW = timedelta(hours=1)
+# A getOrders refusal (400) about the time range: our clock against Amazon's, not our request.
+_TIME_REFUSAL = re.compile(r"LastUpdated|CreatedBefore|\bdate\b|\btime\b", re.IGNORECASE)
 ORDERS_PAGE_SIZE = 100  # the documented maximum of `MaxResultsPerPage`
 # A guard against a list that never ends (a server minting a new NextToken every time).
 ORDER_PAGES_MAX = 1000
@@ -100,10 +111,12 @@ class OrdersReader:
     def updated(self, *, since: datetime, until: datetime) -> list[OrderRef]:
         """Merchant-fulfilled orders updated in [since, until), every page.
 
-        `until` is cut to two minutes before now (`ORDERS_LAG`); a range that ends before it
-        begins lists nothing. Raises `AdapterError` (throttled with the wait for a token).
+        `until` is cut to two minutes and a margin before now (`ORDERS_LAG`,
+        `ORDERS_LAG_MARGIN`); a range that ends before it begins lists nothing. Raises
+        `AdapterError` (throttled with the wait for a token; retryable for a 400 about the
+        time range, which only a clock ahead of Amazon's causes).
         """
-        until = min(until, timezone.now() - ORDERS_LAG)
+        until = min(until, timezone.now() - ORDERS_LAG - ORDERS_LAG_MARGIN)
         if until <= since:
             return []
         marketplace = str(self.adapter.credentials.get("marketplace_id", ""))
@@ -117,9 +130,16 @@ class OrdersReader:
         refs: dict[str, OrderRef] = {}
         seen_tokens: set[str] = set()
         for _page in range(ORDER_PAGES_MAX):
-            answer = self.client.call_or_raise(
-                "GET", ORDERS_PATH, operation="getOrders", what="getOrders", params=params
-            )
+            try:
+                answer = self.client.call_or_raise(
+                    "GET", ORDERS_PATH, operation="getOrders", what="getOrders", params=params
+                )
+            except AdapterError as exc:
+                text = str(exc)
+                _head, refused, detail = text.partition("HTTP 400")
+                if exc.outcome == Outcome.PERMANENT and refused and _TIME_REFUSAL.search(detail):
+                    raise AdapterError(text, outcome=Outcome.RETRYABLE) from None
+                raise
             payload = _payload(answer.body, "getOrders")
             orders = answer_rows(payload, "Orders", what="getOrders")
             for order in orders:

@@ -11,7 +11,8 @@
   https://developer.ebay.com/api-docs/static/oauth-client-credentials-grant.html), needed for
   the notification public key lookup. The grant has a quota of 1,000 a day ("OAuth rate
   limits", https://developer.ebay.com/api-docs/static/oauth-rate-limits.html), so a token is
-  kept in process memory until shortly before it expires, never minted per notification.
+  kept in process memory until shortly before it expires, never minted per notification, and
+  a refused grant is not asked again for a minute.
   It is a bearer secret: it stays out of the shared cache.
 - Sell API errors ("Handling errors", https://developer.ebay.com/api-docs/static/handling-error-messages.html):
   HTTP 401 (errorId 1001, invalid or expired token: eBay does not tell them apart) is `auth`
@@ -54,16 +55,24 @@ APP_TOKEN_MARGIN_SECONDS = 300
 THROTTLE_ERROR_IDS = frozenset({2001})
 RETRYABLE_ERROR_IDS = frozenset({25001, 25025})
 
+# A refused client-credentials grant is not asked again for this long (per app and
+# process): every notification would otherwise spend one of the grant's 1,000 a day.
+APP_TOKEN_REFUSAL_SECONDS = 60
+
 # Process-wide application tokens: (auth base, client id, digest of the secret) -> (token,
 # monotonic expiry). One per app and process: a few a day, far under the grant's quota.
 _app_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+# The same key -> (the refusal's message, monotonic time until which it is repeated).
+_app_token_refusals: dict[tuple[str, str, str], tuple[str, float]] = {}
 _app_tokens_lock = threading.Lock()
 
 
 def app_tokens_forget() -> None:
-    """Drop every kept application token (tests; an app's secret was rotated)."""
+    """Drop every kept application token and remembered refusal (tests; an app's secret
+    was rotated)."""
     with _app_tokens_lock:
         _app_tokens.clear()
+        _app_token_refusals.clear()
 
 
 def error_ids(body: Any) -> list[int]:
@@ -196,25 +205,42 @@ class EbayClient(Adapter):
             hashlib.sha256(secret).hexdigest(),
         )
 
+    def app_digest(self) -> str:
+        """A digest naming the eBay application (auth host and client id), whose quotas
+        the calls made with its tokens count against."""
+        app = f"{self.auth_base_url}|{self.credentials.get('client_id', '')}"
+        return hashlib.sha256(app.encode("utf-8", "replace")).hexdigest()[:32]
+
     def app_token(self, *, fresh: bool = False) -> str:
         """An application access token (client-credentials grant), kept in process memory
         until `APP_TOKEN_MARGIN_SECONDS` before its expiry; `fresh` mints a new one (the
-        kept one was refused). Raises `AdapterError` like `token_refresh`."""
+        kept one was refused). Raises `AdapterError` like `token_refresh`; a refused grant
+        is remembered `APP_TOKEN_REFUSAL_SECONDS` and raised again without a call."""
         key = self._app_token_key()
-        if not fresh:
-            with _app_tokens_lock:
-                kept = _app_tokens.get(key)
-            if kept is not None and kept[1] > time.monotonic():
-                return kept[0]
-        data = self._token_grant(
-            {"grant_type": "client_credentials", "scope": APPLICATION_SCOPE},
-            what="application token",
-        )
+        now = time.monotonic()
+        with _app_tokens_lock:
+            kept = _app_tokens.get(key)
+            refusal = _app_token_refusals.get(key)
+        if not fresh and kept is not None and kept[1] > now:
+            return kept[0]
+        if refusal is not None and refusal[1] > now:
+            raise AdapterError(refusal[0], outcome=Outcome.AUTH)
+        try:
+            data = self._token_grant(
+                {"grant_type": "client_credentials", "scope": APPLICATION_SCOPE},
+                what="application token",
+            )
+        except AdapterError as exc:
+            if exc.outcome == Outcome.AUTH:
+                with _app_tokens_lock:
+                    _app_token_refusals[key] = (str(exc), now + APP_TOKEN_REFUSAL_SECONDS)
+            raise
         lifetime = answer_int(data.get("expires_in")) or 7200
         token = str(data["access_token"])
         expiry = time.monotonic() + max(0, lifetime - APP_TOKEN_MARGIN_SECONDS)
         with _app_tokens_lock:
             _app_tokens[key] = (token, expiry)
+            _app_token_refusals.pop(key, None)
         return token
 
     # --- calls ------------------------------------------------------------------------------

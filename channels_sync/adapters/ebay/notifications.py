@@ -11,9 +11,10 @@
   (Notification API `getPublicKey`, with an application token) as a PEM without line breaks;
   `signature` is a base64 DER ECDSA P-256 signature with SHA-1. The SDKs verify over the
   message re-serialised compactly (`JSON.stringify`), so the raw body is tried first and the
-  compact form second. Keys are kept in the shared cache by kid (`EBAY_PUBLIC_KEY_CACHE_SECONDS`);
-  without the cache every notification fetches its key (slower, never failing). A kid eBay
-  does not know is remembered briefly so that a flood of forged headers costs one lookup.
+  compact form second. Keys are kept in the shared cache and in process memory by kid
+  (`EBAY_PUBLIC_KEY_CACHE_SECONDS`); lookups of kids not yet known are budgeted per eBay
+  application, and refused while the cache is down (see `keys`). A kid eBay does not know
+  is remembered briefly so that a flood of forged headers costs one lookup.
 - Payload (Notification API, e.g. https://developer.ebay.com/api-docs/master/commerce/notification/asyncapi/order_confirmation.yaml):
   `{"metadata": {"topic", "schemaVersion", "deprecated"}, "notification": {"notificationId",
   "eventDate", "publishDate", "publishAttemptCount", "data": {...}}}`; the event key is
@@ -39,10 +40,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import structlog
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
@@ -60,6 +57,14 @@ from channels_sync.adapters.base import (
     unreadable,
 )
 from channels_sync.adapters.ebay.client import EbayClient, path_segment
+from channels_sync.adapters.ebay.keys import (
+    KidLookupRefused,
+    ecdsa_sha1_valid,
+    kept_key,
+    key_keep,
+    kid_lookup_allowed,
+    public_key_load,
+)
 from core.cache import CACHE_ERRORS, cache_degraded
 from core.correlation import get_correlation_id
 from core.http import OutboundError
@@ -139,19 +144,10 @@ def signed_candidates(body: bytes) -> list[bytes]:
     return candidates
 
 
-def ecdsa_sha1_valid(pem: str, der: bytes, signed: bytes) -> bool:
-    """Whether `der` is an ECDSA/SHA-1 signature of exactly these bytes by the PEM key."""
-    try:
-        key = load_pem_public_key(pem.encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError):
-        return False
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return False
-    try:
-        key.verify(der, signed, ec.ECDSA(hashes.SHA1()))  # noqa: S303 - eBay's scheme
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+def compact_digest(body: bytes) -> str:
+    """Hex SHA-256 of the body's compact form (`signed_candidates`): whitespace variants of
+    one signed message have one digest."""
+    return hashlib.sha256(signed_candidates(body)[-1]).hexdigest()
 
 
 def signature_valid(pem: str, der: bytes, body: bytes) -> bool:
@@ -212,24 +208,38 @@ class EbayNotifications(EbayClient):
         return signature_valid(pem, der, body)
 
     def public_key(self, kid: str) -> str | None:
-        """eBay's public key `kid` as a PEM (from the cache, else fetched and cached); None
-        when eBay does not know it or it cannot be fetched now."""
+        """eBay's public key `kid` as a PEM: kept in process memory, else from the shared
+        cache, else fetched (within the application's budget of unknown-kid lookups) and
+        kept; None when eBay does not know it, it cannot be fetched now, the budget is spent
+        or the cache is down (see `keys`), or what eBay served is no usable key (logged,
+        never kept)."""
+        pem = kept_key(kid)
+        if pem is not None:
+            return pem
         cache_key = KEY_CACHE.format(kid=kid)
         try:
             kept = cache.get(cache_key)
         except CACHE_ERRORS as exc:
             cache_degraded("ebay_public_key", exc)
-            kept = None
+            # Fail closed: without the cache no lookup budget can be kept.
+            logger.warning("ebay.public_key_lookup_refused", kid=kid, reason="cache_unavailable")
+            return None
         if kept == UNKNOWN_KID:
             return None
-        if isinstance(kept, str):
+        if isinstance(kept, str) and public_key_load(kept) is not None:
+            key_keep(kid, kept, settings.EBAY_PUBLIC_KEY_CACHE_SECONDS)
             return kept
         try:
             pem = self._public_key_fetch(kid)
+        except KidLookupRefused:
+            return None  # logged by the budget, once a minute
         except AdapterError as exc:
             logger.warning(
                 "ebay.public_key_unavailable", kid=kid, outcome=str(exc.outcome), error=str(exc)
             )
+            return None
+        if pem is not None and public_key_load(pem) is None:
+            logger.warning("ebay.public_key_unavailable", kid=kid, error="no usable EC key")
             return None
         try:
             if pem is None:
@@ -238,14 +248,22 @@ class EbayNotifications(EbayClient):
                 cache.set(cache_key, pem, timeout=settings.EBAY_PUBLIC_KEY_CACHE_SECONDS)
         except CACHE_ERRORS as exc:
             cache_degraded("ebay_public_key", exc)
+        if pem is not None:
+            key_keep(kid, pem, settings.EBAY_PUBLIC_KEY_CACHE_SECONDS)
         return pem
 
     def _public_key_fetch(self, kid: str) -> str | None:
-        """GET the key with the application token (a refused token is replaced once).
-        Returns None for a kid eBay answers 404 for; raises `AdapterError` otherwise."""
+        """GET the key with the application token (a refused token is replaced once), when
+        the application's lookup budget allows (`KidLookupRefused` otherwise; taken once the
+        token is in hand, so a refused grant spends none). Returns None for a kid eBay
+        answers 404 for; raises `AdapterError` otherwise."""
         path = PUBLIC_KEY_PATH.format(kid=path_segment(kid))
+        token = self.app_token()
+        if not kid_lookup_allowed(self.app_digest()):
+            raise KidLookupRefused(kid)
         for fresh in (False, True):
-            token = self.app_token(fresh=fresh)
+            if fresh:
+                token = self.app_token(fresh=True)
             try:
                 response, _ = self._call("GET", path, token=token)
             except OutboundError as exc:
@@ -270,8 +288,9 @@ class EbayNotifications(EbayClient):
     def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Parse a verified notification (never raises; see the module's topics).
 
-        The key is `notification.notificationId` (one unfit to store: a digest of the body;
-        none: a digest of order id, topic and event date, or of the body). An order id that
+        The key is `notification.notificationId` (one unfit to store: a digest of the body's
+        compact form; none: a digest of order id, topic and event date, or of the body's
+        compact form, so that eBay's message re-spaced is the same event). An order id that
         is present but unfit to store makes the event `unreadable`; a body that is not the
         `metadata` + `notification` envelope is `unreadable`.
         """
@@ -289,12 +308,10 @@ class EbayNotifications(EbayClient):
         raw_id = notification.get("notificationId")
         notification_id = answer_text(raw_id, limit=200)
         if not notification_id and raw_id not in (None, ""):
-            notification_id = hashlib.sha256(body).hexdigest()
+            notification_id = compact_digest(body)
         event_date = _iso_datetime(notification.get("eventDate"))
         if topic == TOPIC_ACCOUNT_DELETION:
-            return ChannelEvent(
-                topic="other", event_key=notification_id or hashlib.sha256(body).hexdigest()
-            )
+            return ChannelEvent(topic="other", event_key=notification_id or compact_digest(body))
         order_id = answer_text(data.get("orderId"))
         if data.get("orderId") not in (None, "") and not order_id:
             return unreadable(body)
@@ -305,7 +322,7 @@ class EbayNotifications(EbayClient):
             return ChannelEvent(
                 topic="order", event_key=key, order_id=order_id, status=topic, updated_at=event_date
             )
-        key = notification_id or hashlib.sha256(body).hexdigest()
+        key = notification_id or compact_digest(body)
         sku = answer_text(data.get("sku"), limit=200)
         offer_id = answer_text(data.get("offerId"))
         if sku and offer_id:

@@ -44,7 +44,10 @@ detail takes `{{order_id}}`. Answer paths and templates: `paths`.
 Credentials by auth: `bearer` -> `token` (`Authorization: Bearer`); `basic` -> `username`,
 `password`; `api_key` -> `api_key` (sent in `api_key_header`); `hmac` -> `hmac_secret`:
 `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>` (an empty body
-for GET). `webhook_secret` signs the shop's webhooks. Every call also carries
+for GET). `webhook_secret` signs the shop's webhooks. The credentials the auth mode needs
+are required when a channel is saved (`settings_check`); `token` and `api_key` travel in a
+header as they are, so they must be printable Latin-1 without line breaks
+(`credentials_clean`, `auth.credential_problem`). Every call also carries
 `Idempotency-Key` (Stripe's convention: https://docs.stripe.com/api/idempotent_requests),
 unique to the call's attempt.
 
@@ -66,10 +69,12 @@ old or ahead is refused (401). The body:
      "data": {"items": [{"sku": "TEE-RED-M", "quantity": 5, "location": "main"}]}}
 
 `id` is the event's key: an event delivered again is answered 200 and stored once. The
-signature (its `t` and matching `v1`) is the request's nonce, remembered 10 minutes: the
-same signed request received twice is a replay, refused 409 `webhook_replayed`. A shop
-therefore signs every delivery attempt afresh (a new `t`), as Stripe does, so that a
-redelivery of an event is a duplicate (200), never a replay. Without Redis the nonce is not
+signature (its `t` and the matching `v1`, as the check read them: other parts of the header
+make no difference) is the request's nonce, remembered 10 minutes: the same signed request
+received twice is a replay, answered from the event store (200 when its event is stored,
+else taken as a first delivery: the first one never stored it), so a replay never stores an
+event twice nor loses one. A header with two `t` is refused (401). A shop signs every
+delivery attempt afresh (a new `t`), as Stripe does. Without Redis the nonce is not
 remembered; the timestamp window and the event-id deduplication still hold. `quantity`
 null in a stock event: the stock is read back. Other types are kept and ignored; order
 events need `orders` configured (else they are ignored too).

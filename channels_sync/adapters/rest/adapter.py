@@ -1,6 +1,5 @@
 """The custom REST shop adapter: auth, the stock call and its answer, read-back, webhooks."""
 
-import base64
 import json
 import time
 from collections.abc import Sequence
@@ -11,7 +10,6 @@ from urllib.parse import quote
 import structlog
 
 from channels_sync.adapters.base import (
-    Adapter,
     AdapterError,
     CallResult,
     ChannelEvent,
@@ -28,6 +26,12 @@ from channels_sync.adapters.base import (
 )
 from channels_sync.adapters.rest import orders as rest_orders
 from channels_sync.adapters.rest.answers import event_parse, item_failures, json_answer
+from channels_sync.adapters.rest.auth import (
+    CredentialRefused,
+    auth_headers,
+    credential_problem,
+    credentials_missing,
+)
 from channels_sync.adapters.rest.options import options_check
 from channels_sync.adapters.rest.paths import (
     AnswerPath,
@@ -38,34 +42,17 @@ from channels_sync.adapters.rest.paths import (
     template_fill,
     text_fill,
 )
-from channels_sync.adapters.rest.signing import (
-    signature_header,
-    signature_match,
-)
+from channels_sync.adapters.rest.webhooks import RestWebhooks
 from core.http import OutboundError
 
 logger = structlog.get_logger(__name__)
-
-SIGNATURE_HEADER = "X-SyncStore-Signature"
-# Outbound calls with auth `hmac` carry this header.
-REQUEST_SIGNATURE_HEADER = "X-Signature"
-# How long a webhook's signature is remembered against replays: twice the timestamp
-# tolerance, so a signature is remembered as long as its timestamp is accepted.
-NONCE_SECONDS = 600
-# What each auth mode needs among the credentials.
-AUTH_CREDENTIALS = {
-    "bearer": ("token",),
-    "basic": ("username", "password"),
-    "api_key": ("api_key",),
-    "hmac": ("hmac_secret",),
-}
 
 
 def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-class RestAdapter(Adapter):
+class RestAdapter(RestWebhooks):
     """A merchant's own shop (or any system) with a JSON API, configured in `options`."""
 
     type = "rest"
@@ -96,16 +83,33 @@ class RestAdapter(Adapter):
     default_rate_per_second = 5.0
     default_burst = 5
     option_fields = ("auth", "api_key_header", "stock", "read", "orders")
-    webhook_signature_header = SIGNATURE_HEADER
-    webhook_key_fields = ("webhook_secret",)
     webhook_ack = (200, b'{"received":true}', "application/json")
-    webhook_nonce_seconds: ClassVar[int] = NONCE_SECONDS
     max_read_batch_size = 500
 
     @classmethod
     def options_clean(cls, options: dict[str, Any]) -> dict[str, Any]:
         """The options checked, defaults filled in (see `channels_sync.adapters.rest`)."""
         return options_check(options)
+
+    @classmethod
+    def credentials_clean(cls, credentials: dict[str, Any]) -> dict[str, Any]:
+        """The base checks, and: every credential is text; those sent as header values
+        (`token`, `api_key`) are header-safe (`credential_problem`); `username` holds no
+        colon (RFC 7617: it ends at the first one)."""
+        cleaned = super().credentials_clean(credentials)
+        for name, value in cleaned.items():
+            problem = credential_problem(name, value)
+            if problem:
+                raise ValueError(problem)
+        return cleaned
+
+    @classmethod
+    def settings_check(cls, options: dict[str, Any], credentials: dict[str, Any]) -> None:
+        """The credentials `options.auth` needs are all there."""
+        mode = str(options.get("auth") or "")
+        missing = credentials_missing(mode, credentials)
+        if missing:
+            raise ValueError(f"auth {mode} needs the credential {', '.join(missing)}")
 
     @property
     def conf(self) -> dict[str, Any]:
@@ -132,25 +136,11 @@ class RestAdapter(Adapter):
 
     def auth_headers(self, body: bytes) -> dict[str, str]:
         """The headers that authenticate a call with this body; `AdapterError` (auth) when a
-        credential the auth mode needs is missing."""
-        mode = self.conf["auth"]
-        missing = [n for n in AUTH_CREDENTIALS[mode] if not str(self.credentials.get(n) or "")]
-        if missing:
-            raise AdapterError(
-                f"auth {mode} needs the credential {', '.join(missing)}", outcome=Outcome.AUTH
-            )
-        get = self.credentials.get
-        if mode == "bearer":
-            return {"Authorization": f"Bearer {get('token')}"}
-        if mode == "basic":
-            pair = f"{get('username')}:{get('password')}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        if mode == "api_key":
-            return {self.conf["api_key_header"]: str(get("api_key"))}
-        header = signature_header(
-            secret=str(get("hmac_secret")), timestamp=int(time.time()), body=body
-        )
-        return {REQUEST_SIGNATURE_HEADER: header}
+        credential the auth mode needs is missing or unusable (`rest.auth.auth_headers`)."""
+        try:
+            return auth_headers(self.conf, self.credentials, body)
+        except CredentialRefused as exc:
+            raise AdapterError(str(exc), outcome=Outcome.AUTH) from None
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -239,6 +229,10 @@ class RestAdapter(Adapter):
             return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
         except AdapterError as exc:
             return CallResult(outcome=exc.outcome, error=str(exc)[:500])
+        except Exception as exc:
+            # Nothing foreseen: the call may not have gone out. Retried with backoff, and
+            # dead-lettered when it keeps failing; never an exception out of the push.
+            return self._unforeseen(exc, "request")
         outcome = self.outcome_of(response.status_code)
         if outcome is not None:
             return self.call_failed(
@@ -254,6 +248,8 @@ class RestAdapter(Adapter):
                 error=f"{exc} ({self.excerpt(response.content)[:300]})"[:500],
                 latency_ms=latency_ms,
             )
+        except Exception as exc:
+            return self._unforeseen(exc, "answer", http_status=response.status_code)
         items = [
             ItemResult(listing_id=u.listing_id, ok=True)
             if i not in failures
@@ -266,6 +262,20 @@ class RestAdapter(Adapter):
             items=items,
             error="; ".join(sorted(set(failures.values())))[:500] if failures else "",
             latency_ms=latency_ms,
+        )
+
+    def _unforeseen(self, exc: Exception, stage: str, *, http_status: int | None = None):
+        logger.warning(
+            "adapter.rest.push_failed",
+            stage=stage,
+            error=type(exc).__name__,
+            http_status=http_status,
+            exc_info=True,
+        )
+        return CallResult(
+            outcome=Outcome.RETRYABLE,
+            http_status=http_status,
+            error=f"{stage}: unexpected {type(exc).__name__}: {str(exc)[:300]}"[:500],
         )
 
     @staticmethod
@@ -356,30 +366,6 @@ class RestAdapter(Adapter):
             raise AdapterError(f"read-back: {exc}", outcome=Outcome.RETRYABLE) from None
 
     # --- webhooks -----------------------------------------------------------------------------
-
-    def webhook_signature(self, *, body: bytes, url: str = "") -> str:
-        """The signature header of a body signed now (what the shop sends)."""
-        secret = str(self.credentials.get("webhook_secret") or "")
-        return signature_header(secret=secret, timestamp=int(time.time()), body=body)
-
-    def webhook_verify(self, *, headers: dict[str, str], body: bytes, url: str = "") -> bool:
-        """Whether any `v1` of `X-SyncStore-Signature` matches the body, with a timestamp
-        within 5 minutes of now either way (constant-time compare)."""
-        return self.webhook_nonce(headers=headers, body=body) is not None
-
-    def webhook_nonce(self, *, headers: dict[str, str], body: bytes) -> str | None:
-        """What makes this signed request unique, remembered against replays: its timestamp
-        and the `v1` signature that matched (None: it does not verify). A redelivery of the
-        same event is signed afresh (another timestamp), so it is not a replay."""
-        header = next(
-            (v for k, v in headers.items() if str(k).lower() == SIGNATURE_HEADER.lower()), ""
-        )
-        secret = str(self.credentials.get("webhook_secret") or "")
-        matched = signature_match(secret=secret, header=header, body=body, now=time.time())
-        if matched is None:
-            return None
-        timestamp = header.split("t=", 1)[1].split(",", 1)[0].strip()
-        return f"{timestamp}.{matched}"
 
     def webhook_parse(self, *, body: bytes, headers: dict[str, str] | None = None) -> ChannelEvent:
         """Read `{"id", "type", "created", "data"}` (see the package docstring)."""

@@ -49,9 +49,13 @@ def signature_parse(header: str) -> tuple[int, list[str]] | None:
     return timestamp, signatures
 
 
-def signature_match(*, secret: str, header: str, body: bytes, now: float) -> str | None:
-    """The `v1` signature of the header that matches the body, when its timestamp lies within
-    `TOLERANCE_SECONDS` of `now` either way; else None (also for an empty secret)."""
+def signature_verified(
+    *, secret: str, header: str, body: bytes, now: float
+) -> tuple[int, str] | None:
+    """The header's timestamp and the `v1` signature of it that matches the body, when the
+    timestamp lies within `TOLERANCE_SECONDS` of `now` either way; else None (also for an
+    empty secret). Both come from `signature_parse`, the one reading of the header: whatever
+    else the header holds (other schemes, unknown parts) makes no difference to them."""
     parsed = signature_parse(header)
     if parsed is None or not secret:
         return None
@@ -64,4 +68,10 @@ def signature_match(*, secret: str, header: str, body: bytes, now: float) -> str
         # Every candidate is compared (no early exit), each in constant time.
         if hmac.compare_digest(candidate.encode(), expected.encode()):
             found = candidate
-    return found
+    return None if found is None else (timestamp, found)
+
+
+def signature_match(*, secret: str, header: str, body: bytes, now: float) -> str | None:
+    """The `v1` signature of the header that matches the body (`signature_verified`)."""
+    verified = signature_verified(secret=secret, header=header, body=body, now=now)
+    return None if verified is None else verified[1]

@@ -21,7 +21,6 @@ and read-backs all name a location, and a listing must say which one it sells fr
 matched (a channel's default location may change; a listing's keys must not change with it).
 """
 
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ from channels_sync.adapters.base import (
     AdapterError,
     CallResult,
     ChannelEvent,
-    ItemResult,
     MarketOrder,
     ObservedStock,
     OrderRef,
@@ -47,13 +45,12 @@ from channels_sync.adapters.base import (
     stock_observed,
 )
 from channels_sync.adapters.square import orders as square_orders
+from channels_sync.adapters.square.stock import stock_push
 from channels_sync.adapters.square.tokens import token_refresh
 from channels_sync.adapters.square.wire import (
     SIGNATURE_HEADER,
     body_json,
-    change_index,
     count_quantity,
-    error_text,
     errors_of,
     rfc3339_ms,
     webhook_sign,
@@ -161,101 +158,21 @@ class SquareAdapter(Adapter):
 
         The call is all or nothing. A refusal naming changes (`field` `changes[i]...`)
         fails those listings for good and the other listings of the batch as retryable:
-        they were not applied, and go again without the refused ones. A refusal of a
-        change's `occurred_at` (our clock against Square's) is retryable for the whole
-        call; any other refusal of the request is permanent for the whole batch.
+        they were not applied, and go again without the refused ones. A refusal naming no
+        change isolates the refused ones by halves within this call (see `stock.stock_push`),
+        so only they fail for good. A refusal of a change's `occurred_at` comes from our
+        clock running ahead of Square's (the stamp is "now"): it is retryable for the whole
+        call and logged as `square.clock_ahead` (every push fails so until the clock is
+        fixed, and the listings dead-letter after their attempts). Any other refusal of
+        the request itself is permanent for the whole batch.
         """
         if not updates:
             return CallResult(outcome=Outcome.OK)
-        stamp = rfc3339_ms(utc_now())
-        body = body_json(
-            {
-                "idempotency_key": idempotency_key or str(uuid.uuid4()),
-                "changes": [
-                    {
-                        "type": "PHYSICAL_COUNT",
-                        "physical_count": {
-                            "reference_id": f"syncstore-listing-{update.listing_id}",
-                            "catalog_object_id": str(update.keys["catalog_object_id"]),
-                            "location_id": str(update.keys["location_id"]),
-                            "state": "IN_STOCK",
-                            "quantity": str(max(int(update.quantity), 0)),
-                            "occurred_at": stamp,
-                        },
-                    }
-                    for update in updates
-                ],
-                "ignore_unchanged_counts": True,
-            }
-        )
-        started = time.perf_counter()
-        try:
-            response, latency_ms = self._call("POST", CHANGES_PATH, body)
-        except OutboundError as exc:
-            return self.transport_failure(exc, int((time.perf_counter() - started) * 1000))
-        return self._classify_push(response, updates, latency_ms)
-
-    def _classify_push(
-        self, response: Any, updates: Sequence[StockUpdate], latency_ms: int
-    ) -> CallResult:
-        status = response.status_code
-        answer = answer_json(response)
-        error = self.excerpt(response.content)
-        outcome, token_expired = whole_call_outcome(status, answer)
-        if outcome is not None:
-            return self.call_failed(
-                outcome, response, error=error, latency_ms=latency_ms, token_expired=token_expired
-            )
-        errors = errors_of(answer)
-        if not errors and 200 <= status < 300:
-            return CallResult(
-                outcome=Outcome.OK,
-                http_status=status,
-                items=[ItemResult(listing_id=u.listing_id, ok=True) for u in updates],
-                latency_ms=latency_ms,
-            )
-        refused: dict[int, list[str]] = {}
-        placed = True
-        for row in errors:
-            index = change_index(row["field"])
-            if row["field"].endswith("occurred_at"):
-                # Our stamp is "the time of the call": only a clock apart from Square's
-                # makes it too old or in the future. The items are not at fault.
-                return self.call_failed(
-                    Outcome.RETRYABLE, response, error=error, latency_ms=latency_ms
-                )
-            if index is None or index >= len(updates):
-                placed = False
-                continue
-            refused.setdefault(index, []).append(error_text(row))
-        if not placed or not refused:
-            return self.call_failed(Outcome.PERMANENT, response, error=error, latency_ms=latency_ms)
-        named = ", ".join(f"changes[{i}]" for i in sorted(refused))
-        items = []
-        for index, update in enumerate(updates):
-            if index in refused:
-                items.append(
-                    ItemResult(
-                        listing_id=update.listing_id,
-                        ok=False,
-                        error="; ".join(refused[index])[:500],
-                    )
-                )
-            else:
-                items.append(
-                    ItemResult(
-                        listing_id=update.listing_id,
-                        ok=False,
-                        retryable=True,
-                        error=f"not applied: Square refused the whole batch over {named}"[:500],
-                    )
-                )
-        return CallResult(
-            outcome=Outcome.PARTIAL,
-            http_status=status,
-            items=items,
-            error=error,
-            latency_ms=latency_ms,
+        return stock_push(
+            self,
+            updates,
+            key=idempotency_key or str(uuid.uuid4()),
+            stamp=rfc3339_ms(utc_now()),
         )
 
     def fetch_stock(self, keys: Sequence[dict[str, str]]) -> list[ObservedStock]:
@@ -296,7 +213,9 @@ class SquareAdapter(Adapter):
         """Refresh an OAuth access token (`grant_type=refresh_token`).
 
         A personal access token has no refresh token (and does not expire): raises an
-        `auth` AdapterError, so the channel is flagged for a new token. Square answers the
+        `auth` AdapterError, so the channel is flagged for a new token. A refusal (4xx) is
+        `auth` too; a 5xx, a 429, a transport failure and a success without an
+        `access_token` are `retryable`. Square answers the
         refresh token with every refresh (the code flow keeps the same one); it is kept.
         """
         return token_refresh(self)

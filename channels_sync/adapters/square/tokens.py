@@ -50,7 +50,15 @@ def token_refresh(adapter: Adapter) -> dict[str, Any]:
             outcome=Outcome.RETRYABLE,
         )
     access = answer_text((answer or {}).get("access_token"), limit=1000)
-    if status >= 400 or not access:
+    if status < 400 and not access:
+        # A success without a token is Square's (or a proxy's) fault, not a refusal of our
+        # grant: asking again may work, and the refresh token still stands.
+        raise AdapterError(
+            f"token refresh: HTTP {status} without an access_token "
+            f"{adapter.excerpt(response.content)}",
+            outcome=Outcome.RETRYABLE,
+        )
+    if status >= 400:
         raise AdapterError(
             f"token refresh refused: HTTP {status} {adapter.excerpt(response.content)}",
             outcome=Outcome.AUTH,

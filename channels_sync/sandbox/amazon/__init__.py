@@ -23,8 +23,10 @@ call is timed per operation (`op_times`: accepted calls, `op_throttled`: 429s).
 The shared faults (`configure`) apply to the stock calls, patchListingsItem and createFeed
 (`gate()`), and to getListingsItem (`gate(read=True)`); `reject` lists SKUs whose updates are
 refused (an `INVALID` patch, an `ERROR` issue in the feed report). Feeds take `feed_delay`
-seconds to process (`IN_QUEUE`, then `IN_PROGRESS` after half of it) and end as
-`feed_outcome` says (`DONE`, `FATAL`, `CANCELLED`); `report_gzip` compresses the reports.
+seconds from their creation to process, on the sandbox's clock (`IN_QUEUE`, then
+`IN_PROGRESS` after half of it), and end as `feed_outcome` says (`DONE`, `FATAL`,
+`CANCELLED`); `feed_report` shapes a `DONE` feed's report (`normal`, `feed_error`, `short`);
+`report_gzip` compresses the reports.
 Amazon sends no HTTP notifications (SQS and EventBridge only), so `notify` delivers nothing:
 orders are found by polling. `order_age` stamps new orders and changes that many seconds in
 the past (getOrders shows nothing newer than two minutes).
@@ -64,12 +66,14 @@ _EXTRA_OPTIONS = {
     "rate_limits": {},
     "feed_delay": 0.0,
     "feed_outcome": "DONE",
+    "feed_report": "normal",
     "report_gzip": False,
     "order_age": 0.0,
     "orders_page_size": None,
     "items_page_size": None,
 }
 FEED_OUTCOMES = ("DONE", "FATAL", "CANCELLED")
+FEED_REPORTS = ("normal", "feed_error", "short")
 
 
 class AmazonSandbox(ListingRoutes, FeedRoutes, OrderRoutes, MarketplaceSandbox):
@@ -108,18 +112,21 @@ class AmazonSandbox(ListingRoutes, FeedRoutes, OrderRoutes, MarketplaceSandbox):
         self.patch_bodies: list[dict[str, Any]] = []
         self.documents: dict[str, dict[str, Any]] = {}
         self.feeds: dict[str, dict[str, Any]] = {}
+        self.feed_timers: list[Any] = []
         self.page_tokens: dict[str, tuple[dict[str, Any], int]] = {}
         self.fulfillment: dict[str, str] = {}  # order id -> MFN | AFN
 
     def reset(self) -> None:
+        self.feed_timers_cancel()
         super().reset()
         with self._lock:
             self._amazon_state()
 
     def configure(self, **options: Any) -> dict:
         """The shared options, and `rate_limits` ({operation: [rate, burst]}), `feed_delay`
-        (seconds), `feed_outcome`, `report_gzip`, `order_age` (seconds), `orders_page_size`
-        and `items_page_size` (the most orders / items a page holds; None: as asked)."""
+        (seconds), `feed_outcome`, `feed_report`, `report_gzip`, `order_age` (seconds),
+        `orders_page_size` and `items_page_size` (the most orders / items a page holds; None:
+        as asked)."""
         extra = {key: options.pop(key) for key in list(options) if key in _EXTRA_OPTIONS}
         limits = extra.get("rate_limits")
         if limits is not None:
@@ -131,6 +138,8 @@ class AmazonSandbox(ListingRoutes, FeedRoutes, OrderRoutes, MarketplaceSandbox):
                     raise ValueError(f"rate_limits[{op}] must be [rate > 0, burst >= 1]")
         if extra.get("feed_outcome", "DONE") not in FEED_OUTCOMES:
             raise ValueError(f"feed_outcome must be one of {', '.join(FEED_OUTCOMES)}")
+        if extra.get("feed_report", "normal") not in FEED_REPORTS:
+            raise ValueError(f"feed_report must be one of {', '.join(FEED_REPORTS)}")
         for name in ("orders_page_size", "items_page_size"):
             size = extra.get(name)
             if size is not None and (

@@ -7,8 +7,10 @@
   "inputFeedDocumentId"}` -> 202 `{feedId}` (the document must be uploaded). The shared
   faults apply here (`gate()`).
 - `GET /feeds/2021-06-30/feeds/{feedId}` -> `processingStatus` `IN_QUEUE`, `IN_PROGRESS`
-  (after half the `feed_delay`), then `feed_outcome`; a `DONE` feed is applied once, when it
-  is first seen done, and names its `resultFeedDocumentId`.
+  (after half the `feed_delay`), then `feed_outcome`, naming its `resultFeedDocumentId`.
+  Feeds are processed on the sandbox's own clock, `feed_delay` seconds after their creation
+  (a timer), whether anybody asks about them or not: a feed its sender stopped waiting for
+  still lands, as on Amazon. A `DONE` feed is applied once.
 - `GET /feeds/2021-06-30/documents/{id}` -> `{feedDocumentId, url}` (with
   `compressionAlgorithm: GZIP` under `report_gzip`); the url serves the processing report:
   `{"header": {sellerId, version, feedId}, "issues": [{messageId, code, severity, message}],
@@ -19,12 +21,17 @@ Messages are checked with this module's own reading of the Listings Feed schema 
 most 25,000 messages with unique `messageId`s; a message must be a `PATCH` or
 `PARTIAL_UPDATE` with a `productType` and `patches`. A message for an unknown SKU, a SKU in
 `reject`, or with a bad quantity gets an `ERROR` issue; the others are applied.
+
+`feed_report` makes a `DONE` feed's report answer as Amazon's can: `feed_error` applies
+nothing and reports one `ERROR` issue without a `messageId` (an error of the feed as a
+whole); `short` processes only the first half of the messages, the summary counting those.
 """
 
 import gzip
 import json
 import re
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -40,6 +47,7 @@ DOWNLOAD = re.compile(r"^/feeds-download/(?P<id>[^/]+)$")
 MAX_MESSAGES = 25_000
 ISSUE_UNKNOWN_SKU = "90001003"  # made up: no listing with this SKU
 ISSUE_BAD_MESSAGE = "90001004"  # made up: the message does not follow the schema
+ISSUE_FEED = "90000900"  # made up: the feed as a whole could not be processed
 
 
 class FeedRoutes:
@@ -145,17 +153,36 @@ class FeedRoutes:
         if fate == "error":
             return self.error(500, "InternalFailure", "We encountered an internal error.")
         feed_id = str(50_000_000_000 + secrets.randbelow(10**10))
+        delay = float(self.extra["feed_delay"])
+        feed = {
+            "document_id": body["inputFeedDocumentId"],
+            "created": time.time(),
+            "started": time.monotonic(),
+            "delay": delay,
+            "outcome": self.extra["feed_outcome"],
+            "report": self.extra["feed_report"],
+            "status": "IN_QUEUE",
+            "result": None,
+        }
         with self._lock:
-            self.feeds[feed_id] = {
-                "document_id": body["inputFeedDocumentId"],
-                "created": time.time(),
-                "started": time.monotonic(),
-                "delay": float(self.extra["feed_delay"]),
-                "outcome": self.extra["feed_outcome"],
-                "status": "IN_QUEUE",
-                "result": None,
-            }
+            self.feeds[feed_id] = feed
+        if delay <= 0:
+            self._feed_finish(feed_id, feed)
+        else:
+            # Amazon's own clock: the feed is processed whether or not it is asked about.
+            timer = threading.Timer(delay, self._feed_finish, args=(feed_id, feed))
+            timer.daemon = True
+            with self._lock:
+                self.feed_timers.append(timer)
+            timer.start()
         return self.answer(202, {"feedId": feed_id}, "createFeed")
+
+    def feed_timers_cancel(self) -> None:
+        """Stop the timers of feeds not processed yet (a reset forgets them)."""
+        with self._lock:
+            timers, self.feed_timers = list(getattr(self, "feed_timers", [])), []
+        for timer in timers:
+            timer.cancel()
 
     def _feed_get(self, feed_id: str) -> SandboxResponse:
         with self._lock:
@@ -165,15 +192,19 @@ class FeedRoutes:
         elapsed = time.monotonic() - feed["started"]
         if feed["status"] in ("IN_QUEUE", "IN_PROGRESS"):
             if elapsed >= feed["delay"]:
+                # Its timer is due this very moment: the answer must not lag the clock.
                 self._feed_finish(feed_id, feed)
             elif elapsed >= feed["delay"] / 2:
-                feed["status"] = "IN_PROGRESS"
+                with self._lock:
+                    if feed["status"] == "IN_QUEUE":
+                        feed["status"] = "IN_PROGRESS"
         body = {
             "feedId": feed_id,
             "feedType": "JSON_LISTINGS_FEED",
             "marketplaceIds": [self.marketplace_id],
             "createdTime": iso(feed["created"]),
-            "processingStatus": feed["status"],
+            # A feed being finished by its timer is still processing, as far as anyone sees.
+            "processingStatus": "IN_PROGRESS" if feed["status"] == "FINISHING" else feed["status"],
         }
         if feed["result"]:
             body["resultFeedDocumentId"] = feed["result"]
@@ -182,14 +213,16 @@ class FeedRoutes:
     def _feed_finish(self, feed_id: str, feed: dict[str, Any]) -> None:
         """End the feed as configured: a DONE feed is applied and gets its report."""
         with self._lock:
-            if feed["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
+            pending = feed["status"] in ("IN_QUEUE", "IN_PROGRESS")
+            if not pending or self.feeds.get(feed_id) is not feed:  # done, or from before a reset
                 return
             outcome = feed["outcome"]
-            feed["status"] = outcome
+            feed["status"] = "FINISHING"
             content = self.documents[feed["document_id"]]["content"]
         if outcome == "CANCELLED":
+            feed["status"] = outcome
             return
-        report = self._process(feed_id, content) if outcome == "DONE" else None
+        report = self._process(feed_id, content, feed["report"]) if outcome == "DONE" else None
         if report is None:
             feed["status"] = "FATAL"
             report = {
@@ -221,9 +254,12 @@ class FeedRoutes:
                 "report": True,
             }
             feed["result"] = result_id
+            if feed["status"] == "FINISHING":
+                feed["status"] = outcome
 
-    def _process(self, feed_id: str, content: bytes) -> dict[str, Any] | None:
-        """Apply a feed document's messages; its processing report (None: FATAL)."""
+    def _process(self, feed_id: str, content: bytes, kind: str) -> dict[str, Any] | None:
+        """Apply a feed document's messages; its processing report (None: FATAL). `kind`:
+        see `feed_report` in the module's doc."""
         try:
             document = json.loads(content)
         except (ValueError, RecursionError):
@@ -241,6 +277,18 @@ class FeedRoutes:
         ids = [m.get("messageId") for m in messages if isinstance(m, dict)]
         if len(ids) != len(messages) or len(set(map(str, ids))) != len(ids):
             return None
+        header = {"sellerId": self.seller_id, "version": "2.0", "feedId": feed_id}
+        if kind == "feed_error":
+            issue = {
+                "code": ISSUE_FEED,
+                "severity": "ERROR",
+                "message": "The feed could not be processed: the document is malformed.",
+            }
+            summary = {"errors": 1, "warnings": 0, "messagesProcessed": 0}
+            summary |= {"messagesAccepted": 0, "messagesInvalid": 0}
+            return {"header": header, "issues": [issue], "summary": summary}
+        if kind == "short":
+            messages = messages[: len(messages) // 2]
         issues = []
         for message in messages:
             problem = self._message_apply(message)
@@ -257,7 +305,7 @@ class FeedRoutes:
         with self._lock:
             self.counts["items_rejected"] += len(issues)
         return {
-            "header": {"sellerId": self.seller_id, "version": "2.0", "feedId": feed_id},
+            "header": header,
             "issues": issues,
             "summary": {
                 "errors": len(issues),

@@ -24,7 +24,9 @@ Every API call needs `Authorization: Bearer <token>` (401 UNAUTHORIZED, or
 ACCESS_TOKEN_EXPIRED) and a well-formed `Square-Version` when sent (400
 INVALID_SQUARE_VERSION_FORMAT; each one seen is kept in `versions`). Faults: throttled
 calls answer 429 RATE_LIMITED (category RATE_LIMIT_ERROR), errors 500 INTERNAL_SERVER_ERROR;
-`reject` keys are refused per change (400 INVALID_VALUE naming the change). `clock_offset`
+`reject` keys are refused per change (400 INVALID_VALUE naming the change; with
+`reject_unattributed`, an error without a `field`, as Square answers some refusals, so the
+caller cannot tell which change was at fault). `clock_offset`
 (seconds) moves the sandbox's clock, so a test can be "25 hours later" on both sides.
 Notifications are signed as Square signs them: `x-square-hmacsha256-signature` = base64
 HMAC-SHA256 of the `webhook_url` option + raw body, keyed with the signature key.
@@ -87,6 +89,7 @@ class SquareSandbox(SquareTokens, SquareOrders, MarketplaceSandbox):
 
     def _reset_square(self) -> None:
         self.clock_offset = 0.0
+        self.reject_unattributed = False
         self.count_page_size = 100
         self.order_page_size: int | None = None
         self.idempotency: dict[str, tuple[str, SandboxResponse]] = {}
@@ -104,9 +107,13 @@ class SquareSandbox(SquareTokens, SquareOrders, MarketplaceSandbox):
 
     def configure(self, **options: Any) -> dict:
         """The shared options, and `clock_offset` (seconds added to the sandbox's clock),
+        `reject_unattributed` (refusals of `reject` keys name no change),
         `count_page_size` (counts per read page) and `order_page_size` (orders per search
         page below the asked limit; None: as asked)."""
         offset = options.pop("clock_offset", self.clock_offset)
+        unattributed = options.pop("reject_unattributed", self.reject_unattributed)
+        if not isinstance(unattributed, bool):
+            raise ValueError("reject_unattributed must be true or false")
         count_page = options.pop("count_page_size", self.count_page_size)
         order_page = options.pop("order_page_size", self.order_page_size)
         if isinstance(offset, bool) or not isinstance(offset, int | float):
@@ -119,11 +126,13 @@ class SquareSandbox(SquareTokens, SquareOrders, MarketplaceSandbox):
         configured = super().configure(**options)
         with self._lock:
             self.clock_offset = float(offset)
+            self.reject_unattributed = unattributed
             self.count_page_size = count_page
             self.order_page_size = order_page
         return {
             **configured,
             "clock_offset": offset,
+            "reject_unattributed": unattributed,
             "count_page_size": count_page,
             "order_page_size": order_page,
         }
@@ -270,7 +279,7 @@ class SquareSandbox(SquareTokens, SquareOrders, MarketplaceSandbox):
                 parsed.append(count)
         if errors:
             self.count("items_rejected")
-            if any(error["field"].endswith("occurred_at") for error in errors):
+            if any(error.get("field", "").endswith("occurred_at") for error in errors):
                 self.count("bad_timestamp")
             return SandboxResponse.json(400, {"errors": errors})
         answer = SandboxResponse.json(
@@ -301,11 +310,14 @@ class SquareSandbox(SquareTokens, SquareOrders, MarketplaceSandbox):
                 f"{where}.catalog_object_id",
             )
         if self.is_rejected(keys):
-            return {}, field_error(
+            error = field_error(
                 "INVALID_VALUE",
                 "Inventory tracking is off for this item variation.",
                 f"{where}.catalog_object_id",
             )
+            if self.reject_unattributed:
+                error.pop("field", None)
+            return {}, error
         if count.get("state") != "IN_STOCK":
             return {}, field_error("INVALID_ENUM_VALUE", "Only IN_STOCK.", f"{where}.state")
         quantity = count.get("quantity")

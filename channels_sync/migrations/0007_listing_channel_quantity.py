@@ -1,0 +1,33 @@
+from django.db import migrations, models
+from django.db.models.functions import Coalesce
+
+
+def channel_quantity_fill(apps, schema_editor):
+    """What each listing's channel shows as far as we know: the last confirmed push, else
+    the last read-back."""
+    ChannelListing = apps.get_model("channels_sync", "ChannelListing")
+    ChannelListing.objects.filter(channel_quantity__isnull=True).update(
+        channel_quantity=Coalesce("last_pushed_quantity", "last_observed_quantity")
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("channels_sync", "0006_listing_push_stale_streak"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="channellisting",
+            name="channel_quantity",
+            field=models.IntegerField(
+                blank=True,
+                null=True,
+                help_text="What the channel shows as far as we know: set by a confirmed push "
+                "and by every observation (read-back, stock webhook, stale refusal), never "
+                "cleared before a send; the push sends it as the expected quantity to a "
+                "channel with compare-and-set.",
+            ),
+        ),
+        migrations.RunPython(channel_quantity_fill, migrations.RunPython.noop),
+    ]

@@ -1,0 +1,420 @@
+"""Shopify's compare-and-set in the push: what it expects after a failed call, what a stale
+refusal does to our stock and to the conflict, which quantities are held, and rows not
+applied because another row of their call was refused."""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from importlib import import_module
+
+import pytest
+from django.apps import apps
+from django.test import override_settings
+from django.utils import timezone
+
+from channels_sync.adapters import CallResult, ItemResult, Outcome, adapter_class
+from channels_sync.adapters.shopify import ShopifyAdapter
+from channels_sync.models import (
+    ChannelListing,
+    Conflict,
+    ConflictEvent,
+    ConflictPolicy,
+    PushAttempt,
+)
+from channels_sync.services.channels import channel_update
+from channels_sync.services.conflict_resolution import conflict_resolve
+from channels_sync.services.push import channel_push
+from channels_sync.services.reconcile import channel_reconcile, listing_observe
+from core.sandbox import Fault
+from inventory.models import StockLevel
+from inventory.services import Origin, stock_adjust, stock_set
+from tests.channels_sync.conflict_fixtures import POLLED
+from tests.inventory.factories import ProductFactory
+
+ORIGIN = Origin(source="test", actor="test")
+FAST = {
+    "CHANNEL_PUSH_RETRY_BASE_SECONDS": 0.01,
+    "CHANNEL_PUSH_RETRY_CAP_SECONDS": 0.05,
+    "CHANNEL_PUSH_FAILURE_STREAK": 1000,
+    "CHANNEL_PUSH_MAX_ATTEMPTS": 1000,
+}
+CLS = adapter_class("shopify")
+
+
+def _stock(product, warehouse, quantity: int) -> None:
+    stock_set(product=product, warehouse=warehouse, quantity=Decimal(quantity), origin=ORIGIN)
+
+
+def _on_hand(product, warehouse) -> Decimal:
+    return StockLevel.objects.get(product=product, warehouse=warehouse).on_hand
+
+
+def _sent(shopify) -> list[list[dict]]:
+    """The `quantities` rows of every mutation the sandbox received, in order."""
+    rows = []
+    for request in shopify.app.requests:
+        body = json.loads(request.body)
+        if "inventorySetQuantities" in body["query"]:
+            rows.append(body["variables"]["input"]["quantities"])
+    return rows
+
+
+@pytest.fixture
+def pushed(shopify, wire, warehouse):
+    """A Shopify channel (policy given) whose listings were each pushed 10."""
+
+    def make(policy: str, count: int = 1, **fields):
+        products = [ProductFactory() for _ in range(count)]
+        for product in products:
+            _stock(product, warehouse, 10)
+        channel = wire(
+            shopify,
+            "shopify",
+            warehouses=[warehouse],
+            products=products,
+            dirty=True,
+            conflict_policy=policy,
+            **fields,
+        )
+        assert channel_push(channel_id=channel.pk).pushed == count
+        listings = list(channel.listings.order_by("pk"))
+        keys = [CLS.keys_from_listing(listing) for listing in listings]
+        assert [shopify.app.quantity(k) for k in keys] == [10] * count
+        return channel, listings, products, keys
+
+    return make
+
+
+# --- the expected quantity survives a failed call -------------------------------------------
+
+
+@override_settings(**FAST)
+def test_retry_after_a_failed_call_expects_the_last_known_quantity(shopify, pushed, warehouse):
+    # given a listing pushed 10 whose next call (12) failed with a 503
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+    shopify.app.inject(Fault(status=503))
+    failed = channel_push(channel_id=channel.pk)
+    assert (failed.failed, failed.pushed) == (1, 0)
+
+    # when the merchant edits the level in Shopify before the retry
+    shopify.app.stock_set_external(keys, 4, notify=False)
+    retry = channel_push(channel_id=channel.pk, respect_backoff=False)
+
+    # then the retry still expects 10: refused, the edit stands and a conflict shows it
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 10
+    assert (retry.stale, retry.pushed) == (1, 0)
+    assert shopify.app.quantity(keys) == 4
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(12), Decimal(4))
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity, listing.dirty) == (
+        None,
+        4,
+        True,
+    )
+
+
+@override_settings(**FAST)
+def test_a_failed_write_that_landed_is_recorded_as_pushed(shopify, pushed, warehouse):
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+    shopify.app.inject(Fault(status=503))
+    channel_push(channel_id=channel.pk)
+    shopify.app.stock_set_external(keys, 12, notify=False)  # the write landed after all
+
+    report = channel_push(channel_id=channel.pk, respect_backoff=False)
+
+    assert (report.stale, report.pushed) == (0, 1)
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 10
+    assert not Conflict.objects.exists()
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity, listing.dirty) == (
+        12,
+        12,
+        False,
+    )
+
+
+def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, warehouse):
+    # given a listing pushed 10, edited to 4 in Shopify, found by the reconciliation
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    shopify.app.stock_set_external(keys, 4, notify=False)
+
+    report = channel_reconcile(channel_id=channel.pk, settle_seconds=0)
+
+    assert report.conflicts_opened == 1
+    listing.refresh_from_db()
+    assert (listing.channel_quantity, listing.last_observed_quantity) == (4, 4)
+    assert listing.last_pushed_quantity == 10  # its own meaning: what we last pushed
+
+    # when our stock falls to 3: a lowering goes at once, expecting what was read
+    _stock(product, warehouse, 3)
+    lowered = channel_push(channel_id=channel.pk)
+
+    assert (lowered.pushed, lowered.stale) == (1, 0)
+    assert _sent(shopify)[-1][0] == {
+        "inventoryItemId": f"gid://shopify/InventoryItem/{keys['inventory_item_id']}",
+        "locationId": f"gid://shopify/Location/{keys['location_id']}",
+        "quantity": 3,
+        "changeFromQuantity": 4,
+    }
+    # and an increase waits for the conflict a person has to settle
+    _stock(product, warehouse, 20)
+    held = channel_push(channel_id=channel.pk)
+    assert (held.calls, held.held) == (0, 1)
+    assert shopify.app.quantity(keys) == 3
+
+
+def test_channel_quantity_migration_fills_from_the_last_push_else_the_read_back(pushed):
+    migration = import_module("channels_sync.migrations.0007_listing_channel_quantity")
+    channel, listings, _products, _keys = pushed(ConflictPolicy.MANUAL, count=3)
+    pushed_one, observed_one, unknown = listings
+    ChannelListing.objects.filter(pk=pushed_one.pk).update(
+        last_pushed_quantity=7, last_observed_quantity=5, channel_quantity=None
+    )
+    ChannelListing.objects.filter(pk=observed_one.pk).update(
+        last_pushed_quantity=None, last_observed_quantity=5, channel_quantity=None
+    )
+    ChannelListing.objects.filter(pk=unknown.pk).update(
+        last_pushed_quantity=None, last_observed_quantity=None, channel_quantity=None
+    )
+
+    migration.channel_quantity_fill(apps, None)
+
+    filled = dict(channel.listings.values_list("pk", "channel_quantity"))
+    assert filled == {pushed_one.pk: 7, observed_one.pk: 5, unknown.pk: None}
+
+
+# --- a stale refusal never moves our stock by itself -------------------------------------------
+
+
+def test_stale_refusal_of_our_own_recorded_sale_takes_nothing_twice(
+    shopify, pushed, warehouse, django_capture_on_commit_callbacks
+):
+    # given a listing pushed 10 under `minimum`; a Shopify sale of 1 (the shop shows 9)
+    # recorded here, and a sale of 2 elsewhere: ours 7
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MINIMUM, orders_cursor=POLLED)
+    shopify.app.stock_set_external(keys, 9, notify=False)
+    stock_adjust(product=product, warehouse=warehouse, delta=Decimal(-1), origin=ORIGIN)
+    stock_adjust(product=product, warehouse=warehouse, delta=Decimal(-2), origin=ORIGIN)
+
+    # when the push sends 7 expecting 10 and is refused (9 observed); the policy acts after
+    # the commit and the push it queues runs
+    with django_capture_on_commit_callbacks(execute=True):
+        report = channel_push(channel_id=channel.pk)
+
+    # then the conflict's figures are true (ours 7, theirs 9): minimum keeps ours, our
+    # stock is untouched, and the shop shows 7
+    assert report.stale == 1
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.ours, conflict.theirs) == (Decimal(7), Decimal(9))
+    assert (conflict.status, conflict.details["resolution"]["applied"]) == (
+        Conflict.Status.AUTO_RESOLVED,
+        "use_ours",
+    )
+    assert _on_hand(product, warehouse) == Decimal(7)
+    assert _sent(shopify)[-1][0]["quantity"] == 7
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 9
+    assert shopify.app.quantity(keys) == 7
+    listing.refresh_from_db()
+    assert (listing.dirty, listing.last_pushed_quantity, listing.channel_quantity) == (
+        False,
+        7,
+        7,
+    )
+
+
+def test_stale_refusal_under_a_stock_moving_policy_is_refused_and_held(
+    shopify, pushed, warehouse, django_capture_on_commit_callbacks
+):
+    # given a listing pushed 10, edited to 4 in Shopify, our stock now 12, policy use_theirs
+    channel, (listing,), (product,), (keys,) = pushed(
+        ConflictPolicy.USE_THEIRS, orders_cursor=POLLED
+    )
+    shopify.app.stock_set_external(keys, 4, notify=False)
+    _stock(product, warehouse, 12)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = channel_push(channel_id=channel.pk)
+
+    # then the policy's stock move is refused while the change is pending, nothing moved
+    assert report.stale == 1
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(12), Decimal(4))
+    failed = conflict.events.get(action=ConflictEvent.Action.FAILED)
+    assert failed.note.startswith("conflict_stale")
+    assert _on_hand(product, warehouse) == Decimal(12)
+    listing.refresh_from_db()
+    assert (listing.dirty, listing.channel_quantity) == (True, 4)
+    # and the increase waits for a person; the shop keeps the merchant's figure
+    again = channel_push(channel_id=channel.pk)
+    assert (again.calls, again.held) == (0, 1)
+    assert shopify.app.quantity(keys) == 4
+
+
+# --- what the push sends after a stale refusal ------------------------------------------------
+
+
+def test_under_manual_a_lowering_goes_through_and_an_increase_waits(shopify, pushed, warehouse):
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    shopify.app.stock_set_external(keys, 4, notify=False)
+    _stock(product, warehouse, 12)
+    assert channel_push(channel_id=channel.pk).stale == 1
+
+    _stock(product, warehouse, 13)
+    held = channel_push(channel_id=channel.pk)
+    assert (held.calls, held.held, held.stale) == (0, 1, 0)
+
+    # when our stock falls to 0 (nothing left to sell)
+    _stock(product, warehouse, 0)
+    lowered = channel_push(channel_id=channel.pk)
+
+    # then 0 goes out at once, expecting what the shop was seen to show
+    assert (lowered.pushed, lowered.held) == (1, 0)
+    assert _sent(shopify)[-1][0]["quantity"] == 0
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
+    assert shopify.app.quantity(keys) == 0
+    listing.refresh_from_db()
+    assert (listing.dirty, listing.last_pushed_quantity, listing.push_stale_streak) == (
+        False,
+        0,
+        0,
+    )
+    # the conflict stays for a person (or the reconciliation, which sees the shop agree)
+    assert Conflict.objects.get(listing=listing).status == Conflict.Status.OPEN
+
+
+def test_resolving_the_conflict_releases_the_held_increase(shopify, pushed, warehouse):
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    shopify.app.stock_set_external(keys, 4, notify=False)
+    _stock(product, warehouse, 12)
+    channel_push(channel_id=channel.pk)
+    assert channel_push(channel_id=channel.pk).held == 1
+    conflict = Conflict.objects.get(listing=listing)
+
+    conflict_resolve(conflict_id=conflict.pk, strategy="use_ours", actor="staff")
+    report = channel_push(channel_id=channel.pk)
+
+    assert (report.pushed, report.held) == (1, 0)
+    assert _sent(shopify)[-1][0]["quantity"] == 12
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
+    assert shopify.app.quantity(keys) == 12
+
+
+def test_a_channel_without_compare_and_set_never_holds(shopee, wire, warehouse):
+    product = ProductFactory()
+    _stock(product, warehouse, 5)
+    channel = wire(
+        shopee,
+        "shopee",
+        warehouses=[warehouse],
+        products=[product],
+        dirty=True,
+        conflict_policy=ConflictPolicy.MANUAL,
+    )
+    listing = channel.listings.get()
+    Conflict.objects.create(
+        kind=Conflict.Kind.STOCK_MISMATCH,
+        vendor=channel.vendor,
+        channel=channel,
+        listing=listing,
+        product=product,
+        source=Conflict.Source.RECONCILIATION,
+        ours=Decimal(3),
+        theirs=Decimal(1),
+    )
+
+    report = channel_push(channel_id=channel.pk)
+
+    assert (report.pushed, report.held) == (1, 0)
+
+
+# --- rows not applied because another row of the call was refused ------------------------------
+
+
+def test_rows_not_applied_for_another_rows_refusal_use_no_attempt(shopify, pushed, warehouse):
+    # given two listings pushed 10 in one call; the first edited to 4 in Shopify
+    channel, listings, products, keys = pushed(ConflictPolicy.MANUAL, count=2)
+    shopify.app.stock_set_external(keys[0], 4, notify=False)
+    _stock(products[0], warehouse, 12)
+    _stock(products[1], warehouse, 11)
+
+    report = channel_push(channel_id=channel.pk)
+
+    # then the refused row is stale and the other one, not applied, is sent again for free
+    assert (report.stale, report.requeued, report.failed, report.pushed) == (1, 1, 0, 0)
+    assert report.requeue_after is not None
+    other = ChannelListing.objects.get(pk=listings[1].pk)
+    assert (other.dirty, other.push_failures, other.next_push_at) == (True, 0, None)
+    row = PushAttempt.objects.filter(channel=channel).order_by("-pk").first()
+    assert [item.get("ok", True) for item in row.items] == [False, False]
+
+    again = channel_push(channel_id=channel.pk)
+
+    # the stale row's increase is held (manual); the other goes alone, first attempt
+    assert (again.pushed, again.held, again.requeued) == (1, 1, 0)
+    assert shopify.app.quantity(keys[1]) == 11
+    last = PushAttempt.objects.filter(channel=channel).order_by("-pk").first()
+    assert (last.attempt, last.item_count) == (1, 1)
+
+
+def test_a_call_whose_every_row_asks_to_be_requeued_counts_as_failed(
+    shopify, pushed, warehouse, monkeypatch
+):
+    channel, (listing,), (product,), _keys = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+
+    def nothing_refused(self, updates, *, idempotency_key=""):
+        items = [
+            ItemResult(listing_id=u.listing_id, ok=False, retryable=True, requeue=True, error="x")
+            for u in updates
+        ]
+        return CallResult(outcome=Outcome.PARTIAL, items=items)
+
+    monkeypatch.setattr(ShopifyAdapter, "push_stock", nothing_refused)
+
+    report = channel_push(channel_id=channel.pk)
+
+    assert (report.requeued, report.failed) == (0, 1)
+    listing.refresh_from_db()
+    assert listing.push_failures == 1
+    assert listing.next_push_at is not None
+
+
+def test_an_observation_read_before_our_last_push_is_not_taken_as_shown(pushed):
+    # given a listing whose push of 10 was confirmed after a read began
+    _channel, (listing,), _products, _keys = pushed(ConflictPolicy.MANUAL)
+    listing.refresh_from_db()
+    before = listing.last_pushed_at - timedelta(seconds=1)
+
+    listing_observe(
+        listing=listing.pk,
+        quantity=3,
+        observed_at=timezone.now(),
+        source=Conflict.Source.RECONCILIATION,
+        read_started=before,
+    )
+
+    # then it is recorded as an observation, but the push's figure is the newer knowledge
+    listing.refresh_from_db()
+    assert (listing.last_observed_quantity, listing.channel_quantity) == (3, 10)
+
+    # and a read begun after the push is what the channel shows
+    listing_observe(
+        listing=listing.pk,
+        quantity=4,
+        observed_at=timezone.now(),
+        source=Conflict.Source.RECONCILIATION,
+    )
+    listing.refresh_from_db()
+    assert (listing.last_observed_quantity, listing.channel_quantity) == (4, 4)
+
+
+def test_another_shop_behind_the_channel_forgets_what_it_showed(pushed):
+    channel, (listing,), _products, _keys = pushed(ConflictPolicy.MANUAL)
+
+    channel_update(channel=channel, actor="staff", base_url="https://other-shop.example")
+
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity) == (None, None)
