@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import IntegerField, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from channels_sync.adapters import Adapter, adapter_classes
 from channels_sync.allocation import one_for_one, rule_describe
 from channels_sync.errors import (
     ConflictStale,
@@ -345,12 +348,18 @@ def _listing_repush(conflict: Conflict) -> None:
     """Record what the channel shows as the listing's last pushed quantity and mark it dirty:
     the push then sends the desired quantity whenever it differs from that.
 
-    A push in flight meanwhile settles with what it sent (and leaves the new mark), so the
-    record stays true either way.
+    What the channel shows is theirs; on a compare-and-set channel, its `channel_quantity`
+    when known (kept by every push and observation there: our quantity may have landed over
+    theirs since the conflict was seen). A push in flight meanwhile settles with what it
+    sent (and leaves the new mark), so the record stays true either way.
     """
-    theirs = conflict.theirs
+    theirs = None if conflict.theirs is None else int(conflict.theirs)
+    shown: Any = theirs
+    channel = conflict.channel
+    if channel is not None and adapter_classes().get(channel.type, Adapter).compare_and_set:
+        shown = Coalesce("channel_quantity", Value(theirs, IntegerField()))
     ChannelListing.objects.filter(pk=conflict.listing_id).update(
-        last_pushed_quantity=None if theirs is None else int(theirs),
+        last_pushed_quantity=shown,
         updated_at=timezone.now(),
     )
     listings_mark_dirty(listing_ids=[conflict.listing_id])

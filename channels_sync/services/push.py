@@ -20,7 +20,7 @@ Every call is a `PushAttempt` row. Outcomes:
   marketplace applied none): the item stays dirty, no attempt is used up, and the run asks
   to be requeued soon. Only honoured when some item of the call failed for its own reason
   (a call whose every item says so is a retryable failure): the refused item is then
-  dead-lettered, backing off or held, so the requeue cannot loop;
+  dead-lettered, backing off or refused as stale, so the requeue cannot loop;
 - stale (a channel with compare-and-set saw another quantity than the one we expected):
   no attempt is used up and nothing is dead-lettered; the observation is recorded, the
   listing stays dirty and, when it had a confirmed push, its stock-mismatch conflict opens
@@ -35,11 +35,10 @@ and by every observation, never cleared before a send, so a call that failed lea
 next one still expecting the last known figure (an edit made in the channel meanwhile is
 refused, not overwritten; a timed-out write that landed comes back stale showing the
 desired quantity: pushed). On such channels, after a stale refusal (or any observed
-difference) the rule is: a lowering (desired <= observed) is sent at once, expecting the
-observed quantity; an increase of a listing whose stock-mismatch conflict is open is held
-(no call, no attempt used, the listing stays dirty) until the conflict is resolved, unless
-the channel's policy is `use_ours` (then sent, expecting the observed quantity). See
-`push_stale`.
+difference) the listing is planned again and its desired quantity sent, expecting the
+observed one; the conflict stays open for staff, and once our quantity lands it is ours
+in the listing's open stock-mismatch conflicts (the listing is clean: every strategy
+applies, and the reconciliation compares it). See `push_stale`.
 
 Push groups (`Adapter.push_group`, TikTok's warehouses of one SKU): when a listing of a group
 is sent, the channel's other listings of that group go with it (planned at their desired
@@ -89,7 +88,7 @@ from channels_sync.allocation import Allocation
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
-from channels_sync.services.push_stale import listing_push_stale, listings_held
+from channels_sync.services.push_stale import conflicts_ours_landed, listing_push_stale
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -127,7 +126,6 @@ class PushReport:
     throttled: int = 0
     retried: int = 0
     stale: int = 0  # refused by the channel's compare-and-set (see `push_stale`)
-    held: int = 0  # increases waiting for an open stock conflict (see `push_stale`)
     requeued: int = 0  # not applied because another item of the call was refused
     dead_lettered: int = 0
     calls: int = 0
@@ -151,7 +149,6 @@ class PushReport:
             "throttled",
             "retried",
             "stale",
-            "held",
             "requeued",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -296,10 +293,6 @@ class _Run:
             self._record_dry_run(planned, to_send)
             return
         _listings_settle(unchanged, pushed=False)
-        if self.adapter.compare_and_set and to_send:
-            held = listings_held(self.channel, to_send)
-            to_send = [item for item in to_send if item.id not in held]
-            report.held += len(held)
         if to_send:
             # Until a send is confirmed, what the marketplace shows is unknown: a timeout
             # the marketplace applied anyway, or a crash before the results are written,
@@ -558,6 +551,9 @@ class _Run:
         with transaction.atomic():
             _attempt_close(row_id, items, result)
             _listings_settle(pushed, pushed=True)
+        if self.adapter.compare_and_set:
+            # The quantity we sent over the channel's figure is ours in its open conflicts.
+            conflicts_ours_landed(self.channel, pushed)
         self.sent.update({item.id: (item.row["dirty_version"], item.quantity) for item in pushed})
         self.report.pushed += len(pushed)
         self.report.retried += sum(1 for item in pushed if item.row["push_failures"] > 0)
@@ -586,8 +582,8 @@ class _Run:
             read_started=call_started,
             error=item_result.error,
         )
-        # Planned again: a lowering goes at once, an increase when its conflict allows it
-        # (`listings_held`), and a second refusal in a row backs off.
+        # Planned again: the next run sends the desired quantity expecting the observed
+        # one; a second refusal in a row backs off.
         self._requeue_soon()
 
     def _requeue_soon(self) -> None:

@@ -1,4 +1,4 @@
-"""Compare-and-set: a push the channel refused as stale, and the increases held meanwhile.
+"""Compare-and-set: a push the channel refused as stale, and the conflict it leaves.
 
 Channels with compare-and-set (`Adapter.compare_and_set`, Shopify's `changeFromQuantity`)
 are sent, with each quantity, what the listing's channel shows as far as we know
@@ -15,20 +15,19 @@ here (`listing_push_stale`):
   refusal never moves our stock. When the listing had a confirmed push before, the
   listing's `stock_mismatch` conflict opens (or is refreshed), source `push`, with true
   figures: ours = the quantity the push tried to show (every stock change recorded here,
-  our own sales on this channel included), theirs = what the channel shows. So staff see
-  it, and the channel's policy acts on it: `use_ours` (and a strategy coming down to it,
-  such as `minimum` when theirs is higher) marks the listing to be sent again; strategies
-  that move our stock are refused with `conflict_stale` while the listing is dirty (a
-  pending change would be counted twice); the channel reconciliation, which compares only
-  clean listings after its settle time, is what resolves by them. A listing never pushed
-  has nothing of ours to compare: recorded, no conflict (as the reconciliation does).
+  our own sales on this channel included), theirs = what the channel shows. A listing
+  never pushed has nothing of ours to compare: recorded, no conflict (as the
+  reconciliation does).
 - observed unknown (the read-back failed): the listing stays dirty and tries again.
 
-What the next push sends (`listings_held`): the desired quantity, expecting the observed
-one, when it is not above it (lowering is always safe: nothing is sold that we do not
-have). An increase of a listing whose `stock_mismatch` conflict is open is held (not sent,
-no attempt used, the listing stays dirty) until the conflict is resolved, unless the
-channel's policy is `use_ours`; then it is sent, expecting the observed quantity.
+Then the push plans the listing again and sends the desired quantity expecting the
+observed one: our figure goes out, and the conflict stays open for staff. Once a quantity
+lands, the listing's open `stock_mismatch` conflicts take it as ours
+(`conflicts_ours_landed`): the listing is clean and its last pushed quantity is ours, so
+every strategy applies (`use_theirs` moves our stock to the channel's figure, and the push
+sends it), the channel's policy is queued again, and the channel reconciliation compares
+the listing as usual. While the listing is dirty, strategies that move our stock are
+refused with `conflict_stale` (a pending change would be counted twice).
 
 Loop guard: `push_stale_streak` counts stale refusals in a row (a confirmed push resets
 it). From the second one the listing backs off like a retry (`next_push_at`, exponential
@@ -46,7 +45,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from channels_sync.models import Channel, ChannelListing, Conflict, ConflictPolicy
+from channels_sync.models import Channel, ChannelListing, Conflict
 from channels_sync.selectors import PlannedListing
 from channels_sync.services.conflicts import conflict_open
 from channels_sync.services.reconcile import observation_fields
@@ -155,33 +154,45 @@ def listing_push_stale(
     return outcome
 
 
-def listings_held(channel: Channel, items: Sequence[PlannedListing]) -> set[int]:
-    """The planned listings whose send waits for their stock conflict (see the module).
+def conflicts_ours_landed(channel: Channel, items: Sequence[PlannedListing]) -> int:
+    """After a confirmed push: the open `stock_mismatch` conflicts of these listings take
+    the quantity that landed as ours (see the module); return how many changed.
 
-    An increase (the desired quantity above what the channel shows as far as we know, or
-    that figure unknown) of a listing with an open `stock_mismatch` conflict is held,
-    unless the channel's policy is `use_ours`. A lowering is never held. One query for the
-    page.
+    One query for the call's listings; `conflict_open` refreshes each one whose ours differs
+    (an `updated` event; the channel's policy is queued again after the commit, the listing
+    being clean now). Runs after the push's own transaction.
     """
-    if channel.conflict_policy == ConflictPolicy.USE_OURS:
-        return set()
-    rising = [
-        item.id
-        for item in items
-        if item.quantity > 0
-        and (item.row["channel_quantity"] is None or item.quantity > item.row["channel_quantity"])
-    ]
-    if not rising:
-        return set()
-    held = set(
+    landed = {item.id: item.quantity for item in items}
+    if not landed:
+        return 0
+    changed = 0
+    open_conflicts = (
         Conflict.objects.filter(
             kind=Conflict.Kind.STOCK_MISMATCH,
             status=Conflict.Status.OPEN,
-            listing_id__in=rising,
-        ).values_list("listing_id", flat=True)
-    )
-    if held:
-        logger.info(
-            "push.held", channel_id=channel.pk, listing_ids=sorted(held)[:50], count=len(held)
+            listing_id__in=list(landed),
         )
-    return held
+        .select_related("listing", "product")
+        .order_by("pk")
+    )
+    for conflict in open_conflicts:
+        quantity = landed[conflict.listing_id]
+        if conflict.ours is not None and conflict.ours == quantity:
+            continue
+        conflict_open(
+            kind=Conflict.Kind.STOCK_MISMATCH,
+            vendor=channel.vendor,
+            channel=channel,
+            listing=conflict.listing,
+            product=conflict.product,
+            source=conflict.source,
+            ours=quantity,
+            theirs=conflict.theirs,
+            ours_at=timezone.now(),
+            theirs_at=conflict.theirs_at,
+            details={"landed_quantity": quantity},
+        )
+        changed += 1
+    if changed:
+        logger.info("push.conflicts_ours_landed", channel_id=channel.pk, count=changed)
+    return changed

@@ -1,5 +1,5 @@
 """Shopify's compare-and-set in the push: what it expects after a failed call, what a stale
-refusal does to our stock and to the conflict, which quantities are held, and rows not
+refusal does to our stock and to the conflict, what is sent after it, and rows not
 applied because another row of their call was refused."""
 
 import json
@@ -159,11 +159,52 @@ def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, wa
         "quantity": 3,
         "changeFromQuantity": 4,
     }
-    # and an increase waits for the conflict a person has to settle
+    # and an increase goes too, expecting what the lowering left
     _stock(product, warehouse, 20)
-    held = channel_push(channel_id=channel.pk)
-    assert (held.calls, held.held) == (0, 1)
-    assert shopify.app.quantity(keys) == 3
+    raised = channel_push(channel_id=channel.pk)
+    assert (raised.pushed, raised.stale) == (1, 0)
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 3
+    assert shopify.app.quantity(keys) == 20
+
+
+def test_an_increase_over_an_open_conflict_lands_and_use_theirs_then_applies(
+    shopify, pushed, warehouse
+):
+    # given a listing pushed 10, set to 4 by the merchant, the conflict opened by the
+    # reconciliation (manual policy)
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    shopify.app.stock_set_external(keys, 4, notify=False)
+    assert channel_reconcile(channel_id=channel.pk, settle_seconds=0).conflicts_opened == 1
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.ours, conflict.theirs) == (Decimal(10), Decimal(4))
+
+    # when our stock goes to 20
+    _stock(product, warehouse, 20)
+    report = channel_push(channel_id=channel.pk)
+
+    # then 20 is sent expecting 4 and lands; the conflict stays open with ours = 20
+    assert (report.calls, report.pushed, report.stale) == (1, 1, 0)
+    assert _sent(shopify)[-1][0]["quantity"] == 20
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
+    assert shopify.app.quantity(keys) == 20
+    listing.refresh_from_db()
+    assert (listing.dirty, listing.last_pushed_quantity, listing.channel_quantity) == (
+        False,
+        20,
+        20,
+    )
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(20), Decimal(4))
+
+    # and a person's use_theirs moves our stock to the merchant's 4, which is pushed
+    conflict_resolve(conflict_id=conflict.pk, strategy="use_theirs", actor="staff")
+    assert _on_hand(product, warehouse) == Decimal(4)
+    after = channel_push(channel_id=channel.pk)
+    assert (after.pushed, after.stale) == (1, 0)
+    assert _sent(shopify)[-1][0]["quantity"] == 4
+    assert shopify.app.quantity(keys) == 4
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.resolved_value) == ("resolved", Decimal(4))
 
 
 def test_channel_quantity_migration_fills_from_the_last_push_else_the_read_back(pushed):
@@ -225,7 +266,7 @@ def test_stale_refusal_of_our_own_recorded_sale_takes_nothing_twice(
     )
 
 
-def test_stale_refusal_under_a_stock_moving_policy_is_refused_and_held(
+def test_stale_refusal_under_a_stock_moving_policy_is_refused_then_ours_is_sent(
     shopify, pushed, warehouse, django_capture_on_commit_callbacks
 ):
     # given a listing pushed 10, edited to 4 in Shopify, our stock now 12, policy use_theirs
@@ -247,31 +288,33 @@ def test_stale_refusal_under_a_stock_moving_policy_is_refused_and_held(
     assert _on_hand(product, warehouse) == Decimal(12)
     listing.refresh_from_db()
     assert (listing.dirty, listing.channel_quantity) == (True, 4)
-    # and the increase waits for a person; the shop keeps the merchant's figure
-    again = channel_push(channel_id=channel.pk)
-    assert (again.calls, again.held) == (0, 1)
-    assert shopify.app.quantity(keys) == 4
+    # and the next push sends ours expecting the merchant's figure; the conflict (figures
+    # unchanged, its automatic try failed with them) waits for a person
+    with django_capture_on_commit_callbacks(execute=True):
+        again = channel_push(channel_id=channel.pk)
+    assert (again.calls, again.pushed) == (1, 1)
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
+    assert shopify.app.quantity(keys) == 12
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(12), Decimal(4))
+    assert _on_hand(product, warehouse) == Decimal(12)
 
 
 # --- what the push sends after a stale refusal ------------------------------------------------
 
 
-def test_under_manual_a_lowering_goes_through_and_an_increase_waits(shopify, pushed, warehouse):
+def test_under_manual_the_next_push_sends_ours_expecting_the_observed(shopify, pushed, warehouse):
     channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
     shopify.app.stock_set_external(keys, 4, notify=False)
     _stock(product, warehouse, 12)
     assert channel_push(channel_id=channel.pk).stale == 1
-
-    _stock(product, warehouse, 13)
-    held = channel_push(channel_id=channel.pk)
-    assert (held.calls, held.held, held.stale) == (0, 1, 0)
 
     # when our stock falls to 0 (nothing left to sell)
     _stock(product, warehouse, 0)
     lowered = channel_push(channel_id=channel.pk)
 
     # then 0 goes out at once, expecting what the shop was seen to show
-    assert (lowered.pushed, lowered.held) == (1, 0)
+    assert (lowered.pushed, lowered.stale) == (1, 0)
     assert _sent(shopify)[-1][0]["quantity"] == 0
     assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
     assert shopify.app.quantity(keys) == 0
@@ -282,27 +325,27 @@ def test_under_manual_a_lowering_goes_through_and_an_increase_waits(shopify, pus
         0,
     )
     # the conflict stays for a person (or the reconciliation, which sees the shop agree)
-    assert Conflict.objects.get(listing=listing).status == Conflict.Status.OPEN
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(0), Decimal(4))
 
 
-def test_resolving_the_conflict_releases_the_held_increase(shopify, pushed, warehouse):
+def test_after_a_stale_refusal_the_reconciliation_compares_the_listing_again(
+    shopify, pushed, warehouse
+):
     channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
     shopify.app.stock_set_external(keys, 4, notify=False)
     _stock(product, warehouse, 12)
-    channel_push(channel_id=channel.pk)
-    assert channel_push(channel_id=channel.pk).held == 1
-    conflict = Conflict.objects.get(listing=listing)
+    assert channel_push(channel_id=channel.pk).stale == 1
+    assert channel_push(channel_id=channel.pk).pushed == 1  # 12, expecting 4
 
-    conflict_resolve(conflict_id=conflict.pk, strategy="use_ours", actor="staff")
-    report = channel_push(channel_id=channel.pk)
+    report = channel_reconcile(channel_id=channel.pk, settle_seconds=0)
 
-    assert (report.pushed, report.held) == (1, 0)
-    assert _sent(shopify)[-1][0]["quantity"] == 12
-    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 4
-    assert shopify.app.quantity(keys) == 12
+    # the shop shows ours: the conflict closes as agreed
+    assert (report.conflicts_opened, report.conflicts_closed) == (0, 1)
+    assert Conflict.objects.get(listing=listing).status == Conflict.Status.AUTO_RESOLVED
 
 
-def test_a_channel_without_compare_and_set_never_holds(shopee, wire, warehouse):
+def test_a_channel_without_compare_and_set_leaves_its_conflicts_figures(shopee, wire, warehouse):
     product = ProductFactory()
     _stock(product, warehouse, 5)
     channel = wire(
@@ -327,7 +370,8 @@ def test_a_channel_without_compare_and_set_never_holds(shopee, wire, warehouse):
 
     report = channel_push(channel_id=channel.pk)
 
-    assert (report.pushed, report.held) == (1, 0)
+    assert report.pushed == 1
+    assert Conflict.objects.get(listing=listing).ours == Decimal(3)
 
 
 # --- rows not applied because another row of the call was refused ------------------------------
@@ -352,11 +396,11 @@ def test_rows_not_applied_for_another_rows_refusal_use_no_attempt(shopify, pushe
 
     again = channel_push(channel_id=channel.pk)
 
-    # the stale row's increase is held (manual); the other goes alone, first attempt
-    assert (again.pushed, again.held, again.requeued) == (1, 1, 0)
-    assert shopify.app.quantity(keys[1]) == 11
+    # the stale row goes expecting what was observed, the other with it, first attempt
+    assert (again.pushed, again.stale, again.requeued) == (2, 0, 0)
+    assert [shopify.app.quantity(k) for k in keys] == [12, 11]
     last = PushAttempt.objects.filter(channel=channel).order_by("-pk").first()
-    assert (last.attempt, last.item_count) == (1, 1)
+    assert (last.attempt, last.item_count) == (1, 2)
 
 
 def test_a_call_whose_every_row_asks_to_be_requeued_counts_as_failed(

@@ -119,7 +119,7 @@ def test_shopify_stale_push_under_use_ours_opens_a_conflict_and_converges(
     assert channel_push(channel_id=channel.pk).calls == 0
 
 
-def test_shopify_stale_push_under_manual_holds_the_increase_and_leaves_the_shop_alone(
+def test_shopify_stale_push_under_manual_records_then_sends_ours_expecting_the_observed(
     shopify, pushed, warehouse
 ):
     channel, listing, product, keys = pushed(ConflictPolicy.MANUAL)
@@ -141,15 +141,17 @@ def test_shopify_stale_push_under_manual_holds_the_increase_and_leaves_the_shop_
     )
     assert listing.channel_quantity == 4
     assert listing.next_push_at is None
-    # The increase is held while a person decides: no call.
+    # The next push sends ours expecting the observed figure; the conflict stays for staff.
     again = channel_push(channel_id=channel.pk)
-    assert (again.calls, again.held, again.pushed) == (0, 1, 0)
-    assert shopify.app.quantity(keys) == 4
+    assert (again.calls, again.pushed, again.stale) == (1, 1, 0)
+    assert shopify.app.quantity(keys) == 12
+    conflict.refresh_from_db()
+    assert (conflict.status, conflict.ours, conflict.theirs) == ("open", Decimal(12), Decimal(4))
 
 
 def test_shopify_stale_again_and_again_backs_off_and_never_dead_letters(shopify, pushed, warehouse):
-    # given a shop whose level keeps moving under `use_ours` (increases are not held); the
-    # policy's resolution is not run here (no commit callbacks)
+    # given a shop whose level keeps moving under `use_ours`; the policy's resolution is not
+    # run here (no commit callbacks)
     channel, listing, product, keys = pushed(ConflictPolicy.USE_OURS)
     shopify.app.stock_set_external(keys, 4, notify=False)
     _stock(product, warehouse, 12)
