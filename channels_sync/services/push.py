@@ -25,7 +25,9 @@ Every call is a `PushAttempt` row. Outcomes:
   no attempt is used up and nothing is dead-lettered; the observation is recorded, the
   listing stays dirty and, when it had a confirmed push, its stock-mismatch conflict opens
   (ours: the quantity sent; theirs: the one observed; `push_stale`). An observation equal
-  to the desired quantity is our own earlier write: recorded as pushed;
+  to the desired quantity is our own earlier write: recorded as pushed; one equal to a
+  quantity the listing was sent in a call not yet confirmed is our own late write too:
+  recorded as shown, no conflict, and sent again at once expecting it (requeued);
 - auth: the token is refreshed once and the batch sent again; if that fails too, the
   channel is flagged for re-authorisation (one alert) and nothing more is sent to it.
 
@@ -88,7 +90,11 @@ from channels_sync.allocation import Allocation
 from channels_sync.models import Channel, ChannelListing, PushAttempt
 from channels_sync.ratelimit import rate_limit_wait
 from channels_sync.selectors import PlannedListing
-from channels_sync.services.push_stale import conflicts_ours_landed, listing_push_stale
+from channels_sync.services.push_stale import (
+    OWN_WRITE,
+    conflicts_ours_landed,
+    listing_push_stale,
+)
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import (
     channel_adapter,
@@ -572,16 +578,22 @@ class _Run:
             self._requeue_soon()
 
     def _stale(self, item: PlannedListing, item_result: ItemResult, call_started: datetime) -> None:
-        """A refusal by the channel's compare-and-set: no attempt used (see `push_stale`)."""
-        self.report.stale += 1
-        self.report.errors.append(f"listing {item.id}: stale: {item_result.error}"[:200])
-        listing_push_stale(
+        """A refusal by the channel's compare-and-set: no attempt used (see `push_stale`).
+
+        A refusal showing our own unconfirmed write counts as requeued, not stale."""
+        outcome = listing_push_stale(
             listing_id=item.id,
             desired=item.quantity,
             observed=item_result.observed,
             read_started=call_started,
             error=item_result.error,
         )
+        if outcome == OWN_WRITE:
+            self.report.requeued += 1
+            self._requeue_soon()
+            return
+        self.report.stale += 1
+        self.report.errors.append(f"listing {item.id}: stale: {item_result.error}"[:200])
         # Planned again: the next run sends the desired quantity expecting the observed
         # one; a second refusal in a row backs off.
         self._requeue_soon()

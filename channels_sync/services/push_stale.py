@@ -10,6 +10,11 @@ here (`listing_push_stale`):
 
 - observed = the desired quantity: our own earlier write landed after all (a call that
   timed out); the push records it as pushed, no conflict (see `push._items_done`).
+- observed = a quantity this listing was sent in a call not confirmed since its last
+  confirmed push (`own_write_unconfirmed`): that write of ours landed after all (a call
+  that timed out), and our stock moved since. Recorded as what the channel shows, no
+  conflict, no stale streak; the push sends the desired quantity again at once, expecting
+  it (no attempt used).
 - otherwise the observation is recorded (`channel_quantity`, `last_observed_quantity/at`)
   and the listing stays dirty: the stock change it carries is still to be shown. A
   refusal never moves our stock. When the listing had a confirmed push before, the
@@ -45,18 +50,28 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from channels_sync.models import Channel, ChannelListing, Conflict
+from channels_sync.models import Channel, ChannelListing, Conflict, PushAttempt
 from channels_sync.selectors import PlannedListing
 from channels_sync.services.conflicts import conflict_open
 from channels_sync.services.reconcile import observation_fields
 from core.task_base import backoff_seconds
+from inventory.services.bulk import is_postgresql
 
 logger = structlog.get_logger(__name__)
 
 UNREAD = "unread"
 RECORDED = "recorded"
 MISMATCH = "mismatch"
+OWN_WRITE = "own_write"
 GONE = "gone"
+# How many of a listing's unconfirmed calls are searched for an observed quantity.
+OWN_WRITES_SEARCHED = 50
+UNCONFIRMED = (
+    PushAttempt.Outcome.SENDING,
+    PushAttempt.Outcome.RETRYABLE,
+    PushAttempt.Outcome.INTERRUPTED,
+    PushAttempt.Outcome.THROTTLED,
+)
 
 
 def listing_push_stale(
@@ -68,8 +83,9 @@ def listing_push_stale(
     error: str = "",
 ) -> str:
     """Handle one stale refusal (see the module); return what came of it: `unread`,
-    `recorded` (no confirmed push to compare with), `mismatch` (the conflict opened or
-    refreshed) or `gone`.
+    `own_write` (the observed quantity is one we sent in an unconfirmed call: send again at
+    once), `recorded` (no confirmed push to compare with), `mismatch` (the conflict opened
+    or refreshed) or `gone`.
 
     `desired` is the quantity the refused call tried to set, `read_started` when the
     refused call began (the read-back came after it). Locks the listing's row, then the
@@ -88,9 +104,11 @@ def listing_push_stale(
         )
         if row is None:
             return GONE
-        streak = min(row.push_stale_streak + 1, 32767)
+        own = observed is not None and own_write_unconfirmed(row, observed)
+        # Our own late write is no refusal by someone else: no streak, no backoff.
+        streak = row.push_stale_streak if own else min(row.push_stale_streak + 1, 32767)
         hold = None
-        if streak >= 2:
+        if streak >= 2 and not own:
             delay = backoff_seconds(
                 streak - 2,
                 base=settings.CHANNEL_PUSH_RETRY_BASE_SECONDS,
@@ -105,7 +123,7 @@ def listing_push_stale(
             "dirty_since": Coalesce("dirty_since", Value(now)),
             "push_stale_streak": streak,
             "next_push_at": hold,
-            "last_error": f"stale: {error}"[:1000],
+            "last_error": "" if own else f"stale: {error}"[:1000],
             "updated_at": now,
         }
         if observed is not None:
@@ -115,6 +133,8 @@ def listing_push_stale(
         ChannelListing.objects.filter(pk=listing_id).update(**fields)
         if observed is None:
             outcome = UNREAD
+        elif own:
+            outcome = OWN_WRITE
         elif row.last_pushed_at is None:
             outcome = RECORDED
         else:
@@ -152,6 +172,26 @@ def listing_push_stale(
         conflict_id=conflict.pk if conflict is not None else None,
     )
     return outcome
+
+
+def own_write_unconfirmed(row: ChannelListing, observed: int) -> bool:
+    """Whether `observed` is a quantity this listing was sent in a call of its channel not
+    confirmed since its last confirmed push (outcome sending, retryable, interrupted or
+    throttled; its last `OWN_WRITES_SEARCHED` such calls): our own write, landed late."""
+    calls = PushAttempt.objects.filter(channel_id=row.channel_id, outcome__in=UNCONFIRMED)
+    if row.last_pushed_at is not None:
+        calls = calls.filter(created_at__gt=row.last_pushed_at)
+    if is_postgresql():
+        calls = calls.filter(items__contains=[{"listing": row.pk}])
+    for items in calls.order_by("-id").values_list("items", flat=True)[:OWN_WRITES_SEARCHED]:
+        for entry in items if isinstance(items, list) else []:
+            if (
+                isinstance(entry, dict)
+                and entry.get("listing") == row.pk
+                and entry.get("quantity") == observed
+            ):
+                return True
+    return False
 
 
 def conflicts_ours_landed(channel: Channel, items: Sequence[PlannedListing]) -> int:

@@ -136,6 +136,71 @@ def test_a_failed_write_that_landed_is_recorded_as_pushed(shopify, pushed, wareh
     )
 
 
+@override_settings(**FAST)
+def test_our_own_timed_out_write_that_landed_is_no_conflict_after_stock_moved(
+    shopify, pushed, warehouse
+):
+    # given a listing pushed 10 whose push of 12 got a 503 but landed
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+    shopify.app.inject(Fault(status=503))
+    failed = channel_push(channel_id=channel.pk)
+    assert (failed.failed, failed.pushed) == (1, 0)
+    shopify.app.stock_set_external(keys, 12, notify=False)  # the write landed after all
+
+    # when our stock goes to 15 before the retry, which expects 10
+    _stock(product, warehouse, 15)
+    retry = channel_push(channel_id=channel.pk, respect_backoff=False)
+
+    # then the refusal shows our own 12: recorded as shown, no conflict, sent again at once
+    assert _sent(shopify)[-1][0] == {
+        "inventoryItemId": f"gid://shopify/InventoryItem/{keys['inventory_item_id']}",
+        "locationId": f"gid://shopify/Location/{keys['location_id']}",
+        "quantity": 15,
+        "changeFromQuantity": 10,
+    }
+    assert (retry.stale, retry.requeued, retry.pushed) == (0, 1, 0)
+    assert retry.requeue_after is not None
+    assert not Conflict.objects.exists()
+    listing.refresh_from_db()
+    assert (listing.channel_quantity, listing.dirty, listing.push_stale_streak) == (12, True, 0)
+    assert (listing.next_push_at, listing.last_error) == (None, "")
+
+    again = channel_push(channel_id=channel.pk)
+
+    assert (again.pushed, again.stale) == (1, 0)
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 12
+    assert shopify.app.quantity(keys) == 15
+    assert not Conflict.objects.exists()
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity, listing.dirty) == (
+        15,
+        15,
+        False,
+    )
+
+
+@override_settings(**FAST)
+def test_a_quantity_sent_before_the_last_confirmed_push_is_no_own_write(shopify, pushed, warehouse):
+    # given a listing pushed 10 (confirmed), then a push of 12 that failed with a 503
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+    shopify.app.inject(Fault(status=503))
+    channel_push(channel_id=channel.pk)
+    _stock(product, warehouse, 10)
+    assert channel_push(channel_id=channel.pk, respect_backoff=False).pushed == 1
+    # when the merchant sets 12 by hand (the failed call is older than the confirmed push)
+    shopify.app.stock_set_external(keys, 12, notify=False)
+    _stock(product, warehouse, 11)
+
+    report = channel_push(channel_id=channel.pk)
+
+    # then it is a stale refusal of someone else's figure: the conflict opens
+    assert (report.stale, report.requeued) == (1, 0)
+    conflict = Conflict.objects.get(listing=listing)
+    assert (conflict.ours, conflict.theirs) == (Decimal(11), Decimal(12))
+
+
 def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, warehouse):
     # given a listing pushed 10, edited to 4 in Shopify, found by the reconciliation
     channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
