@@ -313,8 +313,9 @@ class ShopifyAdapter(Adapter):
 
         Rows whose `expected` is unknown get the quantity read first (one read for the
         batch; a level that cannot be read goes with an explicit null, no check). A row
-        refused as stale comes back `stale` with the quantity read back after the call
-        (`observed` None when that read fails).
+        refused as stale comes back `stale` with the quantity read back after the call; when
+        that read fails or answers no figure in range (`stock_observed`), retryable instead
+        (nothing known to record or compare).
         """
         if not updates:
             return CallResult(outcome=Outcome.OK)
@@ -403,6 +404,17 @@ class ShopifyAdapter(Adapter):
                         requeue=True,
                     )
                 )
+            elif code in STALE_CODES and _level_id(update.keys) not in observed:
+                # Refused, but what the level shows is unknown (the read failed, or answered
+                # no usable figure): nothing to record, so a plain retry of the row.
+                items.append(
+                    ItemResult(
+                        listing_id=update.listing_id,
+                        ok=False,
+                        error=f"{text} (level not read back)"[:500],
+                        retryable=True,
+                    )
+                )
             elif code in STALE_CODES:
                 items.append(
                     ItemResult(
@@ -432,13 +444,13 @@ class ShopifyAdapter(Adapter):
         observed = []
         for listing in keys:
             quantity = seen.get(_level_id(listing))
-            quantity = stock_observed(quantity, channel_type=self.type, keys=listing)
             if quantity is not None:
                 observed.append(ObservedStock(keys=dict(listing), quantity=quantity))
         return observed
 
     def _levels(self, keys: Sequence[dict[str, str]]) -> dict[str, int]:
-        """The available quantity of each level that has one, by `_level_id`."""
+        """The available quantity of each level that has one, by `_level_id` (a figure out
+        of range is none: `stock_observed`)."""
         found: dict[str, int] = {}
         wanted = list({_level_id(k): k for k in keys if _level_id(k) != "/"}.values())
         for start in range(0, len(wanted), self.max_read_batch_size):
@@ -455,7 +467,9 @@ class ShopifyAdapter(Adapter):
                 quantities = answer_list(level.get("quantities")) if isinstance(level, dict) else []
                 for entry in quantities:
                     if isinstance(entry, dict) and entry.get("name") == "available":
-                        quantity = answer_int(entry.get("quantity"))
+                        quantity = stock_observed(
+                            answer_int(entry.get("quantity")), channel_type=self.type, keys=listing
+                        )
                         if quantity is not None:
                             found[_level_id(listing)] = quantity
         return found

@@ -201,6 +201,31 @@ def test_a_quantity_sent_before_the_last_confirmed_push_is_no_own_write(shopify,
     assert (conflict.ours, conflict.theirs) == (Decimal(11), Decimal(12))
 
 
+@override_settings(**FAST)
+def test_an_absurd_stale_read_back_is_a_retry_not_a_conflict(shopify, pushed, warehouse):
+    # given a listing pushed 10 whose level the shop now answers as 10^12
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    shopify.app.stock_set_external(keys, 10**12, notify=False)
+    _stock(product, warehouse, 12)
+
+    report = channel_push(channel_id=channel.pk)
+
+    # then the refusal is a retry of the row (an attempt used): nothing recorded, no conflict
+    assert (report.stale, report.failed, report.pushed) == (0, 1, 0)
+    assert not Conflict.objects.exists()
+    listing.refresh_from_db()
+    assert (listing.channel_quantity, listing.last_observed_quantity) == (10, None)
+    assert (listing.dirty, listing.push_failures) == (True, 1)
+    assert listing.next_push_at is not None
+    assert "level not read back" in listing.last_error
+
+    # and the next sweep does the same, without failing the run
+    again = channel_push(channel_id=channel.pk, respect_backoff=False)
+    assert (again.stale, again.failed, again.stopped) == (0, 1, "")
+    listing.refresh_from_db()
+    assert listing.push_failures == 2
+
+
 def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, warehouse):
     # given a listing pushed 10, edited to 4 in Shopify, found by the reconciliation
     channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
