@@ -556,7 +556,7 @@ class _Run:
         # of this call to send again.
         with transaction.atomic():
             _attempt_close(row_id, items, result)
-            _listings_settle(pushed, pushed=True)
+            _listings_settle(pushed, pushed=True, call_started=call_started)
         if self.adapter.compare_and_set:
             # The quantity we sent over the channel's figure is ours in its open conflicts.
             conflicts_ours_landed(self.channel, pushed)
@@ -762,11 +762,19 @@ def _idempotency_key(channel_id: int, items: list[PlannedListing]) -> str:
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
-def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
+def _listings_settle(
+    items: list[PlannedListing], *, pushed: bool, call_started: datetime | None = None
+) -> None:
     """Store the desired (and, if `pushed`, the pushed) quantities; clear unchanged marks.
 
     One statement per page: the dirty mark is cleared only where the version is still the
-    planned one, so a stock change committed meanwhile keeps its listing dirty.
+    planned one, so a stock change committed meanwhile keeps its listing dirty. A pushed
+    quantity becomes what the channel shows (`channel_quantity`) only where no observation
+    was recorded since the call began (`call_started`: a stock webhook processed during the
+    call is newer knowledge). `last_pushed_at` is the confirmation's time, not the call's
+    start: the reconciliation and observations take a read begun before it as possibly
+    older than the push (a read begun during the call may have seen the channel before
+    the write landed).
     """
     if not items:
         return
@@ -777,14 +785,16 @@ def _listings_settle(items: list[PlannedListing], *, pushed: bool) -> None:
         for item in items
     ]
     pushed_sql = (
-        "last_pushed_quantity = v.quantity, channel_quantity = v.quantity, "
+        "last_pushed_quantity = v.quantity, "
+        "channel_quantity = CASE WHEN l.last_observed_at IS NULL OR l.last_observed_at < %s "
+        "THEN v.quantity ELSE l.channel_quantity END, "
         "last_pushed_at = %s, push_failures = 0, "
         "next_push_at = NULL, last_error = '', push_stale_streak = 0, "
         "status = CASE WHEN l.status = 'excluded' THEN l.status ELSE 'ok' END, "
         if pushed
         else ""
     )
-    head = [now] if pushed else []
+    head = [call_started or now, now] if pushed else []
     for start in range(0, len(values), 1000):
         chunk = values[start : start + 1000]
         row_sql = "(%s, %s, %s, %s)"

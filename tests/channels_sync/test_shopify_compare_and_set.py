@@ -226,6 +226,47 @@ def test_an_absurd_stale_read_back_is_a_retry_not_a_conflict(shopify, pushed, wa
     assert listing.push_failures == 2
 
 
+def test_a_confirmed_push_keeps_an_observation_recorded_during_its_call(
+    shopify, pushed, warehouse, monkeypatch
+):
+    # given a listing pushed 10; its push of 12 lands, then a sale in the shop (7) is
+    # reported by a stock webhook processed before the push's answer is written
+    channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
+    _stock(product, warehouse, 12)
+    original = ShopifyAdapter.push_stock
+
+    def landed_then_sold(self, updates, *, idempotency_key=""):
+        result = original(self, updates, idempotency_key=idempotency_key)
+        shopify.app.stock_set_external(keys, 7, notify=False)
+        listing_observe(
+            listing=listing.pk,
+            quantity=7,
+            observed_at=timezone.now(),
+            source=Conflict.Source.WEBHOOK,
+        )
+        return result
+
+    monkeypatch.setattr(ShopifyAdapter, "push_stock", landed_then_sold)
+    assert channel_push(channel_id=channel.pk).pushed == 1
+    monkeypatch.setattr(ShopifyAdapter, "push_stock", original)
+
+    # then the push is recorded, and the channel's figure stays the newer observation
+    listing.refresh_from_db()
+    assert (listing.last_pushed_quantity, listing.channel_quantity, listing.dirty) == (
+        12,
+        7,
+        False,
+    )
+    assert listing.last_pushed_at >= listing.last_observed_at
+
+    # and the next push expects it: no stale refusal
+    _stock(product, warehouse, 13)
+    report = channel_push(channel_id=channel.pk)
+    assert (report.pushed, report.stale) == (1, 0)
+    assert _sent(shopify)[-1][0]["changeFromQuantity"] == 7
+    assert shopify.app.quantity(keys) == 13
+
+
 def test_a_reconciliation_read_becomes_the_expected_quantity(shopify, pushed, warehouse):
     # given a listing pushed 10, edited to 4 in Shopify, found by the reconciliation
     channel, (listing,), (product,), (keys,) = pushed(ConflictPolicy.MANUAL)
