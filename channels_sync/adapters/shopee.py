@@ -53,6 +53,7 @@ from channels_sync.adapters.shopee_errors import (
     SIGN_ERROR,
     classify,
     error_code,
+    pause_seconds,
 )
 from core.http import OutboundError
 
@@ -369,9 +370,13 @@ class ShopeeAdapter(Adapter):
         outcome, expired = classify(status, error, message)
         if outcome == Outcome.AUTH and error_code(error) == SIGN_ERROR:
             text = self.excerpt(f"signature refused ({error}: {message})")
-        return self.call_failed(
+        result = self.call_failed(
             outcome, response, error=text, latency_ms=latency_ms, token_expired=expired
         )
+        pause = pause_seconds(error, message)
+        if pause is not None:
+            result.retry_after = pause  # holiday mode: the whole shop, for hours or days
+        return result
 
     max_read_batch_size = ITEMS_PER_READ
 

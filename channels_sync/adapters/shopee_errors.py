@@ -17,11 +17,12 @@ api.". Only a message about the access token (the official wording is
 "Invalid access_token.") means the token is bad: refresh, then re-authorise if the refresh is
 refused too. A message about the partner or the shop's authorisation means the credentials
 are wrong. Holiday mode ("Please wait for the holiday mode set then to edit item") is a
-shop-wide refusal that ends when the seller's holiday does: it is `retryable`, so each
-listing of the call backs off with the push's backoff and is sent again (as `permanent` it
-would be dead-lettered and the shop would keep its old stock after the holiday until the
-next stock change). Past `CHANNEL_PUSH_MAX_ATTEMPTS` failures in a row a listing is still
-dead-lettered: a holiday longer than the backoff's reach ends like any lasting refusal.
+shop-wide pause that ends when the seller's holiday does, often days later: the call is
+`throttled` with a long wait (`HOLIDAY_PAUSE_SECONDS`, `pause_seconds`), so the push stops
+and asks to be requeued then, no attempt is used and nothing is dead-lettered (as
+`retryable`, a holiday of days would dead-letter every listing in hours; as `permanent`, the
+shop would keep its old stock after the holiday until the next stock change). The listings
+stay dirty and are sent once the holiday is over.
 Anything else is a refusal of the request (`permanent`): never a reason to flag the shop for
 re-authorisation.
 """
@@ -46,6 +47,8 @@ TOKEN_MARKERS = ("access_token", "access token")
 CREDENTIAL_MARKERS = ("partner", "not authori", "deauthori", "shop_id", "refresh_token")
 # `error_auth` messages of a shop-wide refusal that lasts for a time (holiday mode).
 TIME_BOUND_MARKERS = ("holiday mode",)
+# How long a shop in holiday mode is left alone before the push tries again.
+HOLIDAY_PAUSE_SECONDS = 3600.0
 
 
 def error_code(error: str) -> str:
@@ -60,7 +63,8 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
     names no error. `error_auth` is read by its message (see the module docstring): a bad
     access token is `auth` with the token expired (refresh and send again), the partner or
     the shop's grant refused is `auth`, holiday mode (refused until the holiday ends)
-    `retryable`, any other message a business refusal (`permanent`).
+    `throttled` (a shop-wide pause, see `pause_seconds`), any other message a business
+    refusal (`permanent`).
     An unknown error on a non-5xx answer is `permanent`: sending the same request again will
     not change Shopee's mind, and the desired-state pipeline pushes a fresh one later.
     """
@@ -76,7 +80,7 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
         if any(marker in lowered for marker in CREDENTIAL_MARKERS):
             return Outcome.AUTH, False
         if any(marker in lowered for marker in TIME_BOUND_MARKERS):
-            return Outcome.RETRYABLE, False
+            return Outcome.THROTTLED, False
         return Outcome.PERMANENT, False
     if code == SIGN_ERROR:
         return Outcome.AUTH, False
@@ -91,3 +95,11 @@ def classify(status: int, error: str, message: str) -> tuple[Outcome, bool]:
         # A 2xx answer that is not Shopee's JSON: a proxy or a half-written answer.
         return Outcome.RETRYABLE, False
     return Outcome.PERMANENT, False
+
+
+def pause_seconds(error: str, message: str) -> float | None:
+    """How long to leave the shop alone after a shop-wide pause (holiday mode), else None."""
+    lowered = str(message or "").lower()
+    if error_code(error) == AUTH_ERROR and any(m in lowered for m in TIME_BOUND_MARKERS):
+        return HOLIDAY_PAUSE_SECONDS
+    return None

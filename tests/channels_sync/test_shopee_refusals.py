@@ -11,7 +11,7 @@ import requests
 
 from channels_sync.adapters.base import AdapterError, Outcome, StockUpdate
 from channels_sync.adapters.shopee import ShopeeAdapter, classify, stock_list
-from channels_sync.models import ChannelListing
+from channels_sync.models import ChannelListing, PushAttempt
 from channels_sync.sandbox.shopee import ShopeeSandbox
 from channels_sync.services.push import channel_push
 from core.models import DeadLetter
@@ -123,7 +123,7 @@ def shopee_answer(error: str, message: str, response: dict | None = None) -> str
             200,
             "error_auth",
             "Please wait for the holiday mode set then to edit item",
-            (Outcome.RETRYABLE, False),
+            (Outcome.THROTTLED, False),
         ),
         (200, "error_auth", "Your shop can not use model level dts", (Outcome.PERMANENT, False)),
         (200, "error_auth", "cnsc shop not upgraded", (Outcome.PERMANENT, False)),
@@ -245,8 +245,9 @@ def test_shopee_holiday_mode_refuses_every_item_for_now_without_touching_stock(s
 
     result = adapter.push_stock(item_100(1))
 
-    # the refusal lasts as long as the holiday: the push backs off and tries again
-    assert (result.outcome, result.token_expired) == (Outcome.RETRYABLE, False)
+    # the refusal lasts as long as the holiday: a shop-wide pause of an hour
+    assert (result.outcome, result.token_expired) == (Outcome.THROTTLED, False)
+    assert result.retry_after == 3600.0
     assert result.error == "error_auth: Please wait for the holiday mode set then to edit item."
     assert shop.quantity({"item_id": "100", "model_id": "1"}) == 5
 
@@ -483,7 +484,9 @@ def test_push_multi_location_listings_of_one_model_converge(shopee, wire, wareho
     assert again.calls == 0
 
 
-def test_push_holiday_mode_backs_off_then_converges_after_the_holiday(shopee, wire, warehouse):
+def test_push_holiday_mode_pauses_the_shop_then_converges_after_the_holiday(
+    shopee, wire, warehouse
+):
     # given: a shop in holiday mode edits no stock
     products = _stocked(warehouse, [3, 4])
     channel = wire(shopee, "shopee", warehouses=[warehouse], products=products, dirty=True)
@@ -491,19 +494,18 @@ def test_push_holiday_mode_backs_off_then_converges_after_the_holiday(shopee, wi
 
     during = channel_push(channel_id=channel.pk)
 
-    # then: nothing is dead-lettered; each listing backs off and stays dirty
-    assert (during.pushed, during.dead_lettered, during.failed) == (0, 0, 2)
+    # then: the whole run pauses for an hour: no attempt used, nothing dead-lettered
+    assert (during.stopped, during.requeue_after, during.throttled) == ("throttled", 3600.0, 1)
+    assert (during.pushed, during.dead_lettered, during.failed, during.calls) == (0, 0, 0, 1)
     assert not DeadLetter.objects.exists()
     rows = list(channel.listings.order_by("pk").values_list("status", "push_failures", "dirty"))
-    assert rows == [("ok", 1, True), ("ok", 1, True)]
-    assert all(channel.listings.values_list("next_push_at", flat=True))
-    assert channel.listings.first().last_error == (
-        "product.error_auth: Please wait for the holiday mode set then to edit item."
-    )
+    assert rows == [("ok", 0, True), ("ok", 0, True)]
+    assert not any(channel.listings.values_list("next_push_at", flat=True))
+    assert PushAttempt.objects.get(channel=channel).outcome == PushAttempt.Outcome.THROTTLED
 
-    # when: the holiday ends and the backoff is over
+    # when: the holiday ends and the requeued run goes
     shopee.app.configure(holiday_mode=False)
-    after = channel_push(channel_id=channel.pk, respect_backoff=False)
+    after = channel_push(channel_id=channel.pk)
 
     assert (after.pushed, after.dead_lettered) == (2, 0)
     assert [shopee.app.quantity(listing_keys("shopee", n)) for n in (0, 1)] == [3, 4]
