@@ -1,13 +1,23 @@
 from django.db import migrations, models
+from django.db.models import Case, F, Q, When
 from django.db.models.functions import Coalesce
 
 
 def channel_quantity_fill(apps, schema_editor):
-    """What each listing's channel shows as far as we know: the last confirmed push, else
-    the last read-back."""
+    """What each listing's channel shows as far as we know: the newer of the last confirmed
+    push and the last read-back (by `last_pushed_at` / `last_observed_at`), else whichever
+    is known."""
     ChannelListing = apps.get_model("channels_sync", "ChannelListing")
+    observed_newer = Q(last_observed_quantity__isnull=False, last_observed_at__isnull=False) & (
+        Q(last_pushed_quantity__isnull=True)
+        | Q(last_pushed_at__isnull=True)
+        | Q(last_observed_at__gt=F("last_pushed_at"))
+    )
     ChannelListing.objects.filter(channel_quantity__isnull=True).update(
-        channel_quantity=Coalesce("last_pushed_quantity", "last_observed_quantity")
+        channel_quantity=Case(
+            When(observed_newer, then=F("last_observed_quantity")),
+            default=Coalesce("last_pushed_quantity", "last_observed_quantity"),
+        )
     )
 
 

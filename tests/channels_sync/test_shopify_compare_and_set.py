@@ -338,12 +338,24 @@ def test_an_increase_over_an_open_conflict_lands_and_use_theirs_then_applies(
     assert (conflict.status, conflict.resolved_value) == ("resolved", Decimal(4))
 
 
-def test_channel_quantity_migration_fills_from_the_last_push_else_the_read_back(pushed):
+def test_channel_quantity_migration_fills_from_the_newer_of_push_and_read_back(pushed):
     migration = import_module("channels_sync.migrations.0007_listing_channel_quantity")
-    channel, listings, _products, _keys = pushed(ConflictPolicy.MANUAL, count=3)
-    pushed_one, observed_one, unknown = listings
+    channel, listings, _products, _keys = pushed(ConflictPolicy.MANUAL, count=4)
+    pushed_one, observed_one, unknown, read_later = listings
+    now = timezone.now()
     ChannelListing.objects.filter(pk=pushed_one.pk).update(
-        last_pushed_quantity=7, last_observed_quantity=5, channel_quantity=None
+        last_pushed_quantity=7,
+        last_pushed_at=now,
+        last_observed_quantity=5,
+        last_observed_at=now - timedelta(hours=1),
+        channel_quantity=None,
+    )
+    ChannelListing.objects.filter(pk=read_later.pk).update(
+        last_pushed_quantity=7,
+        last_pushed_at=now - timedelta(hours=1),
+        last_observed_quantity=4,
+        last_observed_at=now,
+        channel_quantity=None,
     )
     ChannelListing.objects.filter(pk=observed_one.pk).update(
         last_pushed_quantity=None, last_observed_quantity=5, channel_quantity=None
@@ -355,7 +367,7 @@ def test_channel_quantity_migration_fills_from_the_last_push_else_the_read_back(
     migration.channel_quantity_fill(apps, None)
 
     filled = dict(channel.listings.values_list("pk", "channel_quantity"))
-    assert filled == {pushed_one.pk: 7, observed_one.pk: 5, unknown.pk: None}
+    assert filled == {pushed_one.pk: 7, observed_one.pk: 5, unknown.pk: None, read_later.pk: 4}
 
 
 # --- a stale refusal never moves our stock by itself -------------------------------------------
