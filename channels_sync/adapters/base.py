@@ -278,8 +278,8 @@ class Adapter(ABC):
     # now - lag and moves its cursor there, so the newest orders are listed by the next one.
     orders_lag_seconds: ClassVar[float] = 0.0
     # The stock update sends `StockUpdate.expected` and the marketplace refuses it (`stale`)
-    # when the quantity is another: the push then holds increases of a listing whose stock
-    # conflict is open (see `push_stale.listings_held`).
+    # when the quantity is another: the push records what was read back, opens the stock
+    # conflict and sends again expecting it (see `push_stale`).
     compare_and_set: ClassVar[bool] = False
     # The longest window one `orders_updated` call may cover (None: any). A marketplace whose
     # order list is paced so slowly that a busy window's pages could outlast the rate limit
