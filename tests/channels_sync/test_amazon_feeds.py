@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+from structlog.testing import capture_logs
 
 from channels_sync.adapters.amazon import AmazonAdapter
 from channels_sync.adapters.amazon.feed_report import (
@@ -14,9 +15,10 @@ from channels_sync.adapters.amazon.feed_report import (
     report_shortfall,
 )
 from channels_sync.adapters.amazon.feeds import feed_document
+from channels_sync.adapters.amazon.inflight import feeds_inflight
 from channels_sync.adapters.base import Outcome, StockUpdate
 from channels_sync.sandbox.amazon import AmazonSandbox
-from core.sandbox import SandboxServer
+from core.sandbox import Fault, SandboxServer
 
 SKUS = [f"FEED-{n:02d}" for n in range(25)]
 
@@ -218,6 +220,35 @@ def test_amazon_feed_status_unknown_to_amazon_is_forgotten(adapter, sandbox, set
 
     assert adapter.push_stock(updates({"FEED-01": 2})).outcome == Outcome.OK
     assert sandbox.quantity({"seller_sku": "FEED-01"}) == 2
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_amazon_feed_status_refused_for_good_is_forgotten_and_logged(
+    adapter, sandbox, settings, status
+):
+    # given a feed left live by a push
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.1
+    sandbox.configure(feed_delay=30)
+    assert adapter.push_stock(updates(dict.fromkeys(SKUS, 5))).outcome == Outcome.THROTTLED
+    (feed_id,) = feeds_inflight(adapter)
+
+    # when Amazon refuses the next question about it (a non-auth 4xx)
+    refusal = {"errors": [{"code": "InvalidInput", "message": "Invalid feedId"}]}
+    sandbox.inject(Fault(status=status, body=json.dumps(refusal)))
+    with capture_logs() as logs:
+        pushed = adapter.push_stock(updates({"FEED-01": 2}))
+
+    # then the feed is forgotten and the push sends: the seller is not held for a day
+    assert pushed.outcome == Outcome.OK
+    assert sandbox.quantity({"seller_sku": "FEED-01"}) == 2
+    assert feeds_inflight(adapter) == []
+    forgotten = [e for e in logs if e["event"] == "amazon.feed_forgotten"]
+    assert [(e["feed_id"], e["http_status"]) for e in forgotten] == [(feed_id, status)]
+    assert "InvalidInput" in forgotten[0]["error"]
+    # and the next push asks about no feed
+    before = len(sandbox.requests)
+    assert adapter.push_stock(updates({"FEED-02": 3})).outcome == Outcome.OK
+    assert [r.method for r in sandbox.requests[before:]] == ["PATCH"]
 
 
 def test_amazon_feed_report_with_an_error_of_the_whole_feed_is_retryable(adapter, sandbox):
