@@ -1,15 +1,20 @@
 """Amazon JSON_LISTINGS_FEED pushes: document, upload, feed, status polls and the processing
 report, through the adapter against the sandbox over real HTTP."""
 
+import gzip
 import json
 import time
+import tracemalloc
+import zlib
 
 import pytest
 import requests
 from structlog.testing import capture_logs
 
-from channels_sync.adapters.amazon import AmazonAdapter
+from channels_sync.adapters.amazon import AmazonAdapter, feed_report
 from channels_sync.adapters.amazon.feed_report import (
+    ReportUnreadable,
+    report_download,
     report_failures,
     report_feed_errors,
     report_shortfall,
@@ -337,6 +342,57 @@ def test_amazon_feed_batches_hold_at_most_25000_messages(adapter):
 
     assert [len(b) for b in adapter.batches(many, 100_000)] == [25_000, 5_001]
     assert AmazonAdapter.default_batch_size == 5000
+
+
+class _Response:
+    def __init__(self, content: bytes) -> None:
+        self.status_code = 200
+        self.content = content
+
+
+class _Downloader:
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def _request(self, method: str, url: str):
+        return _Response(self.content), 1
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """A gzip stream of `size` zero bytes, built piece by piece (never `size` in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1024 * 1024)
+    parts = [packer.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_amazon_gzip_report_is_inflated_as_a_stream_within_the_limit(monkeypatch):
+    located = {"url": "https://reports.test/r", "compressionAlgorithm": "GZIP"}
+    # a small report reads
+    small = gzip.compress(json.dumps({"issues": [], "summary": {"errors": 0}}).encode())
+    assert report_download(_Downloader(small), located) == {"issues": [], "summary": {"errors": 0}}
+
+    # a gzip bomb (a few hundred kilobytes inflating to 512 MB) is too big, read no further
+    # than the limit: the memory used stays near the limit, not the inflated size
+    monkeypatch.setattr(feed_report, "REPORT_MAX_BYTES", 4 * 1024 * 1024)
+    bomb = _gzip_of_zeros(512 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReportUnreadable, match="too big"):
+            report_download(_Downloader(bomb), located)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024
+    # and a report exactly at the limit still reads; a damaged stream is unreadable
+    exact = b'{"a":"' + b"x" * (4 * 1024 * 1024 - 8) + b'"}'
+    assert len(exact) == 4 * 1024 * 1024
+    assert report_download(_Downloader(gzip.compress(exact)), located)["a"][:3] == "xxx"
+    with pytest.raises(ReportUnreadable, match="unreadable"):
+        report_download(_Downloader(small[:-12] + b"garbage....."), located)
+    with pytest.raises(ReportUnreadable, match="unreadable"):
+        report_download(_Downloader(b"not gzip at all"), located)
 
 
 def test_amazon_feed_document_and_report_reading_hand_built():
