@@ -1,22 +1,29 @@
 """Amazon JSON_LISTINGS_FEED pushes: document, upload, feed, status polls and the processing
 report, through the adapter against the sandbox over real HTTP."""
 
+import gzip
 import json
 import time
+import tracemalloc
+import zlib
 
 import pytest
 import requests
+from structlog.testing import capture_logs
 
-from channels_sync.adapters.amazon import AmazonAdapter
+from channels_sync.adapters.amazon import AmazonAdapter, feed_report
 from channels_sync.adapters.amazon.feed_report import (
+    ReportUnreadable,
+    report_download,
     report_failures,
     report_feed_errors,
     report_shortfall,
 )
 from channels_sync.adapters.amazon.feeds import feed_document
+from channels_sync.adapters.amazon.inflight import feeds_inflight
 from channels_sync.adapters.base import Outcome, StockUpdate
 from channels_sync.sandbox.amazon import AmazonSandbox
-from core.sandbox import SandboxServer
+from core.sandbox import Fault, SandboxServer
 
 SKUS = [f"FEED-{n:02d}" for n in range(25)]
 
@@ -220,6 +227,35 @@ def test_amazon_feed_status_unknown_to_amazon_is_forgotten(adapter, sandbox, set
     assert sandbox.quantity({"seller_sku": "FEED-01"}) == 2
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_amazon_feed_status_refused_for_good_is_forgotten_and_logged(
+    adapter, sandbox, settings, status
+):
+    # given a feed left live by a push
+    settings.AMAZON_FEED_MAX_WAIT_SECONDS = 0.1
+    sandbox.configure(feed_delay=30)
+    assert adapter.push_stock(updates(dict.fromkeys(SKUS, 5))).outcome == Outcome.THROTTLED
+    (feed_id,) = feeds_inflight(adapter)
+
+    # when Amazon refuses the next question about it (a non-auth 4xx)
+    refusal = {"errors": [{"code": "InvalidInput", "message": "Invalid feedId"}]}
+    sandbox.inject(Fault(status=status, body=json.dumps(refusal)))
+    with capture_logs() as logs:
+        pushed = adapter.push_stock(updates({"FEED-01": 2}))
+
+    # then the feed is forgotten and the push sends: the seller is not held for a day
+    assert pushed.outcome == Outcome.OK
+    assert sandbox.quantity({"seller_sku": "FEED-01"}) == 2
+    assert feeds_inflight(adapter) == []
+    forgotten = [e for e in logs if e["event"] == "amazon.feed_forgotten"]
+    assert [(e["feed_id"], e["http_status"]) for e in forgotten] == [(feed_id, status)]
+    assert "InvalidInput" in forgotten[0]["error"]
+    # and the next push asks about no feed
+    before = len(sandbox.requests)
+    assert adapter.push_stock(updates({"FEED-02": 3})).outcome == Outcome.OK
+    assert [r.method for r in sandbox.requests[before:]] == ["PATCH"]
+
+
 def test_amazon_feed_report_with_an_error_of_the_whole_feed_is_retryable(adapter, sandbox):
     sandbox.configure(feed_report="feed_error")
 
@@ -306,6 +342,57 @@ def test_amazon_feed_batches_hold_at_most_25000_messages(adapter):
 
     assert [len(b) for b in adapter.batches(many, 100_000)] == [25_000, 5_001]
     assert AmazonAdapter.default_batch_size == 5000
+
+
+class _Response:
+    def __init__(self, content: bytes) -> None:
+        self.status_code = 200
+        self.content = content
+
+
+class _Downloader:
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def _request(self, method: str, url: str):
+        return _Response(self.content), 1
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """A gzip stream of `size` zero bytes, built piece by piece (never `size` in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1024 * 1024)
+    parts = [packer.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_amazon_gzip_report_is_inflated_as_a_stream_within_the_limit(monkeypatch):
+    located = {"url": "https://reports.test/r", "compressionAlgorithm": "GZIP"}
+    # a small report reads
+    small = gzip.compress(json.dumps({"issues": [], "summary": {"errors": 0}}).encode())
+    assert report_download(_Downloader(small), located) == {"issues": [], "summary": {"errors": 0}}
+
+    # a gzip bomb (a few hundred kilobytes inflating to 512 MB) is too big, read no further
+    # than the limit: the memory used stays near the limit, not the inflated size
+    monkeypatch.setattr(feed_report, "REPORT_MAX_BYTES", 4 * 1024 * 1024)
+    bomb = _gzip_of_zeros(512 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReportUnreadable, match="too big"):
+            report_download(_Downloader(bomb), located)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024
+    # and a report exactly at the limit still reads; a damaged stream is unreadable
+    exact = b'{"a":"' + b"x" * (4 * 1024 * 1024 - 8) + b'"}'
+    assert len(exact) == 4 * 1024 * 1024
+    assert report_download(_Downloader(gzip.compress(exact)), located)["a"][:3] == "xxx"
+    with pytest.raises(ReportUnreadable, match="unreadable"):
+        report_download(_Downloader(small[:-12] + b"garbage....."), located)
+    with pytest.raises(ReportUnreadable, match="unreadable"):
+        report_download(_Downloader(b"not gzip at all"), located)
 
 
 def test_amazon_feed_document_and_report_reading_hand_built():

@@ -19,6 +19,7 @@ from channels_sync.adapters.ebay import client as ebay_client
 from channels_sync.adapters.ebay.client import APP_TOKEN_REFUSAL_SECONDS
 from channels_sync.adapters.ebay.keys import (
     KID_LOOKUPS_PER_MINUTE,
+    VERIFIED_KID_KEY,
     kid_lookup_allowed,
     public_keys_forget,
 )
@@ -221,6 +222,48 @@ def test_ebay_forged_kids_cost_at_most_the_lookup_budget(ebay):
     public_keys_forget()
     assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
     assert ebay.app.counts["key_fetches"] == KID_LOOKUPS_PER_MINUTE
+
+
+def test_ebay_kid_that_verified_is_fetched_again_even_with_the_budget_spent(ebay, settings):
+    # the budget is per clock minute: keep the test's few seconds within one
+    if time.time() % 60 > 50:
+        time.sleep(60.5 - time.time() % 60)
+    # given the real kid verified once, its key kept for a second only
+    settings.EBAY_PUBLIC_KEY_CACHE_SECONDS = 1
+    adapter = _adapter(ebay)
+    body, headers = ebay.app.signed_notification({"metadata": {}, "notification": {}})
+    assert adapter.webhook_verify(headers=headers, body=body) is True
+    assert cache.get(VERIFIED_KID_KEY.format(kid=ebay.app.kid)) == 1
+    # when forged headers naming fresh kids spend the minute's budget
+    decoded = json.loads(base64.b64decode(headers["X-EBAY-SIGNATURE"]))
+    for _ in range(KID_LOOKUPS_PER_MINUTE + 3):
+        forged = {**decoded, "kid": str(uuid.uuid4())}
+        header = base64.b64encode(json.dumps(forged).encode()).decode()
+        assert adapter.webhook_verify(headers={"X-EBAY-SIGNATURE": header}, body=body) is False
+    assert ebay.app.counts["key_fetches"] == KID_LOOKUPS_PER_MINUTE
+    assert kid_lookup_allowed(adapter.app_digest()) is False
+    fetches = ebay.app.counts["key_fetches"]
+    # and the real key's kept copies expire (in process and in the shared cache)
+    time.sleep(1.1)
+
+    # then the real kid's key is fetched again despite the spent budget, by this process
+    assert adapter.webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == fetches + 1
+    # and by another (which knows the kid verified from the shared cache)
+    time.sleep(1.1)
+    public_keys_forget()
+    assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == fetches + 2
+    # and with the cache down, by a process that saw it verify
+    time.sleep(1.1)
+    with _cache_down(settings):
+        assert _adapter(ebay).webhook_verify(headers=headers, body=body) is True
+    assert ebay.app.counts["key_fetches"] == fetches + 3
+    # while a forged kid is still refused
+    forged = {**decoded, "kid": str(uuid.uuid4())}
+    header = base64.b64encode(json.dumps(forged).encode()).decode()
+    assert adapter.webhook_verify(headers={"X-EBAY-SIGNATURE": header}, body=body) is False
+    assert ebay.app.counts["key_fetches"] == fetches + 3
 
 
 def test_ebay_lookup_budget_is_per_application(ebay):

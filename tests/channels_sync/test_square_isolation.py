@@ -3,6 +3,7 @@ the push call; a token refresh answered without a token; our clock ahead of Squa
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -118,7 +119,8 @@ def test_square_isolation_is_bounded_and_leaves_the_unsettled_to_retry(
 
 def test_square_isolation_stops_at_a_part_failing_as_a_whole(adapter, sandbox):
     # the batch refused naming no change, then its first half failing as a whole (500)
-    sandbox.inject(Fault(status=400, body=json.dumps({"errors": [{"code": "INVALID_VALUE"}]})))
+    refusal = {"errors": [{"category": "INVALID_REQUEST_ERROR", "code": "INVALID_VALUE"}]}
+    sandbox.inject(Fault(status=400, body=json.dumps(refusal)))
     sandbox.inject(Fault(status=500, body="{}"))
 
     result = adapter.push_stock(batch(), idempotency_key="push-key-3")
@@ -126,6 +128,53 @@ def test_square_isolation_stops_at_a_part_failing_as_a_whole(adapter, sandbox):
     assert len(sandbox.requests) == 2
     assert all(not i.ok and i.retryable for i in result.items)
     assert result.items[0].error.startswith("not applied (retryable)")
+    assert [sandbox.quantity(k) for k in KEYS] == [7] * 10
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, "<html><body>404 Not Found</body></html>"),
+        (413, "<html><body>413 Request Entity Too Large</body></html>"),
+        (400, json.dumps({"errors": [{"category": "API_ERROR", "code": "BAD_REQUEST"}]})),
+        (400, json.dumps({"message": "no Square errors here"})),
+    ],
+)
+def test_square_refusal_without_squares_request_errors_is_not_isolated(
+    adapter, sandbox, status, body
+):
+    # a proxy's page, or an answer without Square's INVALID_REQUEST_ERROR rows
+    sandbox.inject(Fault(status=status, body=body))
+
+    result = adapter.push_stock(batch(), idempotency_key="proxy")
+
+    # then one permanent failure of the batch, in one call
+    assert result.outcome == Outcome.PERMANENT
+    assert result.http_status == status
+    assert result.items == []
+    assert len(sandbox.requests) == 1
+    assert [sandbox.quantity(k) for k in KEYS] == [7] * 10
+
+
+def test_square_isolation_stops_at_a_throttled_part_and_paces_its_calls(
+    adapter, sandbox, monkeypatch
+):
+    # given isolating calls paced 0.2 s apart, and the first half throttled
+    monkeypatch.setattr(square_stock, "ISOLATION_PAUSE_SECONDS", 0.2)
+    refusal = {"errors": [{"category": "INVALID_REQUEST_ERROR", "code": "INVALID_VALUE"}]}
+    throttled = {"errors": [{"category": "RATE_LIMIT_ERROR", "code": "RATE_LIMITED"}]}
+    sandbox.inject(Fault(status=400, body=json.dumps(refusal)))
+    sandbox.inject(Fault(status=429, body=json.dumps(throttled)))
+    started = time.monotonic()
+
+    result = adapter.push_stock(batch(), idempotency_key="paced")
+
+    # then no further part is sent: every change is retryable, nothing applied
+    assert len(sandbox.requests) == 2
+    assert time.monotonic() - started >= 0.2
+    assert [(i.ok, i.retryable) for i in result.items] == [(False, True)] * 10
+    assert result.items[0].error.startswith("not applied (throttled)")
+    assert result.outcome == Outcome.PARTIAL
     assert [sandbox.quantity(k) for k in KEYS] == [7] * 10
 
 

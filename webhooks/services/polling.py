@@ -15,8 +15,20 @@ A marketplace whose order list may cover only so long a window in one go
 first: each slice is listed, its orders applied (or kept as events), and only then the
 cursor moves to the slice's end. The first failing listing (a throttle, most often) stops
 the poll there; the next poll resumes from the cursor. So a window too busy for one
-listing (a first look-back of days, the time after an outage) is covered over a few polls
-instead of failing whole every time.
+listing (the time after an outage) is covered over a few polls instead of failing whole
+every time.
+
+A long window is cut into at most `MAX_SLICES_PER_POLL` slices (each longer than the
+adapter's window when need be), so a whole catch-up (a new channel's first look-back of
+days) fits in one burst of the marketplace's list quota: with hour slices Amazon's burst
+of 20 getOrders would end the first poll two days back, and its pace of about one call a
+minute would take over an hour to reach today's orders. The trade-off: a long slice of a
+very busy stretch may need more pages than one burst; its listing is then throttled and
+the slice is listed again by later polls (the window stays, the cursor moves per slice
+completed). So that such a slice cannot stall a channel for good (more pages than a
+burst are never listed in one go), a poll whose first, lengthened slice failed has the
+channel's next polls cut plain slices of the adapter's window (`SHORT_SLICES_KEY`) until
+one reaches the window's end.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -25,6 +37,7 @@ from datetime import datetime, timedelta
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from channels_sync.adapters import Adapter, AdapterError, Outcome, adapter_class
@@ -32,7 +45,7 @@ from channels_sync.models import Channel
 from channels_sync.services.reconcile_guard import deferred_conflicts_enqueue
 from channels_sync.services.run_lock import RunLock
 from channels_sync.services.tokens import channel_adapter, channel_token_refresh
-from core.cache import QUEUE_ERRORS
+from core.cache import CACHE_ERRORS, QUEUE_ERRORS, cache_degraded
 from orders.services import order_apply_market
 from webhooks.metrics import ORDER_POLLS
 from webhooks.services.events import PollMiss, webhook_events_poll_defer
@@ -42,6 +55,13 @@ logger = structlog.get_logger(__name__)
 
 POLL_LOCK_KEY = "webhooks:orders_poll_lock:{channel_id}"
 POLL_LOCK_SECONDS = 60
+# The most slices one poll cuts its window into: the list calls of a whole catch-up stay
+# within a burst of the strictest quota (Amazon getOrders: 20), leaving room for pages.
+MAX_SLICES_PER_POLL = 8
+# Set when a poll's first, lengthened slice failed: the channel's next polls cut slices of
+# the adapter's own window until one reaches the end of its window.
+SHORT_SLICES_KEY = "webhooks:orders_poll_short_slices:{channel_id}"
+SHORT_SLICES_SECONDS = 7 * 24 * 3600
 
 
 @dataclass
@@ -96,8 +116,9 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     """Apply the channel's orders updated since its cursor (minus the overlap) until now.
 
     One poll per channel at a time (a run lock in the shared cache: a second one returns
-    `busy`). The window is walked in slices of at most the adapter's
-    `orders_max_window_seconds` (one slice when it has none), oldest first. Each slice is
+    `busy`). The window is walked in slices (`poll_slices`: the adapter's
+    `orders_max_window_seconds`, longer when the window would need more than
+    `MAX_SLICES_PER_POLL`; one slice when it has none), oldest first. Each slice is
     listed through `orders_updated`, its details fetched in batches
     (`ORDERS_POLL_FETCH_BATCH`) and each applied with `order_apply_market(source="poll")`;
     no transaction spans the outside calls. Once a slice's listing succeeded the cursor
@@ -130,9 +151,7 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
             report.error = f"{exc.outcome}: {exc}"[:500]
             adapter = None
         if adapter is not None:
-            for start, end in poll_slices(report.since, report.until, type(adapter)):
-                if not _poll_slice(channel, adapter, report, start, end):
-                    break
+            _poll_slices_walk(channel, adapter, report)
         Channel.objects.filter(pk=channel_id).update(orders_polled_at=now)
         if report.reached is not None and not report.deferred:
             # The orders up to the cursor are applied: stock conflicts held back as possible
@@ -147,15 +166,53 @@ def orders_poll_channel(*, channel_id: int) -> PollReport:
     return report
 
 
+def _poll_slices_walk(channel: Channel, adapter: Adapter, report: PollReport) -> None:
+    """Poll the report's window slice by slice, up to the first that fails; remember for
+    the channel's next polls whether slices must stay at the adapter's own window."""
+    key = SHORT_SLICES_KEY.format(channel_id=channel.pk)
+    try:
+        short = bool(cache.get(key))
+    except CACHE_ERRORS as exc:
+        cache_degraded("orders_poll_slices", exc)
+        short = False
+    slices = poll_slices(report.since, report.until, type(adapter), grow=not short)
+    for start, end in slices:
+        if not _poll_slice(channel, adapter, report, start, end):
+            break
+    longest = type(adapter).orders_max_window_seconds
+    first_failed_long = (
+        report.slices == 0
+        and report.outcome == "failed"
+        and bool(longest)
+        and (slices[0][1] - slices[0][0]).total_seconds() > longest
+    )
+    try:
+        if first_failed_long:
+            cache.set(key, 1, SHORT_SLICES_SECONDS)
+            logger.warning("orders_poll.slices_shortened", channel_id=channel.pk)
+        elif short and report.reached == report.until:
+            cache.delete(key)
+    except CACHE_ERRORS as exc:
+        cache_degraded("orders_poll_slices", exc)
+
+
 def poll_slices(
-    since: datetime, until: datetime, adapter_cls: type[Adapter]
+    since: datetime, until: datetime, adapter_cls: type[Adapter], *, grow: bool = True
 ) -> list[tuple[datetime, datetime]]:
-    """The window [since, until) cut into slices of at most the adapter's
-    `orders_max_window_seconds`, oldest first (the whole window when it has none)."""
+    """The window [since, until) cut into slices, oldest first (the whole window when the
+    adapter has no `orders_max_window_seconds`).
+
+    A slice lasts the adapter's `orders_max_window_seconds`, or the window's
+    `MAX_SLICES_PER_POLL`th part when that is longer, so there are never more than
+    `MAX_SLICES_PER_POLL` slices (the last one may be shorter). With `grow` false every
+    slice lasts the adapter's window, however many there are.
+    """
     longest = adapter_cls.orders_max_window_seconds
     if not longest or longest <= 0 or until <= since:
         return [(since, until)]
     step = timedelta(seconds=longest)
+    if grow:
+        step = max(step, (until - since) / MAX_SLICES_PER_POLL)
     slices = []
     start = since
     while start < until:

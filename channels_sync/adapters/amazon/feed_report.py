@@ -14,7 +14,9 @@ Schema") holds `issues[]` (`messageId`, `code`, `severity`, `message`) and a `su
 """
 
 import gzip
+import io
 import json
+import zlib
 from typing import Any
 
 from channels_sync.adapters.amazon.listings import item_errors
@@ -22,7 +24,8 @@ from channels_sync.adapters.base import answer_int, answer_list, answer_text
 from core.http import OutboundError
 
 # A processing report bigger than this is not read (25,000 messages with an issue each stay
-# far under it).
+# far under it). A GZIP report is inflated as a stream up to it, never whole: a few
+# kilobytes of gzip can inflate to gigabytes.
 REPORT_MAX_BYTES = 64 * 1024 * 1024
 
 
@@ -94,12 +97,20 @@ def report_download(adapter: Any, located: dict[str, Any]) -> dict[str, Any]:
         if not 200 <= response.status_code < 300:
             raise ValueError(f"HTTP {response.status_code}")
         if answer_text(located.get("compressionAlgorithm")).upper() == "GZIP":
-            content = gzip.decompress(content)
+            content = gunzip_limited(content, REPORT_MAX_BYTES)
         if len(content) > REPORT_MAX_BYTES:
             raise ValueError("the report is too big")
         report = json.loads(content)
-    except (ValueError, OSError, EOFError, RecursionError) as exc:
+    except (ValueError, OSError, EOFError, RecursionError, zlib.error) as exc:
         raise ReportUnreadable(f"unreadable: {exc}") from None
     if not isinstance(report, dict):
         raise ReportUnreadable("the report is no object")
     return report
+
+
+def gunzip_limited(content: bytes, limit: int) -> bytes:
+    """The gzip `content` inflated, reading at most `limit` + 1 bytes of it (so a result
+    longer than `limit` says "too big" without the rest ever being inflated). Raises what
+    `gzip` raises for a damaged stream (`OSError`, `EOFError`, `zlib.error`)."""
+    with gzip.GzipFile(fileobj=io.BytesIO(content)) as stream:
+        return stream.read(limit + 1)

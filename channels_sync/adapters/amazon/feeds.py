@@ -99,9 +99,11 @@ def feeds_pending(adapter: Any, client: SpApiClient, *, poll_seconds: float) -> 
     A feed `IN_QUEUE` or `IN_PROGRESS`, or one whose status could not be had (a throttle, a
     5xx, a transport failure, an odd answer), makes the push `throttled` with the poll
     interval as retry-after: nothing is sent, no attempt is used. A feed that ended
-    (`DONE`, `FATAL`, `CANCELLED`) or that Amazon does not know (404) is forgotten: what it
-    set, if anything, is on Amazon now, and the push sends the current quantities. An auth
-    refusal is the push's answer (the token is refreshed, then the feeds asked again).
+    (`DONE`, `FATAL`, `CANCELLED`) or whose status Amazon refuses for good (404: it does
+    not know the feed; 400 or another non-auth 4xx) is forgotten: what it set, if anything,
+    is on Amazon now, and the push sends the current quantities (a refusal would otherwise
+    hold every push of the seller for as long as the feed is remembered). An auth refusal
+    is the push's answer (the token is refreshed, then the feeds asked again).
     """
     for feed_id in feeds_inflight(adapter):
         try:
@@ -110,9 +112,14 @@ def feeds_pending(adapter: Any, client: SpApiClient, *, poll_seconds: float) -> 
             return _pending(feed_id, f"unanswered ({exc})", poll_seconds)
         if answer.outcome == Outcome.AUTH:
             return _answer_failed(adapter, answer, "getFeed")
-        if answer.status == 404:
+        if answer.status == 404 or answer.outcome == Outcome.PERMANENT:
             feed_forget(adapter, feed_id)
-            logger.warning("amazon.feed_unknown", feed_id=feed_id)
+            logger.warning(
+                "amazon.feed_forgotten",
+                feed_id=feed_id,
+                http_status=answer.status,
+                error=adapter.excerpt(answer.response.content),
+            )
             continue
         status = answer_text((answer.body or {}).get("processingStatus")).upper()
         if answer.outcome is None and (status == "DONE" or status in ENDED_STATUSES):

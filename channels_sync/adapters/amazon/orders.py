@@ -7,8 +7,9 @@
   and `ORDERS_LAG_MARGIN` more (our clock may run a little ahead of Amazon's) are listed by
   a later poll (`ORDERS_LAG`). A 400 that names the time anyway is `retryable`: the next
   poll asks with a later clock. getOrders allows 0.0167 calls a second (burst 20), so it is
-  called only by the order poll, one page per token, over windows of at most an hour
-  (`ORDERS_MAX_WINDOW`: the poll walks a longer one in slices, moving its cursor after each).
+  called only by the order poll, one page per token, over windows of an hour
+  (`ORDERS_MAX_WINDOW`: the poll walks a longer one in slices, moving its cursor after each;
+  slices grow past the hour when a catch-up would need more than a burst of them).
 - `GET /orders/v0/orders/{orderId}` (getOrder) answers `payload` (the order);
   `GET /orders/v0/orders/{orderId}/orderItems` (getOrderItems) answers
   `payload.OrderItems[]` (`OrderItemId`, `SellerSKU`, `QuantityOrdered`, `ItemPrice`, ...)
@@ -52,8 +53,9 @@ ORDERS_PATH = "/orders/v0/orders"
 # margin covers a clock of ours a little ahead of Amazon's.
 ORDERS_LAG = timedelta(minutes=2)
 ORDERS_LAG_MARGIN = timedelta(seconds=10)
-# The longest window one listing covers: at most ~20 pages (getOrders' burst) of a busy
-# hour, so a throttle loses little and the poll's cursor moves slice by slice.
+# The window one listing covers: at most ~20 pages (getOrders' burst) of a busy hour, so a
+# throttle loses little and the poll's cursor moves slice by slice. (A long catch-up is cut
+# into fewer, longer slices: `webhooks.services.polling.MAX_SLICES_PER_POLL`.)
 ORDERS_MAX_WINDOW = timedelta(hours=1)
 # A getOrders refusal (400) about the time range: our clock against Amazon's, not our request.
 _TIME_REFUSAL = re.compile(r"LastUpdated|CreatedBefore|\bdate\b|\btime\b", re.IGNORECASE)

@@ -14,6 +14,12 @@ is kept of keys between notifications.
   fetch. Without the cache the budget cannot be counted: an unknown kid is then refused
   (the notification is answered 401 and eBay sends it again later), while kids known in
   process memory still verify.
+- A kid whose key has verified a notification is remembered as genuine
+  (`kid_verified_remember`: in the shared cache for `VERIFIED_KID_SECONDS` and in process
+  memory). Fetching its key again (the kept copy expired) skips the budget, so forged
+  headers naming random kids, which spend the budget, cannot stop eBay's real key from
+  being fetched again (every genuine notification would then be refused). A forger naming
+  a genuine kid gains nothing: the key fetched is kept as long as any other.
 """
 
 import threading
@@ -24,7 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.core.cache import cache
 
+from core.cache import CACHE_ERRORS, cache_degraded
 from core.counters import counter_incr
 
 logger = structlog.get_logger(__name__)
@@ -34,9 +42,15 @@ KID_BUDGET_KEY = "channels_sync:ebay:kid_lookups:{app}:{minute}"
 # Kids kept in process memory at most (eBay serves a handful; forged kids are never kept).
 KEPT_KEYS_MAX = 64
 
+# A kid that verified a notification is remembered this long (eBay rotates keys rarely).
+VERIFIED_KID_KEY = "channels_sync:ebay:verified_kid:{kid}"
+VERIFIED_KID_SECONDS = 30 * 24 * 3600
+
 # kid -> (PEM, time.monotonic() after which it is forgotten)
 _kept_keys: dict[str, tuple[str, float]] = {}
 _kept_keys_lock = threading.Lock()
+# kid -> time.monotonic() after which it is no longer known as verified
+_verified_kids: dict[str, float] = {}
 
 
 class KidLookupRefused(Exception):
@@ -47,6 +61,7 @@ def public_keys_forget() -> None:
     """Drop every key kept in process memory (tests; eBay rotated its keys)."""
     with _kept_keys_lock:
         _kept_keys.clear()
+        _verified_kids.clear()
 
 
 def kept_key(kid: str) -> str | None:
@@ -113,3 +128,32 @@ def kid_lookup_allowed(app: str) -> bool:
             logger.warning("ebay.public_key_lookup_refused", reason="budget_spent")
         return False
     return True
+
+
+def kid_verified_remember(kid: str) -> None:
+    """Remember that `kid`'s key verified a notification: in process memory and in the
+    shared cache (written once per process and lifetime, not once per notification)."""
+    now = time.monotonic()
+    with _kept_keys_lock:
+        if _verified_kids.get(kid, 0.0) > now:
+            return
+        while len(_verified_kids) >= KEPT_KEYS_MAX:
+            del _verified_kids[next(iter(_verified_kids))]
+        _verified_kids[kid] = now + VERIFIED_KID_SECONDS
+    try:
+        cache.set(VERIFIED_KID_KEY.format(kid=kid), 1, timeout=VERIFIED_KID_SECONDS)
+    except CACHE_ERRORS as exc:
+        cache_degraded("ebay_public_key", exc)
+
+
+def kid_verified(kid: str) -> bool:
+    """Whether `kid`'s key has verified a notification before (this process, or any
+    process through the shared cache); False when neither knows (or the cache is down)."""
+    with _kept_keys_lock:
+        if _verified_kids.get(kid, 0.0) > time.monotonic():
+            return True
+    try:
+        return cache.get(VERIFIED_KID_KEY.format(kid=kid)) is not None
+    except CACHE_ERRORS as exc:
+        cache_degraded("ebay_public_key", exc)
+        return False

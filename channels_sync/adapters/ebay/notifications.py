@@ -63,6 +63,8 @@ from channels_sync.adapters.ebay.keys import (
     kept_key,
     key_keep,
     kid_lookup_allowed,
+    kid_verified,
+    kid_verified_remember,
     public_key_load,
 )
 from core.cache import CACHE_ERRORS, cache_degraded
@@ -205,7 +207,10 @@ class EbayNotifications(EbayClient):
         pem = self.public_key(kid)
         if pem is None:
             return False
-        return signature_valid(pem, der, body)
+        if not signature_valid(pem, der, body):
+            return False
+        kid_verified_remember(kid)
+        return True
 
     def public_key(self, kid: str) -> str | None:
         """eBay's public key `kid` as a PEM: kept in process memory, else from the shared
@@ -221,9 +226,14 @@ class EbayNotifications(EbayClient):
             kept = cache.get(cache_key)
         except CACHE_ERRORS as exc:
             cache_degraded("ebay_public_key", exc)
-            # Fail closed: without the cache no lookup budget can be kept.
-            logger.warning("ebay.public_key_lookup_refused", kid=kid, reason="cache_unavailable")
-            return None
+            # Fail closed: without the cache no lookup budget can be kept (a kid this process
+            # saw verify needs none, and is fetched again).
+            if not kid_verified(kid):
+                logger.warning(
+                    "ebay.public_key_lookup_refused", kid=kid, reason="cache_unavailable"
+                )
+                return None
+            kept = None
         if kept == UNKNOWN_KID:
             return None
         if isinstance(kept, str) and public_key_load(kept) is not None:
@@ -255,11 +265,12 @@ class EbayNotifications(EbayClient):
     def _public_key_fetch(self, kid: str) -> str | None:
         """GET the key with the application token (a refused token is replaced once), when
         the application's lookup budget allows (`KidLookupRefused` otherwise; taken once the
-        token is in hand, so a refused grant spends none). Returns None for a kid eBay
+        token is in hand, so a refused grant spends none; a kid that verified before needs
+        no budget: see `keys`). Returns None for a kid eBay
         answers 404 for; raises `AdapterError` otherwise."""
         path = PUBLIC_KEY_PATH.format(kid=path_segment(kid))
         token = self.app_token()
-        if not kid_lookup_allowed(self.app_digest()):
+        if not kid_verified(kid) and not kid_lookup_allowed(self.app_digest()):
             raise KidLookupRefused(kid)
         for fresh in (False, True):
             if fresh:

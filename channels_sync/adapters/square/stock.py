@@ -5,7 +5,13 @@ BatchChangeInventory (https://developer.squareup.com/reference/square/inventory-
 batch-change-inventory) is all or nothing: a refusal applies no change of the batch. A
 refusal usually names the change at fault in its errors' `field` (`changes[3].physical_
 count.quantity`); when it names none, the batch is sent again in halves, within the same
-push call, until the refused changes stand alone (`stock_push`). Each of those calls has its
+push call, until the refused changes stand alone (`stock_push`). Only a refusal of Square's
+own (error rows, all of category `INVALID_REQUEST_ERROR`: "Handling errors",
+https://developer.squareup.com/docs/build-basics/handling-errors) is isolated: a 4xx without
+them (a proxy's HTML 404 or 413) says nothing about the changes, and stays one permanent
+failure of the batch. The calls are paced (`ISOLATION_PAUSE_SECONDS` apart), and a part
+throttled or failing as a whole ends the isolation: what is not settled is retryable. Each
+of those calls has its
 own idempotency key, derived from the push's: Square refuses a key reused with another
 body (`IDEMPOTENCY_KEY_REUSED`), and a resend of the same half with the same key is
 harmless.
@@ -42,6 +48,9 @@ CHANGES_PATH = "/v2/inventory/changes/batch-create"
 # At most this many extra calls isolate the changes of one refused batch: a single refused
 # change among 100 takes about 14 (two halves a level, seven levels).
 ISOLATION_CALLS_MAX = 24
+# The pause between two isolating calls: a burst of them would spend the seller's rate
+# limit (Square answers RATE_LIMITED past it) that other pushes and reads need as well.
+ISOLATION_PAUSE_SECONDS = 0.1
 # Errors naming these request fields refuse the request itself: halves would be refused too.
 REQUEST_FIELDS = frozenset({"idempotency_key", "changes", "ignore_unchanged_counts"})
 
@@ -91,6 +100,7 @@ def _isolate(
                 settled[index] = _retry(updates[index], reason)
             continue
         calls += 1
+        time.sleep(ISOLATION_PAUSE_SECONDS)
         part = [updates[index] for index in group]
         result, unattributed = _send(adapter, part, key=sub_key(key, path), stamp=stamp)
         latency += result.latency_ms or 0
@@ -156,8 +166,8 @@ def _retry(update: StockUpdate, reason: str) -> ItemResult:
 def _send(
     adapter: Adapter, updates: Sequence[StockUpdate], *, key: str, stamp: str
 ) -> tuple[CallResult, bool]:
-    """One BatchChangeInventory call: (its result, whether it is a 4xx refusal naming no
-    change, which isolating the changes could settle)."""
+    """One BatchChangeInventory call: (its result, whether it is a 4xx refusal of Square's
+    naming no change, which isolating the changes could settle)."""
     body = body_json(
         {
             "idempotency_key": key,
@@ -224,7 +234,8 @@ def _classify(
     if not placed or not refused:
         whole = adapter.call_failed(Outcome.PERMANENT, response, error=error, latency_ms=latency_ms)
         request_level = any(row["field"] in REQUEST_FIELDS for row in errors)
-        return whole, 400 <= status < 500 and not request_level
+        squares = bool(errors) and all(row["category"] == "INVALID_REQUEST_ERROR" for row in errors)
+        return whole, 400 <= status < 500 and squares and not request_level
     named = ", ".join(f"changes[{i}]" for i in sorted(refused))
     items = []
     for index, update in enumerate(updates):
