@@ -49,7 +49,9 @@ class RequestInputMiddleware:
         name = _nul_parameter(request, view_args, view_kwargs)
         if name is None:
             return None
-        if not request.path.startswith("/api/"):
+        # The API and the webhook endpoint answer in the one error shape; other pages (the
+        # admin) get Django's 400.
+        if not request.path.startswith(("/api/", "/webhooks/")):
             raise BadRequest(f"{name}: {NUL_MESSAGE}")
         return json_error(
             400, "validation_error", f"Invalid input: {name}: {NUL_MESSAGE}", {name: [NUL_MESSAGE]}

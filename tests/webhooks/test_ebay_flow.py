@@ -57,6 +57,15 @@ def test_ebay_endpoint_check_without_a_code_is_a_json_400(shop):
     assert set(body) == {"code", "message", "details", "correlation_id"}
 
 
+def test_ebay_endpoint_check_with_a_nul_in_the_query_is_a_json_400(shop):
+    _server, channel, _product = shop
+    response = Client().get(f"/webhooks/ebay/{channel.pk}/?challenge_code=A%00B")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert set(body) == {"code", "message", "details", "correlation_id"}
+
+
 def test_get_on_a_channel_type_without_an_endpoint_check_is_a_json_405(tiktok, wire):
     channel = wire(tiktok, "tiktok")
     response = Client().get(f"/webhooks/tiktok/{channel.pk}/", {"challenge_code": "x"})
