@@ -381,7 +381,7 @@ class _Run:
         passengers = [
             PlannedListing(row, Allocation(known, "excluded: sent as the channel shows it"))
             for row in siblings
-            if row["status"] == excluded and (known := _expected_row(row)) is not None
+            if row["status"] == excluded and (known := row["channel_quantity"]) is not None
         ]
         self.pulled = {item.id for item in joining} | {
             item.id for item in planned if not item.row["dirty"] or self._unchanged(item)
@@ -742,12 +742,6 @@ def _expected(item: PlannedListing) -> int | None:
     """What the channel shows for a listing as far as we know (`channel_quantity`: the last
     confirmed push or a later observation; a failed call leaves it as it was)."""
     return item.row["channel_quantity"]
-
-
-def _expected_row(row: dict) -> int | None:
-    """What the channel shows for a listing row as far as we know (as `_expected`): a push
-    group's excluded member goes at this figure."""
-    return row["channel_quantity"]
 
 
 def _call_key(row_id: int, items: list[PlannedListing]) -> str:
