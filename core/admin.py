@@ -25,10 +25,6 @@ from core.services import (
     dead_letter_retry,
 )
 
-admin.site.site_header = "SyncStore console"
-admin.site.site_title = "SyncStore"
-admin.site.index_title = "Stock, ledger and failed jobs"
-
 
 def actor_of(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"

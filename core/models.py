@@ -130,3 +130,43 @@ class DeadLetter(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.task_name} ({self.status}, {self.attempts} attempts)"
+
+
+class AuditEvent(models.Model):
+    """Who changed which configuration, when, from what to what.
+
+    Written by the services in the same transaction as the change they describe (so a
+    rolled-back change leaves no row, and a committed one always has its row). `changes`
+    maps each changed field to `[old, new]`; a secret field (credentials) is listed with
+    `["(hidden)", "(changed)"]`, never its value. Rows are kept: no edit, no delete.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "created"
+        UPDATED = "updated", "updated"
+        DELETED = "deleted", "deleted"
+        REVOKED = "revoked", "revoked"
+        RESOLVED = "resolved", "resolved"
+        CREDENTIALS_CHANGED = "credentials_changed", "credentials changed"
+        OTHER = "other", "other"
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    actor = models.CharField(
+        max_length=150, help_text="user:<name>, api_key:<name>, agent:<name> or system."
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    object_type = models.CharField(max_length=100, help_text="app_label.model of the object.")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    correlation_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["actor", "-created_at"], name="audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.object_type} {self.object_repr or self.object_id}"

@@ -3,6 +3,7 @@ alerts and encryption keys. The names are re-exported here for callers' convenie
 
 from core.services.alerts import alert_send, slack_payload
 from core.services.api_keys import CreatedApiKey, api_key_create, api_key_revoke, api_key_update
+from core.services.audit import audit_changes, audit_record, audit_snapshot
 from core.services.dead_letters import dead_letter_record, dead_letter_resolve, dead_letter_retry
 from core.services.encryption import RotationResult, encryption_keys_rotate
 from core.services.idempotency import (
@@ -18,6 +19,9 @@ __all__ = [
     "api_key_create",
     "api_key_revoke",
     "api_key_update",
+    "audit_changes",
+    "audit_record",
+    "audit_snapshot",
     "dead_letter_record",
     "dead_letter_resolve",
     "dead_letter_retry",
